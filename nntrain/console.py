@@ -1,0 +1,152 @@
+"""Everything a person sees in the terminal: the config tree, the progress bar, epoch lines and
+the final summary. Nothing else in nntrain prints.
+
+Lines go through the "nntrain" logger, so they also land in the run's log file; Hydra's logging
+config (configs/hydra/job_logging/nntrain.yaml) sends them to rich's console, which keeps them
+above the live progress bar instead of tearing it.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Mapping
+from typing import Any
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+from rich.tree import Tree
+
+log = logging.getLogger("nntrain")
+
+
+def get_console() -> Console:
+    # rich's global console: the one RichHandler and Progress use by default.
+    from rich import get_console as rich_console
+
+    return rich_console()
+
+
+def print_error(message: str) -> None:
+    """One line on stderr, for errors the user can fix."""
+    Console(stderr=True, highlight=False, soft_wrap=True).print(f"[bold red]Error:[/] {message}")
+
+
+def print_config_tree(config: Mapping[str, Any]) -> None:
+    """The composed config as a tree: one branch per group, leaves key: value."""
+    from omegaconf import DictConfig, ListConfig, OmegaConf
+
+    tree = Tree("[bold]config[/]", guide_style="dim")
+
+    def add(branch: Tree, node: Any) -> None:
+        for key, value in node.items():
+            if isinstance(value, DictConfig | dict):
+                add(branch.add(f"[bold cyan]{key}[/]"), value)
+            else:
+                shown = OmegaConf.to_container(value) if isinstance(value, ListConfig) else value
+                branch.add(
+                    f"{key}: [green]{shown!r}[/]" if isinstance(shown, str) else f"{key}: {shown}"
+                )
+
+    add(tree, config)
+    get_console().print(tree)
+
+
+def interactive() -> bool:
+    """True when stdout is a terminal a person watches (progress bars make sense)."""
+    return sys.stdout.isatty() and get_console().is_terminal
+
+
+class TrainProgress:
+    """A live bar per epoch (step, loss, acc, lr, samples/s, ETA); silent when disabled."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self._progress: Progress | None = None
+        self._task: Any = None
+
+    def __enter__(self) -> TrainProgress:
+        if self.enabled:
+            self._progress = Progress(
+                TextColumn("[bold]{task.description}"),
+                BarColumn(bar_width=30),
+                MofNCompleteColumn(),
+                TextColumn("{task.fields[stats]}"),
+                TimeElapsedColumn(),
+                TextColumn("eta"),
+                TimeRemainingColumn(),
+                console=get_console(),
+                transient=True,
+            )
+            self._progress.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._progress is not None:
+            self._progress.__exit__(None, None, None)
+            self._progress = None
+
+    def start_epoch(self, epoch: int, max_epochs: int, total_batches: int) -> None:
+        if self._progress is None:
+            return
+        if self._task is not None:
+            self._progress.remove_task(self._task)
+        self._task = self._progress.add_task(
+            f"epoch {epoch + 1}/{max_epochs}", total=total_batches, stats=""
+        )
+
+    def advance(self) -> None:
+        if self._progress is not None:
+            self._progress.advance(self._task)
+
+    def show(self, loss: float, acc: float, lr: float, samples_per_sec: float) -> None:
+        if self._progress is not None:
+            stats = f"loss {loss:.4f}  acc {acc:.4f}  lr {lr:.2e}  {samples_per_sec:,.0f} samples/s"
+            self._progress.update(self._task, stats=stats)
+
+
+def format_epoch_line(
+    epoch: int, max_epochs: int, metrics: Mapping[str, float], improved: bool
+) -> str:
+    width = len(str(max_epochs))
+    parts = [f"epoch {epoch + 1:>{width}}/{max_epochs}"]
+    for key in ("train/loss", "train/acc", "val/loss", "val/acc"):
+        parts.append(f"{key} {metrics[key]:.4f}")
+    parts.append(f"lr {metrics['lr']:.2e}")
+    parts.append(f"{metrics['train/samples_per_sec']:,.0f} samples/s")
+    parts.append(f"{metrics['epoch_time']:.1f}s")
+    if improved:
+        parts.append("*")
+    return "  ".join(parts)
+
+
+def print_summary(metrics: Mapping[str, Any], run_dir: str) -> None:
+    """The final table: the run's figures and where its files are."""
+    table = Table(title="nntrain: run summary", show_header=False, title_justify="left")
+    table.add_column(style="bold")
+    table.add_column()
+    for key, value in metrics.items():
+        table.add_row(key, f"{value:.4f}" if isinstance(value, float) else str(value))
+    table.add_row("run dir", run_dir)
+    table.add_row("checkpoints", f"{run_dir}/checkpoints/best.pt, last.pt")
+    table.add_row("tensorboard", f"tensorboard --logdir {run_dir}")
+    get_console().print(table)
+
+
+class ConsoleHandler(logging.Handler):
+    """Log records as plain lines through rich's console: printed above a live progress bar,
+    never wrapped (log files and pipes keep one record per line)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            get_console().print(self.format(record), markup=False, highlight=False, soft_wrap=True)
+        except Exception:
+            self.handleError(record)

@@ -1,0 +1,134 @@
+"""Small synthetic tabular tasks from the tutorial: two moons, XOR, the subscription rule.
+
+Each set is generated from a fixed generator_seed, so it is the same data in every run; the
+run's seed only changes the validation split, the initialisation and the data order.
+Features are standardised with statistics of the training split only.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from nntrain.data.memory import InMemoryData
+from nntrain.errors import check_positive_int, is_number, require
+
+
+class TabularData(InMemoryData):
+    """Float features (N, F) and integer labels, standardised on the training split.
+
+    Subclasses set feature_names and class_names before calling _set_features.
+    """
+
+    feature_names: list[str]
+
+    def _set_features(self, features: torch.Tensor, targets: torch.Tensor) -> None:
+        self._set_splits(features.float(), targets.long())
+        train = self.splits["train"].inputs
+        self.feature_mean = train.mean(dim=0)
+        self.feature_std = train.std(dim=0).clamp_min(1e-8)
+        for split in self.splits.values():
+            split.inputs = (split.inputs - self.feature_mean) / self.feature_std
+        self.input_shape = (features.shape[1],)
+        self.num_classes = len(self.class_names)
+
+
+def _check_noise(noise: object) -> float:
+    require(
+        is_number(noise) and noise >= 0,  # type: ignore[operator]
+        f"data.noise must be a number >= 0, got {noise!r}; for example data.noise=0.2.",
+    )
+    return float(noise)  # type: ignore[arg-type]
+
+
+class Moons(TabularData):
+    """The tutorial's noisy two-moons "crescent": two interleaving half circles, 2 classes."""
+
+    name = "moons"
+
+    def __init__(
+        self,
+        n_samples: int = 1000,
+        noise: float = 0.2,
+        generator_seed: int = 0,
+        batch_size: int = 32,
+        val_fraction: float = 0.1,
+        test_fraction: float = 0.2,
+        seed: int = 42,
+    ) -> None:
+        super().__init__(batch_size, val_fraction, test_fraction, seed)
+        n = check_positive_int("data.n_samples", n_samples, example=1000)
+        gen = torch.Generator().manual_seed(generator_seed)
+        n_outer = n // 2
+        angle_outer = torch.linspace(0, math.pi, n_outer)
+        angle_inner = torch.linspace(0, math.pi, n - n_outer)
+        outer = torch.stack([angle_outer.cos(), angle_outer.sin()], dim=1)
+        inner = torch.stack([1 - angle_inner.cos(), 0.5 - angle_inner.sin()], dim=1)
+        points = torch.cat([outer, inner]) + _check_noise(noise) * torch.randn(n, 2, generator=gen)
+        labels = torch.cat([torch.zeros(n_outer), torch.ones(n - n_outer)])
+        self.feature_names = ["x", "y"]
+        self.class_names = ["outer", "inner"]
+        self._set_features(points, labels)
+
+
+class Xor(TabularData):
+    """Points jittered around the four corners of the unit square; label = x XOR y."""
+
+    name = "xor"
+
+    def __init__(
+        self,
+        n_samples: int = 400,
+        noise: float = 0.15,
+        generator_seed: int = 0,
+        batch_size: int = 32,
+        val_fraction: float = 0.1,
+        test_fraction: float = 0.2,
+        seed: int = 42,
+    ) -> None:
+        super().__init__(batch_size, val_fraction, test_fraction, seed)
+        n = check_positive_int("data.n_samples", n_samples, example=400)
+        gen = torch.Generator().manual_seed(generator_seed)
+        corners = torch.randint(0, 2, (n, 2), generator=gen)
+        points = corners.float() + _check_noise(noise) * torch.randn(n, 2, generator=gen)
+        labels = corners[:, 0] ^ corners[:, 1]
+        self.feature_names = ["x", "y"]
+        self.class_names = ["0", "1"]
+        self._set_features(points, labels)
+
+
+class Subscription(TabularData):
+    """The tutorial's exercise 8: will a customer buy a subscription?
+
+    Features [age, income, browsing_time, previous_purchases]; the true rule is
+    income > 50000 AND browsing_time > 10 AND age < 50 (previous_purchases is a distractor).
+    """
+
+    name = "subscription"
+
+    def __init__(
+        self,
+        n_samples: int = 500,
+        generator_seed: int = 0,
+        batch_size: int = 32,
+        val_fraction: float = 0.1,
+        test_fraction: float = 0.2,
+        seed: int = 42,
+    ) -> None:
+        super().__init__(batch_size, val_fraction, test_fraction, seed)
+        n = check_positive_int("data.n_samples", n_samples, example=500)
+        gen = torch.Generator().manual_seed(generator_seed)
+
+        def uniform(low: float, high: float) -> torch.Tensor:
+            return low + (high - low) * torch.rand(n, generator=gen)
+
+        age = uniform(18, 70)
+        income = uniform(20_000, 120_000)
+        browsing_time = uniform(0, 30)
+        previous_purchases = torch.poisson(torch.full((n,), 3.0), generator=gen)
+        labels = (income > 50_000) & (browsing_time > 10) & (age < 50)
+        features = torch.stack([age, income, browsing_time, previous_purchases], dim=1)
+        self.feature_names = ["age", "income", "browsing_time", "previous_purchases"]
+        self.class_names = ["no", "yes"]
+        self._set_features(features, labels)

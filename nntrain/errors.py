@@ -1,0 +1,35 @@
+"""Errors a user can cause and fix: the CLI prints their message as one sentence, no traceback."""
+
+
+class UserError(Exception):
+    """A problem with the user's input (config value, data, file); the message says how to fix it."""
+
+
+def require(condition: bool, message: str) -> None:
+    """Raise UserError(message) unless condition holds."""
+    if not condition:
+        raise UserError(message)
+
+
+def is_number(value: object) -> bool:
+    """True for int and float values (bool is not a number in a config)."""
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def check_positive_int(key: str, value: object, example: int = 10) -> int:
+    """Return value if it is an integer >= 1, else raise a UserError naming the config key."""
+    require(
+        isinstance(value, int) and not isinstance(value, bool) and value >= 1,
+        f"{key} must be a positive integer, got {value!r}; for example {key}={example}.",
+    )
+    return value  # type: ignore[return-value]
+
+
+def check_fraction(key: str, value: object, example: float = 0.1) -> float:
+    """Return value if it is a number strictly between 0 and 1, else raise a UserError."""
+    require(
+        is_number(value) and 0 < value < 1,  # type: ignore[operator]
+        f"{key} must be a number between 0 and 1 (exclusive), got {value!r}; "
+        f"for example {key}={example}.",
+    )
+    return float(value)  # type: ignore[arg-type]

@@ -1,0 +1,146 @@
+"""Parameter groups and learning-rate schedules.
+
+configs/optimizer/*.yaml instantiate to a partial optimizer (called here with parameter groups);
+configs/scheduler/*.yaml to a partial schedule (called with the optimizer and the step counts).
+Every schedule steps once per optimizer step, not per epoch, so warmup and decay are smooth and
+do not depend on the number of batches per epoch.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import nn
+from torch.optim.lr_scheduler import LambdaLR
+
+from nntrain.errors import is_number, require
+
+NORM_LAYERS = (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm, nn.LocalResponseNorm)
+
+
+def param_groups(model: nn.Module) -> list[dict[str, Any]]:
+    """Trainable parameters split in two groups: with weight decay, and without it.
+
+    Biases and normalisation weights get no decay: shrinking them towards zero only fights the
+    normalisation and does not regularise. The decay group keeps the optimizer's own
+    weight_decay; the other sets it to 0.
+    """
+    decay, no_decay = [], []
+    for module in model.modules():
+        for name, param in module.named_parameters(recurse=False):
+            if not param.requires_grad:
+                continue
+            if isinstance(module, NORM_LAYERS) or name == "bias":
+                no_decay.append(param)
+            else:
+                decay.append(param)
+    groups = [
+        {"params": decay, "name": "decay"},
+        {"params": no_decay, "weight_decay": 0.0, "name": "no_decay"},
+    ]
+    return [group for group in groups if group["params"]]
+
+
+def build_optimizer(
+    optimizer: Callable[..., torch.optim.Optimizer], model: nn.Module
+) -> torch.optim.Optimizer:
+    """Call the config's partial optimizer with the model's parameter groups."""
+    return optimizer(param_groups(model))
+
+
+def _check_schedule(total_steps: int, warmup_steps: int) -> None:
+    require(total_steps >= 1, "the schedule has no steps: the training set yields no batches.")
+    require(
+        warmup_steps < total_steps,
+        f"scheduler.warmup_epochs covers {warmup_steps} steps but training has only {total_steps}; "
+        "lower scheduler.warmup_epochs or raise trainer.max_epochs.",
+    )
+
+
+def _warmup_steps(warmup_epochs: float, steps_per_epoch: int) -> int:
+    require(
+        is_number(warmup_epochs) and warmup_epochs >= 0,
+        f"scheduler.warmup_epochs must be a number >= 0, got {warmup_epochs!r}.",
+    )
+    return round(warmup_epochs * steps_per_epoch)
+
+
+def _linear_warmup(step: int, warmup_steps: int) -> float:
+    # Step 0 already trains at lr/warmup_steps rather than at 0, so no step is wasted.
+    return (step + 1) / warmup_steps
+
+
+def warmup_cosine(
+    optimizer: torch.optim.Optimizer,
+    total_steps: int,
+    steps_per_epoch: int,
+    warmup_epochs: float = 0.0,
+    min_lr: float = 0.0,
+) -> LambdaLR:
+    """Linear warmup, then lr_t = min + 0.5 (max - min)(1 + cos(pi t / T)) over the remaining steps.
+
+    t counts steps after warmup and T is their number. max is each group's initial lr; min_lr
+    applies to the group with the largest lr and the others keep their ratio to it (a backbone at
+    0.1x the head's lr decays to 0.1x min_lr), so relative rates hold through the schedule.
+    """
+    warmup_steps = _warmup_steps(warmup_epochs, steps_per_epoch)
+    _check_schedule(total_steps, warmup_steps)
+    peak = max(group["lr"] for group in optimizer.param_groups)
+    require(
+        is_number(min_lr) and 0 <= min_lr <= peak,
+        f"scheduler.min_lr must be between 0 and the optimizer's lr ({peak}), got {min_lr!r}.",
+    )
+    floor = min_lr / peak if peak > 0 else 0.0
+    decay_steps = total_steps - warmup_steps
+
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return _linear_warmup(step, warmup_steps)
+        t = min(step - warmup_steps, decay_steps)
+        return floor + 0.5 * (1 - floor) * (1 + math.cos(math.pi * t / decay_steps))
+
+    return LambdaLR(optimizer, factor)
+
+
+def step_decay(
+    optimizer: torch.optim.Optimizer,
+    total_steps: int,
+    steps_per_epoch: int,
+    step_epochs: float = 10,
+    gamma: float = 0.1,
+    warmup_epochs: float = 0.0,
+) -> LambdaLR:
+    """Multiply the lr by gamma every step_epochs epochs (after an optional linear warmup)."""
+    require(
+        is_number(step_epochs) and step_epochs > 0,
+        f"scheduler.step_epochs must be a number > 0, got {step_epochs!r}.",
+    )
+    warmup_steps = _warmup_steps(warmup_epochs, steps_per_epoch)
+    _check_schedule(total_steps, warmup_steps)
+    period = max(1, round(step_epochs * steps_per_epoch))
+
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return _linear_warmup(step, warmup_steps)
+        return gamma ** ((step - warmup_steps) // period)
+
+    return LambdaLR(optimizer, factor)
+
+
+def constant(
+    optimizer: torch.optim.Optimizer,
+    total_steps: int,
+    steps_per_epoch: int,
+    warmup_epochs: float = 0.0,
+) -> LambdaLR:
+    """The optimizer's lr throughout (after an optional linear warmup)."""
+    warmup_steps = _warmup_steps(warmup_epochs, steps_per_epoch)
+    _check_schedule(total_steps, warmup_steps)
+
+    def factor(step: int) -> float:
+        return _linear_warmup(step, warmup_steps) if step < warmup_steps else 1.0
+
+    return LambdaLR(optimizer, factor)
