@@ -7,6 +7,7 @@ exit status 1, without a traceback.
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Any
 
@@ -31,48 +32,93 @@ def build(node: DictConfig, group: str, **kwargs: Any) -> Any:
         raise UserError(f"could not build {group} from {node.get('_target_')}: {reason}") from error
 
 
-def train(cfg: DictConfig) -> float:
-    """Build everything from the composed config, fit, test; return the best monitored value."""
-    from hydra.core.hydra_config import HydraConfig
-    from hydra.types import RunMode
-
+def run(cfg: DictConfig, run_dir: str, show_progress: bool = False) -> dict[str, float]:
+    """Build everything from the composed config, fit, test; returns the run's metrics."""
     from nntrain import console
     from nntrain.reproducibility import seed_everything
 
-    hydra_cfg = HydraConfig.get()
-    run_dir = hydra_cfg.runtime.output_dir
-    multirun = hydra_cfg.mode == RunMode.MULTIRUN
     console.print_config_tree(cfg)
-
-    show_progress = (
-        bool(cfg.trainer.get("progress", True)) and console.interactive() and not multirun
-    )
-    trainer = build(cfg.trainer, "trainer", progress=show_progress)
+    trainer = build(cfg.trainer, "trainer", progress=show_progress and cfg.trainer.progress)
     data = build(cfg.data, "data")
     seed_everything(cfg.seed)  # right before the model: its initial weights follow the seed
     model = build(cfg.model, "model", input_shape=data.input_shape, num_classes=data.num_classes)
     optimizer = build(cfg.optimizer, "optimizer")
     scheduler = build(cfg.scheduler, "scheduler")
-
+    config_yaml = OmegaConf.to_yaml(cfg, resolve=True)
     result = trainer.fit(
-        model,
-        data,
-        optimizer,
-        scheduler,
-        run_dir=run_dir,
-        config_yaml=OmegaConf.to_yaml(cfg, resolve=True),
+        model, data, optimizer, scheduler, run_dir=run_dir, config_yaml=config_yaml
     )
     console.print_summary(result, run_dir)
+    return result
+
+
+def train(cfg: DictConfig) -> float:
+    """The Hydra job: run in Hydra's run dir; return the best monitored value (for sweepers)."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    from nntrain.console import interactive
+
+    hydra_cfg = HydraConfig.get()
+    # No live progress in multirun: its logs would fill with redraws.
+    show_progress = interactive() and hydra_cfg.mode != RunMode.MULTIRUN
+    result = run(cfg, hydra_cfg.runtime.output_dir, show_progress)
     return result[cfg.trainer.early_stopping.monitor]
 
 
 @hydra.main(version_base="1.3", config_path="pkg://nntrain.configs", config_name="train")
-def main(cfg: DictConfig) -> float:
-    """Entry point of the `nntrain` console script and of `python -m nntrain`."""
+def train_app(cfg: DictConfig) -> float:
     try:
         return train(cfg)
     except UserError as error:
         from nntrain.console import print_error
 
         print_error(str(error))
+        sys.exit(1)
+
+
+def describe_config_error(error: Exception) -> str:
+    """One sentence for an error Hydra raised while composing the config from the overrides."""
+    from hydra.errors import MissingConfigException
+
+    if isinstance(error, MissingConfigException) and error.options and error.missing_cfg_file:
+        group, _, choice = error.missing_cfg_file.rpartition("/")
+        options = ", ".join(error.options)
+        return f"{group}={choice} is not an option of '{group}'; choose one of: {options} (e.g. {group}={error.options[0]})."
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    if lines and lines[0].startswith("Could not override"):
+        key = lines[0].removeprefix("Could not override ").strip("'.")
+        append = (
+            lines[1].removeprefix("To append to your config use ")
+            if len(lines) > 1
+            else f"+{key}=..."
+        )
+        return (
+            f"'{key}' is not a key of the config; check its spelling (`nntrain --cfg job` lists "
+            f"every key), or add a new key deliberately with {append}."
+        )
+    if "Config search path:" in lines:
+        lines = lines[: lines.index("Config search path:")]
+    cause = error.__cause__
+    detail = [str(cause).splitlines()[0]] if cause is not None and str(cause) else []
+    return " ".join(lines + detail)
+
+
+def main() -> None:
+    """Entry point of the `nntrain` console script and of `python -m nntrain`."""
+    from hydra.errors import HydraException
+
+    # Hydra prints composition errors with its search path and a traceback hint; we let them
+    # reach us instead and print one sentence. A user who sets HYDRA_FULL_ERROR=1 gets Hydra's
+    # own full report.
+    debugging = os.environ.get("HYDRA_FULL_ERROR") == "1"
+    os.environ["HYDRA_FULL_ERROR"] = "1"
+    try:
+        train_app()
+    except HydraException as error:
+        if debugging:
+            raise
+        from nntrain.console import print_error
+
+        print_error(describe_config_error(error))
         sys.exit(1)

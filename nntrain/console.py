@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
@@ -128,15 +129,29 @@ def format_epoch_line(
     return "  ".join(parts)
 
 
-def print_summary(metrics: Mapping[str, Any], run_dir: str) -> None:
+def display_path(path: str | Path) -> str:
+    """A path as the user would type it: relative to the working directory when inside it."""
+    path = Path(path).resolve()
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+def print_summary(metrics: Mapping[str, Any], run_dir: str | Path) -> None:
     """The final table: the run's figures and where its files are."""
     table = Table(title="nntrain: run summary", show_header=False, title_justify="left")
     table.add_column(style="bold")
     table.add_column()
     for key, value in metrics.items():
-        table.add_row(key, f"{value:.4f}" if isinstance(value, float) else str(value))
+        if key.endswith("samples_per_sec"):
+            shown = f"{value:,.0f}"
+        else:
+            shown = f"{value:.4f}" if isinstance(value, float) else str(value)
+        table.add_row(key, shown)
+    run_dir = display_path(run_dir)
     table.add_row("run dir", run_dir)
-    table.add_row("checkpoints", f"{run_dir}/checkpoints/best.pt, last.pt")
+    table.add_row("checkpoints", f"{run_dir}/checkpoints/{{best,last}}.pt")
     table.add_row("tensorboard", f"tensorboard --logdir {run_dir}")
     get_console().print(table)
 

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 from torch.optim.lr_scheduler import LambdaLR
 
-from nntrain.errors import is_number, require
+from nntrain.errors import UserError, is_number, require
 
 NORM_LAYERS = (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm, nn.LocalResponseNorm)
 
@@ -48,24 +48,24 @@ def build_optimizer(
     optimizer: Callable[..., torch.optim.Optimizer], model: nn.Module
 ) -> torch.optim.Optimizer:
     """Call the config's partial optimizer with the model's parameter groups."""
-    return optimizer(param_groups(model))
+    try:
+        return optimizer(param_groups(model))
+    except (ValueError, TypeError) as error:
+        raise UserError(
+            f"the optimizer rejected its settings ({error}); fix the optimizer.* value, "
+            "e.g. optimizer.lr=1e-3."
+        ) from error
 
 
-def _check_schedule(total_steps: int, warmup_steps: int) -> None:
+def _warmup_steps(warmup_epochs: float, steps_per_epoch: int, total_steps: int) -> int:
+    """Warmup length in optimizer steps; a warmup longer than the run is cut to the run (a
+    one-epoch smoke test with the default one-epoch warmup is then all warmup, not an error)."""
     require(total_steps >= 1, "the schedule has no steps: the training set yields no batches.")
-    require(
-        warmup_steps < total_steps,
-        f"scheduler.warmup_epochs covers {warmup_steps} steps but training has only {total_steps}; "
-        "lower scheduler.warmup_epochs or raise trainer.max_epochs.",
-    )
-
-
-def _warmup_steps(warmup_epochs: float, steps_per_epoch: int) -> int:
     require(
         is_number(warmup_epochs) and warmup_epochs >= 0,
         f"scheduler.warmup_epochs must be a number >= 0, got {warmup_epochs!r}.",
     )
-    return round(warmup_epochs * steps_per_epoch)
+    return min(round(warmup_epochs * steps_per_epoch), total_steps)
 
 
 def _linear_warmup(step: int, warmup_steps: int) -> float:
@@ -86,15 +86,14 @@ def warmup_cosine(
     applies to the group with the largest lr and the others keep their ratio to it (a backbone at
     0.1x the head's lr decays to 0.1x min_lr), so relative rates hold through the schedule.
     """
-    warmup_steps = _warmup_steps(warmup_epochs, steps_per_epoch)
-    _check_schedule(total_steps, warmup_steps)
+    warmup_steps = _warmup_steps(warmup_epochs, steps_per_epoch, total_steps)
     peak = max(group["lr"] for group in optimizer.param_groups)
     require(
         is_number(min_lr) and 0 <= min_lr <= peak,
         f"scheduler.min_lr must be between 0 and the optimizer's lr ({peak}), got {min_lr!r}.",
     )
     floor = min_lr / peak if peak > 0 else 0.0
-    decay_steps = total_steps - warmup_steps
+    decay_steps = max(1, total_steps - warmup_steps)
 
     def factor(step: int) -> float:
         if step < warmup_steps:
@@ -118,8 +117,7 @@ def step_decay(
         is_number(step_epochs) and step_epochs > 0,
         f"scheduler.step_epochs must be a number > 0, got {step_epochs!r}.",
     )
-    warmup_steps = _warmup_steps(warmup_epochs, steps_per_epoch)
-    _check_schedule(total_steps, warmup_steps)
+    warmup_steps = _warmup_steps(warmup_epochs, steps_per_epoch, total_steps)
     period = max(1, round(step_epochs * steps_per_epoch))
 
     def factor(step: int) -> float:
@@ -137,8 +135,7 @@ def constant(
     warmup_epochs: float = 0.0,
 ) -> LambdaLR:
     """The optimizer's lr throughout (after an optional linear warmup)."""
-    warmup_steps = _warmup_steps(warmup_epochs, steps_per_epoch)
-    _check_schedule(total_steps, warmup_steps)
+    warmup_steps = _warmup_steps(warmup_epochs, steps_per_epoch, total_steps)
 
     def factor(step: int) -> float:
         return _linear_warmup(step, warmup_steps) if step < warmup_steps else 1.0

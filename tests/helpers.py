@@ -1,0 +1,25 @@
+"""Small in-memory data for trainer tests (the real data sets are tested in test_data.py)."""
+
+from __future__ import annotations
+
+import torch
+
+from nntrain.data.memory import InMemoryData
+
+
+class BlobData(InMemoryData):
+    """Gaussian blobs: n samples of `features` floats, one blob per class."""
+
+    name = "blobs"
+
+    def __init__(
+        self, n: int = 400, features: int = 4, classes: int = 3, batch_size: int = 16, seed: int = 0
+    ):
+        super().__init__(batch_size, val_fraction=0.2, test_fraction=0.2, seed=seed)
+        gen = torch.Generator().manual_seed(123)
+        centers = 3 * torch.randn(classes, features, generator=gen)
+        targets = torch.arange(n) % classes
+        inputs = centers[targets] + torch.randn(n, features, generator=gen)
+        self._set_splits(inputs, targets)
+        self.num_classes, self.input_shape = classes, (features,)
+        self.class_names = [f"c{i}" for i in range(classes)]

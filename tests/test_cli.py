@@ -1,0 +1,99 @@
+"""The `nntrain` command as a user runs it: a subprocess in a fresh working directory."""
+
+import pytest
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from nntrain.checkpoint import load_checkpoint
+from tests.conftest import read_metrics, run_nntrain, single_run_dir
+
+
+def test_default_run_trains_digits_to_95_percent_and_writes_the_run_dir(tmp_path):
+    done = run_nntrain(cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    run_dir = single_run_dir(tmp_path)
+    metrics = read_metrics(run_dir)
+    assert metrics["test/acc"] >= 0.95, metrics
+    assert {
+        "val/acc",
+        "test/acc",
+        "test/loss",
+        "best_epoch",
+        "epochs_run",
+        "train/samples_per_sec",
+    } <= set(metrics)
+    assert (run_dir / ".hydra" / "config.yaml").is_file()
+    assert (run_dir / ".hydra" / "overrides.yaml").is_file()
+    log = (run_dir / "train.log").read_text()
+    assert "epoch  1/30" in log and "test/acc" in log
+    best = load_checkpoint(run_dir / "checkpoints" / "best.pt")
+    assert best["epoch"] == metrics["best_epoch"]
+
+    events = EventAccumulator(str(run_dir / "tb"))
+    events.Reload()
+    tags = set(events.Tags()["scalars"])
+    assert {"train/loss", "train/acc", "val/loss", "val/acc", "lr", "train/samples_per_sec"} <= tags
+    assert len(events.Scalars("val/acc")) == metrics["epochs_run"]
+
+    # what the terminal shows when it is not a TTY: the config tree, plain epoch lines, the summary
+    assert "└── name: 'mlp-digits'" in done.stdout
+    assert "epoch  1/30  train/loss" in done.stdout
+    assert "nntrain: run summary" in done.stdout
+    assert "\r" not in done.stdout  # no progress bar redraws in a pipe
+
+
+def test_python_dash_m_prints_the_composed_config(tmp_path):
+    done = run_nntrain("--cfg", "job", "model=cnn", "optimizer=sgd", module=True, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "_target_: nntrain.models.cnn.CNN" in done.stdout
+    assert "_target_: torch.optim.SGD" in done.stdout
+    assert "nesterov: true" in done.stdout
+    assert not (tmp_path / "outputs").exists()
+
+
+def test_help_lists_the_config_groups_and_their_options(tmp_path):
+    done = run_nntrain("--help", cwd=tmp_path)
+    assert done.returncode == 0
+    for line in (
+        "data: digits, moons, subscription, xor",
+        "model: cnn, mlp",
+        "optimizer: adam, adamw, rmsprop, sgd",
+        "scheduler: constant, cosine, step",
+        "trainer: debug, default",
+    ):
+        assert line in done.stdout
+
+
+@pytest.mark.parametrize(
+    "override,message",
+    [
+        (
+            "model=nope",
+            "model=nope is not an option of 'model'; choose one of: cnn, mlp (e.g. model=cnn).",
+        ),
+        (
+            "trainer.max_epochs=abc",
+            "trainer.max_epochs must be a positive integer, got 'abc'; for example trainer.max_epochs=30.",
+        ),
+        (
+            "data.val_fraction=1.5",
+            "data.val_fraction must be a number between 0 and 1 (exclusive), got 1.5; for example data.val_fraction=0.1.",
+        ),
+        (
+            "trainer.max_epoch=3",
+            "'trainer.max_epoch' is not a key of the config; check its spelling (`nntrain --cfg job` lists every key), or add a new key deliberately with +trainer.max_epoch=3.",
+        ),
+        (
+            "optimizer.lr=-1",
+            "the optimizer rejected its settings (Invalid learning rate: -1); fix the optimizer.* value, e.g. optimizer.lr=1e-3.",
+        ),
+        (
+            "data=moons model=cnn",
+            "model=cnn needs image data shaped (channels, height, width), but this data set gives 1-dimensional inputs (2,); use model=mlp for tabular data.",
+        ),
+    ],
+)
+def test_bad_input_is_one_clear_sentence_and_a_nonzero_exit(override, message, tmp_path):
+    done = run_nntrain(*override.split(), cwd=tmp_path)
+    assert done.returncode == 1
+    assert done.stderr.strip() == f"Error: {message}"
+    assert "Traceback" not in done.stdout + done.stderr

@@ -1,0 +1,85 @@
+import math
+from functools import partial
+
+import pytest
+import torch
+from torch import nn
+
+from nntrain.cli import build
+from nntrain.models.mlp import MLP
+from nntrain.optim import build_optimizer, constant, param_groups, step_decay, warmup_cosine
+from tests.conftest import compose_config
+
+
+def test_no_weight_decay_on_biases_and_normalisation_weights():
+    model = MLP((64,), num_classes=10, hidden=[32, 16])
+    groups = {g["name"]: g["params"] for g in param_groups(model)}
+    linear_weights = [m.weight for m in model.modules() if isinstance(m, nn.Linear)]
+    assert {id(p) for p in groups["decay"]} == {id(p) for p in linear_weights}
+    norm_params = [
+        p for m in model.modules() if isinstance(m, nn.BatchNorm1d) for p in m.parameters()
+    ]
+    biases = [m.bias for m in model.modules() if isinstance(m, nn.Linear)]
+    assert {id(p) for p in groups["no_decay"]} == {id(p) for p in norm_params + biases}
+
+
+@pytest.mark.parametrize("name", ["sgd", "adam", "adamw", "rmsprop"])
+def test_every_optimizer_config_builds_with_parameter_groups(name):
+    cfg = compose_config(f"optimizer={name}", "optimizer.weight_decay=0.01")
+    optimizer = build_optimizer(build(cfg.optimizer, "optimizer"), MLP((4,), 2, hidden=[8]))
+    expected = {
+        "sgd": torch.optim.SGD,
+        "adam": torch.optim.Adam,
+        "adamw": torch.optim.AdamW,
+        "rmsprop": torch.optim.RMSprop,
+    }
+    assert type(optimizer) is expected[name]
+    assert [g["weight_decay"] for g in optimizer.param_groups] == [0.01, 0.0]
+    if name == "sgd":
+        assert optimizer.defaults["momentum"] == 0.9 and optimizer.defaults["nesterov"] is True
+
+
+def lrs_over(
+    schedule, total_steps: int, lr: float = 0.1, ratio: float | None = None
+) -> list[list[float]]:
+    """The lr of each group before every optimizer step."""
+    params = [{"params": [nn.Parameter(torch.zeros(1))]}]
+    if ratio is not None:
+        params.append({"params": [nn.Parameter(torch.zeros(1))], "lr": lr * ratio})
+    optimizer = torch.optim.SGD(params, lr=lr)
+    scheduler = schedule(optimizer, total_steps=total_steps, steps_per_epoch=10)
+    seen = []
+    for _ in range(total_steps):
+        seen.append([g["lr"] for g in optimizer.param_groups])
+        optimizer.step()
+        scheduler.step()
+    return seen
+
+
+def test_warmup_cosine_equals_the_formula():
+    lr_max, lr_min, total, warmup = 0.1, 0.001, 100, 10
+    seen = lrs_over(partial(warmup_cosine, warmup_epochs=1, min_lr=lr_min), total)
+    for step in (0, 4, 9):  # linear warmup
+        assert seen[step][0] == pytest.approx(lr_max * (step + 1) / warmup)
+    for step in (10, 25, 55, 80, 99):
+        t, horizon = step - warmup, total - warmup
+        expected = lr_min + 0.5 * (lr_max - lr_min) * (1 + math.cos(math.pi * t / horizon))
+        assert seen[step][0] == pytest.approx(expected, rel=1e-12)
+    assert seen[10][0] == pytest.approx(lr_max)
+
+
+def test_cosine_keeps_the_ratio_between_parameter_groups():
+    seen = lrs_over(partial(warmup_cosine, warmup_epochs=0, min_lr=0.01), 50, ratio=0.1)
+    for head, backbone in seen:
+        assert backbone == pytest.approx(0.1 * head)
+
+
+def test_warmup_longer_than_the_run_is_cut_to_the_run():
+    seen = lrs_over(partial(warmup_cosine, warmup_epochs=5, min_lr=0.0), 10)
+    assert [lr for (lr,) in seen] == pytest.approx([0.1 * (s + 1) / 10 for s in range(10)])
+
+
+def test_step_decay_and_constant():
+    seen = lrs_over(partial(step_decay, step_epochs=2, gamma=0.5), 60)
+    assert [seen[s][0] for s in (0, 19, 20, 39, 40)] == pytest.approx([0.1, 0.1, 0.05, 0.05, 0.025])
+    assert {lr for (lr,) in lrs_over(partial(constant), 30)} == {0.1}

@@ -1,0 +1,219 @@
+import copy
+import json
+import math
+from functools import partial
+
+import pytest
+import torch
+from omegaconf import OmegaConf
+from torch import nn
+
+from nntrain.checkpoint import load_checkpoint
+from nntrain.cli import run
+from nntrain.early_stopping import EarlyStopping
+from nntrain.errors import UserError
+from nntrain.optim import constant
+from nntrain.trainer import Trainer, limit_batches
+from tests.conftest import compose_config
+from tests.helpers import BlobData
+
+
+def quiet_trainer(**overrides) -> Trainer:
+    settings = {"device": "cpu", "progress": False, "grad_clip": None, "max_epochs": 1}
+    return Trainer(**{**settings, **overrides})
+
+
+def fit(trainer, model, data, run_dir, optimizer=None):
+    optimizer = optimizer or partial(torch.optim.SGD, lr=0.1)
+    return trainer.fit(model, data, optimizer, partial(constant), run_dir=run_dir)
+
+
+@pytest.mark.parametrize(
+    "model,data",
+    [
+        ("mlp", "digits"),
+        ("mlp", "moons"),
+        ("mlp", "xor"),
+        ("mlp", "subscription"),
+        ("cnn", "digits"),
+    ],
+)
+def test_each_model_trains_on_each_data_set(model, data, tmp_path):
+    cfg = compose_config(f"model={model}", f"data={data}", "trainer=debug")
+    result = run(cfg, str(tmp_path))
+    assert set(result) == {
+        "val/acc",
+        "val/loss",
+        "test/acc",
+        "test/loss",
+        "best_epoch",
+        "epochs_run",
+        "train/samples_per_sec",
+    }
+    assert result["epochs_run"] == 2 and math.isfinite(result["test/loss"])
+    assert 0 <= result["test/acc"] <= 1
+    assert json.loads((tmp_path / "metrics.json").read_text()) == result
+    assert (tmp_path / "checkpoints" / "best.pt").is_file()
+    assert (tmp_path / "checkpoints" / "last.pt").is_file()
+
+
+def test_cnn_reaches_95_percent_on_digits(tmp_path):
+    result = run(compose_config("model=cnn"), str(tmp_path))
+    assert result["test/acc"] >= 0.95, result
+
+
+def test_deterministic_runs_give_bitwise_equal_weights(tmp_path):
+    cfg = compose_config("trainer=debug", "trainer.max_epochs=3")
+    run(cfg, str(tmp_path / "a"))
+    run(cfg, str(tmp_path / "b"))
+    a = load_checkpoint(tmp_path / "a" / "checkpoints" / "last.pt")["model"]
+    b = load_checkpoint(tmp_path / "b" / "checkpoints" / "last.pt")["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    other = run(
+        compose_config("trainer=debug", "trainer.max_epochs=3", "seed=7"), str(tmp_path / "c")
+    )
+    c = load_checkpoint(tmp_path / "c" / "checkpoints" / "last.pt")["model"]
+    assert other and not torch.equal(a["net.1.weight"], c["net.1.weight"])
+
+
+def test_checkpoints_hold_the_run_state_and_the_config(tmp_path):
+    cfg = compose_config(
+        "trainer=debug", "trainer.max_epochs=3", "trainer.early_stopping.patience=null"
+    )
+    result = run(cfg, str(tmp_path))
+    last = load_checkpoint(tmp_path / "checkpoints" / "last.pt")
+    best = load_checkpoint(tmp_path / "checkpoints" / "best.pt")
+    for state in (last, best):
+        assert {
+            "model",
+            "optimizer",
+            "scheduler",
+            "scaler",
+            "epoch",
+            "step",
+            "best_metric",
+            "config",
+        } <= set(state)
+        assert OmegaConf.create(state["config"]) == OmegaConf.create(
+            OmegaConf.to_yaml(cfg, resolve=True)
+        )
+        assert state["optimizer"]["param_groups"][0]["lr"] == state["scheduler"]["_last_lr"][0]
+    assert last["epoch"] == 3 and last["step"] == 3 * 5  # limit_train_batches=5
+    assert best["epoch"] == result["best_epoch"]
+    assert best["best_metric"] == result["val/acc"]
+    assert OmegaConf.create(last["config"]).name == "mlp-digits"
+
+
+def test_test_metrics_come_from_the_best_checkpoint(tmp_path):
+    data = BlobData()
+    model = nn.Sequential(nn.Linear(4, 16), nn.ReLU(), nn.Linear(16, 3))
+    result = fit(quiet_trainer(max_epochs=4), model, data, tmp_path)
+    fresh = nn.Sequential(nn.Linear(4, 16), nn.ReLU(), nn.Linear(16, 3))
+    fresh.load_state_dict(load_checkpoint(tmp_path / "checkpoints" / "best.pt")["model"])
+    scored = quiet_trainer().evaluate(fresh, data.test_loader())
+    assert scored["acc"] == result["test/acc"] and scored["loss"] == pytest.approx(
+        result["test/loss"]
+    )
+    assert result["test/acc"] >= 0.85  # it did learn (3 classes: chance is 0.33)
+
+
+def test_early_stopping_stops_when_the_metric_stalls(tmp_path):
+    # lr=0: the validation loss never changes, so it stops `patience` epochs after the first.
+    trainer = quiet_trainer(
+        max_epochs=20, early_stopping={"monitor": "val/loss", "mode": "min", "patience": 3}
+    )
+    model = nn.Linear(4, 3)
+    result = fit(trainer, model, BlobData(), tmp_path, optimizer=partial(torch.optim.SGD, lr=0.0))
+    assert result["epochs_run"] == 4 and result["best_epoch"] == 1
+
+
+def test_early_stopping_counts_epochs_without_improvement_beyond_min_delta():
+    stopper = EarlyStopping(monitor="val/acc", mode="max", patience=2, min_delta=0.01)
+    outcomes = []
+    for epoch, value in enumerate([0.5, 0.6, 0.605, 0.62, 0.625, 0.629]):
+        outcomes.append((stopper.update(value, epoch), stopper.should_stop))
+    assert outcomes == [
+        (True, False),
+        (True, False),
+        (False, False),
+        (True, False),
+        (False, False),
+        (False, True),
+    ]
+    assert stopper.best == 0.62 and stopper.best_epoch == 3
+
+
+class RecordingSGD(torch.optim.SGD):
+    """SGD that records the global gradient norm it is asked to apply."""
+
+    norms: list[float]
+
+    def step(self, closure=None):
+        grads = [
+            p.grad.flatten() for g in self.param_groups for p in g["params"] if p.grad is not None
+        ]
+        self.norms.append(float(torch.cat(grads).norm()))
+        return super().step(closure)
+
+
+@pytest.mark.parametrize("grad_clip", [None, 0.05])
+def test_clipping_bounds_the_gradient_norm(grad_clip, tmp_path):
+    RecordingSGD.norms = []
+    model = nn.Sequential(nn.Linear(4, 32), nn.ReLU(), nn.Linear(32, 3))
+    fit(
+        quiet_trainer(grad_clip=grad_clip),
+        model,
+        BlobData(),
+        tmp_path,
+        optimizer=partial(RecordingSGD, lr=0.5),
+    )
+    assert len(RecordingSGD.norms) == 240 // 16
+    if grad_clip is None:
+        assert max(RecordingSGD.norms) > 1.0  # the raw gradients are far larger than the bound
+    else:
+        assert max(RecordingSGD.norms) <= grad_clip * (1 + 1e-5)
+
+
+def test_accumulated_micro_batches_equal_one_large_batch(tmp_path):
+    torch.manual_seed(0)
+    initial = nn.Linear(4, 3)
+    results = {}
+    for name, batch_size, accumulate, batches in [
+        ("accumulated", 8, 4, 4),
+        ("large", 32, 1, 1),
+        ("small", 8, 1, 4),
+    ]:
+        model = copy.deepcopy(initial)
+        trainer = quiet_trainer(accumulate_grad_batches=accumulate, limit_train_batches=batches)
+        fit(trainer, model, BlobData(batch_size=batch_size), tmp_path / name)
+        results[name] = model
+    accumulated, large, small = (
+        results[k].weight.detach() for k in ("accumulated", "large", "small")
+    )
+    assert torch.allclose(accumulated, large, atol=1e-6)
+    assert not torch.allclose(small, large, atol=1e-3)  # four separate steps would differ
+
+
+def test_limit_batches_takes_a_count_or_a_fraction():
+    assert limit_batches(50, 1.0, "k") == 50
+    assert limit_batches(50, 0.1, "k") == 5
+    assert limit_batches(50, 7, "k") == 7
+    assert limit_batches(50, 500, "k") == 50
+    with pytest.raises(
+        UserError,
+        match=r"^k must be a number of batches \(int >= 1\) or a fraction in \(0, 1\], got 1.5.$",
+    ):
+        limit_batches(50, 1.5, "k")
+
+
+def test_bad_trainer_values_are_one_sentence_each():
+    with pytest.raises(UserError) as error:
+        Trainer(max_epochs="abc")
+    assert (
+        str(error.value)
+        == "trainer.max_epochs must be a positive integer, got 'abc'; for example trainer.max_epochs=30."
+    )
+    with pytest.raises(UserError, match=r"trainer\.precision=16 needs a CUDA device"):
+        Trainer(device="cpu", precision=16)
+    with pytest.raises(UserError, match=r"trainer\.early_stopping\.monitor must be one of"):
+        Trainer(early_stopping={"monitor": "val/f1"})
