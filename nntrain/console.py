@@ -20,7 +20,6 @@ from rich.progress import (
     MofNCompleteColumn,
     Progress,
     TextColumn,
-    TimeElapsedColumn,
     TimeRemainingColumn,
 )
 from rich.table import Table
@@ -78,10 +77,9 @@ class TrainProgress:
         if self.enabled:
             self._progress = Progress(
                 TextColumn("[bold]{task.description}"),
-                BarColumn(bar_width=30),
+                BarColumn(bar_width=12),
                 MofNCompleteColumn(),
                 TextColumn("{task.fields[stats]}"),
-                TimeElapsedColumn(),
                 TextColumn("eta"),
                 TimeRemainingColumn(),
                 console=get_console(),
@@ -110,7 +108,7 @@ class TrainProgress:
 
     def show(self, loss: float, acc: float, lr: float, samples_per_sec: float) -> None:
         if self._progress is not None:
-            stats = f"loss {loss:.4f}  acc {acc:.4f}  lr {lr:.2e}  {samples_per_sec:,.0f} samples/s"
+            stats = f"loss {loss:.4f} acc {acc:.4f} lr {lr:.1e} {samples_per_sec:,.0f} samples/s"
             self._progress.update(self._task, stats=stats)
 
 

@@ -12,6 +12,7 @@ import logging
 import math
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -110,6 +111,33 @@ def limit_batches(available: int, limit: object, key: str) -> int:
     return max(1, int(available * limit))  # type: ignore[operator]
 
 
+@dataclass
+class FitState:
+    """Everything a fit changes as it goes; checkpoint() turns it into a checkpoint dict."""
+
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    scaler: torch.amp.GradScaler
+    stopper: EarlyStopping
+    epoch: int = 0  # epochs completed
+    step: int = 0  # optimizer steps taken
+
+    def checkpoint(self, **extra: Any) -> dict[str, Any]:
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "epoch": self.epoch,
+            "step": self.step,
+            "monitor": self.stopper.monitor,
+            "best_metric": self.stopper.best,
+            "early_stopping": self.stopper.state_dict(),
+            **extra,
+        }
+
+
 class Trainer:
     """Runs fit (train + validate per epoch, early stopping, checkpoints) and test."""
 
@@ -151,7 +179,6 @@ class Trainer:
         self.deterministic = deterministic
         self.progress = bool(progress)
         self.log_every_n_steps = check_positive_int("trainer.log_every_n_steps", log_every_n_steps)
-        self.global_step = 0
 
     @property
     def precision_name(self) -> str:
@@ -191,68 +218,52 @@ class Trainer:
         )
         steps_per_epoch = math.ceil(train_batches / self.accumulate)
         opt = build_optimizer(optimizer, model)
-        sched = scheduler(
-            opt, total_steps=steps_per_epoch * self.max_epochs, steps_per_epoch=steps_per_epoch
+        state = FitState(
+            model=model,
+            optimizer=opt,
+            scheduler=scheduler(
+                opt, total_steps=steps_per_epoch * self.max_epochs, steps_per_epoch=steps_per_epoch
+            ),
+            scaler=torch.amp.GradScaler(
+                self.device.type, enabled=self.autocast_dtype == torch.float16
+            ),
+            stopper=EarlyStopping(**self.early_stopping_config),
         )
-        scaler = torch.amp.GradScaler(
-            self.device.type, enabled=self.autocast_dtype == torch.float16
-        )
-        stopper = EarlyStopping(**self.early_stopping_config)
+        stopper = state.stopper
         checkpoints = run_dir / "checkpoints"
         tensorboard = TensorBoardLogger(run_dir / "tb")
         self._log_setup(model, train_batches, steps_per_epoch)
 
-        epochs_run, samples_per_sec, best_metrics = 0, [], {}
+        samples_per_sec, best_metrics = [], {}
         with TrainProgress(self.progress) as progress:
-            for epoch in range(self.max_epochs):
+            while state.epoch < self.max_epochs:
                 epoch_start = time.perf_counter()
-                train = self._train_epoch(
-                    model,
-                    train_loader,
-                    train_batches,
-                    epoch,
-                    opt,
-                    sched,
-                    scaler,
-                    progress,
-                    tensorboard,
-                )
+                train = self._train_epoch(state, train_loader, train_batches, progress, tensorboard)
                 val = self.evaluate(model, val_loader, val_batches)
-                epochs_run += 1
+                state.epoch += 1
                 metrics = {
                     "train/loss": train["loss"],
                     "train/acc": train["acc"],
                     "val/loss": val["loss"],
                     "val/acc": val["acc"],
-                    "lr": sched.get_last_lr()[0],
+                    "lr": state.scheduler.get_last_lr()[0],
                     "train/samples_per_sec": train["samples_per_sec"],
                     "epoch_time": time.perf_counter() - epoch_start,
                 }
                 samples_per_sec.append(train["samples_per_sec"])
-                improved = stopper.update(metrics[stopper.monitor], epoch)
-                state = {
-                    "model": model.state_dict(),
-                    "optimizer": opt.state_dict(),
-                    "scheduler": sched.state_dict(),
-                    "scaler": scaler.state_dict(),
-                    "epoch": epoch + 1,
-                    "step": self.global_step,
-                    "monitor": stopper.monitor,
-                    "best_metric": stopper.best,
-                    "early_stopping": stopper.state_dict(),
-                    "metrics": metrics,
-                    "class_names": list(data.class_names),
-                    "config": config_yaml,
-                }
+                improved = stopper.update(metrics[stopper.monitor], state.epoch - 1)
+                checkpoint = state.checkpoint(
+                    metrics=metrics, class_names=list(data.class_names), config=config_yaml
+                )
                 if improved:
                     best_metrics = metrics
-                    save_checkpoint(state, checkpoints / "best.pt")
-                save_checkpoint(state, checkpoints / "last.pt")
+                    save_checkpoint(checkpoint, checkpoints / "best.pt")
+                save_checkpoint(checkpoint, checkpoints / "last.pt")
                 tensorboard.scalars(
                     {k: metrics[k] for k in ("val/loss", "val/acc", "train/samples_per_sec")},
-                    self.global_step,
+                    state.step,
                 )
-                log.info(format_epoch_line(epoch, self.max_epochs, metrics, improved))
+                log.info(format_epoch_line(state.epoch - 1, self.max_epochs, metrics, improved))
                 if stopper.should_stop:
                     log.info(
                         f"early stopping: {stopper.monitor} has not improved for {stopper.wait} epochs "
@@ -267,6 +278,8 @@ class Trainer:
                 "the loss probably diverged: lower optimizer.lr."
             )
         test = self.test(model, data, checkpoints / "best.pt")
+        # The first epoch pays for warm-up (allocations, kernel selection): left out when
+        # there are others.
         train_speed = samples_per_sec[1:] or samples_per_sec
         result = {
             "val/acc": best_metrics["val/acc"],
@@ -275,9 +288,7 @@ class Trainer:
             "test/acc": test["test/acc"],
             "test/loss": test["test/loss"],
             "best_epoch": stopper.best_epoch + 1,
-            "epochs_run": epochs_run,
-            # The first epoch pays for warm-up (allocations, kernel selection): left out when
-            # there are others.
+            "epochs_run": state.epoch,
             "train/samples_per_sec": sum(train_speed) / len(train_speed),
         }
         (run_dir / "metrics.json").write_text(json.dumps(result, indent=2) + "\n")
@@ -293,21 +304,18 @@ class Trainer:
 
     def _train_epoch(
         self,
-        model: nn.Module,
-        loader: Any,
+        state: FitState,
+        loader: Loader,
         n_batches: int,
-        epoch: int,
-        opt: torch.optim.Optimizer,
-        sched: torch.optim.lr_scheduler.LRScheduler,
-        scaler: torch.amp.GradScaler,
         progress: TrainProgress,
         tensorboard: Any,
     ) -> dict[str, float]:
+        model, opt, sched, scaler = state.model, state.optimizer, state.scheduler, state.scaler
         model.train()
-        loader.set_epoch(epoch)
+        loader.set_epoch(state.epoch)
         running = RunningClassification(self.device)
         window, window_start = running.snapshot(), time.perf_counter()
-        progress.start_epoch(epoch, self.max_epochs, n_batches)
+        progress.start_epoch(state.epoch, self.max_epochs, n_batches)
         epoch_start = time.perf_counter()
         for index, (inputs, targets) in enumerate(loader):
             if index >= n_batches:
@@ -331,17 +339,17 @@ class Trainer:
             scaler.update()
             opt.zero_grad(set_to_none=True)
             sched.step()
-            self.global_step += 1
-            if self.global_step % self.log_every_n_steps == 0:
+            state.step += 1
+            if state.step % self.log_every_n_steps == 0:
                 stats = running.compute(since=window)  # the one host sync of a log step
                 now = time.perf_counter()
                 lr = sched.get_last_lr()[0]
-                speed = stats["count"] / (now - window_start)
                 tensorboard.scalars(
-                    {"train/loss": stats["loss"], "train/acc": stats["acc"], "lr": lr},
-                    self.global_step,
+                    {"train/loss": stats["loss"], "train/acc": stats["acc"], "lr": lr}, state.step
                 )
-                progress.show(stats["loss"], stats["acc"], lr, speed)
+                progress.show(
+                    stats["loss"], stats["acc"], lr, stats["count"] / (now - window_start)
+                )
                 window, window_start = running.snapshot(), now
         epoch_stats = running.compute()
         epoch_stats["samples_per_sec"] = epoch_stats["count"] / (time.perf_counter() - epoch_start)

@@ -217,3 +217,29 @@ def test_bad_trainer_values_are_one_sentence_each():
         Trainer(device="cpu", precision=16)
     with pytest.raises(UserError, match=r"trainer\.early_stopping\.monitor must be one of"):
         Trainer(early_stopping={"monitor": "val/f1"})
+
+
+def test_bf16_autocast_trains_on_cpu(tmp_path):
+    trainer = quiet_trainer(precision="bf16", max_epochs=3)
+    assert trainer.autocast_dtype is torch.bfloat16
+    model = nn.Sequential(nn.Linear(4, 32), nn.ReLU(), nn.Linear(32, 3))
+    result = fit(trainer, model, BlobData(), tmp_path)
+    assert result["test/acc"] >= 0.85
+
+
+def test_auto_precision_is_fp32_on_cpu():
+    assert Trainer(device="cpu", precision="auto").autocast_dtype is None
+    assert Trainer(device="cpu", precision=32).autocast_dtype is None
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("precision", ["auto", "16", "bf16"])
+def test_mixed_precision_on_cuda_trains_and_clips(precision, tmp_path):
+    trainer = Trainer(
+        device="cuda", precision=precision, progress=False, max_epochs=3, grad_clip=1.0
+    )
+    if precision == "16":
+        assert trainer.autocast_dtype is torch.float16
+    model = nn.Sequential(nn.Linear(4, 32), nn.ReLU(), nn.Linear(32, 3))
+    result = fit(trainer, model, BlobData(), tmp_path)
+    assert result["test/acc"] >= 0.85
