@@ -29,15 +29,19 @@ def build(node: DictConfig, group: str, **kwargs: Any) -> Any:
         if isinstance(cause, UserError):
             raise cause from None
         reason = str(cause or error).splitlines()[0]
-        raise UserError(f"could not build {group} from {node.get('_target_')}: {reason}") from error
+        raise UserError(
+            f"could not build {group} from {node.get('_target_')}: {reason}; check the {group}.* "
+            "values (`nntrain --cfg job` shows them)."
+        ) from error
 
 
 def run(cfg: DictConfig, run_dir: str, show_progress: bool = False) -> dict[str, float]:
     """Build everything from the composed config, fit, test; returns the run's metrics."""
     from nntrain import console
-    from nntrain.reproducibility import seed_everything
+    from nntrain.reproducibility import check_seed, seed_everything
 
     console.print_config_tree(cfg)
+    check_seed(cfg.seed)
     trainer = build(cfg.trainer, "trainer", progress=show_progress and cfg.trainer.progress)
     data = build(cfg.data, "data")
     seed_everything(cfg.seed)  # right before the model: its initial weights follow the seed

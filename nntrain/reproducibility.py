@@ -8,9 +8,21 @@ import random
 import numpy as np
 import torch
 
+from nntrain.errors import require
+
+
+def check_seed(seed: object) -> int:
+    """Return seed if it is a usable seed, else raise a UserError."""
+    require(
+        isinstance(seed, int) and not isinstance(seed, bool) and seed >= 0,
+        f"seed must be an integer >= 0, got {seed!r}; for example seed=42.",
+    )
+    return seed  # type: ignore[return-value]
+
 
 def seed_everything(seed: int) -> None:
     """Seed Python's, NumPy's and torch's (CPU and every CUDA device) generators."""
+    check_seed(seed)
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)

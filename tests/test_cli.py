@@ -86,6 +86,12 @@ def test_help_lists_the_config_groups_and_their_options(tmp_path):
             "optimizer.lr=-1",
             "the optimizer rejected its settings (Invalid learning rate: -1); fix the optimizer.* value, e.g. optimizer.lr=1e-3.",
         ),
+        ("seed=abc", "seed must be an integer >= 0, got 'abc'; for example seed=42."),
+        (
+            "+model.width=3",
+            "could not build model from nntrain.models.mlp.MLP: MLP.__init__() got an unexpected "
+            "keyword argument 'width'; check the model.* values (`nntrain --cfg job` shows them).",
+        ),
         (
             "data=moons model=cnn",
             "model=cnn needs image data shaped (channels, height, width), but this data set gives 1-dimensional inputs (2,); use model=mlp for tabular data.",
