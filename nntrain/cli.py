@@ -12,7 +12,7 @@ import sys
 from typing import Any
 
 import hydra
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from nntrain.errors import UserError
 
@@ -35,25 +35,65 @@ def build(node: DictConfig, group: str, **kwargs: Any) -> Any:
         ) from error
 
 
+def build_optimizer_partial(node: DictConfig) -> tuple[Any, float]:
+    """The optimizer partial and the backbone lr scale (a key of ours in the optimizer group,
+    not an argument of the torch optimizer)."""
+    node = node.copy()
+    with open_dict(node):
+        backbone_lr_scale = node.pop("backbone_lr_scale", 1.0)
+    return build(node, "optimizer"), backbone_lr_scale
+
+
 def run(cfg: DictConfig, run_dir: str, show_progress: bool = False) -> dict[str, float]:
     """Build everything from the composed config, fit, test; returns the run's metrics."""
     from nntrain import console
     from nntrain.reproducibility import check_seed, seed_everything
 
+    check_no_missing_values(cfg)
     console.print_config_tree(cfg)
     check_seed(cfg.seed)
     trainer = build(cfg.trainer, "trainer", progress=show_progress and cfg.trainer.progress)
     data = build(cfg.data, "data")
     seed_everything(cfg.seed)  # right before the model: its initial weights follow the seed
     model = build(cfg.model, "model", input_shape=data.input_shape, num_classes=data.num_classes)
-    optimizer = build(cfg.optimizer, "optimizer")
+    optimizer, backbone_lr_scale = build_optimizer_partial(cfg.optimizer)
     scheduler = build(cfg.scheduler, "scheduler")
     config_yaml = OmegaConf.to_yaml(cfg, resolve=True)
     result = trainer.fit(
-        model, data, optimizer, scheduler, run_dir=run_dir, config_yaml=config_yaml
+        model,
+        data,
+        optimizer,
+        scheduler,
+        run_dir=run_dir,
+        config_yaml=config_yaml,
+        backbone_lr_scale=backbone_lr_scale,
     )
     console.print_summary(result, run_dir)
     return result
+
+
+def check_no_missing_values(cfg: DictConfig) -> None:
+    """Keys set to ??? in the config (such as data.root of imagefolder) must come from the user."""
+    missing = sorted(OmegaConf.missing_keys(cfg))
+    if missing:
+        key = missing[0]
+        example = EXAMPLES.get(key, "VALUE")
+        raise UserError(f"{key} has no value; set it on the command line, e.g. {key}={example}.")
+
+
+EXAMPLES = {"data.root": "~/photos"}
+
+
+def expand_home_in_overrides(argv: list[str]) -> list[str]:
+    """key=~/path -> key=/home/me/path. Hydra's override grammar rejects an unquoted ~ and the
+    shell does not expand it after `=`, yet ~/photos is what users type."""
+    expanded = []
+    for arg in argv:
+        key, sep, value = arg.partition("=")
+        if sep and not arg.startswith("-") and (value == "~" or value.startswith("~/")):
+            arg = f"{key}={os.path.expanduser(value)}"
+        expanded.append(arg)
+    return expanded
 
 
 def train(cfg: DictConfig) -> float:
@@ -117,6 +157,7 @@ def main() -> None:
     # own full report.
     debugging = os.environ.get("HYDRA_FULL_ERROR") == "1"
     os.environ["HYDRA_FULL_ERROR"] = "1"
+    sys.argv[1:] = expand_home_in_overrides(sys.argv[1:])
     try:
         train_app()
     except HydraException as error:

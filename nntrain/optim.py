@@ -21,35 +21,55 @@ from nntrain.errors import UserError, is_number, require
 NORM_LAYERS = (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm, nn.LocalResponseNorm)
 
 
-def param_groups(model: nn.Module) -> list[dict[str, Any]]:
-    """Trainable parameters split in two groups: with weight decay, and without it.
+def param_groups(
+    model: nn.Module, lr: float | None = None, backbone_lr_scale: float = 1.0
+) -> list[dict[str, Any]]:
+    """The model's parameters split into groups: with and without weight decay, and, for a
+    model with a pretrained `backbone`, the backbone's at backbone_lr_scale x lr.
 
     Biases and normalisation weights get no decay: shrinking them towards zero only fights the
-    normalisation and does not regularise. The decay group keeps the optimizer's own
-    weight_decay; the other sets it to 0.
+    normalisation and does not regularise. Frozen parameters are included too: they have no
+    gradient, so the optimizer leaves them alone until they are unfrozen, and the scheduler
+    already drives their group when that happens.
     """
-    decay, no_decay = [], []
+    backbone = (
+        getattr(model, "backbone", None) if getattr(model, "pretrained_backbone", False) else None
+    )
+    in_backbone = {id(p) for p in backbone.parameters()} if backbone is not None else set()
+    groups: dict[str, list[nn.Parameter]] = {
+        "decay": [], "no_decay": [], "backbone_decay": [], "backbone_no_decay": []
+    }  # fmt: skip
     for module in model.modules():
         for name, param in module.named_parameters(recurse=False):
-            if not param.requires_grad:
-                continue
-            if isinstance(module, NORM_LAYERS) or name == "bias":
-                no_decay.append(param)
-            else:
-                decay.append(param)
-    groups = [
-        {"params": decay, "name": "decay"},
-        {"params": no_decay, "weight_decay": 0.0, "name": "no_decay"},
-    ]
-    return [group for group in groups if group["params"]]
+            kind = "no_decay" if isinstance(module, NORM_LAYERS) or name == "bias" else "decay"
+            groups[f"backbone_{kind}" if id(param) in in_backbone else kind].append(param)
+    result = []
+    for name, params in groups.items():
+        if not params:
+            continue
+        group: dict[str, Any] = {"params": params, "name": name}
+        if name.endswith("no_decay"):
+            group["weight_decay"] = 0.0
+        if name.startswith("backbone"):
+            require(lr is not None, "optimizer.lr must be set to scale the backbone's lr.")
+            group["lr"] = lr * backbone_lr_scale
+        result.append(group)
+    return result
 
 
 def build_optimizer(
-    optimizer: Callable[..., torch.optim.Optimizer], model: nn.Module
+    optimizer: Callable[..., torch.optim.Optimizer],
+    model: nn.Module,
+    backbone_lr_scale: float = 1.0,
 ) -> torch.optim.Optimizer:
     """Call the config's partial optimizer with the model's parameter groups."""
+    require(
+        is_number(backbone_lr_scale) and backbone_lr_scale >= 0,
+        f"optimizer.backbone_lr_scale must be a number >= 0, got {backbone_lr_scale!r}.",
+    )
+    lr = getattr(optimizer, "keywords", {}).get("lr")
     try:
-        return optimizer(param_groups(model))
+        return optimizer(param_groups(model, lr, backbone_lr_scale))
     except (ValueError, TypeError) as error:
         raise UserError(
             f"the optimizer rejected its settings ({error}); fix the optimizer.* value, "

@@ -154,6 +154,7 @@ class Trainer:
         deterministic: bool = False,
         progress: bool = True,
         log_every_n_steps: int = 10,
+        channels_last: bool | str = "auto",
     ) -> None:
         self.max_epochs = check_positive_int("trainer.max_epochs", max_epochs, example=30)
         self.device = resolve_device(str(device))
@@ -179,6 +180,12 @@ class Trainer:
         self.deterministic = deterministic
         self.progress = bool(progress)
         self.log_every_n_steps = check_positive_int("trainer.log_every_n_steps", log_every_n_steps)
+        require(
+            channels_last in ("auto", True, False),
+            f"trainer.channels_last must be auto, true or false, got {channels_last!r}.",
+        )
+        self.channels_last_setting = channels_last
+        self.channels_last = False  # decided per model in fit
 
     @property
     def precision_name(self) -> str:
@@ -201,14 +208,22 @@ class Trainer:
         scheduler: Callable[..., torch.optim.lr_scheduler.LRScheduler],
         run_dir: str | Path,
         config_yaml: str = "",
+        backbone_lr_scale: float = 1.0,
     ) -> dict[str, float]:
-        """Train, keep the best epoch by the monitored metric, test it; returns metrics.json's content."""
+        """Train, keep the best epoch by the monitored metric, test it; returns metrics.json's content.
+
+        optimizer and scheduler are the config's partials; backbone_lr_scale multiplies the lr of
+        a pretrained backbone's parameter groups (see optim.param_groups).
+        """
         from nntrain.tb_writer import TensorBoardLogger
 
         run_dir = Path(run_dir)
         configure_determinism(self.deterministic, self.device)
         data.setup(self.device)
+        self.channels_last = self._use_channels_last(model)
         model.to(self.device)
+        if self.channels_last:
+            model.to(memory_format=torch.channels_last)
         train_loader, val_loader = data.train_loader(), data.val_loader()
         train_batches = limit_batches(
             len(train_loader), self.limit_train_batches, "trainer.limit_train_batches"
@@ -217,7 +232,7 @@ class Trainer:
             len(val_loader), self.limit_val_batches, "trainer.limit_val_batches"
         )
         steps_per_epoch = math.ceil(train_batches / self.accumulate)
-        opt = build_optimizer(optimizer, model)
+        opt = build_optimizer(optimizer, model, backbone_lr_scale)
         state = FitState(
             model=model,
             optimizer=opt,
@@ -238,6 +253,8 @@ class Trainer:
         with TrainProgress(self.progress) as progress:
             while state.epoch < self.max_epochs:
                 epoch_start = time.perf_counter()
+                if hasattr(model, "on_epoch_start"):  # e.g. unfreeze a backbone at epoch k
+                    model.on_epoch_start(state.epoch)
                 train = self._train_epoch(state, train_loader, train_batches, progress, tensorboard)
                 val = self.evaluate(model, val_loader, val_batches)
                 state.epoch += 1
@@ -294,6 +311,19 @@ class Trainer:
         (run_dir / "metrics.json").write_text(json.dumps(result, indent=2) + "\n")
         return result
 
+    def _use_channels_last(self, model: nn.Module) -> bool:
+        """channels_last (NHWC) helps convolutions on CUDA GPUs (tensor cores, cuDNN's fast
+        paths); auto turns it on there for models that have 2-D convolutions."""
+        if self.channels_last_setting != "auto":
+            return bool(self.channels_last_setting)
+        has_conv = any(isinstance(m, nn.Conv2d) for m in model.modules())
+        return self.device.type == "cuda" and has_conv
+
+    def _to_model_layout(self, inputs: torch.Tensor) -> torch.Tensor:
+        if self.channels_last and inputs.dim() == 4:
+            return inputs.contiguous(memory_format=torch.channels_last)
+        return inputs
+
     def _log_setup(self, model: nn.Module, train_batches: int, steps_per_epoch: int) -> None:
         total = sum(p.numel() for p in model.parameters())
         trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
@@ -325,7 +355,7 @@ class Trainer:
             group_start = index - index % self.accumulate
             group_size = min(self.accumulate, n_batches - group_start)
             with self.autocast():
-                logits = model(inputs)
+                logits = model(self._to_model_layout(inputs))
                 loss = F.cross_entropy(logits, targets)
             scaler.scale(loss / group_size).backward()
             running.update(loss, logits, targets)
@@ -366,7 +396,7 @@ class Trainer:
             if n_batches is not None and index >= n_batches:
                 break
             with self.autocast():
-                logits = model(inputs)
+                logits = model(self._to_model_layout(inputs))
                 loss = F.cross_entropy(logits.float(), targets)
             running.update(loss, logits, targets)
         return running.compute()

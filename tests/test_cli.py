@@ -4,7 +4,8 @@ import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from nntrain.checkpoint import load_checkpoint
-from tests.conftest import read_metrics, run_nntrain, single_run_dir
+from nntrain.cli import expand_home_in_overrides
+from tests.conftest import compose_config, read_metrics, run_nntrain, single_run_dir
 
 
 def test_default_run_trains_digits_to_95_percent_and_writes_the_run_dir(tmp_path):
@@ -54,8 +55,9 @@ def test_help_lists_the_config_groups_and_their_options(tmp_path):
     done = run_nntrain("--help", cwd=tmp_path)
     assert done.returncode == 0
     for line in (
-        "data: digits, moons, subscription, xor",
-        "model: cnn, mlp",
+        "data: cifar10, cifar100, digits, fashion_mnist, imagefolder, mnist, moons, subscription, xor",
+        "experiment: cifar10_cnn, cifar10_resnet18_finetune, fashion_mnist_cnn, mnist_mlp",
+        "model: cnn, mlp, resnet18",
         "optimizer: adam, adamw, rmsprop, sgd",
         "scheduler: constant, cosine, step",
         "trainer: debug, default",
@@ -68,7 +70,7 @@ def test_help_lists_the_config_groups_and_their_options(tmp_path):
     [
         (
             "model=nope",
-            "model=nope is not an option of 'model'; choose one of: cnn, mlp (e.g. model=cnn).",
+            "model=nope is not an option of 'model'; choose one of: cnn, mlp, resnet18 (e.g. model=cnn).",
         ),
         (
             "trainer.max_epochs=abc",
@@ -88,6 +90,10 @@ def test_help_lists_the_config_groups_and_their_options(tmp_path):
         ),
         ("seed=abc", "seed must be an integer >= 0, got 'abc'; for example seed=42."),
         (
+            "data=imagefolder",
+            "data.root has no value; set it on the command line, e.g. data.root=~/photos.",
+        ),
+        (
             "+model.width=3",
             "could not build model from nntrain.models.mlp.MLP: MLP.__init__() got an unexpected "
             "keyword argument 'width'; check the model.* values (`nntrain --cfg job` shows them).",
@@ -103,3 +109,39 @@ def test_bad_input_is_one_clear_sentence_and_a_nonzero_exit(override, message, t
     assert done.returncode == 1
     assert done.stderr.strip() == f"Error: {message}"
     assert "Traceback" not in done.stdout + done.stderr
+
+
+def test_missing_image_data_stops_before_training_with_the_files_to_place(tmp_path):
+    done = run_nntrain(
+        "model=cnn",
+        "data=cifar10",
+        f"data.root={tmp_path / 'data'}",
+        "data.download=false",
+        cwd=tmp_path,
+    )
+    assert done.returncode == 1
+    assert done.stderr.strip() == (
+        f"Error: CIFAR-10 was not found in {tmp_path / 'data'}; download cifar-10-python.tar.gz from "
+        f"https://www.cs.toronto.edu/~kriz/ into {tmp_path / 'data'} (nntrain checks and unpacks them), "
+        "or set data.download=true to fetch it."
+    )
+    assert "train/loss" not in done.stdout  # no epoch ran
+
+
+@pytest.mark.parametrize(
+    "preset", ["mnist_mlp", "fashion_mnist_cnn", "cifar10_cnn", "cifar10_resnet18_finetune"]
+)
+def test_experiment_presets_compose(preset):
+    cfg = compose_config(f"experiment={preset}")
+    assert cfg.name == preset
+    assert cfg.data.dataset in {"mnist", "fashion_mnist", "cifar10"}
+    if preset == "cifar10_resnet18_finetune":
+        assert cfg.model.pretrained and cfg.data.imagenet_normalization and cfg.data.resize == 224
+
+
+def test_tilde_in_an_override_means_the_home_directory(monkeypatch):
+    monkeypatch.setenv("HOME", "/home/ada")
+    argv = ["data.root=~/flowers", "model=cnn", "hydra.run.dir=~", "~trainer.foo", "a=b~c"]
+    assert expand_home_in_overrides(argv) == [
+        "data.root=/home/ada/flowers", "model=cnn", "hydra.run.dir=/home/ada", "~trainer.foo", "a=b~c"
+    ]  # fmt: skip

@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch import nn
 
-from nntrain.cli import build
+from nntrain.cli import build_optimizer_partial
 from nntrain.models.mlp import MLP
 from nntrain.optim import build_optimizer, constant, param_groups, step_decay, warmup_cosine
 from tests.conftest import compose_config
@@ -26,7 +26,9 @@ def test_no_weight_decay_on_biases_and_normalisation_weights():
 @pytest.mark.parametrize("name", ["sgd", "adam", "adamw", "rmsprop"])
 def test_every_optimizer_config_builds_with_parameter_groups(name):
     cfg = compose_config(f"optimizer={name}", "optimizer.weight_decay=0.01")
-    optimizer = build_optimizer(build(cfg.optimizer, "optimizer"), MLP((4,), 2, hidden=[8]))
+    partial_optimizer, backbone_lr_scale = build_optimizer_partial(cfg.optimizer)
+    assert backbone_lr_scale == 0.1
+    optimizer = build_optimizer(partial_optimizer, MLP((4,), 2, hidden=[8]))
     expected = {
         "sgd": torch.optim.SGD,
         "adam": torch.optim.Adam,

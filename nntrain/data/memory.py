@@ -15,16 +15,19 @@ import torch
 from nntrain.errors import check_fraction, check_positive_int, require
 
 BatchTransform = Callable[[torch.Tensor], torch.Tensor]
+BatchAugment = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
 
 
-def epoch_generator(seed: int, epoch: int) -> torch.Generator:
-    """A CPU generator whose state is a function of (seed, epoch) only.
+def mixed_seed(*numbers: int) -> int:
+    """A 64-bit seed mixed from several integers (SeedSequence: (1, 0) and (0, 1) do not collide)."""
+    state = np.random.SeedSequence(list(numbers)).generate_state(2, dtype=np.uint32)
+    return int(state[0]) << 32 | int(state[1])
 
-    SeedSequence mixes the pair properly, so (seed=1, epoch=0) and (seed=0, epoch=1) do not
-    collide, and the order of epoch e never depends on how many epochs ran before it (resume).
-    """
-    state = np.random.SeedSequence([seed, epoch]).generate_state(2, dtype=np.uint32)
-    return torch.Generator().manual_seed(int(state[0]) << 32 | int(state[1]))
+
+def epoch_generator(seed: int, epoch: int, device: torch.device | str = "cpu") -> torch.Generator:
+    """A generator whose state is a function of (seed, epoch) only, so the order of epoch e never
+    depends on how many epochs ran before it (what an exact resume needs)."""
+    return torch.Generator(device=device).manual_seed(mixed_seed(seed, epoch))
 
 
 class TensorLoader:
@@ -32,7 +35,9 @@ class TensorLoader:
 
     Shuffled loaders draw a fresh permutation per epoch from (seed, epoch); call set_epoch
     before iterating. Training loaders drop the last partial batch (a batch of one breaks
-    BatchNorm, and shuffling means every sample is still seen across epochs).
+    BatchNorm, and shuffling means every sample is still seen across epochs). `augment` runs on
+    the raw (uint8) batch with a device generator seeded by (seed, epoch, batch index), so every
+    batch's augmentation is reproducible on its own; `transform` then turns it into model input.
     """
 
     def __init__(
@@ -44,6 +49,7 @@ class TensorLoader:
         seed: int = 0,
         drop_last: bool = False,
         transform: BatchTransform | None = None,
+        augment: BatchAugment | None = None,
     ) -> None:
         self.inputs = inputs
         self.targets = targets
@@ -52,6 +58,7 @@ class TensorLoader:
         self.seed = seed
         self.drop_last = drop_last and len(inputs) >= batch_size
         self.transform = transform
+        self.augment = augment
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -66,28 +73,38 @@ class TensorLoader:
         if self.shuffle:
             order = torch.randperm(n, generator=epoch_generator(self.seed, self.epoch))
             order = order.to(self.inputs.device, non_blocking=True)
-        for start in range(0, len(self) * self.batch_size, self.batch_size):
+        for batch, start in enumerate(range(0, len(self) * self.batch_size, self.batch_size)):
             if self.shuffle:
                 index = order[start : start + self.batch_size]
                 x, y = self.inputs[index], self.targets[index]
             else:
                 x = self.inputs[start : start + self.batch_size]
                 y = self.targets[start : start + self.batch_size]
+            if self.augment is not None:
+                generator = torch.Generator(device=x.device)
+                x = self.augment(x, generator.manual_seed(mixed_seed(self.seed, self.epoch, batch)))
             yield (self.transform(x) if self.transform else x), y
 
 
 class Normalize:
-    """uint8 (or any) batch -> float32, (x - mean) / std with per-channel statistics."""
+    """uint8 (or any) batch -> float32, (x - mean) / std with per-channel statistics (given in
+    the units of the stored data, e.g. 0..255), then optionally resized to size x size."""
 
-    def __init__(self, mean: torch.Tensor, std: torch.Tensor) -> None:
+    def __init__(self, mean: torch.Tensor, std: torch.Tensor, size: int | None = None) -> None:
         self.mean = mean
         self.std = std
+        self.size = size
 
     def to(self, device: torch.device) -> Normalize:
-        return Normalize(self.mean.to(device), self.std.to(device))
+        return Normalize(self.mean.to(device), self.std.to(device), self.size)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        return (x.float() - self.mean) / self.std
+        x = (x.float() - self.mean) / self.std
+        if self.size is not None and x.shape[-2:] != (self.size, self.size):
+            x = torch.nn.functional.interpolate(
+                x, size=(self.size, self.size), mode="bilinear", antialias=True, align_corners=False
+            )
+        return x
 
 
 @dataclass
@@ -103,8 +120,9 @@ def split_indices(
 
     The test split comes from a fixed permutation, so every run (any seed) is scored on the
     same held-out samples; the validation split is drawn from the rest with the run's seed.
+    test_fraction=0 means the data set has its own test split: only train/val are drawn.
     """
-    n_test = max(1, round(n * test_fraction))
+    n_test = max(1, round(n * test_fraction)) if test_fraction > 0 else 0
     n_val = max(1, round(n * val_fraction))
     require(
         n - n_test - n_val >= 1,
@@ -122,7 +140,8 @@ class InMemoryData:
 
     Subclasses fill self.splits (uint8 images or float features, on the CPU), num_classes,
     input_shape and class_names in __init__, and may set self.transform (run on each batch on
-    the device). setup(device) moves everything to the training device once.
+    the device) and self.augment (run on training batches only, before transform).
+    setup(device) moves everything to the training device once.
     """
 
     name: str = "data"
@@ -131,20 +150,33 @@ class InMemoryData:
     class_names: list[str]
 
     def __init__(self, batch_size: int, val_fraction: float, test_fraction: float, seed: int):
+        """test_fraction=0: the data set brings its own test split (see _set_splits)."""
         self.batch_size = check_positive_int("data.batch_size", batch_size, example=64)
         self.val_fraction = check_fraction("data.val_fraction", val_fraction)
-        self.test_fraction = check_fraction("data.test_fraction", test_fraction, example=0.2)
+        self.test_fraction = (
+            check_fraction("data.test_fraction", test_fraction, example=0.2)
+            if test_fraction
+            else 0.0
+        )
         self.seed = seed
         self.splits: dict[str, Split] = {}
         self.transform: Normalize | None = None
+        self.augment: BatchAugment | None = None
         self.device = torch.device("cpu")
 
-    def _set_splits(self, inputs: torch.Tensor, targets: torch.Tensor) -> None:
-        train, val, test = split_indices(
-            len(inputs), self.val_fraction, self.test_fraction, self.seed
+    def _set_splits(
+        self,
+        inputs: torch.Tensor,
+        targets: torch.Tensor,
+        test: tuple[torch.Tensor, torch.Tensor] | None = None,
+    ) -> None:
+        """Split (inputs, targets) into train/val(/test); an official test split comes as `test`."""
+        train, val, held_out = split_indices(
+            len(inputs), self.val_fraction, 0.0 if test else self.test_fraction, self.seed
         )
-        for name, index in (("train", train), ("val", val), ("test", test)):
-            self.splits[name] = Split(inputs[index], targets[index])
+        self.splits["train"] = Split(inputs[train], targets[train])
+        self.splits["val"] = Split(inputs[val], targets[val])
+        self.splits["test"] = Split(*test) if test else Split(inputs[held_out], targets[held_out])
 
     def setup(self, device: torch.device) -> None:
         self.device = device
@@ -164,6 +196,7 @@ class InMemoryData:
             seed=self.seed,
             drop_last=train,
             transform=self.transform,
+            augment=self.augment if train else None,
         )
 
     def train_loader(self) -> TensorLoader:

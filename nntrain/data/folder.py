@@ -1,0 +1,331 @@
+"""Your own images (`data=imagefolder`): root/train/<class>/<image>, and val/, test/ if present.
+
+The one data set that may not fit in memory, so it does not follow memory.py: PIL decodes one
+image at a time in DataLoader workers, torchvision's transforms v2 augment it there, and only
+finished batches move to the training device. The training order is a permutation drawn from
+(seed, epoch), and so is one seed per sample for its random crop and flip: a sample's
+augmentation is a function of (seed, epoch, position) whatever the number of workers, and an
+interrupted run resumes to the same batches.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from PIL import Image
+from torch.utils.data import DataLoader, Dataset, Sampler
+from torchvision.datasets.folder import IMG_EXTENSIONS
+from torchvision.transforms import v2
+
+from nntrain.data.memory import epoch_generator, split_indices
+from nntrain.errors import UserError, check_fraction, check_positive_int, require
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+STATS_IMAGES = 200  # enough for stable per-channel statistics, quick to decode at start-up
+EVAL_CROP_FRACTION = 0.875  # evaluation resizes to size / 0.875 and centre-crops, as for ImageNet
+
+Sample = tuple[Path, int]  # (image file, class index)
+
+
+def unreadable(path: Path) -> str:
+    return f"cannot read the image file {path}; replace or delete it."
+
+
+def find_classes(folder: Path) -> list[str]:
+    # Hidden entries are skipped: .ipynb_checkpoints is no class, macOS's ._x.jpg no image.
+    return sorted(e.name for e in os.scandir(folder) if e.is_dir() and not e.name.startswith("."))
+
+
+def read_class(folder: Path) -> list[Path]:
+    """The image files under folder (any depth), sorted, each checked to open: a corrupt file
+    should stop the run now, not hours into training (PIL reads only the header here)."""
+    images = []
+    for directory, subdirs, files in os.walk(folder, followlinks=True):
+        subdirs[:] = [name for name in subdirs if not name.startswith(".")]
+        images += [
+            Path(directory, name)
+            for name in files
+            if not name.startswith(".") and name.lower().endswith(IMG_EXTENSIONS)
+        ]
+    require(
+        bool(images),
+        f"class folder {folder} has no images ({' '.join(IMG_EXTENSIONS)}); "
+        "add images to it or remove it.",
+    )
+    for path in images:
+        try:
+            with Image.open(path):
+                pass
+        except OSError as error:  # PIL.UnidentifiedImageError is an OSError
+            raise UserError(unreadable(path)) from error
+    return sorted(images)  # os.walk's order depends on the file system
+
+
+def check_same_classes(folder: Path, train_dir: Path, class_names: list[str]) -> None:
+    found = find_classes(folder)
+    lacks = sorted(set(class_names) - set(found))
+    extra = sorted(set(found) - set(class_names))
+    problems = [f"lacks {', '.join(lacks)}"] if lacks else []
+    problems += [f"has {', '.join(extra)}, which {train_dir} does not"] if extra else []
+    require(
+        not problems,
+        f"{folder} must have the same class folders as {train_dir}, but it "
+        f"{' and '.join(problems)}; add, rename or remove class folders so that they match.",
+    )
+
+
+def load_rgb(path: Path, draft: int | None = None) -> Image.Image:
+    """The image as RGB (from grayscale, palette, RGBA too). draft: let JPEGs decode at a reduced
+    scale that still covers draft x draft pixels, far faster for large photos."""
+    try:
+        with Image.open(path) as image:
+            if draft is not None:
+                image.draft("RGB", (draft, draft))
+            return image.convert("RGB")  # loads the pixels before the file closes
+    except (OSError, SyntaxError, ValueError) as error:  # e.g. truncated after a good header
+        raise UserError(unreadable(path)) from error
+
+
+def to_float() -> list[Any]:
+    return [v2.ToImage(), v2.ToDtype(torch.float32, scale=True)]  # uint8 PIL -> float in [0, 1]
+
+
+def eval_steps(image_size: int) -> list[Any]:
+    resize = v2.Resize(round(image_size / EVAL_CROP_FRACTION), antialias=True)
+    return [resize, v2.CenterCrop(image_size), *to_float()]
+
+
+@dataclass(eq=False)
+class ImageDataset(Dataset):
+    """Decodes and transforms one image per item: an index, or (index, seed) for a random
+    transform, which then draws from a private generator stream seeded with seed."""
+
+    samples: list[Sample]
+    transform: Any
+    draft: int | None = None  # see load_rgb
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, item: int | tuple[int, int]) -> tuple[torch.Tensor, int]:
+        index, seed = item if isinstance(item, tuple) else (item, None)
+        path, target = self.samples[index]
+        image = load_rgb(path, self.draft)
+        if seed is None:
+            return self.transform(image), target
+        # Forked: with num_workers=0 this runs in the training process, whose global generator
+        # (dropout, ...) must not depend on the data.
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            return self.transform(image), target
+
+
+@dataclass(eq=False)
+class EpochSampler(Sampler):
+    """A permutation of range(n) with one augmentation seed per sample, from (seed, epoch) only."""
+
+    n: int
+    seed: int
+    epoch: int
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        generator = epoch_generator(self.seed, self.epoch)
+        order = torch.randperm(self.n, generator=generator)
+        seeds = torch.randint(2**62, (self.n,), generator=generator)
+        return iter(zip(order.tolist(), seeds.tolist(), strict=True))
+
+
+@dataclass(eq=False)
+class FolderLoader:
+    """One split's batches, on the device. Training shuffles per (seed, epoch) and drops the last
+    partial batch if there is a full one (a batch of one breaks BatchNorm); evaluation keeps
+    every sample, in order."""
+
+    dataset: ImageDataset
+    batch_size: int
+    shuffle: bool
+    seed: int
+    num_workers: int
+    device: torch.device
+    epoch: int = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    @property
+    def drop_last(self) -> bool:
+        return self.shuffle and len(self.dataset) >= self.batch_size
+
+    def __len__(self) -> int:
+        n = len(self.dataset)
+        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        sampler = EpochSampler(len(self.dataset), self.seed, self.epoch) if self.shuffle else None
+        loader = DataLoader(
+            self.dataset,
+            self.batch_size,
+            sampler=sampler,
+            drop_last=self.drop_last,
+            num_workers=self.num_workers,
+            pin_memory=self.device.type == "cuda",
+            # Workers' base seeds come from here, per epoch, never from the global generator.
+            generator=epoch_generator(self.seed, self.epoch),
+        )
+        try:
+            for x, y in loader:
+                yield x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+            return
+        except UserError as error:
+            if self.num_workers == 0:
+                raise
+            # From a worker, the message holds the worker's traceback, whose last line is ours.
+            sentence = str(error).strip().splitlines()[-1]
+            # torch's re-raise leaves that traceback in a reference cycle with the DataLoader's
+            # iterator: cut it, so that the workers stop now, not when the cycle is collected.
+            error.__traceback__ = None
+        raise UserError(sentence.removeprefix("nntrain.errors.UserError: "))
+
+
+class ImageFolderData:
+    """Images in root/train/<class>/*, and in root/val/, root/test/ with the same class folders.
+
+    A missing val/ or test/ is split off train/ (test: a fixed split, the same for every seed;
+    val: drawn with seed). Training: RandomResizedCrop + horizontal flip; evaluation: resize to
+    image_size / 0.875, centre crop. Normalisation: ImageNet's mean and std if
+    imagenet_normalization (what pretrained weights expect), else the per-channel mean and std
+    of up to 200 training images spread evenly over the sorted file list, measured once here
+    after the evaluation resize and crop.
+    """
+
+    name = "imagefolder"
+    class_names: list[str]  # sorted folder names of train/
+
+    def __init__(
+        self,
+        root: str,
+        image_size: int = 224,
+        batch_size: int = 32,
+        val_fraction: float = 0.1,
+        test_fraction: float = 0.1,
+        num_workers: int = 4,
+        imagenet_normalization: bool = False,
+        seed: int = 42,
+    ) -> None:
+        self.image_size = check_positive_int("data.image_size", image_size, example=224)
+        self.batch_size = check_positive_int("data.batch_size", batch_size, example=32)
+        self.val_fraction = check_fraction("data.val_fraction", val_fraction)
+        self.test_fraction = check_fraction("data.test_fraction", test_fraction)
+        require(
+            isinstance(num_workers, int) and not isinstance(num_workers, bool) and num_workers >= 0,
+            f"data.num_workers must be an integer >= 0, got {num_workers!r}; "
+            "for example data.num_workers=4.",
+        )
+        require(
+            isinstance(imagenet_normalization, bool),
+            f"data.imagenet_normalization must be true or false, got {imagenet_normalization!r}.",
+        )
+        self.num_workers, self.seed, self.device = num_workers, seed, torch.device("cpu")
+        self.root = Path(str(root)).expanduser().absolute()
+        self.samples = self._read_splits()
+        self.num_classes = len(self.class_names)
+        self.input_shape = (3, image_size, image_size)
+
+        imagenet = (IMAGENET_MEAN, IMAGENET_STD)
+        self.mean, self.std = imagenet if imagenet_normalization else self._measure()
+        normalize = v2.Normalize(list(self.mean), list(self.std))
+        crop = [v2.RandomResizedCrop(image_size, antialias=True), v2.RandomHorizontalFlip()]
+        self.train_transform = v2.Compose([*crop, *to_float(), normalize])
+        self.eval_transform = v2.Compose([*eval_steps(image_size), normalize])
+
+    def _read_splits(self) -> dict[str, list[Sample]]:
+        root, train_dir = self.root, self.root / "train"
+        require(
+            root.is_dir(),
+            f"data.root {root} {'is not a folder' if root.exists() else 'does not exist'}; set "
+            "data.root to a folder laid out as train/<class>/<image> (val/ and test/ optional, "
+            "with the same class folders), e.g. data.root=$HOME/flowers.",
+        )
+        require(
+            train_dir.is_dir(),
+            f"{root} has no train/ folder; put the training images in {train_dir}/<class>/, "
+            "one sub-folder per class.",
+        )
+        self.class_names = find_classes(train_dir)
+        require(
+            bool(self.class_names),
+            f"{train_dir} has no class folders; put each class's images in a sub-folder named "
+            f"after the class, e.g. {train_dir}/cats/001.jpg.",
+        )
+        splits: dict[str, list[Sample]] = {}
+        for name in ("train", "val", "test"):
+            folder = root / name
+            if not folder.is_dir():
+                continue
+            check_same_classes(folder, train_dir, self.class_names)
+            splits[name] = [
+                (path, index)
+                for index, class_name in enumerate(self.class_names)
+                for path in read_class(folder / class_name)
+            ]
+        if len(splits) < 3:
+            train = splits["train"]
+            train_index, val_index, test_index = split_indices(
+                len(train), self.val_fraction, self.test_fraction, self.seed
+            )
+            for name, index in (("val", val_index), ("test", test_index)):
+                if name in splits:  # that folder exists: these files stay in training
+                    train_index = torch.cat([train_index, index])
+                else:
+                    splits[name] = [train[i] for i in index.tolist()]
+            splits["train"] = [train[i] for i in sorted(train_index.tolist())]
+        return {name: splits[name] for name in ("train", "val", "test")}
+
+    def _measure(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
+        """Per-channel mean and std of evenly spaced training images (every class counts)."""
+        train = self.samples["train"]
+        count = min(STATS_IMAGES, len(train))
+        picks = [train[i * len(train) // count] for i in range(count)]
+        draft = round(self.image_size / EVAL_CROP_FRACTION)
+        dataset = ImageDataset(picks, v2.Compose(eval_steps(self.image_size)), draft)
+        loader = FolderLoader(dataset, self.batch_size, False, 0, self.num_workers, self.device)
+        total, squares, pixels = torch.zeros(3, dtype=torch.float64), torch.zeros(3).double(), 0
+        for images, _ in loader:
+            total += images.double().sum((0, 2, 3))
+            squares += images.double().square().sum((0, 2, 3))
+            pixels += images[:, 0].numel()
+        mean = total / pixels
+        # A floor of one grey level: a channel that hardly varies must not be blown up.
+        std = (squares / pixels - mean.square()).clamp_min(0).sqrt().clamp_min(1 / 255)
+        return tuple(mean.tolist()), tuple(std.tolist())
+
+    def setup(self, device: torch.device) -> None:
+        self.device = device
+
+    def _loader(self, split: str, train: bool) -> FolderLoader:
+        transform = self.train_transform if train else self.eval_transform
+        dataset = ImageDataset(self.samples[split], transform)
+        return FolderLoader(
+            dataset, self.batch_size, train, self.seed, self.num_workers, self.device
+        )
+
+    def train_loader(self) -> FolderLoader:
+        return self._loader("train", train=True)
+
+    def val_loader(self) -> FolderLoader:
+        return self._loader("val", train=False)
+
+    def test_loader(self) -> FolderLoader:
+        return self._loader("test", train=False)
+
+    def split_sizes(self) -> dict[str, int]:
+        return {name: len(samples) for name, samples in self.samples.items()}

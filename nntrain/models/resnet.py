@@ -1,0 +1,180 @@
+"""torchvision's ResNet-18 with the tutorial's head, for fine-tuning or training from scratch.
+
+The backbone is torchvision's resnet18 (fc removed); the head is Linear(512, 256) -> ReLU ->
+Dropout(0.4) -> Linear(256, classes). Pretrained ImageNet weights come through torchvision's
+weights API and the torch hub cache ($TORCH_HOME), or from a local state dict.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from nntrain.errors import UserError, check_positive_int, is_number, require
+from nntrain.network import network_timeout
+
+log = logging.getLogger("nntrain")
+
+DOWNLOAD_TIMEOUT_S = 30.0
+
+
+def imagenet_state_dict() -> dict[str, Tensor]:
+    """torchvision's ImageNet weights for resnet18, from the hub cache or downloaded into it."""
+    from torchvision.models import ResNet18_Weights
+
+    weights = ResNet18_Weights.IMAGENET1K_V1
+    cache = Path(torch.hub.get_dir()) / "checkpoints"
+    file = cache / Path(weights.url).name
+    try:
+        with network_timeout(DOWNLOAD_TIMEOUT_S):
+            return weights.get_state_dict(progress=False, check_hash=True)
+    except OSError as error:  # URLError and socket timeouts are OSErrors
+        reason = str(getattr(error, "reason", None) or error)
+        raise UserError(
+            f"the pretrained ResNet-18 weights are not in {cache} and could not be downloaded "
+            f"({reason}); download {weights.url} and put it there as {file.name} (TORCH_HOME "
+            "moves this cache), or pass model.weights_path=FILE."
+        ) from error
+    except (RuntimeError, EOFError) as error:
+        raise UserError(
+            f"the cached pretrained weights {file} are damaged ({str(error).splitlines()[0]}); "
+            "delete the file so it is downloaded again."
+        ) from error
+
+
+def local_state_dict(path: str) -> dict[str, Tensor]:
+    file = Path(path).expanduser()
+    require(file.is_file(), f"model.weights_path {file} does not exist; pass a saved state dict.")
+    try:
+        state = torch.load(file, map_location="cpu", weights_only=True)
+    except Exception as error:
+        raise UserError(
+            f"model.weights_path {file} could not be read as a state dict "
+            f"({str(error).splitlines()[0]}); save one with torch.save(model.state_dict(), path)."
+        ) from error
+    require(isinstance(state, dict), f"model.weights_path {file} does not hold a state dict.")
+    return state
+
+
+class ResNet18(nn.Module):
+    """ResNet-18 backbone + the tutorial's head; optional pretrained weights and freezing.
+
+    freeze_backbone trains only the head (the frozen backbone, BatchNorm included, stays in
+    eval mode); unfreeze_at_epoch=k trains the backbone too from the k-th epoch (1-based).
+    small_input (null = auto: on for images under 64 pixels unless pretrained) swaps the
+    7x7/stride-2 stem and max-pool for a 3x3/stride-1 stem, the usual CIFAR ResNet.
+    """
+
+    def __init__(
+        self,
+        input_shape: Sequence[int],
+        num_classes: int,
+        pretrained: bool = False,
+        weights_path: str | None = None,
+        freeze_backbone: bool = False,
+        unfreeze_at_epoch: int | None = None,
+        small_input: bool | None = None,
+        head_hidden: int = 256,
+        dropout: float = 0.4,
+    ) -> None:
+        super().__init__()
+        from torchvision.models import resnet18
+
+        require(
+            len(input_shape) == 3,
+            f"model=resnet18 needs image data shaped (channels, height, width), but this data set "
+            f"gives {len(input_shape)}-dimensional inputs {tuple(input_shape)}; use model=mlp.",
+        )
+        require(
+            unfreeze_at_epoch is None or freeze_backbone,
+            "model.unfreeze_at_epoch needs model.freeze_backbone=true (it unfreezes a frozen backbone).",
+        )
+        if unfreeze_at_epoch is not None:
+            check_positive_int("model.unfreeze_at_epoch", unfreeze_at_epoch, example=3)
+        require(
+            is_number(dropout) and 0 <= dropout < 1,
+            f"model.dropout must be a number in [0, 1), got {dropout!r}.",
+        )
+        channels, height, width = input_shape
+        backbone = resnet18(weights=None)
+        self.pretrained_backbone = bool(pretrained or weights_path)
+        if self.pretrained_backbone:
+            state = local_state_dict(weights_path) if weights_path else imagenet_state_dict()
+            load_backbone_weights(backbone, state, source=weights_path or "ImageNet")
+        if small_input is None:
+            small_input = min(height, width) < 64 and not self.pretrained_backbone
+        if small_input:
+            backbone.conv1 = nn.Conv2d(channels, 64, kernel_size=3, stride=1, padding=1, bias=False)
+            backbone.maxpool = nn.Identity()
+        elif channels != 3:
+            backbone.conv1 = adapt_stem(backbone.conv1, channels, self.pretrained_backbone)
+        backbone.fc = nn.Identity()
+        self.backbone = backbone
+        self.head = nn.Sequential(
+            nn.Linear(512, head_hidden),
+            nn.ReLU(inplace=True),
+            nn.Dropout(dropout),
+            nn.Linear(head_hidden, num_classes),
+        )
+        self.unfreeze_at_epoch = unfreeze_at_epoch
+        self.backbone_frozen = False
+        if freeze_backbone:
+            self.set_backbone_frozen(True)
+
+    def set_backbone_frozen(self, frozen: bool) -> None:
+        self.backbone_frozen = frozen
+        for param in self.backbone.parameters():
+            param.requires_grad_(not frozen)
+        self.train(self.training)  # puts a frozen backbone's BatchNorm layers in eval mode
+        trainable = sum(p.numel() for p in self.parameters() if p.requires_grad)
+        total = sum(p.numel() for p in self.parameters())
+        state = "frozen" if frozen else "unfrozen"
+        log.info(f"backbone {state}: trainable {trainable:,} / total {total:,} parameters")
+
+    def on_epoch_start(self, epoch: int) -> None:
+        """Called by the Trainer before each epoch (0-based) to unfreeze at the chosen epoch."""
+        if self.backbone_frozen and self.unfreeze_at_epoch and epoch + 1 >= self.unfreeze_at_epoch:
+            self.set_backbone_frozen(False)
+
+    def train(self, mode: bool = True) -> ResNet18:
+        super().train(mode)
+        if self.backbone_frozen:
+            # Frozen BatchNorm layers keep their (pretrained) running statistics.
+            self.backbone.eval()
+        return self
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.head(self.backbone(x))
+
+
+def load_backbone_weights(backbone: nn.Module, state: dict[str, Any], source: str) -> None:
+    # The classifier (fc) is replaced by our head, so its weights may be absent or any shape.
+    state = {k: v for k, v in state.items() if not k.startswith("fc.")}
+    missing, unexpected = backbone.load_state_dict(state, strict=False)
+    missing = [k for k in missing if not k.startswith("fc.")]
+    require(
+        not missing and not unexpected,
+        f"the weights from {source} do not fit torchvision's resnet18 ({len(missing)} missing keys "
+        f"such as {missing[:2]}, {len(unexpected)} unexpected such as {unexpected[:2]}); "
+        "pass a resnet18 state dict.",
+    )
+
+
+def adapt_stem(conv: nn.Conv2d, channels: int, pretrained: bool) -> nn.Conv2d:
+    """The 7x7 stem for `channels` input channels.
+
+    Grayscale with pretrained weights: the stem's weights summed over RGB. A convolution is
+    linear, so this gives exactly the output of the pretrained stem on the gray image replicated
+    to three channels, without tripling the input (averaging instead would scale the
+    activations by 1/3 and mismatch the pretrained BatchNorm statistics).
+    """
+    stem = nn.Conv2d(channels, 64, kernel_size=7, stride=2, padding=3, bias=False)
+    if pretrained and channels == 1:
+        with torch.no_grad():
+            stem.weight.copy_(conv.weight.sum(dim=1, keepdim=True))
+    return stem

@@ -1,0 +1,305 @@
+"""Training throughput of nntrain against a hand-written loop and the classic PIL pipeline.
+
+For each case (a model on data of a real set's shape and dtype, made in memory so it runs
+offline) it measures training samples/s of
+  (a) nntrain's Trainer as the CLI builds it (TensorBoard and progress on),
+  (b) a plain hand-written loop: same model, optimizer, schedule and in-memory data,
+  (c) the classic pipeline: a Dataset returning PIL images + ToTensor/Normalize (+ crop/flip
+      for CIFAR) + DataLoader, with 0 and 2 workers, same model and optimizer.
+Modes are interleaved (a, b, c0, c2, a, b, ...) and each reports the median of its rounds.
+
+    python scripts/benchmark.py                  # the full table (a few minutes on 2 CPU cores)
+    python scripts/benchmark.py --quick          # a smoke check
+    python scripts/benchmark.py --json out.json  # also write the figures as JSON
+
+JSON schema: {"machine": str, "device": str, "torch": str, "date": str, "rounds": int,
+"cases": {case: {"samples_per_sec": {mode: {"median", "min", "max"}}, "overhead_ratio":
+a/b, "vs_classic_ratio": a/best(c0, c2), "step_ms": {mode: median ms per step}}}}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from hydra import compose, initialize_config_module
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import open_dict
+
+from nntrain.cli import build, build_optimizer_partial
+from nntrain.data.augment import CropFlip
+from nntrain.data.memory import InMemoryData, Normalize
+from nntrain.optim import build_optimizer
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    model: str  # config option of the model group
+    shape: tuple[int, int, int]
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    augment: bool  # CIFAR: crop + flip in every pipeline
+    batch_size: int = 128
+    cuda_only: bool = False
+
+
+CASES = {
+    "mlp_mnist": Case("mlp_mnist", "mlp", (1, 28, 28), (0.1307,), (0.3081,), augment=False),
+    "cnn_cifar": Case("cnn_cifar", "cnn", (3, 32, 32), (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616), augment=True),
+    "resnet18_cifar": Case("resnet18_cifar", "resnet18", (3, 32, 32), (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616), augment=True, cuda_only=True),
+}  # fmt: skip
+
+
+class SyntheticImages(InMemoryData):
+    """uint8 images of a real set's shape, random content: throughput does not depend on it."""
+
+    name = "synthetic"
+
+    def __init__(self, case: Case, n: int, seed: int = 0) -> None:
+        super().__init__(case.batch_size, val_fraction=0.05, test_fraction=0.05, seed=seed)
+        gen = torch.Generator().manual_seed(seed)
+        images = torch.randint(0, 256, (n, *case.shape), dtype=torch.uint8, generator=gen)
+        targets = torch.randint(0, 10, (n,), generator=gen)
+        self._set_splits(images, targets)
+        mean = 255 * torch.tensor(case.mean).view(-1, 1, 1)
+        std = 255 * torch.tensor(case.std).view(-1, 1, 1)
+        self.transform = Normalize(mean, std)
+        self.augment = CropFlip(4) if case.augment else None
+        self.num_classes, self.input_shape = 10, case.shape
+        self.class_names = [str(i) for i in range(10)]
+
+
+def compose_config(case: Case, device: str):
+    overrides = [f"model={case.model}", f"trainer.device={device}", "trainer.progress=true"]
+    with initialize_config_module("nntrain.configs", version_base="1.3"):
+        cfg = compose("train", overrides=overrides, return_hydra_config=True)
+    HydraConfig.instance().set_config(cfg)
+    with open_dict(cfg):
+        del cfg["hydra"]
+    return cfg
+
+
+def build_parts(cfg, data: InMemoryData):
+    torch.manual_seed(0)
+    model = build(cfg.model, "model", input_shape=data.input_shape, num_classes=data.num_classes)
+    optimizer, scale = build_optimizer_partial(cfg.optimizer)
+    return model, optimizer, build(cfg.scheduler, "scheduler"), scale
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def run_trainer(case: Case, data: InMemoryData, device: str, steps: int) -> float:
+    """(a): Trainer.fit over two epochs of `steps` batches; its samples/s leaves out epoch 1."""
+    cfg = compose_config(case, device)
+    trainer = build(
+        cfg.trainer,
+        "trainer",
+        progress=True,
+        max_epochs=2,
+        limit_train_batches=steps,
+        limit_val_batches=1,
+    )
+    model, optimizer, scheduler, scale = build_parts(cfg, data)
+    with tempfile.TemporaryDirectory() as run_dir:
+        result = trainer.fit(
+            model, data, optimizer, scheduler, run_dir=run_dir, backbone_lr_scale=scale
+        )
+    return result["train/samples_per_sec"]
+
+
+def hand_loop(
+    model, batches: Callable[[], object], device: torch.device, steps: int, opt, sched, clip: float
+) -> float:
+    """Forward, loss, backward, clip, step, schedule: what people write by hand."""
+    model.train()
+
+    def one_pass(count: int) -> int:
+        seen = 0
+        for index, (x, y) in enumerate(batches()):
+            if index >= count:
+                break
+            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+            opt.zero_grad(set_to_none=True)
+            loss = F.cross_entropy(model(x), y)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
+            opt.step()
+            sched.step()
+            seen += len(y)
+        return seen
+
+    one_pass(2)  # warm-up: allocations, kernel selection, worker start
+    sync(device)
+    start = time.perf_counter()
+    seen = one_pass(steps)
+    sync(device)
+    return seen / (time.perf_counter() - start)
+
+
+def run_hand(case: Case, data: InMemoryData, device: str, steps: int) -> float:
+    """(b): the same model/optimizer/schedule over the same in-memory loader, no framework."""
+    cfg = compose_config(case, device)
+    dev = torch.device(device)
+    data.setup(dev)
+    model, optimizer, scheduler, scale = build_parts(cfg, data)
+    model.to(dev)
+    opt = build_optimizer(optimizer, model, scale)
+    sched = scheduler(opt, total_steps=10 * steps, steps_per_epoch=steps)
+    loader = data.train_loader()
+    return hand_loop(model, lambda: iter(loader), dev, steps, opt, sched, cfg.trainer.grad_clip)
+
+
+class PILDataset(torch.utils.data.Dataset):
+    """The classic recipe: one PIL image per __getitem__, torchvision transforms per sample."""
+
+    def __init__(self, images: np.ndarray, targets: np.ndarray, transform) -> None:
+        self.images, self.targets, self.transform = images, targets, transform
+
+    def __len__(self) -> int:
+        return len(self.targets)
+
+    def __getitem__(self, index: int):
+        from PIL import Image
+
+        image = Image.fromarray(self.images[index])
+        return self.transform(image), int(self.targets[index])
+
+
+def run_classic(case: Case, data: InMemoryData, device: str, steps: int, workers: int) -> float:
+    """(c): PIL Dataset + ToTensor/Normalize (+ RandomCrop/Flip for CIFAR) + DataLoader."""
+    from torchvision import transforms
+
+    cfg = compose_config(case, device)
+    dev = torch.device(device)
+    train = data.splits["train"]
+    images = train.inputs.cpu().permute(0, 2, 3, 1).numpy()  # N,H,W,C as PIL wants
+    if images.shape[-1] == 1:
+        images = images[..., 0]
+    steps_list = (
+        [transforms.RandomCrop(case.shape[-1], padding=4), transforms.RandomHorizontalFlip()]
+        if case.augment
+        else []
+    )
+    transform = transforms.Compose(
+        [*steps_list, transforms.ToTensor(), transforms.Normalize(case.mean, case.std)]
+    )
+    dataset = PILDataset(images, train.targets.cpu().numpy(), transform)
+    loader = torch.utils.data.DataLoader(
+        dataset, batch_size=case.batch_size, shuffle=True, num_workers=workers,
+        pin_memory=dev.type == "cuda", drop_last=True, persistent_workers=workers > 0,
+    )  # fmt: skip
+    model, optimizer, scheduler, scale = build_parts(cfg, data)
+    model.to(dev)
+    opt = build_optimizer(optimizer, model, scale)
+    sched = scheduler(opt, total_steps=10 * steps, steps_per_epoch=steps)
+    return hand_loop(model, lambda: iter(loader), dev, steps, opt, sched, cfg.trainer.grad_clip)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="one round, few steps: a smoke check")
+    parser.add_argument("--json", type=Path, help="also write the figures to this JSON file")
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="interleaved rounds per mode (median)"
+    )
+    parser.add_argument(
+        "--cases", nargs="*", choices=list(CASES), help="default: every case the device runs"
+    )
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    args = parser.parse_args()
+
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    device = args.device
+    rounds = 1 if args.quick else args.rounds
+    names = args.cases or [n for n, c in CASES.items() if device == "cuda" or not c.cuda_only]
+    steps_for = (
+        {"mlp_mnist": 40, "cnn_cifar": 6, "resnet18_cifar": 6}
+        if device == "cpu"
+        else {n: 50 for n in CASES}
+    )
+    if args.quick:
+        steps_for = dict.fromkeys(CASES, 3)
+    report: dict = {
+        "machine": f"{platform.node()} ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)",
+        "device": torch.cuda.get_device_name() if device == "cuda" else "cpu",
+        "torch": torch.__version__,
+        "date": time.strftime("%Y-%m-%d"),
+        "rounds": rounds,
+        "cases": {},
+    }
+    for name in names:
+        case, steps = CASES[name], steps_for[name]
+        data = SyntheticImages(case, n=case.batch_size * (steps + 4) * 2)
+        modes: dict[str, Callable[[], float]] = {
+            "a_trainer": partial(run_trainer, case, data, device, steps),
+            "b_hand_loop": partial(run_hand, case, data, device, steps),
+            "c_classic_w0": partial(run_classic, case, data, device, steps, workers=0),
+            "c_classic_w2": partial(run_classic, case, data, device, steps, workers=2),
+        }
+        seen: dict[str, list[float]] = {mode: [] for mode in modes}
+        for round_index in range(rounds):
+            for mode, measure in modes.items():  # interleaved: a, b, c0, c2, a, b, ...
+                seen[mode].append(measure())
+                console.print(
+                    f"[dim]{name} round {round_index + 1}/{rounds} {mode}: {seen[mode][-1]:,.0f} samples/s[/]"
+                )
+        stats = {
+            m: {"median": statistics.median(v), "min": min(v), "max": max(v)}
+            for m, v in seen.items()
+        }
+        a = stats["a_trainer"]["median"]
+        classic = max(stats["c_classic_w0"]["median"], stats["c_classic_w2"]["median"])
+        report["cases"][name] = {
+            "samples_per_sec": stats,
+            "overhead_ratio": a / stats["b_hand_loop"]["median"],
+            "vs_classic_ratio": a / classic,
+            "step_ms": {m: 1000 * case.batch_size / s["median"] for m, s in stats.items()},
+        }
+
+    table = Table(
+        title=f"training samples/s on {report['device']} ({report['date']}, median of {rounds})"
+    )
+    for column in (
+        "case",
+        "(a) nntrain",
+        "(b) hand loop",
+        "(c) classic w0",
+        "(c) classic w2",
+        "(a)/(b)",
+        "(a)/(c)",
+    ):
+        table.add_column(column, justify="right")
+    for name, result in report["cases"].items():
+        s = result["samples_per_sec"]
+        cells = [f"{s[m]['median']:,.0f} [{s[m]['min']:,.0f}-{s[m]['max']:,.0f}]" for m in s]
+        table.add_row(
+            name, *cells, f"{result['overhead_ratio']:.3f}", f"{result['vs_classic_ratio']:.2f}"
+        )
+    console.print(table)
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=2) + "\n")
+        console.print(f"wrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

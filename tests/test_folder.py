@@ -1,0 +1,218 @@
+"""data=imagefolder on tiny PNG folders made here: layout, splits, batches, order, errors, a run."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+
+from nntrain import cli
+from nntrain.data.folder import ImageFolderData, load_rgb
+from nntrain.errors import UserError
+from tests.conftest import compose_config
+
+COLOURS = {"cat": (220, 40, 40), "dog": (40, 200, 60), "emu": (30, 60, 210)}
+CPU = torch.device("cpu")
+
+
+def make_split(folder: Path, per_class: int = 8, colours: dict | None = None) -> None:
+    """per_class 20x24 images per class, one colour per class (slightly varied): two grayscale
+    PNGs, one JPEG (when per_class > 3), RGB PNGs; a text file and a hidden ._ file sit beside
+    them (both must be ignored)."""
+    for name, colour in (colours or COLOURS).items():
+        (folder / name).mkdir(parents=True)
+        for i in range(per_class):
+            if i < 2:
+                image = Image.new("L", (20, 24), sum(colour) // 3 + 5 * i)
+            else:
+                image = Image.new("RGB", (20, 24), tuple(c + 3 * i for c in colour))
+            suffix = ".jpg" if i == 3 else ".png"
+            image.save(folder / name / f"{i:02d}{suffix}")
+        (folder / name / "notes.txt").write_text("not an image")
+        (folder / name / "._00.png").write_bytes(b"macOS metadata")
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    make_split(tmp_path / "flowers" / "train")
+    return tmp_path / "flowers"
+
+
+def folder_data(root: Path, **kwargs) -> ImageFolderData:
+    options = {"image_size": 16, "batch_size": 4, "num_workers": 0, "seed": 1, **kwargs}
+    data = ImageFolderData(str(root), **options)
+    data.setup(CPU)
+    return data
+
+
+def files(data: ImageFolderData, split: str) -> list[Path]:
+    return [path for path, _ in data.samples[split]]
+
+
+def test_classes_shape_and_splits_of_train_only(root):
+    data = folder_data(root)
+    assert data.name == "imagefolder"
+    assert data.class_names == ["cat", "dog", "emu"] and data.num_classes == 3
+    assert data.input_shape == (3, 16, 16)
+    # 24 images: round(2.4) = 2 for test, 2 for val, the rest for training
+    assert data.split_sizes() == {"train": 20, "val": 2, "test": 2}
+    every = files(data, "train") + files(data, "val") + files(data, "test")
+    assert sorted(every) == sorted((root / "train").glob("*/[0-9]*"))
+    other_seed = folder_data(root, seed=2)
+    assert files(other_seed, "test") == files(data, "test")
+    assert files(other_seed, "val") != files(data, "val")
+
+
+def test_existing_val_and_test_folders_are_used_as_they_are(root):
+    make_split(root / "val", per_class=2)
+    make_split(root / "test", per_class=3)
+    data = folder_data(root)
+    assert data.split_sizes() == {"train": 24, "val": 6, "test": 9}
+    assert all(root / "val" in path.parents for path in files(data, "val"))
+    assert all(root / "test" in path.parents for path in files(data, "test"))
+    # only val/ present: the test split still comes from train/, fixed
+    (root / "test").rename(root / "old-test")
+    data = folder_data(root)
+    assert data.split_sizes() == {"train": 22, "val": 6, "test": 2}
+    assert files(data, "test") == files(folder_data(root, seed=7), "test")
+
+
+def test_batches_are_normalised_float_images_with_int64_targets(root):
+    data = folder_data(root, batch_size=8)
+    train = data.train_loader()
+    assert len(train) == 2  # 20 samples: the partial batch of 4 is dropped
+    batches = list(train)
+    assert len(batches) == 2
+    x, y = batches[0]
+    assert x.shape == (8, 3, 16, 16) and x.dtype == torch.float32 and y.dtype == torch.int64
+    # evaluation keeps every sample, in file order
+    val = data.val_loader()
+    assert len(val) == 1
+    assert torch.cat([y for _, y in val]).tolist() == [t for _, t in data.samples["val"]]
+    # without ImageNet statistics, the training images are standardised by their own
+    whole = torch.stack([data.eval_transform(load_rgb(path)) for path in files(data, "train")])
+    assert torch.allclose(whole.mean((0, 2, 3)), torch.zeros(3), atol=1e-4)
+    assert torch.allclose(whole.std((0, 2, 3)), torch.ones(3), atol=1e-2)
+    # a training set smaller than one batch is one partial batch, not nothing
+    assert [len(y) for _, y in folder_data(root, batch_size=32).train_loader()] == [20]
+
+
+def test_imagenet_normalization_of_white_images(root):
+    make_split(root / "val", per_class=2, colours=dict.fromkeys(COLOURS, (255, 255, 255)))
+    for path in (root / "val").glob("*/0[01].png"):  # the grayscale ones: white as well
+        Image.new("L", (20, 24), 255).save(path)
+    data = folder_data(root, imagenet_normalization=True)
+    assert data.mean == (0.485, 0.456, 0.406) and data.std == (0.229, 0.224, 0.225)
+    x, _ = next(iter(data.val_loader()))
+    expected = torch.tensor([(1 - 0.485) / 0.229, (1 - 0.456) / 0.224, (1 - 0.406) / 0.225])
+    assert torch.allclose(x.mean((0, 2, 3)), expected, atol=1e-5)
+
+
+def epoch_inputs(data: ImageFolderData, epoch: int) -> torch.Tensor:
+    loader = data.train_loader()
+    loader.set_epoch(epoch)
+    return torch.cat([x for x, _ in loader])
+
+
+def test_training_order_and_crops_follow_seed_and_epoch_only(root):
+    data = folder_data(root)
+    torch.manual_seed(0)
+    first = epoch_inputs(data, 3)
+    # loading leaves the global generator (dropout, ...) where it was
+    after_loading = torch.rand(3)
+    torch.manual_seed(0)
+    assert torch.equal(after_loading, torch.rand(3))
+    assert torch.equal(epoch_inputs(data, 3), first)
+    assert not torch.equal(epoch_inputs(data, 4), first)
+    assert not torch.equal(epoch_inputs(folder_data(root, seed=2), 3), first)
+    # the same batches with two worker processes
+    assert torch.equal(epoch_inputs(folder_data(root, num_workers=2), 3), first)
+
+
+def error_of(root: Path, **kwargs) -> str:
+    with pytest.raises(UserError) as caught:
+        folder_data(root, **kwargs)
+    return str(caught.value)
+
+
+def test_missing_root_no_train_folder_and_no_classes(tmp_path):
+    missing = tmp_path / "nope"
+    assert error_of(missing) == (
+        f"data.root {missing} does not exist; set data.root to a folder laid out as "
+        "train/<class>/<image> (val/ and test/ optional, with the same class folders), "
+        "e.g. data.root=$HOME/flowers."
+    )
+    missing.mkdir()
+    assert error_of(missing) == (
+        f"{missing} has no train/ folder; put the training images in {missing}/train/<class>/, "
+        "one sub-folder per class."
+    )
+    (missing / "train" / ".ipynb_checkpoints").mkdir(parents=True)
+    assert error_of(missing) == (
+        f"{missing}/train has no class folders; put each class's images in a sub-folder named "
+        f"after the class, e.g. {missing}/train/cats/001.jpg."
+    )
+
+
+def test_empty_class_folder_and_bad_settings(root):
+    (root / "train" / "fox").mkdir()
+    (root / "train" / "fox" / "readme.txt").write_text("todo")
+    assert error_of(root) == (
+        f"class folder {root}/train/fox has no images (.jpg .jpeg .png .ppm .bmp .pgm .tif "
+        ".tiff .webp); add images to it or remove it."
+    )
+    assert error_of(root, num_workers=-1) == (
+        "data.num_workers must be an integer >= 0, got -1; for example data.num_workers=4."
+    )
+
+
+def test_a_corrupt_file_stops_construction(root):
+    bad = root / "train" / "dog" / "bad.png"
+    bad.write_bytes(random.Random(0).randbytes(300))
+    assert error_of(root) == f"cannot read the image file {bad}; replace or delete it."
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_a_truncated_file_stops_with_one_sentence(root, workers):
+    truncated = root / "train" / "cat" / "02.png"
+    truncated.write_bytes(truncated.read_bytes()[:60])  # the header is intact
+    message = f"cannot read the image file {truncated}; replace or delete it."
+    # measuring the normalisation statistics decodes it already
+    assert error_of(root, num_workers=workers) == message
+    # with ImageNet statistics, the first training epoch meets it
+    data = folder_data(root, num_workers=workers, batch_size=32, imagenet_normalization=True)
+    with pytest.raises(UserError) as caught:
+        list(data.train_loader())
+    assert str(caught.value) == message
+
+
+def test_val_classes_must_match_train(root):
+    make_split(
+        root / "val", per_class=1, colours={"cat": (1, 2, 3), "dog": (4, 5, 6), "fox": (7, 8, 9)}
+    )
+    assert error_of(root) == (
+        f"{root}/val must have the same class folders as {root}/train, but it lacks emu and "
+        f"has fox, which {root}/train does not; add, rename or remove class folders so that "
+        "they match."
+    )
+
+
+def test_nntrain_trains_on_an_image_folder(root, tmp_path):
+    cfg = compose_config(
+        "data=imagefolder",
+        f"data.root={root}",
+        "data.image_size=16",
+        "data.num_workers=0",
+        "data.batch_size=4",
+        "trainer=debug",
+    )
+    assert cfg.data.imagenet_normalization is False  # the MLP has no pretrained weights
+    result = cli.run(cfg, str(tmp_path / "run"))
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert isinstance(metrics["test/acc"], float) and 0 <= metrics["test/acc"] <= 1
+    assert metrics == pytest.approx(result)
+    assert (tmp_path / "run" / "checkpoints" / "best.pt").is_file()

@@ -1,0 +1,170 @@
+"""model=resnet18: pretrained weights from the hub cache, freezing, unfreezing, stems."""
+
+import logging
+import urllib.error
+from functools import partial
+
+import pytest
+import torch
+import torchvision
+from torch import nn
+
+from nntrain.checkpoint import load_checkpoint
+from nntrain.errors import UserError
+from nntrain.models.resnet import ResNet18
+from nntrain.optim import warmup_cosine
+from nntrain.trainer import Trainer
+from tests.conftest import compose_config
+from tests.helpers import ImageBlobData
+
+WEIGHTS_FILE = "resnet18-f37072fd.pth"  # torchvision's ResNet18_Weights.IMAGENET1K_V1
+
+
+@pytest.fixture
+def hub_weights(tmp_path, monkeypatch):
+    """A random resnet18 state dict placed in a temporary torch hub cache as the 'pretrained'
+    file: torchvision's weights API finds it there instead of downloading."""
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    checkpoints = tmp_path / "torch" / "hub" / "checkpoints"
+    checkpoints.mkdir(parents=True)
+    torch.manual_seed(123)
+    state = torchvision.models.resnet18(weights=None).state_dict()
+    torch.save(state, checkpoints / WEIGHTS_FILE)
+    return state
+
+
+def backbone_state(model: ResNet18) -> dict[str, torch.Tensor]:
+    return {k: v.clone() for k, v in model.backbone.state_dict().items()}
+
+
+def test_pretrained_weights_come_from_the_torch_hub_cache(hub_weights):
+    model = ResNet18((3, 64, 64), num_classes=5, pretrained=True)
+    loaded = model.backbone.state_dict()
+    for key, value in hub_weights.items():
+        if not key.startswith("fc."):
+            assert torch.equal(loaded[key], value), key
+    assert isinstance(model.backbone.fc, nn.Identity)
+    head = [type(m) for m in model.head]
+    assert head == [nn.Linear, nn.ReLU, nn.Dropout, nn.Linear]
+    assert (model.head[0].in_features, model.head[0].out_features, model.head[2].p) == (
+        512,
+        256,
+        0.4,
+    )
+    assert model.head[3].out_features == 5
+    assert model(torch.randn(2, 3, 64, 64)).shape == (2, 5)
+
+
+def test_offline_and_not_cached_is_one_clear_message(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError("no network (test)")
+
+    monkeypatch.setattr(torch.hub, "download_url_to_file", offline)
+    with pytest.raises(UserError) as error:
+        ResNet18((3, 32, 32), num_classes=10, pretrained=True)
+    cache = tmp_path / "torch" / "hub" / "checkpoints"
+    assert str(error.value) == (
+        f"the pretrained ResNet-18 weights are not in {cache} and could not be downloaded "
+        f"(no network (test)); download https://download.pytorch.org/models/{WEIGHTS_FILE} and put "
+        f"it there as {WEIGHTS_FILE} (TORCH_HOME moves this cache), or pass model.weights_path=FILE."
+    )
+
+
+def test_weights_path_loads_a_local_state_dict(tmp_path):
+    torch.manual_seed(5)
+    state = torchvision.models.resnet18(weights=None, num_classes=7).state_dict()  # any fc shape
+    torch.save(state, tmp_path / "mine.pt")
+    model = ResNet18((3, 64, 64), num_classes=3, weights_path=str(tmp_path / "mine.pt"))
+    assert torch.equal(model.backbone.layer4[1].conv2.weight, state["layer4.1.conv2.weight"])
+    assert model.pretrained_backbone
+    with pytest.raises(UserError, match=r"^model\.weights_path .*nothing\.pt does not exist"):
+        ResNet18((3, 64, 64), num_classes=3, weights_path=str(tmp_path / "nothing.pt"))
+
+
+def test_small_inputs_get_the_cifar_stem_unless_pretrained(hub_weights):
+    small = ResNet18((3, 32, 32), num_classes=10)
+    assert small.backbone.conv1.kernel_size == (3, 3) and small.backbone.conv1.stride == (1, 1)
+    assert isinstance(small.backbone.maxpool, nn.Identity)
+    assert small(torch.randn(2, 3, 32, 32)).shape == (2, 10)
+    large = ResNet18((3, 64, 64), num_classes=10)
+    assert large.backbone.conv1.kernel_size == (7, 7)
+    pretrained = ResNet18((3, 32, 32), num_classes=10, pretrained=True)
+    assert pretrained.backbone.conv1.kernel_size == (7, 7)
+    forced = ResNet18((3, 32, 32), num_classes=10, pretrained=True, small_input=True)
+    assert forced.backbone.conv1.kernel_size == (3, 3)
+
+
+def test_grayscale_input_uses_the_summed_pretrained_stem(hub_weights):
+    model = ResNet18((1, 28, 28), num_classes=10, pretrained=True)
+    rgb_stem = hub_weights["conv1.weight"]
+    assert torch.equal(model.backbone.conv1.weight, rgb_stem.sum(dim=1, keepdim=True))
+    gray = torch.randn(2, 1, 28, 28)
+    replicated = nn.functional.conv2d(gray.expand(-1, 3, -1, -1), rgb_stem, stride=2, padding=3)
+    assert torch.allclose(model.backbone.conv1(gray), replicated, atol=1e-5)
+
+
+def train(model, tmp_path, epochs: int, backbone_lr_scale: float = 0.1):
+    trainer = Trainer(
+        device="cpu", max_epochs=epochs, progress=False, limit_train_batches=2, limit_val_batches=1
+    )
+    return trainer.fit(
+        model,
+        ImageBlobData(),
+        partial(torch.optim.AdamW, lr=1e-2, weight_decay=0.05),
+        partial(warmup_cosine, warmup_epochs=0, min_lr=1e-3),
+        run_dir=tmp_path,
+        backbone_lr_scale=backbone_lr_scale,
+    )
+
+
+def test_frozen_backbone_stays_bit_identical_while_the_head_learns(hub_weights, tmp_path, caplog):
+    with caplog.at_level(logging.INFO, logger="nntrain"):
+        model = ResNet18((3, 32, 32), num_classes=4, pretrained=True, freeze_backbone=True)
+    assert "backbone frozen: trainable 132,356 / total 11,308,868 parameters" in caplog.text
+    before_backbone, before_head = backbone_state(model), model.head[0].weight.clone()
+    train(model, tmp_path, epochs=2)
+    after = load_checkpoint(tmp_path / "checkpoints" / "last.pt")["model"]
+    for key, value in before_backbone.items():  # weights and BatchNorm running statistics
+        assert torch.equal(after[f"backbone.{key}"], value), key
+    assert not torch.equal(after["head.0.weight"], before_head)
+
+
+def test_unfreeze_at_epoch_k_trains_the_backbone_at_the_scaled_lr(hub_weights, tmp_path):
+    model = ResNet18(
+        (3, 32, 32), num_classes=4, pretrained=True, freeze_backbone=True, unfreeze_at_epoch=2
+    )
+    before = backbone_state(model)
+    train(model, tmp_path / "one", epochs=1)  # epoch 1: still frozen
+    assert all(torch.equal(model.backbone.state_dict()[k], v) for k, v in before.items())
+    assert model.backbone_frozen
+
+    model = ResNet18(
+        (3, 32, 32), num_classes=4, pretrained=True, freeze_backbone=True, unfreeze_at_epoch=2
+    )
+    train(model, tmp_path / "two", epochs=2)  # epoch 2: the backbone trains
+    assert not model.backbone_frozen
+    assert not torch.equal(model.backbone.layer1[0].conv1.weight, before["layer1.0.conv1.weight"])
+    groups = load_checkpoint(tmp_path / "two" / "checkpoints" / "last.pt")["optimizer"][
+        "param_groups"
+    ]
+    lrs = {g["name"]: g["lr"] for g in groups}
+    assert set(lrs) == {"decay", "no_decay", "backbone_decay", "backbone_no_decay"}
+    assert lrs["backbone_decay"] == pytest.approx(0.1 * lrs["decay"])  # the schedule drives both
+    assert lrs["backbone_no_decay"] == pytest.approx(0.1 * lrs["no_decay"])
+    assert lrs["decay"] == pytest.approx(1e-3)  # cosine has decayed 1e-2 to min_lr
+    assert lrs["backbone_decay"] == pytest.approx(1e-4)
+
+
+def test_resnet18_config_builds_and_refuses_tabular_data():
+    cfg = compose_config(
+        "model=resnet18", "model.freeze_backbone=true", "model.unfreeze_at_epoch=3"
+    )
+    assert cfg.model.unfreeze_at_epoch == 3 and cfg.optimizer.backbone_lr_scale == 0.1
+    with pytest.raises(UserError, match=r"^model=resnet18 needs image data"):
+        ResNet18((4,), num_classes=2)
+    with pytest.raises(
+        UserError, match=r"^model\.unfreeze_at_epoch needs model\.freeze_backbone=true"
+    ):
+        ResNet18((3, 32, 32), num_classes=2, unfreeze_at_epoch=2)
