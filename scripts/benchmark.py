@@ -227,7 +227,7 @@ def main() -> int:
     from rich.console import Console
     from rich.table import Table
 
-    console = Console()
+    console = Console(width=max(Console().width, 130))  # the table is wide; pipes default to 80
     device = args.device
     rounds = 1 if args.quick else args.rounds
     names = args.cases or [n for n, c in CASES.items() if device == "cuda" or not c.cuda_only]

@@ -243,3 +243,18 @@ def test_mixed_precision_on_cuda_trains_and_clips(precision, tmp_path):
     model = nn.Sequential(nn.Linear(4, 32), nn.ReLU(), nn.Linear(32, 3))
     result = fit(trainer, model, BlobData(), tmp_path)
     assert result["test/acc"] >= 0.85
+
+
+def test_channels_last_is_auto_on_cuda_only_and_trains_when_forced(tmp_path):
+    from nntrain.models.cnn import CNN
+    from tests.helpers import ImageBlobData
+
+    assert Trainer(device="cpu")._use_channels_last(CNN((3, 8, 8), 2)) is False
+    assert Trainer(device="cpu", channels_last=True)._use_channels_last(nn.Linear(2, 2)) is True
+    model = CNN((3, 16, 16), 4, channels=[8, 8])
+    trainer = quiet_trainer(channels_last=True, max_epochs=2)
+    result = fit(trainer, model, ImageBlobData(shape=(3, 16, 16)), tmp_path)
+    assert model.features[0][0].weight.is_contiguous(memory_format=torch.channels_last)
+    assert math.isfinite(result["test/loss"])
+    with pytest.raises(UserError, match=r"^trainer\.channels_last must be auto, true or false"):
+        Trainer(channels_last="yes")
