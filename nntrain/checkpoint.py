@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import re
 import tempfile
 import zipfile
 from pathlib import Path
@@ -27,16 +28,30 @@ def save_checkpoint(state: dict[str, Any], path: str | Path) -> None:
     file system), are flushed and fsynced, then replace the old file in one step.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as error:
+        raise UserError(
+            f"could not write the checkpoint {path} ({error.strerror or error})."
+        ) from error
     try:
         with os.fdopen(fd, "wb") as file:
             torch.save({"format_version": FORMAT_VERSION, **state}, file)
             file.flush()
             os.fsync(file.fileno())
         os.replace(tmp_name, path)
-    except BaseException:
+    except BaseException as error:
         Path(tmp_name).unlink(missing_ok=True)
+        # A full disk surfaces as OSError from Python's file calls, or as torch's RuntimeError
+        # when its zip writer hits the failed write.
+        if isinstance(error, OSError | RuntimeError):
+            reason = getattr(error, "strerror", None) or str(error).splitlines()[0]
+            kept = f"the previous {path.name} is intact" if path.exists() else "nothing was written"
+            raise UserError(
+                f"could not write the checkpoint {path} ({reason}); {kept}. "
+                "Free some disk space, then resume the run."
+            ) from error
         raise
 
 
@@ -50,9 +65,15 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as error:
+        found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(error))
+        if found is None:  # not a pickle of ours at all: garbage or a truncated legacy file
+            raise UserError(
+                f"checkpoint {path} is damaged or not a checkpoint (it does not unpickle); use "
+                "another checkpoint, e.g. last.pt or best.pt of the same run."
+            ) from error
         raise UserError(
             f"checkpoint {path} holds objects other than tensors and plain data, so it was not "
-            f"loaded (loading it could run code from the file): {str(error).splitlines()[0]}"
+            f"loaded (loading it could run code from the file: it refers to {found.group(1)})."
         ) from error
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError) as error:
         raise UserError(

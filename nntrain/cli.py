@@ -58,15 +58,25 @@ def run(cfg: DictConfig, run_dir: str, show_progress: bool = False) -> dict[str,
     model = build(cfg.model, "model", input_shape=data.input_shape, num_classes=data.num_classes)
     optimizer, backbone_lr_scale = build_optimizer_partial(cfg.optimizer)
     scheduler = build(cfg.scheduler, "scheduler")
-    config_yaml = OmegaConf.to_yaml(cfg, resolve=True)
+    # The checkpoints' copy of the config: resume= is how this process started, not the run.
+    saved = OmegaConf.to_container(cfg, resolve=True)
+    saved["resume"] = None
+    resume = None
+    if cfg.get("resume"):
+        from nntrain.checkpoint import load_checkpoint
+        from nntrain.resume import check_same_run
+
+        resume = load_checkpoint(cfg.resume)
+        check_same_run(resume, saved, cfg.resume)
     result = trainer.fit(
         model,
         data,
         optimizer,
         scheduler,
         run_dir=run_dir,
-        config_yaml=config_yaml,
+        config_yaml=OmegaConf.to_yaml(saved),
         backbone_lr_scale=backbone_lr_scale,
+        resume=resume,
     )
     console.print_summary(result, run_dir)
     return result
@@ -112,13 +122,23 @@ def train(cfg: DictConfig) -> float:
 
 @hydra.main(version_base="1.3", config_path="pkg://nntrain.configs", config_name="train")
 def train_app(cfg: DictConfig) -> float:
+    from nntrain.console import display_path, print_error
+    from nntrain.interrupts import TrainingInterrupted
+
     try:
         return train(cfg)
     except UserError as error:
-        from nntrain.console import print_error
-
         print_error(str(error))
         sys.exit(1)
+    except TrainingInterrupted as stop:
+        from hydra.core.hydra_config import HydraConfig
+
+        run_dir = display_path(HydraConfig.get().runtime.output_dir)
+        print_error(
+            f"{stop} (saved to {run_dir}/checkpoints/last.pt); resume with:\n"
+            f"  nntrain resume={run_dir}"
+        )
+        sys.exit(stop.exit_code)
 
 
 def describe_config_error(error: Exception) -> str:
@@ -155,15 +175,20 @@ def main() -> None:
     # Hydra prints composition errors with its search path and a traceback hint; we let them
     # reach us instead and print one sentence. A user who sets HYDRA_FULL_ERROR=1 gets Hydra's
     # own full report.
+    from nntrain.console import print_error
+    from nntrain.resume import rewrite_argv
+
     debugging = os.environ.get("HYDRA_FULL_ERROR") == "1"
     os.environ["HYDRA_FULL_ERROR"] = "1"
-    sys.argv[1:] = expand_home_in_overrides(sys.argv[1:])
+    try:
+        sys.argv[1:] = rewrite_argv(expand_home_in_overrides(sys.argv[1:]))
+    except UserError as error:
+        print_error(str(error))
+        sys.exit(1)
     try:
         train_app()
     except HydraException as error:
         if debugging:
             raise
-        from nntrain.console import print_error
-
         print_error(describe_config_error(error))
         sys.exit(1)

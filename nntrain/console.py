@@ -93,13 +93,15 @@ class TrainProgress:
             self._progress.__exit__(None, None, None)
             self._progress = None
 
-    def start_epoch(self, epoch: int, max_epochs: int, total_batches: int) -> None:
+    def start_epoch(
+        self, epoch: int, max_epochs: int, total_batches: int, completed: int = 0
+    ) -> None:
         if self._progress is None:
             return
         if self._task is not None:
             self._progress.remove_task(self._task)
         self._task = self._progress.add_task(
-            f"epoch {epoch + 1}/{max_epochs}", total=total_batches, stats=""
+            f"epoch {epoch + 1}/{max_epochs}", total=total_batches, completed=completed, stats=""
         )
 
     def advance(self) -> None:

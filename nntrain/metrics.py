@@ -12,11 +12,13 @@ import torch
 class RunningClassification:
     """Sums of loss, correct predictions and samples; loss is given as a batch mean."""
 
-    def __init__(self, device: torch.device) -> None:
+    def __init__(self, device: torch.device, sums: torch.Tensor | None = None) -> None:
         self.device = device
         # float64 keeps counts exact past 2**24 samples; MPS has no float64.
         dtype = torch.float32 if device.type == "mps" else torch.float64
         self.sums = torch.zeros(3, dtype=dtype, device=device)  # loss*n, correct, n
+        if sums is not None:  # continuing an epoch from a checkpoint
+            self.sums.copy_(sums)
 
     def update(self, loss: torch.Tensor, logits: torch.Tensor, targets: torch.Tensor) -> None:
         n = targets.shape[0]

@@ -1,8 +1,10 @@
 """The training loop: fit a model on a data object, checkpoint the best epoch, test it.
 
-Read Trainer.fit top to bottom: set up, then per epoch train (forward, loss, backward,
-unscale, clip, step, schedule), validate, early-stop and checkpoint; finally test with the best
-weights and write metrics.json. The per-step path has no host synchronisation except on log steps.
+Read Trainer.fit top to bottom: set up (or resume), then per epoch train (forward, loss,
+backward, unscale, clip, step, schedule), validate, early-stop and checkpoint; finally test with
+the best weights and write metrics.json. The per-step path has no host synchronisation except on
+log and checkpoint steps: metrics accumulate on the device, and a non-finite loss shows up in
+their sums, so it is caught there too.
 """
 
 from __future__ import annotations
@@ -11,8 +13,7 @@ import json
 import logging
 import math
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -22,21 +23,23 @@ from torch import nn
 
 from nntrain.checkpoint import load_checkpoint, save_checkpoint
 from nntrain.console import TrainProgress, format_epoch_line
+from nntrain.devices import resolve_device, resolve_precision, use_channels_last
 from nntrain.early_stopping import EarlyStopping
 from nntrain.errors import UserError, check_positive_int, is_number, require
+from nntrain.fit_state import FitState
+from nntrain.interrupts import StopRequests, TrainingInterrupted
 from nntrain.metrics import RunningClassification
 from nntrain.optim import build_optimizer
 from nntrain.reproducibility import configure_determinism
+from nntrain.tb_writer import TensorBoardLogger
 
 log = logging.getLogger("nntrain")
-
-PRECISIONS = ("auto", "32", "bf16", "16")
 
 
 class Loader(Protocol):
     def __len__(self) -> int: ...
-    def __iter__(self): ...  # yields (inputs, targets) on the training device
-    def set_epoch(self, epoch: int) -> None: ...
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]: ...  # on the device
+    def set_epoch(self, epoch: int, start_batch: int = 0) -> None: ...
 
 
 class DataModule(Protocol):
@@ -49,54 +52,8 @@ class DataModule(Protocol):
     def test_loader(self) -> Loader: ...
 
 
-def resolve_device(device: str) -> torch.device:
-    """'auto' picks cuda, then mps, then cpu; anything else must exist on this machine."""
-    if device == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    try:
-        resolved = torch.device(device)
-    except (RuntimeError, TypeError) as error:
-        raise UserError(
-            f"trainer.device must be auto, cpu, cuda, cuda:N or mps, got {device!r}."
-        ) from error
-    if resolved.type == "cuda":
-        require(
-            torch.cuda.is_available(),
-            f"trainer.device={device} but CUDA is not available here; use trainer.device=auto.",
-        )
-    if resolved.type == "mps":
-        require(
-            torch.backends.mps.is_available(),
-            f"trainer.device={device} but MPS is not available here; use trainer.device=auto.",
-        )
-    return resolved
-
-
-def resolve_precision(precision: object, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype for a precision setting, or None for full fp32.
-
-    auto: bf16 on CUDA GPUs that support it, else fp16 (with a GradScaler); fp32 elsewhere,
-    since CPU autocast is slower than fp32 for most of these models.
-    """
-    setting = str(precision)
-    require(
-        setting in PRECISIONS,
-        f"trainer.precision must be one of auto, 32, bf16, 16, got {precision!r}.",
-    )
-    if setting == "auto":
-        if device.type != "cuda":
-            return None
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    if setting == "16":
-        require(
-            device.type == "cuda", "trainer.precision=16 needs a CUDA device; use bf16 or 32 here."
-        )
-        return torch.float16
-    return torch.bfloat16 if setting == "bf16" else None
+class NonFiniteLoss(UserError):
+    """The training loss became NaN or infinite."""
 
 
 def limit_batches(available: int, limit: object, key: str) -> int:
@@ -111,35 +68,8 @@ def limit_batches(available: int, limit: object, key: str) -> int:
     return max(1, int(available * limit))  # type: ignore[operator]
 
 
-@dataclass
-class FitState:
-    """Everything a fit changes as it goes; checkpoint() turns it into a checkpoint dict."""
-
-    model: nn.Module
-    optimizer: torch.optim.Optimizer
-    scheduler: torch.optim.lr_scheduler.LRScheduler
-    scaler: torch.amp.GradScaler
-    stopper: EarlyStopping
-    epoch: int = 0  # epochs completed
-    step: int = 0  # optimizer steps taken
-
-    def checkpoint(self, **extra: Any) -> dict[str, Any]:
-        return {
-            "model": self.model.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict(),
-            "scaler": self.scaler.state_dict(),
-            "epoch": self.epoch,
-            "step": self.step,
-            "monitor": self.stopper.monitor,
-            "best_metric": self.stopper.best,
-            "early_stopping": self.stopper.state_dict(),
-            **extra,
-        }
-
-
 class Trainer:
-    """Runs fit (train + validate per epoch, early stopping, checkpoints) and test."""
+    """Runs fit (train + validate per epoch, early stopping, checkpoints, resume) and test."""
 
     def __init__(
         self,
@@ -155,6 +85,7 @@ class Trainer:
         progress: bool = True,
         log_every_n_steps: int = 10,
         channels_last: bool | str = "auto",
+        checkpoint: Mapping[str, Any] | None = None,
     ) -> None:
         self.max_epochs = check_positive_int("trainer.max_epochs", max_epochs, example=30)
         self.device = resolve_device(str(device))
@@ -186,6 +117,10 @@ class Trainer:
         )
         self.channels_last_setting = channels_last
         self.channels_last = False  # decided per model in fit
+        every = dict(checkpoint or {}).get("every_n_steps")
+        if every is not None:
+            check_positive_int("trainer.checkpoint.every_n_steps", every, example=100)
+        self.checkpoint_every_n_steps = every
 
     @property
     def precision_name(self) -> str:
@@ -209,18 +144,19 @@ class Trainer:
         run_dir: str | Path,
         config_yaml: str = "",
         backbone_lr_scale: float = 1.0,
+        resume: dict[str, Any] | None = None,
     ) -> dict[str, float]:
         """Train, keep the best epoch by the monitored metric, test it; returns metrics.json's content.
 
         optimizer and scheduler are the config's partials; backbone_lr_scale multiplies the lr of
-        a pretrained backbone's parameter groups (see optim.param_groups).
+        a pretrained backbone's parameter groups (see optim.param_groups). resume: a checkpoint
+        of this run (last.pt) to continue from, exactly where it was saved.
         """
-        from nntrain.tb_writer import TensorBoardLogger
-
         run_dir = Path(run_dir)
+        checkpoints = run_dir / "checkpoints"
         configure_determinism(self.deterministic, self.device)
         data.setup(self.device)
-        self.channels_last = self._use_channels_last(model)
+        self.channels_last = use_channels_last(self.channels_last_setting, self.device, model)
         model.to(self.device)
         if self.channels_last:
             model.to(memory_format=torch.channels_last)
@@ -245,49 +181,69 @@ class Trainer:
             stopper=EarlyStopping(**self.early_stopping_config),
         )
         stopper = state.stopper
-        checkpoints = run_dir / "checkpoints"
-        tensorboard = TensorBoardLogger(run_dir / "tb")
         self._log_setup(model, train_batches, steps_per_epoch)
+        if resume is not None:
+            state.load(resume)
+            log.info(
+                f"resumed at epoch {state.epoch + 1}, batch {state.batches_done}, "
+                f"optimizer step {state.step}"
+            )
+        # The run's fixed facts travel in every checkpoint (eval and predict rebuild from them).
+        facts = {"class_names": list(data.class_names), "config": config_yaml}
 
-        samples_per_sec, best_metrics = [], {}
-        with TrainProgress(self.progress) as progress:
-            while state.epoch < self.max_epochs:
-                epoch_start = time.perf_counter()
-                if hasattr(model, "on_epoch_start"):  # e.g. unfreeze a backbone at epoch k
-                    model.on_epoch_start(state.epoch)
-                train = self._train_epoch(state, train_loader, train_batches, progress, tensorboard)
-                val = self.evaluate(model, val_loader, val_batches)
-                state.epoch += 1
-                metrics = {
-                    "train/loss": train["loss"],
-                    "train/acc": train["acc"],
-                    "val/loss": val["loss"],
-                    "val/acc": val["acc"],
-                    "lr": state.scheduler.get_last_lr()[0],
-                    "train/samples_per_sec": train["samples_per_sec"],
-                    "epoch_time": time.perf_counter() - epoch_start,
-                }
-                samples_per_sec.append(train["samples_per_sec"])
-                improved = stopper.update(metrics[stopper.monitor], state.epoch - 1)
-                checkpoint = state.checkpoint(
-                    metrics=metrics, class_names=list(data.class_names), config=config_yaml
-                )
-                if improved:
-                    best_metrics = metrics
-                    save_checkpoint(checkpoint, checkpoints / "best.pt")
-                save_checkpoint(checkpoint, checkpoints / "last.pt")
-                tensorboard.scalars(
-                    {k: metrics[k] for k in ("val/loss", "val/acc", "train/samples_per_sec")},
-                    state.step,
-                )
-                log.info(format_epoch_line(state.epoch - 1, self.max_epochs, metrics, improved))
-                if stopper.should_stop:
-                    log.info(
-                        f"early stopping: {stopper.monitor} has not improved for {stopper.wait} epochs "
-                        f"(best {stopper.best:.4f} at epoch {stopper.best_epoch + 1})"
+        # A resumed run rewrites TensorBoard's curves from its step on (purge_step), so steps
+        # trained after the last checkpoint of the interrupted run do not appear twice.
+        tensorboard = TensorBoardLogger(run_dir / "tb", purge_step=state.step if resume else None)
+        try:
+            with TrainProgress(self.progress) as progress, StopRequests() as stop:
+                while state.epoch < self.max_epochs and not stopper.should_stop:
+                    epoch_start = time.perf_counter()
+                    if hasattr(model, "on_epoch_start"):  # e.g. unfreeze a backbone at epoch k
+                        model.on_epoch_start(state.epoch)
+                    train = self._train_epoch(
+                        state,
+                        train_loader,
+                        train_batches,
+                        progress,
+                        tensorboard,
+                        stop,
+                        facts,
+                        checkpoints,
                     )
-                    break
-        tensorboard.close()
+                    val = self.evaluate(model, val_loader, val_batches)
+                    state.epoch, state.batches_done, state.running_sums = state.epoch + 1, 0, None
+                    metrics = {
+                        "train/loss": train["loss"],
+                        "train/acc": train["acc"],
+                        "val/loss": val["loss"],
+                        "val/acc": val["acc"],
+                        "lr": state.scheduler.get_last_lr()[0],
+                        "train/samples_per_sec": train["samples_per_sec"],
+                        "epoch_time": time.perf_counter() - epoch_start,
+                    }
+                    state.samples_per_sec.append(train["samples_per_sec"])
+                    improved = stopper.update(metrics[stopper.monitor], state.epoch - 1)
+                    if improved:
+                        state.best_metrics = {"val/loss": val["loss"], "val/acc": val["acc"]}
+                    checkpoint = state.checkpoint(metrics=metrics, **facts)
+                    if improved:
+                        save_checkpoint(checkpoint, checkpoints / "best.pt")
+                    save_checkpoint(checkpoint, checkpoints / "last.pt")
+                    tensorboard.scalars(
+                        {k: metrics[k] for k in ("val/loss", "val/acc", "train/samples_per_sec")},
+                        state.step,
+                    )
+                    log.info(format_epoch_line(state.epoch - 1, self.max_epochs, metrics, improved))
+                    if stop.signum is not None:
+                        raise TrainingInterrupted(stop.signum, state.step)
+                    if stopper.should_stop:
+                        log.info(
+                            f"early stopping: {stopper.monitor} has not improved for "
+                            f"{stopper.wait} epochs (best {stopper.best:.4f} at epoch "
+                            f"{stopper.best_epoch + 1})"
+                        )
+        finally:
+            tensorboard.close()
 
         if stopper.best_epoch < 0:
             raise UserError(
@@ -297,10 +253,9 @@ class Trainer:
         test = self.test(model, data, checkpoints / "best.pt")
         # The first epoch pays for warm-up (allocations, kernel selection): left out when
         # there are others.
-        train_speed = samples_per_sec[1:] or samples_per_sec
+        train_speed = state.samples_per_sec[1:] or state.samples_per_sec
         result = {
-            "val/acc": best_metrics["val/acc"],
-            "val/loss": best_metrics["val/loss"],
+            **state.best_metrics,
             stopper.monitor: stopper.best,
             "test/acc": test["test/acc"],
             "test/loss": test["test/loss"],
@@ -311,14 +266,6 @@ class Trainer:
         (run_dir / "metrics.json").write_text(json.dumps(result, indent=2) + "\n")
         return result
 
-    def _use_channels_last(self, model: nn.Module) -> bool:
-        """channels_last (NHWC) helps convolutions on CUDA GPUs (tensor cores, cuDNN's fast
-        paths); auto turns it on there for models that have 2-D convolutions."""
-        if self.channels_last_setting != "auto":
-            return bool(self.channels_last_setting)
-        has_conv = any(isinstance(m, nn.Conv2d) for m in model.modules())
-        return self.device.type == "cuda" and has_conv
-
     def _to_model_layout(self, inputs: torch.Tensor) -> torch.Tensor:
         if self.channels_last and inputs.dim() == 4:
             return inputs.contiguous(memory_format=torch.channels_last)
@@ -328,8 +275,9 @@ class Trainer:
         total = sum(p.numel() for p in model.parameters())
         trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
         log.info(
-            f"{type(model).__name__}: {trainable:,} trainable / {total:,} parameters | device {self.device} | "
-            f"{self.precision_name} | {train_batches} batches, {steps_per_epoch} optimizer steps per epoch"
+            f"{type(model).__name__}: {trainable:,} trainable / {total:,} parameters | "
+            f"device {self.device} | {self.precision_name} | {train_batches} batches, "
+            f"{steps_per_epoch} optimizer steps per epoch"
         )
 
     def _train_epoch(
@@ -338,16 +286,22 @@ class Trainer:
         loader: Loader,
         n_batches: int,
         progress: TrainProgress,
-        tensorboard: Any,
+        tensorboard: TensorBoardLogger,
+        stop: StopRequests,
+        facts: dict[str, Any],
+        checkpoints: Path,
     ) -> dict[str, float]:
+        """One epoch of training, from state.batches_done on (non-zero when resuming mid-epoch)."""
         model, opt, sched, scaler = state.model, state.optimizer, state.scheduler, state.scaler
         model.train()
-        loader.set_epoch(state.epoch)
-        running = RunningClassification(self.device)
+        first_batch = state.batches_done
+        loader.set_epoch(state.epoch, start_batch=first_batch)
+        running = RunningClassification(self.device, sums=state.running_sums)
+        resumed_count = running.compute()["count"] if first_batch else 0
         window, window_start = running.snapshot(), time.perf_counter()
-        progress.start_epoch(state.epoch, self.max_epochs, n_batches)
+        progress.start_epoch(state.epoch, self.max_epochs, n_batches, completed=first_batch)
         epoch_start = time.perf_counter()
-        for index, (inputs, targets) in enumerate(loader):
+        for index, (inputs, targets) in enumerate(loader, start=first_batch):
             if index >= n_batches:
                 break
             # Micro-batches of one optimizer step share its gradient: each contributes 1/k of
@@ -365,13 +319,15 @@ class Trainer:
             if self.grad_clip is not None:
                 scaler.unscale_(opt)  # clip the true gradient, not the loss-scaled one
                 nn.utils.clip_grad_norm_(model.parameters(), self.grad_clip)
-            scaler.step(opt)
+            scaler.step(opt)  # under fp16, skips a step with inf/NaN gradients: not a failure
             scaler.update()
             opt.zero_grad(set_to_none=True)
             sched.step()
             state.step += 1
+            state.batches_done = index + 1
             if state.step % self.log_every_n_steps == 0:
                 stats = running.compute(since=window)  # the one host sync of a log step
+                self._check_finite(stats["loss"], state)
                 now = time.perf_counter()
                 lr = sched.get_last_lr()[0]
                 tensorboard.scalars(
@@ -381,13 +337,32 @@ class Trainer:
                     stats["loss"], stats["acc"], lr, stats["count"] / (now - window_start)
                 )
                 window, window_start = running.snapshot(), now
+            every = self.checkpoint_every_n_steps
+            if stop.signum is not None or (every and state.step % every == 0):
+                self._check_finite(running.compute()["loss"], state)  # never save NaN weights
+                state.running_sums = running.snapshot()
+                save_checkpoint(state.checkpoint(**facts), checkpoints / "last.pt")
+                if stop.signum is not None:
+                    raise TrainingInterrupted(stop.signum, state.step)
         epoch_stats = running.compute()
-        epoch_stats["samples_per_sec"] = epoch_stats["count"] / (time.perf_counter() - epoch_start)
+        self._check_finite(epoch_stats["loss"], state)
+        trained_here = epoch_stats["count"] - resumed_count
+        epoch_stats["samples_per_sec"] = trained_here / max(time.perf_counter() - epoch_start, 1e-9)
         return epoch_stats
+
+    def _check_finite(self, loss: float, state: FitState) -> None:
+        if not math.isfinite(loss):
+            raise NonFiniteLoss(
+                f"the training loss became {loss} in epoch {state.epoch + 1}, by optimizer step "
+                f"{state.step} (checked every trainer.log_every_n_steps={self.log_every_n_steps} "
+                "steps); usual causes: a learning rate too high (lower optimizer.lr), fp16 "
+                "overflow (use trainer.precision=bf16 or 32), or NaN/Inf in the data; last.pt and "
+                "best.pt keep the last finite state."
+            )
 
     @torch.inference_mode()
     def evaluate(
-        self, model: nn.Module, loader: Any, n_batches: int | None = None
+        self, model: nn.Module, loader: Loader, n_batches: int | None = None
     ) -> dict[str, float]:
         """Mean loss and accuracy of model over (the first n_batches of) loader."""
         model.eval()

@@ -36,7 +36,7 @@ def test_default_run_trains_digits_to_95_percent_and_writes_the_run_dir(tmp_path
     assert len(events.Scalars("val/acc")) == metrics["epochs_run"]
 
     # what the terminal shows when it is not a TTY: the config tree, plain epoch lines, the summary
-    assert "└── name: 'mlp-digits'" in done.stdout
+    assert "├── name: 'mlp-digits'" in done.stdout
     assert "epoch  1/30  train/loss" in done.stdout
     assert "nntrain: run summary" in done.stdout
     assert "\r" not in done.stdout  # no progress bar redraws in a pipe

@@ -100,3 +100,15 @@ def test_bad_fraction_is_one_clear_sentence():
     )
     with pytest.raises(UserError, match="leave no training samples"):
         Moons(val_fraction=0.5, test_fraction=0.5)
+
+
+def test_a_resumed_epoch_yields_the_remaining_batches_of_the_same_order():
+    inputs, targets = torch.arange(50).float().unsqueeze(1), torch.arange(50)
+    loader = TensorLoader(inputs, targets, 8, shuffle=True, seed=5, drop_last=True)
+    loader.set_epoch(2)
+    full = [y for _, y in loader]
+    loader.set_epoch(2, start_batch=3)
+    rest = [y for _, y in loader]
+    assert len(rest) == len(full) - 3 and all(
+        torch.equal(a, b) for a, b in zip(full[3:], rest, strict=True)
+    )

@@ -112,9 +112,9 @@ def test_imagenet_normalization_of_white_images(root):
     assert torch.allclose(x.mean((0, 2, 3)), expected, atol=1e-5)
 
 
-def epoch_inputs(data: ImageFolderData, epoch: int) -> torch.Tensor:
+def epoch_inputs(data: ImageFolderData, epoch: int, start_batch: int = 0) -> torch.Tensor:
     loader = data.train_loader()
-    loader.set_epoch(epoch)
+    loader.set_epoch(epoch, start_batch=start_batch)
     return torch.cat([x for x, _ in loader])
 
 
@@ -131,6 +131,9 @@ def test_training_order_and_crops_follow_seed_and_epoch_only(root):
     assert not torch.equal(epoch_inputs(folder_data(root, seed=2), 3), first)
     # the same batches with two worker processes
     assert torch.equal(epoch_inputs(folder_data(root, num_workers=2), 3), first)
+    # a run resumed after batch 1 of the epoch gets exactly the remaining batches
+    batch = data.batch_size
+    assert torch.equal(epoch_inputs(data, 3, start_batch=1), first[batch:])
 
 
 def error_of(root: Path, **kwargs) -> str:

@@ -10,6 +10,7 @@ from torch import nn
 
 from nntrain.checkpoint import load_checkpoint
 from nntrain.cli import run
+from nntrain.devices import use_channels_last
 from nntrain.early_stopping import EarlyStopping
 from nntrain.errors import UserError
 from nntrain.optim import constant
@@ -249,8 +250,11 @@ def test_channels_last_is_auto_on_cuda_only_and_trains_when_forced(tmp_path):
     from nntrain.models.cnn import CNN
     from tests.helpers import ImageBlobData
 
-    assert Trainer(device="cpu")._use_channels_last(CNN((3, 8, 8), 2)) is False
-    assert Trainer(device="cpu", channels_last=True)._use_channels_last(nn.Linear(2, 2)) is True
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert use_channels_last("auto", cpu, CNN((3, 8, 8), 2)) is False
+    assert use_channels_last("auto", cuda, CNN((3, 8, 8), 2)) is True
+    assert use_channels_last("auto", cuda, nn.Linear(2, 2)) is False
+    assert use_channels_last(True, cpu, nn.Linear(2, 2)) is True
     model = CNN((3, 16, 16), 4, channels=[8, 8])
     trainer = quiet_trainer(channels_last=True, max_epochs=2)
     result = fit(trainer, model, ImageBlobData(shape=(3, 16, 16)), tmp_path)

@@ -133,15 +133,17 @@ class EpochSampler(Sampler):
     n: int
     seed: int
     epoch: int
+    skip: int = 0  # samples of the epoch already trained on (a resumed run)
 
     def __len__(self) -> int:
-        return self.n
+        return self.n - self.skip
 
     def __iter__(self) -> Iterator[tuple[int, int]]:
         generator = epoch_generator(self.seed, self.epoch)
         order = torch.randperm(self.n, generator=generator)
         seeds = torch.randint(2**62, (self.n,), generator=generator)
-        return iter(zip(order.tolist(), seeds.tolist(), strict=True))
+        pairs = zip(order.tolist(), seeds.tolist(), strict=True)
+        return iter(list(pairs)[self.skip :])
 
 
 @dataclass(eq=False)
@@ -158,8 +160,11 @@ class FolderLoader:
     device: torch.device
     epoch: int = 0
 
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
+    start_batch: int = 0
+
+    def set_epoch(self, epoch: int, start_batch: int = 0) -> None:
+        """Iterate epoch `epoch` from batch `start_batch` on (a resumed run skips the done ones)."""
+        self.epoch, self.start_batch = epoch, start_batch
 
     @property
     def drop_last(self) -> bool:
@@ -170,7 +175,10 @@ class FolderLoader:
         return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        sampler = EpochSampler(len(self.dataset), self.seed, self.epoch) if self.shuffle else None
+        skip = self.start_batch * self.batch_size
+        sampler = (
+            EpochSampler(len(self.dataset), self.seed, self.epoch, skip) if self.shuffle else None
+        )
         loader = DataLoader(
             self.dataset,
             self.batch_size,

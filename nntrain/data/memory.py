@@ -60,9 +60,12 @@ class TensorLoader:
         self.transform = transform
         self.augment = augment
         self.epoch = 0
+        self.start_batch = 0
 
-    def set_epoch(self, epoch: int) -> None:
+    def set_epoch(self, epoch: int, start_batch: int = 0) -> None:
+        """Iterate epoch `epoch` from batch `start_batch` on (a resumed run skips the done ones)."""
         self.epoch = epoch
+        self.start_batch = start_batch
 
     def __len__(self) -> int:
         n = len(self.inputs)
@@ -73,7 +76,8 @@ class TensorLoader:
         if self.shuffle:
             order = torch.randperm(n, generator=epoch_generator(self.seed, self.epoch))
             order = order.to(self.inputs.device, non_blocking=True)
-        for batch, start in enumerate(range(0, len(self) * self.batch_size, self.batch_size)):
+        for batch in range(self.start_batch, len(self)):
+            start = batch * self.batch_size
             if self.shuffle:
                 index = order[start : start + self.batch_size]
                 x, y = self.inputs[index], self.targets[index]

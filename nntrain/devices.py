@@ -1,0 +1,68 @@
+"""Where and in which precision a run computes: device, autocast dtype, memory layout."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from nntrain.errors import UserError, require
+
+PRECISIONS = ("auto", "32", "bf16", "16")
+
+
+def resolve_device(device: str) -> torch.device:
+    """'auto' picks cuda, then mps, then cpu; anything else must exist on this machine."""
+    if device == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError) as error:
+        raise UserError(
+            f"trainer.device must be auto, cpu, cuda, cuda:N or mps, got {device!r}."
+        ) from error
+    if resolved.type == "cuda":
+        require(
+            torch.cuda.is_available(),
+            f"trainer.device={device} but CUDA is not available here; use trainer.device=auto.",
+        )
+    if resolved.type == "mps":
+        require(
+            torch.backends.mps.is_available(),
+            f"trainer.device={device} but MPS is not available here; use trainer.device=auto.",
+        )
+    return resolved
+
+
+def resolve_precision(precision: object, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype for a precision setting, or None for full fp32.
+
+    auto: bf16 on CUDA GPUs that support it, else fp16 (with a GradScaler); fp32 elsewhere,
+    since CPU autocast is slower than fp32 for most of these models.
+    """
+    setting = str(precision)
+    require(
+        setting in PRECISIONS,
+        f"trainer.precision must be one of auto, 32, bf16, 16, got {precision!r}.",
+    )
+    if setting == "auto":
+        if device.type != "cuda":
+            return None
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if setting == "16":
+        require(
+            device.type == "cuda", "trainer.precision=16 needs a CUDA device; use bf16 or 32 here."
+        )
+        return torch.float16
+    return torch.bfloat16 if setting == "bf16" else None
+
+
+def use_channels_last(setting: bool | str, device: torch.device, model: nn.Module) -> bool:
+    """channels_last (NHWC) helps convolutions on CUDA GPUs (tensor cores, cuDNN's fast paths);
+    auto turns it on there for models that have 2-D convolutions."""
+    if setting != "auto":
+        return bool(setting)
+    return device.type == "cuda" and any(isinstance(m, nn.Conv2d) for m in model.modules())

@@ -1,0 +1,69 @@
+"""What a fit changes as it goes, and its round trip through a checkpoint.
+
+A checkpoint taken mid-epoch (every_n_steps, or on SIGINT/SIGTERM) records how many batches of
+the epoch are done and the epoch's running metric sums; together with the optimizer, scheduler,
+scaler, early-stopping and RNG states, a resumed run continues exactly where the saved one was:
+the data order of an epoch is a function of (seed, epoch), so skipping the done batches is enough.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from nntrain.early_stopping import EarlyStopping
+from nntrain.reproducibility import capture_rng_state, restore_rng_state
+
+
+@dataclass
+class FitState:
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    scaler: torch.amp.GradScaler
+    stopper: EarlyStopping
+    epoch: int = 0  # epochs completed
+    step: int = 0  # optimizer steps taken
+    batches_done: int = 0  # batches of the current epoch already trained on
+    running_sums: torch.Tensor | None = None  # the current epoch's metric sums so far
+    best_metrics: dict[str, float] = field(default_factory=dict)  # the best epoch's figures
+    samples_per_sec: list[float] = field(default_factory=list)  # one per finished epoch
+
+    def checkpoint(self, **extra: Any) -> dict[str, Any]:
+        """The state as a checkpoint dict: tensors, numbers, strings, lists and dicts only."""
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "epoch": self.epoch,
+            "step": self.step,
+            "batches_done": self.batches_done,
+            "running_sums": self.running_sums.cpu() if self.running_sums is not None else None,
+            "monitor": self.stopper.monitor,
+            "best_metric": self.stopper.best,
+            "best_metrics": dict(self.best_metrics),
+            "early_stopping": self.stopper.state_dict(),
+            "samples_per_sec": list(self.samples_per_sec),
+            "rng": capture_rng_state(),
+            **extra,
+        }
+
+    def load(self, checkpoint: dict[str, Any]) -> None:
+        """Put every piece of a checkpoint back (the model first: the optimizer's state refers
+        to its parameters)."""
+        self.model.load_state_dict(checkpoint["model"])
+        self.optimizer.load_state_dict(checkpoint["optimizer"])
+        self.scheduler.load_state_dict(checkpoint["scheduler"])
+        self.scaler.load_state_dict(checkpoint["scaler"])
+        self.stopper.load_state_dict(checkpoint["early_stopping"])
+        self.epoch, self.step = checkpoint["epoch"], checkpoint["step"]
+        self.batches_done = checkpoint.get("batches_done", 0)
+        self.running_sums = checkpoint.get("running_sums")
+        self.best_metrics = dict(checkpoint.get("best_metrics", {}))
+        self.samples_per_sec = list(checkpoint.get("samples_per_sec", []))
+        if "rng" in checkpoint:
+            restore_rng_state(checkpoint["rng"])

@@ -1,0 +1,57 @@
+"""Ctrl-C and SIGTERM (preemption) end a run cleanly: the loop finishes its optimizer step,
+writes last.pt and stops; a second Ctrl-C quits at once."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+from types import FrameType
+from typing import Any
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+class TrainingInterrupted(Exception):
+    """Raised by the loop after saving, when a stop signal arrived."""
+
+    def __init__(self, signum: int, step: int) -> None:
+        super().__init__(f"interrupted by {signal.Signals(signum).name} at step {step}")
+        self.signum = signum
+        self.step = step
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum  # the shell's convention: 130 for SIGINT, 143 for SIGTERM
+
+
+class StopRequests:
+    """While active, SIGINT/SIGTERM only set `signum`; the loop checks it after each step."""
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> StopRequests:
+        if threading.current_thread() is threading.main_thread():  # signals reach only it
+            for signum in STOP_SIGNALS:
+                self._previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+        self._previous.clear()
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        if self.signum is not None:  # asked twice: the user means now
+            sys.stderr.write("\nStopped at once; last.pt holds the last saved step.\n")
+            sys.stderr.flush()
+            os._exit(128 + signum)
+        self.signum = signum
+        sys.stderr.write(
+            f"\n{signal.Signals(signum).name}: finishing this step, then saving last.pt "
+            "(press Ctrl-C again to quit at once).\n"
+        )
+        sys.stderr.flush()

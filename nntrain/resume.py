@@ -1,0 +1,130 @@
+"""`nntrain resume=<run dir | checkpoint | latest>`: continue a run in its own directory.
+
+Before Hydra composes the config, the command line is rewritten: the run's own overrides (from
+its .hydra/overrides.yaml) come first, then the user's new ones, and Hydra's run dir becomes the
+run's directory, so TensorBoard, train.log and metrics.json continue where they were. The
+checkpoint's config is then compared with the composed one: the model, data, optimizer,
+scheduler and seed must match; trainer settings (such as max_epochs) may change deliberately.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from nntrain.errors import UserError, require
+
+# Keys whose change would make the resumed run a different run.
+FROZEN_GROUPS = ("model", "data", "optimizer", "scheduler", "seed")
+# ...except these, which say where things are, not what is trained.
+MAY_DIFFER = {"data.root", "data.download", "data.num_workers"}
+
+
+def find_checkpoint(target: str, outputs: Path = Path("outputs")) -> Path:
+    """The checkpoint a resume= value names: a .pt file, a run dir (its checkpoints/last.pt), or
+    `latest` (the newest last.pt under ./outputs). Relative paths are relative to the working
+    directory the user typed them in."""
+    if target == "latest":
+        candidates = sorted(outputs.glob("**/checkpoints/last.pt"), key=lambda p: p.stat().st_mtime)
+        require(
+            bool(candidates),
+            f"resume=latest found no run with checkpoints/last.pt under {outputs.absolute()}; "
+            "pass the run directory instead, e.g. resume=outputs/2026-11-25/10-00-00.",
+        )
+        return candidates[-1].absolute()
+    path = Path(os.path.expanduser(target)).absolute()
+    require(
+        path.exists(),
+        f"resume={target}: {path} does not exist; pass a run directory or a checkpoint file.",
+    )
+    if path.is_dir():
+        checkpoint = path / "checkpoints" / "last.pt"
+        require(
+            checkpoint.is_file(),
+            f"resume={target}: {path} has no checkpoints/last.pt; pass a run directory that "
+            "trained at least one checkpoint, or a .pt file.",
+        )
+        return checkpoint
+    return path
+
+
+def run_dir_of(checkpoint: Path) -> Path:
+    """The run directory a checkpoint belongs to (<run>/checkpoints/last.pt -> <run>)."""
+    return (
+        checkpoint.parent.parent if checkpoint.parent.name == "checkpoints" else checkpoint.parent
+    )
+
+
+def override_key(override: str) -> str:
+    return override.split("=", 1)[0].lstrip("+~")
+
+
+def saved_overrides(run_dir: Path) -> list[str]:
+    """The command-line overrides the run was started with (none if .hydra/ is gone)."""
+    import yaml
+
+    file = run_dir / ".hydra" / "overrides.yaml"
+    if not file.is_file():
+        return []
+    overrides = yaml.safe_load(file.read_text()) or []
+    return [o for o in overrides if override_key(o) != "resume" and not o.startswith("hydra.")]
+
+
+def rewrite_argv(argv: list[str]) -> list[str]:
+    """The command line with resume=... expanded (see the module docstring); unchanged without."""
+    values = [a.split("=", 1)[1] for a in argv if override_key(a) == "resume" and "=" in a]
+    if not values or "-m" in argv or "--multirun" in argv:
+        return argv
+    checkpoint = find_checkpoint(values[-1])
+    run_dir = run_dir_of(checkpoint)
+    new = [a for a in argv if override_key(a) != "resume"]
+    typed = {override_key(a) for a in new if "=" in a}
+    replayed = [o for o in saved_overrides(run_dir) if override_key(o) not in typed]
+    options = [a for a in new if a.startswith("-")]
+    overrides = [a for a in new if not a.startswith("-")]
+    return [
+        *options,
+        *replayed,
+        *overrides,
+        f"resume={checkpoint}",
+        f"hydra.run.dir={run_dir}",
+    ]
+
+
+def flatten(node: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(node, dict):
+        flat: dict[str, Any] = {}
+        for key, value in node.items():
+            flat.update(flatten(value, f"{prefix}{key}."))
+        return flat
+    return {prefix.rstrip("."): node}
+
+
+def config_differences(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
+    """'key (run: a, now: b)' for every key of the frozen groups that differs."""
+    saved_flat = {k: v for k, v in flatten(saved).items() if k.split(".")[0] in FROZEN_GROUPS}
+    current_flat = {k: v for k, v in flatten(current).items() if k.split(".")[0] in FROZEN_GROUPS}
+    missing = object()
+    differences = []
+    for key in sorted(set(saved_flat) | set(current_flat)):
+        if key in MAY_DIFFER:
+            continue
+        before, now = saved_flat.get(key, missing), current_flat.get(key, missing)
+        if before != now:
+            shown = ["absent" if v is missing else repr(v) for v in (before, now)]
+            differences.append(f"{key} (run: {shown[0]}, now: {shown[1]})")
+    return differences
+
+
+def check_same_run(checkpoint: dict[str, Any], current: dict[str, Any], path: Path) -> None:
+    import yaml
+
+    saved = yaml.safe_load(checkpoint.get("config") or "") or {}
+    differences = config_differences(saved, current)
+    if differences:
+        raise UserError(
+            f"cannot resume {path}: the config differs from the run's in {'; '.join(differences)}; "
+            "resume with the run's values (drop those overrides), or start a new run without "
+            "resume=. Trainer settings such as trainer.max_epochs may change."
+        )
