@@ -87,9 +87,15 @@ def rewrite_argv(argv: list[str]) -> list[str]:
         *options,
         *replayed,
         *overrides,
-        f"resume={checkpoint}",
-        f"hydra.run.dir={run_dir}",
+        f"resume={quoted(checkpoint)}",
+        f"hydra.run.dir={quoted(run_dir)}",
     ]
+
+
+def quoted(path: Path) -> str:
+    """A path as a quoted Hydra override value: spaces, commas or = in it stay literal."""
+    escaped = str(path).replace("\\", "\\\\").replace("'", "\\'")
+    return f"'{escaped}'"
 
 
 def flatten(node: Any, prefix: str = "") -> dict[str, Any]:

@@ -288,3 +288,17 @@ def test_rng_states_survive_a_weights_only_round_trip(tmp_path):
     restore_rng_state(load_checkpoint(tmp_path / "rng.pt")["rng"])
     again = (random.random(), float(np.random.randn()), torch.randn(3))
     assert expected[:2] == again[:2] and torch.equal(expected[2], again[2])
+
+
+def test_a_second_ctrl_c_quits_at_once(tmp_path):
+    # One slow step per epoch (1024 images), so the second Ctrl-C lands while it still runs.
+    args = ("model=cnn", "data.batch_size=1024", "trainer.max_epochs=30", "hydra.run.dir=run")
+    process = start_nntrain(*args, cwd=tmp_path)
+    wait_for_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt", lambda c: True, process)
+    process.send_signal(signal.SIGINT)
+    time.sleep(0.2)  # the first one is handled (a flag is set) before the second arrives
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 130
+    assert "Stopped at once; last.pt holds the last saved step." in err
+    assert load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")["epoch"] >= 1  # intact
