@@ -10,7 +10,7 @@ import os
 import pickle
 import re
 import tempfile
-import zipfile
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -63,7 +63,9 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
             f"checkpoint {path} does not exist; pass the path of a .pt file in a run's checkpoints/ folder."
         )
     try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
+        with warnings.catch_warnings():  # a damaged file gets our message, not torch's warnings
+            warnings.simplefilter("ignore")
+            state = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as error:
         found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(error))
         if found is None:  # not a pickle of ours at all: garbage or a truncated legacy file
@@ -75,7 +77,7 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
             f"checkpoint {path} holds objects other than tensors and plain data, so it was not "
             f"loaded (loading it could run code from the file: it refers to {found.group(1)})."
         ) from error
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError) as error:
+    except Exception as error:  # random bytes fail in many ways (IndexError, KeyError, ...)
         raise UserError(
             f"checkpoint {path} is damaged or not a checkpoint ({str(error).splitlines()[0]}); "
             "use another checkpoint, e.g. last.pt or best.pt of the same run."
