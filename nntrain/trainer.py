@@ -46,6 +46,7 @@ class DataModule(Protocol):
     num_classes: int
     class_names: list[str]
 
+    def input_spec(self) -> dict[str, Any]: ...  # how to preprocess new inputs (predict)
     def setup(self, device: torch.device) -> None: ...
     def train_loader(self) -> Loader: ...
     def val_loader(self) -> Loader: ...
@@ -189,7 +190,11 @@ class Trainer:
                 f"optimizer step {state.step}"
             )
         # The run's fixed facts travel in every checkpoint (eval and predict rebuild from them).
-        facts = {"class_names": list(data.class_names), "config": config_yaml}
+        facts = {
+            "class_names": list(data.class_names),
+            "config": config_yaml,
+            "inputs": data.input_spec() if hasattr(data, "input_spec") else None,
+        }
 
         # A resumed run rewrites TensorBoard's curves from its step on (purge_step), so steps
         # trained after the last checkpoint of the interrupted run do not appear twice.

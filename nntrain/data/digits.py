@@ -11,6 +11,7 @@ class Digits(InMemoryData):
     """The digits as 1x8x8 uint8 images (pixel values 0..16), normalised per batch on the device."""
 
     name = "digits"
+    pixel_max = 16.0  # scikit-learn's digits are 4-bit grey levels
 
     def __init__(
         self,

@@ -319,6 +319,19 @@ class ImageFolderData:
     def setup(self, device: torch.device) -> None:
         self.device = device
 
+    def input_spec(self) -> dict[str, Any]:
+        """The evaluation transform as data (see InMemoryData.input_spec): resize the shorter
+        side, centre-crop, scale to [0, 1], normalise."""
+        return {
+            "kind": "image",
+            "channels": 3,
+            "size": [self.image_size, self.image_size],
+            "pixel_max": 1.0,
+            "mean": list(self.mean),
+            "std": list(self.std),
+            "resize_shorter": round(self.image_size / EVAL_CROP_FRACTION),
+        }
+
     def _loader(self, split: str, train: bool) -> FolderLoader:
         transform = self.train_transform if train else self.eval_transform
         dataset = ImageDataset(self.samples[split], transform)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -214,3 +215,22 @@ class InMemoryData:
 
     def split_sizes(self) -> dict[str, int]:
         return {name: len(split.targets) for name, split in self.splits.items()}
+
+    # The brightest stored pixel value: images from files (0..255) are scaled to this range.
+    pixel_max: float = 255.0
+
+    def input_spec(self) -> dict[str, Any]:
+        """How to turn a new input into model input without the data set: saved in every
+        checkpoint, used by nntrain-predict. Images: resize to size, scale to pixel_max,
+        normalise with mean/std (in stored units)."""
+        assert self.transform is not None, "an image data set normalises its batches"
+        channels, height, width = self.input_shape
+        return {
+            "kind": "image",
+            "channels": channels,
+            "size": [height, width],
+            "pixel_max": self.pixel_max,
+            "mean": self.transform.mean.flatten().tolist(),
+            "std": self.transform.std.flatten().tolist(),
+            "resize_shorter": None,
+        }

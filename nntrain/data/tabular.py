@@ -8,6 +8,7 @@ Features are standardised with statistics of the training split only.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 
@@ -32,6 +33,15 @@ class TabularData(InMemoryData):
             split.inputs = (split.inputs - self.feature_mean) / self.feature_std
         self.input_shape = (features.shape[1],)
         self.num_classes = len(self.class_names)
+
+    def input_spec(self) -> dict[str, Any]:
+        """A CSV row's columns feature_names, standardised with the training statistics."""
+        return {
+            "kind": "tabular",
+            "feature_names": list(self.feature_names),
+            "mean": self.feature_mean.tolist(),
+            "std": self.feature_std.tolist(),
+        }
 
 
 def _check_noise(noise: object) -> float:

@@ -1,0 +1,73 @@
+"""Rebuild a trained model from its checkpoint alone (for nntrain-eval and nntrain-predict).
+
+A checkpoint carries the run's composed config, class names and an input spec (how to turn a
+new input into model input), so the model can be rebuilt without the training data.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import DictConfig, OmegaConf, open_dict
+from torch import nn
+
+from nntrain.checkpoint import load_checkpoint
+from nntrain.errors import UserError, require
+
+
+@dataclass
+class TrainedRun:
+    checkpoint_path: Path
+    run_dir: Path  # where eval/predict files go: the run the checkpoint belongs to
+    config: DictConfig
+    class_names: list[str]
+    inputs: dict[str, Any]
+    state: dict[str, Any]
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        if self.inputs["kind"] == "tabular":
+            return (len(self.inputs["feature_names"]),)
+        return (self.inputs["channels"], *self.inputs["size"])
+
+
+def load_run(path: str | Path) -> TrainedRun:
+    """The checkpoint at path (a .pt file, or a run dir: its checkpoints/best.pt)."""
+    path = Path(path).expanduser().absolute()
+    if path.is_dir():
+        path = path / "checkpoints" / "best.pt"
+    state = load_checkpoint(path)
+    require(
+        bool(state.get("config")) and bool(state.get("class_names")) and bool(state.get("inputs")),
+        f"{path} lacks the run's config, class names or input description; it was not written "
+        "by nntrain's trainer (or by an older version): train again to evaluate it.",
+    )
+    config = OmegaConf.create(state["config"])
+    run_dir = path.parent.parent if path.parent.name == "checkpoints" else path.parent
+    return TrainedRun(path, run_dir, config, list(state["class_names"]), state["inputs"], state)
+
+
+def build_model(run: TrainedRun, device: torch.device | str = "cpu") -> nn.Module:
+    """The run's model with the checkpoint's weights, in eval mode on device."""
+    from nntrain.cli import build
+
+    model_config = run.config.model.copy()
+    with open_dict(model_config):
+        # The checkpoint has every weight: no download of pretrained weights, no local file.
+        for key in ("pretrained", "weights_path"):
+            if key in model_config:
+                model_config[key] = None if key == "weights_path" else False
+    model = build(
+        model_config, "model", input_shape=run.input_shape, num_classes=len(run.class_names)
+    )
+    try:
+        model.load_state_dict(run.state["model"])
+    except RuntimeError as error:
+        raise UserError(
+            f"the weights in {run.checkpoint_path} do not fit the model its config describes "
+            f"({str(error).splitlines()[0]})."
+        ) from error
+    return model.to(device).eval()
