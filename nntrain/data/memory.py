@@ -223,14 +223,18 @@ class InMemoryData:
         """How to turn a new input into model input without the data set: saved in every
         checkpoint, used by nntrain-predict. Images: resize to size, scale to pixel_max,
         normalise with mean/std (in stored units)."""
-        assert self.transform is not None, "an image data set normalises its batches"
+        if len(self.input_shape) == 1:  # features used as they are
+            n = self.input_shape[0]
+            names = getattr(self, "feature_names", [f"x{i}" for i in range(n)])
+            return {"kind": "tabular", "feature_names": names, "mean": [0.0] * n, "std": [1.0] * n}
         channels, height, width = self.input_shape
+        normalize = self.transform or Normalize(torch.zeros(channels), torch.ones(channels))
         return {
             "kind": "image",
             "channels": channels,
             "size": [height, width],
             "pixel_max": self.pixel_max,
-            "mean": self.transform.mean.flatten().tolist(),
-            "std": self.transform.std.flatten().tolist(),
+            "mean": normalize.mean.flatten().tolist(),
+            "std": normalize.std.flatten().tolist(),
             "resize_shorter": None,
         }
