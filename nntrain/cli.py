@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable
 from typing import Any
 
 import hydra
@@ -91,7 +92,11 @@ def check_no_missing_values(cfg: DictConfig) -> None:
         raise UserError(f"{key} has no value; set it on the command line, e.g. {key}={example}.")
 
 
-EXAMPLES = {"data.root": "~/photos"}
+EXAMPLES = {
+    "data.root": "~/photos",
+    "ckpt": "outputs/2026-11-25/10-00-00/checkpoints/best.pt",
+    "inputs": "~/new_photos",
+}
 
 
 def expand_home_in_overrides(argv: list[str]) -> list[str]:
@@ -141,7 +146,7 @@ def train_app(cfg: DictConfig) -> float:
         sys.exit(stop.exit_code)
 
 
-def describe_config_error(error: Exception) -> str:
+def describe_config_error(error: Exception, command: str = "nntrain") -> str:
     """One sentence for an error Hydra raised while composing the config from the overrides."""
     from hydra.errors import MissingConfigException
 
@@ -158,7 +163,7 @@ def describe_config_error(error: Exception) -> str:
             else f"+{key}=..."
         )
         return (
-            f"'{key}' is not a key of the config; check its spelling (`nntrain --cfg job` lists "
+            f"'{key}' is not a key of the config; check its spelling (`{command} --cfg job` lists "
             f"every key), or add a new key deliberately with {append}."
         )
     if "Config search path:" in lines:
@@ -168,27 +173,41 @@ def describe_config_error(error: Exception) -> str:
     return " ".join(lines + detail)
 
 
-def main() -> None:
-    """Entry point of the `nntrain` console script and of `python -m nntrain`."""
+def run_app(
+    app: Callable[[], Any],
+    rewrite: Callable[[list[str]], list[str]] | None = None,
+    command: str = "nntrain",
+) -> None:
+    """Run a Hydra app so that every mistake a user can make ends as one line and exit 1.
+
+    Hydra prints composition errors with its search path and a traceback hint; we let them
+    reach us instead (HYDRA_FULL_ERROR=1) and print one sentence. A user who sets
+    HYDRA_FULL_ERROR=1 gets Hydra's own full report. `rewrite` may change the command line
+    first (e.g. resume=); `~` in override values always means the home directory.
+    """
     from hydra.errors import HydraException
 
-    # Hydra prints composition errors with its search path and a traceback hint; we let them
-    # reach us instead and print one sentence. A user who sets HYDRA_FULL_ERROR=1 gets Hydra's
-    # own full report.
     from nntrain.console import print_error
-    from nntrain.resume import rewrite_argv
 
     debugging = os.environ.get("HYDRA_FULL_ERROR") == "1"
     os.environ["HYDRA_FULL_ERROR"] = "1"
     try:
-        sys.argv[1:] = rewrite_argv(expand_home_in_overrides(sys.argv[1:]))
+        argv = expand_home_in_overrides(sys.argv[1:])
+        sys.argv[1:] = rewrite(argv) if rewrite else argv
     except UserError as error:
         print_error(str(error))
         sys.exit(1)
     try:
-        train_app()
+        app()
     except HydraException as error:
         if debugging:
             raise
-        print_error(describe_config_error(error))
+        print_error(describe_config_error(error, command))
         sys.exit(1)
+
+
+def main() -> None:
+    """Entry point of the `nntrain` console script and of `python -m nntrain`."""
+    from nntrain.resume import rewrite_argv
+
+    run_app(train_app, rewrite_argv)

@@ -151,8 +151,9 @@ def print_summary(metrics: Mapping[str, Any], run_dir: str | Path) -> None:
         table.add_row(key, shown)
     run_dir = display_path(run_dir)
     table.add_row("run dir", run_dir)
-    table.add_row("best checkpoint", f"{run_dir}/checkpoints/best.pt")
+    table.add_row("checkpoints", f"{run_dir}/checkpoints/best.pt (best epoch), last.pt")
     table.add_row("tensorboard", f"tensorboard --logdir {run_dir}")
+    table.add_row("evaluate", f"nntrain-eval ckpt={run_dir}")
     get_console().print(table)
 
 

@@ -6,6 +6,8 @@ compute() moves the sums to the host once (per log step or per evaluation).
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
 
@@ -38,3 +40,48 @@ class RunningClassification:
         if count == 0:
             return {"loss": float("nan"), "acc": float("nan"), "count": 0}
         return {"loss": loss_sum / count, "acc": correct / count, "count": int(count)}
+
+
+def classification_report(
+    logits: torch.Tensor, targets: torch.Tensor, class_names: list[str]
+) -> dict[str, Any]:
+    """Every figure nntrain-eval reports, from one split's logits and labels (on the CPU).
+
+    scikit-learn computes them: the reference implementation, on predictions gathered in one
+    transfer from the device. Binary tasks add ROC-AUC and the average precision of the
+    precision-recall curve for the second class; more than five classes add top-5 accuracy.
+    """
+    from sklearn import metrics
+
+    logits, targets = logits.float().cpu(), targets.cpu()
+    labels = list(range(len(class_names)))
+    probs = torch.softmax(logits, dim=1).numpy()
+    predicted = logits.argmax(dim=1).numpy()
+    truth = targets.numpy()
+    precision, recall, f1, support = metrics.precision_recall_fscore_support(
+        truth, predicted, labels=labels, zero_division=0
+    )
+    report: dict[str, Any] = {
+        "loss": float(torch.nn.functional.cross_entropy(logits, targets)),
+        "acc": float(metrics.accuracy_score(truth, predicted)),
+        "count": len(truth),
+        "per_class": {
+            "class": list(class_names),
+            "precision": precision.tolist(),
+            "recall": recall.tolist(),
+            "f1": f1.tolist(),
+            "support": support.tolist(),
+        },
+        "confusion_matrix": metrics.confusion_matrix(truth, predicted, labels=labels).tolist(),
+    }
+    for average in ("macro", "weighted"):
+        p, r, f, _ = metrics.precision_recall_fscore_support(
+            truth, predicted, labels=labels, average=average, zero_division=0
+        )
+        report[average] = {"precision": float(p), "recall": float(r), "f1": float(f)}
+    if len(labels) > 5:
+        report["top5"] = float(metrics.top_k_accuracy_score(truth, probs, k=5, labels=labels))
+    if len(labels) == 2 and len(set(truth.tolist())) == 2:  # AUROC needs both classes present
+        report["auroc"] = float(metrics.roc_auc_score(truth, probs[:, 1]))
+        report["average_precision"] = float(metrics.average_precision_score(truth, probs[:, 1]))
+    return report

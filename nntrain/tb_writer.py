@@ -8,9 +8,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
+import numpy as np
+
 
 class TensorBoardLogger:
-    """Scalars against the global optimizer step, written under <run dir>/tb."""
+    """Scalars and images against the global optimizer step, written under <run dir>/tb."""
 
     def __init__(self, log_dir: str | Path, purge_step: int | None = None) -> None:
         from torch.utils.tensorboard import SummaryWriter
@@ -21,6 +23,27 @@ class TensorBoardLogger:
     def scalars(self, values: Mapping[str, float], step: int) -> None:
         for tag, value in values.items():
             self.writer.add_scalar(tag, value, global_step=step)
+
+    def image(self, tag: str, image: np.ndarray, step: int) -> None:
+        """An (H, W, 3) uint8 RGB picture (see nntrain.plots)."""
+        self.writer.add_image(tag, image, global_step=step, dataformats="HWC")
+
+    def hparams(
+        self, hparams: Mapping[str, float | int | str | bool], metrics: Mapping[str, float]
+    ) -> None:
+        """The HParams tab's record of this run, written into the run's own event file.
+
+        SummaryWriter.add_hparams would write it to a new sub-directory, a separate "run" in
+        TensorBoard; here each run directory stays one run, so a sweep's runs line up.
+        """
+        from torch.utils.tensorboard.summary import hparams as hparams_summaries
+
+        experiment, session_start, session_end = hparams_summaries(dict(hparams), dict(metrics))
+        file_writer = self.writer._get_file_writer()
+        for summary in (experiment, session_start, session_end):
+            file_writer.add_summary(summary)
+        for tag, value in metrics.items():
+            self.writer.add_scalar(tag, value)
 
     def close(self) -> None:
         self.writer.flush()

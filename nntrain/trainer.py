@@ -87,6 +87,7 @@ class Trainer:
         log_every_n_steps: int = 10,
         channels_last: bool | str = "auto",
         checkpoint: Mapping[str, Any] | None = None,
+        report_images: bool = True,
     ) -> None:
         self.max_epochs = check_positive_int("trainer.max_epochs", max_epochs, example=30)
         self.device = resolve_device(str(device))
@@ -122,6 +123,7 @@ class Trainer:
         if every is not None:
             check_positive_int("trainer.checkpoint.every_n_steps", every, example=100)
         self.checkpoint_every_n_steps = every
+        self.report_images = bool(report_images)
 
     @property
     def precision_name(self) -> str:
@@ -235,7 +237,10 @@ class Trainer:
                         save_checkpoint(checkpoint, checkpoints / "best.pt")
                     save_checkpoint(checkpoint, checkpoints / "last.pt")
                     tensorboard.scalars(
-                        {k: metrics[k] for k in ("val/loss", "val/acc", "train/samples_per_sec")},
+                        {
+                            k: metrics[k]
+                            for k in ("val/loss", "val/acc", "train/samples_per_sec", "epoch_time")
+                        },
                         state.step,
                     )
                     log.info(format_epoch_line(state.epoch - 1, self.max_epochs, metrics, improved))
@@ -247,28 +252,33 @@ class Trainer:
                             f"{stopper.wait} epochs (best {stopper.best:.4f} at epoch "
                             f"{stopper.best_epoch + 1})"
                         )
+            if stopper.best_epoch < 0:
+                raise UserError(
+                    f"no epoch produced a finite {stopper.monitor}, so there is no best "
+                    "checkpoint; the loss probably diverged: lower optimizer.lr."
+                )
+            test = self.test(model, data, checkpoints / "best.pt")  # the best weights, from now on
+            # The first epoch pays for warm-up (allocations, kernel selection): left out when
+            # there are others.
+            train_speed = state.samples_per_sec[1:] or state.samples_per_sec
+            result = {
+                **state.best_metrics,
+                stopper.monitor: stopper.best,
+                "test/acc": test["test/acc"],
+                "test/loss": test["test/loss"],
+                "best_epoch": stopper.best_epoch + 1,
+                "epochs_run": state.epoch,
+                "train/samples_per_sec": sum(train_speed) / len(train_speed),
+            }
+            (run_dir / "metrics.json").write_text(json.dumps(result, indent=2) + "\n")
+            if self.report_images:
+                from nntrain.reports import write_end_of_run
+
+                write_end_of_run(
+                    tensorboard, self, model, data, run_dir, result, config_yaml, state.step
+                )
         finally:
             tensorboard.close()
-
-        if stopper.best_epoch < 0:
-            raise UserError(
-                f"no epoch produced a finite {stopper.monitor}, so there is no best checkpoint; "
-                "the loss probably diverged: lower optimizer.lr."
-            )
-        test = self.test(model, data, checkpoints / "best.pt")
-        # The first epoch pays for warm-up (allocations, kernel selection): left out when
-        # there are others.
-        train_speed = state.samples_per_sec[1:] or state.samples_per_sec
-        result = {
-            **state.best_metrics,
-            stopper.monitor: stopper.best,
-            "test/acc": test["test/acc"],
-            "test/loss": test["test/loss"],
-            "best_epoch": stopper.best_epoch + 1,
-            "epochs_run": state.epoch,
-            "train/samples_per_sec": sum(train_speed) / len(train_speed),
-        }
-        (run_dir / "metrics.json").write_text(json.dumps(result, indent=2) + "\n")
         return result
 
     def _to_model_layout(self, inputs: torch.Tensor) -> torch.Tensor:
@@ -321,22 +331,37 @@ class Trainer:
             progress.advance()
             if index + 1 - group_start < group_size:
                 continue
-            if self.grad_clip is not None:
-                scaler.unscale_(opt)  # clip the true gradient, not the loss-scaled one
-                nn.utils.clip_grad_norm_(model.parameters(), self.grad_clip)
+            log_step = (state.step + 1) % self.log_every_n_steps == 0
+            grad_norm = None
+            if self.grad_clip is not None or log_step:
+                scaler.unscale_(opt)  # clip (and log) the true gradient, not the loss-scaled one
+                # The norm before clipping; max_norm=inf only measures it.
+                grad_norm = nn.utils.clip_grad_norm_(
+                    model.parameters(), self.grad_clip or float("inf")
+                )
             scaler.step(opt)  # under fp16, skips a step with inf/NaN gradients: not a failure
             scaler.update()
             opt.zero_grad(set_to_none=True)
             sched.step()
             state.step += 1
             state.batches_done = index + 1
-            if state.step % self.log_every_n_steps == 0:
+            if log_step:
                 stats = running.compute(since=window)  # the one host sync of a log step
                 self._check_finite(stats["loss"], state)
                 now = time.perf_counter()
                 lr = sched.get_last_lr()[0]
                 tensorboard.scalars(
-                    {"train/loss": stats["loss"], "train/acc": stats["acc"], "lr": lr}, state.step
+                    {
+                        "train/loss": stats["loss"],
+                        "train/acc": stats["acc"],
+                        "train/grad_norm": float(grad_norm),
+                        "lr": lr,
+                        **{
+                            f"lr/{g.get('name', i)}": g["lr"]
+                            for i, g in enumerate(opt.param_groups)
+                        },
+                    },
+                    state.step,
                 )
                 progress.show(
                     stats["loss"], stats["acc"], lr, stats["count"] / (now - window_start)
@@ -380,6 +405,18 @@ class Trainer:
                 loss = F.cross_entropy(logits.float(), targets)
             running.update(loss, logits, targets)
         return running.compute()
+
+    @torch.inference_mode()
+    def predict(self, model: nn.Module, loader: Loader) -> tuple[torch.Tensor, torch.Tensor]:
+        """All logits (float32) and targets of loader, gathered on the device and moved to the
+        CPU in one transfer at the end."""
+        model.eval()
+        outputs, labels = [], []
+        for inputs, targets in loader:
+            with self.autocast():
+                outputs.append(model(self._to_model_layout(inputs)).float())
+            labels.append(targets)
+        return torch.cat(outputs).cpu(), torch.cat(labels).cpu()
 
     def test(self, model: nn.Module, data: DataModule, checkpoint: str | Path) -> dict[str, float]:
         """Load the checkpoint's weights into model and score it on the test split."""

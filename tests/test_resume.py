@@ -159,7 +159,9 @@ def test_damaged_or_missing_checkpoints_are_one_clear_message(
     target, message, tmp_path, tiny_checkpoint
 ):
     (tmp_path / "empty").mkdir()
-    (tmp_path / "garbage.pt").write_bytes(bytes(random.Random(0).randrange(256) for _ in range(2000)))
+    (tmp_path / "garbage.pt").write_bytes(
+        bytes(random.Random(0).randrange(256) for _ in range(2000))
+    )
     data = tiny_checkpoint.read_bytes()
     (tmp_path / "truncated.pt").write_bytes(data[: len(data) // 2])
     write_evil_checkpoint(tmp_path / "evil.pt", tmp_path / "marker")

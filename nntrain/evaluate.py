@@ -1,0 +1,172 @@
+"""`nntrain-eval`: how good is this checkpoint, per class, on a split.
+
+It rebuilds the data and the model from the config saved in the checkpoint (with the user's
+changes to `data.*`, e.g. a new data.root), scores the split, prints the figures and writes
+eval_<split>.json and confusion_<split>.png into the checkpoint's run directory.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import hydra
+from omegaconf import DictConfig, open_dict
+
+from nntrain.errors import UserError, require
+
+if TYPE_CHECKING:
+    from nntrain.restore import TrainedRun
+
+SPLITS = ("test", "val", "train")
+
+
+def evaluate_checkpoint(cfg: DictConfig) -> tuple[dict[str, Any], TrainedRun]:
+    """Score cfg.ckpt on cfg.split; returns what eval_<split>.json holds, and the run."""
+    from nntrain.cli import build
+    from nntrain.metrics import classification_report
+    from nntrain.restore import build_model, load_run
+    from nntrain.trainer import Trainer
+
+    require(cfg.split in SPLITS, f"split must be one of {', '.join(SPLITS)}, got {cfg.split!r}.")
+    run = load_run(cfg.ckpt)
+    data_config = run.config.data.copy()
+    with open_dict(data_config):
+        data_config.merge_with(cfg.data)
+        if cfg.batch_size is not None:
+            data_config.batch_size = cfg.batch_size
+    trainer = Trainer(device=cfg.device, precision=run.config.trainer.precision, progress=False)
+    data = build(data_config, "data")
+    require(
+        list(data.class_names) == run.class_names,
+        f"the data's classes {data.class_names} are not the ones the model was trained on "
+        f"{run.class_names}; point data.root at the run's data set.",
+    )
+    model = build_model(run, trainer.device)
+    data.setup(trainer.device)
+    logits, targets = trainer.predict(model, getattr(data, f"{cfg.split}_loader")())
+    report = classification_report(logits, targets, run.class_names)
+    if run.inputs["kind"] == "tabular":
+        report["importance"] = feature_importance(model, data, run.inputs["feature_names"])
+    return {
+        "checkpoint": str(run.checkpoint_path.relative_to(run.run_dir)),
+        "split": cfg.split,
+        **{f"{cfg.split}/{key}": value for key, value in report.items()},
+    }, run
+
+
+def feature_importance(model: Any, data: Any, feature_names: list[str]) -> dict[str, Any]:
+    """Weight magnitudes of the first layer and permutation importance on the validation split."""
+    from nntrain.importance import first_layer_weight_magnitude, permutation_importance
+
+    val = data.splits["val"]
+    return {
+        "first_layer_weight": first_layer_weight_magnitude(model, feature_names),
+        "permutation": permutation_importance(model, val.inputs, val.targets, feature_names),
+    }
+
+
+def write_results(results: dict[str, Any], run_dir: Path, class_names: list[str]) -> list[Path]:
+    import numpy as np
+
+    from nntrain.plots import confusion_matrix_image, save_png
+
+    split = results["split"]
+    json_path = run_dir / f"eval_{split}.json"
+    json_path.write_text(json.dumps(results, indent=2) + "\n")
+    matrix = results[f"{split}/confusion_matrix"]
+    image = confusion_matrix_image(
+        np.array(matrix), class_names, title=f"confusion matrix ({split})"
+    )
+    return [json_path, save_png(image, run_dir / f"confusion_{split}.png")]
+
+
+def print_results(results: dict[str, Any], files: list[Path]) -> None:
+    from rich.table import Table
+
+    from nntrain.console import display_path, get_console
+
+    console, split = get_console(), results["split"]
+    figures = Table(title=f"{results['checkpoint']} on the {split} split", show_header=False)
+    for key in ("acc", "loss", "top5", "auroc", "average_precision", "count"):
+        if f"{split}/{key}" in results:
+            value = results[f"{split}/{key}"]
+            figures.add_row(
+                f"{split}/{key}", f"{value:.4f}" if isinstance(value, float) else str(value)
+            )
+    console.print(figures)
+
+    per_class = results[f"{split}/per_class"]
+    table = Table(title="per class")
+    for column in ("class", "precision", "recall", "f1", "support"):
+        table.add_column(column, justify="left" if column == "class" else "right")
+    for i, name in enumerate(per_class["class"]):
+        table.add_row(
+            name,
+            *(f"{per_class[k][i]:.4f}" for k in ("precision", "recall", "f1")),
+            str(per_class["support"][i]),
+        )
+    for average in ("macro", "weighted"):
+        row = results[f"{split}/{average}"]
+        table.add_row(
+            f"[bold]{average} avg[/]",
+            *(f"{row[k]:.4f}" for k in ("precision", "recall", "f1")),
+            str(results[f"{split}/count"]),
+        )
+    console.print(table)
+
+    matrix = results[f"{split}/confusion_matrix"]
+    if len(matrix) <= 20:
+        confusion = Table(title="confusion matrix (rows: true, columns: predicted)")
+        confusion.add_column("")
+        for name in per_class["class"]:
+            confusion.add_column(name, justify="right")
+        for name, row in zip(per_class["class"], matrix, strict=True):
+            confusion.add_row(name, *(str(v) for v in row))
+        console.print(confusion)
+
+    if f"{split}/importance" in results:
+        importance = results[f"{split}/importance"]
+        table = Table(title="feature importance")
+        for column in ("feature", "mean |first-layer weight|", "permutation (accuracy drop)"):
+            table.add_column(column, justify="left" if column == "feature" else "right")
+        ranked = sorted(importance["permutation"], key=importance["permutation"].get, reverse=True)
+        for name in ranked:
+            table.add_row(
+                name,
+                f"{importance['first_layer_weight'][name]:.4f}",
+                f"{importance['permutation'][name]:.4f}",
+            )
+        console.print(table)
+    console.print("wrote " + ", ".join(display_path(f) for f in files))
+
+
+@hydra.main(version_base="1.3", config_path="pkg://nntrain.configs", config_name="eval")
+def eval_app(cfg: DictConfig) -> float:
+    from nntrain.cli import check_no_missing_values
+    from nntrain.console import print_error
+
+    try:
+        check_no_missing_values(cfg)
+        results, run = evaluate_checkpoint(cfg)
+        files = write_results(results, run.run_dir, run.class_names)
+    except UserError as error:
+        print_error(str(error))
+        sys.exit(1)
+    print_results(results, files)
+    return results[f"{cfg.split}/acc"]
+
+
+def open_data_overrides(argv: list[str]) -> list[str]:
+    """data.root=x -> ++data.root=x: eval.yaml's data node is empty (the run's data config is
+    only known once the checkpoint is read), and Hydra adds keys only with ++."""
+    return [f"++{a}" if a.startswith("data.") and "=" in a else a for a in argv]
+
+
+def main() -> None:
+    """Entry point of the `nntrain-eval` console script."""
+    from nntrain.cli import run_app
+
+    run_app(eval_app, open_data_overrides, command="nntrain-eval")

@@ -1,0 +1,276 @@
+"""The `nntrain-predict` command: class predictions for new inputs from a trained checkpoint.
+
+    nntrain-predict ckpt=outputs/2026-11-25/10-00-00 inputs=~/new_photos   # -> predictions.csv
+
+The checkpoint alone is enough: it holds the model's config and weights, the class names and
+an `inputs` spec (how evaluation turned an input into model input; see the data sets'
+input_spec), so no training data is read. Every input is read and predicted before the CSV is
+written: a bad input ends in one sentence (a UserError) and leaves no half-written file.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+import sys
+import warnings
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import hydra
+from omegaconf import DictConfig, OmegaConf
+
+from nntrain.errors import UserError, check_positive_int, require
+
+if TYPE_CHECKING:  # torch is imported where it is used, so --help and typos answer at once
+    import torch
+    from torch import nn
+
+HEADER = ["input", "predicted", "probability", "top_k"]
+SHOWN_ROWS = 20
+# PIL converts these to 8-bit L/RGB faithfully; 16-bit and float modes (I;16, I, F) come out
+# clipped to white, which would give confident nonsense instead of an error.
+CONVERTIBLE_MODES = ("1", "L", "LA", "P", "RGB", "RGBA", "CMYK", "YCbCr")
+
+
+def image_extensions() -> tuple[str, ...]:
+    # Imported when needed: torchvision takes a second to import, and tabular models never do.
+    from torchvision.datasets.folder import IMG_EXTENSIONS
+
+    return IMG_EXTENSIONS
+
+
+def is_image_name(name: str) -> bool:
+    return not name.startswith(".") and name.lower().endswith(image_extensions())
+
+
+def list_images(folder: Path) -> list[Path]:
+    """Image files under folder at any depth, sorted; hidden files and folders are skipped, as
+    in training (.ipynb_checkpoints, macOS's ._x.jpg)."""
+    found: list[Path] = []
+    for directory, subdirs, files in os.walk(folder, followlinks=True):
+        subdirs[:] = [name for name in subdirs if not name.startswith(".")]
+        found += [Path(directory, name) for name in files if is_image_name(name)]
+    return sorted(found)
+
+
+def load_image(path: Path, spec: dict[str, Any]) -> torch.Tensor:
+    """One image as model input (C, H, W), preprocessed exactly as evaluation did in training."""
+    import torch
+    from PIL import Image
+    from torchvision.transforms.v2 import functional as F
+
+    from nntrain.data.folder import unreadable
+
+    try:
+        # PIL warns about palette transparency and large images; neither is the user's error.
+        with warnings.catch_warnings(), Image.open(path) as image:
+            warnings.simplefilter("ignore")
+            require(
+                image.mode in CONVERTIBLE_MODES,
+                f"cannot use the image {path}: its mode {image.mode!r} does not convert "
+                "faithfully to 8-bit grayscale or RGB; save it as an 8-bit image "
+                f"(one of the modes {', '.join(CONVERTIBLE_MODES)}).",
+            )
+            image = image.convert("L" if spec["channels"] == 1 else "RGB")  # loads the pixels
+    except (OSError, SyntaxError, ValueError) as error:  # corrupt, truncated, not an image
+        raise UserError(unreadable(path)) from error
+    size = list(spec["size"])
+    if spec.get("resize_shorter"):  # the imagefolder evaluation transform: resize, centre crop
+        image = F.center_crop(F.resize(image, [spec["resize_shorter"]], antialias=True), size)
+    elif [image.height, image.width] != size:
+        image = F.resize(image, size, antialias=True)
+    x = F.pil_to_tensor(image).float() * (spec["pixel_max"] / 255)  # the stored data's units
+    mean, std = (torch.tensor(spec[key]).view(-1, 1, 1) for key in ("mean", "std"))
+    return (x - mean) / std
+
+
+def read_table(path: Path, spec: dict[str, Any]) -> torch.Tensor:
+    """The feature columns of a CSV file (any order, extra columns ignored), standardised."""
+    import torch
+
+    names = list(spec["feature_names"])
+    expected = f"the columns {', '.join(names)} (in any order; other columns are ignored)"
+    rows: list[list[float]] = []
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as file:  # -sig: Excel's byte-order mark
+            reader = csv.reader(file)
+            header = [name.strip() for name in next(reader, [])]
+            require(any(header), f"{path} is empty; it needs a header row with {expected}.")
+            missing = [name for name in names if name not in header]
+            require(
+                not missing,
+                f"{path} lacks the column(s) {', '.join(missing)}; the model expects {expected}.",
+            )
+            columns = [header.index(name) for name in names]
+            for row in reader:
+                if not any(cell.strip() for cell in row):
+                    continue  # blank lines are no rows
+                row += [""] * (len(header) - len(row))  # a short row lacks its last values
+                rows.append([])
+                for name, column in zip(names, columns, strict=True):
+                    text = row[column].strip()
+                    require(
+                        math.isfinite(value := parse_float(text)),
+                        f"{path}, row {len(rows)} (line {reader.line_num}): column '{name}' holds "
+                        f"{text!r}, which is not a finite number; every feature column must hold "
+                        "a number in every row.",
+                    )
+                    rows[-1].append(value)
+    except UnicodeDecodeError as error:
+        raise UserError(f"{path} is not a text CSV file; give one with {expected}.") from error
+    require(bool(rows), f"{path} has a header but no rows to predict.")
+    features = torch.tensor(rows, dtype=torch.float32)
+    return (features - torch.tensor(spec["mean"])) / torch.tensor(spec["std"])
+
+
+def parse_float(text: str) -> float:
+    """The number written in text; NaN when there is none."""
+    try:
+        return float(text)
+    except ValueError:
+        return math.nan
+
+
+def read_inputs(given: str, spec: dict[str, Any], batch_size: int) -> tuple[list[str], Any]:
+    """The names of the inputs (the input column) and an iterable of model-input batches.
+    Images are decoded batch by batch, so a big folder never sits in memory at once."""
+    import torch
+
+    path, tabular = Path(given), spec["kind"] == "tabular"
+    if tabular:
+        columns = ", ".join(spec["feature_names"])
+        takes, wanted = "tabular features", f"a CSV file with the columns {columns}"
+    else:
+        takes, wanted = f"{spec['channels']}-channel images", "an image file or a folder of images"
+    require(path.exists(), f"inputs {given} does not exist; give {wanted}.")
+    is_csv = path.is_file() and path.suffix.lower() == ".csv"
+    is_image = path.is_file() and not is_csv and is_image_name(path.name)
+    found = "a folder" if path.is_dir() else "an image" if is_image else "a CSV file"
+    require(
+        (not path.is_dir() and not is_image) if tabular else not is_csv,
+        f"the model takes {takes}, so inputs must be {wanted}; {given} is {found}.",
+    )
+    if tabular:
+        features = read_table(path, spec)
+        return [str(row) for row in range(1, len(features) + 1)], features.split(batch_size)
+    extensions = " ".join(image_extensions())
+    if path.is_dir():
+        names = [file.relative_to(path).as_posix() for file in list_images(path)]
+        require(
+            bool(names),
+            f"{given} has no images ({extensions}); put the images to predict in it, "
+            "or give an image file.",
+        )
+        paths = [Path(given, name) for name in names]  # errors name files as the user sees them
+    else:
+        require(is_image, f"{given} is not an image file ({extensions}); give {wanted}.")
+        names, paths = [given], [path]
+    batches = (
+        torch.stack([load_image(file, spec) for file in paths[start : start + batch_size]])
+        for start in range(0, len(paths), batch_size)
+    )
+    return names, batches
+
+
+def probabilities(model: nn.Module, batches: Any, device: torch.device) -> torch.Tensor:
+    """Softmax over the classes for every input, (N, classes), on the CPU."""
+    import torch
+
+    with torch.inference_mode():
+        return torch.cat([model(x.to(device)).float().softmax(dim=1).cpu() for x in batches])
+
+
+def prediction_rows(
+    names: list[str], probs: torch.Tensor, class_names: list[str], top_k: int
+) -> list[list[str]]:
+    """CSV rows: input, predicted class, its probability, the top_k classes as name:p;..."""
+    values, indices = probs.topk(min(top_k, len(class_names)), dim=1)
+    rows = []
+    for name, top_values, top_indices in zip(names, values.tolist(), indices.tolist(), strict=True):
+        pairs = zip(top_indices, top_values, strict=True)
+        top = ";".join(f"{class_names[i]}:{p:.4f}" for i, p in pairs)
+        rows.append([name, class_names[top_indices[0]], f"{top_values[0]:.4f}", top])
+    return rows
+
+
+def write_csv(path: Path, rows: list[list[str]]) -> None:
+    """Atomically (temporary file, rename): an interrupted write leaves no half a CSV."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.tmp")
+    try:
+        with temporary.open("w", newline="", encoding="utf-8") as file:
+            csv.writer(file).writerows([HEADER, *rows])
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
+def show(rows: list[list[str]], output: Path) -> None:
+    """The first rows as a table, then how many there are and where the CSV is."""
+    from rich.table import Table
+    from rich.text import Text
+
+    from nntrain.console import display_path, get_console
+
+    table = Table(title="nntrain-predict", title_justify="left")
+    for column in HEADER:
+        table.add_column(column, justify="right" if column == "probability" else "left")
+    for row in rows[:SHOWN_ROWS]:
+        table.add_row(*(Text(cell) for cell in row))  # Text: a file named [red].png is no markup
+    if len(rows) > SHOWN_ROWS:
+        table.caption = f"the first {SHOWN_ROWS} of {len(rows)} rows"
+    get_console().print(table)
+    get_console().print(Text(f"{len(rows)} predicted; wrote {display_path(output)}"))
+
+
+def predict(cfg: DictConfig) -> Path:
+    """Predict every input of cfg.inputs with the model of cfg.ckpt; returns the CSV written."""
+    missing = sorted(OmegaConf.missing_keys(cfg))  # ckpt and inputs have no default
+    if missing:
+        raise UserError(
+            f"{missing[0]} has no value; set it on the command line, e.g. nntrain-predict "
+            "ckpt=outputs/2026-11-25/10-00-00 inputs=~/photos."
+        )
+    check_positive_int("top_k", cfg.top_k, example=3)
+    check_positive_int("batch_size", cfg.batch_size, example=64)
+    output = Path(str(cfg.output)).absolute()
+    # Refused before any work: a folder cannot be replaced, and the inputs must not be.
+    clash = "a folder" if output.is_dir() else "the inputs file"
+    require(
+        not output.is_dir() and output.resolve() != Path(str(cfg.inputs)).resolve(),
+        f"output {cfg.output} is {clash}; give another file name, e.g. output=predictions.csv.",
+    )
+    from nntrain.devices import resolve_device
+    from nntrain.restore import build_model, load_run
+
+    try:
+        device = resolve_device(str(cfg.device))
+    except UserError as error:  # its message names the training key
+        raise UserError(str(error).replace("trainer.device", "device")) from None
+    run = load_run(str(cfg.ckpt))
+    names, batches = read_inputs(str(cfg.inputs), run.inputs, cfg.batch_size)
+    probs = probabilities(build_model(run, device), batches, device)
+    rows = prediction_rows(names, probs, run.class_names, cfg.top_k)
+    write_csv(output, rows)
+    show(rows, output)
+    return output
+
+
+@hydra.main(version_base="1.3", config_path="pkg://nntrain.configs", config_name="predict")
+def predict_app(cfg: DictConfig) -> None:
+    from nntrain.console import print_error
+
+    try:
+        predict(cfg)
+    except UserError as error:
+        print_error(str(error))
+        sys.exit(1)
+
+
+def main() -> None:
+    """Entry point of the `nntrain-predict` console script."""
+    from nntrain.cli import run_app
+
+    run_app(predict_app, command="nntrain-predict")

@@ -1,0 +1,189 @@
+"""nntrain-eval, the metrics behind it, and what a finished run leaves in TensorBoard."""
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from nntrain.cli import run
+from nntrain.metrics import classification_report
+from tests.conftest import compose_config, read_metrics
+
+
+def run_eval(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    command = [str(Path(sys.executable).with_name("nntrain-eval")), *args]
+    return subprocess.run(
+        command, cwd=cwd, capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL
+    )
+
+
+@pytest.fixture(scope="module")
+def digits_run(tmp_path_factory) -> Path:
+    run_dir = tmp_path_factory.mktemp("digits") / "run"
+    run(compose_config("trainer.max_epochs=4"), str(run_dir))
+    return run_dir
+
+
+def test_eval_of_the_best_checkpoint_equals_the_runs_test_accuracy(digits_run, tmp_path):
+    done = run_eval(f"ckpt={digits_run}/checkpoints/best.pt", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    results = json.loads((digits_run / "eval_test.json").read_text())
+    metrics = read_metrics(digits_run)
+    assert results["test/acc"] == metrics["test/acc"]
+    assert results["test/loss"] == pytest.approx(metrics["test/loss"], rel=1e-5)
+    assert results["test/count"] == 359 and 0 < results["test/top5"] <= 1
+    assert results["test/per_class"]["class"] == [str(d) for d in range(10)]
+    assert sum(results["test/per_class"]["support"]) == 359
+    matrix = results["test/confusion_matrix"]
+    assert sum(map(sum, matrix)) == 359
+    assert sum(matrix[i][i] for i in range(10)) == round(results["test/acc"] * 359)
+    with Image.open(digits_run / "confusion_test.png") as image:
+        assert image.format == "PNG" and image.mode == "RGB" and min(image.size) >= 300
+    assert "per class" in done.stdout and "weighted avg" in done.stdout
+    assert not (tmp_path / "outputs").exists()  # eval writes next to the checkpoint only
+
+    val = run_eval(f"ckpt={digits_run}", "split=val", cwd=tmp_path)  # a run dir means best.pt
+    assert val.returncode == 0, val.stderr
+    assert json.loads((digits_run / "eval_val.json").read_text())["val/acc"] == pytest.approx(
+        metrics["val/acc"]
+    )
+
+
+def test_eval_mistakes_are_one_sentence(digits_run, tmp_path):
+    done = run_eval(f"ckpt={tmp_path}/nothing.pt", cwd=tmp_path)
+    assert done.returncode == 1
+    assert (
+        done.stderr.strip()
+        == f"Error: checkpoint {tmp_path}/nothing.pt does not exist; pass the path of a .pt file in a run's checkpoints/ folder."
+    )
+    done = run_eval(f"ckpt={digits_run}", "split=holdout", cwd=tmp_path)
+    assert done.stderr.strip() == "Error: split must be one of test, val, train, got 'holdout'."
+    done = run_eval(cwd=tmp_path)
+    assert done.returncode == 1
+    assert (
+        done.stderr.strip()
+        == "Error: ckpt has no value; set it on the command line, e.g. ckpt=outputs/2026-11-25/10-00-00/checkpoints/best.pt."
+    )
+
+
+def test_report_matches_hand_computed_metrics():
+    # 3 classes, 6 samples; predictions: 0,0,1,1,2,0 ; truth: 0,1,1,1,2,2
+    predicted = torch.tensor([0, 0, 1, 1, 2, 0])
+    truth = torch.tensor([0, 1, 1, 1, 2, 2])
+    logits = torch.nn.functional.one_hot(predicted, 3).float() * 4
+    report = classification_report(logits, truth, ["a", "b", "c"])
+    assert report["acc"] == pytest.approx(4 / 6)
+    per_class = report["per_class"]
+    # a: predicted 3 times, right once; b: predicted twice, both right, 3 true; c: 1/1 right of 2
+    assert per_class["precision"] == pytest.approx([1 / 3, 1.0, 1.0])
+    assert per_class["recall"] == pytest.approx([1.0, 2 / 3, 1 / 2])
+    f1 = [
+        2 * p * r / (p + r)
+        for p, r in zip(per_class["precision"], per_class["recall"], strict=True)
+    ]
+    assert per_class["f1"] == pytest.approx(f1)
+    assert per_class["support"] == [1, 3, 2]
+    assert report["macro"]["f1"] == pytest.approx(sum(f1) / 3)
+    assert report["weighted"]["recall"] == pytest.approx((1 * 1 + 3 * 2 / 3 + 2 * 1 / 2) / 6)
+    assert report["confusion_matrix"] == [[1, 0, 0], [1, 2, 0], [1, 0, 1]]
+    assert "top5" not in report and "auroc" not in report
+
+
+def test_binary_auroc_and_average_precision_match_their_definitions():
+    scores = torch.tensor([0.1, 0.4, 0.35, 0.8, 0.65, 0.2, 0.9, 0.55])
+    truth = torch.tensor([0, 0, 1, 1, 0, 0, 1, 1])
+    logits = torch.stack([torch.zeros(8), torch.logit(scores)], dim=1)  # softmax[:, 1] == scores
+    report = classification_report(logits, truth, ["no", "yes"])
+    positives, negatives = scores[truth == 1], scores[truth == 0]
+    # AUROC: the probability that a random positive scores above a random negative
+    pairs = [(p > n).float() + 0.5 * (p == n).float() for p in positives for n in negatives]
+    assert report["auroc"] == pytest.approx(float(sum(pairs) / len(pairs)))
+    # AP: mean precision at the rank of each positive, scores sorted high to low
+    order = scores.argsort(descending=True)
+    hits = truth[order].float()
+    precision_at = hits.cumsum(0) / torch.arange(1, 9)
+    assert report["average_precision"] == pytest.approx(
+        float((precision_at * hits).sum() / hits.sum())
+    )
+
+
+def test_top5_with_more_than_five_classes():
+    logits = torch.tensor([[6.0, 5, 4, 3, 2, 1, 0], [0.0, 1, 2, 3, 4, 5, 6]])
+    report = classification_report(logits, torch.tensor([4, 0]), [str(i) for i in range(7)])
+    assert report["top5"] == 0.5 and report["acc"] == 0.0
+
+
+def test_tensorboard_has_scalars_images_and_hparams(digits_run):
+    events = EventAccumulator(str(digits_run / "tb"))
+    events.Reload()
+    tags = events.Tags()
+    expected = {"train/loss", "train/acc", "train/grad_norm", "val/loss", "val/acc", "lr", "lr/decay",
+                "lr/no_decay", "train/samples_per_sec", "epoch_time", "hparam/val_acc", "hparam/test_acc",
+                "hparam/best_epoch"}  # fmt: skip
+    assert expected <= set(tags["scalars"])
+    assert {"val/confusion_matrix", "val/samples"} <= set(tags["images"])
+    image = events.Images("val/samples")[0]
+    assert image.width > 100 and image.height > 100
+    assert events.Scalars("hparam/test_acc")[0].value == pytest.approx(
+        read_metrics(digits_run)["test/acc"]
+    )
+    hparams = events.PluginTagToContent("hparams")
+    assert set(hparams) == {
+        "_hparams_/experiment",
+        "_hparams_/session_start_info",
+        "_hparams_/session_end_info",
+    }
+    from tensorboard.plugins.hparams import plugin_data_pb2
+
+    start = plugin_data_pb2.HParamsPluginData.FromString(
+        hparams["_hparams_/session_start_info"]
+    ).session_start_info
+    assert start.hparams["model"].string_value == "MLP"
+    assert start.hparams["data"].string_value == "digits"
+    assert start.hparams["optimizer"].string_value == "AdamW"
+    assert start.hparams["optimizer.lr"].number_value == pytest.approx(1e-3)
+    assert (
+        start.hparams["data.batch_size"].number_value == 64
+        and start.hparams["seed"].number_value == 42
+    )
+    assert start.hparams["trainer.max_epochs"].number_value == 4
+
+
+def test_moons_run_draws_its_decision_boundary(tmp_path):
+    run(compose_config("data=moons", "trainer.max_epochs=5"), str(tmp_path))
+    with Image.open(tmp_path / "decision_boundary.png") as image:
+        assert image.format == "PNG" and image.size[0] > 300
+        colours = len(np.unique(np.asarray(image.convert("RGB")).reshape(-1, 3), axis=0))
+    assert colours > 20  # regions, points and text, not a blank canvas
+    events = EventAccumulator(str(tmp_path / "tb"))
+    events.Reload()
+    assert "val/decision_boundary" in events.Tags()["images"]
+
+
+def test_subscription_importance_ranks_previous_purchases_last(tmp_path):
+    overrides = [
+        "data=subscription",
+        "trainer.max_epochs=40",
+        "trainer.early_stopping.patience=null",
+    ]
+    run(compose_config(*overrides), str(tmp_path / "run"))
+    done = run_eval(f"ckpt={tmp_path / 'run'}", "split=val", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    importance = json.loads((tmp_path / "run" / "eval_val.json").read_text())["val/importance"]
+    permutation = importance["permutation"]
+    assert min(permutation, key=permutation.get) == "previous_purchases"
+    assert permutation["income"] > 0.05 and math.isfinite(permutation["previous_purchases"])
+    assert set(importance["first_layer_weight"]) == {
+        "age",
+        "income",
+        "browsing_time",
+        "previous_purchases",
+    }
+    assert "feature importance" in done.stdout and "auroc" in done.stdout
