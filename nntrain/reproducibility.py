@@ -35,7 +35,9 @@ def configure_determinism(deterministic: bool, device: torch.device) -> None:
     if deterministic:
         # cuBLAS needs a fixed workspace to be deterministic; it must be set before first use.
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-    torch.use_deterministic_algorithms(deterministic)
+    # Only when it changes anything: the call imports torch._inductor (about 1.5 s).
+    if torch.are_deterministic_algorithms_enabled() != deterministic:
+        torch.use_deterministic_algorithms(deterministic)
     torch.backends.cudnn.deterministic = deterministic
     torch.backends.cudnn.benchmark = device.type == "cuda" and not deterministic
 

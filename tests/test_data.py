@@ -112,3 +112,14 @@ def test_a_resumed_epoch_yields_the_remaining_batches_of_the_same_order():
     assert len(rest) == len(full) - 3 and all(
         torch.equal(a, b) for a, b in zip(full[3:], rest, strict=True)
     )
+
+
+def test_digits_read_without_sklearn_equal_sklearns_load_digits():
+    from sklearn.datasets import load_digits
+
+    from nntrain.data.digits import read_bundled_digits
+
+    table, reference = read_bundled_digits(), load_digits()
+    assert table.shape == (1797, 65)
+    assert (table[:, :-1].reshape(-1, 8, 8) == reference.images).all()
+    assert (table[:, -1] == reference.target).all()

@@ -2,9 +2,28 @@
 
 from __future__ import annotations
 
+import gzip
+import importlib.util
+from pathlib import Path
+
+import numpy as np
 import torch
 
 from nntrain.data.memory import InMemoryData, Normalize
+from nntrain.errors import UserError
+
+
+def read_bundled_digits() -> np.ndarray:
+    """scikit-learn's digits.csv.gz (1797 rows: 64 pixel values 0..16, then the label), read
+    straight from its installed package: importing scikit-learn would cost about a second."""
+    spec = importlib.util.find_spec("sklearn")
+    if spec is None or not spec.submodule_search_locations:
+        raise UserError(
+            "data=digits needs scikit-learn, which bundles the data: pip install scikit-learn."
+        )
+    path = Path(spec.submodule_search_locations[0]) / "datasets" / "data" / "digits.csv.gz"
+    with gzip.open(path, "rt") as file:
+        return np.loadtxt(file, delimiter=",", dtype=np.int64)
 
 
 class Digits(InMemoryData):
@@ -21,12 +40,9 @@ class Digits(InMemoryData):
         seed: int = 42,
     ) -> None:
         super().__init__(batch_size, val_fraction, test_fraction, seed)
-        # Imported here: scikit-learn costs about a second to import and only this set needs it.
-        from sklearn.datasets import load_digits
-
-        bunch = load_digits()
-        images = torch.from_numpy(bunch.images).to(torch.uint8).unsqueeze(1)  # N,1,8,8
-        targets = torch.from_numpy(bunch.target).long()
+        table = read_bundled_digits()
+        images = torch.from_numpy(table[:, :-1]).to(torch.uint8).view(-1, 1, 8, 8)
+        targets = torch.from_numpy(table[:, -1]).long()
         self._set_splits(images, targets)
         train = self.splits["train"].inputs.float()
         self.transform = Normalize(train.mean().view(1, 1, 1), train.std().view(1, 1, 1))
