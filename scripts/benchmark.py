@@ -14,7 +14,9 @@ Modes are interleaved (a, b, c0, c2, a, b, ...) and each reports the median of i
 
 JSON schema: {"machine": str, "device": str, "torch": str, "date": str, "rounds": int,
 "cases": {case: {"samples_per_sec": {mode: {"median", "min", "max"}}, "overhead_ratio":
-a/b, "vs_classic_ratio": a/best(c0, c2), "step_ms": {mode: median ms per step}}}}.
+a/b, "vs_classic_ratio": a/best(c0, c2), "step_ms": {mode: median ms per step}}},
+"startup": {"seconds": {"import_torch_torchvision", "one_step_run", "help"}, "one_step_ratio",
+"help_ratio"}} (startup is absent with --no-startup).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import argparse
 import json
 import platform
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -211,6 +214,37 @@ def run_classic(case: Case, data: InMemoryData, device: str, steps: int, workers
     return hand_loop(model, lambda: iter(loader), dev, steps, opt, sched, cfg.trainer.grad_clip)
 
 
+def wall_time(command: list[str], cwd: str) -> float:
+    start = time.perf_counter()
+    subprocess.run(
+        command, cwd=cwd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    return time.perf_counter() - start
+
+
+def measure_startup(rounds: int) -> dict:
+    """Wall time of a one-step nntrain run and of `nntrain --help`, against the time Python
+    takes just to import torch and torchvision (interleaved, median of rounds)."""
+    nntrain = str(Path(sys.executable).with_name("nntrain"))
+    commands = {
+        "import_torch_torchvision": [sys.executable, "-c", "import torch, torchvision"],
+        "one_step_run": [nntrain, "trainer.max_epochs=1", "trainer.limit_train_batches=1", "trainer.limit_val_batches=1"],
+        "help": [nntrain, "--help"],
+    }  # fmt: skip
+    seen: dict[str, list[float]] = {name: [] for name in commands}
+    with tempfile.TemporaryDirectory() as cwd:
+        for _ in range(rounds):
+            for name, command in commands.items():
+                seen[name].append(wall_time(command, cwd))
+    seconds = {name: statistics.median(values) for name, values in seen.items()}
+    baseline = seconds["import_torch_torchvision"]
+    return {
+        "seconds": seconds,
+        "one_step_ratio": seconds["one_step_run"] / baseline,
+        "help_ratio": seconds["help"] / baseline,
+    }
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="one round, few steps: a smoke check")
@@ -222,6 +256,7 @@ def main() -> int:
         "--cases", nargs="*", choices=list(CASES), help="default: every case the device runs"
     )
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--no-startup", action="store_true", help="skip the start-up timings")
     args = parser.parse_args()
 
     from rich.console import Console
@@ -231,8 +266,9 @@ def main() -> int:
     device = args.device
     rounds = 1 if args.quick else args.rounds
     names = args.cases or [n for n, c in CASES.items() if device == "cuda" or not c.cuda_only]
+    # Windows of a second or more each, so that timer noise averages out.
     steps_for = (
-        {"mlp_mnist": 40, "cnn_cifar": 6, "resnet18_cifar": 6}
+        {"mlp_mnist": 150, "cnn_cifar": 6, "resnet18_cifar": 6}
         if device == "cpu"
         else {n: 50 for n in CASES}
     )
@@ -295,6 +331,15 @@ def main() -> int:
             name, *cells, f"{result['overhead_ratio']:.3f}", f"{result['vs_classic_ratio']:.2f}"
         )
     console.print(table)
+    if not args.no_startup:
+        startup = measure_startup(rounds)
+        report["startup"] = startup
+        s = startup["seconds"]
+        console.print(
+            f"start-up (median of {rounds}): import torch, torchvision {s['import_torch_torchvision']:.2f} s; "
+            f"one-step nntrain run {s['one_step_run']:.2f} s ({startup['one_step_ratio']:.2f}x); "
+            f"nntrain --help {s['help']:.2f} s ({startup['help_ratio']:.2f}x)"
+        )
     if args.json:
         args.json.write_text(json.dumps(report, indent=2) + "\n")
         console.print(f"wrote {args.json}")

@@ -246,15 +246,18 @@ def test_mixed_precision_on_cuda_trains_and_clips(precision, tmp_path):
     assert result["test/acc"] >= 0.85
 
 
-def test_channels_last_is_auto_on_cuda_only_and_trains_when_forced(tmp_path):
+def test_channels_last_auto_is_on_for_conv_models_on_cuda_and_cpu_and_trains(tmp_path):
     from nntrain.models.cnn import CNN
     from tests.helpers import ImageBlobData
 
-    cpu, cuda = torch.device("cpu"), torch.device("cuda")
-    assert use_channels_last("auto", cpu, CNN((3, 8, 8), 2)) is False
+    cpu, cuda, mps = torch.device("cpu"), torch.device("cuda"), torch.device("mps")
+    assert use_channels_last("auto", cpu, CNN((3, 8, 8), 2)) is True
     assert use_channels_last("auto", cuda, CNN((3, 8, 8), 2)) is True
+    assert use_channels_last("auto", mps, CNN((3, 8, 8), 2)) is False
     assert use_channels_last("auto", cuda, nn.Linear(2, 2)) is False
+    assert use_channels_last("auto", cpu, nn.Linear(2, 2)) is False
     assert use_channels_last(True, cpu, nn.Linear(2, 2)) is True
+    assert use_channels_last(False, cpu, CNN((3, 8, 8), 2)) is False
     model = CNN((3, 16, 16), 4, channels=[8, 8])
     trainer = quiet_trainer(channels_last=True, max_epochs=2)
     result = fit(trainer, model, ImageBlobData(shape=(3, 16, 16)), tmp_path)
