@@ -7,9 +7,12 @@ exit status 1, without a traceback.
 
 from __future__ import annotations
 
+import json
 import os
 import sys
+import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import hydra
@@ -112,17 +115,42 @@ def expand_home_in_overrides(argv: list[str]) -> list[str]:
 
 
 def train(cfg: DictConfig) -> float:
-    """The Hydra job: run in Hydra's run dir; return the best monitored value (for sweepers)."""
+    """The Hydra job: run in Hydra's run dir; return the best monitored value (for sweepers).
+
+    Every job leaves status.json (ok or failed, the error, the wall time) in its directory: the
+    sweep summary reads it. In a multirun a failed job is recorded and the sweep goes on.
+    """
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
-    from nntrain.console import interactive
+    from nntrain.console import interactive, log
+    from nntrain.interrupts import TrainingInterrupted
 
     hydra_cfg = HydraConfig.get()
+    run_dir = Path(hydra_cfg.runtime.output_dir)
+    multirun = hydra_cfg.mode == RunMode.MULTIRUN
     # No live progress in multirun: its logs would fill with redraws.
-    show_progress = interactive() and hydra_cfg.mode != RunMode.MULTIRUN
-    result = run(cfg, hydra_cfg.runtime.output_dir, show_progress)
-    return result[cfg.trainer.early_stopping.monitor]
+    show_progress = interactive() and not multirun
+    start = time.perf_counter()
+    status: dict[str, Any] = {"status": "ok", "error": None}
+    try:
+        result = run(cfg, str(run_dir), show_progress)
+        return result[cfg.trainer.early_stopping.monitor]
+    except TrainingInterrupted as stop:  # Ctrl-C stops the whole sweep, not one job
+        status = {"status": "interrupted", "error": str(stop)}
+        raise
+    except Exception as error:
+        status = {"status": "failed", "error": f"{type(error).__name__}: {error}".splitlines()[0]}
+        if not multirun:
+            raise
+        if isinstance(error, UserError):
+            log.error(f"job failed: {error}")
+        else:  # a bug: its traceback goes to the job's log, the sweep goes on
+            log.exception("job failed")
+        return float("nan")
+    finally:
+        status["wall_time_s"] = round(time.perf_counter() - start, 3)
+        (run_dir / "status.json").write_text(json.dumps(status, indent=2) + "\n")
 
 
 @hydra.main(version_base="1.3", config_path="pkg://nntrain.configs", config_name="train")

@@ -1,0 +1,85 @@
+"""The table at the end of a sweep (`nntrain -m ...`): one row per job, also as summary.csv.
+
+A Hydra callback (registered in configs/hydra/default.yaml): after the last job it reads each
+job directory's overrides, metrics.json and status.json, so it works the same whichever
+launcher ran the jobs (in this process, joblib workers, a cluster).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+from typing import Any
+
+import yaml
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig
+
+COLUMNS = ["job", "overrides", "status", "best_val", "test/acc", "epochs", "wall_time_s", "error"]
+
+
+def job_row(job_dir: Path, monitor: str) -> dict[str, Any]:
+    def read_json(name: str) -> dict[str, Any]:
+        path = job_dir / name
+        return json.loads(path.read_text()) if path.is_file() else {}
+
+    overrides_file = job_dir / ".hydra" / "overrides.yaml"
+    overrides = yaml.safe_load(overrides_file.read_text()) if overrides_file.is_file() else []
+    metrics, status = read_json("metrics.json"), read_json("status.json")
+    return {
+        "job": job_dir.name,
+        "overrides": " ".join(overrides or []),
+        # A job without status.json died without a word (killed): it did not finish.
+        "status": status.get("status", "unfinished"),
+        "best_val": metrics.get(monitor),
+        "test/acc": metrics.get("test/acc"),
+        "epochs": metrics.get("epochs_run"),
+        "wall_time_s": status.get("wall_time_s"),
+        "error": status.get("error") or "",
+    }
+
+
+def summarize(sweep_dir: Path, monitor: str) -> list[dict[str, Any]]:
+    """One row per job directory (numbered sub-directories with a .hydra folder), in job order."""
+    jobs = [d for d in sweep_dir.iterdir() if d.is_dir() and (d / ".hydra").is_dir()]
+    jobs.sort(key=lambda d: (not d.name.isdigit(), int(d.name) if d.name.isdigit() else 0, d.name))
+    rows = [job_row(job, monitor) for job in jobs]
+    with (sweep_dir / "summary.csv").open("w", newline="") as file:
+        writer = csv.DictWriter(file, fieldnames=COLUMNS)
+        writer.writeheader()
+        writer.writerows(rows)
+    return rows
+
+
+def print_rows(rows: list[dict[str, Any]], sweep_dir: Path, monitor: str) -> None:
+    from rich.table import Table
+
+    from nntrain.console import display_path, get_console
+
+    table = Table(title=f"sweep summary: {display_path(sweep_dir)}/summary.csv")
+    for column in COLUMNS:
+        if column == "error":  # the full text is in summary.csv and the job's train.log
+            table.add_column(column, no_wrap=True, overflow="ellipsis", max_width=48)
+        else:
+            table.add_column(monitor if column == "best_val" else column, overflow="fold")
+    for row in rows:
+        cells = [
+            f"{v:.4f}" if isinstance(v, float) else ("" if v is None else str(v))
+            for v in row.values()
+        ]
+        style = "red" if row["status"] != "ok" else None
+        table.add_row(*cells, style=style)
+    get_console().print(table)
+
+
+class SweepSummary(Callback):
+    """Prints and writes the summary when a multirun ends."""
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        sweep_dir = Path(config.hydra.sweep.dir)
+        if not sweep_dir.is_dir():
+            return
+        monitor = config.trainer.early_stopping.monitor
+        rows = summarize(sweep_dir, monitor)
+        print_rows(rows, sweep_dir, monitor)

@@ -1,0 +1,45 @@
+"""Multirun: one directory per job, a summary of every job, failed jobs do not stop the sweep."""
+
+import csv
+
+from tests.conftest import run_nntrain
+
+
+def test_a_sweep_summarises_every_job_and_survives_a_diverging_one(tmp_path):
+    done = run_nntrain(
+        "-m",
+        "trainer=debug",
+        "data=moons,xor",
+        "optimizer.lr=1e-3,1e12",
+        "trainer.grad_clip=null",
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stderr
+    (sweep_dir,) = (tmp_path / "outputs" / "multirun").glob("*/*")
+    jobs = sorted(p.name for p in sweep_dir.iterdir() if p.is_dir())
+    assert jobs == ["0", "1", "2", "3"]
+    with (sweep_dir / "summary.csv").open() as file:
+        rows = list(csv.DictReader(file))
+    assert [r["job"] for r in rows] == ["0", "1", "2", "3"]
+    assert list(rows[0]) == [
+        "job",
+        "overrides",
+        "status",
+        "best_val",
+        "test/acc",
+        "epochs",
+        "wall_time_s",
+        "error",
+    ]
+    by_overrides = {r["overrides"]: r for r in rows}
+    good = by_overrides["trainer=debug data=moons optimizer.lr=0.001 trainer.grad_clip=null"]
+    assert good["status"] == "ok" and good["epochs"] == "2" and 0 <= float(good["test/acc"]) <= 1
+    assert float(good["best_val"]) > 0 and float(good["wall_time_s"]) > 0 and good["error"] == ""
+    bad = by_overrides["trainer=debug data=xor optimizer.lr=1000000000000.0 trainer.grad_clip=null"]
+    assert bad["status"] == "failed" and bad["error"].startswith(
+        "NonFiniteLoss: the training loss became"
+    )
+    assert bad["test/acc"] == "" and bad["best_val"] == ""
+    assert sum(r["status"] == "ok" for r in rows) == 2
+    assert "sweep summary" in done.stdout and "summary.csv" in done.stdout
+    assert "\r" not in done.stdout  # no progress bars in a sweep's output
