@@ -114,6 +114,19 @@ def expand_home_in_overrides(argv: list[str]) -> list[str]:
     return expanded
 
 
+def device_for_job(setting: str, job_number: int, cuda_devices: int | None = None) -> str:
+    """In a sweep on a machine with several GPUs, job n trains on GPU n mod count: parallel jobs
+    (hydra/launcher=joblib) spread over the GPUs instead of piling onto the first. Only for
+    trainer.device=auto; CUDA_VISIBLE_DEVICES narrows the GPUs counted, as usual."""
+    if setting != "auto":
+        return setting
+    if cuda_devices is None:
+        import torch
+
+        cuda_devices = torch.cuda.device_count()
+    return f"cuda:{job_number % cuda_devices}" if cuda_devices > 1 else setting
+
+
 def train(cfg: DictConfig) -> float:
     """The Hydra job: run in Hydra's run dir; return the best monitored value (for sweepers).
 
@@ -131,6 +144,11 @@ def train(cfg: DictConfig) -> float:
     multirun = hydra_cfg.mode == RunMode.MULTIRUN
     # No live progress in multirun: its logs would fill with redraws.
     show_progress = interactive() and not multirun
+    if multirun:
+        device = device_for_job(cfg.trainer.device, hydra_cfg.job.num)
+        if device != cfg.trainer.device:
+            with open_dict(cfg):
+                cfg.trainer.device = device
     start = time.perf_counter()
     status: dict[str, Any] = {"status": "ok", "error": None}
     try:
@@ -231,6 +249,11 @@ def run_app(
         if debugging:
             raise
         print_error(describe_config_error(error, command))
+        sys.exit(1)
+    except ValueError as error:
+        if debugging or not str(error).startswith("Only one of --run"):
+            raise
+        print_error(f"{error}; use one of them at a time.")  # e.g. -m together with --cfg
         sys.exit(1)
 
 
