@@ -20,11 +20,11 @@ from nntrain.data.folder import load_rgb
 from nntrain.predict import load_image
 from nntrain.restore import build_model, load_run
 from tests.conftest import compose_config
+from tests.test_folder import make_split
 
 HEADER = ["input", "predicted", "probability", "top_k"]
 EXTENSIONS = ".jpg .jpeg .png .ppm .bmp .pgm .tif .tiff .webp"
 SUBSCRIPTION_COLUMNS = "age, income, browsing_time, previous_purchases"
-COLOURS = {"cat": (220, 40, 40), "dog": (40, 200, 60), "emu": (30, 60, 210)}
 
 
 def run_predict(*args: str, cwd: Path, env: dict | None = None) -> subprocess.CompletedProcess:
@@ -50,21 +50,6 @@ def read_csv(path: Path) -> list[dict[str, str]]:
 def top_k(row: dict[str, str]) -> list[tuple[str, float]]:
     """The top_k column, name:p;name:p;... as pairs."""
     return [(name, float(p)) for name, p in (pair.split(":") for pair in row["top_k"].split(";"))]
-
-
-def make_images(folder: Path, per_class: int = 6) -> None:
-    """folder/<class>/: 20x24 images of one colour per class (slightly varied), grey and RGB
-    PNGs and a JPEG; beside them a text file and a hidden ._ file, which are no images."""
-    for name, colour in COLOURS.items():
-        (folder / name).mkdir(parents=True)
-        for i in range(per_class):
-            if i < 2:
-                image = Image.new("L", (20, 24), sum(colour) // 3 + 5 * i)
-            else:
-                image = Image.new("RGB", (20, 24), tuple(c + 3 * i for c in colour))
-            image.save(folder / name / f"{i:02d}{'.jpg' if i == 3 else '.png'}")
-        (folder / name / "notes.txt").write_text("not an image")
-        (folder / name / "._00.png").write_bytes(b"macOS metadata")
 
 
 @pytest.fixture(scope="module")
@@ -94,7 +79,7 @@ def subscription(tmp_path_factory) -> Path:
 def flowers(tmp_path_factory):
     """A small CNN trained on an image folder (train/<class>/), and its data set."""
     root = tmp_path_factory.mktemp("flowers")
-    make_images(root / "train")
+    make_split(root / "train", per_class=6)
     cfg = compose_config(
         "trainer=debug",
         "data=imagefolder",
@@ -230,7 +215,7 @@ def test_a_csv_with_its_columns_in_any_order_gets_the_rule_right(subscription, t
 
 def test_image_folder_predictions_preprocess_like_evaluation(flowers, tmp_path):
     run_dir, data = flowers
-    make_images(tmp_path / "new")
+    make_split(tmp_path / "new", per_class=6)
     files = sorted(p for p in (tmp_path / "new").rglob("[0-9]*.*") if p.suffix != ".txt")
     run = load_run(run_dir)
     expected = torch.stack([data.eval_transform(load_rgb(path)) for path in files])
