@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 import time
 from collections.abc import Callable
@@ -50,11 +51,15 @@ def build_optimizer_partial(node: DictConfig) -> tuple[Any, float]:
 
 def run(cfg: DictConfig, run_dir: str, show_progress: bool = False) -> dict[str, float]:
     """Build everything from the composed config, fit, test; returns the run's metrics."""
-    from nntrain import console
+    from nntrain import console, distributed
     from nntrain.reproducibility import check_seed, seed_everything
 
     check_no_missing_values(cfg)
-    console.print_config_tree(cfg)
+    main_process = distributed.is_main_process()
+    if not main_process:  # under torchrun only rank 0 speaks; the others report only problems
+        console.log.setLevel("WARNING")
+    if main_process:
+        console.print_config_tree(cfg)
     check_seed(cfg.seed)
     trainer = build(cfg.trainer, "trainer", progress=show_progress and cfg.trainer.progress)
     data = build(cfg.data, "data")
@@ -82,7 +87,8 @@ def run(cfg: DictConfig, run_dir: str, show_progress: bool = False) -> dict[str,
         backbone_lr_scale=backbone_lr_scale,
         resume=resume,
     )
-    console.print_summary(result, run_dir)
+    if main_process:
+        console.print_summary(result, run_dir)
     return result
 
 
@@ -201,6 +207,13 @@ def describe_config_error(error: Exception, command: str = "nntrain") -> str:
         options = ", ".join(error.options)
         return f"{group}={choice} is not an option of '{group}'; choose one of: {options} (e.g. {group}={error.options[0]})."
     lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    if lines and "No match in the defaults list" in lines[0]:
+        group = re.search(r"'([^']+)'", lines[0])
+        name = group.group(1) if group else "that group"
+        return (
+            f"{name} is not a config group of `{command}`; `{command} --help` lists the groups "
+            f"(a new group is added with +{name}=...)."
+        )
     if lines and lines[0].startswith("Could not override"):
         key = lines[0].removeprefix("Could not override ").strip("'.")
         append = (
@@ -259,6 +272,10 @@ def run_app(
 
 def main() -> None:
     """Entry point of the `nntrain` console script and of `python -m nntrain`."""
+    from nntrain import distributed
     from nntrain.resume import rewrite_argv
 
-    run_app(train_app, rewrite_argv)
+    try:  # under torchrun all ranks share rank 0's run directory (see nntrain.distributed)
+        run_app(train_app, lambda argv: distributed.one_run_dir(rewrite_argv(argv)))
+    finally:
+        distributed.shutdown()

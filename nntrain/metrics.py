@@ -33,9 +33,16 @@ class RunningClassification:
     def snapshot(self) -> torch.Tensor:
         return self.sums.clone()
 
-    def compute(self, since: torch.Tensor | None = None) -> dict[str, float]:
-        """Mean loss and accuracy over everything seen, or since an earlier snapshot()."""
+    def compute(
+        self, since: torch.Tensor | None = None, across_ranks: bool = False
+    ) -> dict[str, float]:
+        """Mean loss and accuracy over everything seen, or since an earlier snapshot();
+        across_ranks: summed over the ranks of a torchrun job (each sees its own shard)."""
         sums = self.sums - since if since is not None else self.sums
+        if across_ranks:
+            from nntrain.distributed import all_reduce_sum
+
+            sums = all_reduce_sum(sums)
         loss_sum, correct, count = sums.tolist()
         if count == 0:
             return {"loss": float("nan"), "acc": float("nan"), "count": 0}

@@ -9,6 +9,7 @@ their sums, so it is caught there too.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -21,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from nntrain import distributed
 from nntrain.checkpoint import load_checkpoint, save_checkpoint
 from nntrain.console import TrainProgress, format_epoch_line
 from nntrain.devices import resolve_device, resolve_precision, use_channels_last
@@ -51,6 +53,15 @@ class DataModule(Protocol):
     def train_loader(self) -> Loader: ...
     def val_loader(self) -> Loader: ...
     def test_loader(self) -> Loader: ...
+
+
+class NullLogger:
+    """TensorBoard on ranks other than 0: nothing is written."""
+
+    def scalars(self, *args: Any) -> None: ...
+    def image(self, *args: Any) -> None: ...
+    def hparams(self, *args: Any) -> None: ...
+    def close(self) -> None: ...
 
 
 class NonFiniteLoss(UserError):
@@ -88,8 +99,12 @@ class Trainer:
         channels_last: bool | str = "auto",
         checkpoint: Mapping[str, Any] | None = None,
         report_images: bool = True,
+        sync_batchnorm: bool = False,
     ) -> None:
         self.max_epochs = check_positive_int("trainer.max_epochs", max_epochs, example=30)
+        self.world, self.rank = distributed.world_size(), distributed.rank()
+        if self.world > 1 and torch.cuda.is_available() and str(device) == "auto":
+            device = f"cuda:{distributed.local_rank()}"  # one GPU per torchrun process
         self.device = resolve_device(str(device))
         self.autocast_dtype = resolve_precision(precision, self.device)
         require(
@@ -124,6 +139,7 @@ class Trainer:
             check_positive_int("trainer.checkpoint.every_n_steps", every, example=100)
         self.checkpoint_every_n_steps = every
         self.report_images = bool(report_images)
+        self.sync_batchnorm = bool(sync_batchnorm)
 
     @property
     def precision_name(self) -> str:
@@ -160,10 +176,24 @@ class Trainer:
         configure_determinism(self.deterministic, self.device)
         data.setup(self.device)
         self.channels_last = use_channels_last(self.channels_last_setting, self.device, model)
+        if self.world > 1 and self.sync_batchnorm:
+            model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
         model.to(self.device)
         if self.channels_last:
             model.to(memory_format=torch.channels_last)
+        # Under torchrun, `trained` (DDP) averages the gradients across ranks; `model` is the
+        # plain module that checkpoints, evaluation and the test use.
+        self.trained = model
+        if self.world > 1:
+            from torch.nn.parallel import DistributedDataParallel
+
+            cuda = self.device.type == "cuda"
+            self.trained = DistributedDataParallel(
+                model, device_ids=[self.device] if cuda else None
+            )
         train_loader, val_loader = data.train_loader(), data.val_loader()
+        if self.world > 1:  # each rank trains on its own shard of every epoch's order
+            train_loader.shard(self.rank, self.world)
         train_batches = limit_batches(
             len(train_loader), self.limit_train_batches, "trainer.limit_train_batches"
         )
@@ -200,7 +230,11 @@ class Trainer:
 
         # A resumed run rewrites TensorBoard's curves from its step on (purge_step), so steps
         # trained after the last checkpoint of the interrupted run do not appear twice.
-        tensorboard = TensorBoardLogger(run_dir / "tb", purge_step=state.step if resume else None)
+        tensorboard = (
+            TensorBoardLogger(run_dir / "tb", purge_step=state.step if resume else None)
+            if self.rank == 0
+            else NullLogger()
+        )
         try:
             with TrainProgress(self.progress) as progress, StopRequests() as stop:
                 while state.epoch < self.max_epochs and not stopper.should_stop:
@@ -217,6 +251,7 @@ class Trainer:
                         facts,
                         checkpoints,
                     )
+                    distributed.broadcast_buffers(model)  # the same BatchNorm statistics everywhere
                     val = self.evaluate(model, val_loader, val_batches)
                     state.epoch, state.batches_done, state.running_sums = state.epoch + 1, 0, None
                     metrics = {
@@ -234,8 +269,8 @@ class Trainer:
                         state.best_metrics = {"val/loss": val["loss"], "val/acc": val["acc"]}
                     checkpoint = state.checkpoint(metrics=metrics, **facts)
                     if improved:
-                        save_checkpoint(checkpoint, checkpoints / "best.pt")
-                    save_checkpoint(checkpoint, checkpoints / "last.pt")
+                        self._save(checkpoint, checkpoints / "best.pt")
+                    self._save(checkpoint, checkpoints / "last.pt")
                     tensorboard.scalars(
                         {
                             k: metrics[k]
@@ -257,6 +292,11 @@ class Trainer:
                     f"no epoch produced a finite {stopper.monitor}, so there is no best "
                     "checkpoint; the loss probably diverged: lower optimizer.lr."
                 )
+            distributed.barrier()  # best.pt is written (by rank 0) before any rank reads it
+            if not distributed.weights_agree(model, self.device):
+                raise RuntimeError("the ranks' weights differ after training: a DDP bug")
+            if self.world > 1:
+                log.info(f"weights identical on all {self.world} ranks")
             test = self.test(model, data, checkpoints / "best.pt")  # the best weights, from now on
             # The first epoch pays for warm-up (allocations, kernel selection): left out when
             # there are others.
@@ -270,8 +310,9 @@ class Trainer:
                 "epochs_run": state.epoch,
                 "train/samples_per_sec": sum(train_speed) / len(train_speed),
             }
-            (run_dir / "metrics.json").write_text(json.dumps(result, indent=2) + "\n")
-            if self.report_images:
+            if self.rank == 0:
+                (run_dir / "metrics.json").write_text(json.dumps(result, indent=2) + "\n")
+            if self.report_images and self.rank == 0:
                 from nntrain.reports import write_end_of_run
 
                 write_end_of_run(
@@ -280,6 +321,10 @@ class Trainer:
         finally:
             tensorboard.close()
         return result
+
+    def _save(self, checkpoint: dict[str, Any], path: Path) -> None:
+        if self.rank == 0:  # one writer; every rank holds the same state
+            save_checkpoint(checkpoint, path)
 
     def _to_model_layout(self, inputs: torch.Tensor) -> torch.Tensor:
         if self.channels_last and inputs.dim() == 4:
@@ -308,10 +353,11 @@ class Trainer:
     ) -> dict[str, float]:
         """One epoch of training, from state.batches_done on (non-zero when resuming mid-epoch)."""
         model, opt, sched, scaler = state.model, state.optimizer, state.scheduler, state.scaler
-        model.train()
+        self.trained.train()
         first_batch = state.batches_done
         loader.set_epoch(state.epoch, start_batch=first_batch)
-        running = RunningClassification(self.device, sums=state.running_sums)
+        carried = state.running_sums if self.rank == 0 else None  # see the checkpoint step
+        running = RunningClassification(self.device, sums=carried)
         resumed_count = running.compute()["count"] if first_batch else 0
         window, window_start = running.snapshot(), time.perf_counter()
         progress.start_epoch(state.epoch, self.max_epochs, n_batches, completed=first_batch)
@@ -323,13 +369,21 @@ class Trainer:
             # it (k = size of this group; the last group of an epoch may be shorter).
             group_start = index - index % self.accumulate
             group_size = min(self.accumulate, n_batches - group_start)
-            with self.autocast():
-                logits = model(self._to_model_layout(inputs))
-                loss = F.cross_entropy(logits, targets)
-            scaler.scale(loss / group_size).backward()
+            last_micro_batch = index + 1 - group_start == group_size
+            # DDP averages gradients at every backward; skip that until a step's last micro-batch.
+            sync = (
+                contextlib.nullcontext()
+                if last_micro_batch or self.world == 1
+                else self.trained.no_sync()
+            )
+            with sync:
+                with self.autocast():
+                    logits = self.trained(self._to_model_layout(inputs))
+                    loss = F.cross_entropy(logits, targets)
+                scaler.scale(loss / group_size).backward()
             running.update(loss, logits, targets)
             progress.advance()
-            if index + 1 - group_start < group_size:
+            if not last_micro_batch:
                 continue
             log_step = (state.step + 1) % self.log_every_n_steps == 0
             grad_norm = None
@@ -346,7 +400,7 @@ class Trainer:
             state.step += 1
             state.batches_done = index + 1
             if log_step:
-                stats = running.compute(since=window)  # the one host sync of a log step
+                stats = running.compute(since=window, across_ranks=True)  # the log step's sync
                 self._check_finite(stats["loss"], state)
                 now = time.perf_counter()
                 lr = sched.get_last_lr()[0]
@@ -368,13 +422,20 @@ class Trainer:
                 )
                 window, window_start = running.snapshot(), now
             every = self.checkpoint_every_n_steps
-            if stop.signum is not None or (every and state.step % every == 0):
-                self._check_finite(running.compute()["loss"], state)  # never save NaN weights
-                state.running_sums = running.snapshot()
-                save_checkpoint(state.checkpoint(**facts), checkpoints / "last.pt")
-                if stop.signum is not None:
-                    raise TrainingInterrupted(stop.signum, state.step)
-        epoch_stats = running.compute()
+            # Under DDP every rank must stop at the same step: they agree at log steps.
+            stopping = stop.signum is not None
+            if self.world > 1:
+                stopping = log_step and distributed.any_rank(stopping, self.device)
+            if stopping or (every and state.step % every == 0):
+                self._check_finite(
+                    running.compute(across_ranks=True)["loss"], state
+                )  # no NaN saved
+                # The epoch's sums over all ranks; on resume rank 0 carries them alone.
+                state.running_sums = distributed.all_reduce_sum(running.snapshot())
+                self._save(state.checkpoint(**facts), checkpoints / "last.pt")
+                if stopping:
+                    raise TrainingInterrupted(stop.signum or 15, state.step)
+        epoch_stats = running.compute(across_ranks=True)
         self._check_finite(epoch_stats["loss"], state)
         trained_here = epoch_stats["count"] - resumed_count
         epoch_stats["samples_per_sec"] = trained_here / max(time.perf_counter() - epoch_start, 1e-9)

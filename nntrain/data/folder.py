@@ -134,16 +134,19 @@ class EpochSampler(Sampler):
     seed: int
     epoch: int
     skip: int = 0  # samples of the epoch already trained on (a resumed run)
+    rank: int = 0  # under torchrun: this rank takes every world-th sample
+    world: int = 1
 
     def __len__(self) -> int:
-        return self.n - self.skip
+        return self.n // self.world - self.skip
 
     def __iter__(self) -> Iterator[tuple[int, int]]:
         generator = epoch_generator(self.seed, self.epoch)
         order = torch.randperm(self.n, generator=generator)
         seeds = torch.randint(2**62, (self.n,), generator=generator)
-        pairs = zip(order.tolist(), seeds.tolist(), strict=True)
-        return iter(list(pairs)[self.skip :])
+        pairs = list(zip(order.tolist(), seeds.tolist(), strict=True))
+        shard = pairs[self.rank :: self.world][: self.n // self.world]
+        return iter(shard[self.skip :])
 
 
 @dataclass(eq=False)
@@ -161,6 +164,12 @@ class FolderLoader:
     epoch: int = 0
 
     start_batch: int = 0
+    rank: int = 0
+    world: int = 1
+
+    def shard(self, rank: int, world: int) -> None:
+        """Under torchrun: this rank takes every world-th sample of each epoch's order."""
+        self.rank, self.world = rank, world
 
     def set_epoch(self, epoch: int, start_batch: int = 0) -> None:
         """Iterate epoch `epoch` from batch `start_batch` on (a resumed run skips the done ones)."""
@@ -171,13 +180,15 @@ class FolderLoader:
         return self.shuffle and len(self.dataset) >= self.batch_size
 
     def __len__(self) -> int:
-        n = len(self.dataset)
+        n = len(self.dataset) // (self.world if self.shuffle else 1)
         return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         skip = self.start_batch * self.batch_size
         sampler = (
-            EpochSampler(len(self.dataset), self.seed, self.epoch, skip) if self.shuffle else None
+            EpochSampler(len(self.dataset), self.seed, self.epoch, skip, self.rank, self.world)
+            if self.shuffle
+            else None
         )
         loader = DataLoader(
             self.dataset,

@@ -62,6 +62,12 @@ class TensorLoader:
         self.augment = augment
         self.epoch = 0
         self.start_batch = 0
+        self.rank, self.world = 0, 1
+
+    def shard(self, rank: int, world: int) -> None:
+        """Under torchrun: this rank takes every world-th sample of each epoch's order (all ranks
+        the same number, so that they take the same number of steps)."""
+        self.rank, self.world = rank, world
 
     def set_epoch(self, epoch: int, start_batch: int = 0) -> None:
         """Iterate epoch `epoch` from batch `start_batch` on (a resumed run skips the done ones)."""
@@ -69,13 +75,16 @@ class TensorLoader:
         self.start_batch = start_batch
 
     def __len__(self) -> int:
-        n = len(self.inputs)
+        n = len(self.inputs) // self.world
         return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        n = len(self.inputs)
         if self.shuffle:
-            order = torch.randperm(n, generator=epoch_generator(self.seed, self.epoch))
+            order = torch.randperm(
+                len(self.inputs), generator=epoch_generator(self.seed, self.epoch)
+            )
+            shard_size = len(self.inputs) // self.world
+            order = order[self.rank :: self.world][:shard_size]
             order = order.to(self.inputs.device, non_blocking=True)
         for batch in range(self.start_batch, len(self)):
             start = batch * self.batch_size

@@ -1,0 +1,151 @@
+"""Data-parallel training with PyTorch's own tools: `torchrun -m nntrain ...` and DDP.
+
+torchrun starts one process per GPU (or CPU worker) and sets RANK, WORLD_SIZE, LOCAL_RANK and
+the rendezvous address; nntrain joins the process group before Hydra starts, so that every rank
+agrees on one run directory. Rank 0 writes everything (checkpoints, TensorBoard, metrics, logs);
+the others compute.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import torch
+
+# torch is imported inside the functions: `nntrain --help` and config errors must not pay for it.
+
+
+def launched_by_torchrun() -> bool:
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1
+
+
+def _dist() -> Any:
+    import torch.distributed as dist
+
+    return dist
+
+
+def _initialized() -> bool:
+    if "torch" not in sys.modules:  # nothing can have joined a process group
+        return False
+    dist = _dist()
+    return dist.is_available() and dist.is_initialized()
+
+
+def world_size() -> int:
+    return _dist().get_world_size() if _initialized() else 1
+
+
+def rank() -> int:
+    return _dist().get_rank() if _initialized() else 0
+
+
+def local_rank() -> int:
+    return int(os.environ.get("LOCAL_RANK", "0"))
+
+
+def is_main_process() -> bool:
+    return rank() == 0
+
+
+def init_from_env() -> None:
+    """Join torchrun's process group: NCCL for CUDA tensors, Gloo for CPU ones (and for the
+    small Python objects broadcast here)."""
+    import torch
+
+    dist = _dist()
+    if not launched_by_torchrun() or dist.is_initialized():
+        return
+    if torch.cuda.is_available():
+        torch.cuda.set_device(local_rank())
+        dist.init_process_group(backend="cpu:gloo,cuda:nccl")
+    else:
+        dist.init_process_group(backend="gloo")
+
+
+def broadcast_from_main(value: Any) -> Any:
+    """Rank 0's value, on every rank."""
+    if world_size() == 1:
+        return value
+    holder = [value]
+    _dist().broadcast_object_list(holder, src=0)
+    return holder[0]
+
+
+def one_run_dir(argv: list[str]) -> list[str]:
+    """Under torchrun, the overrides that make every rank use rank 0's run directory (each rank
+    would otherwise stamp its own time) and leave Hydra's files to rank 0."""
+    if not launched_by_torchrun():
+        return argv
+    init_from_env()
+    if not any(a.startswith("hydra.run.dir=") for a in argv):
+        stamp = broadcast_from_main(time.strftime("%Y-%m-%d/%H-%M-%S"))
+        argv = [*argv, f"hydra.run.dir=outputs/{stamp}"]
+    if not is_main_process():  # rank 0 writes .hydra/ (all ranks compose the same config)
+        argv = [*argv, "hydra.output_subdir=null"]
+    return argv
+
+
+def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
+    """A summed copy over all ranks (the tensor itself is left alone)."""
+    if world_size() == 1:
+        return tensor
+    dist = _dist()
+    total = tensor.clone()
+    dist.all_reduce(total, op=dist.ReduceOp.SUM)
+    return total
+
+
+def any_rank(flag: bool, device: torch.device) -> bool:
+    """True on every rank if it is true on one (so that all ranks stop at the same step)."""
+    if world_size() == 1:
+        return flag
+    import torch
+
+    dist = _dist()
+    value = torch.tensor([1.0 if flag else 0.0], device=device)
+    dist.all_reduce(value, op=dist.ReduceOp.MAX)
+    return bool(value.item())
+
+
+def broadcast_buffers(model: torch.nn.Module) -> None:
+    """Rank 0's buffers (BatchNorm running statistics) on every rank. DDP syncs them at the
+    start of each forward, so after the last training batch each rank holds its own; evaluation
+    and checkpoints need the same ones everywhere."""
+    if world_size() == 1:
+        return
+    for buffer in model.buffers():
+        _dist().broadcast(buffer, src=0)
+
+
+def barrier() -> None:
+    if world_size() > 1:
+        _dist().barrier()
+
+
+def weights_agree(model: torch.nn.Module, device: torch.device) -> bool:
+    """Whether every rank holds the same weights (a checksum of all parameters and buffers)."""
+    if world_size() == 1:
+        return True
+    import torch
+
+    with torch.no_grad():
+        checksum = torch.stack(
+            [
+                t.detach().double().sum()
+                for t in model.state_dict().values()
+                if t.is_floating_point()
+            ]
+        ).sum()
+    sums = [torch.zeros_like(checksum) for _ in range(world_size())]
+    _dist().all_gather(sums, checksum.to(device))
+    return all(torch.equal(s, sums[0]) for s in sums)
+
+
+def shutdown() -> None:
+    if _initialized():
+        _dist().destroy_process_group()

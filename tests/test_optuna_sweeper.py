@@ -1,0 +1,343 @@
+"""`nntrain -m hparams_search=optuna`: nntrain's Optuna sweeper (hydra_plugins/nntrain_optuna_sweeper).
+
+The search runs as a user types it, in a subprocess; the grammar -> distribution parsing and the
+reading of a job's outcome are checked directly.
+"""
+
+import csv
+import math
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import optuna
+import pytest
+import yaml
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.utils import JobReturn, JobStatus
+from hydra.errors import HydraException
+from omegaconf import OmegaConf
+from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+from optuna.trial import TrialState
+
+from hydra_plugins.nntrain_optuna_sweeper.optuna_sweeper import (
+    NntrainOptunaSweeper,
+    direction_from_mode,
+    import_optuna,
+    objective,
+)
+from hydra_plugins.nntrain_optuna_sweeper.search_space import (
+    params_to_overrides,
+    parse_search_space,
+)
+from tests.conftest import run_nntrain
+
+SEARCH = ("-m", "hparams_search=optuna", "trainer=debug", "data=moons")
+
+
+def sweep_dirs(cwd: Path) -> list[Path]:
+    return sorted((cwd / "outputs" / "multirun").glob("*/*"))
+
+
+def read_results(sweep_dir: Path) -> dict:
+    return yaml.safe_load((sweep_dir / "optimization_results.yaml").read_text())
+
+
+def read_summary(sweep_dir: Path) -> list[dict]:
+    with (sweep_dir / "summary.csv").open() as file:
+        return list(csv.DictReader(file))
+
+
+# --- the search, as a user runs it ---------------------------------------------------------
+
+
+def test_a_search_runs_each_trial_as_a_job_and_writes_the_best(tmp_path):
+    done = run_nntrain(*SEARCH, "hydra.sweeper.n_trials=3", "hydra.sweeper.n_jobs=2", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    (sweep_dir,) = sweep_dirs(tmp_path)
+    assert sorted(p.name for p in sweep_dir.iterdir() if p.is_dir()) == ["0", "1", "2"]
+    # n_jobs=2: trials are asked two at a time and launched as one batch
+    assert "Launching 2 jobs locally" in done.stdout and "Launching 1 jobs locally" in done.stdout
+
+    results = read_results(sweep_dir)
+    rows = read_summary(sweep_dir)  # nntrain's own sweep summary still runs at the end
+    assert [r["status"] for r in rows] == ["ok", "ok", "ok"]
+    assert results["direction"] == "maximize" and results["metric"] == "val/acc"
+    assert results["n_trials"] == 3 and results["n_failed"] == 0
+    assert results["best_value"] == pytest.approx(max(float(r["best_val"]) for r in rows))
+    params = results["best_params"]
+    assert set(params) == {
+        "optimizer.lr",
+        "optimizer.weight_decay",
+        "data.batch_size",
+        "model.dropout",
+    }
+    assert 1e-4 <= params["optimizer.lr"] <= 1e-1
+    assert 1e-6 <= params["optimizer.weight_decay"] <= 1e-2
+    assert params["data.batch_size"] in (32, 64, 128)
+    assert 0.0 <= params["model.dropout"] <= 0.5
+    # the best job ran with exactly the overrides reported for it
+    best_dir = Path(results["best_job_dir"])
+    assert best_dir.parent == sweep_dir.resolve()
+    job_overrides = yaml.safe_load((best_dir / ".hydra" / "overrides.yaml").read_text())
+    assert job_overrides == results["best_overrides"]
+    assert f"data.batch_size={params['data.batch_size']}" in job_overrides
+    assert "Best trial" in done.stdout and "sweep summary" in done.stdout
+
+
+def test_a_diverging_trial_is_a_failed_trial_and_the_search_goes_on(tmp_path):
+    # BruteForceSampler tries each value once, so both the good and the diverging lr run;
+    # it then ends the search by itself (n_trials=3 > 2 points).
+    done = run_nntrain(
+        *SEARCH,
+        "hydra.sweeper.n_trials=3",
+        "hydra.sweeper.params=null",
+        "optimizer.lr=choice(1e-3,1e12)",
+        "trainer.grad_clip=null",
+        "hydra.sweeper.sampler._target_=optuna.samplers.BruteForceSampler",
+        "hydra.sweeper.storage=sqlite:///search.db",
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stderr
+    study = optuna.load_study(study_name="nntrain", storage=f"sqlite:///{tmp_path / 'search.db'}")
+    by_lr = {t.params["optimizer.lr"]: t for t in study.trials}
+    assert set(by_lr) == {1e-3, 1e12}
+    assert by_lr[1e-3].state == TrialState.COMPLETE and by_lr[1e-3].value > 0
+    assert by_lr[1e12].state == TrialState.FAIL
+    assert by_lr[1e12].user_attrs["error"].startswith("NonFiniteLoss")
+
+    (sweep_dir,) = sweep_dirs(tmp_path)
+    results = read_results(sweep_dir)
+    assert results["n_trials"] == 2 and results["n_failed"] == 1
+    assert results["best_params"] == {"optimizer.lr": 1e-3}
+    assert results["best_value"] == pytest.approx(by_lr[1e-3].value)
+    assert sorted(r["status"] for r in read_summary(sweep_dir)) == ["failed", "ok"]
+    assert "tried every point" in done.stdout
+
+
+def test_a_stored_study_continues_and_minimizes_a_metric_with_mode_min(tmp_path):
+    command = (
+        *SEARCH,
+        "hydra.sweeper.n_trials=2",
+        "hydra.sweeper.storage=sqlite:///search.db",
+        "hydra.sweeper.study_name=moons",
+        "trainer.early_stopping.monitor=val/loss",
+    )
+    for _ in range(2):  # stop, then the same command again: two more trials
+        done = run_nntrain(*command, "trainer.early_stopping.mode=min", cwd=tmp_path)
+        assert done.returncode == 0, done.stderr
+
+    storage = f"sqlite:///{tmp_path / 'search.db'}"
+    study = optuna.load_study(study_name="moons", storage=storage)
+    assert study.direction == optuna.study.StudyDirection.MINIMIZE
+    assert [t.number for t in study.trials] == [0, 1, 2, 3]
+    assert all(t.state == TrialState.COMPLETE for t in study.trials)
+    # the continued run draws new points (its seeded sampler does not start over)
+    assert len({t.params["optimizer.lr"] for t in study.trials}) == 4
+
+    _, second = sweep_dirs(tmp_path)
+    assert sorted(p.name for p in second.iterdir() if p.is_dir()) == ["2", "3"]  # = trial numbers
+    results = read_results(second)
+    assert results["direction"] == "minimize" and results["metric"] == "val/loss"
+    assert results["n_trials"] == 4 and results["new_trials"] == [2, 3]
+    assert results["best_value"] == pytest.approx(min(t.value for t in study.trials))
+
+    # The stored study minimizes: maximizing it instead is refused in one sentence.
+    done = run_nntrain(*command, "trainer.early_stopping.mode=max", cwd=tmp_path)
+    assert done.returncode == 1
+    assert "was created to minimize" in done.stderr and "Traceback" not in done.stderr
+    assert len(optuna.load_study(study_name="moons", storage=storage).trials) == 4
+
+
+# --- Hydra's override grammar -> Optuna distributions ---------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("override", "expected"),
+    [
+        ("optimizer.lr=tag(log, interval(1e-4, 1e-1))", FloatDistribution(1e-4, 0.1, log=True)),
+        ("model.dropout=interval(0.0, 0.5)", FloatDistribution(0.0, 0.5)),
+        ("data.batch_size=choice(32, 64, 128)", CategoricalDistribution([32, 64, 128])),
+        ("data.batch_size=32,64", CategoricalDistribution([32, 64])),
+        ("model=choice(mlp, cnn)", CategoricalDistribution(["mlp", "cnn"])),
+        ("trainer.max_epochs=range(1, 5)", IntDistribution(1, 4)),  # stop is never drawn
+        ("trainer.max_epochs=range(2, 11, 4)", IntDistribution(2, 10, step=4)),
+        ("x=tag(log, range(1, 9))", IntDistribution(1, 8, log=True)),
+        ("x=range(0.1, 0.5, 0.1)", FloatDistribution(0.1, 0.4, step=0.1)),
+        ("x=tag(int, interval(16, 256))", IntDistribution(16, 256)),
+        ("x=tag(log, int, interval(16, 256))", IntDistribution(16, 256, log=True)),
+    ],
+)
+def test_override_grammar_becomes_an_optuna_distribution(override, expected):
+    space = parse_search_space([override])
+    assert list(space.distributions.values()) == [expected] and space.fixed == []
+
+
+def test_choices_are_written_back_as_the_values_they_were():
+    space = parse_search_space(["model.hidden=choice([64],[64,64])", "x=choice('a b', c)"])
+    assert space.distributions == {
+        "model.hidden": CategoricalDistribution(["[64]", "[64,64]"]),
+        "x": CategoricalDistribution(["a\\ b", "c"]),  # override text, escaped as Hydra does
+    }
+    overrides = space.overrides({"model.hidden": "[64,64]", "x": "a\\ b"})
+    parsed = OverridesParser.create().parse_overrides(overrides)
+    assert [o.value() for o in parsed] == [[64, 64], "a b"]
+
+
+def test_fixed_values_pass_through_and_the_command_line_wins_over_params():
+    params = {"optimizer.lr": "tag(log, interval(1e-4, 1e-1))", "model.dropout": 0.1, "x": None}
+    arguments = ["trainer=debug", "+extra=a", "optimizer.lr=0.01", "seed=choice(1, 2)"]
+    space = parse_search_space(params_to_overrides(params) + arguments)
+    assert space.distributions == {"seed": CategoricalDistribution([1, 2])}
+    assert space.fixed == [
+        "model.dropout=0.1",
+        "x=null",
+        "trainer=debug",
+        "+extra=a",
+        "optimizer.lr=0.01",
+    ]
+    assert space.overrides({"seed": 2})[-1] == "seed=2"
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("x=tag(lg, interval(0.1, 1))", "unknown tag 'lg'"),
+        ("x=range(5, 5)", "the range is empty"),
+        ("x=tag(log, range(2, 64, 2))", "needs step 1"),
+        ("x=tag(log, choice(1, 2))", "not to choices"),
+        ("x=tag(log, interval(0, 1))", "x=tag(log, interval(0, 1)):"),  # optuna: log needs low > 0
+        ("x=tag(int, interval(0.5, 3))", "whole-number bounds"),
+    ],
+)
+def test_a_bad_search_space_is_one_clear_error(override, message):
+    with pytest.raises(HydraException, match=message.replace("(", r"\(").replace(")", r"\)")):
+        parse_search_space([override])
+
+
+def test_direction_follows_the_metric_mode():
+    assert direction_from_mode("max") == direction_from_mode("maximize") == "maximize"
+    assert direction_from_mode("min") == direction_from_mode("Minimize") == "minimize"
+    with pytest.raises(HydraException, match="is not a direction"):
+        direction_from_mode("up")
+
+
+# --- a job's outcome ---------------------------------------------------------------------
+
+
+def job(status: JobStatus, value: object) -> JobReturn:
+    return JobReturn(overrides=["x=1"], status=status, _return_value=value)
+
+
+def test_a_job_that_raised_or_returned_no_finite_number_is_a_failure():
+    assert objective(job(JobStatus.COMPLETED, 0.75)) == (0.75, None)
+    assert objective(job(JobStatus.COMPLETED, math.nan)) == (None, "the job returned nan")
+    assert objective(job(JobStatus.COMPLETED, math.inf)) == (None, "the job returned inf")
+    assert objective(job(JobStatus.COMPLETED, "abc"))[1] == "the job returned 'abc', not a number"
+    assert objective(job(JobStatus.FAILED, RuntimeError("boom\nmore"))) == (
+        None,
+        "RuntimeError: boom",
+    )
+
+
+class FakeLauncher:
+    """Stands in for Hydra's launcher: answers each batch from a list of outcomes."""
+
+    def __init__(self, *outcomes: list[JobReturn] | Exception) -> None:
+        self.outcomes = list(outcomes)
+        self.calls: list[tuple[list[list[str]], int]] = []
+
+    def launch(self, batch: list[list[str]], initial_job_idx: int) -> list[JobReturn]:
+        self.calls.append((batch, initial_job_idx))
+        outcome = self.outcomes.pop(0)
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
+
+
+def fake_sweep(tmp_path: Path, launcher: FakeLauncher, n_trials: int) -> optuna.Study:
+    """The sweeper's loop in this process, on a stored study, with a fake launcher."""
+    storage = f"sqlite:///{tmp_path / 'fake.db'}"
+    sweeper = NntrainOptunaSweeper(
+        sampler=OmegaConf.create({"_target_": "optuna.samplers.RandomSampler", "seed": 0}),
+        direction="max",
+        storage=storage,
+        study_name="fake",
+        n_trials=n_trials,
+        n_jobs=2,
+        params=OmegaConf.create({"x": "interval(0, 1)"}),
+    )
+    sweeper.config = OmegaConf.create(
+        {
+            "hydra": {
+                "sweep": {"dir": str(tmp_path)},
+                "hydra_logging": {"version": 1, "root": None},
+                "verbose": False,
+            }
+        }
+    )
+    sweeper.hydra_context = SimpleNamespace(config_loader=None)
+    sweeper.launcher = launcher
+    sweeper.validate_batch_is_legal = lambda batch: None
+    try:
+        sweeper.sweep(["trainer=debug"])
+    finally:
+        study = optuna.load_study(study_name="fake", storage=storage)
+    return study
+
+
+def test_jobs_a_launcher_lost_are_failed_trials_and_the_search_goes_on(tmp_path):
+    launcher = FakeLauncher(
+        [job(JobStatus.COMPLETED, 0.5), job(JobStatus.FAILED, RuntimeError("boom"))],
+        RuntimeError("a worker was killed"),
+        [job(JobStatus.COMPLETED, 0.25)],
+    )
+    study = fake_sweep(tmp_path, launcher, n_trials=5)
+    # n_jobs=2: batches of 2, 2 and 1; job numbers are trial numbers
+    assert [(len(batch), first_job) for batch, first_job in launcher.calls] == [
+        (2, 0),
+        (2, 2),
+        (1, 4),
+    ]
+    assert all(
+        b[0] == "trainer=debug" and b[1].startswith("x=") for c in launcher.calls for b in c[0]
+    )
+    states = [t.state for t in study.trials]
+    assert states == [TrialState.COMPLETE] + [TrialState.FAIL] * 3 + [TrialState.COMPLETE]
+    assert study.trials[1].user_attrs["error"] == "RuntimeError: boom"
+    assert study.trials[3].user_attrs["error"] == "RuntimeError: a worker was killed"
+    results = read_results(tmp_path)
+    assert (results["n_trials"], results["n_failed"], results["best_trial"]) == (5, 3, 0)
+    assert results["best_value"] == 0.5 and results["metric"] == "value"
+
+
+def test_a_launcher_that_fails_before_any_job_ran_stops_the_search(tmp_path):
+    launcher = FakeLauncher(RuntimeError("no such partition"))
+    with pytest.raises(RuntimeError, match="no such partition"):
+        fake_sweep(tmp_path, launcher, n_trials=4)
+    study = optuna.load_study(study_name="fake", storage=f"sqlite:///{tmp_path / 'fake.db'}")
+    assert [t.state for t in study.trials] == [TrialState.FAIL] * 2  # none left RUNNING
+
+
+# --- installation --------------------------------------------------------------------------
+
+
+def test_without_optuna_the_sweeper_says_how_to_install_it(monkeypatch):
+    monkeypatch.setitem(sys.modules, "optuna", None)  # `import optuna` raises ImportError
+    with pytest.raises(HydraException, match=r"pip install 'nntrain\[sweep\]'"):
+        import_optuna()
+
+
+def test_hydra_finds_the_plugin_and_starting_nntrain_does_not_import_optuna():
+    probe = (
+        "import sys\n"
+        "from hydra.core.plugins import Plugins\n"
+        "from hydra.plugins.sweeper import Sweeper\n"
+        "names = [c.__name__ for c in Plugins.instance().discover(Sweeper)]\n"
+        "print('NntrainOptunaSweeper' in names, 'optuna' in sys.modules)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, cwd="/"
+    )
+    assert done.stdout.split() == ["True", "False"]
