@@ -64,14 +64,17 @@ def test_cnn_reaches_95_percent_on_digits(tmp_path):
 
 
 def test_deterministic_runs_give_bitwise_equal_weights(tmp_path):
-    cfg = compose_config("trainer=debug", "trainer.max_epochs=3")
+    cfg = compose_config("trainer=debug", "trainer.max_epochs=3", "trainer.deterministic=true")
     run(cfg, str(tmp_path / "a"))
     run(cfg, str(tmp_path / "b"))
     a = load_checkpoint(tmp_path / "a" / "checkpoints" / "last.pt")["model"]
     b = load_checkpoint(tmp_path / "b" / "checkpoints" / "last.pt")["model"]
     assert all(torch.equal(a[k], b[k]) for k in a)
     other = run(
-        compose_config("trainer=debug", "trainer.max_epochs=3", "seed=7"), str(tmp_path / "c")
+        compose_config(
+            "trainer=debug", "trainer.max_epochs=3", "trainer.deterministic=true", "seed=7"
+        ),
+        str(tmp_path / "c"),
     )
     c = load_checkpoint(tmp_path / "c" / "checkpoints" / "last.pt")["model"]
     assert other and not torch.equal(a["net.1.weight"], c["net.1.weight"])
