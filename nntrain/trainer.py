@@ -140,6 +140,11 @@ class Trainer:
         self.checkpoint_every_n_steps = every
         self.report_images = bool(report_images)
         self.sync_batchnorm = bool(sync_batchnorm)
+        require(
+            not (self.sync_batchnorm and self.world > 1 and self.device.type != "cuda"),
+            "trainer.sync_batchnorm=true needs CUDA devices (PyTorch's SyncBatchNorm has no CPU "
+            "implementation); leave it off on CPU.",
+        )
 
     @property
     def precision_name(self) -> str:
@@ -178,6 +183,10 @@ class Trainer:
         self.channels_last = use_channels_last(self.channels_last_setting, self.device, model)
         if self.world > 1 and self.sync_batchnorm:
             model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+            synced = sum(isinstance(m, nn.SyncBatchNorm) for m in model.modules())
+            log.info(
+                f"SyncBatchNorm: {synced} BatchNorm layers use all {self.world} ranks' batches"
+            )
         model.to(self.device)
         if self.channels_last:
             model.to(memory_format=torch.channels_last)

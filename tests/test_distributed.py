@@ -46,6 +46,18 @@ def test_two_ranks_train_in_one_run_dir_with_identical_weights(tmp_path):
 
     resumed = torchrun(f"resume={run_dir}", "trainer.max_epochs=4", cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert (run_dir / "train.log").read_text().count("weights identical on all 2 ranks") == 2
     assert read_metrics(run_dir)["epochs_run"] == 4
     assert load_checkpoint(run_dir / "checkpoints" / "last.pt")["step"] == 20
     assert torch.isfinite(torch.tensor(read_metrics(run_dir)["test/loss"]))
+
+
+def test_sync_batchnorm_on_cpu_ranks_is_one_clear_sentence(tmp_path):
+    # PyTorch's SyncBatchNorm exists only for CUDA
+    refused = torchrun("trainer=debug", "trainer.sync_batchnorm=true", cwd=tmp_path)
+    assert refused.returncode != 0
+    message = (
+        "Error: trainer.sync_batchnorm=true needs CUDA devices (PyTorch's SyncBatchNorm has no "
+        "CPU implementation); leave it off on CPU."
+    )
+    assert message in refused.stderr
