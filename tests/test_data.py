@@ -123,3 +123,16 @@ def test_digits_read_without_sklearn_equal_sklearns_load_digits():
     assert table.shape == (1797, 65)
     assert (table[:, :-1].reshape(-1, 8, 8) == reference.images).all()
     assert (table[:, -1] == reference.target).all()
+
+
+def test_ranks_take_disjoint_equal_shards_of_each_epoch():
+    inputs, targets = torch.arange(101).float().unsqueeze(1), torch.arange(101)
+    shards = []
+    for rank in range(2):
+        loader = TensorLoader(inputs, targets, 10, shuffle=True, seed=3, drop_last=True)
+        loader.shard(rank, 2)
+        loader.set_epoch(4)
+        shards.append(torch.cat([y for _, y in loader]).tolist())
+        assert len(loader) == 5  # 50 samples per rank, 5 full batches
+    assert len(shards[0]) == len(shards[1]) == 50
+    assert not set(shards[0]) & set(shards[1])

@@ -219,3 +219,17 @@ def test_nntrain_trains_on_an_image_folder(root, tmp_path):
     assert isinstance(metrics["test/acc"], float) and 0 <= metrics["test/acc"] <= 1
     assert metrics == pytest.approx(result)
     assert (tmp_path / "run" / "checkpoints" / "best.pt").is_file()
+
+
+def test_ranks_take_disjoint_shards_of_the_folder(root):
+    from nntrain.data.folder import EpochSampler
+
+    data = folder_data(root)
+    n = data.split_sizes()["train"]
+    picked = [[i for i, _ in EpochSampler(n, seed=1, epoch=2, rank=r, world=2)] for r in range(2)]
+    assert len(picked[0]) == len(picked[1]) == n // 2
+    assert not set(picked[0]) & set(picked[1])
+    loaders = [data.train_loader() for _ in range(2)]
+    for rank, loader in enumerate(loaders):
+        loader.shard(rank, 2)
+    assert len(loaders[0]) == len(loaders[1]) == (n // 2) // data.batch_size
