@@ -13,6 +13,7 @@ import contextlib
 import json
 import logging
 import math
+import signal
 import time
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
@@ -443,7 +444,9 @@ class Trainer:
                 state.running_sums = distributed.all_reduce_sum(running.snapshot())
                 self._save(state.checkpoint(**facts), checkpoints / "last.pt")
                 if stopping:
-                    raise TrainingInterrupted(stop.signum or 15, state.step)
+                    raise TrainingInterrupted(
+                        stop.signum or signal.SIGTERM, state.step
+                    )  # another rank was signalled
         epoch_stats = running.compute(across_ranks=True)
         self._check_finite(epoch_stats["loss"], state)
         trained_here = epoch_stats["count"] - resumed_count
