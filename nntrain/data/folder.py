@@ -22,11 +22,9 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from torchvision.datasets.folder import IMG_EXTENSIONS
 from torchvision.transforms import v2
 
-from nntrain.data.memory import epoch_generator, split_indices
+from nntrain.data.memory import IMAGENET_MEAN, IMAGENET_STD, epoch_generator, split_indices
 from nntrain.errors import UserError, check_fraction, check_positive_int, require
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 STATS_IMAGES = 200  # enough for stable per-channel statistics, quick to decode at start-up
 EVAL_CROP_FRACTION = 0.875  # evaluation resizes to size / 0.875 and centre-crops, as for ImageNet
 

@@ -15,6 +15,10 @@ import torch
 
 from nntrain.errors import check_fraction, check_positive_int, require
 
+# What ImageNet-pretrained weights expect (per RGB channel, pixel values in [0, 1]).
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
 BatchTransform = Callable[[torch.Tensor], torch.Tensor]
 BatchAugment = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
 

@@ -15,12 +15,9 @@ from typing import Any
 import torch
 
 from nntrain.data.augment import CropFlip
-from nntrain.data.memory import InMemoryData, Normalize
+from nntrain.data.memory import IMAGENET_MEAN, IMAGENET_STD, InMemoryData, Normalize
 from nntrain.errors import UserError, check_positive_int, require
 from nntrain.network import network_timeout, unreachable_reason
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 @dataclass(frozen=True)
