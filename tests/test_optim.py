@@ -1,3 +1,4 @@
+import copy
 import math
 from functools import partial
 
@@ -6,6 +7,7 @@ import torch
 from torch import nn
 
 from nntrain.cli import build_optimizer_partial
+from nntrain.errors import UserError
 from nntrain.models.mlp import MLP
 from nntrain.optim import build_optimizer, constant, param_groups, step_decay, warmup_cosine
 from tests.conftest import compose_config
@@ -85,3 +87,54 @@ def test_step_decay_and_constant():
     seen = lrs_over(partial(step_decay, step_epochs=2, gamma=0.5), 60)
     assert [seen[s][0] for s in (0, 19, 20, 39, 40)] == pytest.approx([0.1, 0.1, 0.05, 0.05, 0.025])
     assert {lr for (lr,) in lrs_over(partial(constant), 30)} == {0.1}
+
+
+@pytest.mark.parametrize(
+    ("name", "setting", "fused", "foreach"),
+    [
+        ("adamw", "auto", True, None),
+        ("adam", "auto", True, None),
+        ("sgd", "auto", True, None),
+        ("rmsprop", "auto", None, True),  # no fused kernel: the multi-tensor version instead
+        ("adamw", "false", None, None),  # torch's own default (a per-tensor loop on CPU)
+        ("adamw", "true", True, None),
+    ],
+)
+def test_fused_setting_picks_the_optimizer_implementation_on_cpu(name, setting, fused, foreach):
+    cfg = compose_config(f"optimizer={name}", f"optimizer.fused={setting}")
+    partial_optimizer, _ = build_optimizer_partial(cfg.optimizer)
+    optimizer = build_optimizer(partial_optimizer, MLP((4,), 2, hidden=[8]))
+    assert optimizer.defaults.get("fused") == fused
+    assert optimizer.defaults.get("foreach") == foreach
+
+
+def test_fused_and_per_tensor_adamw_train_to_the_same_weights():
+    """The fused kernel is the same update rule: 20 steps agree to float rounding. (No
+    BatchNorm here: a bias before it gets a gradient of pure rounding noise, which Adam's
+    normalisation blows up to a full step either way.)"""
+    generator = torch.Generator().manual_seed(1)
+    inputs, targets = torch.randn(64, 6, generator=generator), torch.arange(64) % 3
+    torch.manual_seed(0)
+    initial = nn.Sequential(nn.Linear(6, 16), nn.ReLU(), nn.Linear(16, 3))
+    results = []
+    for setting in ("true", "false"):
+        model = copy.deepcopy(initial)
+        cfg = compose_config(f"optimizer.fused={setting}")
+        partial_optimizer, _ = build_optimizer_partial(cfg.optimizer)
+        optimizer = build_optimizer(partial_optimizer, model)
+        for _ in range(20):
+            optimizer.zero_grad()
+            nn.functional.cross_entropy(model(inputs), targets).backward()
+            optimizer.step()
+        results.append(torch.cat([p.detach().flatten() for p in model.parameters()]))
+    torch.testing.assert_close(results[0], results[1], rtol=1e-5, atol=1e-6)
+    start = torch.cat([p.detach().flatten() for p in initial.parameters()])
+    assert (results[0] - start).abs().max() > 1e-3  # it did train
+
+
+def test_fused_true_on_an_optimizer_without_a_fused_kernel_is_refused():
+    cfg = compose_config("optimizer=rmsprop", "optimizer.fused=true")
+    partial_optimizer, _ = build_optimizer_partial(cfg.optimizer)
+    with pytest.raises(UserError) as error:
+        build_optimizer(partial_optimizer, MLP((4,), 2, hidden=[8]))
+    assert str(error.value) == "RMSprop has no fused implementation; set optimizer.fused=auto."

@@ -11,6 +11,7 @@ from torch import nn
 
 from nntrain.checkpoint import load_checkpoint
 from nntrain.errors import UserError
+from nntrain.models.layers import Dropout
 from nntrain.models.resnet import ResNet18
 from nntrain.optim import warmup_cosine
 from nntrain.trainer import Trainer
@@ -45,7 +46,7 @@ def test_pretrained_weights_come_from_the_torch_hub_cache(hub_weights):
             assert torch.equal(loaded[key], value), key
     assert isinstance(model.backbone.fc, nn.Identity)
     head = [type(m) for m in model.head]
-    assert head == [nn.Linear, nn.ReLU, nn.Dropout, nn.Linear]
+    assert head == [nn.Linear, nn.ReLU, Dropout, nn.Linear]
     assert (model.head[0].in_features, model.head[0].out_features, model.head[2].p) == (
         512,
         256,

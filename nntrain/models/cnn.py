@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from torch import Tensor, nn
 
 from nntrain.errors import is_number, require
+from nntrain.models.layers import Dropout
 
 
 def conv_block(in_channels: int, out_channels: int, pool: bool) -> nn.Sequential:
@@ -60,7 +61,7 @@ class CNN(nn.Module):
             nn.Flatten(),
             nn.Linear(channels[-1], head_hidden),
             nn.ReLU(inplace=True),
-            nn.Dropout(dropout),
+            Dropout(dropout),
             nn.Linear(head_hidden, num_classes),
         )
 

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from torch import Tensor, nn
 
 from nntrain.errors import is_number, require
+from nntrain.models.layers import Dropout
 
 
 class MLP(nn.Module):
@@ -39,7 +40,7 @@ class MLP(nn.Module):
                 nn.Linear(size_in, size_out),
                 nn.BatchNorm1d(size_out),
                 nn.ReLU(inplace=True),
-                nn.Dropout(dropout),
+                Dropout(dropout),
             ]
         layers.append(nn.Linear(sizes[-1], num_classes))
         self.net = nn.Sequential(*layers)

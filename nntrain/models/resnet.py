@@ -16,6 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from nntrain.errors import UserError, check_positive_int, is_number, require
+from nntrain.models.layers import Dropout
 from nntrain.network import network_timeout
 
 log = logging.getLogger("nntrain")
@@ -118,7 +119,7 @@ class ResNet18(nn.Module):
         self.head = nn.Sequential(
             nn.Linear(512, head_hidden),
             nn.ReLU(inplace=True),
-            nn.Dropout(dropout),
+            Dropout(dropout),
             nn.Linear(head_hidden, num_classes),
         )
         self.unfreeze_at_epoch = unfreeze_at_epoch
