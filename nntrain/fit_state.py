@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from nntrain.early_stopping import EarlyStopping
+from nntrain.lookahead import Lookahead
 from nntrain.reproducibility import capture_rng_state, restore_rng_state
 
 
@@ -31,6 +32,7 @@ class FitState:
     running_sums: torch.Tensor | None = None  # the current epoch's metric sums so far
     best_metrics: dict[str, float] = field(default_factory=dict)  # the best epoch's figures
     samples_per_sec: list[float] = field(default_factory=list)  # one per finished epoch
+    lookahead: Lookahead = field(default_factory=Lookahead)  # off unless configured
 
     def checkpoint(self, **extra: Any) -> dict[str, Any]:
         """The state as a checkpoint dict: tensors, numbers, strings, lists and dicts only."""
@@ -49,6 +51,7 @@ class FitState:
             "early_stopping": self.stopper.state_dict(),
             "samples_per_sec": list(self.samples_per_sec),
             "rng": capture_rng_state(),
+            "lookahead": self.lookahead.state_dict(),
             **extra,
         }
 
@@ -65,5 +68,8 @@ class FitState:
         self.running_sums = checkpoint.get("running_sums")
         self.best_metrics = dict(checkpoint.get("best_metrics", {}))
         self.samples_per_sec = list(checkpoint.get("samples_per_sec", []))
+        if "lookahead" in checkpoint:
+            device = next(self.model.parameters()).device
+            self.lookahead.load_state_dict(checkpoint["lookahead"], device)
         if "rng" in checkpoint:
             restore_rng_state(checkpoint["rng"])

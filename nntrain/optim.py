@@ -167,6 +167,37 @@ def warmup_cosine(
     return LambdaLR(optimizer, factor)
 
 
+def triangle(
+    optimizer: torch.optim.Optimizer,
+    total_steps: int,
+    steps_per_epoch: int,
+    peak_fraction: float = 0.23,
+    start_factor: float = 0.2,
+    end_factor: float = 0.07,
+) -> LambdaLR:
+    """Linear from start_factor x lr up to lr at peak_fraction of the run, then linear down to
+    end_factor x lr at its end (the airbench speedruns' schedule; a one-cycle shape)."""
+    require(
+        is_number(peak_fraction) and 0 <= peak_fraction <= 1,
+        f"scheduler.peak_fraction must be a number in [0, 1], got {peak_fraction!r}.",
+    )
+    for key, value in (("start_factor", start_factor), ("end_factor", end_factor)):
+        require(
+            is_number(value) and value >= 0,
+            f"scheduler.{key} must be a number >= 0, got {value!r}.",
+        )
+    require(total_steps >= 1, "the schedule has no steps: the training set yields no batches.")
+    peak = round(peak_fraction * total_steps)
+
+    def factor(step: int) -> float:
+        if step < peak:
+            return start_factor + (1 - start_factor) * step / peak
+        remaining = max(1, total_steps - peak)
+        return 1 + (end_factor - 1) * min(step - peak, remaining) / remaining
+
+    return LambdaLR(optimizer, factor)
+
+
 def step_decay(
     optimizer: torch.optim.Optimizer,
     total_steps: int,

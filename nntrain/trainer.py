@@ -31,10 +31,12 @@ from nntrain.early_stopping import EarlyStopping
 from nntrain.errors import UserError, check_positive_int, is_number, require
 from nntrain.fit_state import FitState
 from nntrain.interrupts import StopRequests, TrainingInterrupted
+from nntrain.lookahead import Lookahead
 from nntrain.metrics import RunningClassification
 from nntrain.optim import build_optimizer
 from nntrain.reproducibility import configure_determinism
 from nntrain.tb_writer import TensorBoardLogger
+from nntrain.tta import check_mode, tta_logits
 
 log = logging.getLogger("nntrain")
 
@@ -81,6 +83,9 @@ def limit_batches(available: int, limit: object, key: str) -> int:
     return max(1, int(available * limit))  # type: ignore[operator]
 
 
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+
+
 class Trainer:
     """Runs fit (train + validate per epoch, early stopping, checkpoints, resume) and test."""
 
@@ -101,6 +106,10 @@ class Trainer:
         checkpoint: Mapping[str, Any] | None = None,
         report_images: bool = True,
         sync_batchnorm: bool = False,
+        label_smoothing: float = 0.0,
+        lookahead: Mapping[str, Any] | None = None,
+        test_time_augmentation: str = "none",
+        compile: bool | str = False,  # shadows the builtin: the name users know from torch
     ) -> None:
         self.max_epochs = check_positive_int("trainer.max_epochs", max_epochs, example=30)
         self.world, self.rank = distributed.world_size(), distributed.rank()
@@ -146,6 +155,20 @@ class Trainer:
             "trainer.sync_batchnorm=true needs CUDA devices (PyTorch's SyncBatchNorm has no CPU "
             "implementation); leave it off on CPU.",
         )
+        require(
+            is_number(label_smoothing) and 0 <= label_smoothing < 1,
+            f"trainer.label_smoothing must be a number in [0, 1), got {label_smoothing!r}.",
+        )
+        self.label_smoothing = float(label_smoothing)
+        self.lookahead_config = dict(lookahead or {})
+        Lookahead(**self.lookahead_config)  # validate now
+        self.test_time_augmentation = check_mode(test_time_augmentation)
+        require(
+            compile in (True, False) or compile in COMPILE_MODES,
+            f"trainer.compile must be true, false or a torch.compile mode "
+            f"({', '.join(COMPILE_MODES)}), got {compile!r}.",
+        )
+        self.compile = compile
 
     @property
     def precision_name(self) -> str:
@@ -191,6 +214,8 @@ class Trainer:
         model.to(self.device)
         if self.channels_last:
             model.to(memory_format=torch.channels_last)
+        if resume is None and hasattr(model, "initialize_from_data"):  # e.g. a whitening layer
+            model.initialize_from_data(self._first_train_inputs(data, model.init_samples))
         # Under torchrun, `trained` (DDP) averages the gradients across ranks; `model` is the
         # plain module that checkpoints, evaluation and the test use.
         self.trained = model
@@ -201,6 +226,11 @@ class Trainer:
             self.trained = DistributedDataParallel(
                 model, device_ids=[self.device] if cuda else None
             )
+        if self.compile:
+            # Only the training forward is compiled; `model` (evaluation, checkpoints) stays the
+            # plain module, so state dicts carry no `_orig_mod.` prefix and load anywhere.
+            mode = None if self.compile in (True, "default") else self.compile
+            self.trained = torch.compile(self.trained, mode=mode)
         train_loader, val_loader = data.train_loader(), data.val_loader()
         if self.world > 1:  # each rank trains on its own shard of every epoch's order
             train_loader.shard(self.rank, self.world)
@@ -222,7 +252,9 @@ class Trainer:
                 self.device.type, enabled=self.autocast_dtype == torch.float16
             ),
             stopper=EarlyStopping(**self.early_stopping_config),
+            lookahead=Lookahead(**self.lookahead_config),
         )
+        self.total_steps = steps_per_epoch * self.max_epochs
         stopper = state.stopper
         self._log_setup(model, train_batches, steps_per_epoch)
         if resume is not None:
@@ -261,6 +293,7 @@ class Trainer:
                         facts,
                         checkpoints,
                     )
+                    state.lookahead.at_epoch_end(model)
                     distributed.broadcast_buffers(model)  # the same BatchNorm statistics everywhere
                     val = self.evaluate(model, val_loader, val_batches)
                     state.epoch, state.batches_done, state.running_sums = state.epoch + 1, 0, None
@@ -341,6 +374,19 @@ class Trainer:
             return inputs.contiguous(memory_format=torch.channels_last)
         return inputs
 
+    def _first_train_inputs(self, data: DataModule, count: int) -> torch.Tensor:
+        """At least `count` training inputs (as the model sees them), for data-dependent
+        initialisation."""
+        loader = data.train_loader()
+        loader.set_epoch(0)
+        batches, seen = [], 0
+        for inputs, _ in loader:
+            batches.append(self._to_model_layout(inputs))
+            seen += len(inputs)
+            if seen >= count:
+                break
+        return torch.cat(batches)[:count]
+
     def _log_setup(self, model: nn.Module, train_batches: int, steps_per_epoch: int) -> None:
         total = sum(p.numel() for p in model.parameters())
         trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
@@ -389,7 +435,7 @@ class Trainer:
             with sync:
                 with self.autocast():
                     logits = self.trained(self._to_model_layout(inputs))
-                    loss = F.cross_entropy(logits, targets)
+                    loss = F.cross_entropy(logits, targets, label_smoothing=self.label_smoothing)
                 scaler.scale(loss / group_size).backward()
             running.update(loss, logits, targets)
             progress.advance()
@@ -409,6 +455,7 @@ class Trainer:
             sched.step()
             state.step += 1
             state.batches_done = index + 1
+            state.lookahead.after_step(model, state.epoch, state.step, self.total_steps)
             if log_step:
                 stats = running.compute(since=window, across_ranks=True)  # the log step's sync
                 self._check_finite(stats["loss"], state)
@@ -465,16 +512,17 @@ class Trainer:
 
     @torch.inference_mode()
     def evaluate(
-        self, model: nn.Module, loader: Loader, n_batches: int | None = None
+        self, model: nn.Module, loader: Loader, n_batches: int | None = None, tta: str = "none"
     ) -> dict[str, float]:
-        """Mean loss and accuracy of model over (the first n_batches of) loader."""
+        """Mean loss and accuracy of model over (the first n_batches of) loader, each batch seen
+        through the test-time augmentation `tta` (see nntrain.tta)."""
         model.eval()
         running = RunningClassification(self.device)
         for index, (inputs, targets) in enumerate(loader):
             if n_batches is not None and index >= n_batches:
                 break
             with self.autocast():
-                logits = model(self._to_model_layout(inputs))
+                logits = tta_logits(model, self._to_model_layout(inputs), tta)
                 loss = F.cross_entropy(logits.float(), targets)
             running.update(loss, logits, targets)
         return running.compute()
@@ -495,9 +543,11 @@ class Trainer:
         """Load the checkpoint's weights into model and score it on the test split."""
         state = load_checkpoint(checkpoint, map_location=self.device)
         model.load_state_dict(state["model"])
-        stats = self.evaluate(model, data.test_loader())
+        tta = self.test_time_augmentation
+        stats = self.evaluate(model, data.test_loader(), tta=tta)
         log.info(
-            f"test with {Path(checkpoint).name} (epoch {state['epoch']}): "
+            f"test with {Path(checkpoint).name} (epoch {state['epoch']}"
+            f"{'' if tta == 'none' else ', test-time augmentation ' + tta}): "
             f"test/loss {stats['loss']:.4f}  test/acc {stats['acc']:.4f}"
         )
         return {"test/loss": stats["loss"], "test/acc": stats["acc"]}

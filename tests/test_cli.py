@@ -56,10 +56,10 @@ def test_help_lists_the_config_groups_and_their_options(tmp_path):
     assert done.returncode == 0
     for line in (
         "data: cifar10, cifar100, digits, fashion_mnist, imagefolder, mnist, moons, subscription, xor",
-        "experiment: cifar10_cnn, cifar10_resnet18_finetune, fashion_mnist_cnn, mnist_mlp",
-        "model: cnn, mlp, resnet18",
+        "experiment: cifar10_cnn, cifar10_resnet18_finetune, cifar10_speedrun, fashion_mnist_cnn, mnist_mlp",
+        "model: cnn, mlp, resnet18, speedrun",
         "optimizer: adam, adamw, rmsprop, sgd",
-        "scheduler: constant, cosine, step",
+        "scheduler: constant, cosine, step, triangle",
         "trainer: debug, default",
     ):
         assert line in done.stdout
@@ -70,7 +70,7 @@ def test_help_lists_the_config_groups_and_their_options(tmp_path):
     [
         (
             "model=nope",
-            "model=nope is not an option of 'model'; choose one of: cnn, mlp, resnet18 (e.g. model=cnn).",
+            "model=nope is not an option of 'model'; choose one of: cnn, mlp, resnet18, speedrun (e.g. model=cnn).",
         ),
         (
             "trainer.max_epochs=abc",

@@ -66,7 +66,8 @@ class TorchvisionData(InMemoryData):
 
     The validation split is carved from the official training split with the seed; the
     official test split is the test split. `augment` (null = the data set's default: crop +
-    flip for CIFAR, none for the MNIST family) runs per batch on the device. `resize` scales
+    flip for CIFAR, none for the MNIST family) runs per batch on the device; crop_padding and
+    padding_mode (constant or reflect) set its random translation. `resize` scales
     batches to resize x resize pixels on the device (e.g. for ImageNet-pretrained models).
     """
 
@@ -78,6 +79,8 @@ class TorchvisionData(InMemoryData):
         batch_size: int = 128,
         val_fraction: float = 0.1,
         augment: bool | None = None,
+        crop_padding: int = 4,
+        padding_mode: str = "constant",
         imagenet_normalization: bool = False,
         resize: int | None = None,
         seed: int = 42,
@@ -107,7 +110,9 @@ class TorchvisionData(InMemoryData):
             255 * torch.tensor(mean).view(-1, 1, 1), 255 * torch.tensor(std).view(-1, 1, 1), resize
         )
         self.augment = (
-            CropFlip(padding=4) if (spec.augment if augment is None else augment) else None
+            CropFlip(crop_padding, padding_mode)
+            if (spec.augment if augment is None else augment)
+            else None
         )
         self.num_classes = len(train_set.classes)
         self.class_names = list(train_set.classes)
