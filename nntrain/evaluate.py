@@ -46,7 +46,8 @@ def evaluate_checkpoint(cfg: DictConfig) -> tuple[dict[str, Any], TrainedRun]:
     )
     model = build_model(run, trainer.device)
     data.setup(trainer.device)
-    logits, targets = trainer.predict(model, getattr(data, f"{cfg.split}_loader")())
+    tta = run.config.trainer.get("test_time_augmentation", "none")  # as the run's test score
+    logits, targets = trainer.predict(model, getattr(data, f"{cfg.split}_loader")(), tta)
     report = classification_report(logits, targets, run.class_names)
     if run.inputs["kind"] == "tabular":
         report["importance"] = feature_importance(model, data, run.inputs["feature_names"])

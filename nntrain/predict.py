@@ -174,12 +174,19 @@ def read_inputs(given: str, spec: dict[str, Any], batch_size: int) -> tuple[list
     return names, batches
 
 
-def probabilities(model: nn.Module, batches: Any, device: torch.device) -> torch.Tensor:
-    """Softmax over the classes for every input, (N, classes), on the CPU."""
+def probabilities(
+    model: nn.Module, batches: Any, device: torch.device, tta: str = "none"
+) -> torch.Tensor:
+    """Softmax over the classes for every input, (N, classes), on the CPU; images are seen
+    through the run's test-time augmentation `tta`, as its test score was."""
     import torch
 
+    from nntrain.tta import tta_logits
+
     with torch.inference_mode():
-        return torch.cat([model(x.to(device)).float().softmax(dim=1).cpu() for x in batches])
+        return torch.cat(
+            [tta_logits(model, x.to(device), tta).float().softmax(dim=1).cpu() for x in batches]
+        )
 
 
 def prediction_rows(
@@ -251,7 +258,8 @@ def predict(cfg: DictConfig) -> Path:
         raise UserError(str(error).replace("trainer.device", "device")) from None
     run = load_run(str(cfg.ckpt))
     names, batches = read_inputs(str(cfg.inputs), run.inputs, cfg.batch_size)
-    probs = probabilities(build_model(run, device), batches, device)
+    tta = run.config.trainer.get("test_time_augmentation", "none")
+    probs = probabilities(build_model(run, device), batches, device, tta)
     rows = prediction_rows(names, probs, run.class_names, cfg.top_k)
     write_csv(output, rows)
     show(rows, output)

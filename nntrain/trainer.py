@@ -528,14 +528,16 @@ class Trainer:
         return running.compute()
 
     @torch.inference_mode()
-    def predict(self, model: nn.Module, loader: Loader) -> tuple[torch.Tensor, torch.Tensor]:
+    def predict(
+        self, model: nn.Module, loader: Loader, tta: str = "none"
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """All logits (float32) and targets of loader, gathered on the device and moved to the
-        CPU in one transfer at the end."""
+        CPU in one transfer at the end; `tta` as in evaluate."""
         model.eval()
         outputs, labels = [], []
         for inputs, targets in loader:
             with self.autocast():
-                outputs.append(model(self._to_model_layout(inputs)).float())
+                outputs.append(tta_logits(model, self._to_model_layout(inputs), tta).float())
             labels.append(targets)
         return torch.cat(outputs).cpu(), torch.cat(labels).cpu()
 

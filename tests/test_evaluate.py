@@ -187,3 +187,15 @@ def test_subscription_importance_ranks_previous_purchases_last(tmp_path):
         "previous_purchases",
     }
     assert "feature importance" in done.stdout and "auroc" in done.stdout
+
+
+def test_eval_scores_with_the_runs_test_time_augmentation(tmp_path):
+    run_dir = tmp_path / "run"
+    overrides = ("model=cnn", "trainer=debug", "trainer.test_time_augmentation=flip_translate")
+    run(compose_config(*overrides), str(run_dir))
+    done = run_eval(f"ckpt={run_dir}", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    results = json.loads((run_dir / "eval_test.json").read_text())
+    metrics = read_metrics(run_dir)
+    assert results["test/acc"] == metrics["test/acc"]
+    assert results["test/loss"] == pytest.approx(metrics["test/loss"], rel=1e-5)
