@@ -26,7 +26,7 @@ class RunningClassification:
         n = targets.shape[0]
         correct = (logits.argmax(dim=1) == targets).sum()
         # In-place adds with a Python scalar: no host-to-device copy, no sync.
-        self.sums[0].add_(loss.detach().to(self.sums.dtype), alpha=n)
+        self.sums[0].add_(loss.detach(), alpha=n)  # promoted to the sums' dtype in place
         self.sums[1].add_(correct)
         self.sums[2].add_(n)
 

@@ -176,12 +176,10 @@ class Trainer:
             self.autocast_dtype
         ]
 
-    def autocast(self) -> torch.autocast:
-        return torch.autocast(
-            self.device.type,
-            dtype=self.autocast_dtype or torch.float32,
-            enabled=self.autocast_dtype is not None,
-        )
+    def autocast(self) -> contextlib.AbstractContextManager[Any]:
+        if self.autocast_dtype is None:  # fp32: skip the context's own cost on every step
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.autocast_dtype)
 
     def fit(
         self,
@@ -436,7 +434,7 @@ class Trainer:
                 with self.autocast():
                     logits = self.trained(self._to_model_layout(inputs))
                     loss = F.cross_entropy(logits, targets, label_smoothing=self.label_smoothing)
-                scaler.scale(loss / group_size).backward()
+                scaler.scale(loss / group_size if group_size > 1 else loss).backward()
             running.update(loss, logits, targets)
             progress.advance()
             if not last_micro_batch:
