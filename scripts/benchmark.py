@@ -274,7 +274,7 @@ def main() -> int:
         else {n: 50 for n in CASES}
     )
     if args.quick:
-        steps_for = dict.fromkeys(CASES, 3)
+        steps_for = dict.fromkeys(CASES, 2)
     report: dict = {
         "machine": f"{platform.node()} ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)",
         "device": torch.cuda.get_device_name() if device == "cuda" else "cpu",
