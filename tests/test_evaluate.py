@@ -31,13 +31,23 @@ def digits_run(tmp_path_factory) -> Path:
     return run_dir
 
 
-def test_eval_of_the_best_checkpoint_equals_the_runs_test_accuracy(digits_run, tmp_path):
-    done = run_eval(f"ckpt={digits_run}/checkpoints/best.pt", cwd=tmp_path)
+def eval_matching_the_run(
+    run_dir: Path, ckpt: str, cwd: Path
+) -> tuple[dict, subprocess.CompletedProcess]:
+    """nntrain-eval's test results for ckpt (and its process), after checking that they equal
+    the run's own test score."""
+    done = run_eval(f"ckpt={ckpt}", cwd=cwd)
     assert done.returncode == 0, done.stderr
-    results = json.loads((digits_run / "eval_test.json").read_text())
-    metrics = read_metrics(digits_run)
+    results = json.loads((run_dir / "eval_test.json").read_text())
+    metrics = read_metrics(run_dir)
     assert results["test/acc"] == metrics["test/acc"]
     assert results["test/loss"] == pytest.approx(metrics["test/loss"], rel=1e-5)
+    return results, done
+
+
+def test_eval_of_the_best_checkpoint_equals_the_runs_test_accuracy(digits_run, tmp_path):
+    ckpt = f"{digits_run}/checkpoints/best.pt"
+    results, done = eval_matching_the_run(digits_run, ckpt, tmp_path)
     assert results["test/count"] == 359 and 0 < results["test/top5"] <= 1
     assert results["test/per_class"]["class"] == [str(d) for d in range(10)]
     assert sum(results["test/per_class"]["support"]) == 359
@@ -52,7 +62,7 @@ def test_eval_of_the_best_checkpoint_equals_the_runs_test_accuracy(digits_run, t
     val = run_eval(f"ckpt={digits_run}", "split=val", cwd=tmp_path)  # a run dir means best.pt
     assert val.returncode == 0, val.stderr
     assert json.loads((digits_run / "eval_val.json").read_text())["val/acc"] == pytest.approx(
-        metrics["val/acc"]
+        read_metrics(digits_run)["val/acc"]
     )
 
 
@@ -193,9 +203,4 @@ def test_eval_scores_with_the_runs_test_time_augmentation(tmp_path):
     run_dir = tmp_path / "run"
     overrides = ("model=cnn", "trainer=debug", "trainer.test_time_augmentation=flip_translate")
     run(compose_config(*overrides), str(run_dir))
-    done = run_eval(f"ckpt={run_dir}", cwd=tmp_path)
-    assert done.returncode == 0, done.stderr
-    results = json.loads((run_dir / "eval_test.json").read_text())
-    metrics = read_metrics(run_dir)
-    assert results["test/acc"] == metrics["test/acc"]
-    assert results["test/loss"] == pytest.approx(metrics["test/loss"], rel=1e-5)
+    eval_matching_the_run(run_dir, str(run_dir), tmp_path)
