@@ -214,21 +214,7 @@ class Trainer:
             model.to(memory_format=torch.channels_last)
         if resume is None and hasattr(model, "initialize_from_data"):  # e.g. a whitening layer
             model.initialize_from_data(self._first_train_inputs(data, model.init_samples))
-        # Under torchrun, `trained` (DDP) averages the gradients across ranks; `model` is the
-        # plain module that checkpoints, evaluation and the test use.
-        self.trained = model
-        if self.world > 1:
-            from torch.nn.parallel import DistributedDataParallel
-
-            cuda = self.device.type == "cuda"
-            self.trained = DistributedDataParallel(
-                model, device_ids=[self.device] if cuda else None
-            )
-        if self.compile:
-            # Only the training forward is compiled; `model` (evaluation, checkpoints) stays the
-            # plain module, so state dicts carry no `_orig_mod.` prefix and load anywhere.
-            mode = None if self.compile in (True, "default") else self.compile
-            self.trained = torch.compile(self.trained, mode=mode)
+        self.trained = self._wrap_for_training(model)
         train_loader, val_loader = data.train_loader(), data.val_loader()
         if self.world > 1:  # each rank trains on its own shard of every epoch's order
             train_loader.shard(self.rank, self.world)
@@ -280,7 +266,14 @@ class Trainer:
                 while state.epoch < self.max_epochs and not stopper.should_stop:
                     epoch_start = time.perf_counter()
                     if hasattr(model, "on_epoch_start"):  # e.g. unfreeze a backbone at epoch k
+                        trainable = [p.requires_grad for p in model.parameters()]
                         model.on_epoch_start(state.epoch)
+                        # DDP all-reduces the parameters that were trainable when it was built:
+                        # a change needs a new wrapper, or the ranks drift apart.
+                        if self.world > 1 and trainable != [
+                            p.requires_grad for p in model.parameters()
+                        ]:
+                            self.trained = self._wrap_for_training(model)
                     train = self._train_epoch(
                         state,
                         train_loader,
@@ -371,6 +364,21 @@ class Trainer:
         if self.channels_last and inputs.dim() == 4:
             return inputs.contiguous(memory_format=torch.channels_last)
         return inputs
+
+    def _wrap_for_training(self, model: nn.Module) -> nn.Module:
+        """What the training step calls: under torchrun, DDP (it averages the gradients across
+        ranks), and torch.compile when asked. `model` stays the plain module that checkpoints,
+        evaluation and the test use, so state dicts carry no `module.` or `_orig_mod.` prefix."""
+        trained = model
+        if self.world > 1:
+            from torch.nn.parallel import DistributedDataParallel
+
+            cuda = self.device.type == "cuda"
+            trained = DistributedDataParallel(model, device_ids=[self.device] if cuda else None)
+        if self.compile:  # only the training forward is compiled
+            mode = None if self.compile in (True, "default") else self.compile
+            trained = torch.compile(trained, mode=mode)
+        return trained
 
     def _first_train_inputs(self, data: DataModule, count: int) -> torch.Tensor:
         """At least `count` training inputs (as the model sees them), for data-dependent

@@ -61,3 +61,17 @@ def test_sync_batchnorm_on_cpu_ranks_is_one_clear_sentence(tmp_path):
         "CPU implementation); leave it off on CPU."
     )
     assert message in refused.stderr
+
+
+def test_unfreezing_a_backbone_mid_run_keeps_the_ranks_identical(tmp_path):
+    # DDP reduces only the parameters that were trainable when it was built; the Trainer
+    # rebuilds it when a model's on_epoch_start changes that set (before, ranks drifted apart).
+    done = torchrun(
+        "trainer=debug", "trainer.limit_train_batches=2", "model=resnet18",
+        "model.freeze_backbone=true", "model.unfreeze_at_epoch=2", cwd=tmp_path,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    (run_dir,) = [p for p in (tmp_path / "outputs").glob("*/*") if p.is_dir()]
+    log = (run_dir / "train.log").read_text()
+    assert "backbone unfrozen: trainable 11,301,578 / total 11,301,578 parameters" in log
+    assert "weights identical on all 2 ranks" in log
