@@ -13,6 +13,8 @@ import contextlib
 import json
 import logging
 import math
+import os
+import shutil
 import signal
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -169,6 +171,15 @@ class Trainer:
             f"({', '.join(COMPILE_MODES)}), got {compile!r}.",
         )
         self.compile = compile
+        if compile and self.device.type == "cpu":
+            # Inductor builds C++ kernels on a CPU; without a compiler it fails at the first
+            # step with a page of traceback.
+            compilers = (os.environ.get("CXX", ""), "g++", "c++", "clang++")
+            require(
+                any(name and shutil.which(name) for name in compilers),
+                "trainer.compile on a CPU needs a C++ compiler (g++ or clang++ on PATH, or $CXX); "
+                "install one or set trainer.compile=false.",
+            )
 
     @property
     def precision_name(self) -> str:

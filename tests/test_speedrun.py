@@ -285,3 +285,15 @@ def test_compiled_training_saves_plain_weights_that_load_anywhere(tmp_path):
     with torch.no_grad():
         accuracy = (plain(inputs).argmax(1) == test.targets).float().mean().item()
     assert accuracy == pytest.approx(result["test/acc"])
+
+
+def test_compile_on_a_cpu_without_a_cxx_compiler_is_one_sentence(monkeypatch, tmp_path):
+    monkeypatch.setenv("PATH", str(tmp_path))  # an empty folder: no g++, c++ or clang++
+    monkeypatch.delenv("CXX", raising=False)
+    with pytest.raises(UserError) as error:
+        Trainer(device="cpu", compile=True)
+    assert str(error.value) == (
+        "trainer.compile on a CPU needs a C++ compiler (g++ or clang++ on PATH, or $CXX); "
+        "install one or set trainer.compile=false."
+    )
+    assert Trainer(device="cpu", compile=False).compile is False
