@@ -109,6 +109,20 @@ def test_speedrun_net_refuses_tabular_data():
     )
 
 
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [
+        ({"whitening_bias_epochs": "3"}, "model.whitening_bias_epochs must be an integer >= 0, got '3'."),
+        ({"logit_scale": 0}, "model.logit_scale must be a number > 0, got 0."),
+        ({"widths": [64, 256]}, "model.widths must be three positive integers, got [64, 256]; e.g. [64,256,256]."),
+    ],
+)  # fmt: skip
+def test_bad_speedrun_settings_are_one_sentence(setting, message):
+    with pytest.raises(UserError) as error:
+        SpeedrunNet((3, 32, 32), 10, **setting)
+    assert str(error.value) == message
+
+
 def test_lookahead_pulls_the_weights_to_the_slow_average_every_n_steps():
     model = nn.Linear(2, 1, bias=False)
     lookahead = Lookahead(every_n_steps=2, decay=0.5, decay_power=1.0, start_epoch=1)

@@ -84,6 +84,14 @@ class SpeedrunNet(nn.Module):
             is_number(bn_momentum) and 0 < bn_momentum <= 1,
             f"model.bn_momentum must be a number in (0, 1], got {bn_momentum!r}.",
         )
+        require(
+            isinstance(whitening_bias_epochs, int) and whitening_bias_epochs >= 0,
+            f"model.whitening_bias_epochs must be an integer >= 0, got {whitening_bias_epochs!r}.",
+        )
+        require(
+            is_number(logit_scale) and logit_scale > 0,
+            f"model.logit_scale must be a number > 0, got {logit_scale!r}.",
+        )
         channels = input_shape[0]
         whitened = 2 * channels * whitening_kernel**2  # each eigen-filter and its negative
         self.whiten = nn.Conv2d(channels, whitened, whitening_kernel, padding=0, bias=True)
