@@ -41,10 +41,10 @@ from hydra import compose, initialize_config_module
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import open_dict
 
-from nntrain.cli import build, build_optimizer_partial
+from nntrain.commands.train import build, build_optimizer_partial
 from nntrain.data.augment import CropFlip
-from nntrain.data.memory import InMemoryData, Normalize
-from nntrain.optim import build_optimizer
+from nntrain.data.in_memory import InMemoryData, Normalize
+from nntrain.optim.optimizers import build_optimizer
 
 
 @dataclass(frozen=True)

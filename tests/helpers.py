@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from nntrain.data.memory import InMemoryData, Normalize
+from nntrain.data.in_memory import InMemoryData, Normalize
 
 
 class BlobData(InMemoryData):

@@ -4,7 +4,7 @@ import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from nntrain.checkpoint import load_checkpoint
-from nntrain.cli import expand_home_in_overrides
+from nntrain.commands.train import expand_home_in_overrides
 from tests.conftest import compose_config, read_metrics, run_nntrain, single_run_dir
 
 

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from nntrain.data.digits import Digits
-from nntrain.data.memory import TensorLoader, split_indices
+from nntrain.data.in_memory import TensorLoader, split_indices
 from nntrain.data.tabular import Moons, Subscription, Xor
 from nntrain.errors import UserError
 

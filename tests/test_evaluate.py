@@ -12,8 +12,8 @@ import torch
 from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from nntrain.cli import run
-from nntrain.metrics import classification_report
+from nntrain.commands.train import run
+from nntrain.inference.metrics import classification_report
 from tests.conftest import compose_config, read_metrics
 
 

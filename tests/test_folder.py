@@ -10,8 +10,8 @@ import pytest
 import torch
 from PIL import Image
 
-from nntrain import cli
-from nntrain.data.folder import ImageFolderData, load_rgb
+from nntrain.commands import train as cli
+from nntrain.data.image_folder import ImageFolderData, load_rgb
 from nntrain.errors import UserError
 from tests.conftest import compose_config
 
@@ -222,7 +222,7 @@ def test_nntrain_trains_on_an_image_folder(root, tmp_path):
 
 
 def test_ranks_take_disjoint_shards_of_the_folder(root):
-    from nntrain.data.folder import EpochSampler
+    from nntrain.data.image_folder import EpochSampler
 
     data = folder_data(root)
     n = data.split_sizes()["train"]

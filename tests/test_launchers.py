@@ -2,7 +2,7 @@
 
 import csv
 
-from nntrain.cli import device_for_job
+from nntrain.commands.train import device_for_job
 from tests.conftest import run_nntrain
 
 

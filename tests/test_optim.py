@@ -6,10 +6,11 @@ import pytest
 import torch
 from torch import nn
 
-from nntrain.cli import build_optimizer_partial
+from nntrain.commands.train import build_optimizer_partial
 from nntrain.errors import UserError
 from nntrain.models.mlp import MLP
-from nntrain.optim import build_optimizer, constant, param_groups, step_decay, warmup_cosine
+from nntrain.optim.optimizers import build_optimizer, param_groups
+from nntrain.optim.schedules import constant, step_decay, warmup_cosine
 from tests.conftest import compose_config
 
 

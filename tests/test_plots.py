@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from nntrain import plots
+from nntrain.reporting import figures as plots
 
 REPO = Path(__file__).resolve().parents[1]
 TAB_BLUE, TAB_ORANGE, TAB_GREEN, TAB_RED = (
@@ -365,7 +365,7 @@ def test_drawing_every_figure_never_imports_matplotlib():
     # at the end of every training run. Nothing may bring it back, not even indirectly.
     printed = run_python(
         "import sys, numpy as np\n"
-        "from nntrain import plots\n"
+        "from nntrain.reporting import figures as plots\n"
         "plots.confusion_matrix_image(np.eye(3, dtype=int), ['a', 'b', 'c'])\n"
         "plots.confusion_matrix_image(np.eye(40), [str(i) for i in range(40)])\n"
         "plots.decision_boundary_image(lambda g: (g[:, 0] > 0).astype(int),\n"

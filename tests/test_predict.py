@@ -15,10 +15,10 @@ import pytest
 import torch
 from PIL import Image
 
-from nntrain import cli
-from nntrain.data.folder import load_rgb
-from nntrain.predict import load_image
-from nntrain.restore import build_model, load_run
+from nntrain.commands import train as cli
+from nntrain.commands.predict import load_image
+from nntrain.data.image_folder import load_rgb
+from nntrain.inference.restore import build_model, load_run
 from tests.conftest import compose_config
 from tests.test_folder import make_split
 

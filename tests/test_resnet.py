@@ -13,8 +13,8 @@ from nntrain.checkpoint import load_checkpoint
 from nntrain.errors import UserError
 from nntrain.models.layers import Dropout
 from nntrain.models.resnet import ResNet18
-from nntrain.optim import warmup_cosine
-from nntrain.trainer import Trainer
+from nntrain.optim.schedules import warmup_cosine
+from nntrain.training.trainer import Trainer
 from tests.conftest import compose_config
 from tests.helpers import ImageBlobData
 

@@ -16,8 +16,8 @@ import torch
 import nntrain.checkpoint
 from nntrain.checkpoint import load_checkpoint, save_checkpoint
 from nntrain.errors import UserError
-from nntrain.optim import constant
-from nntrain.trainer import NonFiniteLoss, Trainer
+from nntrain.optim.schedules import constant
+from nntrain.training.trainer import NonFiniteLoss, Trainer
 from tests.conftest import read_metrics, run_nntrain
 from tests.helpers import BlobData
 
@@ -282,7 +282,7 @@ def test_rng_states_survive_a_weights_only_round_trip(tmp_path):
 
     import numpy as np
 
-    from nntrain.reproducibility import capture_rng_state, restore_rng_state
+    from nntrain.training.seeding import capture_rng_state, restore_rng_state
 
     random.seed(1), np.random.seed(2), torch.manual_seed(3)
     save_checkpoint({"model": {}, "rng": capture_rng_state()}, tmp_path / "rng.pt")

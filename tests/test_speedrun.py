@@ -14,15 +14,15 @@ import torchvision.datasets.cifar
 from torch import nn
 
 from nntrain.checkpoint import load_checkpoint
-from nntrain.cli import run
+from nntrain.commands.train import run
 from nntrain.data.augment import CropFlip, random_crop
 from nntrain.errors import UserError
-from nntrain.interrupts import TrainingInterrupted
-from nntrain.lookahead import Lookahead
+from nntrain.inference.tta import tta_logits
 from nntrain.models.speedrun import SpeedrunNet
-from nntrain.optim import constant, triangle
-from nntrain.trainer import Trainer
-from nntrain.tta import tta_logits
+from nntrain.optim.schedules import constant, triangle
+from nntrain.training.lookahead import Lookahead
+from nntrain.training.signals import TrainingInterrupted
+from nntrain.training.trainer import Trainer
 from tests.conftest import compose_config
 from tests.fake_data import write_cifar
 from tests.helpers import BlobData, ImageBlobData
@@ -34,7 +34,7 @@ def test_the_preset_composes_to_the_airbench_recipe():
     assert cfg.data.dataset == "cifar10" and cfg.data.batch_size == 1024
     assert (cfg.data.crop_padding, cfg.data.padding_mode) == (2, "reflect")
     assert cfg.optimizer._target_ == "torch.optim.SGD" and cfg.optimizer.momentum == 0.85
-    assert cfg.scheduler._target_ == "nntrain.optim.triangle"
+    assert cfg.scheduler._target_ == "nntrain.optim.schedules.triangle"
     trainer = cfg.trainer
     assert (trainer.precision, trainer.compile, trainer.label_smoothing) == ("bf16", True, 0.2)
     assert trainer.lookahead.every_n_steps == 5 and trainer.lookahead.start_epoch == 3

@@ -9,12 +9,12 @@ from omegaconf import OmegaConf
 from torch import nn
 
 from nntrain.checkpoint import load_checkpoint
-from nntrain.cli import run
+from nntrain.commands.train import run
 from nntrain.devices import use_channels_last
-from nntrain.early_stopping import EarlyStopping
 from nntrain.errors import UserError
-from nntrain.optim import constant
-from nntrain.trainer import Trainer, limit_batches
+from nntrain.optim.schedules import constant
+from nntrain.training.early_stopping import EarlyStopping
+from nntrain.training.trainer import Trainer, limit_batches
 from tests.conftest import compose_config
 from tests.helpers import BlobData
 

@@ -7,11 +7,11 @@ import pytest
 import torch
 import torchvision.datasets.cifar
 
-from nntrain.cli import run
-from nntrain.data import vision
+from nntrain.commands.train import run
+from nntrain.data import torchvision_sets as vision
 from nntrain.data.augment import CropFlip, random_crop, random_flip
-from nntrain.data.memory import TensorLoader
-from nntrain.data.vision import TorchvisionData
+from nntrain.data.in_memory import TensorLoader
+from nntrain.data.torchvision_sets import TorchvisionData
 from nntrain.errors import UserError
 from tests.conftest import compose_config
 from tests.fake_data import write_cifar, write_mnist

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from nntrain.data.memory import InMemoryData, Normalize
+from nntrain.data.in_memory import InMemoryData, Normalize
 from nntrain.errors import UserError
 
 

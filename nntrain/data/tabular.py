@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-from nntrain.data.memory import InMemoryData
+from nntrain.data.in_memory import InMemoryData
 from nntrain.errors import check_positive_int, is_number, require
 
 

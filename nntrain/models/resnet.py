@@ -15,9 +15,9 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from nntrain.data.downloads import network_timeout
 from nntrain.errors import UserError, check_positive_int, is_number, require
 from nntrain.models.layers import Dropout
-from nntrain.network import network_timeout
 
 log = logging.getLogger("nntrain")
 

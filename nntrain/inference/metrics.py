@@ -40,7 +40,7 @@ class RunningClassification:
         across_ranks: summed over the ranks of a torchrun job (each sees its own shard)."""
         sums = self.sums - since if since is not None else self.sums
         if across_ranks:
-            from nntrain.distributed import all_reduce_sum
+            from nntrain.training.distributed import all_reduce_sum
 
             sums = all_reduce_sum(sums)
         loss_sum, correct, count = sums.tolist()

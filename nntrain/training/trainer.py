@@ -25,20 +25,20 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from nntrain import distributed
 from nntrain.checkpoint import load_checkpoint, save_checkpoint
-from nntrain.console import TrainProgress, format_epoch_line
 from nntrain.devices import resolve_device, resolve_precision, use_channels_last
-from nntrain.early_stopping import EarlyStopping
 from nntrain.errors import UserError, check_positive_int, is_number, require
-from nntrain.fit_state import FitState
-from nntrain.interrupts import StopRequests, TrainingInterrupted
-from nntrain.lookahead import Lookahead
-from nntrain.metrics import RunningClassification
-from nntrain.optim import build_optimizer
-from nntrain.reproducibility import configure_determinism
-from nntrain.tb_writer import TensorBoardLogger
-from nntrain.tta import check_mode, tta_logits
+from nntrain.inference.metrics import RunningClassification
+from nntrain.inference.tta import check_mode, tta_logits
+from nntrain.optim.optimizers import build_optimizer
+from nntrain.reporting.console import TrainProgress, format_epoch_line
+from nntrain.reporting.tensorboard import TensorBoardLogger
+from nntrain.training import distributed
+from nntrain.training.early_stopping import EarlyStopping
+from nntrain.training.lookahead import Lookahead
+from nntrain.training.seeding import configure_determinism
+from nntrain.training.signals import StopRequests, TrainingInterrupted
+from nntrain.training.state import FitState
 
 log = logging.getLogger("nntrain")
 
@@ -358,7 +358,7 @@ class Trainer:
             if self.rank == 0:
                 (run_dir / "metrics.json").write_text(json.dumps(result, indent=2) + "\n")
             if self.report_images and self.rank == 0:
-                from nntrain.reports import write_end_of_run
+                from nntrain.reporting.end_of_run import write_end_of_run
 
                 write_end_of_run(
                     tensorboard, self, model, data, run_dir, result, config_yaml, state.step
@@ -532,7 +532,7 @@ class Trainer:
         self, model: nn.Module, loader: Loader, n_batches: int | None = None, tta: str = "none"
     ) -> dict[str, float]:
         """Mean loss and accuracy of model over (the first n_batches of) loader, each batch seen
-        through the test-time augmentation `tta` (see nntrain.tta)."""
+        through the test-time augmentation `tta` (see nntrain.inference.tta)."""
         model.eval()
         running = RunningClassification(self.device)
         for index, (inputs, targets) in enumerate(loader):

@@ -14,9 +14,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from nntrain.early_stopping import EarlyStopping
-from nntrain.lookahead import Lookahead
-from nntrain.reproducibility import capture_rng_state, restore_rng_state
+from nntrain.training.early_stopping import EarlyStopping
+from nntrain.training.lookahead import Lookahead
+from nntrain.training.seeding import capture_rng_state, restore_rng_state
 
 
 @dataclass

@@ -55,7 +55,7 @@ def summarize(sweep_dir: Path, monitor: str) -> list[dict[str, Any]]:
 def print_rows(rows: list[dict[str, Any]], sweep_dir: Path, monitor: str) -> None:
     from rich.table import Table
 
-    from nntrain.console import display_path, get_console
+    from nntrain.reporting.console import display_path, get_console
 
     table = Table(title=f"sweep summary: {display_path(sweep_dir)}/summary.csv")
     for column in COLUMNS:

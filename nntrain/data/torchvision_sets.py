@@ -15,9 +15,9 @@ from typing import Any
 import torch
 
 from nntrain.data.augment import CropFlip
-from nntrain.data.memory import IMAGENET_MEAN, IMAGENET_STD, InMemoryData, Normalize
+from nntrain.data.downloads import network_timeout, unreachable_reason
+from nntrain.data.in_memory import IMAGENET_MEAN, IMAGENET_STD, InMemoryData, Normalize
 from nntrain.errors import UserError, check_positive_int, require
-from nntrain.network import network_timeout, unreachable_reason
 
 
 @dataclass(frozen=True)

@@ -61,7 +61,7 @@ def load_image(path: Path, spec: dict[str, Any]) -> torch.Tensor:
     from PIL import Image
     from torchvision.transforms.v2 import functional as F
 
-    from nntrain.data.folder import unreadable
+    from nntrain.data.image_folder import unreadable
 
     try:
         # PIL warns about palette transparency and large images; neither is the user's error.
@@ -181,7 +181,7 @@ def probabilities(
     through the run's test-time augmentation `tta`, as its test score was."""
     import torch
 
-    from nntrain.tta import tta_logits
+    from nntrain.inference.tta import tta_logits
 
     with torch.inference_mode():
         return torch.cat(
@@ -219,7 +219,7 @@ def show(rows: list[list[str]], output: Path) -> None:
     from rich.table import Table
     from rich.text import Text
 
-    from nntrain.console import display_path, get_console
+    from nntrain.reporting.console import display_path, get_console
 
     table = Table(title="nntrain-predict", title_justify="left")
     for column in HEADER:
@@ -250,7 +250,7 @@ def predict(cfg: DictConfig) -> Path:
         f"output {cfg.output} is {clash}; give another file name, e.g. output=predictions.csv.",
     )
     from nntrain.devices import resolve_device
-    from nntrain.restore import build_model, load_run
+    from nntrain.inference.restore import build_model, load_run
 
     try:
         device = resolve_device(str(cfg.device))
@@ -268,7 +268,7 @@ def predict(cfg: DictConfig) -> Path:
 
 @hydra.main(version_base="1.3", config_path="pkg://nntrain.configs", config_name="predict")
 def predict_app(cfg: DictConfig) -> None:
-    from nntrain.console import print_error
+    from nntrain.reporting.console import print_error
 
     try:
         predict(cfg)
@@ -279,6 +279,6 @@ def predict_app(cfg: DictConfig) -> None:
 
 def main() -> None:
     """Entry point of the `nntrain-predict` console script."""
-    from nntrain.cli import run_app
+    from nntrain.commands.train import run_app
 
     run_app(predict_app, command="nntrain-predict")

@@ -11,7 +11,7 @@ import torch
 import yaml
 from torch import nn
 
-from nntrain.tb_writer import TensorBoardLogger
+from nntrain.reporting.tensorboard import TensorBoardLogger
 
 SAMPLE_IMAGES = 32
 
@@ -52,7 +52,7 @@ def write_end_of_run(
     step: int,
 ) -> None:
     """The pictures of the best model on the validation split, and the HParams record."""
-    from nntrain import plots
+    from nntrain.reporting import figures as plots
 
     logits, targets = trainer.predict(model, data.val_loader())
     predicted = logits.argmax(dim=1)
@@ -107,7 +107,7 @@ def decision_boundary(
 ) -> np.ndarray:
     """The tutorial's exercise 2: the model's class over a grid of raw feature values, with the
     validation points on top."""
-    from nntrain import plots
+    from nntrain.reporting import figures as plots
 
     mean, std = torch.tensor(spec["mean"]), torch.tensor(spec["std"])
     val = data.splits["val"]

@@ -51,8 +51,9 @@ def build_optimizer_partial(node: DictConfig) -> tuple[Any, float]:
 
 def run(cfg: DictConfig, run_dir: str, show_progress: bool = False) -> dict[str, float]:
     """Build everything from the composed config, fit, test; returns the run's metrics."""
-    from nntrain import console, distributed
-    from nntrain.reproducibility import check_seed, seed_everything
+    from nntrain.reporting import console
+    from nntrain.training import distributed
+    from nntrain.training.seeding import check_seed, seed_everything
 
     check_no_missing_values(cfg)
     main_process = distributed.is_main_process()
@@ -73,7 +74,7 @@ def run(cfg: DictConfig, run_dir: str, show_progress: bool = False) -> dict[str,
     resume = None
     if cfg.get("resume"):
         from nntrain.checkpoint import load_checkpoint
-        from nntrain.resume import check_same_run
+        from nntrain.commands.resume import check_same_run
 
         resume = load_checkpoint(cfg.resume)
         check_same_run(resume, saved, cfg.resume)
@@ -142,8 +143,8 @@ def train(cfg: DictConfig) -> float:
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
-    from nntrain.console import interactive, log
-    from nntrain.interrupts import TrainingInterrupted
+    from nntrain.reporting.console import interactive, log
+    from nntrain.training.signals import TrainingInterrupted
 
     hydra_cfg = HydraConfig.get()
     run_dir = Path(hydra_cfg.runtime.output_dir)
@@ -179,8 +180,8 @@ def train(cfg: DictConfig) -> float:
 
 @hydra.main(version_base="1.3", config_path="pkg://nntrain.configs", config_name="train")
 def train_app(cfg: DictConfig) -> float:
-    from nntrain.console import display_path, print_error
-    from nntrain.interrupts import TrainingInterrupted
+    from nntrain.reporting.console import display_path, print_error
+    from nntrain.training.signals import TrainingInterrupted
 
     try:
         return train(cfg)
@@ -246,7 +247,7 @@ def run_app(
     """
     from hydra.errors import HydraException
 
-    from nntrain.console import print_error
+    from nntrain.reporting.console import print_error
 
     debugging = os.environ.get("HYDRA_FULL_ERROR") == "1"
     os.environ["HYDRA_FULL_ERROR"] = "1"
@@ -272,10 +273,10 @@ def run_app(
 
 def main() -> None:
     """Entry point of the `nntrain` console script and of `python -m nntrain`."""
-    from nntrain import distributed
-    from nntrain.resume import rewrite_argv
+    from nntrain.commands.resume import rewrite_argv
+    from nntrain.training import distributed
 
-    try:  # under torchrun all ranks share rank 0's run directory (see nntrain.distributed)
+    try:  # under torchrun all ranks share rank 0's run directory (see nntrain.training.distributed)
         run_app(train_app, lambda argv: distributed.one_run_dir(rewrite_argv(argv)))
     finally:
         distributed.shutdown()

@@ -18,17 +18,17 @@ from omegaconf import DictConfig, open_dict
 from nntrain.errors import UserError, require
 
 if TYPE_CHECKING:
-    from nntrain.restore import TrainedRun
+    from nntrain.inference.restore import TrainedRun
 
 SPLITS = ("test", "val", "train")
 
 
 def evaluate_checkpoint(cfg: DictConfig) -> tuple[dict[str, Any], TrainedRun]:
     """Score cfg.ckpt on cfg.split; returns what eval_<split>.json holds, and the run."""
-    from nntrain.cli import build
-    from nntrain.metrics import classification_report
-    from nntrain.restore import build_model, load_run
-    from nntrain.trainer import Trainer
+    from nntrain.commands.train import build
+    from nntrain.inference.metrics import classification_report
+    from nntrain.inference.restore import build_model, load_run
+    from nntrain.training.trainer import Trainer
 
     require(cfg.split in SPLITS, f"split must be one of {', '.join(SPLITS)}, got {cfg.split!r}.")
     run = load_run(cfg.ckpt)
@@ -60,7 +60,7 @@ def evaluate_checkpoint(cfg: DictConfig) -> tuple[dict[str, Any], TrainedRun]:
 
 def feature_importance(model: Any, data: Any, feature_names: list[str]) -> dict[str, Any]:
     """Weight magnitudes of the first layer and permutation importance on the validation split."""
-    from nntrain.importance import first_layer_weight_magnitude, permutation_importance
+    from nntrain.inference.importance import first_layer_weight_magnitude, permutation_importance
 
     val = data.splits["val"]
     return {
@@ -72,7 +72,7 @@ def feature_importance(model: Any, data: Any, feature_names: list[str]) -> dict[
 def write_results(results: dict[str, Any], run_dir: Path, class_names: list[str]) -> list[Path]:
     import numpy as np
 
-    from nntrain.plots import confusion_matrix_image, save_png
+    from nntrain.reporting.figures import confusion_matrix_image, save_png
 
     split = results["split"]
     json_path = run_dir / f"eval_{split}.json"
@@ -87,7 +87,7 @@ def write_results(results: dict[str, Any], run_dir: Path, class_names: list[str]
 def print_results(results: dict[str, Any], files: list[Path]) -> None:
     from rich.table import Table
 
-    from nntrain.console import display_path, get_console
+    from nntrain.reporting.console import display_path, get_console
 
     console, split = get_console(), results["split"]
     figures = Table(title=f"{results['checkpoint']} on the {split} split", show_header=False)
@@ -146,8 +146,8 @@ def print_results(results: dict[str, Any], files: list[Path]) -> None:
 
 @hydra.main(version_base="1.3", config_path="pkg://nntrain.configs", config_name="eval")
 def eval_app(cfg: DictConfig) -> float:
-    from nntrain.cli import check_no_missing_values
-    from nntrain.console import print_error
+    from nntrain.commands.train import check_no_missing_values
+    from nntrain.reporting.console import print_error
 
     try:
         check_no_missing_values(cfg)
@@ -168,6 +168,6 @@ def open_data_overrides(argv: list[str]) -> list[str]:
 
 def main() -> None:
     """Entry point of the `nntrain-eval` console script."""
-    from nntrain.cli import run_app
+    from nntrain.commands.train import run_app
 
     run_app(eval_app, open_data_overrides, command="nntrain-eval")

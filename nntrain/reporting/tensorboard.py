@@ -33,7 +33,7 @@ class TensorBoardLogger:
         self.writer._get_file_writer().add_summary(summary, global_step=step)
 
     def image(self, tag: str, image: np.ndarray, step: int) -> None:
-        """An (H, W, 3) uint8 RGB picture (see nntrain.plots)."""
+        """An (H, W, 3) uint8 RGB picture (see nntrain.reporting.figures)."""
         self.writer.add_image(tag, image, global_step=step, dataformats="HWC")
 
     def hparams(

@@ -22,7 +22,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from torchvision.datasets.folder import IMG_EXTENSIONS
 from torchvision.transforms import v2
 
-from nntrain.data.memory import IMAGENET_MEAN, IMAGENET_STD, epoch_generator, split_indices
+from nntrain.data.in_memory import IMAGENET_MEAN, IMAGENET_STD, epoch_generator, split_indices
 from nntrain.errors import UserError, check_fraction, check_positive_int, require
 
 STATS_IMAGES = 200  # enough for stable per-channel statistics, quick to decode at start-up

@@ -1,0 +1,1 @@
+"""Optimizers (parameter groups, fused kernels) and learning-rate schedules."""
