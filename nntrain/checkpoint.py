@@ -6,53 +6,43 @@ text), so it loads with torch.load(weights_only=True) and never executes code fr
 
 from __future__ import annotations
 
-import os
 import pickle
 import re
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from nntrain import files
 from nntrain.errors import UserError
 
 FORMAT_VERSION = 1
 
 
 def save_checkpoint(state: dict[str, Any], path: str | Path) -> None:
-    """Write state to path atomically: a crash mid-write never leaves a broken file behind.
-
-    The bytes go to a temporary file in the same directory (so os.replace is a rename on one
-    file system), are flushed and fsynced, then replace the old file in one step.
-    """
+    """Write state to path atomically (nntrain.files): a crash mid-write never leaves a broken
+    file behind, and a failed write is one sentence saying what was kept."""
     path = Path(path)
+    had_previous = path.exists()
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    except OSError as error:
-        raise UserError(
-            f"could not write the checkpoint {path} ({error.strerror or error})."
-        ) from error
-    try:
-        with os.fdopen(fd, "wb") as file:
-            torch.save({"format_version": FORMAT_VERSION, **state}, file)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(tmp_name, path)
-    except BaseException as error:
-        Path(tmp_name).unlink(missing_ok=True)
+        files.write_atomically(
+            path, lambda file: torch.save({"format_version": FORMAT_VERSION, **state}, file)
+        )
+    except (OSError, RuntimeError) as error:
         # A full disk surfaces as OSError from Python's file calls, or as torch's RuntimeError
         # when its zip writer hits the failed write.
-        if isinstance(error, OSError | RuntimeError):
-            reason = getattr(error, "strerror", None) or str(error).splitlines()[0]
-            kept = f"the previous {path.name} is intact" if path.exists() else "nothing was written"
-            raise UserError(
-                f"could not write the checkpoint {path} ({reason}); {kept}. "
-                "Free some disk space, then resume the run."
-            ) from error
-        raise
+        reason = getattr(error, "strerror", None) or str(error).splitlines()[0]
+        kept = f"the previous {path.name} is intact" if had_previous else "nothing was written"
+        fix = (
+            f"make {path.parent} writable"
+            if isinstance(error, PermissionError)
+            else "free some disk space"
+        )
+        raise UserError(
+            f"could not write the checkpoint {path} ({reason}); {kept}. "
+            f"{fix.capitalize()}, then resume the run."
+        ) from error
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:

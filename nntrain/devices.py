@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+from dataclasses import dataclass
+from typing import Any
+
 import torch
 from torch import nn
 
@@ -10,8 +14,9 @@ from nntrain.errors import UserError, require
 PRECISIONS = ("auto", "32", "bf16", "16")
 
 
-def resolve_device(device: str) -> torch.device:
-    """'auto' picks cuda, then mps, then cpu; anything else must exist on this machine."""
+def resolve_device(device: str, key: str = "trainer.device") -> torch.device:
+    """'auto' picks cuda, then mps, then cpu; anything else must exist on this machine.
+    key: the config key the value came from, for the error messages."""
     if device == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")
@@ -22,17 +27,17 @@ def resolve_device(device: str) -> torch.device:
         resolved = torch.device(device)
     except (RuntimeError, TypeError) as error:
         raise UserError(
-            f"trainer.device must be auto, cpu, cuda, cuda:N or mps, got {device!r}."
+            f"{key} must be auto, cpu, cuda, cuda:N or mps, got {device!r}."
         ) from error
     if resolved.type == "cuda":
         require(
             torch.cuda.is_available(),
-            f"trainer.device={device} but CUDA is not available here; use trainer.device=auto.",
+            f"{key}={device} but CUDA is not available here; use {key}=auto.",
         )
     if resolved.type == "mps":
         require(
             torch.backends.mps.is_available(),
-            f"trainer.device={device} but MPS is not available here; use trainer.device=auto.",
+            f"{key}={device} but MPS is not available here; use {key}=auto.",
         )
     return resolved
 
@@ -72,3 +77,45 @@ def use_channels_last(setting: bool | str, device: torch.device, model: nn.Modul
         return bool(setting)
     has_conv = any(isinstance(m, nn.Conv2d) for m in model.modules())
     return has_conv and device.type in ("cuda", "cpu")
+
+
+@dataclass(frozen=True)
+class Compute:
+    """Where and how a model computes: the device, the autocast dtype (None: full fp32) and
+    whether 4-D inputs go in channels_last layout. Training and inference share one."""
+
+    device: torch.device
+    autocast_dtype: torch.dtype | None = None
+    channels_last: bool = False
+
+    @classmethod
+    def resolve(
+        cls,
+        device: torch.device,
+        precision: object,
+        channels_last: bool | str,
+        model: nn.Module,
+    ) -> Compute:
+        """The settings of a trainer config (precision, channels_last) for model on device."""
+        return cls(
+            device,
+            resolve_precision(precision, device),
+            use_channels_last(channels_last, device, model),
+        )
+
+    @property
+    def precision_name(self) -> str:
+        return PRECISION_NAMES[self.autocast_dtype]
+
+    def autocast(self) -> contextlib.AbstractContextManager[Any]:
+        if self.autocast_dtype is None:  # fp32: skip the context's own cost on every step
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.autocast_dtype)
+
+    def to_model_layout(self, inputs: torch.Tensor) -> torch.Tensor:
+        if self.channels_last and inputs.dim() == 4:
+            return inputs.contiguous(memory_format=torch.channels_last)
+        return inputs
+
+
+PRECISION_NAMES = {None: "fp32", torch.bfloat16: "bf16 autocast", torch.float16: "fp16 autocast"}

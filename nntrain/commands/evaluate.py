@@ -7,7 +7,6 @@ eval_<split>.json and confusion_<split>.png into the checkpoint's run directory.
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -26,31 +25,38 @@ SPLITS = ("test", "val", "train")
 def evaluate_checkpoint(cfg: DictConfig) -> tuple[dict[str, Any], TrainedRun]:
     """Score cfg.ckpt on cfg.split; returns what eval_<split>.json holds, and the run."""
     from nntrain.commands.train import build
+    from nntrain.devices import resolve_device
+    from nntrain.inference.logits import score
     from nntrain.inference.metrics import classification_report
-    from nntrain.inference.restore import build_model, load_run
-    from nntrain.training.trainer import Trainer
+    from nntrain.inference.restore import build_model, load_run, run_compute
 
     require(cfg.split in SPLITS, f"split must be one of {', '.join(SPLITS)}, got {cfg.split!r}.")
+    device = resolve_device(str(cfg.device), key="device")
     run = load_run(cfg.ckpt)
     data_config = run.config.data.copy()
     with open_dict(data_config):
         data_config.merge_with(cfg.data)
         if cfg.batch_size is not None:
             data_config.batch_size = cfg.batch_size
-    trainer = Trainer(device=cfg.device, precision=run.config.trainer.precision, progress=False)
     data = build(data_config, "data")
     require(
         list(data.class_names) == run.class_names,
         f"the data's classes {data.class_names} are not the ones the model was trained on "
         f"{run.class_names}; point data.root at the run's data set.",
     )
-    model = build_model(run, trainer.device)
-    data.setup(trainer.device)
-    tta = run.config.trainer.get("test_time_augmentation", "none")  # as the run's test score
-    logits, targets = trainer.predict(model, getattr(data, f"{cfg.split}_loader")(), tta)
-    report = classification_report(logits, targets, run.class_names)
+    model = build_model(run, device)
+    data.setup(device)
+    compute = run_compute(run, device, model)
+    loader = getattr(data, f"{cfg.split}_loader")()
+    # The run's test score came from this same call (with its test-time augmentation).
+    scores = score(model, loader, compute, run.test_time_augmentation, gather=True)
+    assert scores.logits is not None and scores.targets is not None
+    report = classification_report(scores.logits, scores.targets, run.class_names)
+    report["loss"], report["acc"] = scores.loss, scores.acc  # summed as the run summed them
     if run.inputs["kind"] == "tabular":
-        report["importance"] = feature_importance(model, data, run.inputs["feature_names"])
+        report["importance"] = feature_importance(
+            model, data.val_loader(), compute, run.inputs["feature_names"]
+        )
     return {
         "checkpoint": str(run.checkpoint_path.relative_to(run.run_dir)),
         "split": cfg.split,
@@ -58,25 +64,31 @@ def evaluate_checkpoint(cfg: DictConfig) -> tuple[dict[str, Any], TrainedRun]:
     }, run
 
 
-def feature_importance(model: Any, data: Any, feature_names: list[str]) -> dict[str, Any]:
+def feature_importance(
+    model: Any, val_loader: Any, compute: Any, feature_names: list[str]
+) -> dict[str, Any]:
     """Weight magnitudes of the first layer and permutation importance on the validation split."""
+    from nntrain.data.protocols import collect
     from nntrain.inference.importance import first_layer_weight_magnitude, permutation_importance
+    from nntrain.inference.logits import classify
 
-    val = data.splits["val"]
+    inputs, targets = collect(val_loader)
     return {
         "first_layer_weight": first_layer_weight_magnitude(model, feature_names),
-        "permutation": permutation_importance(model, val.inputs, val.targets, feature_names),
+        "permutation": permutation_importance(
+            lambda x: classify(model, x, compute), inputs, targets, feature_names
+        ),
     }
 
 
 def write_results(results: dict[str, Any], run_dir: Path, class_names: list[str]) -> list[Path]:
     import numpy as np
 
+    from nntrain import files
     from nntrain.reporting.figures import confusion_matrix_image, save_png
 
     split = results["split"]
-    json_path = run_dir / f"eval_{split}.json"
-    json_path.write_text(json.dumps(results, indent=2) + "\n")
+    json_path = files.write_json(run_dir / f"eval_{split}.json", results)
     matrix = results[f"{split}/confusion_matrix"]
     image = confusion_matrix_image(
         np.array(matrix), class_names, title=f"confusion matrix ({split})"

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import csv
 import math
-import os
 import sys
 import warnings
 from pathlib import Path
@@ -25,7 +24,6 @@ from nntrain.errors import UserError, check_positive_int, require
 
 if TYPE_CHECKING:  # torch is imported where it is used, so --help and typos answer at once
     import torch
-    from torch import nn
 
 HEADER = ["input", "predicted", "probability", "top_k"]
 SHOWN_ROWS = 20
@@ -42,17 +40,9 @@ def image_extensions() -> tuple[str, ...]:
 
 
 def is_image_name(name: str) -> bool:
-    return not name.startswith(".") and name.lower().endswith(image_extensions())
+    from nntrain.data.image_folder import is_image_name
 
-
-def list_images(folder: Path) -> list[Path]:
-    """Image files under folder at any depth, sorted; hidden files and folders are skipped, as
-    in training (.ipynb_checkpoints, macOS's ._x.jpg)."""
-    found: list[Path] = []
-    for directory, subdirs, files in os.walk(folder, followlinks=True):
-        subdirs[:] = [name for name in subdirs if not name.startswith(".")]
-        found += [Path(directory, name) for name in files if is_image_name(name)]
-    return sorted(found)
+    return is_image_name(name)
 
 
 def load_image(path: Path, spec: dict[str, Any]) -> torch.Tensor:
@@ -157,6 +147,8 @@ def read_inputs(given: str, spec: dict[str, Any], batch_size: int) -> tuple[list
         return [str(row) for row in range(1, len(features) + 1)], features.split(batch_size)
     extensions = " ".join(image_extensions())
     if path.is_dir():
+        from nntrain.data.image_folder import list_images
+
         names = [file.relative_to(path).as_posix() for file in list_images(path)]
         require(
             bool(names),
@@ -174,21 +166,6 @@ def read_inputs(given: str, spec: dict[str, Any], batch_size: int) -> tuple[list
     return names, batches
 
 
-def probabilities(
-    model: nn.Module, batches: Any, device: torch.device, tta: str = "none"
-) -> torch.Tensor:
-    """Softmax over the classes for every input, (N, classes), on the CPU; images are seen
-    through the run's test-time augmentation `tta`, as its test score was."""
-    import torch
-
-    from nntrain.inference.tta import tta_logits
-
-    with torch.inference_mode():
-        return torch.cat(
-            [tta_logits(model, x.to(device), tta).float().softmax(dim=1).cpu() for x in batches]
-        )
-
-
 def prediction_rows(
     names: list[str], probs: torch.Tensor, class_names: list[str], top_k: int
 ) -> list[list[str]]:
@@ -200,18 +177,6 @@ def prediction_rows(
         top = ";".join(f"{class_names[i]}:{p:.4f}" for i, p in pairs)
         rows.append([name, class_names[top_indices[0]], f"{top_values[0]:.4f}", top])
     return rows
-
-
-def write_csv(path: Path, rows: list[list[str]]) -> None:
-    """Atomically (temporary file, rename): an interrupted write leaves no half a CSV."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp")
-    try:
-        with temporary.open("w", newline="", encoding="utf-8") as file:
-            csv.writer(file).writerows([HEADER, *rows])
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
 
 
 def show(rows: list[list[str]], output: Path) -> None:
@@ -249,19 +214,20 @@ def predict(cfg: DictConfig) -> Path:
         not output.is_dir() and output.resolve() != Path(str(cfg.inputs)).resolve(),
         f"output {cfg.output} is {clash}; give another file name, e.g. output=predictions.csv.",
     )
+    from nntrain import files
     from nntrain.devices import resolve_device
-    from nntrain.inference.restore import build_model, load_run
+    from nntrain.inference.logits import probabilities
+    from nntrain.inference.restore import build_model, load_run, run_compute
 
-    try:
-        device = resolve_device(str(cfg.device))
-    except UserError as error:  # its message names the training key
-        raise UserError(str(error).replace("trainer.device", "device")) from None
+    device = resolve_device(str(cfg.device), key="device")
     run = load_run(str(cfg.ckpt))
     names, batches = read_inputs(str(cfg.inputs), run.inputs, cfg.batch_size)
-    tta = run.config.trainer.get("test_time_augmentation", "none")
-    probs = probabilities(build_model(run, device), batches, device, tta)
+    model = build_model(run, device)
+    # The inference path of the run's own test score: its precision, layout and TTA.
+    compute = run_compute(run, device, model)
+    probs = probabilities(model, batches, compute, run.test_time_augmentation)
     rows = prediction_rows(names, probs, run.class_names, cfg.top_k)
-    write_csv(output, rows)
+    files.write_csv(output, [HEADER, *rows])  # atomic: an interrupted write leaves no half CSV
     show(rows, output)
     return output
 

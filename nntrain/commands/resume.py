@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from nntrain.errors import UserError, require
+from nntrain.runs import resolve_checkpoint, run_dir_of
 
 # Keys whose change would make the resumed run a different run.
 FROZEN_GROUPS = ("model", "data", "optimizer", "scheduler", "seed")
@@ -38,22 +39,13 @@ def find_checkpoint(target: str, outputs: Path = Path("outputs")) -> Path:
         path.exists(),
         f"resume={target}: {path} does not exist; pass a run directory or a checkpoint file.",
     )
-    if path.is_dir():
-        checkpoint = path / "checkpoints" / "last.pt"
-        require(
-            checkpoint.is_file(),
-            f"resume={target}: {path} has no checkpoints/last.pt; pass a run directory that "
-            "trained at least one checkpoint, or a .pt file.",
-        )
-        return checkpoint
-    return path
-
-
-def run_dir_of(checkpoint: Path) -> Path:
-    """The run directory a checkpoint belongs to (<run>/checkpoints/last.pt -> <run>)."""
-    return (
-        checkpoint.parent.parent if checkpoint.parent.name == "checkpoints" else checkpoint.parent
+    checkpoint = resolve_checkpoint(path, "last")
+    require(
+        checkpoint.is_file(),
+        f"resume={target}: {path} has no checkpoints/last.pt; pass a run directory that "
+        "trained at least one checkpoint, or a .pt file.",
     )
+    return checkpoint
 
 
 def override_key(override: str) -> str:

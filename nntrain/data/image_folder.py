@@ -40,17 +40,26 @@ def find_classes(folder: Path) -> list[str]:
     return sorted(e.name for e in os.scandir(folder) if e.is_dir() and not e.name.startswith("."))
 
 
-def read_class(folder: Path) -> list[Path]:
-    """The image files under folder (any depth), sorted, each checked to open: a corrupt file
-    should stop the run now, not hours into training (PIL reads only the header here)."""
-    images = []
+def is_image_name(name: str) -> bool:
+    # Hidden files are skipped: macOS's ._x.jpg is no image.
+    return not name.startswith(".") and name.lower().endswith(IMG_EXTENSIONS)
+
+
+def list_images(folder: Path) -> list[Path]:
+    """The image files under folder at any depth, sorted (os.walk's order depends on the file
+    system); hidden files and folders (.ipynb_checkpoints) are skipped. Training reads class
+    folders with it and nntrain-predict its input folder, so both see the same files."""
+    found: list[Path] = []
     for directory, subdirs, files in os.walk(folder, followlinks=True):
         subdirs[:] = [name for name in subdirs if not name.startswith(".")]
-        images += [
-            Path(directory, name)
-            for name in files
-            if not name.startswith(".") and name.lower().endswith(IMG_EXTENSIONS)
-        ]
+        found += [Path(directory, name) for name in files if is_image_name(name)]
+    return sorted(found)
+
+
+def read_class(folder: Path) -> list[Path]:
+    """The image files of a class folder, each checked to open: a corrupt file should stop the
+    run now, not hours into training (PIL reads only the header here)."""
+    images = list_images(folder)
     require(
         bool(images),
         f"class folder {folder} has no images ({' '.join(IMG_EXTENSIONS)}); "
@@ -62,7 +71,7 @@ def read_class(folder: Path) -> list[Path]:
                 pass
         except OSError as error:  # PIL.UnidentifiedImageError is an OSError
             raise UserError(unreadable(path)) from error
-    return sorted(images)  # os.walk's order depends on the file system
+    return images
 
 
 def check_same_classes(folder: Path, train_dir: Path, class_names: list[str]) -> None:

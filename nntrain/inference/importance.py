@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import nn
 
@@ -14,9 +16,8 @@ def first_layer_weight_magnitude(model: nn.Module, feature_names: list[str]) -> 
     return dict(zip(feature_names, magnitude.tolist(), strict=True))
 
 
-@torch.inference_mode()
 def permutation_importance(
-    model: nn.Module,
+    classify: Callable[[torch.Tensor], torch.Tensor],
     inputs: torch.Tensor,
     targets: torch.Tensor,
     feature_names: list[str],
@@ -24,12 +25,13 @@ def permutation_importance(
     seed: int = 0,
 ) -> dict[str, float]:
     """Mean drop of accuracy when one feature's column is shuffled (seeded), per feature: how
-    much the model's predictions depend on that feature, measured on held-out data."""
-    model.eval()
+    much the model's predictions depend on that feature, measured on held-out data.
+    classify: inputs -> predicted classes (the inference path, nntrain.inference.logits)."""
+    targets = targets.cpu()
     generator = torch.Generator().manual_seed(seed)
 
     def accuracy(x: torch.Tensor) -> float:
-        return float((model(x).argmax(dim=1) == targets).float().mean())
+        return float((classify(x) == targets).float().mean())
 
     baseline = accuracy(inputs)
     drops = {}

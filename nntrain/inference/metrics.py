@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import torch
 
 
@@ -49,6 +50,15 @@ class RunningClassification:
         return {"loss": loss_sum / count, "acc": correct / count, "count": int(count)}
 
 
+def confusion_matrix(
+    targets: torch.Tensor, predicted: torch.Tensor, num_classes: int
+) -> np.ndarray:
+    """counts[t, p]: how many samples of true class t were predicted as p (int64)."""
+    index = targets.cpu().long() * num_classes + predicted.cpu().long()
+    counts = torch.bincount(index, minlength=num_classes * num_classes)
+    return counts.reshape(num_classes, num_classes).numpy()
+
+
 def classification_report(
     logits: torch.Tensor, targets: torch.Tensor, class_names: list[str]
 ) -> dict[str, Any]:
@@ -79,7 +89,9 @@ def classification_report(
             "f1": f1.tolist(),
             "support": support.tolist(),
         },
-        "confusion_matrix": metrics.confusion_matrix(truth, predicted, labels=labels).tolist(),
+        "confusion_matrix": confusion_matrix(
+            targets, torch.from_numpy(predicted), len(class_names)
+        ).tolist(),
     }
     for average in ("macro", "weighted"):
         p, r, f, _ = metrics.precision_recall_fscore_support(

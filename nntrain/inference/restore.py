@@ -15,7 +15,9 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from torch import nn
 
 from nntrain.checkpoint import load_checkpoint
+from nntrain.devices import Compute
 from nntrain.errors import UserError, require
+from nntrain.runs import resolve_checkpoint, run_dir_of
 
 
 @dataclass
@@ -33,12 +35,14 @@ class TrainedRun:
             return (len(self.inputs["feature_names"]),)
         return (self.inputs["channels"], *self.inputs["size"])
 
+    @property
+    def test_time_augmentation(self) -> str:
+        return str(self.config.trainer.get("test_time_augmentation", "none"))
+
 
 def load_run(path: str | Path) -> TrainedRun:
     """The checkpoint at path (a .pt file, or a run dir: its checkpoints/best.pt)."""
-    path = Path(path).expanduser().absolute()
-    if path.is_dir():
-        path = path / "checkpoints" / "best.pt"
+    path = resolve_checkpoint(path, "best")
     state = load_checkpoint(path)
     require(
         bool(state.get("config")) and bool(state.get("class_names")) and bool(state.get("inputs")),
@@ -46,8 +50,9 @@ def load_run(path: str | Path) -> TrainedRun:
         "by nntrain's trainer (or by an older version): train again to evaluate it.",
     )
     config = OmegaConf.create(state["config"])
-    run_dir = path.parent.parent if path.parent.name == "checkpoints" else path.parent
-    return TrainedRun(path, run_dir, config, list(state["class_names"]), state["inputs"], state)
+    return TrainedRun(
+        path, run_dir_of(path), config, list(state["class_names"]), state["inputs"], state
+    )
 
 
 def build_model(run: TrainedRun, device: torch.device | str = "cpu") -> nn.Module:
@@ -71,3 +76,14 @@ def build_model(run: TrainedRun, device: torch.device | str = "cpu") -> nn.Modul
             f"({str(error).splitlines()[0]})."
         ) from error
     return model.to(device).eval()
+
+
+def run_compute(run: TrainedRun, device: torch.device, model: nn.Module) -> Compute:
+    """How the run computed (precision, memory layout), on `device`. A precision the device
+    lacks (fp16 autocast of a CUDA run, evaluated on a CPU) becomes the device's default: the
+    scores then match the run's only up to rounding."""
+    trainer = run.config.trainer
+    precision = trainer.get("precision", "auto")
+    if str(precision) == "16" and device.type != "cuda":
+        precision = "auto"
+    return Compute.resolve(device, precision, trainer.get("channels_last", "auto"), model)

@@ -107,9 +107,9 @@ class TrainProgress:
             f"epoch {epoch + 1}/{max_epochs}", total=total_batches, completed=completed, stats=""
         )
 
-    def advance(self) -> None:
+    def advance(self, batches: int = 1) -> None:
         if self._progress is not None:
-            self._progress.advance(self._task)
+            self._progress.advance(self._task, batches)
 
     def show(self, loss: float, acc: float, lr: float, samples_per_sec: float) -> None:
         if self._progress is not None:

@@ -1,22 +1,28 @@
 """What a finished run adds to TensorBoard (and its run dir) besides the curves: the confusion
-matrix, sample predictions, the decision boundary of 2-feature tasks and the HParams record."""
+matrix, sample predictions, the decision boundary of 2-feature tasks and the HParams record.
+
+It is handed the best model's validation logits and a `classify` function (both from the one
+inference path): nothing here runs a model itself.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 import yaml
-from torch import nn
 
-from nntrain.reporting.tensorboard import TensorBoardLogger
+from nntrain.data.protocols import DataModule, Loader, collect
+from nntrain.inference.metrics import confusion_matrix
+from nntrain.reporting.tensorboard import RunLogger
 
 SAMPLE_IMAGES = 32
 
 
-def chosen_hparams(config_yaml: str, model: nn.Module, data: Any) -> dict[str, Any]:
+def chosen_hparams(config_yaml: str, model_name: str, data_name: str) -> dict[str, Any]:
     """The run's hyperparameters, flat, as TensorBoard's HParams tab wants them (numbers,
     strings, booleans): the choices (model, data, optimizer, scheduler) and the values that
     usually differ between the runs of a sweep."""
@@ -24,8 +30,8 @@ def chosen_hparams(config_yaml: str, model: nn.Module, data: Any) -> dict[str, A
     optimizer, scheduler = config.get("optimizer", {}), config.get("scheduler", {})
     trainer, data_config = config.get("trainer", {}), config.get("data", {})
     chosen: dict[str, Any] = {
-        "model": type(model).__name__,
-        "data": getattr(data, "name", type(data).__name__),
+        "model": model_name,
+        "data": data_name,
         "optimizer": str(optimizer.get("_target_", "")).rsplit(".", 1)[-1],
         "optimizer.lr": optimizer.get("lr"),
         "optimizer.weight_decay": optimizer.get("weight_decay"),
@@ -42,41 +48,41 @@ def chosen_hparams(config_yaml: str, model: nn.Module, data: Any) -> dict[str, A
 
 
 def write_end_of_run(
-    tensorboard: TensorBoardLogger,
-    trainer: Any,
-    model: nn.Module,
-    data: Any,
+    tensorboard: RunLogger,
     run_dir: Path,
+    data: DataModule,
+    val_logits: torch.Tensor,
+    val_targets: torch.Tensor,
+    classify: Callable[[torch.Tensor], torch.Tensor],
     result: dict[str, Any],
     config_yaml: str,
+    model_name: str,
     step: int,
 ) -> None:
-    """The pictures of the best model on the validation split, and the HParams record."""
-    from nntrain.reporting import figures as plots
+    """The pictures of the best model on the validation split, and the HParams record.
+    classify: inputs -> predicted classes, for the decision boundary's grid."""
+    from nntrain.reporting import figures
 
-    logits, targets = trainer.predict(model, data.val_loader())
-    predicted = logits.argmax(dim=1)
-    matrix = np.zeros((data.num_classes, data.num_classes), dtype=np.int64)
-    np.add.at(matrix, (targets.numpy(), predicted.numpy()), 1)
+    predicted = val_logits.argmax(dim=1)
+    matrix = confusion_matrix(val_targets, predicted, data.num_classes)
     tensorboard.image(
         "val/confusion_matrix",
-        plots.confusion_matrix_image(matrix, data.class_names, "confusion matrix (val)"),
+        figures.confusion_matrix_image(matrix, data.class_names, "confusion matrix (val)"),
         step,
     )
-
-    spec = data.input_spec() if hasattr(data, "input_spec") else {}
-    if spec.get("kind") == "image":
-        images = first_images(data, spec)
+    spec = data.input_spec()
+    if spec["kind"] == "image":
+        images = first_images(data.val_loader(), spec, SAMPLE_IMAGES)
         names = data.class_names
-        grid = plots.image_grid(
+        grid = figures.image_grid(
             images,
-            [names[t] for t in targets[: len(images)]],
+            [names[t] for t in val_targets[: len(images)]],
             [names[p] for p in predicted[: len(images)]],
         )
         tensorboard.image("val/samples", grid, step)
-    elif spec.get("kind") == "tabular" and len(spec["feature_names"]) == 2:
-        image = decision_boundary(trainer, model, data, spec)
-        plots.save_png(image, run_dir / "decision_boundary.png")
+    elif spec["kind"] == "tabular" and len(spec["feature_names"]) == 2:
+        image = decision_boundary(classify, data.val_loader(), spec, data.class_names)
+        figures.save_png(image, run_dir / "decision_boundary.png")
         tensorboard.image("val/decision_boundary", image, step)
 
     metrics = {
@@ -84,41 +90,35 @@ def write_end_of_run(
         "hparam/test_acc": float(result["test/acc"]),
         "hparam/best_epoch": float(result["best_epoch"]),
     }
-    tensorboard.hparams(chosen_hparams(config_yaml, model, data), metrics)
+    data_name = getattr(data, "name", type(data).__name__)
+    tensorboard.hparams(chosen_hparams(config_yaml, model_name, data_name), metrics)
 
 
-def first_images(data: Any, spec: dict[str, Any]) -> np.ndarray:
+def first_images(loader: Loader, spec: dict[str, Any], count: int) -> np.ndarray:
     """The first validation images, undone to [0, 1] pixels for display."""
-    batches, count = [], 0
-    for inputs, _ in data.val_loader():
-        batches.append(inputs.float().cpu())
-        count += len(inputs)
-        if count >= SAMPLE_IMAGES:
-            break
-    images = torch.cat(batches)[:SAMPLE_IMAGES]
+    images = collect(loader, count)[0].float().cpu()
     mean = torch.tensor(spec["mean"]).view(1, -1, 1, 1)
     std = torch.tensor(spec["std"]).view(1, -1, 1, 1)
     return ((images * std + mean) / spec["pixel_max"]).clamp(0, 1).numpy()
 
 
-@torch.inference_mode()
 def decision_boundary(
-    trainer: Any, model: nn.Module, data: Any, spec: dict[str, Any]
+    classify: Callable[[torch.Tensor], torch.Tensor],
+    loader: Loader,
+    spec: dict[str, Any],
+    class_names: list[str],
 ) -> np.ndarray:
     """The tutorial's exercise 2: the model's class over a grid of raw feature values, with the
     validation points on top."""
-    from nntrain.reporting import figures as plots
+    from nntrain.reporting import figures
 
     mean, std = torch.tensor(spec["mean"]), torch.tensor(spec["std"])
-    val = data.splits["val"]
-    points = (val.inputs.cpu() * std + mean).numpy()
+    inputs, targets = collect(loader)
+    points = (inputs.float().cpu() * std + mean).numpy()
 
     def predict(raw: np.ndarray) -> np.ndarray:
-        x = ((torch.from_numpy(raw) - mean) / std).to(trainer.device)
-        with trainer.autocast():
-            return model(x).argmax(dim=1).cpu().numpy()
+        return classify((torch.from_numpy(raw) - mean) / std).numpy()
 
-    model.eval()
-    return plots.decision_boundary_image(
-        predict, points, val.targets.cpu().numpy(), data.class_names, spec["feature_names"]
+    return figures.decision_boundary_image(
+        predict, points, targets.cpu().numpy(), class_names, spec["feature_names"]
     )

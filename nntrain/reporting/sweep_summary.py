@@ -7,7 +7,6 @@ launcher ran the jobs (in this process, joblib workers, a cluster).
 
 from __future__ import annotations
 
-import csv
 import json
 from pathlib import Path
 from typing import Any
@@ -15,6 +14,8 @@ from typing import Any
 import yaml
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
+
+from nntrain import files
 
 COLUMNS = ["job", "overrides", "status", "best_val", "test/acc", "epochs", "wall_time_s", "error"]
 
@@ -45,10 +46,8 @@ def summarize(sweep_dir: Path, monitor: str) -> list[dict[str, Any]]:
     jobs = [d for d in sweep_dir.iterdir() if d.is_dir() and (d / ".hydra").is_dir()]
     jobs.sort(key=lambda d: (not d.name.isdigit(), int(d.name) if d.name.isdigit() else 0, d.name))
     rows = [job_row(job, monitor) for job in jobs]
-    with (sweep_dir / "summary.csv").open("w", newline="") as file:
-        writer = csv.DictWriter(file, fieldnames=COLUMNS)
-        writer.writeheader()
-        writer.writerows(rows)
+    table = [COLUMNS, *([row[column] for column in COLUMNS] for row in rows)]
+    files.write_csv(sweep_dir / "summary.csv", table)
     return rows
 
 

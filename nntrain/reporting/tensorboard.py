@@ -7,8 +7,29 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any, Protocol
 
 import numpy as np
+
+
+class RunLogger(Protocol):
+    """What the trainer writes to TensorBoard (rank 0) or to nowhere (the other ranks)."""
+
+    def scalars(self, values: Mapping[str, float], step: int) -> None: ...
+    def image(self, tag: str, image: np.ndarray, step: int) -> None: ...
+    def hparams(
+        self, hparams: Mapping[str, float | int | str | bool], metrics: Mapping[str, float]
+    ) -> None: ...
+    def close(self) -> None: ...
+
+
+class NullLogger:
+    """TensorBoard on ranks other than 0: nothing is written."""
+
+    def scalars(self, *args: Any) -> None: ...
+    def image(self, *args: Any) -> None: ...
+    def hparams(self, *args: Any) -> None: ...
+    def close(self) -> None: ...
 
 
 class TensorBoardLogger:

@@ -1,4 +1,5 @@
-"""What a fit changes as it goes, and its round trip through a checkpoint.
+"""A run being fitted: what it changes as it goes (RunState, which round-trips through a
+checkpoint) and what it fixed at its start (Run).
 
 A checkpoint taken mid-epoch (every_n_steps, or on SIGINT/SIGTERM) records how many batches of
 the epoch are done and the epoch's running metric sums; together with the optimizer, scheduler,
@@ -9,18 +10,24 @@ the data order of an epoch is a function of (seed, epoch), so skipping the done 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
+from nntrain.data.protocols import DataModule, Loader
+from nntrain.devices import Compute
+from nntrain.reporting.tensorboard import RunLogger
 from nntrain.training.early_stopping import EarlyStopping
 from nntrain.training.lookahead import Lookahead
 from nntrain.training.seeding import capture_rng_state, restore_rng_state
 
 
 @dataclass
-class FitState:
+class RunState:
+    """Everything a checkpoint must hold to continue the run exactly."""
+
     model: nn.Module
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LRScheduler
@@ -73,3 +80,27 @@ class FitState:
             self.lookahead.load_state_dict(checkpoint["lookahead"], device)
         if "rng" in checkpoint:
             restore_rng_state(checkpoint["rng"])
+
+
+@dataclass
+class Run:
+    """One fit: what Trainer.fit builds at its start and keeps fixed, around the RunState."""
+
+    state: RunState
+    model: nn.Module  # the plain module: checkpoints, validation and the test use it
+    forward: nn.Module  # what the training step calls: model, or its DDP / compiled wrapper
+    data: DataModule
+    train_loader: Loader
+    val_loader: Loader
+    train_batches: int  # per epoch, after trainer.limit_train_batches
+    val_batches: int
+    total_steps: int  # optimizer steps of the whole run (the schedules' length)
+    compute: Compute
+    run_dir: Path
+    # Written into every checkpoint: eval and predict rebuild the model from them.
+    facts: dict[str, Any]
+    tensorboard: RunLogger
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.run_dir / "checkpoints"

@@ -1,72 +1,51 @@
-"""The training loop: fit a model on a data object, checkpoint the best epoch, test it.
+"""The training loop: fit a model on a data object, keep the best epoch, test it.
 
-Read Trainer.fit top to bottom: set up (or resume), then per epoch train (forward, loss,
-backward, unscale, clip, step, schedule), validate, early-stop and checkpoint; finally test with
-the best weights and write metrics.json. The per-step path has no host synchronisation except on
-log and checkpoint steps: metrics accumulate on the device, and a non-finite loss shows up in
-their sums, so it is caught there too.
+Read Trainer.fit top to bottom: prepare the run (or resume it), then per epoch train (one
+train_step per optimizer step, see step.py), end the epoch (validate, early-stop, checkpoint),
+and finish (test the best weights, write metrics.json and the figures). The per-step path has
+no host synchronisation except on log and checkpoint steps: metrics accumulate on the device,
+and a non-finite loss shows up in their sums, so it is caught there too.
 """
 
 from __future__ import annotations
 
-import contextlib
-import json
 import logging
 import math
 import os
 import shutil
 import signal
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
+from nntrain import files
 from nntrain.checkpoint import load_checkpoint, save_checkpoint
-from nntrain.devices import resolve_device, resolve_precision, use_channels_last
+from nntrain.data.protocols import DataModule, Loader
+from nntrain.devices import Compute, resolve_device, resolve_precision
 from nntrain.errors import UserError, check_positive_int, is_number, require
+from nntrain.inference.logits import classify, score
 from nntrain.inference.metrics import RunningClassification
-from nntrain.inference.tta import check_mode, tta_logits
+from nntrain.inference.tta import check_mode
+from nntrain.models.hooks import EpochAware, InitializedFromData
 from nntrain.optim.optimizers import build_optimizer
 from nntrain.reporting.console import TrainProgress, format_epoch_line
-from nntrain.reporting.tensorboard import TensorBoardLogger
+from nntrain.reporting.tensorboard import NullLogger, RunLogger, TensorBoardLogger
 from nntrain.training import distributed
 from nntrain.training.early_stopping import EarlyStopping
 from nntrain.training.lookahead import Lookahead
 from nntrain.training.seeding import configure_determinism
 from nntrain.training.signals import StopRequests, TrainingInterrupted
-from nntrain.training.state import FitState
+from nntrain.training.state import Run, RunState
+from nntrain.training.step import StepParts, optimizer_step_groups, train_step
 
 log = logging.getLogger("nntrain")
 
-
-class Loader(Protocol):
-    def __len__(self) -> int: ...
-    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]: ...  # on the device
-    def set_epoch(self, epoch: int, start_batch: int = 0) -> None: ...
-
-
-class DataModule(Protocol):
-    num_classes: int
-    class_names: list[str]
-
-    def input_spec(self) -> dict[str, Any]: ...  # how to preprocess new inputs (predict)
-    def setup(self, device: torch.device) -> None: ...
-    def train_loader(self) -> Loader: ...
-    def val_loader(self) -> Loader: ...
-    def test_loader(self) -> Loader: ...
-
-
-class NullLogger:
-    """TensorBoard on ranks other than 0: nothing is written."""
-
-    def scalars(self, *args: Any) -> None: ...
-    def image(self, *args: Any) -> None: ...
-    def hparams(self, *args: Any) -> None: ...
-    def close(self) -> None: ...
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 
 
 class NonFiniteLoss(UserError):
@@ -85,11 +64,9 @@ def limit_batches(available: int, limit: object, key: str) -> int:
     return max(1, int(available * limit))  # type: ignore[operator]
 
 
-COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
-
-
 class Trainer:
-    """Runs fit (train + validate per epoch, early stopping, checkpoints, resume) and test."""
+    """Holds the training settings (checked when built, before any data is loaded) and runs
+    fit: train + validate per epoch, early stopping, checkpoints, resume, then the test."""
 
     def __init__(
         self,
@@ -118,38 +95,29 @@ class Trainer:
         if self.world > 1 and torch.cuda.is_available() and str(device) == "auto":
             device = f"cuda:{distributed.local_rank()}"  # one GPU per torchrun process
         self.device = resolve_device(str(device))
+        self.precision = precision
         self.autocast_dtype = resolve_precision(precision, self.device)
-        require(
-            grad_clip is None or (is_number(grad_clip) and grad_clip > 0),
-            f"trainer.grad_clip must be a number > 0 or null (off), got {grad_clip!r}.",
-        )
-        self.grad_clip = grad_clip
+        self.grad_clip = check_grad_clip(grad_clip)
         self.accumulate = check_positive_int(
             "trainer.accumulate_grad_batches", accumulate_grad_batches, example=2
         )
-        self.early_stopping_config = dict(early_stopping or {})
-        EarlyStopping(**self.early_stopping_config)  # validate now, before any data is loaded
+        self.early_stopping = dict(early_stopping or {})
+        EarlyStopping(**self.early_stopping)  # checked now; each fit builds its own
         limit_batches(1, limit_train_batches, "trainer.limit_train_batches")
         limit_batches(1, limit_val_batches, "trainer.limit_val_batches")
-        self.limit_train_batches = limit_train_batches
-        self.limit_val_batches = limit_val_batches
+        self.limit_train_batches, self.limit_val_batches = limit_train_batches, limit_val_batches
         require(
             isinstance(deterministic, bool),
             f"trainer.deterministic must be true or false, got {deterministic!r}.",
         )
-        self.deterministic = deterministic
-        self.progress = bool(progress)
+        self.deterministic, self.progress = deterministic, bool(progress)
         self.log_every_n_steps = check_positive_int("trainer.log_every_n_steps", log_every_n_steps)
         require(
             channels_last in ("auto", True, False),
             f"trainer.channels_last must be auto, true or false, got {channels_last!r}.",
         )
-        self.channels_last_setting = channels_last
-        self.channels_last = False  # decided per model in fit
-        every = dict(checkpoint or {}).get("every_n_steps")
-        if every is not None:
-            check_positive_int("trainer.checkpoint.every_n_steps", every, example=100)
-        self.checkpoint_every_n_steps = every
+        self.channels_last = channels_last  # the setting; each fit decides for its model
+        self.checkpoint_every_n_steps = check_checkpoint_every(checkpoint)
         self.report_images = bool(report_images)
         self.sync_batchnorm = bool(sync_batchnorm)
         require(
@@ -162,35 +130,14 @@ class Trainer:
             f"trainer.label_smoothing must be a number in [0, 1), got {label_smoothing!r}.",
         )
         self.label_smoothing = float(label_smoothing)
-        self.lookahead_config = dict(lookahead or {})
-        Lookahead(**self.lookahead_config)  # validate now
+        self.lookahead = dict(lookahead or {})
+        Lookahead(**self.lookahead)  # checked now; each fit builds its own
         self.test_time_augmentation = check_mode(test_time_augmentation)
-        require(
-            compile in (True, False) or compile in COMPILE_MODES,
-            f"trainer.compile must be true, false or a torch.compile mode "
-            f"({', '.join(COMPILE_MODES)}), got {compile!r}.",
-        )
-        self.compile = compile
-        if compile and self.device.type == "cpu":
-            # Inductor builds C++ kernels on a CPU; without a compiler it fails at the first
-            # step with a page of traceback.
-            compilers = (os.environ.get("CXX", ""), "g++", "c++", "clang++")
-            require(
-                any(name and shutil.which(name) for name in compilers),
-                "trainer.compile on a CPU needs a C++ compiler (g++ or clang++ on PATH, or $CXX); "
-                "install one or set trainer.compile=false.",
-            )
+        self.compile = check_compile(compile, self.device)
 
-    @property
-    def precision_name(self) -> str:
-        return {None: "fp32", torch.bfloat16: "bf16 autocast", torch.float16: "fp16 autocast"}[
-            self.autocast_dtype
-        ]
-
-    def autocast(self) -> contextlib.AbstractContextManager[Any]:
-        if self.autocast_dtype is None:  # fp32: skip the context's own cost on every step
-            return contextlib.nullcontext()
-        return torch.autocast(self.device.type, dtype=self.autocast_dtype)
+    def compute_for(self, model: nn.Module) -> Compute:
+        """Device, autocast dtype and memory layout for model (channels_last=auto: conv models)."""
+        return Compute.resolve(self.device, self.precision, self.channels_last, model)
 
     def fit(
         self,
@@ -203,29 +150,63 @@ class Trainer:
         backbone_lr_scale: float = 1.0,
         resume: dict[str, Any] | None = None,
     ) -> dict[str, float]:
-        """Train, keep the best epoch by the monitored metric, test it; returns metrics.json's content.
+        """Train, keep the best epoch by the monitored metric, test it; returns metrics.json's
+        content.
 
-        optimizer and scheduler are the config's partials; backbone_lr_scale multiplies the lr of
-        a pretrained backbone's parameter groups (see optim.param_groups). resume: a checkpoint
-        of this run (last.pt) to continue from, exactly where it was saved.
+        optimizer and scheduler are the config's partials; backbone_lr_scale multiplies the lr
+        of a pretrained backbone's parameter groups (see optim.optimizers.param_groups).
+        resume: a checkpoint of this run (last.pt) to continue from, exactly where it was saved.
         """
-        run_dir = Path(run_dir)
-        checkpoints = run_dir / "checkpoints"
+        run = self._prepare(
+            model, data, optimizer, scheduler, Path(run_dir), config_yaml, backbone_lr_scale,
+            resuming=resume is not None,
+        )  # fmt: skip
+        if resume is not None:
+            self._resume(run, resume)
+        # A resumed run rewrites TensorBoard's curves from its step on (purge_step), so steps
+        # trained after the last checkpoint of the interrupted run do not appear twice.
+        run.tensorboard = self._open_logger(run.run_dir, run.state.step if resume else None)
+        state = run.state
+        try:
+            with TrainProgress(self.progress) as progress, StopRequests() as stop:
+                while state.epoch < self.max_epochs and not state.stopper.should_stop:
+                    epoch_start = time.perf_counter()
+                    self._start_epoch(run)
+                    train = self._train_epoch(run, progress, stop)
+                    self._end_epoch(run, train, epoch_start, stop)
+            return self._finish(run, config_yaml)
+        finally:
+            run.tensorboard.close()
+
+    # -- the phases of fit, in order --------------------------------------------------------
+
+    def _prepare(
+        self,
+        model: nn.Module,
+        data: DataModule,
+        optimizer: Callable[..., torch.optim.Optimizer],
+        scheduler: Callable[..., torch.optim.lr_scheduler.LRScheduler],
+        run_dir: Path,
+        config_yaml: str,
+        backbone_lr_scale: float,
+        resuming: bool,
+    ) -> Run:
+        """Everything a run needs before its first step: the model on the device in its memory
+        layout (and its data-dependent weights, unless resuming), the loaders, the optimizer,
+        schedule and scaler, and a fresh RunState."""
         configure_determinism(self.deterministic, self.device)
         data.setup(self.device)
-        self.channels_last = use_channels_last(self.channels_last_setting, self.device, model)
+        compute = self.compute_for(model)
         if self.world > 1 and self.sync_batchnorm:
             model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
             synced = sum(isinstance(m, nn.SyncBatchNorm) for m in model.modules())
-            log.info(
-                f"SyncBatchNorm: {synced} BatchNorm layers use all {self.world} ranks' batches"
-            )
+            log.info(f"SyncBatchNorm: {synced} BatchNorm layers use all {self.world} ranks' batches")
         model.to(self.device)
-        if self.channels_last:
+        if compute.channels_last:
             model.to(memory_format=torch.channels_last)
-        if resume is None and hasattr(model, "initialize_from_data"):  # e.g. a whitening layer
-            model.initialize_from_data(self._first_train_inputs(data, model.init_samples))
-        self.trained = self._wrap_for_training(model)
+        if isinstance(model, InitializedFromData) and not resuming:  # e.g. a whitening layer
+            model.initialize_from_data(first_inputs(data, compute, model.init_samples))
+        forward = self._wrap_for_training(model)
         train_loader, val_loader = data.train_loader(), data.val_loader()
         if self.world > 1:  # each rank trains on its own shard of every epoch's order
             train_loader.shard(self.rank, self.world)
@@ -236,288 +217,286 @@ class Trainer:
             len(val_loader), self.limit_val_batches, "trainer.limit_val_batches"
         )
         steps_per_epoch = math.ceil(train_batches / self.accumulate)
+        total_steps = steps_per_epoch * self.max_epochs
         opt = build_optimizer(optimizer, model, backbone_lr_scale)
-        state = FitState(
+        state = RunState(
             model=model,
             optimizer=opt,
-            scheduler=scheduler(
-                opt, total_steps=steps_per_epoch * self.max_epochs, steps_per_epoch=steps_per_epoch
-            ),
+            scheduler=scheduler(opt, total_steps=total_steps, steps_per_epoch=steps_per_epoch),
             scaler=torch.amp.GradScaler(
-                self.device.type, enabled=self.autocast_dtype == torch.float16
+                self.device.type, enabled=compute.autocast_dtype == torch.float16
             ),
-            stopper=EarlyStopping(**self.early_stopping_config),
-            lookahead=Lookahead(**self.lookahead_config),
+            stopper=EarlyStopping(**self.early_stopping),
+            lookahead=Lookahead(**self.lookahead),
         )
-        self.total_steps = steps_per_epoch * self.max_epochs
-        stopper = state.stopper
-        self._log_setup(model, train_batches, steps_per_epoch)
-        if resume is not None:
-            state.load(resume)
-            log.info(
-                f"resumed at epoch {state.epoch + 1}, batch {state.batches_done}, "
-                f"optimizer step {state.step}"
-            )
-        # The run's fixed facts travel in every checkpoint (eval and predict rebuild from them).
-        facts = {
-            "class_names": list(data.class_names),
-            "config": config_yaml,
-            "inputs": data.input_spec() if hasattr(data, "input_spec") else None,
-        }
-
-        # A resumed run rewrites TensorBoard's curves from its step on (purge_step), so steps
-        # trained after the last checkpoint of the interrupted run do not appear twice.
-        tensorboard = (
-            TensorBoardLogger(run_dir / "tb", purge_step=state.step if resume else None)
-            if self.rank == 0
-            else NullLogger()
-        )
-        try:
-            with TrainProgress(self.progress) as progress, StopRequests() as stop:
-                while state.epoch < self.max_epochs and not stopper.should_stop:
-                    epoch_start = time.perf_counter()
-                    if hasattr(model, "on_epoch_start"):  # e.g. unfreeze a backbone at epoch k
-                        trainable = [p.requires_grad for p in model.parameters()]
-                        model.on_epoch_start(state.epoch)
-                        # DDP all-reduces the parameters that were trainable when it was built:
-                        # a change needs a new wrapper, or the ranks drift apart.
-                        if self.world > 1 and trainable != [
-                            p.requires_grad for p in model.parameters()
-                        ]:
-                            self.trained = self._wrap_for_training(model)
-                    train = self._train_epoch(
-                        state,
-                        train_loader,
-                        train_batches,
-                        progress,
-                        tensorboard,
-                        stop,
-                        facts,
-                        checkpoints,
-                    )
-                    state.lookahead.at_epoch_end(model)
-                    distributed.broadcast_buffers(model)  # the same BatchNorm statistics everywhere
-                    val = self.evaluate(model, val_loader, val_batches)
-                    state.epoch, state.batches_done, state.running_sums = state.epoch + 1, 0, None
-                    metrics = {
-                        "train/loss": train["loss"],
-                        "train/acc": train["acc"],
-                        "val/loss": val["loss"],
-                        "val/acc": val["acc"],
-                        "lr": state.scheduler.get_last_lr()[0],
-                        "train/samples_per_sec": train["samples_per_sec"],
-                        "epoch_time": time.perf_counter() - epoch_start,
-                    }
-                    state.samples_per_sec.append(train["samples_per_sec"])
-                    improved = stopper.update(metrics[stopper.monitor], state.epoch - 1)
-                    if improved:
-                        state.best_metrics = {"val/loss": val["loss"], "val/acc": val["acc"]}
-                    checkpoint = state.checkpoint(metrics=metrics, **facts)
-                    if improved:
-                        self._save(checkpoint, checkpoints / "best.pt")
-                    self._save(checkpoint, checkpoints / "last.pt")
-                    tensorboard.scalars(
-                        {
-                            k: metrics[k]
-                            for k in ("val/loss", "val/acc", "train/samples_per_sec", "epoch_time")
-                        },
-                        state.step,
-                    )
-                    log.info(format_epoch_line(state.epoch - 1, self.max_epochs, metrics, improved))
-                    if stop.signum is not None:
-                        raise TrainingInterrupted(stop.signum, state.step)
-                    if stopper.should_stop:
-                        log.info(
-                            f"early stopping: {stopper.monitor} has not improved for "
-                            f"{stopper.wait} epochs (best {stopper.best:.4f} at epoch "
-                            f"{stopper.best_epoch + 1})"
-                        )
-            if stopper.best_epoch < 0:
-                raise UserError(
-                    f"no epoch produced a finite {stopper.monitor}, so there is no best "
-                    "checkpoint; the loss probably diverged: lower optimizer.lr."
-                )
-            distributed.barrier()  # best.pt is written (by rank 0) before any rank reads it
-            if not distributed.weights_agree(model, self.device):
-                raise RuntimeError("the ranks' weights differ after training: a DDP bug")
-            if self.world > 1:
-                log.info(f"weights identical on all {self.world} ranks")
-            test = self.test(model, data, checkpoints / "best.pt")  # the best weights, from now on
-            # The first epoch pays for warm-up (allocations, kernel selection): left out when
-            # there are others.
-            train_speed = state.samples_per_sec[1:] or state.samples_per_sec
-            result = {
-                **state.best_metrics,
-                stopper.monitor: stopper.best,
-                "test/acc": test["test/acc"],
-                "test/loss": test["test/loss"],
-                "best_epoch": stopper.best_epoch + 1,
-                "epochs_run": state.epoch,
-                "train/samples_per_sec": sum(train_speed) / len(train_speed),
-            }
-            if self.rank == 0:
-                (run_dir / "metrics.json").write_text(json.dumps(result, indent=2) + "\n")
-            if self.report_images and self.rank == 0:
-                from nntrain.reporting.end_of_run import write_end_of_run
-
-                write_end_of_run(
-                    tensorboard, self, model, data, run_dir, result, config_yaml, state.step
-                )
-        finally:
-            tensorboard.close()
-        return result
-
-    def _save(self, checkpoint: dict[str, Any], path: Path) -> None:
-        if self.rank == 0:  # one writer; every rank holds the same state
-            save_checkpoint(checkpoint, path)
-
-    def _to_model_layout(self, inputs: torch.Tensor) -> torch.Tensor:
-        if self.channels_last and inputs.dim() == 4:
-            return inputs.contiguous(memory_format=torch.channels_last)
-        return inputs
-
-    def _wrap_for_training(self, model: nn.Module) -> nn.Module:
-        """What the training step calls: under torchrun, DDP (it averages the gradients across
-        ranks), and torch.compile when asked. `model` stays the plain module that checkpoints,
-        evaluation and the test use, so state dicts carry no `module.` or `_orig_mod.` prefix."""
-        trained = model
-        if self.world > 1:
-            from torch.nn.parallel import DistributedDataParallel
-
-            cuda = self.device.type == "cuda"
-            trained = DistributedDataParallel(model, device_ids=[self.device] if cuda else None)
-        if self.compile:  # only the training forward is compiled
-            mode = None if self.compile in (True, "default") else self.compile
-            trained = torch.compile(trained, mode=mode)
-        return trained
-
-    def _first_train_inputs(self, data: DataModule, count: int) -> torch.Tensor:
-        """At least `count` training inputs (as the model sees them), for data-dependent
-        initialisation."""
-        loader = data.train_loader()
-        loader.set_epoch(0)
-        batches, seen = [], 0
-        for inputs, _ in loader:
-            batches.append(self._to_model_layout(inputs))
-            seen += len(inputs)
-            if seen >= count:
-                break
-        return torch.cat(batches)[:count]
-
-    def _log_setup(self, model: nn.Module, train_batches: int, steps_per_epoch: int) -> None:
-        total = sum(p.numel() for p in model.parameters())
-        trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
         log.info(
-            f"{type(model).__name__}: {trainable:,} trainable / {total:,} parameters | "
-            f"device {self.device} | {self.precision_name} | {train_batches} batches, "
-            f"{steps_per_epoch} optimizer steps per epoch"
+            f"{describe_parameters(model)} | device {self.device} | {compute.precision_name} | "
+            f"{train_batches} batches, {steps_per_epoch} optimizer steps per epoch"
+        )
+        return Run(
+            state=state,
+            model=model,
+            forward=forward,
+            data=data,
+            train_loader=train_loader,
+            val_loader=val_loader,
+            train_batches=train_batches,
+            val_batches=val_batches,
+            total_steps=total_steps,
+            compute=compute,
+            run_dir=run_dir,
+            facts={
+                "class_names": list(data.class_names),
+                "config": config_yaml,
+                "inputs": data.input_spec(),
+            },
+            tensorboard=NullLogger(),  # opened by fit once the run's first step is known
         )
 
-    def _train_epoch(
-        self,
-        state: FitState,
-        loader: Loader,
-        n_batches: int,
-        progress: TrainProgress,
-        tensorboard: TensorBoardLogger,
-        stop: StopRequests,
-        facts: dict[str, Any],
-        checkpoints: Path,
-    ) -> dict[str, float]:
+    def _resume(self, run: Run, checkpoint: dict[str, Any]) -> None:
+        """Put a checkpoint of this run back: the run continues exactly where it was saved."""
+        run.state.load(checkpoint)
+        state = run.state
+        log.info(
+            f"resumed at epoch {state.epoch + 1}, batch {state.batches_done}, "
+            f"optimizer step {state.step}"
+        )
+
+    def _start_epoch(self, run: Run) -> None:
+        """The model's own epoch hook, e.g. unfreeze a backbone at epoch k."""
+        state, model = run.state, run.model
+        if isinstance(model, EpochAware):
+            trainable = [p.requires_grad for p in model.parameters()]
+            model.on_epoch_start(state.epoch)
+            # DDP all-reduces the parameters that were trainable when it was built: a change
+            # needs a new wrapper, or the ranks drift apart.
+            if self.world > 1 and trainable != [p.requires_grad for p in model.parameters()]:
+                run.forward = self._wrap_for_training(model)
+
+    def _train_epoch(self, run: Run, progress: TrainProgress, stop: StopRequests) -> dict[str, float]:
         """One epoch of training, from state.batches_done on (non-zero when resuming mid-epoch)."""
-        model, opt, sched, scaler = state.model, state.optimizer, state.scheduler, state.scaler
-        self.trained.train()
+        state = run.state
+        run.forward.train()
         first_batch = state.batches_done
-        loader.set_epoch(state.epoch, start_batch=first_batch)
-        carried = state.running_sums if self.rank == 0 else None  # see the checkpoint step
+        run.train_loader.set_epoch(state.epoch, start_batch=first_batch)
+        carried = state.running_sums if self.rank == 0 else None  # see _save_mid_epoch
         running = RunningClassification(self.device, sums=carried)
         resumed_count = running.compute()["count"] if first_batch else 0
-        window, window_start = running.snapshot(), time.perf_counter()
-        progress.start_epoch(state.epoch, self.max_epochs, n_batches, completed=first_batch)
+        window = LogWindow(running.snapshot(), time.perf_counter())
+        progress.start_epoch(state.epoch, self.max_epochs, run.train_batches, completed=first_batch)
+        parts = self._step_parts(run)
         epoch_start = time.perf_counter()
-        for index, (inputs, targets) in enumerate(loader, start=first_batch):
-            if index >= n_batches:
-                break
-            # Micro-batches of one optimizer step share its gradient: each contributes 1/k of
-            # it (k = size of this group; the last group of an epoch may be shorter).
-            group_start = index - index % self.accumulate
-            group_size = min(self.accumulate, n_batches - group_start)
-            last_micro_batch = index + 1 - group_start == group_size
-            # DDP averages gradients at every backward; skip that until a step's last micro-batch.
-            sync = (
-                contextlib.nullcontext()
-                if last_micro_batch or self.world == 1
-                else self.trained.no_sync()
-            )
-            with sync:
-                with self.autocast():
-                    logits = self.trained(self._to_model_layout(inputs))
-                    loss = F.cross_entropy(logits, targets, label_smoothing=self.label_smoothing)
-                scaler.scale(loss / group_size if group_size > 1 else loss).backward()
-            running.update(loss, logits, targets)
-            progress.advance()
-            if not last_micro_batch:
-                continue
+        groups = optimizer_step_groups(
+            run.train_loader, first_batch, run.train_batches, self.accumulate
+        )
+        for batches_done, micro_batches in groups:
             log_step = (state.step + 1) % self.log_every_n_steps == 0
-            grad_norm = None
-            if self.grad_clip is not None or log_step:
-                scaler.unscale_(opt)  # clip (and log) the true gradient, not the loss-scaled one
-                # The norm before clipping; max_norm=inf only measures it.
-                grad_norm = nn.utils.clip_grad_norm_(
-                    model.parameters(), self.grad_clip or float("inf")
-                )
-            scaler.step(opt)  # under fp16, skips a step with inf/NaN gradients: not a failure
-            scaler.update()
-            opt.zero_grad(set_to_none=True)
-            sched.step()
+            grad_norm = train_step(parts, micro_batches, running, measure_grad_norm=log_step)
+            progress.advance(len(micro_batches))
             state.step += 1
-            state.batches_done = index + 1
-            state.lookahead.after_step(model, state.epoch, state.step, self.total_steps)
+            state.batches_done = batches_done
+            state.lookahead.after_step(run.model, state.epoch, state.step, run.total_steps)
             if log_step:
-                stats = running.compute(since=window, across_ranks=True)  # the log step's sync
-                self._check_finite(stats["loss"], state)
-                now = time.perf_counter()
-                lr = sched.get_last_lr()[0]
-                tensorboard.scalars(
-                    {
-                        "train/loss": stats["loss"],
-                        "train/acc": stats["acc"],
-                        "train/grad_norm": float(grad_norm),
-                        "lr": lr,
-                        **{
-                            f"lr/{g.get('name', i)}": g["lr"]
-                            for i, g in enumerate(opt.param_groups)
-                        },
-                    },
-                    state.step,
-                )
-                progress.show(
-                    stats["loss"], stats["acc"], lr, stats["count"] / (now - window_start)
-                )
-                window, window_start = running.snapshot(), now
-            every = self.checkpoint_every_n_steps
-            # Under DDP every rank must stop at the same step: they agree at log steps.
-            stopping = stop.signum is not None
-            if self.world > 1:
-                stopping = log_step and distributed.any_rank(stopping, self.device)
-            if stopping or (every and state.step % every == 0):
-                self._check_finite(
-                    running.compute(across_ranks=True)["loss"], state
-                )  # no NaN saved
-                # The epoch's sums over all ranks; on resume rank 0 carries them alone.
-                state.running_sums = distributed.all_reduce_sum(running.snapshot())
-                self._save(state.checkpoint(**facts), checkpoints / "last.pt")
-                if stopping:
-                    raise TrainingInterrupted(
-                        stop.signum or signal.SIGTERM, state.step
-                    )  # another rank was signalled
+                window = self._log_step(run, running, window, grad_norm, progress)
+            self._save_mid_epoch(run, running, stop, log_step)
         epoch_stats = running.compute(across_ranks=True)
         self._check_finite(epoch_stats["loss"], state)
         trained_here = epoch_stats["count"] - resumed_count
         epoch_stats["samples_per_sec"] = trained_here / max(time.perf_counter() - epoch_start, 1e-9)
         return epoch_stats
 
-    def _check_finite(self, loss: float, state: FitState) -> None:
+    def _end_epoch(
+        self, run: Run, train: dict[str, float], epoch_start: float, stop: StopRequests
+    ) -> None:
+        """Validate, keep the best checkpoint, write last.pt, log the epoch; stop if asked."""
+        state, stopper = run.state, run.state.stopper
+        state.lookahead.at_epoch_end(run.model)
+        distributed.broadcast_buffers(run.model)  # the same BatchNorm statistics everywhere
+        val = score(run.model, run.val_loader, run.compute, limit=run.val_batches)
+        state.epoch, state.batches_done, state.running_sums = state.epoch + 1, 0, None
+        metrics = {
+            "train/loss": train["loss"],
+            "train/acc": train["acc"],
+            "val/loss": val.loss,
+            "val/acc": val.acc,
+            "lr": state.scheduler.get_last_lr()[0],
+            "train/samples_per_sec": train["samples_per_sec"],
+            "epoch_time": time.perf_counter() - epoch_start,
+        }
+        state.samples_per_sec.append(train["samples_per_sec"])
+        improved = stopper.update(metrics[stopper.monitor], state.epoch - 1)
+        if improved:
+            state.best_metrics = {"val/loss": val.loss, "val/acc": val.acc}
+        checkpoint = state.checkpoint(metrics=metrics, **run.facts)
+        if improved:
+            self._save(checkpoint, run.checkpoints / "best.pt")
+        self._save(checkpoint, run.checkpoints / "last.pt")
+        shown = ("val/loss", "val/acc", "train/samples_per_sec", "epoch_time")
+        run.tensorboard.scalars({k: metrics[k] for k in shown}, state.step)
+        log.info(format_epoch_line(state.epoch - 1, self.max_epochs, metrics, improved))
+        if stop.signum is not None:
+            raise TrainingInterrupted(stop.signum, state.step)
+        if stopper.should_stop:
+            log.info(
+                f"early stopping: {stopper.monitor} has not improved for {stopper.wait} epochs "
+                f"(best {stopper.best:.4f} at epoch {stopper.best_epoch + 1})"
+            )
+
+    def _finish(self, run: Run, config_yaml: str) -> dict[str, float]:
+        """Test the best checkpoint on every rank; rank 0 writes metrics.json and the figures."""
+        state, stopper = run.state, run.state.stopper
+        if stopper.best_epoch < 0:
+            raise UserError(
+                f"no epoch produced a finite {stopper.monitor}, so there is no best checkpoint; "
+                "the loss probably diverged: lower optimizer.lr."
+            )
+        distributed.barrier()  # best.pt is written (by rank 0) before any rank reads it
+        if not distributed.weights_agree(run.model, self.device):
+            raise RuntimeError("the ranks' weights differ after training: a DDP bug")
+        if self.world > 1:
+            log.info(f"weights identical on all {self.world} ranks")
+        test = self.test(run.model, run.data.test_loader(), run.compute, run.checkpoints / "best.pt")
+        # The first epoch pays for warm-up (allocations, kernel selection): left out when
+        # there are others.
+        train_speed = state.samples_per_sec[1:] or state.samples_per_sec
+        result = {
+            **state.best_metrics,
+            stopper.monitor: stopper.best,
+            "test/acc": test["test/acc"],
+            "test/loss": test["test/loss"],
+            "best_epoch": stopper.best_epoch + 1,
+            "epochs_run": state.epoch,
+            "train/samples_per_sec": sum(train_speed) / len(train_speed),
+        }
+        if self.rank == 0:
+            files.write_json(run.run_dir / "metrics.json", result)
+            if self.report_images:
+                self._write_figures(run, result, config_yaml)
+        return result
+
+    def test(
+        self, model: nn.Module, loader: Loader, compute: Compute, checkpoint: Path
+    ) -> dict[str, float]:
+        """Load the checkpoint's weights into model and score it on loader with the run's
+        test-time augmentation."""
+        saved = load_checkpoint(checkpoint, map_location=self.device)
+        model.load_state_dict(saved["model"])
+        tta = self.test_time_augmentation
+        scores = score(model, loader, compute, tta)
+        log.info(
+            f"test with {checkpoint.name} (epoch {saved['epoch']}"
+            f"{'' if tta == 'none' else ', test-time augmentation ' + tta}): "
+            f"test/loss {scores.loss:.4f}  test/acc {scores.acc:.4f}"
+        )
+        return {"test/loss": scores.loss, "test/acc": scores.acc}
+
+    # -- helpers of the phases ----------------------------------------------------------------
+
+    def _step_parts(self, run: Run) -> StepParts:
+        state = run.state
+        return StepParts(
+            model=run.model,
+            forward=run.forward,
+            optimizer=state.optimizer,
+            scheduler=state.scheduler,
+            scaler=state.scaler,
+            compute=run.compute,
+            grad_clip=self.grad_clip,
+            label_smoothing=self.label_smoothing,
+            distributed=self.world > 1,
+        )
+
+    def _log_step(
+        self,
+        run: Run,
+        running: RunningClassification,
+        window: LogWindow,
+        grad_norm: torch.Tensor | None,
+        progress: TrainProgress,
+    ) -> LogWindow:
+        """The log step's one host sync: train figures since the last log step to TensorBoard
+        and the progress bar; a non-finite loss stops the run here."""
+        state = run.state
+        stats = running.compute(since=window.sums, across_ranks=True)
+        self._check_finite(stats["loss"], state)
+        now = time.perf_counter()
+        lr = state.scheduler.get_last_lr()[0]
+        groups = state.optimizer.param_groups
+        run.tensorboard.scalars(
+            {
+                "train/loss": stats["loss"],
+                "train/acc": stats["acc"],
+                "train/grad_norm": float(grad_norm) if grad_norm is not None else math.nan,
+                "lr": lr,
+                **{f"lr/{g.get('name', i)}": g["lr"] for i, g in enumerate(groups)},
+            },
+            state.step,
+        )
+        progress.show(stats["loss"], stats["acc"], lr, stats["count"] / (now - window.start))
+        return LogWindow(running.snapshot(), now)
+
+    def _save_mid_epoch(
+        self, run: Run, running: RunningClassification, stop: StopRequests, log_step: bool
+    ) -> None:
+        """last.pt every trainer.checkpoint.every_n_steps, and when a stop signal came (then
+        stop). Under DDP every rank must stop at the same step: they agree at log steps."""
+        state, every = run.state, self.checkpoint_every_n_steps
+        stopping = stop.signum is not None
+        if self.world > 1:
+            stopping = log_step and distributed.any_rank(stopping, self.device)
+        if not (stopping or (every and state.step % every == 0)):
+            return
+        self._check_finite(running.compute(across_ranks=True)["loss"], state)  # no NaN saved
+        # The epoch's sums over all ranks; on resume rank 0 carries them alone.
+        state.running_sums = distributed.all_reduce_sum(running.snapshot())
+        self._save(state.checkpoint(**run.facts), run.checkpoints / "last.pt")
+        if stopping:  # another rank may have been the one signalled
+            raise TrainingInterrupted(stop.signum or signal.SIGTERM, state.step)
+
+    def _write_figures(self, run: Run, result: dict[str, Any], config_yaml: str) -> None:
+        """The best model's pictures on the validation split and the HParams record."""
+        from nntrain.reporting.end_of_run import write_end_of_run
+
+        val = score(run.model, run.data.val_loader(), run.compute, gather=True)
+        assert val.logits is not None and val.targets is not None
+        write_end_of_run(
+            run.tensorboard,
+            run.run_dir,
+            run.data,
+            val.logits,
+            val.targets,
+            classify=lambda inputs: classify(run.model, inputs, run.compute),
+            result=result,
+            config_yaml=config_yaml,
+            model_name=type(run.model).__name__,
+            step=run.state.step,
+        )
+
+    def _open_logger(self, run_dir: Path, purge_step: int | None) -> RunLogger:
+        if self.rank != 0:
+            return NullLogger()
+        return TensorBoardLogger(run_dir / "tb", purge_step=purge_step)
+
+    def _save(self, checkpoint: dict[str, Any], path: Path) -> None:
+        if self.rank == 0:  # one writer; every rank holds the same state
+            save_checkpoint(checkpoint, path)
+
+    def _wrap_for_training(self, model: nn.Module) -> nn.Module:
+        """What the training step calls: under torchrun, DDP (it averages the gradients across
+        ranks), and torch.compile when asked. The plain model stays what checkpoints,
+        evaluation and the test use, so state dicts carry no `module.` or `_orig_mod.` prefix."""
+        forward = model
+        if self.world > 1:
+            from torch.nn.parallel import DistributedDataParallel
+
+            cuda = self.device.type == "cuda"
+            forward = DistributedDataParallel(model, device_ids=[self.device] if cuda else None)
+        if self.compile:  # only the training forward is compiled
+            mode = None if self.compile in (True, "default") else self.compile
+            forward = torch.compile(forward, mode=mode)  # type: ignore[assignment]
+        return forward
+
+    def _check_finite(self, loss: float, state: RunState) -> None:
         if not math.isfinite(loss):
             raise NonFiniteLoss(
                 f"the training loss became {loss} in epoch {state.epoch + 1}, by optimizer step "
@@ -527,46 +506,65 @@ class Trainer:
                 "best.pt keep the last finite state."
             )
 
-    @torch.inference_mode()
-    def evaluate(
-        self, model: nn.Module, loader: Loader, n_batches: int | None = None, tta: str = "none"
-    ) -> dict[str, float]:
-        """Mean loss and accuracy of model over (the first n_batches of) loader, each batch seen
-        through the test-time augmentation `tta` (see nntrain.inference.tta)."""
-        model.eval()
-        running = RunningClassification(self.device)
-        for index, (inputs, targets) in enumerate(loader):
-            if n_batches is not None and index >= n_batches:
-                break
-            with self.autocast():
-                logits = tta_logits(model, self._to_model_layout(inputs), tta)
-                loss = F.cross_entropy(logits.float(), targets)
-            running.update(loss, logits, targets)
-        return running.compute()
 
-    @torch.inference_mode()
-    def predict(
-        self, model: nn.Module, loader: Loader, tta: str = "none"
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """All logits (float32) and targets of loader, gathered on the device and moved to the
-        CPU in one transfer at the end; `tta` as in evaluate."""
-        model.eval()
-        outputs, labels = [], []
-        for inputs, targets in loader:
-            with self.autocast():
-                outputs.append(tta_logits(model, self._to_model_layout(inputs), tta).float())
-            labels.append(targets)
-        return torch.cat(outputs).cpu(), torch.cat(labels).cpu()
+@dataclass
+class LogWindow:
+    """The metric sums and the time at the last log step: the next one reports the figures of
+    the steps in between."""
 
-    def test(self, model: nn.Module, data: DataModule, checkpoint: str | Path) -> dict[str, float]:
-        """Load the checkpoint's weights into model and score it on the test split."""
-        state = load_checkpoint(checkpoint, map_location=self.device)
-        model.load_state_dict(state["model"])
-        tta = self.test_time_augmentation
-        stats = self.evaluate(model, data.test_loader(), tta=tta)
-        log.info(
-            f"test with {Path(checkpoint).name} (epoch {state['epoch']}"
-            f"{'' if tta == 'none' else ', test-time augmentation ' + tta}): "
-            f"test/loss {stats['loss']:.4f}  test/acc {stats['acc']:.4f}"
+    sums: torch.Tensor
+    start: float
+
+
+def first_inputs(data: DataModule, compute: Compute, count: int) -> torch.Tensor:
+    """At least `count` training inputs of epoch 0 (as the model sees them), for data-dependent
+    initialisation."""
+    loader = data.train_loader()
+    loader.set_epoch(0)
+    batches, seen = [], 0
+    for inputs, _ in loader:
+        batches.append(compute.to_model_layout(inputs))
+        seen += len(inputs)
+        if seen >= count:
+            break
+    return torch.cat(batches)[:count]
+
+
+def describe_parameters(model: nn.Module) -> str:
+    total = sum(p.numel() for p in model.parameters())
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    return f"{type(model).__name__}: {trainable:,} trainable / {total:,} parameters"
+
+
+def check_grad_clip(grad_clip: object) -> float | None:
+    require(
+        grad_clip is None or (is_number(grad_clip) and grad_clip > 0),  # type: ignore[operator]
+        f"trainer.grad_clip must be a number > 0 or null (off), got {grad_clip!r}.",
+    )
+    return grad_clip  # type: ignore[return-value]
+
+
+def check_checkpoint_every(checkpoint: Mapping[str, Any] | None) -> int | None:
+    every = dict(checkpoint or {}).get("every_n_steps")
+    if every is not None:
+        check_positive_int("trainer.checkpoint.every_n_steps", every, example=100)
+    return every
+
+
+def check_compile(setting: object, device: torch.device) -> bool | str:
+    require(
+        setting in (True, False) or setting in COMPILE_MODES,
+        f"trainer.compile must be true, false or a torch.compile mode "
+        f"({', '.join(COMPILE_MODES)}), got {setting!r}.",
+    )
+    if setting and device.type == "cpu":
+        # Inductor builds C++ kernels on a CPU; without a compiler it fails at the first step
+        # with a page of traceback.
+        compilers = (os.environ.get("CXX", ""), "g++", "c++", "clang++")
+        require(
+            any(name and shutil.which(name) for name in compilers),
+            "trainer.compile on a CPU needs a C++ compiler (g++ or clang++ on PATH, or $CXX); "
+            "install one or set trainer.compile=false.",
         )
-        return {"test/loss": stats["loss"], "test/acc": stats["acc"]}
+    return setting  # type: ignore[return-value]
+

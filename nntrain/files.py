@@ -1,0 +1,50 @@
+"""Files the tool writes, written atomically: a temporary file in the same folder, flushed and
+fsynced, then renamed over the target in one step. A crash, a full disk or Ctrl-C mid-write
+leaves the previous file (or none), never half of one."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import tempfile
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import IO, Any
+
+
+def write_atomically(path: str | Path, write: Callable[[IO[bytes]], None]) -> Path:
+    """Call write(file) on a temporary file beside path, then rename it to path.
+
+    Raises OSError (or what write raises) with the temporary file removed and path untouched.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as file:
+            write(file)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def write_text(path: str | Path, text: str) -> Path:
+    return write_atomically(path, lambda file: file.write(text.encode("utf-8")))
+
+
+def write_json(path: str | Path, data: Any) -> Path:
+    """data as indented JSON with a final newline."""
+    return write_text(path, json.dumps(data, indent=2) + "\n")
+
+
+def write_csv(path: str | Path, rows: Iterable[Sequence[Any]]) -> Path:
+    """Rows (the header first) as CSV, UTF-8."""
+    buffer = io.StringIO(newline="")
+    csv.writer(buffer).writerows(rows)
+    return write_text(path, buffer.getvalue())

@@ -1,0 +1,28 @@
+"""Optional hooks a model may have; the trainer checks for them with isinstance.
+
+A model is a plain nn.Module. These Protocols declare the few extra things some models offer,
+so that the contract is written down (and type-checked) instead of probed with hasattr.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol, runtime_checkable
+
+import torch
+
+
+@runtime_checkable
+class InitializedFromData(Protocol):
+    """Sets some weights from training inputs before the first step (not on resume), e.g. the
+    speedrun network's whitening filters."""
+
+    init_samples: int  # how many training inputs it wants
+
+    def initialize_from_data(self, inputs: torch.Tensor) -> None: ...
+
+
+@runtime_checkable
+class EpochAware(Protocol):
+    """Changes itself at the start of an epoch, e.g. unfreezes a backbone at epoch k."""
+
+    def on_epoch_start(self, epoch: int) -> None: ...

@@ -1,0 +1,90 @@
+"""One optimizer step: everything the training loop does between two updates of the weights.
+
+train_step is the hot path, written as one function so that it can be compiled or captured as
+a unit: forward and loss under autocast for each micro-batch, scaled backward (DDP syncs the
+gradients only at the last micro-batch), unscale and clip, the optimizer and scaler steps and
+the schedule. Metric sums accumulate on the device; nothing here waits for the host.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from nntrain.devices import Compute
+from nntrain.inference.metrics import RunningClassification
+
+Batch = tuple[torch.Tensor, torch.Tensor]
+
+
+@dataclass
+class StepParts:
+    """What one optimizer step reads and updates."""
+
+    model: nn.Module  # the plain module: its parameters are clipped
+    forward: nn.Module  # what the forward calls: the model, or its DDP / compiled wrapper
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    scaler: torch.amp.GradScaler
+    compute: Compute  # device, autocast dtype and memory layout
+    grad_clip: float | None
+    label_smoothing: float
+    distributed: bool  # DDP: skip the gradient all-reduce on all but the last micro-batch
+
+
+def train_step(
+    parts: StepParts,
+    micro_batches: list[Batch],
+    running: RunningClassification,
+    measure_grad_norm: bool = False,
+) -> torch.Tensor | None:
+    """One optimizer step over its micro-batches (one, without gradient accumulation); each
+    contributes 1/k of the gradient. Returns the gradient norm before clipping when clipping
+    or asked to measure it, else None."""
+    group_size = len(micro_batches)
+    for index, (inputs, targets) in enumerate(micro_batches):
+        last = index == group_size - 1
+        sync = (
+            parts.forward.no_sync() if parts.distributed and not last else contextlib.nullcontext()
+        )
+        with sync:
+            with parts.compute.autocast():
+                logits = parts.forward(parts.compute.to_model_layout(inputs))
+                loss = F.cross_entropy(logits, targets, label_smoothing=parts.label_smoothing)
+            parts.scaler.scale(loss / group_size if group_size > 1 else loss).backward()
+        running.update(loss, logits, targets)
+    grad_norm = None
+    if parts.grad_clip is not None or measure_grad_norm:
+        # Clip (and log) the true gradient, not the loss-scaled one.
+        parts.scaler.unscale_(parts.optimizer)
+        # The norm before clipping; max_norm=inf only measures it.
+        grad_norm = nn.utils.clip_grad_norm_(
+            parts.model.parameters(), parts.grad_clip or float("inf")
+        )
+    parts.scaler.step(parts.optimizer)  # under fp16, skips a step with inf/NaN gradients
+    parts.scaler.update()
+    parts.optimizer.zero_grad(set_to_none=True)
+    parts.scheduler.step()
+    return grad_norm
+
+
+def optimizer_step_groups(
+    batches: Iterable[Batch], first_batch: int, n_batches: int, accumulate: int
+) -> Iterator[tuple[int, list[Batch]]]:
+    """The batches of an epoch from first_batch on, grouped into the micro-batches of each
+    optimizer step (accumulate per step; the last group of an epoch may be shorter), with the
+    number of batches done after each group."""
+    group: list[Batch] = []
+    for index, batch in enumerate(batches, start=first_batch):
+        if index >= n_batches:
+            break
+        group.append(batch)
+        group_start = index - index % accumulate
+        if index + 1 - group_start == min(accumulate, n_batches - group_start):
+            yield index + 1, group
+            group = []
