@@ -74,4 +74,28 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         ) from error
     if not isinstance(state, dict) or "model" not in state:
         raise UserError(f"{path} is not an nntrain checkpoint (it has no 'model' entry).")
+    if isinstance(state.get("config"), str):
+        state["config"] = with_current_targets(state["config"])
     return state
+
+
+# Classes and functions that moved when the package was grouped into subpackages: a
+# checkpoint's config written before still names the old place.
+MOVED_TARGETS = {
+    "nntrain.trainer.Trainer": "nntrain.training.trainer.Trainer",
+    "nntrain.data.memory.": "nntrain.data.in_memory.",
+    "nntrain.data.vision.": "nntrain.data.torchvision_sets.",
+    "nntrain.data.folder.": "nntrain.data.image_folder.",
+    "nntrain.optim.warmup_cosine": "nntrain.optim.schedules.warmup_cosine",
+    "nntrain.optim.step_decay": "nntrain.optim.schedules.step_decay",
+    "nntrain.optim.constant": "nntrain.optim.schedules.constant",
+    "nntrain.optim.triangle": "nntrain.optim.schedules.triangle",
+}
+
+
+def with_current_targets(config_yaml: str) -> str:
+    """A saved config's YAML with every `_target_` that has moved pointing at its new place,
+    so that checkpoints of earlier versions still evaluate, predict and resume."""
+    for old, new in MOVED_TARGETS.items():
+        config_yaml = re.sub(rf"(_target_: ){re.escape(old)}", rf"\g<1>{new}", config_yaml)
+    return config_yaml

@@ -26,9 +26,7 @@ def resolve_device(device: str, key: str = "trainer.device") -> torch.device:
     try:
         resolved = torch.device(device)
     except (RuntimeError, TypeError) as error:
-        raise UserError(
-            f"{key} must be auto, cpu, cuda, cuda:N or mps, got {device!r}."
-        ) from error
+        raise UserError(f"{key} must be auto, cpu, cuda, cuda:N or mps, got {device!r}.") from error
     if resolved.type == "cuda":
         require(
             torch.cuda.is_available(),

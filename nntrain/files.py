@@ -35,7 +35,10 @@ def write_atomically(path: str | Path, write: Callable[[IO[bytes]], None]) -> Pa
 
 
 def write_text(path: str | Path, text: str) -> Path:
-    return write_atomically(path, lambda file: file.write(text.encode("utf-8")))
+    def write(file: IO[bytes]) -> None:
+        file.write(text.encode("utf-8"))
+
+    return write_atomically(path, write)
 
 
 def write_json(path: str | Path, data: Any) -> Path:

@@ -298,61 +298,10 @@ def test_image_grid_shows_at_most_32_images():
         plots.image_grid(np.zeros((2, 1, 8, 8)), ["a"], ["a"] * 2)
 
 
-# --- bar chart -------------------------------------------------------------------------------
-
-
-def bars(image: np.ndarray) -> list[tuple[int, int]]:
-    """The (first, last) columns of each bar, top to bottom: runs of rows with tab:blue pixels."""
-    blue = np.all(image == TAB_BLUE, axis=-1)
-    rows = np.flatnonzero(blue.any(axis=1))
-    runs = np.split(rows, np.flatnonzero(np.diff(rows) > 1) + 1)
-    spans = []
-    for run in runs:
-        cols = np.flatnonzero(blue[run].any(axis=0))
-        spans.append((int(cols.min()), int(cols.max())))
-    return spans
-
-
-def test_bar_chart_puts_the_largest_value_on_top():
-    image = plots.bar_chart_image({"small": 1.0, "large": 3.0, "middle": 2.0}, "importance", "drop")
-    assert_rgb_image(image)
-    widths = [last - first + 1 for first, last in bars(image)]
-    assert len(widths) == 3
-    assert widths[0] > widths[1] > widths[2]
-    assert widths[0] / widths[2] == pytest.approx(3, rel=0.05)  # lengths in proportion
-
-
-def test_bar_chart_draws_negative_values_left_of_zero():
-    image = plots.bar_chart_image({"down": -1.0, "up": 2.0}, "importance", "drop")
-    (up_first, up_last), (down_first, down_last) = bars(image)  # the larger value on top
-    # both start at the zero line (a black column between them), in opposite directions
-    assert down_last < up_first <= down_last + 3
-    zero = image[:, down_last + 1 : up_first]
-    assert zero.size and (zero.max(axis=-1) < 60).any()
-    assert (up_last - up_first) / (down_last - down_first) == pytest.approx(2, rel=0.05)
-
-
-def test_bar_chart_keeps_the_largest_bars_when_there_are_many():
-    values = {f"pixel {i}": float(i) for i in range(200)}
-    image = plots.bar_chart_image(values, "importance", "drop", max_bars=20)
-    assert_rgb_image(image, max_side=1200)
-    spans = bars(image)
-    assert len(spans) == 20
-    widths = [last - first for first, last in spans]
-    assert widths == sorted(widths, reverse=True)
-    # pixel 199 is the top bar, pixel 180 the last: 180/199 of its length, not 0/199
-    assert widths[-1] / widths[0] == pytest.approx(180 / 199, rel=0.02)
-    with pytest.raises(ValueError, match="at least one value"):
-        plots.bar_chart_image({}, "importance", "drop")
-
-
-# --- files and imports -----------------------------------------------------------------------
-
-
 def test_save_png_writes_the_same_pixels_and_creates_the_folder(tmp_path):
-    image = plots.bar_chart_image({"a": 1.0, "b": 0.5}, "t", "x")
-    path = plots.save_png(image, tmp_path / "figures" / "nested" / "bars.png")
-    assert path == tmp_path / "figures" / "nested" / "bars.png" and path.is_file()
+    image = plots.confusion_matrix_image(np.array([[3, 1], [0, 4]]), ["a", "b"])
+    path = plots.save_png(image, tmp_path / "figures" / "nested" / "matrix.png")
+    assert path == tmp_path / "figures" / "nested" / "matrix.png" and path.is_file()
     with Image.open(path) as saved:
         assert saved.format == "PNG" and saved.size == (image.shape[1], image.shape[0])
         assert np.array_equal(np.asarray(saved.convert("RGB")), image)
@@ -371,7 +320,6 @@ def test_drawing_every_figure_never_imports_matplotlib():
         "plots.decision_boundary_image(lambda g: (g[:, 0] > 0).astype(int),\n"
         "    np.array([[-1.0, 0.0], [1.0, 1.0]]), np.array([0, 1]), ['a', 'b'], resolution=20)\n"
         "plots.image_grid(np.zeros((2, 3, 4, 4)), ['a', 'b'], ['a', 'a'])\n"
-        "plots.bar_chart_image({'a': 1.0, 'b': -1.0}, 't', 'x')\n"
         "print(sorted(m for m in sys.modules if m.split('.')[0] == 'matplotlib'))"
     )
     assert printed == "[]"

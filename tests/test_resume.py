@@ -18,7 +18,7 @@ from nntrain.checkpoint import load_checkpoint, save_checkpoint
 from nntrain.errors import UserError
 from nntrain.optim.schedules import constant
 from nntrain.training.trainer import NonFiniteLoss, Trainer
-from tests.conftest import read_metrics, run_nntrain
+from tests.conftest import compose_config, read_metrics, run_nntrain
 from tests.helpers import BlobData
 
 # CNN on digits: slow enough (about 0.6 s per epoch of 19 steps) to kill it mid-epoch.
@@ -304,3 +304,24 @@ def test_a_second_ctrl_c_quits_at_once(tmp_path):
     assert process.returncode == 130
     assert "Stopped at once; last.pt holds the last saved step." in err
     assert load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")["epoch"] >= 1  # intact
+
+
+def test_checkpoints_of_the_flat_layout_name_the_moved_classes(tmp_path):
+    """A checkpoint written before the package was grouped into subpackages names the old
+    places; loading it points them at the new ones, so eval, predict and resume still work."""
+    from hydra.utils import get_object
+    from omegaconf import OmegaConf
+
+    config = compose_config("data=cifar10", "scheduler=triangle")
+    text = OmegaConf.to_yaml(config, resolve=True)
+    old = (
+        text.replace("nntrain.training.trainer.", "nntrain.trainer.")
+        .replace("nntrain.data.torchvision_sets.", "nntrain.data.vision.")
+        .replace("nntrain.optim.schedules.", "nntrain.optim.")
+    )
+    assert "nntrain.data.vision.TorchvisionData" in old and "nntrain.optim.triangle" in old
+    save_checkpoint({"model": {}, "config": old}, tmp_path / "old.pt")
+    loaded = OmegaConf.create(load_checkpoint(tmp_path / "old.pt")["config"])
+    assert loaded == OmegaConf.create(text)
+    for group in ("trainer", "data", "scheduler", "model"):
+        assert callable(get_object(loaded[group]._target_))

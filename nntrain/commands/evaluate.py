@@ -24,11 +24,11 @@ SPLITS = ("test", "val", "train")
 
 def evaluate_checkpoint(cfg: DictConfig) -> tuple[dict[str, Any], TrainedRun]:
     """Score cfg.ckpt on cfg.split; returns what eval_<split>.json holds, and the run."""
-    from nntrain.commands.train import build
     from nntrain.devices import resolve_device
     from nntrain.inference.logits import score
     from nntrain.inference.metrics import classification_report
     from nntrain.inference.restore import build_model, load_run, run_compute
+    from nntrain.instantiate import build
 
     require(cfg.split in SPLITS, f"split must be one of {', '.join(SPLITS)}, got {cfg.split!r}.")
     device = resolve_device(str(cfg.device), key="device")

@@ -63,15 +63,16 @@ def load_image(path: Path, spec: dict[str, Any]) -> torch.Tensor:
                 "faithfully to 8-bit grayscale or RGB; save it as an 8-bit image "
                 f"(one of the modes {', '.join(CONVERTIBLE_MODES)}).",
             )
-            image = image.convert("L" if spec["channels"] == 1 else "RGB")  # loads the pixels
+            converted = image.convert("L" if spec["channels"] == 1 else "RGB")  # loads pixels
     except (OSError, SyntaxError, ValueError) as error:  # corrupt, truncated, not an image
         raise UserError(unreadable(path)) from error
     size = list(spec["size"])
     if spec.get("resize_shorter"):  # the imagefolder evaluation transform: resize, centre crop
-        image = F.center_crop(F.resize(image, [spec["resize_shorter"]], antialias=True), size)
-    elif [image.height, image.width] != size:
-        image = F.resize(image, size, antialias=True)
-    x = F.pil_to_tensor(image).float() * (spec["pixel_max"] / 255)  # the stored data's units
+        resized = F.resize(converted, [spec["resize_shorter"]], antialias=True)
+        converted = F.center_crop(resized, size)
+    elif [converted.height, converted.width] != size:
+        converted = F.resize(converted, size, antialias=True)
+    x = F.pil_to_tensor(converted).float() * (spec["pixel_max"] / 255)  # the stored data's units
     mean, std = (torch.tensor(spec[key]).view(-1, 1, 1) for key in ("mean", "std"))
     return (x - mean) / std
 
@@ -206,7 +207,8 @@ def predict(cfg: DictConfig) -> Path:
             "ckpt=outputs/2026-11-25/10-00-00 inputs=~/photos."
         )
     check_positive_int("top_k", cfg.top_k, example=3)
-    check_positive_int("batch_size", cfg.batch_size, example=64)
+    if cfg.batch_size is not None:
+        check_positive_int("batch_size", cfg.batch_size, example=64)
     output = Path(str(cfg.output)).absolute()
     # Refused before any work: a folder cannot be replaced, and the inputs must not be.
     clash = "a folder" if output.is_dir() else "the inputs file"
@@ -221,7 +223,9 @@ def predict(cfg: DictConfig) -> Path:
 
     device = resolve_device(str(cfg.device), key="device")
     run = load_run(str(cfg.ckpt))
-    names, batches = read_inputs(str(cfg.inputs), run.inputs, cfg.batch_size)
+    # The run's batch size by default: its test score was computed in batches of that size.
+    batch_size = cfg.batch_size or run.config.data.get("batch_size") or 64
+    names, batches = read_inputs(str(cfg.inputs), run.inputs, batch_size)
     model = build_model(run, device)
     # The inference path of the run's own test score: its precision, layout and TTA.
     compute = run_compute(run, device, model)

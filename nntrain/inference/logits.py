@@ -77,7 +77,7 @@ def score(
             outputs.append(logits)
             labels.append(targets)
     figures = running.compute()
-    scores = Scores(figures["loss"], figures["acc"], figures["count"])
+    scores = Scores(figures["loss"], figures["acc"], int(figures["count"]))
     if gather and outputs:
         scores.logits, scores.targets = torch.cat(outputs).cpu(), torch.cat(labels).cpu()
     return scores

@@ -6,6 +6,7 @@ compute() moves the sums to the host once (per log step or per evaluation).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -35,15 +36,16 @@ class RunningClassification:
         return self.sums.clone()
 
     def compute(
-        self, since: torch.Tensor | None = None, across_ranks: bool = False
+        self,
+        since: torch.Tensor | None = None,
+        reduce: Callable[[torch.Tensor], torch.Tensor] | None = None,
     ) -> dict[str, float]:
         """Mean loss and accuracy over everything seen, or since an earlier snapshot();
-        across_ranks: summed over the ranks of a torchrun job (each sees its own shard)."""
+        reduce: how to sum the sums over the ranks of a torchrun job (each sees its own shard),
+        e.g. nntrain.training.distributed.all_reduce_sum."""
         sums = self.sums - since if since is not None else self.sums
-        if across_ranks:
-            from nntrain.training.distributed import all_reduce_sum
-
-            sums = all_reduce_sum(sums)
+        if reduce is not None:
+            sums = reduce(sums)
         loss_sum, correct, count = sums.tolist()
         if count == 0:
             return {"loss": float("nan"), "acc": float("nan"), "count": 0}

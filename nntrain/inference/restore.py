@@ -57,7 +57,7 @@ def load_run(path: str | Path) -> TrainedRun:
 
 def build_model(run: TrainedRun, device: torch.device | str = "cpu") -> nn.Module:
     """The run's model with the checkpoint's weights, in eval mode on device."""
-    from nntrain.commands.train import build
+    from nntrain.instantiate import build
 
     model_config = run.config.model.copy()
     with open_dict(model_config):

@@ -96,7 +96,7 @@ class SpeedrunNet(nn.Module):
         whitened = 2 * channels * whitening_kernel**2  # each eigen-filter and its negative
         self.whiten = nn.Conv2d(channels, whitened, whitening_kernel, padding=0, bias=True)
         self.whiten.weight.requires_grad_(False)  # set from the data, never trained
-        nn.init.zeros_(self.whiten.bias)
+        nn.init.zeros_(self.whiten.bias)  # type: ignore[arg-type]  # bias=True: never None
         self.whitening_bias_epochs = whitening_bias_epochs
         self.init_samples = check_positive_int("model.init_samples", init_samples, example=5000)
         self.body = nn.Sequential(
@@ -126,7 +126,7 @@ class SpeedrunNet(nn.Module):
 
     def on_epoch_start(self, epoch: int) -> None:
         """The whitening bias trains for the first epochs only, then stays fixed."""
-        self.whiten.bias.requires_grad_(epoch < self.whitening_bias_epochs)
+        self.whiten.bias.requires_grad_(epoch < self.whitening_bias_epochs)  # type: ignore[union-attr]
 
     def forward(self, x: Tensor) -> Tensor:
         return self.head(self.body(self.whiten(x))) * self.logit_scale

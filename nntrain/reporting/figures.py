@@ -30,7 +30,6 @@ WHITE: Colour = (255, 255, 255)
 BLACK: Colour = (0, 0, 0)
 FRAME: Colour = (190, 190, 190)  # light grey for legend and tile frames
 # matplotlib's tab:blue, tab:green and tab:red, the colours its users know from its figures.
-BAR_BLUE: Colour = (31, 119, 180)
 RIGHT_GREEN: Colour = (44, 160, 44)
 WRONG_RED: Colour = (214, 39, 40)
 
@@ -75,7 +74,7 @@ PAD = 12  # blank border around every figure
 @functools.cache
 def _font(size: int) -> ImageFont.FreeTypeFont:
     # load_default(size) parses the bundled font each time: keep one per size.
-    return ImageFont.load_default(size=size)
+    return ImageFont.load_default(size=size)  # type: ignore[return-value]
 
 
 def _text_size(text: str, size: int) -> tuple[int, int]:
@@ -267,13 +266,9 @@ def confusion_matrix_image(
     canvas.paste(cells, (left, top))
     draw.rectangle((left - 1, top - 1, left + side, top + side), outline=BLACK)
     if annotate:
-        texts = [number(value) for value in matrix.ravel()]
-        # The largest font up to 14 px whose widest number fits in a cell.
-        cell_size = next((s for s in range(14, 6, -1) if _widest(texts, s) <= cell - 6), 7)
-        for (row, col), text in zip(np.ndindex(n, n), texts, strict=True):
-            fill = WHITE if _is_dark(colours[row, col]) else BLACK
-            centre = (left + col * cell + cell / 2, top + row * cell + cell / 2)
-            _text(draw, centre, text, cell_size, fill)
+        _annotate_cells(
+            draw, [number(value) for value in matrix.ravel()], colours, (left, top), cell
+        )
 
     below = top + side + 1
     for index, text in ticks:
@@ -293,16 +288,42 @@ def confusion_matrix_image(
     title_x = min(max(left + side / 2, PAD + title_half), width - PAD - title_half)
     _text(draw, (title_x, PAD), title, TITLE_SIZE, anchor="mt")
 
-    # The colour bar: vmax at the top, 0 at the bottom, as the cells are coloured.
+    _draw_colour_bar(canvas, (bar_x, top, bar_w, side), bar_labels)
+    return _to_array(canvas)
+
+
+def _annotate_cells(
+    draw: ImageDraw.ImageDraw,
+    texts: list[str],
+    colours: np.ndarray,
+    origin: tuple[int, int],
+    cell: int,
+) -> None:
+    """Each cell's number, in the largest font up to 14 px whose widest number fits a cell,
+    white on dark cells."""
+    n, (left, top) = colours.shape[0], origin
+    cell_size = next((s for s in range(14, 6, -1) if _widest(texts, s) <= cell - 6), 7)
+    for (row, col), text in zip(np.ndindex(n, n), texts, strict=True):
+        fill = WHITE if _is_dark(colours[row, col].tolist()) else BLACK
+        centre = (left + col * cell + cell / 2, top + row * cell + cell / 2)
+        _text(draw, centre, text, cell_size, fill)
+
+
+def _draw_colour_bar(
+    canvas: Image.Image, box: tuple[int, int, int, int], labels: Sequence[str]
+) -> None:
+    """The colour bar in box (x, y, width, height): labels[1] (the largest value) at the top,
+    labels[0] (zero) at the bottom, as the cells are coloured."""
+    bar_x, top, bar_w, side = box
+    draw = ImageDraw.Draw(canvas)
     gradient = _interpolate(BLUES, np.linspace(1, 0, side))[:, None, :]
     canvas.paste(
         Image.fromarray(gradient).resize((bar_w, side), Image.Resampling.NEAREST), (bar_x, top)
     )
     draw.rectangle((bar_x - 1, top - 1, bar_x + bar_w, top + side), outline=BLACK)
-    for y, text in ((top, bar_labels[1]), (top + side - 1, bar_labels[0])):
+    for y, text in ((top, labels[1]), (top + side - 1, labels[0])):
         draw.line((bar_x + bar_w, y, bar_x + bar_w + 3, y), fill=BLACK)
         _text(draw, (bar_x + bar_w + 6, y), text, TICK_SIZE, anchor="lm")
-    return _to_array(canvas)
 
 
 def decision_boundary_image(
@@ -323,14 +344,7 @@ def decision_boundary_image(
     points, labels = np.asarray(points, dtype=np.float64), np.asarray(labels)
     if points.ndim != 2 or points.shape[1] != 2 or len(labels) != len(points):
         raise ValueError(f"expected (N, 2) points and N labels, got {points.shape}, {labels.shape}")
-    low, high = points.min(axis=0), points.max(axis=0)
-    margin = 0.1 * np.where(high > low, high - low, 1.0)  # a flat axis still gets some width
-    low, high = low - margin, high + margin
-    xs = np.linspace(low[0], high[0], resolution)
-    ys = np.linspace(low[1], high[1], resolution)
-    grid_x, grid_y = np.meshgrid(xs, ys)
-    grid = np.column_stack([grid_x.ravel(), grid_y.ravel()]).astype(np.float32)
-    regions = np.asarray(predict(grid)).reshape(resolution, resolution)
+    low, high, regions = _predicted_regions(predict, points, resolution)
 
     k = len(class_names)
     colours = _class_colours(k)
@@ -377,13 +391,9 @@ def decision_boundary_image(
 
     tick_x, _ = to_pixel(np.array(x_ticks), np.zeros(len(x_ticks)))
     _, tick_y = to_pixel(np.zeros(len(y_ticks)), np.array(y_ticks))
-    tick_x, tick_y = tick_x + left, tick_y + top
-    for x, value in zip(tick_x, x_ticks, strict=True):
-        draw.line((x, top + plot_h, x, top + plot_h + 3), fill=BLACK)
-        _text(draw, (x, top + plot_h + 6), _tick_label(value), TICK_SIZE, anchor="mt")
-    for y, text in zip(tick_y, y_tick_labels, strict=True):
-        draw.line((left - 4, y, left - 1, y), fill=BLACK)
-        _text(draw, (left - 6, y), text, TICK_SIZE, anchor="rm")
+    _draw_ticks(
+        draw, (left, top, plot_w, plot_h), tick_x + left, x_ticks, tick_y + top, y_tick_labels
+    )
     _text(draw, (left + plot_w / 2, height - PAD), str(feature_names[0]), LABEL_SIZE, anchor="md")
     _rotated_text(
         canvas, (PAD, top + plot_h / 2), str(feature_names[1]), LABEL_SIZE, 90, anchor="lm"
@@ -398,6 +408,39 @@ def decision_boundary_image(
         _stamp(canvas, _disc(tuple(int(c) for c in colours[index])), (x + marker.width / 2, y))
         _text(draw, (x + marker.width + 6, y), name, SMALL_SIZE, anchor="lm")
     return _to_array(canvas)
+
+
+def _draw_ticks(
+    draw: ImageDraw.ImageDraw,
+    plot: tuple[int, int, int, int],
+    tick_x: np.ndarray,
+    x_values: Sequence[float],
+    tick_y: np.ndarray,
+    y_labels: Sequence[str],
+) -> None:
+    """Tick marks and labels below and left of the plot (left, top, width, height)."""
+    left, top, _, plot_h = plot
+    for x, value in zip(tick_x, x_values, strict=True):
+        draw.line((x, top + plot_h, x, top + plot_h + 3), fill=BLACK)
+        _text(draw, (x, top + plot_h + 6), _tick_label(value), TICK_SIZE, anchor="mt")
+    for y, text in zip(tick_y, y_labels, strict=True):
+        draw.line((left - 4, y, left - 1, y), fill=BLACK)
+        _text(draw, (left - 6, y), text, TICK_SIZE, anchor="rm")
+
+
+def _predicted_regions(
+    predict: Callable[[np.ndarray], np.ndarray], points: np.ndarray, resolution: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The plotted range (the points' with a 10 % margin) and the predicted class over a
+    resolution x resolution grid of it (row 0: the lowest y)."""
+    low, high = points.min(axis=0), points.max(axis=0)
+    margin = 0.1 * np.where(high > low, high - low, 1.0)  # a flat axis still gets some width
+    low, high = low - margin, high + margin
+    xs = np.linspace(low[0], high[0], resolution)
+    ys = np.linspace(low[1], high[1], resolution)
+    grid_x, grid_y = np.meshgrid(xs, ys)
+    grid = np.column_stack([grid_x.ravel(), grid_y.ravel()]).astype(np.float32)
+    return low, high, np.asarray(predict(grid)).reshape(resolution, resolution)
 
 
 def image_grid(
@@ -457,77 +500,4 @@ def image_grid(
         draw.rectangle(
             (x - 1, y + title_h + 3, x + tile_w, y + title_h + 4 + tile_h), outline=FRAME
         )
-    return _to_array(canvas)
-
-
-def bar_chart_image(
-    values: dict[str, float], title: str, xlabel: str, max_bars: int = 30
-) -> np.ndarray:
-    """Horizontal bars, largest on top (the max_bars largest when there are more).
-
-    Each bar runs from zero (a black line) to its value, to the left for a negative value, with
-    the value (3 significant digits) just beyond its end.
-    """
-    if not values:
-        raise ValueError("bar_chart_image needs at least one value")
-
-    def rank(item: tuple[str, float]) -> float:
-        return -math.inf if math.isnan(item[1]) else item[1]  # NaN ranks last, not anywhere
-
-    items = [(str(name), float(value)) for name, value in values.items()]
-    ranked = sorted(items, key=rank, reverse=True)[:max_bars]
-    if len(ranked) < len(values):
-        title = f"{title} (top {len(ranked)} of {len(values)})"
-    names = [_short(name, 30) for name, _ in ranked]
-    numbers = [value for _, value in ranked]
-    texts = [f"{value:.3g}" for value in numbers]
-    finite = [value for value in numbers if math.isfinite(value)]
-    low, high = min([0.0, *finite]), max([0.0, *finite])
-    if high == low:
-        high = 1.0  # all zero (or none finite): any scale will do
-
-    # Room beyond the bar ends for the value labels, on the side each bar points to.
-    pos_w = _widest([t for t, v in zip(texts, numbers, strict=True) if not v < 0], SMALL_SIZE)
-    neg_w = _widest([t for t, v in zip(texts, numbers, strict=True) if v < 0], SMALL_SIZE)
-    left = PAD + _widest(names, SMALL_SIZE) + 8
-    width = max(700, left + 300 + pos_w + neg_w + PAD)
-    right = width - PAD - 1
-    x0 = left + 6 + (neg_w + 6 if neg_w else 0)
-    x1 = right - 6 - (pos_w + 6 if pos_w else 0)
-
-    def to_x(value: float) -> float:
-        return x0 + (value - low) / (high - low) * (x1 - x0)
-
-    pitch, thickness = 24, 16
-    top = PAD + _text_size(title, TITLE_SIZE)[1] + 10
-    bottom = top + len(ranked) * pitch + 8
-    tick_h = _text_size("0", TICK_SIZE)[1]
-    label_h = _text_size(xlabel, LABEL_SIZE)[1]
-    height = bottom + 6 + tick_h + 8 + label_h + PAD
-    canvas = Image.new("RGB", (width, height), WHITE)
-    draw = ImageDraw.Draw(canvas)
-
-    zero = round(to_x(0.0))
-    for index, (name, value, text) in enumerate(zip(names, numbers, texts, strict=True)):
-        y = top + 4 + index * pitch + pitch / 2  # the largest value first, at the top
-        _text(draw, (left - 6, y), name, SMALL_SIZE, anchor="rm")
-        if not math.isfinite(value):
-            _text(draw, (zero + 6, y), text, SMALL_SIZE, anchor="lm")
-            continue
-        end = round(to_x(value))
-        if end != zero:
-            box = (min(zero, end), y - thickness / 2, max(zero, end), y + thickness / 2 - 1)
-            draw.rectangle(box, fill=BAR_BLUE)
-        if value < 0:
-            _text(draw, (end - 4, y), text, SMALL_SIZE, anchor="rm")
-        else:
-            _text(draw, (end + 4, y), text, SMALL_SIZE, anchor="lm")
-    draw.line((zero, top, zero, bottom), fill=BLACK)
-    draw.rectangle((left, top, right, bottom), outline=BLACK)
-    for value in _nice_ticks(low, high):
-        x = to_x(value)
-        draw.line((x, bottom, x, bottom + 3), fill=BLACK)
-        _text(draw, (x, bottom + 6), _tick_label(value), TICK_SIZE, anchor="mt")
-    _text(draw, ((left + right) / 2, height - PAD), xlabel, LABEL_SIZE, anchor="md")
-    _text(draw, ((left + right) / 2, PAD), title, TITLE_SIZE, anchor="mt")
     return _to_array(canvas)

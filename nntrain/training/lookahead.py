@@ -58,13 +58,14 @@ class Lookahead:
     @torch.no_grad()
     def after_step(self, model: nn.Module, epoch: int, step: int, total_steps: int) -> None:
         """Called after optimizer step number `step` (1-based) of epoch `epoch` (0-based)."""
-        if not self.enabled or epoch < self.start_epoch or step % self.every_n_steps:
+        every = self.every_n_steps
+        if every is None or epoch < self.start_epoch or step % every:
             return
         current = self._averaged(model)
         if self.slow is None:
             self.slow = [t.detach().clone() for t in current]
             return
-        rho = self.decay**self.every_n_steps * (step / total_steps) ** self.decay_power
+        rho = self.decay**every * (step / total_steps) ** self.decay_power
         for slow, fast in zip(self.slow, current, strict=True):
             slow.lerp_(fast, 1 - rho)
             fast.copy_(slow)

@@ -44,7 +44,9 @@ def configure_determinism(deterministic: bool, device: torch.device) -> None:
 
 def capture_rng_state() -> dict[str, Any]:
     """Every global generator's state, as tensors and plain numbers (safe for weights_only)."""
-    _, keys, position, has_gauss, cached_gaussian = np.random.get_state()
+    legacy = np.random.get_state(legacy=True)
+    assert isinstance(legacy, tuple)  # legacy=True: the tuple form, not a dict
+    _, keys, position, has_gauss, cached_gaussian = legacy
     version, internal, gauss_next = random.getstate()
     state: dict[str, Any] = {
         "torch": torch.get_rng_state(),

@@ -8,8 +8,8 @@ the schedule. Metric sums accumulate on the device; nothing here waits for the h
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Iterable, Iterator
+from contextlib import nullcontext
 from dataclasses import dataclass
 
 import torch
@@ -49,9 +49,8 @@ def train_step(
     group_size = len(micro_batches)
     for index, (inputs, targets) in enumerate(micro_batches):
         last = index == group_size - 1
-        sync = (
-            parts.forward.no_sync() if parts.distributed and not last else contextlib.nullcontext()
-        )
+        # DDP all-reduces the gradients at every backward: only at a step's last micro-batch.
+        sync = parts.forward.no_sync() if parts.distributed and not last else nullcontext()  # type: ignore[operator]
         with sync:
             with parts.compute.autocast():
                 logits = parts.forward(parts.compute.to_model_layout(inputs))

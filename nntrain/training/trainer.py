@@ -174,7 +174,7 @@ class Trainer:
                     self._start_epoch(run)
                     train = self._train_epoch(run, progress, stop)
                     self._end_epoch(run, train, epoch_start, stop)
-            return self._finish(run, config_yaml)
+            return self._finish(run)
         finally:
             run.tensorboard.close()
 
@@ -200,7 +200,9 @@ class Trainer:
         if self.world > 1 and self.sync_batchnorm:
             model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
             synced = sum(isinstance(m, nn.SyncBatchNorm) for m in model.modules())
-            log.info(f"SyncBatchNorm: {synced} BatchNorm layers use all {self.world} ranks' batches")
+            log.info(
+                f"SyncBatchNorm: {synced} BatchNorm layers use all {self.world} ranks' batches"
+            )
         model.to(self.device)
         if compute.channels_last:
             model.to(memory_format=torch.channels_last)
@@ -273,7 +275,9 @@ class Trainer:
             if self.world > 1 and trainable != [p.requires_grad for p in model.parameters()]:
                 run.forward = self._wrap_for_training(model)
 
-    def _train_epoch(self, run: Run, progress: TrainProgress, stop: StopRequests) -> dict[str, float]:
+    def _train_epoch(
+        self, run: Run, progress: TrainProgress, stop: StopRequests
+    ) -> dict[str, float]:
         """One epoch of training, from state.batches_done on (non-zero when resuming mid-epoch)."""
         state = run.state
         run.forward.train()
@@ -299,7 +303,7 @@ class Trainer:
             if log_step:
                 window = self._log_step(run, running, window, grad_norm, progress)
             self._save_mid_epoch(run, running, stop, log_step)
-        epoch_stats = running.compute(across_ranks=True)
+        epoch_stats = running.compute(reduce=distributed.all_reduce_sum)
         self._check_finite(epoch_stats["loss"], state)
         trained_here = epoch_stats["count"] - resumed_count
         epoch_stats["samples_per_sec"] = trained_here / max(time.perf_counter() - epoch_start, 1e-9)
@@ -319,7 +323,7 @@ class Trainer:
             "train/acc": train["acc"],
             "val/loss": val.loss,
             "val/acc": val.acc,
-            "lr": state.scheduler.get_last_lr()[0],
+            "lr": float(state.scheduler.get_last_lr()[0]),
             "train/samples_per_sec": train["samples_per_sec"],
             "epoch_time": time.perf_counter() - epoch_start,
         }
@@ -342,7 +346,7 @@ class Trainer:
                 f"(best {stopper.best:.4f} at epoch {stopper.best_epoch + 1})"
             )
 
-    def _finish(self, run: Run, config_yaml: str) -> dict[str, float]:
+    def _finish(self, run: Run) -> dict[str, float]:
         """Test the best checkpoint on every rank; rank 0 writes metrics.json and the figures."""
         state, stopper = run.state, run.state.stopper
         if stopper.best_epoch < 0:
@@ -355,7 +359,9 @@ class Trainer:
             raise RuntimeError("the ranks' weights differ after training: a DDP bug")
         if self.world > 1:
             log.info(f"weights identical on all {self.world} ranks")
-        test = self.test(run.model, run.data.test_loader(), run.compute, run.checkpoints / "best.pt")
+        test = self.test(
+            run.model, run.data.test_loader(), run.compute, run.checkpoints / "best.pt"
+        )
         # The first epoch pays for warm-up (allocations, kernel selection): left out when
         # there are others.
         train_speed = state.samples_per_sec[1:] or state.samples_per_sec
@@ -371,7 +377,7 @@ class Trainer:
         if self.rank == 0:
             files.write_json(run.run_dir / "metrics.json", result)
             if self.report_images:
-                self._write_figures(run, result, config_yaml)
+                self._write_figures(run, result)
         return result
 
     def test(
@@ -417,10 +423,10 @@ class Trainer:
         """The log step's one host sync: train figures since the last log step to TensorBoard
         and the progress bar; a non-finite loss stops the run here."""
         state = run.state
-        stats = running.compute(since=window.sums, across_ranks=True)
+        stats = running.compute(since=window.sums, reduce=distributed.all_reduce_sum)
         self._check_finite(stats["loss"], state)
         now = time.perf_counter()
-        lr = state.scheduler.get_last_lr()[0]
+        lr = float(state.scheduler.get_last_lr()[0])
         groups = state.optimizer.param_groups
         run.tensorboard.scalars(
             {
@@ -446,14 +452,14 @@ class Trainer:
             stopping = log_step and distributed.any_rank(stopping, self.device)
         if not (stopping or (every and state.step % every == 0)):
             return
-        self._check_finite(running.compute(across_ranks=True)["loss"], state)  # no NaN saved
+        self._check_finite(running.compute(reduce=distributed.all_reduce_sum)["loss"], state)  # no NaN saved
         # The epoch's sums over all ranks; on resume rank 0 carries them alone.
         state.running_sums = distributed.all_reduce_sum(running.snapshot())
         self._save(state.checkpoint(**run.facts), run.checkpoints / "last.pt")
         if stopping:  # another rank may have been the one signalled
             raise TrainingInterrupted(stop.signum or signal.SIGTERM, state.step)
 
-    def _write_figures(self, run: Run, result: dict[str, Any], config_yaml: str) -> None:
+    def _write_figures(self, run: Run, result: dict[str, Any]) -> None:
         """The best model's pictures on the validation split and the HParams record."""
         from nntrain.reporting.end_of_run import write_end_of_run
 
@@ -467,7 +473,7 @@ class Trainer:
             val.targets,
             classify=lambda inputs: classify(run.model, inputs, run.compute),
             result=result,
-            config_yaml=config_yaml,
+            config_yaml=run.facts["config"],
             model_name=type(run.model).__name__,
             step=run.state.step,
         )
@@ -492,7 +498,7 @@ class Trainer:
             cuda = self.device.type == "cuda"
             forward = DistributedDataParallel(model, device_ids=[self.device] if cuda else None)
         if self.compile:  # only the training forward is compiled
-            mode = None if self.compile in (True, "default") else self.compile
+            mode = None if self.compile in (True, "default") else str(self.compile)
             forward = torch.compile(forward, mode=mode)  # type: ignore[assignment]
         return forward
 
@@ -567,4 +573,3 @@ def check_compile(setting: object, device: torch.device) -> bool | str:
             "install one or set trainer.compile=false.",
         )
     return setting  # type: ignore[return-value]
-
