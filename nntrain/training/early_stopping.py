@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 from typing import Any
 
@@ -59,6 +60,13 @@ class EarlyStopping:
         else:
             self.wait += 1
         return improved
+
+    def restarted(self) -> EarlyStopping:
+        """The same rule with no epoch seen yet: each fit counts from the start."""
+        fresh = copy.copy(self)
+        fresh.best = math.inf if self.mode == "min" else -math.inf
+        fresh.best_epoch, fresh.wait = -1, 0
+        return fresh
 
     @property
     def should_stop(self) -> bool:

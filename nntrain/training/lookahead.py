@@ -10,6 +10,7 @@ checkpoints see the averaged weights.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping
 from typing import Any
 
@@ -44,6 +45,12 @@ class Lookahead:
         self.every_n_steps = every_n_steps
         self.decay, self.decay_power, self.start_epoch = decay, decay_power, start_epoch
         self.slow: list[torch.Tensor] | None = None
+
+    def restarted(self) -> Lookahead:
+        """The same settings with no average yet: each fit starts its own."""
+        fresh = copy.copy(self)
+        fresh.slow = None
+        return fresh
 
     @property
     def enabled(self) -> bool:

@@ -101,8 +101,8 @@ class Trainer:
         self.accumulate = check_positive_int(
             "trainer.accumulate_grad_batches", accumulate_grad_batches, example=2
         )
-        self.early_stopping = dict(early_stopping or {})
-        EarlyStopping(**self.early_stopping)  # checked now; each fit builds its own
+        # Checked here, before any data is loaded; each fit starts a restarted copy.
+        self.early_stopping = EarlyStopping(**dict(early_stopping or {}))
         limit_batches(1, limit_train_batches, "trainer.limit_train_batches")
         limit_batches(1, limit_val_batches, "trainer.limit_val_batches")
         self.limit_train_batches, self.limit_val_batches = limit_train_batches, limit_val_batches
@@ -130,8 +130,7 @@ class Trainer:
             f"trainer.label_smoothing must be a number in [0, 1), got {label_smoothing!r}.",
         )
         self.label_smoothing = float(label_smoothing)
-        self.lookahead = dict(lookahead or {})
-        Lookahead(**self.lookahead)  # checked now; each fit builds its own
+        self.lookahead = Lookahead(**dict(lookahead or {}))
         self.test_time_augmentation = check_mode(test_time_augmentation)
         self.compile = check_compile(compile, self.device)
 
@@ -228,8 +227,8 @@ class Trainer:
             scaler=torch.amp.GradScaler(
                 self.device.type, enabled=compute.autocast_dtype == torch.float16
             ),
-            stopper=EarlyStopping(**self.early_stopping),
-            lookahead=Lookahead(**self.lookahead),
+            stopper=self.early_stopping.restarted(),
+            lookahead=self.lookahead.restarted(),
         )
         log.info(
             f"{describe_parameters(model)} | device {self.device} | {compute.precision_name} | "
