@@ -56,9 +56,9 @@ def count(model: str, data: str, batches: int) -> collections.Counter[str]:
     with open_dict(cfg):
         del cfg["hydra"]
     # The run's own printing (config tree, summary) is not what this script reports.
-    with tempfile.TemporaryDirectory() as run_dir, contextlib.redirect_stdout(io.StringIO()):
-        with OpCounter() as counter:
-            run(cfg, run_dir)
+    quiet = contextlib.redirect_stdout(io.StringIO())
+    with tempfile.TemporaryDirectory() as run_dir, quiet, OpCounter() as counter:
+        run(cfg, run_dir)
     return counter.ops
 
 
