@@ -18,7 +18,7 @@ from PIL import Image
 from nntrain.commands import train as cli
 from nntrain.commands.predict import load_image
 from nntrain.data.image_folder import load_rgb
-from nntrain.inference.restore import build_model, load_run
+from nntrain.inference.trained_run import build_model, load_run
 from tests.conftest import compose_config
 from tests.test_folder import make_split
 

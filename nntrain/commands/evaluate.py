@@ -17,7 +17,7 @@ from omegaconf import DictConfig, open_dict
 from nntrain.errors import UserError, require
 
 if TYPE_CHECKING:
-    from nntrain.inference.restore import TrainedRun
+    from nntrain.inference.trained_run import TrainedRun
 
 SPLITS = ("test", "val", "train")
 
@@ -27,7 +27,7 @@ def evaluate_checkpoint(cfg: DictConfig) -> tuple[dict[str, Any], TrainedRun]:
     from nntrain.devices import resolve_device
     from nntrain.inference.logits import score
     from nntrain.inference.metrics import classification_report
-    from nntrain.inference.restore import build_model, load_run, run_compute
+    from nntrain.inference.trained_run import build_model, load_run, run_compute
     from nntrain.instantiate import build
 
     require(cfg.split in SPLITS, f"split must be one of {', '.join(SPLITS)}, got {cfg.split!r}.")

@@ -219,7 +219,7 @@ def predict(cfg: DictConfig) -> Path:
     from nntrain import files
     from nntrain.devices import resolve_device
     from nntrain.inference.logits import probabilities
-    from nntrain.inference.restore import build_model, load_run, run_compute
+    from nntrain.inference.trained_run import build_model, load_run, run_compute
 
     device = resolve_device(str(cfg.device), key="device")
     run = load_run(str(cfg.ckpt))

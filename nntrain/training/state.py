@@ -97,8 +97,9 @@ class Run:
     total_steps: int  # optimizer steps of the whole run (the schedules' length)
     compute: Compute
     run_dir: Path
-    # Written into every checkpoint: eval and predict rebuild the model from them.
-    facts: dict[str, Any]
+    # class_names, config (YAML) and inputs (input_spec), written into every checkpoint: eval
+    # and predict rebuild the model from them.
+    metadata: dict[str, Any]
     tensorboard: RunLogger
 
     @property

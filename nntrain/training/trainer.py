@@ -246,7 +246,7 @@ class Trainer:
             total_steps=total_steps,
             compute=compute,
             run_dir=run_dir,
-            facts={
+            metadata={
                 "class_names": list(data.class_names),
                 "config": config_yaml,
                 "inputs": data.input_spec(),
@@ -330,7 +330,7 @@ class Trainer:
         improved = stopper.update(metrics[stopper.monitor], state.epoch - 1)
         if improved:
             state.best_metrics = {"val/loss": val.loss, "val/acc": val.acc}
-        checkpoint = state.checkpoint(metrics=metrics, **run.facts)
+        checkpoint = state.checkpoint(metrics=metrics, **run.metadata)
         if improved:
             self._save(checkpoint, run.checkpoints / "best.pt")
         self._save(checkpoint, run.checkpoints / "last.pt")
@@ -454,7 +454,7 @@ class Trainer:
         self._check_finite(running.compute(reduce=distributed.all_reduce_sum)["loss"], state)  # no NaN saved
         # The epoch's sums over all ranks; on resume rank 0 carries them alone.
         state.running_sums = distributed.all_reduce_sum(running.snapshot())
-        self._save(state.checkpoint(**run.facts), run.checkpoints / "last.pt")
+        self._save(state.checkpoint(**run.metadata), run.checkpoints / "last.pt")
         if stopping:  # another rank may have been the one signalled
             raise TrainingInterrupted(stop.signum or signal.SIGTERM, state.step)
 
@@ -472,7 +472,7 @@ class Trainer:
             val.targets,
             classify=lambda inputs: classify(run.model, inputs, run.compute),
             result=result,
-            config_yaml=run.facts["config"],
+            config_yaml=run.metadata["config"],
             model_name=type(run.model).__name__,
             step=run.state.step,
         )
