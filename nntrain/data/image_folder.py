@@ -14,7 +14,7 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from PIL import Image
@@ -24,6 +24,9 @@ from torchvision.transforms import v2
 
 from nntrain.data.in_memory import IMAGENET_MEAN, IMAGENET_STD, epoch_generator, split_indices
 from nntrain.errors import UserError, check_fraction, check_positive_int, require
+
+if TYPE_CHECKING:
+    from nntrain.data.protocols import DataModule, Loader
 
 STATS_IMAGES = 200  # enough for stable per-channel statistics, quick to decode at start-up
 EVAL_CROP_FRACTION = 0.875  # evaluation resizes to size / 0.875 and centre-crops, as for ImageNet
@@ -235,6 +238,7 @@ class ImageFolderData:
 
     name = "imagefolder"
     class_names: list[str]  # sorted folder names of train/
+    input_shape: tuple[int, ...]
 
     def __init__(
         self,
@@ -368,3 +372,8 @@ class ImageFolderData:
 
     def split_sizes(self) -> dict[str, int]:
         return {name: len(samples) for name, samples in self.samples.items()}
+
+
+if TYPE_CHECKING:  # mypy checks that the classes answer the protocols the trainer relies on
+    _loader: type[Loader] = FolderLoader
+    _data: type[DataModule] = ImageFolderData

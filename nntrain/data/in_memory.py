@@ -8,12 +8,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
 from nntrain.errors import check_fraction, check_positive_int, require
+
+if TYPE_CHECKING:
+    from nntrain.data.protocols import DataModule, Loader
 
 # What ImageNet-pretrained weights expect (per RGB channel, pixel values in [0, 1]).
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -251,3 +254,8 @@ class InMemoryData:
             "std": normalize.std.flatten().tolist(),
             "resize_shorter": None,
         }
+
+
+if TYPE_CHECKING:  # mypy checks that the classes answer the protocols the trainer relies on
+    _loader: type[Loader] = TensorLoader
+    _data: type[DataModule] = InMemoryData
