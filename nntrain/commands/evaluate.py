@@ -99,10 +99,10 @@ def write_results(results: dict[str, Any], run_dir: Path, class_names: list[str]
 def print_results(results: dict[str, Any], files: list[Path]) -> None:
     from rich.table import Table
 
-    from nntrain.reporting.console import display_path, get_console
+    from nntrain.reporting.console import display_path, get_console, plain
 
     console, split = get_console(), results["split"]
-    figures = Table(title=f"{results['checkpoint']} on the {split} split", show_header=False)
+    figures = Table(title=plain(f"{results['checkpoint']} on the {split} split"), show_header=False)
     for key in ("acc", "loss", "top5", "auroc", "average_precision", "count"):
         if f"{split}/{key}" in results:
             value = results[f"{split}/{key}"]
@@ -117,7 +117,7 @@ def print_results(results: dict[str, Any], files: list[Path]) -> None:
         table.add_column(column, justify="left" if column == "class" else "right")
     for i, name in enumerate(per_class["class"]):
         table.add_row(
-            name,
+            plain(name),
             *(f"{per_class[k][i]:.4f}" for k in ("precision", "recall", "f1")),
             str(per_class["support"][i]),
         )
@@ -135,9 +135,9 @@ def print_results(results: dict[str, Any], files: list[Path]) -> None:
         confusion = Table(title="confusion matrix (rows: true, columns: predicted)")
         confusion.add_column("")
         for name in per_class["class"]:
-            confusion.add_column(name, justify="right")
+            confusion.add_column(plain(name), justify="right")
         for name, row in zip(per_class["class"], matrix, strict=True):
-            confusion.add_row(name, *(str(v) for v in row))
+            confusion.add_row(plain(name), *(str(v) for v in row))
         console.print(confusion)
 
     if f"{split}/importance" in results:
@@ -148,12 +148,12 @@ def print_results(results: dict[str, Any], files: list[Path]) -> None:
         ranked = sorted(importance["permutation"], key=importance["permutation"].get, reverse=True)
         for name in ranked:
             table.add_row(
-                name,
+                plain(name),
                 f"{importance['first_layer_weight'][name]:.4f}",
                 f"{importance['permutation'][name]:.4f}",
             )
         console.print(table)
-    console.print("wrote " + ", ".join(display_path(f) for f in files))
+    console.print(plain("wrote " + ", ".join(display_path(f) for f in files)))
 
 
 @hydra.main(version_base="1.3", config_path="pkg://nntrain.configs", config_name="eval")

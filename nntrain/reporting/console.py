@@ -23,6 +23,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 from rich.table import Table
+from rich.text import Text
 from rich.tree import Tree
 
 log = logging.getLogger("nntrain")
@@ -35,9 +36,16 @@ def get_console() -> Console:
     return rich_console()
 
 
+def plain(text: object) -> Text:
+    """Text shown as it is: user text (paths, class names, overrides) is never rich markup, so
+    `images[raw]` keeps its brackets and `[/]` in a path cannot crash the printing."""
+    return Text(str(text))
+
+
 def print_error(message: str) -> None:
     """One line on stderr, for errors the user can fix."""
-    Console(stderr=True, highlight=False, soft_wrap=True).print(f"[bold red]Error:[/] {message}")
+    line = Text.assemble(("Error:", "bold red"), " ", message)
+    Console(stderr=True, highlight=False, soft_wrap=True).print(line)
 
 
 def print_config_tree(config: Mapping[str, Any]) -> None:
@@ -49,12 +57,12 @@ def print_config_tree(config: Mapping[str, Any]) -> None:
     def add(branch: Tree, node: Any) -> None:
         for key, value in node.items():
             if isinstance(value, DictConfig | dict):
-                add(branch.add(f"[bold cyan]{key}[/]"), value)
+                add(branch.add(Text(str(key), style="bold cyan")), value)
             else:
                 shown = OmegaConf.to_container(value) if isinstance(value, ListConfig) else value
-                branch.add(
-                    f"{key}: [green]{shown!r}[/]" if isinstance(shown, str) else f"{key}: {shown}"
-                )
+                value_style = "green" if isinstance(shown, str) else ""
+                text = repr(shown) if isinstance(shown, str) else str(shown)
+                branch.add(Text.assemble(f"{key}: ", (text, value_style)))
 
     add(tree, config)
     get_console().print(tree)
@@ -151,12 +159,12 @@ def print_summary(metrics: Mapping[str, Any], run_dir: str | Path) -> None:
             shown = f"{value:,.0f}"
         else:
             shown = f"{value:.4f}" if isinstance(value, float) else str(value)
-        table.add_row(key, shown)
+        table.add_row(plain(key), plain(shown))
     run_dir = display_path(run_dir)
-    table.add_row("run dir", run_dir)
-    table.add_row("checkpoints", f"{run_dir}/checkpoints/best.pt (best epoch), last.pt")
-    table.add_row("tensorboard", f"tensorboard --logdir {run_dir}")
-    table.add_row("evaluate", f"nntrain-eval ckpt={run_dir}")
+    table.add_row("run dir", plain(run_dir))
+    table.add_row("checkpoints", plain(f"{run_dir}/checkpoints/best.pt (best epoch), last.pt"))
+    table.add_row("tensorboard", plain(f"tensorboard --logdir {run_dir}"))
+    table.add_row("evaluate", plain(f"nntrain-eval ckpt={run_dir}"))
     get_console().print(table)
 
 

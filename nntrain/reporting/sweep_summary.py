@@ -54,9 +54,9 @@ def summarize(sweep_dir: Path, monitor: str) -> list[dict[str, Any]]:
 def print_rows(rows: list[dict[str, Any]], sweep_dir: Path, monitor: str) -> None:
     from rich.table import Table
 
-    from nntrain.reporting.console import display_path, get_console
+    from nntrain.reporting.console import display_path, get_console, plain
 
-    table = Table(title=f"sweep summary: {display_path(sweep_dir)}/summary.csv")
+    table = Table(title=plain(f"sweep summary: {display_path(sweep_dir)}/summary.csv"))
     for column in COLUMNS:
         if column == "error":  # the full text is in summary.csv and the job's train.log
             table.add_column(column, no_wrap=True, overflow="ellipsis", max_width=48)
@@ -68,7 +68,7 @@ def print_rows(rows: list[dict[str, Any]], sweep_dir: Path, monitor: str) -> Non
             for v in row.values()
         ]
         style = "red" if row["status"] != "ok" else None
-        table.add_row(*cells, style=style)
+        table.add_row(*(plain(cell) for cell in cells), style=style)
     get_console().print(table)
 
 
