@@ -84,6 +84,16 @@ def test_help_lists_the_config_groups_and_their_options(tmp_path):
             "trainer.max_epoch=3",
             "'trainer.max_epoch' is not a key of the config; check its spelling (`nntrain --cfg job` lists every key), or add a new key deliberately with +trainer.max_epoch=3.",
         ),
+        (  # keys that moved out of the optimizer group name their new place
+            "optimizer.fused=false",
+            "optimizer.fused moved to trainer.fused_optimizer; use trainer.fused_optimizer=false instead.",
+        ),
+        (
+            "model=resnet18 optimizer.backbone_lr_scale=0.3",
+            "optimizer.backbone_lr_scale moved to model.backbone_lr_scale (a setting of the models "
+            "with a pretrained backbone, such as model=resnet18); use model.backbone_lr_scale=0.3 "
+            "instead.",
+        ),
         (
             "optimizer.lr=-1",
             "the optimizer rejected its settings (Invalid learning rate: -1); fix the optimizer.* value, e.g. optimizer.lr=1e-3.",

@@ -40,15 +40,6 @@ def build(node: DictConfig, group: str, **kwargs: Any) -> Any:
         ) from error
 
 
-def build_optimizer_partial(node: DictConfig) -> tuple[Any, float]:
-    """The optimizer partial and the backbone lr scale (a key of ours in the optimizer group,
-    not an argument of the torch optimizer)."""
-    node = node.copy()
-    with open_dict(node):
-        backbone_lr_scale = node.pop("backbone_lr_scale", 1.0)
-    return build(node, "optimizer"), backbone_lr_scale
-
-
 def run(cfg: DictConfig, run_dir: str, show_progress: bool = False) -> dict[str, float]:
     """Build everything from the composed config, fit, test; returns the run's metrics."""
     from nntrain.reporting import console
@@ -66,7 +57,7 @@ def run(cfg: DictConfig, run_dir: str, show_progress: bool = False) -> dict[str,
     data = build(cfg.data, "data")
     seed_everything(cfg.seed)  # right before the model: its initial weights follow the seed
     model = build(cfg.model, "model", input_shape=data.input_shape, num_classes=data.num_classes)
-    optimizer, backbone_lr_scale = build_optimizer_partial(cfg.optimizer)
+    optimizer = build(cfg.optimizer, "optimizer")
     scheduler = build(cfg.scheduler, "scheduler")
     # The checkpoints' copy of the config: resume= is how this process started, not the run.
     saved = OmegaConf.to_container(cfg, resolve=True)
@@ -85,7 +76,6 @@ def run(cfg: DictConfig, run_dir: str, show_progress: bool = False) -> dict[str,
         scheduler,
         run_dir=run_dir,
         config_yaml=OmegaConf.to_yaml(saved),
-        backbone_lr_scale=backbone_lr_scale,
         resume=resume,
     )
     if main_process:
@@ -199,6 +189,17 @@ def train_app(cfg: DictConfig) -> float:
         sys.exit(stop.exit_code)
 
 
+# Keys that moved to another group: an old command line gets told where they live now.
+# old key -> (new key, where it exists if not everywhere)
+MOVED_KEYS = {
+    "optimizer.fused": ("trainer.fused_optimizer", ""),
+    "optimizer.backbone_lr_scale": (
+        "model.backbone_lr_scale",
+        " (a setting of the models with a pretrained backbone, such as model=resnet18)",
+    ),
+}
+
+
 def describe_config_error(error: Exception, command: str = "nntrain") -> str:
     """One sentence for an error Hydra raised while composing the config from the overrides."""
     from hydra.errors import MissingConfigException
@@ -222,6 +223,10 @@ def describe_config_error(error: Exception, command: str = "nntrain") -> str:
             if len(lines) > 1
             else f"+{key}=..."
         )
+        if key in MOVED_KEYS:
+            new_key, where = MOVED_KEYS[key]
+            value = append.partition("=")[2] or "..."
+            return f"{key} moved to {new_key}{where}; use {new_key}={value} instead."
         return (
             f"'{key}' is not a key of the config; check its spelling (`{command} --cfg job` lists "
             f"every key), or add a new key deliberately with {append}."
