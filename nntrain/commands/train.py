@@ -7,6 +7,7 @@ exit status 1, without a traceback.
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import re
@@ -17,9 +18,39 @@ from pathlib import Path
 from typing import Any
 
 import hydra
+from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from nntrain.errors import UserError
+
+
+def path_safe(name: object) -> str:
+    """`name` as one directory name, for the run dir outputs/<date>/<time>-<name>: every run of
+    characters other than ASCII letters, digits, '.', '_' and '-' becomes one '_', so a name such
+    as 'cnn on cifar/v2' neither nests directories nor needs quoting, in a shell or in a Hydra
+    override (the run summary's `nntrain-eval ckpt=<run dir>`: Hydra's lexer rejects 'é')."""
+    safe = re.sub(r"[^\w.-]+", "_", "" if name is None else str(name), flags=re.ASCII)
+    return safe.strip("_") or "unnamed"
+
+
+# configs/hydra/default.yaml names run dirs with ${nntrain.path_safe:${name}}: registered on
+# import, before Hydra resolves the run dir (launchers' worker processes import this module too).
+# Cached like ${now:...}: OmegaConf caches by the argument's text, and Hydra copies the sweep's
+# cache into every job's config, so all jobs of `-m model=cnn,mlp` share one sweep dir (named
+# as the config composes without the swept values) instead of one each per <model>-<data>.
+OmegaConf.register_new_resolver("nntrain.path_safe", path_safe, replace=True, use_cache=True)
+
+
+class HydraConfigForTheSweepDir(Callback):
+    """Lets the sweep dir end with ${name} too. Its default, <model>-<data>, reads Hydra's
+    choices through ${hydra:...}, which needs HydraConfig; in a multirun Hydra sets it only as
+    each job starts, after the sweeper has resolved hydra.sweep.dir (facebookresearch/hydra
+    #2247). A copy: HydraConfig.set_config makes the hydra node it is given read-only."""
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        from hydra.core.hydra_config import HydraConfig
+
+        HydraConfig.instance().set_config(copy.deepcopy(config))
 
 
 def build(node: DictConfig, group: str, **kwargs: Any) -> Any:
