@@ -41,9 +41,9 @@ from hydra import compose, initialize_config_module
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import open_dict
 
-from nntrain.commands.train import build, build_optimizer_partial
 from nntrain.data.augment import CropFlip
 from nntrain.data.in_memory import InMemoryData, Normalize
+from nntrain.instantiate import build
 from nntrain.optim.optimizers import build_optimizer
 
 
@@ -98,8 +98,7 @@ def compose_config(case: Case, device: str):
 def build_parts(cfg, data: InMemoryData):
     torch.manual_seed(0)
     model = build(cfg.model, "model", input_shape=data.input_shape, num_classes=data.num_classes)
-    optimizer, scale = build_optimizer_partial(cfg.optimizer)
-    return model, optimizer, build(cfg.scheduler, "scheduler"), scale
+    return model, build(cfg.optimizer, "optimizer"), build(cfg.scheduler, "scheduler")
 
 
 def sync(device: torch.device) -> None:
@@ -118,11 +117,9 @@ def run_trainer(case: Case, data: InMemoryData, device: str, steps: int) -> floa
         limit_train_batches=steps,
         limit_val_batches=1,
     )
-    model, optimizer, scheduler, scale = build_parts(cfg, data)
+    model, optimizer, scheduler = build_parts(cfg, data)
     with tempfile.TemporaryDirectory() as run_dir:
-        result = trainer.fit(
-            model, data, optimizer, scheduler, run_dir=run_dir, backbone_lr_scale=scale
-        )
+        result = trainer.fit(model, data, optimizer, scheduler, run_dir=run_dir)
     return result["train/samples_per_sec"]
 
 
@@ -160,9 +157,10 @@ def run_hand(case: Case, data: InMemoryData, device: str, steps: int) -> float:
     cfg = compose_config(case, device)
     dev = torch.device(device)
     data.setup(dev)
-    model, optimizer, scheduler, scale = build_parts(cfg, data)
+    model, optimizer, scheduler = build_parts(cfg, data)
     model.to(dev)
-    opt = build_optimizer(optimizer, model, scale)
+    # The optimizer kernel the Trainer uses for this config: only the loop and data differ.
+    opt = build_optimizer(optimizer, model, fused=cfg.trainer.fused_optimizer)
     sched = scheduler(opt, total_steps=10 * steps, steps_per_epoch=steps)
     loader = data.train_loader()
     return hand_loop(model, lambda: iter(loader), dev, steps, opt, sched, cfg.trainer.grad_clip)
@@ -207,9 +205,10 @@ def run_classic(case: Case, data: InMemoryData, device: str, steps: int, workers
         dataset, batch_size=case.batch_size, shuffle=True, num_workers=workers,
         pin_memory=dev.type == "cuda", drop_last=True, persistent_workers=workers > 0,
     )  # fmt: skip
-    model, optimizer, scheduler, scale = build_parts(cfg, data)
+    model, optimizer, scheduler = build_parts(cfg, data)
     model.to(dev)
-    opt = build_optimizer(optimizer, model, scale)
+    # The optimizer kernel the Trainer uses for this config: only the loop and data differ.
+    opt = build_optimizer(optimizer, model, fused=cfg.trainer.fused_optimizer)
     sched = scheduler(opt, total_steps=10 * steps, steps_per_epoch=steps)
     return hand_loop(model, lambda: iter(loader), dev, steps, opt, sched, cfg.trainer.grad_clip)
 

@@ -1,17 +1,22 @@
 """The `nntrain` command as a user runs it: a subprocess in a fresh working directory."""
 
+import re
+
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from nntrain.checkpoint import load_checkpoint
-from nntrain.commands.train import expand_home_in_overrides
+from nntrain.commands.common import expand_home_in_overrides
+from nntrain.commands.train import path_safe
 from tests.conftest import compose_config, read_metrics, run_nntrain, single_run_dir
+from tests.test_evaluate import run_eval
 
 
 def test_default_run_trains_digits_to_95_percent_and_writes_the_run_dir(tmp_path):
     done = run_nntrain(cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     run_dir = single_run_dir(tmp_path)
+    assert re.fullmatch(r"\d\d-\d\d-\d\d-mlp-digits", run_dir.name)  # <time>-<name>
     metrics = read_metrics(run_dir)
     assert metrics["test/acc"] >= 0.95, metrics
     assert {
@@ -40,6 +45,36 @@ def test_default_run_trains_digits_to_95_percent_and_writes_the_run_dir(tmp_path
     assert "epoch  1/30  train/loss" in done.stdout
     assert "nntrain: run summary" in done.stdout
     assert "\r" not in done.stdout  # no progress bar redraws in a pipe
+
+
+def test_the_run_dir_ends_with_the_name_made_safe_as_one_directory_name(tmp_path):
+    done = run_nntrain(
+        "trainer=debug", "trainer.max_epochs=1", "name='my run/v2 (α)'", cwd=tmp_path
+    )
+    assert done.returncode == 0, done.stderr
+    run_dir = single_run_dir(tmp_path)  # outputs/<date>/<time>-<name>: not nested deeper
+    assert run_dir.name.endswith("-my_run_v2") and (run_dir / "metrics.json").is_file()
+    assert "name: 'my run/v2 (α)'" in done.stdout  # the label itself is unchanged
+    # the summary's commands take the run dir as typed, unquoted
+    evaluated = run_eval(f"ckpt={run_dir.relative_to(tmp_path)}", cwd=tmp_path)
+    assert evaluated.returncode == 0, evaluated.stderr
+
+
+@pytest.mark.parametrize(
+    ("name", "safe"),
+    [
+        ("mlp-digits", "mlp-digits"),
+        ("cifar10_cnn v1.2", "cifar10_cnn_v1.2"),
+        ("a/b\\c:d*e", "a_b_c_d_e"),
+        ("été 2", "t_2"),  # ASCII only: Hydra's override lexer rejects other letters
+        ("../up", ".._up"),  # stays one name: the run dir is <time>-.._up
+        (" /", "unnamed"),
+        (None, "unnamed"),
+        (3, "3"),
+    ],
+)
+def test_path_safe_names(name, safe):
+    assert path_safe(name) == safe
 
 
 def test_python_dash_m_prints_the_composed_config(tmp_path):
@@ -83,6 +118,16 @@ def test_help_lists_the_config_groups_and_their_options(tmp_path):
         (
             "trainer.max_epoch=3",
             "'trainer.max_epoch' is not a key of the config; check its spelling (`nntrain --cfg job` lists every key), or add a new key deliberately with +trainer.max_epoch=3.",
+        ),
+        (  # keys that moved out of the optimizer group name their new place
+            "optimizer.fused=false",
+            "optimizer.fused moved to trainer.fused_optimizer; use trainer.fused_optimizer=false instead.",
+        ),
+        (
+            "model=resnet18 optimizer.backbone_lr_scale=0.3",
+            "optimizer.backbone_lr_scale moved to model.backbone_lr_scale (a setting of the models "
+            "with a pretrained backbone, such as model=resnet18); use model.backbone_lr_scale=0.3 "
+            "instead.",
         ),
         (
             "optimizer.lr=-1",

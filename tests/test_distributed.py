@@ -34,6 +34,7 @@ def test_two_ranks_train_in_one_run_dir_with_identical_weights(tmp_path):
     runs = [p for p in (tmp_path / "outputs").glob("*/*") if p.is_dir()]
     assert len(runs) == 1, runs  # both ranks wrote into rank 0's run dir
     run_dir = runs[0]
+    assert run_dir.name.endswith("-mlp-digits")  # named like a run without torchrun
     log = (run_dir / "train.log").read_text()
     # checked by all-gathering a checksum of every parameter and buffer at the end
     assert "weights identical on all 2 ranks" in log

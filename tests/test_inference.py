@@ -10,10 +10,11 @@ import pytest
 import torch
 from PIL import Image
 
-from nntrain.commands.train import build, run
+from nntrain.commands.train import run
 from nntrain.devices import Compute
 from nntrain.inference.logits import probabilities, score
 from nntrain.inference.trained_run import build_model, load_run, run_compute
+from nntrain.instantiate import build
 from tests.conftest import compose_config, read_metrics
 from tests.test_evaluate import run_eval
 from tests.test_predict import run_predict

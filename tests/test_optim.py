@@ -4,10 +4,11 @@ from functools import partial
 
 import pytest
 import torch
+from hydra.utils import instantiate
 from torch import nn
 
-from nntrain.commands.train import build_optimizer_partial
 from nntrain.errors import UserError
+from nntrain.models.hooks import PretrainedBackbone
 from nntrain.models.mlp import MLP
 from nntrain.optim.optimizers import build_optimizer, param_groups
 from nntrain.optim.schedules import constant, step_decay, warmup_cosine
@@ -26,11 +27,53 @@ def test_no_weight_decay_on_biases_and_normalisation_weights():
     assert {id(p) for p in groups["no_decay"]} == {id(p) for p in norm_params + biases}
 
 
+class Pretrained(nn.Module):
+    """The smallest model with a pretrained backbone (models.hooks.PretrainedBackbone)."""
+
+    def __init__(self, pretrained: bool, backbone_lr_scale: float) -> None:
+        super().__init__()
+        self.backbone = nn.Sequential(nn.Linear(4, 8), nn.BatchNorm1d(8))
+        self.head = nn.Linear(8, 2)
+        self.pretrained_backbone = pretrained
+        self.backbone_lr_scale = backbone_lr_scale
+
+
+def test_a_pretrained_backbone_trains_at_the_models_lr_scale():
+    model = Pretrained(pretrained=True, backbone_lr_scale=0.25)
+    assert isinstance(model, PretrainedBackbone)
+    groups = param_groups(model, lr=0.1)
+    assert [g["name"] for g in groups] == [
+        "decay",
+        "no_decay",
+        "backbone_decay",
+        "backbone_no_decay",
+    ]
+    by_name = {g["name"]: g for g in groups}
+    assert by_name["backbone_decay"]["params"] == [model.backbone[0].weight]
+    assert by_name["backbone_no_decay"]["params"] == [
+        model.backbone[0].bias, model.backbone[1].weight, model.backbone[1].bias
+    ]  # fmt: skip
+    assert by_name["backbone_decay"]["lr"] == by_name["backbone_no_decay"]["lr"] == 0.1 * 0.25
+    assert "lr" not in by_name["decay"] and "lr" not in by_name["no_decay"]  # the optimizer's lr
+    with pytest.raises(
+        UserError, match=r"^optimizer\.lr must be set to scale the backbone's lr\.$"
+    ):
+        param_groups(model)
+
+
+def test_a_backbone_trained_from_scratch_or_a_plain_model_gets_no_backbone_groups():
+    scratch = Pretrained(pretrained=False, backbone_lr_scale=0.25)
+    assert [g["name"] for g in param_groups(scratch, lr=0.1)] == ["decay", "no_decay"]
+    plain = MLP((4,), 2, hidden=[8])
+    assert not isinstance(plain, PretrainedBackbone)
+    assert [g["name"] for g in param_groups(plain, lr=0.1)] == ["decay", "no_decay"]
+
+
 @pytest.mark.parametrize("name", ["sgd", "adam", "adamw", "rmsprop"])
 def test_every_optimizer_config_builds_with_parameter_groups(name):
     cfg = compose_config(f"optimizer={name}", "optimizer.weight_decay=0.01")
-    partial_optimizer, backbone_lr_scale = build_optimizer_partial(cfg.optimizer)
-    assert backbone_lr_scale == 0.1
+    partial_optimizer = instantiate(cfg.optimizer)  # a pure torch partial, as written
+    assert not {"backbone_lr_scale", "fused"} & set(cfg.optimizer)
     optimizer = build_optimizer(partial_optimizer, MLP((4,), 2, hidden=[8]))
     expected = {
         "sgd": torch.optim.SGD,
@@ -102,9 +145,10 @@ def test_step_decay_and_constant():
     ],
 )
 def test_fused_setting_picks_the_optimizer_implementation_on_cpu(name, setting, fused, foreach):
-    cfg = compose_config(f"optimizer={name}", f"optimizer.fused={setting}")
-    partial_optimizer, _ = build_optimizer_partial(cfg.optimizer)
-    optimizer = build_optimizer(partial_optimizer, MLP((4,), 2, hidden=[8]))
+    cfg = compose_config(f"optimizer={name}", f"trainer.fused_optimizer={setting}")
+    optimizer = build_optimizer(
+        instantiate(cfg.optimizer), MLP((4,), 2, hidden=[8]), fused=cfg.trainer.fused_optimizer
+    )
     assert optimizer.defaults.get("fused") == fused
     assert optimizer.defaults.get("foreach") == foreach
 
@@ -120,9 +164,10 @@ def test_fused_and_per_tensor_adamw_train_to_the_same_weights():
     results = []
     for setting in ("true", "false"):
         model = copy.deepcopy(initial)
-        cfg = compose_config(f"optimizer.fused={setting}")
-        partial_optimizer, _ = build_optimizer_partial(cfg.optimizer)
-        optimizer = build_optimizer(partial_optimizer, model)
+        cfg = compose_config(f"trainer.fused_optimizer={setting}")
+        optimizer = build_optimizer(
+            instantiate(cfg.optimizer), model, fused=cfg.trainer.fused_optimizer
+        )
         for _ in range(20):
             optimizer.zero_grad()
             nn.functional.cross_entropy(model(inputs), targets).backward()
@@ -134,8 +179,33 @@ def test_fused_and_per_tensor_adamw_train_to_the_same_weights():
 
 
 def test_fused_true_on_an_optimizer_without_a_fused_kernel_is_refused():
-    cfg = compose_config("optimizer=rmsprop", "optimizer.fused=true")
-    partial_optimizer, _ = build_optimizer_partial(cfg.optimizer)
+    cfg = compose_config("optimizer=rmsprop", "trainer.fused_optimizer=true")
     with pytest.raises(UserError) as error:
-        build_optimizer(partial_optimizer, MLP((4,), 2, hidden=[8]))
-    assert str(error.value) == "RMSprop has no fused implementation; set optimizer.fused=auto."
+        build_optimizer(
+            instantiate(cfg.optimizer), MLP((4,), 2, hidden=[8]), fused=cfg.trainer.fused_optimizer
+        )
+    assert str(error.value) == (
+        "RMSprop has no fused implementation; set trainer.fused_optimizer=auto."
+    )
+
+
+@pytest.mark.parametrize("setting", [1.0, 0, "yes", "fused"])
+def test_a_fused_setting_other_than_auto_true_or_false_is_refused(setting):
+    with pytest.raises(UserError) as error:
+        build_optimizer(partial(torch.optim.AdamW, lr=1e-3), MLP((4,), 2, hidden=[8]), setting)
+    assert str(error.value) == (
+        f"trainer.fused_optimizer must be auto, true or false, got {setting!r}."
+    )
+
+
+@pytest.mark.parametrize(
+    ("keywords", "fused", "foreach"),
+    [({"fused": False}, False, None), ({"foreach": False}, None, False)],
+)
+def test_auto_keeps_a_kernel_the_optimizer_config_chose_itself(keywords, fused, foreach):
+    """fused and foreach are torch's own arguments: +optimizer.fused=false is obeyed."""
+    optimizer = build_optimizer(
+        partial(torch.optim.AdamW, lr=1e-3, **keywords), MLP((4,), 2, hidden=[8]), "auto"
+    )
+    assert optimizer.defaults.get("fused") == fused
+    assert optimizer.defaults.get("foreach") == foreach

@@ -19,6 +19,7 @@ from nntrain.commands import train as cli
 from nntrain.commands.predict import load_image
 from nntrain.data.image_folder import load_rgb
 from nntrain.inference.trained_run import build_model, load_run
+from nntrain.instantiate import build
 from tests.conftest import compose_config
 from tests.test_folder import make_split
 
@@ -58,7 +59,7 @@ def digits(tmp_path_factory):
     cfg = compose_config("trainer=debug")
     run_dir = tmp_path_factory.mktemp("digits") / "run"
     cli.run(cfg, str(run_dir))
-    return run_dir, cli.build(cfg.data, "data")
+    return run_dir, build(cfg.data, "data")
 
 
 @pytest.fixture(scope="module")
@@ -92,7 +93,7 @@ def flowers(tmp_path_factory):
     )
     run_dir = root / "run"
     cli.run(cfg, str(run_dir))
-    data = cli.build(cfg.data, "data")
+    data = build(cfg.data, "data")
     return run_dir, data
 
 

@@ -11,8 +11,10 @@ from torch import nn
 
 from nntrain.checkpoint import load_checkpoint
 from nntrain.errors import UserError
+from nntrain.models.hooks import PretrainedBackbone
 from nntrain.models.layers import Dropout
 from nntrain.models.resnet import ResNet18
+from nntrain.optim.optimizers import param_groups
 from nntrain.optim.schedules import warmup_cosine
 from nntrain.training.trainer import Trainer
 from tests.conftest import compose_config
@@ -106,7 +108,7 @@ def test_grayscale_input_uses_the_summed_pretrained_stem(hub_weights):
     assert torch.allclose(model.backbone.conv1(gray), replicated, atol=1e-5)
 
 
-def train(model, tmp_path, epochs: int, backbone_lr_scale: float = 0.1):
+def train(model, tmp_path, epochs: int):
     trainer = Trainer(
         device="cpu", max_epochs=epochs, progress=False, limit_train_batches=2, limit_val_batches=1
     )
@@ -116,7 +118,6 @@ def train(model, tmp_path, epochs: int, backbone_lr_scale: float = 0.1):
         partial(torch.optim.AdamW, lr=1e-2, weight_decay=0.05),
         partial(warmup_cosine, warmup_epochs=0, min_lr=1e-3),
         run_dir=tmp_path,
-        backbone_lr_scale=backbone_lr_scale,
     )
 
 
@@ -136,6 +137,7 @@ def test_unfreeze_at_epoch_k_trains_the_backbone_at_the_scaled_lr(hub_weights, t
     model = ResNet18(
         (3, 32, 32), num_classes=4, pretrained=True, freeze_backbone=True, unfreeze_at_epoch=2
     )
+    assert model.backbone_lr_scale == 0.1  # the default, as in configs/model/resnet18.yaml
     before = backbone_state(model)
     train(model, tmp_path / "one", epochs=1)  # epoch 1: still frozen
     assert all(torch.equal(model.backbone.state_dict()[k], v) for k, v in before.items())
@@ -158,11 +160,36 @@ def test_unfreeze_at_epoch_k_trains_the_backbone_at_the_scaled_lr(hub_weights, t
     assert lrs["backbone_decay"] == pytest.approx(1e-4)
 
 
+def test_the_backbone_lr_scale_is_the_models_own(hub_weights, tmp_path):
+    model = ResNet18((3, 32, 32), num_classes=4, pretrained=True, backbone_lr_scale=0.25)
+    assert isinstance(model, PretrainedBackbone)
+    train(model, tmp_path, epochs=1)
+    groups = load_checkpoint(tmp_path / "checkpoints" / "last.pt")["optimizer"]["param_groups"]
+    lrs = {g["name"]: g["lr"] for g in groups}
+    assert lrs["backbone_decay"] == pytest.approx(0.25 * lrs["decay"])
+    assert lrs["backbone_no_decay"] == pytest.approx(0.25 * lrs["no_decay"])
+    assert lrs["decay"] == pytest.approx(1e-3)  # one epoch: cosine is at min_lr
+    # From scratch there is nothing pretrained to protect: one lr for every parameter.
+    scratch = ResNet18((3, 32, 32), num_classes=4, backbone_lr_scale=0.25)
+    assert [g["name"] for g in param_groups(scratch, lr=1e-2)] == ["decay", "no_decay"]
+
+
+@pytest.mark.parametrize("scale", [-0.1, "abc", None, True])
+def test_a_backbone_lr_scale_that_is_not_a_number_at_least_0_is_refused(scale):
+    with pytest.raises(UserError) as error:
+        ResNet18((3, 32, 32), num_classes=2, backbone_lr_scale=scale)
+    assert str(error.value) == (
+        f"model.backbone_lr_scale must be a number >= 0, got {scale!r}; "
+        "e.g. model.backbone_lr_scale=0.1."
+    )
+
+
 def test_resnet18_config_builds_and_refuses_tabular_data():
     cfg = compose_config(
         "model=resnet18", "model.freeze_backbone=true", "model.unfreeze_at_epoch=3"
     )
-    assert cfg.model.unfreeze_at_epoch == 3 and cfg.optimizer.backbone_lr_scale == 0.1
+    assert cfg.model.unfreeze_at_epoch == 3 and cfg.model.backbone_lr_scale == 0.1
+    assert "backbone_lr_scale" not in cfg.optimizer
     with pytest.raises(UserError, match=r"^model=resnet18 needs image data"):
         ResNet18((4,), num_classes=2)
     with pytest.raises(

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
 import nntrain.checkpoint
 from nntrain.checkpoint import load_checkpoint, save_checkpoint
@@ -130,6 +131,28 @@ def test_resume_refuses_a_different_model_and_lists_the_keys(tmp_path):
         "resume with the run's values (drop those overrides), or start a new run without resume=. "
         "Trainer settings such as trainer.max_epochs may change."
     )
+
+
+def test_a_run_started_before_optimizer_keys_moved_resumes_with_them(tmp_path):
+    """optimizer.fused and optimizer.backbone_lr_scale moved to trainer.fused_optimizer and
+    model.backbone_lr_scale: a run saved with the old keys (in its config and its replayed
+    overrides) resumes with the new ones instead of being refused as a different run."""
+    assert run_nntrain("trainer=debug", "hydra.run.dir=run", cwd=tmp_path).returncode == 0
+    last = tmp_path / "run" / "checkpoints" / "last.pt"
+    state = torch.load(last, weights_only=True)
+    old = yaml.safe_load(state["config"])
+    old["optimizer"].update(backbone_lr_scale=0.1, fused=False)  # as the old tree saved it
+    del old["trainer"]["fused_optimizer"]
+    state["config"] = yaml.safe_dump(old)
+    torch.save(state, last)
+    overrides = tmp_path / "run" / ".hydra" / "overrides.yaml"
+    overrides.write_text(yaml.safe_dump(["trainer=debug", "optimizer.fused=false"]))
+
+    done = run_nntrain("resume=run", "trainer.max_epochs=3", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert read_metrics(tmp_path / "run")["epochs_run"] == 3
+    resumed = yaml.safe_load(load_checkpoint(last)["config"])
+    assert resumed["trainer"]["fused_optimizer"] is False and "fused" not in resumed["optimizer"]
 
 
 @pytest.mark.parametrize(

@@ -15,7 +15,10 @@ def test_a_sweep_summarises_every_job_and_survives_a_diverging_one(tmp_path):
         cwd=tmp_path,
     )
     assert done.returncode == 0, done.stderr
+    # One sweep dir for all jobs, named as the config composes without the swept values (each
+    # job's own name would be mlp-moons or mlp-xor).
     (sweep_dir,) = (tmp_path / "outputs" / "multirun").glob("*/*")
+    assert sweep_dir.name.endswith("-mlp-digits")
     jobs = sorted(p.name for p in sweep_dir.iterdir() if p.is_dir())
     assert jobs == ["0", "1", "2", "3"]
     with (sweep_dir / "summary.csv").open() as file:

@@ -7,14 +7,13 @@ eval_<split>.json and confusion_<split>.png into the checkpoint's run directory.
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import hydra
 from omegaconf import DictConfig, open_dict
 
-from nntrain.errors import UserError, require
+from nntrain.errors import require
 
 if TYPE_CHECKING:
     from nntrain.inference.trained_run import TrainedRun
@@ -158,16 +157,12 @@ def print_results(results: dict[str, Any], files: list[Path]) -> None:
 
 @hydra.main(version_base="1.3", config_path="pkg://nntrain.configs", config_name="eval")
 def eval_app(cfg: DictConfig) -> float:
-    from nntrain.commands.train import check_no_missing_values
-    from nntrain.reporting.console import print_error
+    from nntrain.commands.common import check_no_missing_values, user_errors_end_in_one_line
 
-    try:
+    with user_errors_end_in_one_line():
         check_no_missing_values(cfg)
         results, run = evaluate_checkpoint(cfg)
         files = write_results(results, run.run_dir, run.class_names)
-    except UserError as error:
-        print_error(str(error))
-        sys.exit(1)
     print_results(results, files)
     return results[f"{cfg.split}/acc"]
 
@@ -180,6 +175,6 @@ def open_data_overrides(argv: list[str]) -> list[str]:
 
 def main() -> None:
     """Entry point of the `nntrain-eval` console script."""
-    from nntrain.commands.train import run_app
+    from nntrain.commands.common import run_app
 
     run_app(eval_app, open_data_overrides, command="nntrain-eval")

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import csv
 import math
-import sys
 import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -238,17 +237,14 @@ def predict(cfg: DictConfig) -> Path:
 
 @hydra.main(version_base="1.3", config_path="pkg://nntrain.configs", config_name="predict")
 def predict_app(cfg: DictConfig) -> None:
-    from nntrain.reporting.console import print_error
+    from nntrain.commands.common import user_errors_end_in_one_line
 
-    try:
+    with user_errors_end_in_one_line():
         predict(cfg)
-    except UserError as error:
-        print_error(str(error))
-        sys.exit(1)
 
 
 def main() -> None:
     """Entry point of the `nntrain-predict` console script."""
-    from nntrain.commands.train import run_app
+    from nntrain.commands.common import run_app
 
     run_app(predict_app, command="nntrain-predict")

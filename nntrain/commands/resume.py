@@ -60,7 +60,39 @@ def saved_overrides(run_dir: Path) -> list[str]:
     if not file.is_file():
         return []
     overrides = yaml.safe_load(file.read_text()) or []
-    return [o for o in overrides if override_key(o) != "resume" and not o.startswith("hydra.")]
+    return [
+        with_moved_key(o)
+        for o in overrides
+        if override_key(o) != "resume" and not o.startswith("hydra.")
+    ]
+
+
+def with_moved_key(override: str) -> str:
+    """A replayed override of a key that has moved since the run started, under its new key
+    (optimizer.fused=false -> trainer.fused_optimizer=false): the run resumes as it was."""
+    from nntrain.commands.common import MOVED_KEYS
+
+    prefix = override[: len(override) - len(override.lstrip("+~"))]
+    key, sep, value = override[len(prefix) :].partition("=")
+    return f"{prefix}{MOVED_KEYS[key][0]}{sep}{value}" if key in MOVED_KEYS else override
+
+
+def with_moved_keys(saved: dict[str, Any], current: dict[str, Any]) -> dict[str, Any]:
+    """A run's saved config with the keys that moved out of the optimizer group since it
+    started (see nntrain.commands.train.MOVED_KEYS) where the current config keeps them, so
+    that a run started before they moved is compared like with like."""
+    optimizer = dict(saved.get("optimizer") or {})
+    fused = optimizer.pop("fused", None)
+    scale = optimizer.pop("backbone_lr_scale", None)
+    if fused is None and scale is None:
+        return saved
+    saved = {**saved, "optimizer": optimizer}
+    if fused is not None:  # trainer settings are not compared, but keep the record whole
+        saved["trainer"] = {"fused_optimizer": fused, **(saved.get("trainer") or {})}
+    model = saved.get("model") or {}
+    if scale is not None and "backbone_lr_scale" in (current.get("model") or {}):
+        saved["model"] = {**model, "backbone_lr_scale": model.get("backbone_lr_scale", scale)}
+    return saved
 
 
 def rewrite_argv(argv: list[str]) -> list[str]:
@@ -118,7 +150,7 @@ def config_differences(saved: dict[str, Any], current: dict[str, Any]) -> list[s
 def check_same_run(checkpoint: dict[str, Any], current: dict[str, Any], path: Path) -> None:
     import yaml
 
-    saved = yaml.safe_load(checkpoint.get("config") or "") or {}
+    saved = with_moved_keys(yaml.safe_load(checkpoint.get("config") or "") or {}, current)
     differences = config_differences(saved, current)
     if differences:
         raise UserError(

@@ -7,46 +7,50 @@ exit status 1, without a traceback.
 
 from __future__ import annotations
 
-import json
-import os
+import copy
 import re
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import hydra
+from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from nntrain import files
+from nntrain.commands.common import check_no_missing_values, run_app, user_errors_end_in_one_line
 from nntrain.errors import UserError
+from nntrain.instantiate import build
 
 
-def build(node: DictConfig, group: str, **kwargs: Any) -> Any:
-    """hydra.utils.instantiate, with the user's mistakes turned into UserErrors."""
-    from hydra.errors import InstantiationException
-    from hydra.utils import instantiate
-
-    try:
-        return instantiate(node, _convert_="all", **kwargs)
-    except InstantiationException as error:
-        cause = error.__cause__
-        if isinstance(cause, UserError):
-            raise cause from None
-        reason = str(cause or error).splitlines()[0]
-        raise UserError(
-            f"could not build {group} from {node.get('_target_')}: {reason}; check the {group}.* "
-            "values (`nntrain --cfg job` shows them)."
-        ) from error
+def path_safe(name: object) -> str:
+    """`name` as one directory name, for the run dir outputs/<date>/<time>-<name>: every run of
+    characters other than ASCII letters, digits, '.', '_' and '-' becomes one '_', so a name such
+    as 'cnn on cifar/v2' neither nests directories nor needs quoting, in a shell or in a Hydra
+    override (the run summary's `nntrain-eval ckpt=<run dir>`: Hydra's lexer rejects 'é')."""
+    safe = re.sub(r"[^\w.-]+", "_", "" if name is None else str(name), flags=re.ASCII)
+    return safe.strip("_") or "unnamed"
 
 
-def build_optimizer_partial(node: DictConfig) -> tuple[Any, float]:
-    """The optimizer partial and the backbone lr scale (a key of ours in the optimizer group,
-    not an argument of the torch optimizer)."""
-    node = node.copy()
-    with open_dict(node):
-        backbone_lr_scale = node.pop("backbone_lr_scale", 1.0)
-    return build(node, "optimizer"), backbone_lr_scale
+# configs/hydra/default.yaml names run dirs with ${nntrain.path_safe:${name}}: registered on
+# import, before Hydra resolves the run dir (launchers' worker processes import this module too).
+# Cached like ${now:...}: OmegaConf caches by the argument's text, and Hydra copies the sweep's
+# cache into every job's config, so all jobs of `-m model=cnn,mlp` share one sweep dir (named
+# as the config composes without the swept values) instead of one each per <model>-<data>.
+OmegaConf.register_new_resolver("nntrain.path_safe", path_safe, replace=True, use_cache=True)
+
+
+class HydraConfigForTheSweepDir(Callback):
+    """Lets the sweep dir end with ${name} too. Its default, <model>-<data>, reads Hydra's
+    choices through ${hydra:...}, which needs HydraConfig; in a multirun Hydra sets it only as
+    each job starts, after the sweeper has resolved hydra.sweep.dir (facebookresearch/hydra
+    #2247). A copy: HydraConfig.set_config makes the hydra node it is given read-only."""
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        from hydra.core.hydra_config import HydraConfig
+
+        HydraConfig.instance().set_config(copy.deepcopy(config))
 
 
 def run(cfg: DictConfig, run_dir: str, show_progress: bool = False) -> dict[str, float]:
@@ -66,10 +70,10 @@ def run(cfg: DictConfig, run_dir: str, show_progress: bool = False) -> dict[str,
     data = build(cfg.data, "data")
     seed_everything(cfg.seed)  # right before the model: its initial weights follow the seed
     model = build(cfg.model, "model", input_shape=data.input_shape, num_classes=data.num_classes)
-    optimizer, backbone_lr_scale = build_optimizer_partial(cfg.optimizer)
+    optimizer = build(cfg.optimizer, "optimizer")
     scheduler = build(cfg.scheduler, "scheduler")
     # The checkpoints' copy of the config: resume= is how this process started, not the run.
-    saved = OmegaConf.to_container(cfg, resolve=True)
+    saved = cast(dict[str, Any], OmegaConf.to_container(cfg, resolve=True))
     saved["resume"] = None
     resume = None
     if cfg.get("resume"):
@@ -85,40 +89,11 @@ def run(cfg: DictConfig, run_dir: str, show_progress: bool = False) -> dict[str,
         scheduler,
         run_dir=run_dir,
         config_yaml=OmegaConf.to_yaml(saved),
-        backbone_lr_scale=backbone_lr_scale,
         resume=resume,
     )
     if main_process:
         console.print_summary(result, run_dir)
     return result
-
-
-def check_no_missing_values(cfg: DictConfig) -> None:
-    """Keys set to ??? in the config (such as data.root of imagefolder) must come from the user."""
-    missing = sorted(OmegaConf.missing_keys(cfg))
-    if missing:
-        key = missing[0]
-        example = EXAMPLES.get(key, "VALUE")
-        raise UserError(f"{key} has no value; set it on the command line, e.g. {key}={example}.")
-
-
-EXAMPLES = {
-    "data.root": "~/photos",
-    "ckpt": "outputs/2026-11-25/10-00-00/checkpoints/best.pt",
-    "inputs": "~/new_photos",
-}
-
-
-def expand_home_in_overrides(argv: list[str]) -> list[str]:
-    """key=~/path -> key=/home/me/path. Hydra's override grammar rejects an unquoted ~ and the
-    shell does not expand it after `=`, yet ~/photos is what users type."""
-    expanded = []
-    for arg in argv:
-        key, sep, value = arg.partition("=")
-        if sep and not arg.startswith("-") and (value == "~" or value.startswith("~/")):
-            arg = f"{key}={os.path.expanduser(value)}"
-        expanded.append(arg)
-    return expanded
 
 
 def device_for_job(setting: str, job_number: int, cuda_devices: int | None = None) -> str:
@@ -175,7 +150,7 @@ def train(cfg: DictConfig) -> float:
         return float("nan")
     finally:
         status["wall_time_s"] = round(time.perf_counter() - start, 3)
-        (run_dir / "status.json").write_text(json.dumps(status, indent=2) + "\n")
+        files.write_json(run_dir / "status.json", status)
 
 
 @hydra.main(version_base="1.3", config_path="pkg://nntrain.configs", config_name="train")
@@ -184,10 +159,8 @@ def train_app(cfg: DictConfig) -> float:
     from nntrain.training.signals import TrainingInterrupted
 
     try:
-        return train(cfg)
-    except UserError as error:
-        print_error(str(error))
-        sys.exit(1)
+        with user_errors_end_in_one_line():
+            return train(cfg)
     except TrainingInterrupted as stop:
         from hydra.core.hydra_config import HydraConfig
 
@@ -197,78 +170,6 @@ def train_app(cfg: DictConfig) -> float:
             f"  nntrain resume={run_dir}"
         )
         sys.exit(stop.exit_code)
-
-
-def describe_config_error(error: Exception, command: str = "nntrain") -> str:
-    """One sentence for an error Hydra raised while composing the config from the overrides."""
-    from hydra.errors import MissingConfigException
-
-    if isinstance(error, MissingConfigException) and error.options and error.missing_cfg_file:
-        group, _, choice = error.missing_cfg_file.rpartition("/")
-        options = ", ".join(error.options)
-        return f"{group}={choice} is not an option of '{group}'; choose one of: {options} (e.g. {group}={error.options[0]})."
-    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-    if lines and "No match in the defaults list" in lines[0]:
-        group = re.search(r"'([^']+)'", lines[0])
-        name = group.group(1) if group else "that group"
-        return (
-            f"{name} is not a config group of `{command}`; `{command} --help` lists the groups "
-            f"(a new group is added with +{name}=...)."
-        )
-    if lines and lines[0].startswith("Could not override"):
-        key = lines[0].removeprefix("Could not override ").strip("'.")
-        append = (
-            lines[1].removeprefix("To append to your config use ")
-            if len(lines) > 1
-            else f"+{key}=..."
-        )
-        return (
-            f"'{key}' is not a key of the config; check its spelling (`{command} --cfg job` lists "
-            f"every key), or add a new key deliberately with {append}."
-        )
-    if "Config search path:" in lines:
-        lines = lines[: lines.index("Config search path:")]
-    cause = error.__cause__
-    detail = [str(cause).splitlines()[0]] if cause is not None and str(cause) else []
-    return " ".join(lines + detail)
-
-
-def run_app(
-    app: Callable[[], Any],
-    rewrite: Callable[[list[str]], list[str]] | None = None,
-    command: str = "nntrain",
-) -> None:
-    """Run a Hydra app so that every mistake a user can make ends as one line and exit 1.
-
-    Hydra prints composition errors with its search path and a traceback hint; we let them
-    reach us instead (HYDRA_FULL_ERROR=1) and print one sentence. A user who sets
-    HYDRA_FULL_ERROR=1 gets Hydra's own full report. `rewrite` may change the command line
-    first (e.g. resume=); `~` in override values always means the home directory.
-    """
-    from hydra.errors import HydraException
-
-    from nntrain.reporting.console import print_error
-
-    debugging = os.environ.get("HYDRA_FULL_ERROR") == "1"
-    os.environ["HYDRA_FULL_ERROR"] = "1"
-    try:
-        argv = expand_home_in_overrides(sys.argv[1:])
-        sys.argv[1:] = rewrite(argv) if rewrite else argv
-    except UserError as error:
-        print_error(str(error))
-        sys.exit(1)
-    try:
-        app()
-    except HydraException as error:
-        if debugging:
-            raise
-        print_error(describe_config_error(error, command))
-        sys.exit(1)
-    except ValueError as error:
-        if debugging or not str(error).startswith("Only one of --run"):
-            raise
-        print_error(f"{error}; use one of them at a time.")  # e.g. -m together with --cfg
-        sys.exit(1)
 
 
 def main() -> None:

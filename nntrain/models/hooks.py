@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Protocol, runtime_checkable
 
 import torch
+from torch import nn
 
 
 @runtime_checkable
@@ -26,3 +27,14 @@ class EpochAware(Protocol):
     """Changes itself at the start of an epoch, e.g. unfreezes a backbone at epoch k."""
 
     def on_epoch_start(self, epoch: int) -> None: ...
+
+
+@runtime_checkable
+class PretrainedBackbone(Protocol):
+    """Has a `backbone` that may hold pretrained weights: while pretrained_backbone is true, its
+    parameters train at backbone_lr_scale x the optimizer's lr, in their own parameter groups
+    (nntrain.optim.optimizers.param_groups), e.g. ResNet-18 fine-tuned from ImageNet."""
+
+    backbone: nn.Module
+    pretrained_backbone: bool
+    backbone_lr_scale: float  # model.backbone_lr_scale

@@ -67,6 +67,8 @@ class ResNet18(nn.Module):
 
     freeze_backbone trains only the head (the frozen backbone, BatchNorm included, stays in
     eval mode); unfreeze_at_epoch=k trains the backbone too from the k-th epoch (1-based).
+    backbone_lr_scale: a pretrained backbone trains at this multiple of the optimizer's lr
+    (models.hooks.PretrainedBackbone); a backbone trained from scratch gets the plain lr.
     small_input (null = auto: on for images under 64 pixels unless pretrained) swaps the
     7x7/stride-2 stem and max-pool for a 3x3/stride-1 stem, the usual CIFAR ResNet.
     """
@@ -82,6 +84,7 @@ class ResNet18(nn.Module):
         small_input: bool | None = None,
         head_hidden: int = 256,
         dropout: float = 0.4,
+        backbone_lr_scale: float = 0.1,
     ) -> None:
         super().__init__()
         from torchvision.models import resnet18
@@ -101,6 +104,12 @@ class ResNet18(nn.Module):
             is_number(dropout) and 0 <= dropout < 1,
             f"model.dropout must be a number in [0, 1), got {dropout!r}.",
         )
+        require(
+            is_number(backbone_lr_scale) and backbone_lr_scale >= 0,
+            f"model.backbone_lr_scale must be a number >= 0, got {backbone_lr_scale!r}; "
+            "e.g. model.backbone_lr_scale=0.1.",
+        )
+        self.backbone_lr_scale = float(backbone_lr_scale)
         channels, height, width = input_shape
         backbone = resnet18(weights=None)
         self.pretrained_backbone = bool(pretrained or weights_path)

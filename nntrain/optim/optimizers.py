@@ -6,30 +6,35 @@ from __future__ import annotations
 import functools
 import inspect
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
 
-from nntrain.errors import UserError, is_number, require
+from nntrain.errors import UserError, require
+from nntrain.models.hooks import PretrainedBackbone
 
 NORM_LAYERS = (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm, nn.LocalResponseNorm)
 
 
-def param_groups(
-    model: nn.Module, lr: float | None = None, backbone_lr_scale: float = 1.0
-) -> list[dict[str, Any]]:
+def pretrained_backbone(model: nn.Module) -> nn.Module | None:
+    """The model's backbone while it holds pretrained weights (see models/hooks.py), else None."""
+    if isinstance(model, PretrainedBackbone) and model.pretrained_backbone:
+        return cast(nn.Module, model.backbone)
+    return None
+
+
+def param_groups(model: nn.Module, lr: float | None = None) -> list[dict[str, Any]]:
     """The model's parameters split into groups: with and without weight decay, and, for a
-    model with a pretrained `backbone`, the backbone's at backbone_lr_scale x lr.
+    model with a pretrained backbone (models.hooks.PretrainedBackbone), the backbone's at the
+    model's backbone_lr_scale x lr.
 
     Biases and normalisation weights get no decay: shrinking them towards zero only fights the
     normalisation and does not regularise. Frozen parameters are included too: they have no
     gradient, so the optimizer leaves them alone until they are unfrozen, and the scheduler
     already drives their group when that happens.
     """
-    backbone = (
-        getattr(model, "backbone", None) if getattr(model, "pretrained_backbone", False) else None
-    )
+    backbone = pretrained_backbone(model)
     in_backbone = {id(p) for p in backbone.parameters()} if backbone is not None else set()
     groups: dict[str, list[nn.Parameter]] = {
         "decay": [], "no_decay": [], "backbone_decay": [], "backbone_no_decay": []
@@ -47,26 +52,22 @@ def param_groups(
             group["weight_decay"] = 0.0
         if name.startswith("backbone"):
             require(lr is not None, "optimizer.lr must be set to scale the backbone's lr.")
-            group["lr"] = lr * backbone_lr_scale
+            assert isinstance(model, PretrainedBackbone) and lr is not None
+            group["lr"] = lr * float(model.backbone_lr_scale)
         result.append(group)
     return result
 
 
 def build_optimizer(
-    optimizer: Callable[..., torch.optim.Optimizer],
-    model: nn.Module,
-    backbone_lr_scale: float = 1.0,
+    optimizer: Callable[..., torch.optim.Optimizer], model: nn.Module, fused: bool | str = "auto"
 ) -> torch.optim.Optimizer:
-    """Call the config's partial optimizer with the model's parameter groups."""
-    require(
-        is_number(backbone_lr_scale) and backbone_lr_scale >= 0,
-        f"optimizer.backbone_lr_scale must be a number >= 0, got {backbone_lr_scale!r}.",
-    )
+    """Call the config's partial optimizer with the model's parameter groups, with the kernel
+    trainer.fused_optimizer asks for (see with_fastest_kernel)."""
     lr = getattr(optimizer, "keywords", {}).get("lr")
     device = next(model.parameters()).device
-    optimizer = with_implementation(optimizer, device)
+    optimizer = with_fastest_kernel(optimizer, device, fused)
     try:
-        return optimizer(param_groups(model, lr, backbone_lr_scale))
+        return optimizer(param_groups(model, lr))
     except (ValueError, TypeError) as error:
         raise UserError(
             f"the optimizer rejected its settings ({error}); fix the optimizer.* value, "
@@ -78,36 +79,39 @@ def build_optimizer(
 FUSED_DEVICE_TYPES = ("cpu", "cuda")
 
 
-def with_implementation(
-    optimizer: Callable[..., torch.optim.Optimizer], device: torch.device
+def with_fastest_kernel(
+    optimizer: Callable[..., torch.optim.Optimizer], device: torch.device, fused: bool | str
 ) -> Callable[..., torch.optim.Optimizer]:
-    """The partial optimizer with its `fused` setting (ours: auto, true or false) made concrete.
+    """The partial optimizer with the implementation trainer.fused_optimizer (auto, true or
+    false) asks for made concrete through torch's own `fused` and `foreach` arguments.
 
     auto takes torch's fused kernel where the optimizer has one for the device (Adam, AdamW and
     SGD on CPU and CUDA: one pass over each parameter instead of one per operation; 27 % faster
     steps for the MLP on a 2-core CPU), else the multi-tensor (foreach) version, which torch
-    only picks by itself on CUDA. Same update rule either way, up to float rounding.
+    only picks by itself on CUDA. Same update rule either way, up to float rounding. An
+    optimizer config that sets fused or foreach itself keeps its choice under auto.
     false leaves the choice to torch; true insists on fused and refuses an optimizer without it.
     """
-    keywords = dict(getattr(optimizer, "keywords", {}))
-    setting = keywords.pop("fused", "auto")
+    # Exactly true, false or auto: a number here (1.0 == True) is a mistake, not a yes.
     require(
-        setting in ("auto", True, False, None),
-        f"optimizer.fused must be auto, true or false, got {setting!r}.",
+        fused is None or isinstance(fused, bool) or fused == "auto",
+        f"trainer.fused_optimizer must be auto, true or false, got {fused!r}.",
     )
+    keywords = dict(getattr(optimizer, "keywords", {}))
     target = getattr(optimizer, "func", None)
     accepts = set(inspect.signature(target).parameters) if inspect.isclass(target) else set()
     name = getattr(target, "__name__", "this optimizer")
-    if setting is True:
+    if fused is True:
         require(
-            "fused" in accepts, f"{name} has no fused implementation; set optimizer.fused=auto."
+            "fused" in accepts,
+            f"{name} has no fused implementation; set trainer.fused_optimizer=auto.",
         )
         keywords["fused"] = True
-    elif setting == "auto":
+    elif fused == "auto" and not {"fused", "foreach"} & set(keywords):
         if "fused" in accepts and device.type in FUSED_DEVICE_TYPES:
             keywords["fused"] = True
-        elif "foreach" in accepts and "foreach" not in keywords:
+        elif "foreach" in accepts:
             keywords["foreach"] = True
     if target is None or keywords == getattr(optimizer, "keywords", {}):
         return optimizer
-    return functools.partial(target, *optimizer.args, **keywords)
+    return functools.partial(target, *getattr(optimizer, "args", ()), **keywords)

@@ -84,7 +84,9 @@ def one_run_dir(argv: list[str]) -> list[str]:
     init_from_env()
     if not any(a.startswith("hydra.run.dir=") for a in argv):
         stamp = broadcast_from_main(time.strftime("%Y-%m-%d/%H-%M-%S"))
-        argv = [*argv, f"hydra.run.dir=outputs/{stamp}"]
+        # configs/hydra/default.yaml's run dir with rank 0's time (quoted: the override grammar
+        # takes a nested interpolation only in a quoted value).
+        argv = [*argv, f"hydra.run.dir='outputs/{stamp}-${{nntrain.path_safe:${{name}}}}'"]
     if not is_main_process():  # rank 0 writes .hydra/ (all ranks compose the same config)
         argv = [*argv, "hydra.output_subdir=null"]
     return argv

@@ -89,6 +89,7 @@ class Trainer:
         lookahead: Mapping[str, Any] | None = None,
         test_time_augmentation: str = "none",
         compile: bool | str = False,  # shadows the builtin: the name users know from torch
+        fused_optimizer: bool | str = "auto",
     ) -> None:
         self.max_epochs = check_positive_int("trainer.max_epochs", max_epochs, example=30)
         self.world, self.rank = distributed.world_size(), distributed.rank()
@@ -133,6 +134,11 @@ class Trainer:
         self.lookahead = Lookahead(**dict(lookahead or {}))
         self.test_time_augmentation = check_mode(test_time_augmentation)
         self.compile = check_compile(compile, self.device)
+        require(
+            fused_optimizer in ("auto", True, False),
+            f"trainer.fused_optimizer must be auto, true or false, got {fused_optimizer!r}.",
+        )
+        self.fused_optimizer = fused_optimizer
 
     def compute_for(self, model: nn.Module) -> Compute:
         """Device, autocast dtype and memory layout for model (channels_last=auto: conv models)."""
@@ -146,20 +152,17 @@ class Trainer:
         scheduler: Callable[..., torch.optim.lr_scheduler.LRScheduler],
         run_dir: str | Path,
         config_yaml: str = "",
-        backbone_lr_scale: float = 1.0,
         resume: dict[str, Any] | None = None,
     ) -> dict[str, float]:
         """Train, keep the best epoch by the monitored metric, test it; returns metrics.json's
         content.
 
-        optimizer and scheduler are the config's partials; backbone_lr_scale multiplies the lr
-        of a pretrained backbone's parameter groups (see optim.optimizers.param_groups).
-        resume: a checkpoint of this run (last.pt) to continue from, exactly where it was saved.
+        optimizer and scheduler are the config's partials (called with the parameter groups,
+        and with the optimizer and step counts). resume: a checkpoint of this run (last.pt) to continue from, exactly where it was saved.
         """
         run = self._prepare(
-            model, data, optimizer, scheduler, Path(run_dir), config_yaml, backbone_lr_scale,
-            resuming=resume is not None,
-        )  # fmt: skip
+            model, data, optimizer, scheduler, Path(run_dir), config_yaml, resume is not None
+        )
         if resume is not None:
             self._resume(run, resume)
         # A resumed run rewrites TensorBoard's curves from its step on (purge_step), so steps
@@ -187,7 +190,6 @@ class Trainer:
         scheduler: Callable[..., torch.optim.lr_scheduler.LRScheduler],
         run_dir: Path,
         config_yaml: str,
-        backbone_lr_scale: float,
         resuming: bool,
     ) -> Run:
         """Everything a run needs before its first step: the model on the device in its memory
@@ -219,7 +221,7 @@ class Trainer:
         )
         steps_per_epoch = math.ceil(train_batches / self.accumulate)
         total_steps = steps_per_epoch * self.max_epochs
-        opt = build_optimizer(optimizer, model, backbone_lr_scale)
+        opt = build_optimizer(optimizer, model, self.fused_optimizer)
         state = RunState(
             model=model,
             optimizer=opt,
@@ -451,7 +453,9 @@ class Trainer:
             stopping = log_step and distributed.any_rank(stopping, self.device)
         if not (stopping or (every and state.step % every == 0)):
             return
-        self._check_finite(running.compute(reduce=distributed.all_reduce_sum)["loss"], state)  # no NaN saved
+        self._check_finite(
+            running.compute(reduce=distributed.all_reduce_sum)["loss"], state
+        )  # no NaN saved
         # The epoch's sums over all ranks; on resume rank 0 carries them alone.
         state.running_sums = distributed.all_reduce_sum(running.snapshot())
         self._save(state.checkpoint(**run.metadata), run.checkpoints / "last.pt")

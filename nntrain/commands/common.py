@@ -1,0 +1,143 @@
+"""What every command shares: running a Hydra app so that each mistake a user can make ends as
+one sentence on stderr and a non-zero exit, never a traceback.
+
+UserErrors (bad values, missing files) are printed by `user_errors_end_in_one_line`; Hydra's
+own composition errors (unknown group, option or key) by `run_app`, via describe_config_error.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import sys
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from nntrain.errors import UserError
+
+
+@contextlib.contextmanager
+def user_errors_end_in_one_line() -> Iterator[None]:
+    """A UserError raised inside ends as `Error: <its sentence>` on stderr and exit status 1."""
+    from nntrain.reporting.console import print_error
+
+    try:
+        yield
+    except UserError as error:
+        print_error(str(error))
+        sys.exit(1)
+
+
+def check_no_missing_values(cfg: DictConfig) -> None:
+    """Keys set to ??? in the config (such as data.root of imagefolder) must come from the user."""
+    missing = sorted(OmegaConf.missing_keys(cfg))
+    if missing:
+        key = missing[0]
+        example = EXAMPLES.get(key, "VALUE")
+        raise UserError(f"{key} has no value; set it on the command line, e.g. {key}={example}.")
+
+
+EXAMPLES = {
+    "data.root": "~/photos",
+    "ckpt": "outputs/2026-11-25/10-00-00/checkpoints/best.pt",
+    "inputs": "~/new_photos",
+}
+
+
+def expand_home_in_overrides(argv: list[str]) -> list[str]:
+    """key=~/path -> key=/home/me/path. Hydra's override grammar rejects an unquoted ~ and the
+    shell does not expand it after `=`, yet ~/photos is what users type."""
+    expanded = []
+    for arg in argv:
+        key, sep, value = arg.partition("=")
+        if sep and not arg.startswith("-") and (value == "~" or value.startswith("~/")):
+            arg = f"{key}={os.path.expanduser(value)}"
+        expanded.append(arg)
+    return expanded
+
+
+# Keys that moved to another group: an old command line gets told where they live now.
+# old key -> (new key, where it exists if not everywhere)
+MOVED_KEYS = {
+    "optimizer.fused": ("trainer.fused_optimizer", ""),
+    "optimizer.backbone_lr_scale": (
+        "model.backbone_lr_scale",
+        " (a setting of the models with a pretrained backbone, such as model=resnet18)",
+    ),
+}
+
+
+def describe_config_error(error: Exception, command: str = "nntrain") -> str:
+    """One sentence for an error Hydra raised while composing the config from the overrides."""
+    from hydra.errors import MissingConfigException
+
+    if isinstance(error, MissingConfigException) and error.options and error.missing_cfg_file:
+        group, _, choice = error.missing_cfg_file.rpartition("/")
+        options = ", ".join(error.options)
+        return f"{group}={choice} is not an option of '{group}'; choose one of: {options} (e.g. {group}={error.options[0]})."
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    if lines and "No match in the defaults list" in lines[0]:
+        quoted = re.search(r"'([^']+)'", lines[0])
+        name = quoted.group(1) if quoted else "that group"
+        return (
+            f"{name} is not a config group of `{command}`; `{command} --help` lists the groups "
+            f"(a new group is added with +{name}=...)."
+        )
+    if lines and lines[0].startswith("Could not override"):
+        key = lines[0].removeprefix("Could not override ").strip("'.")
+        append = (
+            lines[1].removeprefix("To append to your config use ")
+            if len(lines) > 1
+            else f"+{key}=..."
+        )
+        if key in MOVED_KEYS:
+            new_key, where = MOVED_KEYS[key]
+            value = append.partition("=")[2] or "..."
+            return f"{key} moved to {new_key}{where}; use {new_key}={value} instead."
+        return (
+            f"'{key}' is not a key of the config; check its spelling (`{command} --cfg job` lists "
+            f"every key), or add a new key deliberately with {append}."
+        )
+    if "Config search path:" in lines:
+        lines = lines[: lines.index("Config search path:")]
+    cause = error.__cause__
+    detail = [str(cause).splitlines()[0]] if cause is not None and str(cause) else []
+    return " ".join(lines + detail)
+
+
+def run_app(
+    app: Callable[[], Any],
+    rewrite: Callable[[list[str]], list[str]] | None = None,
+    command: str = "nntrain",
+) -> None:
+    """Run a Hydra app so that every mistake a user can make ends as one line and exit 1.
+
+    Hydra prints composition errors with its search path and a traceback hint; we let them
+    reach us instead (HYDRA_FULL_ERROR=1) and print one sentence. A user who sets
+    HYDRA_FULL_ERROR=1 gets Hydra's own full report. `rewrite` may change the command line
+    first (e.g. resume=); `~` in override values always means the home directory.
+    """
+    from hydra.errors import HydraException
+
+    from nntrain.reporting.console import print_error
+
+    debugging = os.environ.get("HYDRA_FULL_ERROR") == "1"
+    os.environ["HYDRA_FULL_ERROR"] = "1"
+    with user_errors_end_in_one_line():
+        argv = expand_home_in_overrides(sys.argv[1:])
+        sys.argv[1:] = rewrite(argv) if rewrite else argv
+    try:
+        app()
+    except HydraException as error:
+        if debugging:
+            raise
+        print_error(describe_config_error(error, command))
+        sys.exit(1)
+    except ValueError as error:
+        if debugging or not str(error).startswith("Only one of --run"):
+            raise
+        print_error(f"{error}; use one of them at a time.")  # e.g. -m together with --cfg
+        sys.exit(1)
