@@ -15,7 +15,8 @@ from typing import Any
 import torch
 
 from nntrain import files
-from nntrain.errors import UserError
+from nntrain.errors import UserError, first_line
+from nntrain.runs import check_not_empty
 
 FORMAT_VERSION = 1
 
@@ -31,17 +32,18 @@ def save_checkpoint(state: dict[str, Any], path: str | Path) -> None:
         )
     except (OSError, RuntimeError) as error:
         # A full disk surfaces as OSError from Python's file calls, or as torch's RuntimeError
-        # when its zip writer hits the failed write.
-        reason = getattr(error, "strerror", None) or str(error).splitlines()[0]
+        # when its zip writer hits the failed write (its message is about zip offsets).
+        reason = getattr(error, "strerror", None) or "the write failed: is the disk full?"
         kept = f"the previous {path.name} is intact" if had_previous else "nothing was written"
         fix = (
             f"make {path.parent} writable"
             if isinstance(error, PermissionError)
             else "free some disk space"
         )
+        then = "resume the run" if (path.parent / "last.pt").is_file() else "start the run again"
         raise UserError(
-            f"could not write the checkpoint {path} ({reason}); {kept}. "
-            f"{fix.capitalize()}, then resume the run."
+            f"could not write the checkpoint {path} ({reason}); {kept}. {fix.capitalize()}, "
+            f"then {then}."
         ) from error
 
 
@@ -52,6 +54,7 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         raise UserError(
             f"checkpoint {path} does not exist; pass the path of a .pt file in a run's checkpoints/ folder."
         )
+    check_not_empty(path)
     try:
         with warnings.catch_warnings():  # a damaged file gets our message, not torch's warnings
             warnings.simplefilter("ignore")
@@ -69,7 +72,7 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         ) from error
     except Exception as error:  # random bytes fail in many ways (IndexError, KeyError, ...)
         raise UserError(
-            f"checkpoint {path} is damaged or not a checkpoint ({str(error).splitlines()[0]}); "
+            f"checkpoint {path} is damaged or not a checkpoint ({first_line(error)}); "
             "use another checkpoint, e.g. last.pt or best.pt of the same run."
         ) from error
     if not isinstance(state, dict) or "model" not in state:

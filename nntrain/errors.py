@@ -5,6 +5,13 @@ class UserError(Exception):
     """A problem with the user's input (config value, data, file); the message says how to fix it."""
 
 
+def first_line(error: BaseException) -> str:
+    """The first line of an exception's message, or its type's name when it has none (EOFError
+    from a 0-byte file says nothing)."""
+    lines = str(error).strip().splitlines()
+    return lines[0] if lines else type(error).__name__
+
+
 def require(condition: bool, message: str) -> None:
     """Raise UserError(message) unless condition holds."""
     if not condition:

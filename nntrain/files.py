@@ -14,6 +14,15 @@ from pathlib import Path
 from typing import IO, Any
 
 
+def _umask() -> int:
+    mask = os.umask(0)  # reading the umask means setting it: put it straight back
+    os.umask(mask)
+    return mask
+
+
+UMASK = _umask()
+
+
 def write_atomically(path: str | Path, write: Callable[[IO[bytes]], None]) -> Path:
     """Call write(file) on a temporary file beside path, then rename it to path.
 
@@ -23,6 +32,8 @@ def write_atomically(path: str | Path, write: Callable[[IO[bytes]], None]) -> Pa
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        # mkstemp makes the file private (0600); the result gets the usual permissions.
+        os.chmod(temporary, 0o666 & ~UMASK)
         with os.fdopen(fd, "wb") as file:
             write(file)
             file.flush()

@@ -7,7 +7,7 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from nntrain.errors import UserError
+from nntrain.errors import UserError, first_line
 
 
 def build(node: DictConfig, group: str, **kwargs: Any) -> Any:
@@ -22,7 +22,7 @@ def build(node: DictConfig, group: str, **kwargs: Any) -> Any:
         cause = error.__cause__
         if isinstance(cause, UserError):
             raise cause from None
-        reason = str(cause or error).splitlines()[0]
+        reason = first_line(cause or error)
         raise UserError(
             f"could not build {group} from {node.get('_target_')}: {reason}; check the {group}.* "
             "values (`nntrain --cfg job` shows them)."

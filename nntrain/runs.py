@@ -9,9 +9,14 @@ Commands accept a run directory or a checkpoint file wherever they want a checkp
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import os
+import shutil
 from pathlib import Path
 from typing import Literal
+
+from nntrain.errors import UserError
 
 CHECKPOINTS = "checkpoints"
 
@@ -27,8 +32,77 @@ def resolve_checkpoint(given: str | Path, which: Literal["best", "last"]) -> Pat
     return checkpoint_path(path, which) if path.is_dir() else path
 
 
+def check_not_empty(checkpoint: Path) -> None:
+    """A 0-byte file is a checkpoint whose writing was cut short (checked without torch, so
+    resume= can refuse it before anything is written)."""
+    if checkpoint.is_file() and checkpoint.stat().st_size == 0:
+        raise UserError(
+            f"checkpoint {checkpoint} is empty (0 bytes: its writing was cut short); use another "
+            "checkpoint, e.g. last.pt or best.pt of the same run."
+        )
+
+
 def run_dir_of(checkpoint: Path) -> Path:
     """The run directory a checkpoint belongs to (<run>/checkpoints/x.pt -> <run>); a checkpoint
     kept elsewhere belongs to the folder it is in."""
     folder = checkpoint.parent
     return folder.parent if folder.name == CHECKPOINTS else folder
+
+
+# Written into a run directory when a run claims it: the directory then holds a run, and no
+# other run may start there (nntrain resume= continues it instead).
+CLAIM = ".nntrain-run"
+
+
+def saved_any(run_dir: Path) -> bool:
+    """Whether the run saved a checkpoint (only then is there anything to resume or evaluate)."""
+    return any((run_dir / CHECKPOINTS).glob("*.pt"))
+
+
+# What a run writes before its first checkpoint (Hydra's files, the log, TensorBoard's events).
+UNSAVED_RUN_FILES = (".hydra", "tb", "train.log", "status.json", CHECKPOINTS)
+
+
+def remove_unsaved(run_dir: Path) -> None:
+    """Remove what a run wrote before it saved anything, and the directory once it is empty
+    (a folder the user gave, that held other files, keeps them)."""
+    for name in UNSAVED_RUN_FILES:
+        path = run_dir / name
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+    (run_dir / CLAIM).unlink(missing_ok=True)
+    with contextlib.suppress(OSError):
+        run_dir.rmdir()  # only when empty
+        run_dir.parent.rmdir()  # the day's folder, when this was its only run
+
+
+def holds_a_run(folder: Path) -> bool:
+    """True when folder holds a run: claimed, or (runs of earlier versions) with Hydra's .hydra/
+    or checkpoints/ in it."""
+    return any((folder / name).exists() for name in (CLAIM, ".hydra", CHECKPOINTS))
+
+
+def claim(folder: Path) -> bool:
+    """Claim folder (created if needed) for a new run; False when another run holds it. The
+    claim file is created with O_EXCL, so of two runs started together only one gets it."""
+    if holds_a_run(folder):
+        return False
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        os.close(os.open(folder / CLAIM, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
+    except FileExistsError:
+        return False
+    return True
+
+
+def claim_new(base: str | Path) -> Path:
+    """base, or base-2, base-3, ...: the first of them no run holds, claimed now. mkdir is
+    atomic, so two runs started in the same second get a directory each."""
+    base = Path(base)
+    for number in itertools.count(1):
+        folder = base if number == 1 else base.with_name(f"{base.name}-{number}")
+        if claim(folder):
+            return folder
+    raise AssertionError("unreachable")

@@ -79,7 +79,7 @@ def test_eval_mistakes_are_one_sentence(digits_run, tmp_path):
     assert done.returncode == 1
     assert (
         done.stderr.strip()
-        == "Error: ckpt has no value; set it on the command line, e.g. ckpt=outputs/2026-11-25/10-00-00/checkpoints/best.pt."
+        == "Error: ckpt has no value; set it on the command line, e.g. ckpt=outputs/2026-11-25/10-00-00-mlp-digits/checkpoints/best.pt."
     )
 
 

@@ -250,7 +250,7 @@ def bad_input(case: str, folder: Path, digits: Path, subscription: Path) -> tupl
     if case == "no ckpt":
         return ["inputs=photos"], (
             "ckpt has no value; set it on the command line, e.g. nntrain-predict "
-            "ckpt=outputs/2026-11-25/10-00-00 inputs=~/photos."
+            "ckpt=outputs/2026-11-25/10-00-00-resnet18-imagefolder inputs=~/photos."
         )
     if case == "misspelt key":
         return [image_model, "inputs=x.png", "topk=2"], (

@@ -174,7 +174,7 @@ def test_a_run_started_before_optimizer_keys_moved_resumes_with_them(tmp_path):
         ),
         (
             "latest",
-            "resume=latest found no run with checkpoints/last.pt under {tmp}/outputs; pass the run directory instead, e.g. resume=outputs/2026-11-25/10-00-00.",
+            "resume=latest found no run with checkpoints/last.pt under {tmp}/outputs; pass the run directory instead, e.g. resume=outputs/2026-11-25/10-00-00-mlp-digits.",
         ),
     ],
 )
@@ -237,7 +237,7 @@ def test_a_failed_write_leaves_the_previous_checkpoint_loadable(
         save_checkpoint({"model": {"w": torch.zeros(500)}, "epoch": 2}, tiny_checkpoint)
     assert str(error.value) == (
         f"could not write the checkpoint {tiny_checkpoint} (No space left on device); the previous "
-        "tiny.pt is intact. Free some disk space, then resume the run."
+        "tiny.pt is intact. Free some disk space, then start the run again."  # no last.pt here
     )
     monkeypatch.undo()
     after = load_checkpoint(tiny_checkpoint)

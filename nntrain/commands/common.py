@@ -16,12 +16,16 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from nntrain.errors import UserError
+from nntrain.errors import UserError, first_line
 
 
 @contextlib.contextmanager
 def user_errors_end_in_one_line() -> Iterator[None]:
-    """A UserError raised inside ends as `Error: <its sentence>` on stderr and exit status 1."""
+    """A UserError raised inside ends as `Error: <its sentence>` on stderr and exit status 1;
+    so does an error of OmegaConf's resolving a value (a bad ${...}, or a UserError that a
+    resolver raised, which OmegaConf wraps)."""
+    from omegaconf.errors import OmegaConfBaseException
+
     from nntrain.reporting.console import print_error
 
     try:
@@ -29,6 +33,24 @@ def user_errors_end_in_one_line() -> Iterator[None]:
     except UserError as error:
         print_error(str(error))
         sys.exit(1)
+    except OmegaConfBaseException as error:
+        if os.environ.get("NNTRAIN_DEBUG") == "1":
+            raise
+        cause = user_error_in(error)
+        print_error(str(cause) if cause is not None else describe_omegaconf_error(error))
+        sys.exit(1)
+
+
+def user_error_in(error: BaseException) -> UserError | None:
+    """The UserError an exception was raised from (directly or further down the chain), if any."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        if isinstance(current, UserError):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None
 
 
 def check_no_missing_values(cfg: DictConfig) -> None:
@@ -42,7 +64,7 @@ def check_no_missing_values(cfg: DictConfig) -> None:
 
 EXAMPLES = {
     "data.root": "~/photos",
-    "ckpt": "outputs/2026-11-25/10-00-00/checkpoints/best.pt",
+    "ckpt": "outputs/2026-11-25/10-00-00-mlp-digits/checkpoints/best.pt",
     "inputs": "~/new_photos",
 }
 
@@ -108,6 +130,39 @@ def describe_config_error(error: Exception, command: str = "nntrain") -> str:
     return " ".join(lines + detail)
 
 
+def describe_omegaconf_error(error: Exception) -> str:
+    """One sentence for an error OmegaConf raised resolving a value, e.g. an interpolation
+    ${...} in an override that names no key."""
+    message = first_line(error).rstrip(".")
+    key = getattr(error, "full_key", None)
+    where = f" in {key}" if key else ""
+    return (
+        f"{message}{where}; check the value (`nntrain --cfg job` shows the config; a literal $ "
+        "is written \\$ in an override)."
+    )
+
+
+def quote_plain_values(argv: list[str]) -> list[str]:
+    """key=value overrides that Hydra's grammar cannot read as they are (non-ASCII letters as
+    in /home/jörg, brackets as in images[raw]) are quoted for the user: key='value'. Values it
+    reads (numbers, lists, interpolations, quoted strings) are left alone."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+
+    parser = OverridesParser.create()
+    rewritten = []
+    for arg in argv:
+        key, sep, value = arg.partition("=")
+        if sep and not arg.startswith("-") and value and value[0] not in "'\"":
+            try:
+                parser.parse_override(arg)
+            except HydraException:
+                escaped = value.replace("\\", "\\\\").replace("'", "\\'")
+                arg = f"{key}='{escaped}'"
+        rewritten.append(arg)
+    return rewritten
+
+
 def run_app(
     app: Callable[[], Any],
     rewrite: Callable[[list[str]], list[str]] | None = None,
@@ -121,21 +176,30 @@ def run_app(
     first (e.g. resume=); `~` in override values always means the home directory.
     """
     from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
 
     from nntrain.reporting.console import print_error
 
     debugging = os.environ.get("HYDRA_FULL_ERROR") == "1"
     os.environ["HYDRA_FULL_ERROR"] = "1"
     with user_errors_end_in_one_line():
-        argv = expand_home_in_overrides(sys.argv[1:])
+        argv = quote_plain_values(expand_home_in_overrides(sys.argv[1:]))
         sys.argv[1:] = rewrite(argv) if rewrite else argv
     try:
         app()
+    except KeyboardInterrupt:  # before or after the task (composing, importing)
+        print_error("interrupted by SIGINT.")
+        sys.exit(130)
     except HydraException as error:
         if debugging:
             raise
         print_error(describe_config_error(error, command))
         sys.exit(1)
+    except OmegaConfBaseException as error:  # a resolver's error, or a bad ${...} in a value
+        if debugging:
+            raise
+        with user_errors_end_in_one_line():
+            raise error from error.__cause__
     except ValueError as error:
         if debugging or not str(error).startswith("Only one of --run"):
             raise

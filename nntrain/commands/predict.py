@@ -1,6 +1,6 @@
 """The `nntrain-predict` command: class predictions for new inputs from a trained checkpoint.
 
-    nntrain-predict ckpt=outputs/2026-11-25/10-00-00 inputs=~/new_photos   # -> predictions.csv
+    nntrain-predict ckpt=outputs/2026-11-25/10-00-00-resnet18-imagefolder inputs=~/new_photos   # -> predictions.csv
 
 The checkpoint alone is enough: it holds the model's config and weights, the class names and
 an `inputs` spec (how evaluation turned an input into model input; see the data sets'
@@ -203,7 +203,7 @@ def predict(cfg: DictConfig) -> Path:
     if missing:
         raise UserError(
             f"{missing[0]} has no value; set it on the command line, e.g. nntrain-predict "
-            "ckpt=outputs/2026-11-25/10-00-00 inputs=~/photos."
+            "ckpt=outputs/2026-11-25/10-00-00-resnet18-imagefolder inputs=~/photos."
         )
     check_positive_int("top_k", cfg.top_k, example=3)
     if cfg.batch_size is not None:

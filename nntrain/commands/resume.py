@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from nntrain.errors import UserError, require
-from nntrain.runs import resolve_checkpoint, run_dir_of
+from nntrain.runs import check_not_empty, resolve_checkpoint, run_dir_of
 
 # Keys whose change would make the resumed run a different run.
 FROZEN_GROUPS = ("model", "data", "optimizer", "scheduler", "seed")
@@ -31,7 +31,7 @@ def find_checkpoint(target: str, outputs: Path = Path("outputs")) -> Path:
         require(
             bool(candidates),
             f"resume=latest found no run with checkpoints/last.pt under {outputs.absolute()}; "
-            "pass the run directory instead, e.g. resume=outputs/2026-11-25/10-00-00.",
+            "pass the run directory instead, e.g. resume=outputs/2026-11-25/10-00-00-mlp-digits.",
         )
         return candidates[-1].absolute()
     path = Path(os.path.expanduser(target)).absolute()
@@ -45,6 +45,7 @@ def find_checkpoint(target: str, outputs: Path = Path("outputs")) -> Path:
         f"resume={target}: {path} has no checkpoints/last.pt; pass a run directory that "
         "trained at least one checkpoint, or a .pt file.",
     )
+    check_not_empty(checkpoint)  # before Hydra writes anything into the run
     return checkpoint
 
 
@@ -113,7 +114,25 @@ def rewrite_argv(argv: list[str]) -> list[str]:
         *overrides,
         f"resume={quoted(checkpoint)}",
         f"hydra.run.dir={quoted(run_dir)}",
+        # Hydra would rewrite the run's .hydra/ before the resume is checked; nntrain writes it
+        # once the resume is accepted (write_hydra_files), so a refused one changes nothing.
+        "hydra.output_subdir=null",
     ]
+
+
+def write_hydra_files(run_dir: Path) -> None:
+    """The run's .hydra/ (config, hydra, overrides) as Hydra writes it at a run's start, for an
+    accepted resume: the next plain resume= replays these overrides."""
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import OmegaConf
+
+    from nntrain import files
+
+    hydra_config = HydraConfig.get()
+    overrides = [o for o in hydra_config.overrides.task if not o.startswith("hydra.output_subdir")]
+    folder = run_dir / ".hydra"
+    files.write_text(folder / "overrides.yaml", OmegaConf.to_yaml(OmegaConf.create(overrides)))
+    files.write_text(folder / "hydra.yaml", OmegaConf.to_yaml({"hydra": hydra_config}))
 
 
 def quoted(path: Path) -> str:

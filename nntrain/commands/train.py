@@ -8,9 +8,11 @@ exit status 1, without a traceback.
 from __future__ import annotations
 
 import copy
+import os
 import re
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, cast
 
@@ -18,9 +20,9 @@ import hydra
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from nntrain import files
+from nntrain import files, runs
 from nntrain.commands.common import check_no_missing_values, run_app, user_errors_end_in_one_line
-from nntrain.errors import UserError
+from nntrain.errors import UserError, require
 from nntrain.instantiate import build
 
 
@@ -41,6 +43,55 @@ def path_safe(name: object) -> str:
 OmegaConf.register_new_resolver("nntrain.path_safe", path_safe, replace=True, use_cache=True)
 
 
+def new_run_dir(base: str) -> str:
+    """The run (or sweep) directory base, or base-2, base-3, ... when a run holds it, claimed
+    for this run (nntrain.runs.claim_new). Under torchrun rank 0 claims it and every rank gets
+    rank 0's answer. Cached, so that Hydra's every resolution of hydra.run.dir gives the same."""
+    from nntrain.training import distributed
+
+    def claimed() -> str:
+        try:
+            return str(runs.claim_new(base))
+        except OSError as error:  # read-only, no such device, permissions
+            raise UserError(
+                f"cannot create the run directory {base} ({error.strerror or error}); run nntrain "
+                "in a folder you can write to, or set hydra.run.dir to a writable place."
+            ) from error
+
+    if distributed.world_size() > 1:
+        return str(distributed.broadcast_from_main(claimed() if distributed.rank() == 0 else None))
+    return claimed()
+
+
+OmegaConf.register_new_resolver("nntrain.new_run_dir", new_run_dir, replace=True, use_cache=True)
+
+
+def refuse_a_taken_run_dir(argv: list[str]) -> list[str]:
+    """A run directory given on the command line (hydra.run.dir=DIR) must be new or empty: a run
+    owns its directory. It is claimed here, before Hydra writes into it; only resume= continues
+    a run in its own directory."""
+    if any(arg.split("=", 1)[0].lstrip("+") == "resume" for arg in argv) or "-m" in argv:
+        return argv
+    given = [arg.split("=", 1)[1] for arg in argv if arg.split("=", 1)[0] == "hydra.run.dir"]
+    if not given or "${" in given[-1] or os.environ.get("RANK", "0") != "0":
+        return argv
+    folder = Path(given[-1].strip("'\"")).expanduser()
+    try:
+        claimed = runs.claim(folder)
+    except OSError as error:
+        raise UserError(
+            f"cannot create the run directory {folder} ({error.strerror or error}); set "
+            "hydra.run.dir to a folder you can write to."
+        ) from error
+    require(
+        claimed,
+        f"hydra.run.dir={given[-1]} already holds a run; give a new directory (or leave "
+        f"hydra.run.dir out: every run gets its own), or continue that run with nntrain "
+        f"resume={given[-1]}.",
+    )
+    return argv
+
+
 class HydraConfigForTheSweepDir(Callback):
     """Lets the sweep dir end with ${name} too. Its default, <model>-<data>, reads Hydra's
     choices through ${hydra:...}, which needs HydraConfig; in a multirun Hydra sets it only as
@@ -53,8 +104,15 @@ class HydraConfigForTheSweepDir(Callback):
         HydraConfig.instance().set_config(copy.deepcopy(config))
 
 
-def run(cfg: DictConfig, run_dir: str, show_progress: bool = False) -> dict[str, float]:
-    """Build everything from the composed config, fit, test; returns the run's metrics."""
+def run(
+    cfg: DictConfig,
+    run_dir: str,
+    show_progress: bool = False,
+    on_accepted: Callable[[], None] | None = None,
+) -> dict[str, float]:
+    """Build everything from the composed config, fit, test; returns the run's metrics.
+    on_accepted is called once every value is checked (and a resume matches its run), right
+    before training: until then nothing of an existing run has changed."""
     from nntrain.reporting import console
     from nntrain.training import distributed
     from nntrain.training.seeding import check_seed, seed_everything
@@ -78,10 +136,15 @@ def run(cfg: DictConfig, run_dir: str, show_progress: bool = False) -> dict[str,
     resume = None
     if cfg.get("resume"):
         from nntrain.checkpoint import load_checkpoint
-        from nntrain.commands.resume import check_same_run
+        from nntrain.commands.resume import check_same_run, write_hydra_files
 
         resume = load_checkpoint(cfg.resume)
         check_same_run(resume, saved, cfg.resume)
+        if main_process:  # accepted: from here on the run's files may change
+            write_hydra_files(Path(run_dir))
+            files.write_text(Path(run_dir) / ".hydra" / "config.yaml", OmegaConf.to_yaml(cfg))
+    if on_accepted is not None:
+        on_accepted()
     result = trainer.fit(
         model,
         data,
@@ -133,11 +196,15 @@ def train(cfg: DictConfig) -> float:
                 cfg.trainer.device = device
     start = time.perf_counter()
     status: dict[str, Any] = {"status": "ok", "error": None}
+    accepted = []  # a resume refused before training must leave its run as it was
     try:
-        result = run(cfg, str(run_dir), show_progress)
+        result = run(cfg, str(run_dir), show_progress, on_accepted=lambda: accepted.append(True))
         return result[cfg.trainer.early_stopping.monitor]
     except TrainingInterrupted as stop:  # Ctrl-C stops the whole sweep, not one job
         status = {"status": "interrupted", "error": str(stop)}
+        raise
+    except KeyboardInterrupt:  # outside the training loop: while starting, or in the test
+        status = {"status": "interrupted", "error": "KeyboardInterrupt"}
         raise
     except Exception as error:
         status = {"status": "failed", "error": f"{type(error).__name__}: {error}".splitlines()[0]}
@@ -150,11 +217,18 @@ def train(cfg: DictConfig) -> float:
         return float("nan")
     finally:
         status["wall_time_s"] = round(time.perf_counter() - start, 3)
-        files.write_json(run_dir / "status.json", status)
+        if cfg.get("resume") and not accepted:
+            pass  # refused: the run's status.json still tells how it last ended
+        elif multirun or status["status"] == "ok" or cfg.get("resume") or runs.saved_any(run_dir):
+            files.write_json(run_dir / "status.json", status)
+        else:  # a run refused or stopped before it saved anything leaves no directory behind
+            runs.remove_unsaved(run_dir)
 
 
 @hydra.main(version_base="1.3", config_path="pkg://nntrain.configs", config_name="train")
 def train_app(cfg: DictConfig) -> float:
+    from hydra.core.hydra_config import HydraConfig
+
     from nntrain.reporting.console import display_path, print_error
     from nntrain.training.signals import TrainingInterrupted
 
@@ -162,14 +236,23 @@ def train_app(cfg: DictConfig) -> float:
         with user_errors_end_in_one_line():
             return train(cfg)
     except TrainingInterrupted as stop:
-        from hydra.core.hydra_config import HydraConfig
-
-        run_dir = display_path(HydraConfig.get().runtime.output_dir)
+        shown = display_path(HydraConfig.get().runtime.output_dir)
         print_error(
-            f"{stop} (saved to {run_dir}/checkpoints/last.pt); resume with:\n"
-            f"  nntrain resume={run_dir}"
+            f"{stop} (saved to {shown}/checkpoints/last.pt); resume with:\n"
+            f"  nntrain resume={shown}"
         )
         sys.exit(stop.exit_code)
+    except KeyboardInterrupt:
+        run_dir = Path(HydraConfig.get().runtime.output_dir)
+        if runs.saved_any(run_dir):  # e.g. during the final test: the training is saved
+            shown = display_path(run_dir)
+            print_error(
+                f"interrupted by SIGINT; the checkpoints in {shown} are saved: finish the run "
+                f"(its test) with nntrain resume={shown}"
+            )
+        else:
+            print_error("interrupted by SIGINT before the first checkpoint; nothing was saved.")
+        sys.exit(130)
 
 
 def main() -> None:
@@ -178,6 +261,9 @@ def main() -> None:
     from nntrain.training import distributed
 
     try:  # under torchrun all ranks share rank 0's run directory (see nntrain.training.distributed)
-        run_app(train_app, lambda argv: distributed.one_run_dir(rewrite_argv(argv)))
+        run_app(
+            train_app,
+            lambda argv: distributed.one_run_dir(rewrite_argv(refuse_a_taken_run_dir(argv))),
+        )
     finally:
         distributed.shutdown()

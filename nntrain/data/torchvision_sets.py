@@ -17,7 +17,7 @@ import torch
 from nntrain.data.augment import CropFlip
 from nntrain.data.downloads import network_timeout, unreachable_reason
 from nntrain.data.in_memory import IMAGENET_MEAN, IMAGENET_STD, InMemoryData, Normalize
-from nntrain.errors import UserError, check_positive_int, require
+from nntrain.errors import UserError, check_positive_int, first_line, require
 
 
 @dataclass(frozen=True)
@@ -142,7 +142,7 @@ class TorchvisionData(InMemoryData):
                 with network_timeout(DOWNLOAD_TIMEOUT_S):
                     return cls(str(self.root), train=train, download=True)
             except (OSError, RuntimeError) as error:
-                reason = str(error).strip().splitlines()[0]
+                reason = first_line(error)
         raise UserError(
             f"{spec.title} is not in {self.root} and could not be downloaded ({reason}); "
             f"download {files} (nntrain checks and unpacks them), "

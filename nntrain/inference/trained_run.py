@@ -16,7 +16,7 @@ from torch import nn
 
 from nntrain.checkpoint import load_checkpoint
 from nntrain.devices import Compute
-from nntrain.errors import UserError, require
+from nntrain.errors import UserError, first_line, require
 from nntrain.runs import resolve_checkpoint, run_dir_of
 
 
@@ -73,7 +73,7 @@ def build_model(run: TrainedRun, device: torch.device | str = "cpu") -> nn.Modul
     except RuntimeError as error:
         raise UserError(
             f"the weights in {run.checkpoint_path} do not fit the model its config describes "
-            f"({str(error).splitlines()[0]})."
+            f"({first_line(error)})."
         ) from error
     return model.to(device).eval()
 

@@ -16,7 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from nntrain.data.downloads import network_timeout
-from nntrain.errors import UserError, check_positive_int, is_number, require
+from nntrain.errors import UserError, check_positive_int, first_line, is_number, require
 from nntrain.models.layers import Dropout
 
 log = logging.getLogger("nntrain")
@@ -43,7 +43,7 @@ def imagenet_state_dict() -> dict[str, Tensor]:
         ) from error
     except (RuntimeError, EOFError) as error:
         raise UserError(
-            f"the cached pretrained weights {file} are damaged ({str(error).splitlines()[0]}); "
+            f"the cached pretrained weights {file} are damaged ({first_line(error)}); "
             "delete the file so it is downloaded again."
         ) from error
 
@@ -56,7 +56,7 @@ def local_state_dict(path: str) -> dict[str, Tensor]:
     except Exception as error:
         raise UserError(
             f"model.weights_path {file} could not be read as a state dict "
-            f"({str(error).splitlines()[0]}); save one with torch.save(model.state_dict(), path)."
+            f"({first_line(error)}); save one with torch.save(model.state_dict(), path)."
         ) from error
     require(isinstance(state, dict), f"model.weights_path {file} does not hold a state dict.")
     return state

@@ -86,7 +86,10 @@ def one_run_dir(argv: list[str]) -> list[str]:
         stamp = broadcast_from_main(time.strftime("%Y-%m-%d/%H-%M-%S"))
         # configs/hydra/default.yaml's run dir with rank 0's time (quoted: the override grammar
         # takes a nested interpolation only in a quoted value).
-        argv = [*argv, f"hydra.run.dir='outputs/{stamp}-${{nntrain.path_safe:${{name}}}}'"]
+        argv = [
+            *argv,
+            f"hydra.run.dir='${{nntrain.new_run_dir:outputs/{stamp}-${{nntrain.path_safe:${{name}}}}}}'",
+        ]
     if not is_main_process():  # rank 0 writes .hydra/ (all ranks compose the same config)
         argv = [*argv, "hydra.output_subdir=null"]
     return argv

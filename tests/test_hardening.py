@@ -1,0 +1,169 @@
+"""What a new user or a hostile tester meets (issue 12): every mistake ends in one sentence, a
+run owns its directory, a refused run or resume changes nothing."""
+
+import hashlib
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import run_nntrain
+
+NNTRAIN = str(Path(sys.executable).with_name("nntrain"))
+SMOKE = ("trainer=debug", "trainer.report_images=false")
+
+
+def start(*args: str, cwd: Path) -> subprocess.Popen:
+    return subprocess.Popen(
+        [NNTRAIN, *args],
+        cwd=cwd,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def one_error_line(done: subprocess.CompletedProcess | tuple[int, str]) -> str:
+    """The single stderr line of a refused command (and no traceback)."""
+    stderr = done.stderr if isinstance(done, subprocess.CompletedProcess) else done[1]
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "Traceback" not in stderr, stderr
+    return lines[0]
+
+
+def run_dirs(cwd: Path) -> list[Path]:
+    return sorted(p for p in (cwd / "outputs").glob("*/*") if p.parent.name != "multirun")
+
+
+def test_two_runs_started_together_get_a_directory_each(tmp_path):
+    first, second = start(*SMOKE, cwd=tmp_path), start(*SMOKE, cwd=tmp_path)
+    for process in (first, second):
+        process.communicate(timeout=240)
+        assert process.returncode == 0
+    dirs = run_dirs(tmp_path)
+    assert len(dirs) == 2, dirs
+    if dirs[0].name[:8] == dirs[1].name[:8]:  # started in the same second: the second is -2
+        assert dirs[1].name == dirs[0].name + "-2"
+    for run_dir in dirs:
+        assert json.loads((run_dir / "status.json").read_text())["status"] == "ok"
+        assert (run_dir / "metrics.json").is_file() and (run_dir / "checkpoints/best.pt").is_file()
+
+
+def test_a_directory_that_holds_a_run_is_refused(tmp_path):
+    processes = [start(*SMOKE, "hydra.run.dir=mine", cwd=tmp_path) for _ in range(2)]
+    outcomes = [(p.wait(timeout=240), p.communicate()[1]) for p in processes]
+    assert sorted(code for code, _ in outcomes) == [0, 1]
+    refused = next(outcome for outcome in outcomes if outcome[0] == 1)
+    assert one_error_line(refused) == (
+        "Error: hydra.run.dir=mine already holds a run; give a new directory (or leave "
+        "hydra.run.dir out: every run gets its own), or continue that run with nntrain "
+        "resume=mine."
+    )
+    again = run_nntrain(*SMOKE, "hydra.run.dir=mine", cwd=tmp_path)
+    assert again.returncode == 1 and "already holds a run" in one_error_line(again)
+    assert json.loads((tmp_path / "mine" / "status.json").read_text())["status"] == "ok"
+
+
+def fingerprint(run_dir: Path) -> dict[str, str]:
+    """Every file of a run and its content's hash."""
+    return {
+        str(path.relative_to(run_dir)): hashlib.sha256(path.read_bytes()).hexdigest()
+        for path in sorted(run_dir.rglob("*"))
+        if path.is_file()
+    }
+
+
+def test_a_refused_resume_changes_nothing_of_the_run(tmp_path):
+    assert run_nntrain(*SMOKE, cwd=tmp_path).returncode == 0
+    (run_dir,) = run_dirs(tmp_path)
+    before = fingerprint(run_dir)
+    for bad in ("data.batch_size=0", "model=cnn", "trainer.max_epochs=abc"):
+        done = run_nntrain(f"resume={run_dir}", bad, cwd=tmp_path)
+        assert done.returncode == 1 and one_error_line(done).startswith("Error: ")
+        assert fingerprint(run_dir) == before, bad
+    resumed = run_nntrain(f"resume={run_dir}", "trainer.max_epochs=3", cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    overrides = (run_dir / ".hydra" / "overrides.yaml").read_text()
+    assert "trainer.max_epochs=3" in overrides and "batch_size=0" not in overrides
+    assert json.loads((run_dir / "metrics.json").read_text())["epochs_run"] == 3
+
+
+def test_a_refused_run_leaves_no_directory(tmp_path):
+    done = run_nntrain(*SMOKE, "data.batch_size=0", cwd=tmp_path)
+    assert one_error_line(done) == (
+        "Error: data.batch_size must be a positive integer, got 0; for example data.batch_size=64."
+    )
+    assert run_dirs(tmp_path) == []
+    done = run_nntrain(*SMOKE, "hydra.run.dir=given", "optimizer.lr=-1", cwd=tmp_path)
+    assert done.returncode == 1 and not (tmp_path / "given").exists()
+
+
+def test_an_unwritable_run_directory_is_one_sentence(tmp_path):
+    done = run_nntrain(*SMOKE, "hydra.run.dir=/proc/nntrain-test", cwd=tmp_path)
+    assert one_error_line(done) == (
+        "Error: cannot create the run directory /proc/nntrain-test (No such file or directory); "
+        "set hydra.run.dir to a folder you can write to."
+    )
+
+
+@pytest.mark.parametrize("command", ["nntrain", "nntrain-eval", "nntrain-predict"])
+def test_an_empty_checkpoint_is_one_sentence(command, tmp_path):
+    (tmp_path / "empty.pt").write_bytes(b"")
+    argument = "resume=empty.pt" if command == "nntrain" else "ckpt=empty.pt"
+    extra = ["inputs=empty.pt"] if command == "nntrain-predict" else []
+    done = subprocess.run(
+        [str(Path(sys.executable).with_name(command)), argument, *extra],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        stdin=subprocess.DEVNULL,
+    )
+    assert done.returncode == 1
+    assert one_error_line(done) == (
+        f"Error: checkpoint {tmp_path}/empty.pt is empty (0 bytes: its writing was cut short); "
+        "use another checkpoint, e.g. last.pt or best.pt of the same run."
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["empty.pt"]  # nothing written
+
+
+@pytest.mark.parametrize("folder", ["images[raw]/[/]x", "jörg's photos/ünïcode"])
+def test_paths_with_brackets_or_other_letters_are_read_and_printed_as_typed(folder, tmp_path):
+    # Hydra's grammar reads neither unquoted: nntrain quotes them for the user, and rich must
+    # not take [raw] or [/] for markup when it prints them.
+    root = tmp_path / folder
+    done = run_nntrain("data=imagefolder", f"data.root={root}", cwd=tmp_path)
+    assert one_error_line(done) == (
+        f"Error: data.root {root} does not exist; set data.root to a folder laid out as "
+        "train/<class>/<image> (val/ and test/ optional, with the same class folders), e.g. "
+        "data.root=$HOME/flowers."
+    )
+
+
+def test_ctrl_c_while_starting_is_one_line_and_leaves_nothing(tmp_path):
+    process = start(*SMOKE, cwd=tmp_path)
+    time.sleep(1.0)  # importing and composing: before any checkpoint
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130 and "Traceback" not in stderr, stderr
+    assert one_error_line((130, stderr)).startswith("Error: interrupted by SIGINT")
+    assert run_dirs(tmp_path) == [] or not any(run_dirs(tmp_path)[0].iterdir())
+
+
+def test_a_message_names_the_key_the_user_typed(tmp_path):
+    done = subprocess.run(
+        [str(Path(sys.executable).with_name("nntrain-eval")), "ckpt=x.pt", "device=tpu"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        stdin=subprocess.DEVNULL,
+    )
+    assert one_error_line(done) == (
+        "Error: device must be auto, cpu, cuda, cuda:N or mps, got 'tpu'."
+    )
