@@ -238,8 +238,7 @@ def train_app(cfg: DictConfig) -> float:
     except TrainingInterrupted as stop:
         shown = display_path(HydraConfig.get().runtime.output_dir)
         print_error(
-            f"{stop} (saved to {shown}/checkpoints/last.pt); resume with:\n"
-            f"  nntrain resume={shown}"
+            f"{stop} (saved to {shown}/checkpoints/last.pt); resume with:\n  nntrain resume={shown}"
         )
         sys.exit(stop.exit_code)
     except KeyboardInterrupt:
