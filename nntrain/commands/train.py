@@ -49,6 +49,9 @@ def new_run_dir(base: str) -> str:
     rank 0's answer. Cached, so that Hydra's every resolution of hydra.run.dir gives the same."""
     from nntrain.training import distributed
 
+    if {"--cfg", "-c", "--info", "-i"} & set(sys.argv[1:]):  # only printing: claim nothing
+        return base
+
     def claimed() -> str:
         try:
             return str(runs.claim_new(base))
