@@ -62,3 +62,15 @@ def write_csv(path: str | Path, rows: Iterable[Sequence[Any]]) -> Path:
     buffer = io.StringIO(newline="")
     csv.writer(buffer).writerows(rows)
     return write_text(path, buffer.getvalue())
+
+
+def writable_folder(folder: Path) -> bool:
+    """Whether a file can be created in folder (or, when it does not exist yet, in the folder
+    that would hold it): tried for real, as permission bits do not tell for root or /proc."""
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            return True
+    except OSError:
+        return False

@@ -3,6 +3,7 @@ run owns its directory, a refused run or resume changes nothing."""
 
 import hashlib
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -166,4 +167,52 @@ def test_a_message_names_the_key_the_user_typed(tmp_path):
     )
     assert one_error_line(done) == (
         "Error: device must be auto, cpu, cuda, cuda:N or mps, got 'tpu'."
+    )
+
+
+def run_command(command: str, *args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [str(Path(sys.executable).with_name(command)), *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory) -> Path:
+    cwd = tmp_path_factory.mktemp("smoke")
+    assert run_nntrain(*SMOKE, "hydra.run.dir=run", cwd=cwd).returncode == 0
+    return cwd / "run"
+
+
+def test_eval_names_its_own_keys_and_refuses_a_read_only_run(smoke_run, tmp_path):
+    done = run_command("nntrain-eval", f"ckpt={smoke_run}", "batch_size=0", cwd=tmp_path)
+    assert one_error_line(done) == (
+        "Error: batch_size must be a positive integer, got 0; for example batch_size=64."
+    )
+    if os.geteuid() == 0:
+        pytest.skip("root writes into read-only folders: the check cannot be seen as root")
+    smoke_run.chmod(0o555)
+    try:
+        done = run_command("nntrain-eval", f"ckpt={smoke_run}", cwd=tmp_path)
+    finally:
+        smoke_run.chmod(0o755)
+    assert one_error_line(done).startswith(f"Error: cannot write the results into {smoke_run}")
+
+
+def test_predict_refuses_an_output_it_cannot_write_before_any_work(smoke_run, tmp_path):
+    (tmp_path / "rows.csv").write_text("x,y\n1,2\n")
+    done = run_command(
+        "nntrain-predict",
+        f"ckpt={smoke_run}",
+        "inputs=rows.csv",
+        "output=/proc/x.csv",
+        cwd=tmp_path,
+    )
+    assert one_error_line(done) == (
+        "Error: cannot write output /proc/x.csv: /proc is not a folder you can write to; give "
+        "another path, e.g. output=predictions.csv."
     )

@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING, Any
 import hydra
 from omegaconf import DictConfig, open_dict
 
-from nntrain.errors import require
+from nntrain import files
+from nntrain.errors import check_positive_int, require
 
 if TYPE_CHECKING:
     from nntrain.inference.trained_run import TrainedRun
@@ -30,8 +31,16 @@ def evaluate_checkpoint(cfg: DictConfig) -> tuple[dict[str, Any], TrainedRun]:
     from nntrain.instantiate import build
 
     require(cfg.split in SPLITS, f"split must be one of {', '.join(SPLITS)}, got {cfg.split!r}.")
+    if cfg.batch_size is not None:  # named as the user typed it, not as data.batch_size
+        check_positive_int("batch_size", cfg.batch_size, example=64)
     device = resolve_device(str(cfg.device), key="device")
     run = load_run(cfg.ckpt)
+    require(
+        files.writable_folder(run.run_dir),
+        f"cannot write the results into {run.run_dir} (eval_{cfg.split}.json goes beside the "
+        "checkpoint's run): make it writable, or copy the run directory somewhere writable "
+        "and evaluate the copy.",
+    )
     data_config = run.config.data.copy()
     with open_dict(data_config):
         data_config.merge_with(cfg.data)
@@ -83,7 +92,6 @@ def feature_importance(
 def write_results(results: dict[str, Any], run_dir: Path, class_names: list[str]) -> list[Path]:
     import numpy as np
 
-    from nntrain import files
     from nntrain.reporting.figures import confusion_matrix_image, save_png
 
     split = results["split"]

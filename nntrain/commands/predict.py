@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
+from nntrain import files
 from nntrain.errors import UserError, check_positive_int, require
 
 if TYPE_CHECKING:  # torch is imported where it is used, so --help and typos answer at once
@@ -215,7 +216,11 @@ def predict(cfg: DictConfig) -> Path:
         not output.is_dir() and output.resolve() != Path(str(cfg.inputs)).resolve(),
         f"output {cfg.output} is {clash}; give another file name, e.g. output=predictions.csv.",
     )
-    from nntrain import files
+    require(
+        files.writable_folder(output.parent),
+        f"cannot write output {cfg.output}: {output.parent} is not a folder you can write to; "
+        "give another path, e.g. output=predictions.csv.",
+    )
     from nntrain.devices import resolve_device
     from nntrain.inference.logits import probabilities
     from nntrain.inference.trained_run import build_model, load_run, run_compute

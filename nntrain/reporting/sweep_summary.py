@@ -8,6 +8,7 @@ launcher ran the jobs (in this process, joblib workers, a cluster).
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -82,3 +83,15 @@ class SweepSummary(Callback):
         monitor = config.trainer.early_stopping.monitor
         rows = summarize(sweep_dir, monitor)
         print_rows(rows, sweep_dir, monitor)
+        failed = [row["job"] for row in rows if row["status"] != "ok"]
+        # A search's failed trials (a diverging lr) are results the sampler learns from; in a
+        # sweep a failed job is a failure, and scripts must see it in the exit status.
+        if failed and "optuna" not in str(config.hydra.sweeper.get("_target_", "")).lower():
+            from nntrain.reporting.console import print_error
+
+            print_error(
+                f"{len(failed)} of {len(rows)} jobs did not finish "
+                f"(job{'s' if len(failed) > 1 else ''} {', '.join(failed)}); "
+                "the table and summary.csv say why."
+            )
+            sys.exit(1)
