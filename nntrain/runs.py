@@ -78,6 +78,16 @@ def remove_unsaved(run_dir: Path) -> None:
         run_dir.parent.rmdir()  # the day's folder, when this was its only run
 
 
+def remove_stale_temporaries(run_dir: Path) -> list[Path]:
+    """Temporary files of checkpoint writes that a killed process (kill -9, power loss) left
+    in checkpoints/ (see nntrain.files.write_atomically); only the run that owns the directory
+    calls this, so no write of another process is in flight."""
+    stale = sorted((run_dir / CHECKPOINTS).glob(".*.pt.*.tmp"))
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return stale
+
+
 def holds_a_run(folder: Path) -> bool:
     """True when folder holds a run: claimed, or (runs of earlier versions) with Hydra's .hydra/
     or checkpoints/ in it."""

@@ -216,3 +216,50 @@ def test_predict_refuses_an_output_it_cannot_write_before_any_work(smoke_run, tm
         "Error: cannot write output /proc/x.csv: /proc is not a folder you can write to; give "
         "another path, e.g. output=predictions.csv."
     )
+
+
+def test_train_log_holds_what_the_terminal_showed(smoke_run):
+    log = (smoke_run / "train.log").read_text()
+    for shown in ("config", "├── data", "│   ├── batch_size: 64", "epoch 1/2", "epoch 2/2"):
+        assert shown in log, shown
+    assert "nntrain: run summary" in log and "│ test/acc" in log
+    assert log.index("├── data") < log.index("epoch 1/2") < log.index("nntrain: run summary")
+
+
+def test_missing_extras_name_the_pip_install():
+    from hydra.errors import MissingConfigException
+
+    from nntrain.commands.common import describe_config_error
+
+    joblib = MissingConfigException(
+        "Could not find 'hydra/launcher/joblib'",
+        missing_cfg_file="hydra/launcher/joblib",
+        options=["basic", "slurm"],
+    )
+    assert describe_config_error(joblib) == (
+        "hydra/launcher=joblib (parallel local jobs) needs nntrain's `sweep` extra, which is not "
+        "installed here; install it with: pip install 'nntrain[sweep]'."
+    )
+    slurm = MissingConfigException(
+        "In 'hydra/launcher/slurm': Could not load 'hydra/launcher/submitit_slurm'.",
+        missing_cfg_file="hydra/launcher/slurm",
+    )
+    assert describe_config_error(slurm).endswith("pip install 'nntrain[cluster]'.")
+
+
+def test_a_checkpoint_write_cut_short_leaves_no_temporary_for_long(tmp_path):
+    from functools import partial
+
+    import torch
+
+    from nntrain.optim.schedules import constant
+    from nntrain.training.trainer import Trainer
+    from tests.helpers import BlobData
+
+    stale = tmp_path / "checkpoints" / ".last.pt.k3j2h1.tmp"  # as files.write_atomically names it
+    stale.parent.mkdir(parents=True)
+    stale.write_bytes(b"PK\x03\x04 half a zip")
+    trainer = Trainer(device="cpu", max_epochs=1, progress=False, report_images=False)
+    model = torch.nn.Linear(4, 3)
+    trainer.fit(model, BlobData(), partial(torch.optim.SGD, lr=0.1), partial(constant), tmp_path)
+    assert sorted(p.name for p in stale.parent.iterdir()) == ["best.pt", "last.pt"]

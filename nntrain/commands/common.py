@@ -92,10 +92,26 @@ MOVED_KEYS = {
 }
 
 
+# Config options that come from an optional extra's package: (extra, what needs it).
+EXTRAS = {
+    "hydra/launcher/joblib": ("sweep", "hydra/launcher=joblib (parallel local jobs)"),
+    "hydra/launcher/submitit_slurm": ("cluster", "hydra/launcher=slurm (SLURM through submitit)"),
+    "hydra/launcher/submitit_local": ("cluster", "hydra/launcher=submitit_local"),
+}
+
+
 def describe_config_error(error: Exception, command: str = "nntrain") -> str:
     """One sentence for an error Hydra raised while composing the config from the overrides."""
     from hydra.errors import MissingConfigException
 
+    extra = next((e for name, e in EXTRAS.items() if name in str(error)), None)
+    if isinstance(error, MissingConfigException) and error.missing_cfg_file:
+        extra = EXTRAS.get(error.missing_cfg_file, extra)
+    if extra is not None:
+        return (
+            f"{extra[1]} needs nntrain's `{extra[0]}` extra, which is not installed here; install "
+            f"it with: pip install 'nntrain[{extra[0]}]'."
+        )
     if isinstance(error, MissingConfigException) and error.options and error.missing_cfg_file:
         group, _, choice = error.missing_cfg_file.rpartition("/")
         options = ", ".join(error.options)

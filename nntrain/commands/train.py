@@ -124,8 +124,9 @@ def run(
     main_process = distributed.is_main_process()
     if not main_process:  # under torchrun only rank 0 speaks; the others report only problems
         console.log.setLevel("WARNING")
-    if main_process:
-        console.print_config_tree(cfg)
+    # A resume may be refused: its run's train.log takes nothing until it is accepted.
+    console.LOG_FILE["enabled"] = not cfg.get("resume")
+    tree = console.print_config_tree(cfg) if main_process else None
     check_seed(cfg.seed)
     trainer = build(cfg.trainer, "trainer", progress=show_progress and cfg.trainer.progress)
     data = build(cfg.data, "data")
@@ -146,6 +147,9 @@ def run(
         if main_process:  # accepted: from here on the run's files may change
             write_hydra_files(Path(run_dir))
             files.write_text(Path(run_dir) / ".hydra" / "config.yaml", OmegaConf.to_yaml(cfg))
+    if cfg.get("resume") and main_process:
+        console.LOG_FILE["enabled"] = True
+        console.to_log_file(console.rendered(tree))
     if on_accepted is not None:
         on_accepted()
     result = trainer.fit(

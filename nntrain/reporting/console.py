@@ -8,6 +8,7 @@ above the live progress bar instead of tearing it.
 
 from __future__ import annotations
 
+import io
 import logging
 import sys
 from collections.abc import Mapping
@@ -42,13 +43,35 @@ def plain(text: object) -> Text:
     return Text(str(text))
 
 
+# Whether to_log_file writes: a resume keeps its run's train.log untouched until it is accepted.
+LOG_FILE = {"enabled": True}
+
+
+def to_log_file(text: str, level: int = logging.INFO) -> None:
+    """text into the run's log file (train.log) only: for what the terminal shows directly (the
+    config tree, the summary, errors), so that train.log holds every line the run printed."""
+    if not LOG_FILE["enabled"]:
+        return
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.FileHandler):
+            handler.handle(log.makeRecord(log.name, level, "", 0, text, (), None))
+
+
+def rendered(renderable: Any) -> str:
+    """What rich prints for renderable, as plain text (no colours), for the log file."""
+    console = Console(width=120, color_system=None, soft_wrap=True, record=True, file=io.StringIO())
+    console.print(renderable)
+    return console.export_text().rstrip()
+
+
 def print_error(message: str) -> None:
-    """One line on stderr, for errors the user can fix."""
+    """One line on stderr, for errors the user can fix (and into train.log, in a run)."""
     line = Text.assemble(("Error:", "bold red"), " ", message)
     Console(stderr=True, highlight=False, soft_wrap=True).print(line)
+    to_log_file(f"Error: {message}", logging.ERROR)
 
 
-def print_config_tree(config: Mapping[str, Any]) -> None:
+def print_config_tree(config: Mapping[str, Any]) -> Tree:
     """The composed config as a tree: one branch per group, leaves key: value."""
     from omegaconf import DictConfig, ListConfig, OmegaConf
 
@@ -66,6 +89,8 @@ def print_config_tree(config: Mapping[str, Any]) -> None:
 
     add(tree, config)
     get_console().print(tree)
+    to_log_file(rendered(tree))
+    return tree
 
 
 def interactive() -> bool:
@@ -166,6 +191,7 @@ def print_summary(metrics: Mapping[str, Any], run_dir: str | Path) -> None:
     table.add_row("tensorboard", plain(f"tensorboard --logdir {run_dir}"))
     table.add_row("evaluate", plain(f"nntrain-eval ckpt={run_dir}"))
     get_console().print(table)
+    to_log_file(rendered(table))
 
 
 class ConsoleHandler(logging.Handler):

@@ -23,7 +23,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from nntrain import files
+from nntrain import files, runs
 from nntrain.checkpoint import load_checkpoint, save_checkpoint
 from nntrain.data.protocols import DataModule, Loader
 from nntrain.devices import Compute, resolve_device, resolve_precision
@@ -196,6 +196,9 @@ class Trainer:
         layout (and its data-dependent weights, unless resuming), the loaders, the optimizer,
         schedule and scaler, and a fresh RunState."""
         configure_determinism(self.deterministic, self.device)
+        if self.rank == 0:
+            for stale in runs.remove_stale_temporaries(run_dir):
+                log.info(f"removed {stale.name}, left by a checkpoint write that was cut short")
         data.setup(self.device)
         compute = self.compute_for(model)
         if self.world > 1 and self.sync_batchnorm:
