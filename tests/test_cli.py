@@ -131,7 +131,7 @@ def test_help_lists_the_config_groups_and_their_options(tmp_path):
         ),
         (
             "optimizer.lr=-1",
-            "the optimizer rejected its settings (Invalid learning rate: -1); fix the optimizer.* value, e.g. optimizer.lr=1e-3.",
+            "optimizer.lr must be a number > 0, got -1; for example optimizer.lr=1e-3.",
         ),
         ("seed=abc", "seed must be an integer >= 0, got 'abc'; for example seed=42."),
         (

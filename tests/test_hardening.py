@@ -263,3 +263,54 @@ def test_a_checkpoint_write_cut_short_leaves_no_temporary_for_long(tmp_path):
     model = torch.nn.Linear(4, 3)
     trainer.fit(model, BlobData(), partial(torch.optim.SGD, lr=0.1), partial(constant), tmp_path)
     assert sorted(p.name for p in stale.parent.iterdir()) == ["best.pt", "last.pt"]
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (
+            ["optimizer.betas=[0.9]"],
+            "optimizer.betas must be two numbers in [0, 1), got [0.9]; for example "
+            "optimizer.betas=[0.9,0.999].",
+        ),
+        (
+            ["model.hidden=512"],
+            "model.hidden must be a list of positive integers, got 512; for example "
+            "model.hidden=[256,128] (one layer: model.hidden=[512]).",
+        ),
+        (
+            ["optimizer.lr=abc"],
+            "optimizer.lr must be a number > 0, got 'abc'; for example optimizer.lr=1e-3.",
+        ),
+        (
+            ["optimizer.lr=0"],
+            "optimizer.lr must be a number > 0, got 0; for example optimizer.lr=1e-3.",
+        ),
+        (
+            ["data=moons", "trainer.test_time_augmentation=flip"],
+            "trainer.test_time_augmentation=flip needs images, and this data has 1-D inputs "
+            "(2,); set trainer.test_time_augmentation=none.",
+        ),
+        (
+            ["model=resnet18", "model.small_input=maybe"],
+            "model.small_input must be true, false or null (auto), got 'maybe'.",
+        ),
+    ],
+)
+def test_values_are_checked_before_any_training(overrides, message, tmp_path):
+    done = run_nntrain(*SMOKE, *overrides, cwd=tmp_path)
+    assert one_error_line(done) == f"Error: {message}"
+    assert "epoch 1/" not in done.stdout and run_dirs(tmp_path) == []
+
+
+def test_a_one_class_image_folder_is_refused(tmp_path):
+    from tests.test_folder import make_split
+
+    make_split(tmp_path / "photos" / "train", colours={"cat": (200, 50, 50)})
+    done = run_nntrain(
+        *SMOKE, "data=imagefolder", "data.root=photos", "data.num_workers=0", cwd=tmp_path
+    )
+    assert one_error_line(done) == (
+        "Error: the data has 1 class (cat); a classifier needs at least two: add the images of "
+        "another class (for an image folder, another sub-folder of train/)."
+    )

@@ -132,6 +132,11 @@ def run(
     data = build(cfg.data, "data")
     seed_everything(cfg.seed)  # right before the model: its initial weights follow the seed
     model = build(cfg.model, "model", input_shape=data.input_shape, num_classes=data.num_classes)
+    lr = cfg.optimizer.get("lr")
+    require(
+        lr is None or not isinstance(lr, int | float) or lr > 0,
+        f"optimizer.lr must be a number > 0, got {lr!r}; for example optimizer.lr=1e-3.",
+    )
     optimizer = build(cfg.optimizer, "optimizer")
     scheduler = build(cfg.scheduler, "scheduler")
     # The checkpoints' copy of the config: resume= is how this process started, not the run.

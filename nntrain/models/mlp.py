@@ -23,6 +23,11 @@ class MLP(nn.Module):
         dropout: float = 0.3,
     ) -> None:
         super().__init__()
+        require(
+            isinstance(hidden, Sequence) and not isinstance(hidden, str),  # ListConfig too
+            f"model.hidden must be a list of positive integers, got {hidden!r}; "
+            "for example model.hidden=[256,128] (one layer: model.hidden=[512]).",
+        )
         hidden = list(hidden)
         require(
             all(isinstance(h, int) and not isinstance(h, bool) and h >= 1 for h in hidden),

@@ -116,6 +116,10 @@ class ResNet18(nn.Module):
         if self.pretrained_backbone:
             state = local_state_dict(weights_path) if weights_path else imagenet_state_dict()
             load_backbone_weights(backbone, state, source=weights_path or "ImageNet")
+        require(
+            small_input in (None, True, False),
+            f"model.small_input must be true, false or null (auto), got {small_input!r}.",
+        )
         if small_input is None:
             small_input = min(height, width) < 64 and not self.pretrained_backbone
         if small_input:

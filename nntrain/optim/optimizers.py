@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import functools
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, cast
 
 import torch
 from torch import nn
 
-from nntrain.errors import UserError, require
+from nntrain.errors import UserError, is_number, require
 from nntrain.models.hooks import PretrainedBackbone
 
 NORM_LAYERS = (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm, nn.LocalResponseNorm)
@@ -63,12 +63,29 @@ def build_optimizer(
 ) -> torch.optim.Optimizer:
     """Call the config's partial optimizer with the model's parameter groups, with the kernel
     trainer.fused_optimizer asks for (see with_fastest_kernel)."""
-    lr = getattr(optimizer, "keywords", {}).get("lr")
+    keywords = getattr(optimizer, "keywords", {})
+    lr = keywords.get("lr")
+    require(
+        lr is None or (is_number(lr) and lr >= 0),
+        f"optimizer.lr must be a number > 0, got {lr!r}; for example optimizer.lr=1e-3.",
+    )
+    betas = keywords.get("betas")
+    require(
+        betas is None
+        or (
+            isinstance(betas, Sequence)  # a list, tuple or OmegaConf ListConfig
+            and not isinstance(betas, str)
+            and len(betas) == 2
+            and all(is_number(b) for b in betas)
+        ),
+        f"optimizer.betas must be two numbers in [0, 1), got {betas!r}; for example "
+        "optimizer.betas=[0.9,0.999].",
+    )
     device = next(model.parameters()).device
     optimizer = with_fastest_kernel(optimizer, device, fused)
     try:
         return optimizer(param_groups(model, lr))
-    except (ValueError, TypeError) as error:
+    except (ValueError, TypeError, IndexError) as error:
         raise UserError(
             f"the optimizer rejected its settings ({error}); fix the optimizer.* value, "
             "e.g. optimizer.lr=1e-3."

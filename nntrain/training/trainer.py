@@ -195,6 +195,7 @@ class Trainer:
         """Everything a run needs before its first step: the model on the device in its memory
         layout (and its data-dependent weights, unless resuming), the loaders, the optimizer,
         schedule and scaler, and a fresh RunState."""
+        check_data_fits(data, self.test_time_augmentation)
         configure_determinism(self.deterministic, self.device)
         if self.rank == 0:
             for stale in runs.remove_stale_temporaries(run_dir):
@@ -540,6 +541,22 @@ def first_inputs(data: DataModule, compute: Compute, count: int) -> torch.Tensor
         if seen >= count:
             break
     return torch.cat(batches)[:count]
+
+
+def check_data_fits(data: DataModule, tta: str) -> None:
+    """What would otherwise fail (or mean nothing) only after the whole training."""
+    require(
+        data.num_classes >= 2,
+        f"the data has {data.num_classes} class ({', '.join(data.class_names)}); a classifier "
+        "needs at least two: add the images of another class (for an image folder, another "
+        "sub-folder of train/).",
+    )
+    require(
+        tta == "none" or len(data.input_shape) == 3,
+        f"trainer.test_time_augmentation={tta} needs images, and this data has "
+        f"{len(data.input_shape)}-D inputs {tuple(data.input_shape)}; set "
+        "trainer.test_time_augmentation=none.",
+    )
 
 
 def describe_parameters(model: nn.Module) -> str:
