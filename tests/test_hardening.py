@@ -314,3 +314,18 @@ def test_a_one_class_image_folder_is_refused(tmp_path):
         "Error: the data has 1 class (cat); a classifier needs at least two: add the images of "
         "another class (for an image folder, another sub-folder of train/)."
     )
+
+
+def test_eval_has_its_own_help_and_help_survives_a_closed_pipe(tmp_path):
+    done = run_command("nntrain-eval", "--help", cwd=tmp_path)
+    assert done.returncode == 0 and done.stdout.startswith("nntrain-eval: score a checkpoint")
+    assert "ckpt=PATH" in done.stdout and "model=" not in done.stdout
+    piped = subprocess.run(
+        f"{Path(sys.executable).with_name('nntrain')} --help | head -1",
+        shell=True,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert piped.stdout.strip() and "Traceback" not in piped.stderr, piped.stderr

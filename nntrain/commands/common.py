@@ -206,6 +206,9 @@ def run_app(
     except KeyboardInterrupt:  # before or after the task (composing, importing)
         print_error("interrupted by SIGINT.")
         sys.exit(130)
+    except BrokenPipeError:  # `nntrain --help | head`: the reader has gone, and that is fine
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no error at exit
+        sys.exit(141)
     except HydraException as error:
         if debugging:
             raise
