@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -329,3 +330,26 @@ def test_eval_has_its_own_help_and_help_survives_a_closed_pipe(tmp_path):
         timeout=120,
     )
     assert piped.stdout.strip() and "Traceback" not in piped.stderr, piped.stderr
+
+
+@pytest.mark.parametrize("delay", [0.1, 1.5])
+@pytest.mark.parametrize("command", ["nntrain-eval", "nntrain-predict"])
+def test_ctrl_c_in_eval_and_predict_is_one_line(command, delay, smoke_run, tmp_path):
+    # 0.1 s: while Python imports the command; 1.5 s: at work. A run this small may also
+    # finish first; it must never end in a traceback.
+    args = [f"ckpt={smoke_run}"] + ([f"inputs={smoke_run}"] if command == "nntrain-predict" else [])
+    process = subprocess.Popen(
+        [str(Path(sys.executable).with_name(command)), *args],
+        cwd=tmp_path,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    time.sleep(delay)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=120)
+    assert "Traceback" not in stderr, stderr
+    if process.returncode != 0:
+        assert process.returncode == 130
+        assert one_error_line((130, stderr)) == "Error: interrupted by SIGINT."

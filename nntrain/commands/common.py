@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import signal
 import sys
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -196,6 +197,9 @@ def run_app(
 
     from nntrain.reporting.console import print_error
 
+    # From here on Ctrl-C is Python's KeyboardInterrupt again, handled below and in the commands
+    # (see nntrain/commands/__init__.py for the moments before).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     debugging = os.environ.get("HYDRA_FULL_ERROR") == "1"
     os.environ["HYDRA_FULL_ERROR"] = "1"
     with user_errors_end_in_one_line():
