@@ -73,7 +73,10 @@ def refuse_a_taken_run_dir(argv: list[str]) -> list[str]:
     """A run directory given on the command line (hydra.run.dir=DIR) must be new or empty: a run
     owns its directory. It is claimed here, before Hydra writes into it; only resume= continues
     a run in its own directory."""
-    if any(arg.split("=", 1)[0].lstrip("+") == "resume" for arg in argv) or "-m" in argv:
+    if any(arg.split("=", 1)[0].lstrip("+") == "resume" for arg in argv) or {
+        "-m",
+        "--multirun",
+    } & set(argv):
         return argv
     given = [arg.split("=", 1)[1] for arg in argv if arg.split("=", 1)[0] == "hydra.run.dir"]
     if not given or "${" in given[-1] or os.environ.get("RANK", "0") != "0":
