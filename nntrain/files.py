@@ -8,6 +8,7 @@ import csv
 import io
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -50,6 +51,16 @@ def write_text(path: str | Path, text: str) -> Path:
         file.write(text.encode("utf-8"))
 
     return write_atomically(path, write)
+
+
+def copy_file(source: str | Path, target: str | Path) -> Path:
+    """A copy of source at target, written atomically (never a half-copied file)."""
+
+    def write(file: IO[bytes]) -> None:
+        with open(source, "rb") as original:
+            shutil.copyfileobj(original, file)
+
+    return write_atomically(target, write)
 
 
 def write_json(path: str | Path, data: Any) -> Path:

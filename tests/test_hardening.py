@@ -94,6 +94,46 @@ def test_a_refused_resume_changes_nothing_of_the_run(tmp_path):
     assert json.loads((run_dir / "metrics.json").read_text())["epochs_run"] == 3
 
 
+def weights(checkpoint: Path) -> dict:
+    from nntrain.checkpoint import load_checkpoint
+
+    return load_checkpoint(checkpoint)["model"]
+
+
+def test_a_checkpoint_kept_on_its_own_resumes_with_its_own_config_in_a_new_run(tmp_path):
+    run = ("trainer.deterministic=true", "model.hidden=[24]", "optimizer.lr=3e-3", "seed=5")
+    assert run_nntrain(*SMOKE, *run, "hydra.run.dir=run", cwd=tmp_path).returncode == 0
+    (tmp_path / "ck").mkdir()
+    (tmp_path / "ck/mine.pt").write_bytes((tmp_path / "run/checkpoints/last.pt").read_bytes())
+    # Continued from the checkpoint alone (its config is not the defaults: nothing retyped)...
+    loose = run_nntrain("resume=ck/mine.pt", "trainer.max_epochs=3", cwd=tmp_path)
+    assert loose.returncode == 0, loose.stderr
+    (new_run,) = run_dirs(tmp_path)
+    assert new_run.name.endswith("-mlp-digits-resumed")
+    assert f"resuming ck/mine.pt in the new run directory outputs/{new_run.parent.name}/" in (
+        loose.stdout
+    )
+    assert sorted(p.name for p in (tmp_path / "ck").iterdir()) == ["mine.pt"]  # no litter
+    # ...it is the same run as continuing in its own directory: bit-identical weights.
+    in_place = run_nntrain("resume=run", "trainer.max_epochs=3", cwd=tmp_path)
+    assert in_place.returncode == 0, in_place.stderr
+    for key, tensor in weights(tmp_path / "run/checkpoints/last.pt").items():
+        assert tensor.equal(weights(new_run / "checkpoints/last.pt")[key]), key
+    metrics = json.loads((new_run / "metrics.json").read_text())
+    assert metrics["epochs_run"] == 3
+    assert json.loads((new_run / "status.json").read_text())["status"] == "ok"
+    if not (new_run / "checkpoints/best.pt").is_file():  # the best epoch came before the copy
+        assert "testing last.pt instead" in loose.stdout
+    # A best.pt beside the checkpoint, of the same run, comes along and is tested.
+    (tmp_path / "ck/best.pt").write_bytes((tmp_path / "run/checkpoints/best.pt").read_bytes())
+    again = run_nntrain("resume=ck/mine.pt", "trainer.max_epochs=2", cwd=tmp_path)
+    assert again.returncode == 0 and "test with best.pt (epoch" in again.stdout, again.stderr
+    # Refused (another model): the new directory it would have used is not left behind.
+    refused = run_nntrain("resume=ck/mine.pt", "model=cnn", cwd=tmp_path)
+    assert one_error_line(refused).startswith(f"Error: cannot resume {tmp_path}/ck/mine.pt: ")
+    assert len(run_dirs(tmp_path)) == 2
+
+
 def test_a_refused_run_leaves_no_directory(tmp_path):
     done = run_nntrain(*SMOKE, "data.batch_size=0", cwd=tmp_path)
     assert one_error_line(done) == (

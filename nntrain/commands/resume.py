@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from nntrain.errors import UserError, require
-from nntrain.runs import check_not_empty, resolve_checkpoint, run_dir_of
+from nntrain.runs import check_not_empty, holds_a_run, resolve_checkpoint, run_dir_of
 
 # Keys whose change would make the resumed run a different run.
 FROZEN_GROUPS = ("model", "data", "optimizer", "scheduler", "seed")
@@ -105,19 +105,59 @@ def rewrite_argv(argv: list[str]) -> list[str]:
     run_dir = run_dir_of(checkpoint)
     new = [a for a in argv if override_key(a) != "resume"]
     typed = {override_key(a) for a in new if "=" in a}
-    replayed = [o for o in saved_overrides(run_dir) if override_key(o) not in typed]
+    in_place = holds_a_run(run_dir)
+    # A checkpoint kept on its own: its own config (overrides) drives the resume, and its run
+    # goes on in a new run directory, named <name>-resumed unless the user names it.
+    replayed = saved_overrides(run_dir) if in_place else overrides_of_loose(checkpoint, typed)
     options = [a for a in new if a.startswith("-")]
     overrides = [a for a in new if not a.startswith("-")]
     return [
         *options,
-        *replayed,
+        *[o for o in replayed if not typed_over(override_key(o), typed)],
         *overrides,
         f"resume={quoted(checkpoint)}",
-        f"hydra.run.dir={quoted(run_dir)}",
+        *([f"hydra.run.dir={quoted(run_dir)}"] if in_place else []),
         # Hydra would rewrite the run's .hydra/ before the resume is checked; nntrain writes it
         # once the resume is accepted (write_hydra_files), so a refused one changes nothing.
         "hydra.output_subdir=null",
     ]
+
+
+def typed_over(key: str, typed: set[str]) -> bool:
+    """Whether a replayed override's key is set anew on the command line: the same key, or
+    its group chosen anew (model=cnn drops the run's model.hidden=[24], which would not even
+    compose; the resume is then refused naming what differs)."""
+    return key in typed or key.split(".", 1)[0] in typed
+
+
+def overrides_of_loose(checkpoint: Path, typed: set[str]) -> list[str]:
+    """The overrides a checkpoint's run was started with (kept in its checkpoints; none in
+    those of nntrain before 2026-11-30, whose config is then compared with the defaults), and
+    the new run's name, `<the run's name>-resumed`, unless the user or the run set one."""
+    import yaml
+
+    from nntrain.checkpoint import load_checkpoint
+
+    saved = load_checkpoint(checkpoint)
+    overrides = [with_moved_key(str(o)) for o in saved.get("overrides") or []]
+    if "name" in typed:
+        return overrides
+    config = yaml.safe_load(saved.get("config") or "") or {}
+    name = config.get("name") if isinstance(config, dict) else None
+    renamed = f"name={quoted_value(f'{name or checkpoint.stem}-resumed')}"
+    return [*[o for o in overrides if override_key(o) != "name"], renamed]
+
+
+def resumes_in_place(argv: list[str]) -> bool:
+    """Whether the command line resumes a run in its own directory (resume= of a run directory
+    or of a checkpoint in one), rather than a checkpoint kept on its own."""
+    values = [a.split("=", 1)[1] for a in argv if override_key(a) == "resume" and "=" in a]
+    return bool(values) and holds_a_run(run_dir_of(find_checkpoint(values[-1])))
+
+
+def quoted_value(text: str) -> str:
+    escaped = text.replace("\\", "\\\\").replace("'", "\\'")
+    return f"'{escaped}'"
 
 
 def write_hydra_files(run_dir: Path) -> None:
@@ -137,8 +177,7 @@ def write_hydra_files(run_dir: Path) -> None:
 
 def quoted(path: Path) -> str:
     """A path as a quoted Hydra override value: spaces, commas or = in it stay literal."""
-    escaped = str(path).replace("\\", "\\\\").replace("'", "\\'")
-    return f"'{escaped}'"
+    return quoted_value(str(path))
 
 
 def flatten(node: Any, prefix: str = "") -> dict[str, Any]:

@@ -7,6 +7,7 @@ exit status 1, without a traceback.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import os
 import re
@@ -72,11 +73,10 @@ OmegaConf.register_new_resolver("nntrain.new_run_dir", new_run_dir, replace=True
 def refuse_a_taken_run_dir(argv: list[str]) -> list[str]:
     """A run directory given on the command line (hydra.run.dir=DIR) must be new or empty: a run
     owns its directory. It is claimed here, before Hydra writes into it; only resume= continues
-    a run in its own directory."""
-    if any(arg.split("=", 1)[0].lstrip("+") == "resume" for arg in argv) or {
-        "-m",
-        "--multirun",
-    } & set(argv):
+    a run in its own directory (a checkpoint kept on its own continues in a new one)."""
+    from nntrain.commands.resume import resumes_in_place
+
+    if {"-m", "--multirun"} & set(argv) or resumes_in_place(argv):
         return argv
     given = [arg.split("=", 1)[1] for arg in argv if arg.split("=", 1)[0] == "hydra.run.dir"]
     if not given or "${" in given[-1] or os.environ.get("RANK", "0") != "0":
@@ -155,6 +155,8 @@ def run(
         if main_process:  # accepted: from here on the run's files may change
             write_hydra_files(Path(run_dir))
             files.write_text(Path(run_dir) / ".hydra" / "config.yaml", OmegaConf.to_yaml(cfg))
+            if runs.run_dir_of(Path(cfg.resume)) != Path(run_dir):
+                adopt_checkpoint(Path(cfg.resume), resume, Path(run_dir))
     if cfg.get("resume") and main_process:
         console.LOG_FILE["enabled"] = True
         console.to_log_file(console.rendered(tree))
@@ -166,12 +168,57 @@ def run(
         optimizer,
         scheduler,
         run_dir=run_dir,
-        config_yaml=OmegaConf.to_yaml(saved),
+        record={"config": OmegaConf.to_yaml(saved), "overrides": command_line_overrides()},
         resume=resume,
     )
     if main_process:
         console.print_summary(result, run_dir)
     return result
+
+
+def command_line_overrides() -> list[str]:
+    """The overrides that make this run's config (as in .hydra/overrides.yaml, without resume=
+    and Hydra's own): kept in its checkpoints, so that a checkpoint copied out of its run
+    directory can still be resumed with its own config."""
+    from hydra.core.hydra_config import HydraConfig
+
+    from nntrain.commands.resume import override_key
+
+    return [
+        o
+        for o in HydraConfig.get().overrides.task
+        if override_key(o) != "resume" and not override_key(o).startswith("hydra.")
+    ]
+
+
+def adopt_checkpoint(checkpoint: Path, state: dict[str, Any], run_dir: Path) -> None:
+    """A run resumed from a checkpoint kept outside its run directory continues in a new one,
+    which starts with that checkpoint as its last.pt, and with the best.pt beside it when that
+    is of the same run (else the test falls back to last.pt, and says so)."""
+    from nntrain.checkpoint import load_checkpoint
+    from nntrain.reporting.console import display_path, log
+
+    target = runs.checkpoint_path(run_dir, "last")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    files.copy_file(checkpoint, target)
+    best = checkpoint.with_name("best.pt")
+    if best != checkpoint and best.is_file() and best.stat().st_size > 0:
+        with contextlib.suppress(Exception):  # not a checkpoint of this run: not adopted
+            if same_run_configs(load_checkpoint(best), state):
+                files.copy_file(best, runs.checkpoint_path(run_dir, "best"))
+    log.info(
+        f"resuming {display_path(checkpoint)} in the new run directory {display_path(run_dir)}"
+    )
+
+
+def same_run_configs(one: dict[str, Any], other: dict[str, Any]) -> bool:
+    """Whether two checkpoints' configs describe the same run (trainer settings may differ)."""
+    import yaml
+
+    from nntrain.commands.resume import config_differences
+
+    configs = [yaml.safe_load(c.get("config") or "") or {} for c in (one, other)]
+    return not config_differences(*configs)
 
 
 def device_for_job(setting: str, job_number: int, cuda_devices: int | None = None) -> str:
@@ -232,9 +279,10 @@ def train(cfg: DictConfig) -> float:
         return float("nan")
     finally:
         status["wall_time_s"] = round(time.perf_counter() - start, 3)
-        if cfg.get("resume") and not accepted:
+        in_place = bool(cfg.get("resume")) and runs.run_dir_of(Path(cfg.resume)) == run_dir
+        if in_place and not accepted:
             pass  # refused: the run's status.json still tells how it last ended
-        elif multirun or status["status"] == "ok" or cfg.get("resume") or runs.saved_any(run_dir):
+        elif multirun or status["status"] == "ok" or runs.saved_any(run_dir):
             files.write_json(run_dir / "status.json", status)
         else:  # a run refused or stopped before it saved anything leaves no directory behind
             runs.remove_unsaved(run_dir)

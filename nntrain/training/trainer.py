@@ -33,7 +33,7 @@ from nntrain.inference.metrics import RunningClassification
 from nntrain.inference.tta import check_mode
 from nntrain.models.hooks import EpochAware, InitializedFromData
 from nntrain.optim.optimizers import build_optimizer
-from nntrain.reporting.console import TrainProgress, format_epoch_line
+from nntrain.reporting.console import TrainProgress, display_path, format_epoch_line
 from nntrain.reporting.tensorboard import NullLogger, RunLogger, TensorBoardLogger
 from nntrain.training import distributed
 from nntrain.training.early_stopping import EarlyStopping
@@ -151,17 +151,20 @@ class Trainer:
         optimizer: Callable[..., torch.optim.Optimizer],
         scheduler: Callable[..., torch.optim.lr_scheduler.LRScheduler],
         run_dir: str | Path,
-        config_yaml: str = "",
+        record: dict[str, Any] | None = None,
         resume: dict[str, Any] | None = None,
     ) -> dict[str, float]:
         """Train, keep the best epoch by the monitored metric, test it; returns metrics.json's
         content.
 
         optimizer and scheduler are the config's partials (called with the parameter groups,
-        and with the optimizer and step counts). resume: a checkpoint of this run (last.pt) to continue from, exactly where it was saved.
+        and with the optimizer and step counts). record: how the run was started (its config as
+        YAML under "config", its command-line overrides under "overrides"), kept in every
+        checkpoint. resume: a checkpoint of this run (last.pt) to continue from, exactly where
+        it was saved.
         """
         run = self._prepare(
-            model, data, optimizer, scheduler, Path(run_dir), config_yaml, resume is not None
+            model, data, optimizer, scheduler, Path(run_dir), record or {}, resume is not None
         )
         if resume is not None:
             self._resume(run, resume)
@@ -189,7 +192,7 @@ class Trainer:
         optimizer: Callable[..., torch.optim.Optimizer],
         scheduler: Callable[..., torch.optim.lr_scheduler.LRScheduler],
         run_dir: Path,
-        config_yaml: str,
+        record: dict[str, Any],
         resuming: bool,
     ) -> Run:
         """Everything a run needs before its first step: the model on the device in its memory
@@ -254,7 +257,8 @@ class Trainer:
             run_dir=run_dir,
             metadata={
                 "class_names": list(data.class_names),
-                "config": config_yaml,
+                "config": "",
+                **record,
                 "inputs": data.input_spec(),
             },
             tensorboard=NullLogger(),  # opened by fit once the run's first step is known
@@ -364,9 +368,7 @@ class Trainer:
             raise RuntimeError("the ranks' weights differ after training: a DDP bug")
         if self.world > 1:
             log.info(f"weights identical on all {self.world} ranks")
-        test = self.test(
-            run.model, run.data.test_loader(), run.compute, run.checkpoints / "best.pt"
-        )
+        test = self.test(run.model, run.data.test_loader(), run.compute, self._tested(run))
         # The first epoch pays for warm-up (allocations, kernel selection): left out when
         # there are others.
         train_speed = state.samples_per_sec[1:] or state.samples_per_sec
@@ -384,6 +386,20 @@ class Trainer:
             if self.report_images:
                 self._write_figures(run, result)
         return result
+
+    def _tested(self, run: Run) -> Path:
+        """best.pt; or, for a run resumed from a checkpoint kept without its run's best.pt (and
+        with no better epoch since), last.pt, said once."""
+        best = run.checkpoints / "best.pt"
+        if best.is_file() or not (run.checkpoints / "last.pt").is_file():
+            return best
+        if self.rank == 0:
+            log.warning(
+                f"best.pt (epoch {run.state.stopper.best_epoch + 1}) is not in "
+                f"{display_path(run.checkpoints)}: the run was resumed from a checkpoint kept "
+                "without it and no later epoch was better; testing last.pt instead."
+            )
+        return run.checkpoints / "last.pt"
 
     def test(
         self, model: nn.Module, loader: Loader, compute: Compute, checkpoint: Path
