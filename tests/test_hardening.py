@@ -1,6 +1,7 @@
 """What a new user or a hostile tester meets (issue 12): every mistake ends in one sentence, a
 run owns its directory, a refused run or resume changes nothing."""
 
+import csv
 import hashlib
 import json
 import os
@@ -195,6 +196,81 @@ def test_ctrl_c_while_starting_is_one_line_and_leaves_nothing(tmp_path):
     assert process.returncode == 130 and "Traceback" not in stderr, stderr
     assert one_error_line((130, stderr)).startswith("Error: interrupted by SIGINT")
     assert run_dirs(tmp_path) == [] or not any(run_dirs(tmp_path)[0].iterdir())
+
+
+# nntrain with SIGINT delivered to itself as its final test starts: a real signal, timed exactly.
+CTRL_C_IN_THE_TEST = """
+import os, signal, sys
+from nntrain.training.trainer import Trainer
+original = Trainer.test
+def test(self, *args, **kwargs):
+    os.kill(os.getpid(), signal.SIGINT)
+    return original(self, *args, **kwargs)
+Trainer.test = test
+from nntrain.commands.train import main
+sys.argv = ["nntrain", *sys.argv[1:]]
+main()
+"""
+
+
+def test_ctrl_c_during_the_final_test_keeps_the_run_finishable(tmp_path):
+    done = subprocess.run(
+        [sys.executable, "-c", CTRL_C_IN_THE_TEST, *SMOKE, "hydra.run.dir=run"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        stdin=subprocess.DEVNULL,
+    )
+    assert done.returncode == 130, done.stderr
+    assert one_error_line(done) == (
+        "Error: interrupted by SIGINT; the checkpoints in run are saved: finish the run (its "
+        "test) with nntrain resume=run"
+    )
+    status = json.loads((tmp_path / "run/status.json").read_text())
+    assert status["status"] == "interrupted" and not (tmp_path / "run/metrics.json").exists()
+    finished = run_nntrain("resume=run", cwd=tmp_path)
+    assert finished.returncode == 0, finished.stderr
+    assert json.loads((tmp_path / "run/metrics.json").read_text())["epochs_run"] == 2
+    assert json.loads((tmp_path / "run/status.json").read_text())["status"] == "ok"
+
+
+# A sweep whose second job gets Ctrl-C (SIGINT sent to itself as that job's first epoch starts).
+CTRL_C_IN_THE_SECOND_JOB = """
+import os, signal, sys
+from nntrain.training.trainer import Trainer
+original, fits = Trainer._start_epoch, []
+def start_epoch(self, run):
+    if run.state.epoch == 0:
+        fits.append(1)
+    if len(fits) == 2:
+        os.kill(os.getpid(), signal.SIGINT)
+    return original(self, run)
+Trainer._start_epoch = start_epoch
+from nntrain.commands.train import main
+sys.argv = ["nntrain", *sys.argv[1:]]
+main()
+"""
+
+
+def test_ctrl_c_in_a_sweep_still_writes_the_summary_of_the_jobs_that_ran(tmp_path):
+    done = subprocess.run(
+        [sys.executable, "-c", CTRL_C_IN_THE_SECOND_JOB, "-m", *SMOKE, "seed=1,2,3"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        stdin=subprocess.DEVNULL,
+    )
+    assert done.returncode == 130 and "Traceback" not in done.stderr, done.stderr
+    (sweep_dir,) = (tmp_path / "outputs" / "multirun").glob("*/*")
+    assert done.stderr.strip().splitlines()[-2].startswith(
+        f"Error: interrupted by SIGINT at step 1 (saved to outputs/multirun/{sweep_dir.parent.name}/"
+    )
+    with (sweep_dir / "summary.csv").open() as file:
+        rows = list(csv.DictReader(file))
+    assert [(r["job"], r["status"]) for r in rows] == [("0", "ok"), ("1", "interrupted")]
+    assert "sweep summary" in done.stdout
 
 
 def test_a_message_names_the_key_the_user_typed(tmp_path):

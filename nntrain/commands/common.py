@@ -207,7 +207,10 @@ def run_app(
         sys.argv[1:] = rewrite(argv) if rewrite else argv
     try:
         app()
-    except KeyboardInterrupt:  # before or after the task (composing, importing)
+    except KeyboardInterrupt:  # before or after the task (composing, importing), or a sweep's
+        from nntrain.reporting.sweep_summary import summarize_interrupted_sweep
+
+        summarize_interrupted_sweep()  # in parallel jobs (joblib): the jobs that ended
         print_error("interrupted by SIGINT.")
         sys.exit(130)
     except BrokenPipeError:  # `nntrain --help | head`: the reader has gone, and that is fine

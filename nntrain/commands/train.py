@@ -293,18 +293,21 @@ def train_app(cfg: DictConfig) -> float:
     from hydra.core.hydra_config import HydraConfig
 
     from nntrain.reporting.console import display_path, print_error
+    from nntrain.reporting.sweep_summary import summarize_interrupted_sweep
     from nntrain.training.signals import TrainingInterrupted
 
     try:
         with user_errors_end_in_one_line():
             return train(cfg)
     except TrainingInterrupted as stop:
+        summarize_interrupted_sweep()  # a sweep stops at this job: the table of those that ran
         shown = display_path(HydraConfig.get().runtime.output_dir)
         print_error(
             f"{stop} (saved to {shown}/checkpoints/last.pt); resume with:\n  nntrain resume={shown}"
         )
         sys.exit(stop.exit_code)
     except KeyboardInterrupt:
+        summarize_interrupted_sweep()
         run_dir = Path(HydraConfig.get().runtime.output_dir)
         if runs.saved_any(run_dir):  # e.g. during the final test: the training is saved
             shown = display_path(run_dir)

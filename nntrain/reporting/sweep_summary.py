@@ -73,10 +73,31 @@ def print_rows(rows: list[dict[str, Any]], sweep_dir: Path, monitor: str) -> Non
     get_console().print(table)
 
 
+# The sweep this process runs, from its start to its end: Ctrl-C ends a sweep without Hydra's
+# on_multirun_end, and the jobs that ran still get their table (summarize_interrupted_sweep).
+RUNNING: dict[str, Any] = {}
+
+
+def summarize_interrupted_sweep() -> None:
+    """The table and summary.csv of the jobs an interrupted sweep ran (nothing outside one)."""
+    if not RUNNING:
+        return
+    sweep_dir, monitor = RUNNING.pop("dir"), RUNNING.pop("monitor")
+    if sweep_dir.is_dir() and any((job / ".hydra").is_dir() for job in sweep_dir.iterdir()):
+        print_rows(summarize(sweep_dir, monitor), sweep_dir, monitor)
+
+
 class SweepSummary(Callback):
-    """Prints and writes the summary when a multirun ends."""
+    """Prints and writes the summary when a multirun ends (or is interrupted)."""
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        # The sweeper resolves hydra.sweep.dir from this same config object: a cached value.
+        RUNNING.update(
+            dir=Path(config.hydra.sweep.dir), monitor=config.trainer.early_stopping.monitor
+        )
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        RUNNING.clear()
         sweep_dir = Path(config.hydra.sweep.dir)
         if not sweep_dir.is_dir():
             return
