@@ -94,6 +94,11 @@ def holds_a_run(folder: Path) -> bool:
     return any((folder / name).exists() for name in (CLAIM, ".hydra", CHECKPOINTS))
 
 
+# The run directories this process claimed: a run that fails before its job starts (e.g. Hydra
+# cannot write .hydra/ on a full disk) removes what it made there (nntrain.commands.common).
+CLAIMED: list[Path] = []
+
+
 def claim(folder: Path) -> bool:
     """Claim folder (created if needed) for a new run; False when another run holds it. The
     claim file is created with O_EXCL, so of two runs started together only one gets it."""
@@ -104,6 +109,7 @@ def claim(folder: Path) -> bool:
         os.close(os.open(folder / CLAIM, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
     except FileExistsError:
         return False
+    CLAIMED.append(folder)
     return True
 
 

@@ -1,6 +1,7 @@
 """What a new user or a hostile tester meets (issue 12): every mistake ends in one sentence, a
 run owns its directory, a refused run or resume changes nothing."""
 
+import contextlib
 import csv
 import hashlib
 import json
@@ -264,13 +265,54 @@ def test_ctrl_c_in_a_sweep_still_writes_the_summary_of_the_jobs_that_ran(tmp_pat
     )
     assert done.returncode == 130 and "Traceback" not in done.stderr, done.stderr
     (sweep_dir,) = (tmp_path / "outputs" / "multirun").glob("*/*")
-    assert done.stderr.strip().splitlines()[-2].startswith(
-        f"Error: interrupted by SIGINT at step 1 (saved to outputs/multirun/{sweep_dir.parent.name}/"
+    assert (
+        done.stderr.strip()
+        .splitlines()[-2]
+        .startswith(
+            f"Error: interrupted by SIGINT at step 1 (saved to outputs/multirun/{sweep_dir.parent.name}/"
+        )
     )
     with (sweep_dir / "summary.csv").open() as file:
         rows = list(csv.DictReader(file))
     assert [(r["job"], r["status"]) for r in rows] == [("0", "ok"), ("1", "interrupted")]
     assert "sweep summary" in done.stdout
+
+
+@contextlib.contextmanager
+def mounted(*args: str, target: Path):
+    """A mount for the test's life (root only: read-only and full disks cannot be faked)."""
+    target.mkdir(exist_ok=True)
+    if os.geteuid() != 0 or subprocess.run(["mount", *args, str(target)]).returncode != 0:
+        pytest.skip("needs root and mount(8) to make a read-only or a full disk")
+    try:
+        yield target
+    finally:
+        subprocess.run(["umount", "-l", str(target)])
+
+
+def test_a_full_disk_at_the_start_is_one_sentence_and_leaves_nothing(tmp_path):
+    with mounted("-t", "tmpfs", "-o", "size=128k", "tmpfs", target=tmp_path / "disk") as disk:
+        filling = ["dd", "if=/dev/zero", f"of={disk}/filler", "bs=1k", "count=200"]
+        subprocess.run(filling, capture_output=True)  # fails at 128k: the disk is full
+        done = run_nntrain(*SMOKE, f"hydra.run.dir={disk}/run", cwd=tmp_path)
+        assert one_error_line(done) == (
+            f"Error: cannot write in {disk}/run (no space left on the disk); free some space and "
+            "run the command again."
+        )
+        assert sorted(p.name for p in disk.iterdir()) == ["filler"]
+
+
+def test_resume_on_a_read_only_disk_is_refused_before_anything(tmp_path):
+    assert run_nntrain(*SMOKE, "hydra.run.dir=run", cwd=tmp_path).returncode == 0
+    with mounted("--bind", str(tmp_path / "run"), target=tmp_path / "ro") as read_only:
+        if subprocess.run(["mount", "-o", "remount,bind,ro", str(read_only)]).returncode != 0:
+            pytest.skip("cannot remount read-only here")
+        done = run_nntrain("resume=ro", cwd=tmp_path)
+        assert one_error_line(done) == (
+            f"Error: cannot resume {read_only}: the run directory is not writable (a read-only "
+            "disk, or another user's files); copy it to a folder you can write to and resume the "
+            f"copy, e.g. cp -r {read_only} ~/ro && nntrain resume=~/ro"
+        )
 
 
 def test_a_message_names_the_key_the_user_typed(tmp_path):

@@ -8,6 +8,8 @@ own composition errors (unknown group, option or key) by `run_app`, via describe
 from __future__ import annotations
 
 import contextlib
+import errno
+import logging
 import os
 import re
 import signal
@@ -180,6 +182,32 @@ def quote_plain_values(argv: list[str]) -> list[str]:
     return rewritten
 
 
+# A full disk, a quota, a read-only disk, missing permissions: the user's to fix.
+UNWRITABLE = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM}
+
+
+def describe_unwritable(error: OSError) -> str:
+    from nntrain import runs
+
+    where = error.filename or (runs.CLAIMED[-1] if runs.CLAIMED else None)
+    what = f"cannot write in {where}" if where else "a write failed"
+    if error.errno in (errno.ENOSPC, errno.EDQUOT):
+        return f"{what} (no space left on the disk); free some space and run the command again."
+    return (
+        f"{what} ({error.strerror}); run the command in a folder you can write to (for nntrain, "
+        "or set hydra.run.dir to one)."
+    )
+
+
+def remove_what_a_failed_start_made() -> None:
+    """A run dir this process claimed, and in which nothing was saved, is not left behind."""
+    from nntrain import runs
+
+    for run_dir in runs.CLAIMED:
+        if not runs.saved_any(run_dir):
+            runs.remove_unsaved(run_dir)
+
+
 def run_app(
     app: Callable[[], Any],
     rewrite: Callable[[list[str]], list[str]] | None = None,
@@ -200,6 +228,9 @@ def run_app(
     # From here on Ctrl-C is Python's KeyboardInterrupt again, handled below and in the commands
     # (see nntrain/commands/__init__.py for the moments before).
     signal.signal(signal.SIGINT, signal.default_int_handler)
+    # A log line that cannot be written (a full disk) is lost quietly, not printed as a
+    # traceback; the error that follows says what happened.
+    logging.raiseExceptions = False
     debugging = os.environ.get("HYDRA_FULL_ERROR") == "1"
     os.environ["HYDRA_FULL_ERROR"] = "1"
     with user_errors_end_in_one_line():
@@ -216,6 +247,12 @@ def run_app(
     except BrokenPipeError:  # `nntrain --help | head`: the reader has gone, and that is fine
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no error at exit
         sys.exit(141)
+    except OSError as error:
+        if debugging or error.errno not in UNWRITABLE:
+            raise
+        print_error(describe_unwritable(error))
+        remove_what_a_failed_start_made()
+        sys.exit(1)
     except HydraException as error:
         if debugging:
             raise

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from nntrain.errors import UserError, require
-from nntrain.runs import check_not_empty, holds_a_run, resolve_checkpoint, run_dir_of
+from nntrain.runs import CHECKPOINTS, check_not_empty, holds_a_run, resolve_checkpoint, run_dir_of
 
 # Keys whose change would make the resumed run a different run.
 FROZEN_GROUPS = ("model", "data", "optimizer", "scheduler", "seed")
@@ -106,6 +106,8 @@ def rewrite_argv(argv: list[str]) -> list[str]:
     new = [a for a in argv if override_key(a) != "resume"]
     typed = {override_key(a) for a in new if "=" in a}
     in_place = holds_a_run(run_dir)
+    if in_place:
+        check_writable(run_dir)
     # A checkpoint kept on its own: its own config (overrides) drives the resume, and its run
     # goes on in a new run directory, named <name>-resumed unless the user names it.
     replayed = saved_overrides(run_dir) if in_place else overrides_of_loose(checkpoint, typed)
@@ -121,6 +123,18 @@ def rewrite_argv(argv: list[str]) -> list[str]:
         # once the resume is accepted (write_hydra_files), so a refused one changes nothing.
         "hydra.output_subdir=null",
     ]
+
+
+def check_writable(run_dir: Path) -> None:
+    """A run continues in its own directory: refused before Hydra opens its train.log there."""
+    from nntrain.files import writable_folder
+
+    require(
+        writable_folder(run_dir / CHECKPOINTS) and writable_folder(run_dir),
+        f"cannot resume {run_dir}: the run directory is not writable (a read-only disk, or "
+        "another user's files); copy it to a folder you can write to and resume the copy, e.g. "
+        f"cp -r {run_dir} ~/{run_dir.name} && nntrain resume=~/{run_dir.name}",
+    )
 
 
 def typed_over(key: str, typed: set[str]) -> bool:
