@@ -29,6 +29,8 @@ def resolve_checkpoint(given: str | Path, which: Literal["best", "last"]) -> Pat
     """The checkpoint a user's path names, absolute: a file as it is, a run directory's
     checkpoints/<which>.pt. `~` is the home directory; existence is the caller's to check."""
     path = Path(os.path.expanduser(str(given))).absolute()
+    if path.is_dir() and path.name == CHECKPOINTS and not (path / CHECKPOINTS).is_dir():
+        return path / f"{which}.pt"  # a run's checkpoints/ folder itself
     return checkpoint_path(path, which) if path.is_dir() else path
 
 
@@ -89,9 +91,9 @@ def remove_stale_temporaries(run_dir: Path) -> list[Path]:
 
 
 def holds_a_run(folder: Path) -> bool:
-    """True when folder holds a run: claimed, or (runs of earlier versions) with Hydra's .hydra/
-    or checkpoints/ in it."""
-    return any((folder / name).exists() for name in (CLAIM, ".hydra", CHECKPOINTS))
+    """True when folder holds a run or a sweep: claimed, or (those of earlier versions) with
+    Hydra's .hydra/ or multirun.yaml, or checkpoints/ in it."""
+    return any((folder / name).exists() for name in (CLAIM, ".hydra", CHECKPOINTS, "multirun.yaml"))
 
 
 # The run directories this process claimed: a run that fails before its job starts (e.g. Hydra

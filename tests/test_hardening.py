@@ -315,6 +315,18 @@ def test_resume_on_a_read_only_disk_is_refused_before_anything(tmp_path):
         )
 
 
+def test_a_sweep_owns_a_sweep_directory_given_to_it(tmp_path):
+    first = run_nntrain("-m", *SMOKE, "seed=1", "hydra.sweep.dir=sweep", cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    before = fingerprint(tmp_path / "sweep")
+    second = run_nntrain("-m", *SMOKE, "seed=2", "hydra.sweep.dir=sweep", cwd=tmp_path)
+    assert one_error_line(second) == (
+        "Error: hydra.sweep.dir=sweep already holds a sweep or a run; give a new directory (or "
+        "leave hydra.sweep.dir out: every sweep gets its own)."
+    )
+    assert fingerprint(tmp_path / "sweep") == before
+
+
 def test_a_message_names_the_key_the_user_typed(tmp_path):
     done = subprocess.run(
         [str(Path(sys.executable).with_name("nntrain-eval")), "ckpt=x.pt", "device=tpu"],
@@ -326,6 +338,16 @@ def test_a_message_names_the_key_the_user_typed(tmp_path):
     )
     assert one_error_line(done) == (
         "Error: device must be auto, cpu, cuda, cuda:N or mps, got 'tpu'."
+    )
+    eval_command = str(Path(sys.executable).with_name("nntrain-eval"))
+    done = subprocess.run(
+        [eval_command, "ckpt=x.pt", "trainer.device=cuda"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+    )
+    assert one_error_line(done) == (
+        "Error: trainer.device is a training key; nntrain-eval takes device=, e.g. device=cuda."
     )
 
 
@@ -352,14 +374,23 @@ def test_eval_names_its_own_keys_and_refuses_a_read_only_run(smoke_run, tmp_path
     assert one_error_line(done) == (
         "Error: batch_size must be a positive integer, got 0; for example batch_size=64."
     )
-    if os.geteuid() == 0:
-        pytest.skip("root writes into read-only folders: the check cannot be seen as root")
-    smoke_run.chmod(0o555)
-    try:
-        done = run_command("nntrain-eval", f"ckpt={smoke_run}", cwd=tmp_path)
-    finally:
-        smoke_run.chmod(0o755)
-    assert one_error_line(done).startswith(f"Error: cannot write the results into {smoke_run}")
+    # A run's checkpoints/ folder names its best.pt too.
+    done = run_command("nntrain-eval", f"ckpt={smoke_run}/checkpoints", cwd=tmp_path)
+    assert done.returncode == 0 and "test/acc" in done.stdout, done.stderr
+    if os.geteuid() != 0:
+        smoke_run.chmod(0o555)
+        try:
+            done = run_command("nntrain-eval", f"ckpt={smoke_run}", cwd=tmp_path)
+        finally:
+            smoke_run.chmod(0o755)
+        assert one_error_line(done).startswith(f"Error: cannot write the results into {smoke_run}")
+        return
+    # root writes into read-only folders: only a read-only mount shows the check
+    with mounted("--bind", str(smoke_run), target=tmp_path / "ro") as read_only:
+        if subprocess.run(["mount", "-o", "remount,bind,ro", str(read_only)]).returncode != 0:
+            pytest.skip("cannot remount read-only here")
+        done = run_command("nntrain-eval", f"ckpt={read_only}", cwd=tmp_path)
+    assert one_error_line(done).startswith(f"Error: cannot write the results into {read_only}")
 
 
 def test_predict_refuses_an_output_it_cannot_write_before_any_work(smoke_run, tmp_path):
@@ -453,6 +484,29 @@ def test_a_checkpoint_write_cut_short_leaves_no_temporary_for_long(tmp_path):
         (
             ["model=resnet18", "model.small_input=maybe"],
             "model.small_input must be true, false or null (auto), got 'maybe'.",
+        ),
+        # Beyond the list (own hostile inputs):
+        (
+            ["optimizer=sgd", "optimizer.momentum=2"],
+            "optimizer.momentum must be a number in [0, 1), got 2; for example "
+            "optimizer.momentum=0.9.",
+        ),
+        (
+            ["hydra.run.dir="],
+            "hydra.run.dir is empty; give the run a folder of its own, e.g. "
+            "hydra.run.dir=runs/first (or leave hydra.run.dir out: every run gets its own under "
+            "outputs/).",
+        ),
+        (
+            ["optimizer.lr=1e-3,3e-3"],
+            "optimizer.lr=1e-3,3e-3 has several values: to sweep over them add -m (nntrain -m "
+            "optimizer.lr=1e-3,3e-3); for a list write optimizer.lr=[1e-3,3e-3], for text with "
+            "commas optimizer.lr='1e-3,3e-3'.",
+        ),
+        (
+            ["-m", "seed=1,2", "hydra.sweep.dir=/proc/nntrain-sweep"],
+            "cannot create the sweep directory /proc/nntrain-sweep (No such file or directory); "
+            "set hydra.sweep.dir to a folder you can write to.",
         ),
     ],
 )

@@ -95,6 +95,10 @@ MOVED_KEYS = {
 }
 
 
+# Training keys that nntrain-eval and nntrain-predict take under their own, shorter names.
+TRAINING_KEYS_ELSEWHERE = {"trainer.device": "device", "data.batch_size": "batch_size"}
+
+
 # Config options that come from an optional extra's package: (extra, what needs it).
 EXTRAS = {
     "hydra/launcher/joblib": ("sweep", "hydra/launcher=joblib (parallel local jobs)"),
@@ -127,6 +131,14 @@ def describe_config_error(error: Exception, command: str = "nntrain") -> str:
             f"{name} is not a config group of `{command}`; `{command} --help` lists the groups "
             f"(a new group is added with +{name}=...)."
         )
+    ambiguous = re.match(r"Ambiguous value for argument '([^=']+)=(.*)'", lines[0] if lines else "")
+    if ambiguous:
+        key, value = ambiguous.groups()
+        return (
+            f"{key}={value} has several values: to sweep over them add -m ({command} -m "
+            f"{key}={value}); for a list write {key}=[{value}], for text with commas "
+            f"{key}='{value}'."
+        )
     if lines and lines[0].startswith("Could not override"):
         key = lines[0].removeprefix("Could not override ").strip("'.")
         append = (
@@ -134,10 +146,13 @@ def describe_config_error(error: Exception, command: str = "nntrain") -> str:
             if len(lines) > 1
             else f"+{key}=..."
         )
+        value = append.partition("=")[2] or "..."
         if key in MOVED_KEYS:
             new_key, where = MOVED_KEYS[key]
-            value = append.partition("=")[2] or "..."
             return f"{key} moved to {new_key}{where}; use {new_key}={value} instead."
+        if command != "nntrain" and key in TRAINING_KEYS_ELSEWHERE:
+            own = TRAINING_KEYS_ELSEWHERE[key]
+            return f"{key} is a training key; {command} takes {own}=, e.g. {own}={value}."
         return (
             f"'{key}' is not a key of the config; check its spelling (`{command} --cfg job` lists "
             f"every key), or add a new key deliberately with {append}."
@@ -247,12 +262,6 @@ def run_app(
     except BrokenPipeError:  # `nntrain --help | head`: the reader has gone, and that is fine
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no error at exit
         sys.exit(141)
-    except OSError as error:
-        if debugging or error.errno not in UNWRITABLE:
-            raise
-        print_error(describe_unwritable(error))
-        remove_what_a_failed_start_made()
-        sys.exit(1)
     except HydraException as error:
         if debugging:
             raise
@@ -263,6 +272,12 @@ def run_app(
             raise
         with user_errors_end_in_one_line():
             raise error from error.__cause__
+    except OSError as error:  # after HydraException: MissingConfigException is an OSError
+        if debugging or error.errno not in UNWRITABLE:
+            raise
+        print_error(describe_unwritable(error))
+        remove_what_a_failed_start_made()
+        sys.exit(1)
     except ValueError as error:
         if debugging or not str(error).startswith("Only one of --run"):
             raise

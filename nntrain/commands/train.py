@@ -76,11 +76,18 @@ def refuse_a_taken_run_dir(argv: list[str]) -> list[str]:
     a run in its own directory (a checkpoint kept on its own continues in a new one)."""
     from nntrain.commands.resume import resumes_in_place
 
-    if {"-m", "--multirun"} & set(argv) or resumes_in_place(argv):
+    if {"-m", "--multirun"} & set(argv):
+        return claim_a_given_sweep_dir(argv)
+    if resumes_in_place(argv):
         return argv
     given = [arg.split("=", 1)[1] for arg in argv if arg.split("=", 1)[0] == "hydra.run.dir"]
     if not given or "${" in given[-1] or os.environ.get("RANK", "0") != "0":
         return argv
+    require(
+        given[-1].strip("'\" ") != "",
+        "hydra.run.dir is empty; give the run a folder of its own, e.g. hydra.run.dir=runs/first "
+        "(or leave hydra.run.dir out: every run gets its own under outputs/).",
+    )
     folder = Path(given[-1].strip("'\"")).expanduser()
     try:
         claimed = runs.claim(folder)
@@ -94,6 +101,29 @@ def refuse_a_taken_run_dir(argv: list[str]) -> list[str]:
         f"hydra.run.dir={given[-1]} already holds a run; give a new directory (or leave "
         f"hydra.run.dir out: every run gets its own), or continue that run with nntrain "
         f"resume={given[-1]}.",
+    )
+    return argv
+
+
+def claim_a_given_sweep_dir(argv: list[str]) -> list[str]:
+    """A sweep directory given on the command line (hydra.sweep.dir=DIR) must be new or empty,
+    as a run's is: a second sweep there would overwrite the first one's jobs."""
+    given = [arg.split("=", 1)[1] for arg in argv if arg.split("=", 1)[0] == "hydra.sweep.dir"]
+    if not given or "${" in given[-1]:
+        return argv
+    folder = Path(given[-1].strip("'\"")).expanduser()
+    require(str(folder) != ".", "hydra.sweep.dir is empty; give the sweep a folder of its own.")
+    try:
+        claimed = runs.claim(folder)
+    except OSError as error:
+        raise UserError(
+            f"cannot create the sweep directory {folder} ({error.strerror or error}); set "
+            "hydra.sweep.dir to a folder you can write to."
+        ) from error
+    require(
+        claimed,
+        f"hydra.sweep.dir={given[-1]} already holds a sweep or a run; give a new directory (or "
+        "leave hydra.sweep.dir out: every sweep gets its own).",
     )
     return argv
 

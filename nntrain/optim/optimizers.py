@@ -81,6 +81,13 @@ def build_optimizer(
         f"optimizer.betas must be two numbers in [0, 1), got {betas!r}; for example "
         "optimizer.betas=[0.9,0.999].",
     )
+    for key in ("momentum", "alpha"):  # torch accepts any value >= 0; >= 1 makes steps grow
+        value = keywords.get(key)
+        require(
+            value is None or (is_number(value) and 0 <= value < 1),
+            f"optimizer.{key} must be a number in [0, 1), got {value!r}; for example "
+            f"optimizer.{key}={0.9 if key == 'momentum' else 0.99}.",
+        )
     device = next(model.parameters()).device
     optimizer = with_fastest_kernel(optimizer, device, fused)
     try:
