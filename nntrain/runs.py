@@ -103,7 +103,8 @@ CLAIMED: list[Path] = []
 
 def claim(folder: Path) -> bool:
     """Claim folder (created if needed) for a new run; False when another run holds it. The
-    claim file is created with O_EXCL, so of two runs started together only one gets it."""
+    claim file is created with O_EXCL, so of two runs started together only one gets it; this
+    process then holds it (see hold) while it trains."""
     if holds_a_run(folder):
         return False
     folder.mkdir(parents=True, exist_ok=True)
@@ -112,6 +113,29 @@ def claim(folder: Path) -> bool:
     except FileExistsError:
         return False
     CLAIMED.append(folder)
+    hold(folder)
+    return True
+
+
+# Open claim files of the runs this process trains, locked until it ends (see hold).
+HELD: dict[Path, int] = {}
+
+
+def hold(folder: Path) -> bool:
+    """Lock the run's claim file for as long as this process lives; False when another process
+    holds it (a resume of a run that is still training). flock is released by the kernel when
+    the process ends in any way, kill -9 included, so no stale lock is ever left behind."""
+    try:
+        import fcntl
+    except ImportError:  # Windows: no advisory locks; runs are still claimed with O_EXCL
+        return True
+    descriptor = os.open(folder / CLAIM, os.O_CREAT | os.O_WRONLY, 0o644)
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(descriptor)
+        return False
+    HELD[folder] = descriptor
     return True
 
 

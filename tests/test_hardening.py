@@ -327,6 +327,26 @@ def test_a_sweep_owns_a_sweep_directory_given_to_it(tmp_path):
     assert fingerprint(tmp_path / "sweep") == before
 
 
+def test_a_run_that_is_still_training_cannot_be_resumed_at_the_same_time(tmp_path):
+    long_run = ("trainer.max_epochs=1000", "trainer.limit_train_batches=1.0")
+    no_stop = ("trainer.early_stopping.patience=null", "hydra.run.dir=run")
+    training = start(*SMOKE, *long_run, *no_stop, cwd=tmp_path)
+    try:
+        assert training.stdout is not None
+        while " 2/1000 " not in training.stdout.readline():  # last.pt exists from epoch 1 on
+            assert training.poll() is None, training.communicate()
+        done = run_nntrain("resume=run", cwd=tmp_path)
+        assert one_error_line(done) == (
+            f"Error: cannot resume {tmp_path}/run: another nntrain process is training that run "
+            "right now; let it finish (or stop it with Ctrl-C), then resume."
+        )
+    finally:
+        training.kill()  # kill -9: the kernel releases its lock, and the run resumes
+        training.communicate()
+    resumed = run_nntrain("resume=run", "trainer.max_epochs=3", cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+
+
 def test_a_message_names_the_key_the_user_typed(tmp_path):
     done = subprocess.run(
         [str(Path(sys.executable).with_name("nntrain-eval")), "ckpt=x.pt", "device=tpu"],

@@ -14,7 +14,14 @@ from pathlib import Path
 from typing import Any
 
 from nntrain.errors import UserError, require
-from nntrain.runs import CHECKPOINTS, check_not_empty, holds_a_run, resolve_checkpoint, run_dir_of
+from nntrain.runs import (
+    CHECKPOINTS,
+    check_not_empty,
+    hold,
+    holds_a_run,
+    resolve_checkpoint,
+    run_dir_of,
+)
 
 # Keys whose change would make the resumed run a different run.
 FROZEN_GROUPS = ("model", "data", "optimizer", "scheduler", "seed")
@@ -108,6 +115,11 @@ def rewrite_argv(argv: list[str]) -> list[str]:
     in_place = holds_a_run(run_dir)
     if in_place:
         check_writable(run_dir)
+        require(
+            os.environ.get("RANK", "0") != "0" or hold(run_dir),
+            f"cannot resume {run_dir}: another nntrain process is training that run right now; "
+            "let it finish (or stop it with Ctrl-C), then resume.",
+        )
     # A checkpoint kept on its own: its own config (overrides) drives the resume, and its run
     # goes on in a new run directory, named <name>-resumed unless the user names it.
     replayed = saved_overrides(run_dir) if in_place else overrides_of_loose(checkpoint, typed)

@@ -272,6 +272,13 @@ class Trainer:
             f"resumed at epoch {state.epoch + 1}, batch {state.batches_done}, "
             f"optimizer step {state.step}"
         )
+        if state.epoch >= self.max_epochs or state.stopper.should_stop:
+            why = (
+                "it stopped early"
+                if state.stopper.should_stop
+                else f"it has trained {state.epoch} epochs, trainer.max_epochs={self.max_epochs}"
+            )
+            log.info(f"nothing more to train ({why}): testing the run as it is")
 
     def _start_epoch(self, run: Run) -> None:
         """The model's own epoch hook, e.g. unfreeze a backbone at epoch k."""
