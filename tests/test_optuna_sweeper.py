@@ -231,7 +231,7 @@ def job(status: JobStatus, value: object) -> JobReturn:
 
 
 def test_a_job_that_raised_or_returned_no_finite_number_is_a_failure():
-    assert objective(job(JobStatus.COMPLETED, 0.75)) == (0.75, None)
+    assert objective(job(JobStatus.COMPLETED, 0.75)) == ([0.75], None)
     assert objective(job(JobStatus.COMPLETED, math.nan)) == (None, "the job returned nan")
     assert objective(job(JobStatus.COMPLETED, math.inf)) == (None, "the job returned inf")
     assert objective(job(JobStatus.COMPLETED, "abc"))[1] == "the job returned 'abc', not a number"
@@ -277,7 +277,7 @@ def fake_sweep(tmp_path: Path, launcher: FakeLauncher, n_trials: int) -> optuna.
             }
         }
     )
-    sweeper.hydra_context = SimpleNamespace(config_loader=None)
+    sweeper.hydra_context = SimpleNamespace(config_loader=None, callbacks=None)
     sweeper.launcher = launcher
     sweeper.validate_batch_is_legal = lambda batch: None
     try:
