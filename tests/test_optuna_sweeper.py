@@ -167,6 +167,13 @@ def test_a_stored_study_continues_and_minimizes_a_metric_with_mode_min(tmp_path)
         ("x=range(0.1, 0.5, 0.1)", FloatDistribution(0.1, 0.4, step=0.1)),
         ("x=tag(int, interval(16, 256))", IntDistribution(16, 256)),
         ("x=tag(log, int, interval(16, 256))", IntDistribution(16, 256, log=True)),
+        # Hydra's int() cast keeps whole-number bounds: whole numbers are asked for
+        ("x=int(interval(1, 5))", IntDistribution(1, 5)),
+        ("x=tag(log, int(interval(1, 5)))", IntDistribution(1, 5, log=True)),
+        ("x=interval(1, 5)", FloatDistribution(1.0, 5.0)),
+        # shuffle(): the values in any order, a choice
+        ("x=shuffle(range(1, 3))", CategoricalDistribution([1, 2])),
+        ("x=shuffle(choice(a, b))", CategoricalDistribution(["a", "b"])),
     ],
 )
 def test_override_grammar_becomes_an_optuna_distribution(override, expected):

@@ -34,6 +34,14 @@ def upstream_plugin_installed() -> bool:
         return False
 
 
+def motpe_removed(**settings: Any) -> Any:
+    """hydra/sweeper/sampler=motpe: that sampler is gone from Optuna 4."""
+    raise ValueError(
+        "the 'motpe' sampler was removed in Optuna 4.0; use hydra/sweeper/sampler=tpe, which "
+        "handles several objectives"
+    )
+
+
 @dataclass
 class SamplerConf:
     _target_: str = MISSING
@@ -116,6 +124,11 @@ class BruteForceSamplerConf(SamplerConf):
     avoid_premature_stop: Any = None
 
 
+@dataclass
+class MOTPESamplerConf(SamplerConf):
+    _target_: str = "hydra_plugins.nntrain_optuna_sweeper.config.motpe_removed"
+
+
 SAMPLERS = {
     "tpe": TPESamplerConf,
     "random": RandomSamplerConf,
@@ -125,6 +138,7 @@ SAMPLERS = {
     "qmc": QMCSamplerConf,
     "gp": GPSamplerConf,
     "bruteforce": BruteForceSamplerConf,
+    "motpe": MOTPESamplerConf,  # says that it is gone
 }
 
 

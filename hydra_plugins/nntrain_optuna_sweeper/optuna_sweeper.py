@@ -70,7 +70,7 @@ def load_custom_search_space(path: str | None) -> Callable[[DictConfig, Trial], 
         raise HydraException(
             f"hydra.sweeper.custom_search_space={path} cannot be loaded "
             f"({first_line(str(cause))}); give it as module.function, a function(cfg, trial) "
-            "in a module Python can import."
+            "in a module Python can import (PYTHONPATH=. for one in this directory)."
         ) from None
 
 

@@ -101,6 +101,11 @@ def distribution_from_override(override: Override) -> BaseDistribution:
     if unknown:
         raise HydraException(f"{where}: unknown tag {unknown[0]!r}; the tags are log and int.")
     log, integer = "log" in tags, "int" in tags
+    shuffled = bool(getattr(sweep, "shuffle", False))
+    if shuffled:
+        # shuffle() asks for the values in any order: a choice, whose values keep the order
+        # written (a stored study refuses a choice whose order changed).
+        sweep.shuffle = False
     try:
         if override.is_choice_sweep():
             if tags:
@@ -111,10 +116,10 @@ def distribution_from_override(override: Override) -> BaseDistribution:
             values = list(override.sweep_iterator())
             if not values:
                 raise ValueError("the range is empty (its stop value is never drawn)")
-            if sweep.shuffle:  # shuffle() asks for the values in any order: a choice
+            if shuffled:
                 if tags:
                     raise ValueError("tag() does not apply to shuffle(range(...))")
-                return CategoricalDistribution(sorted(values))
+                return CategoricalDistribution(values)
             step = abs(sweep.step)
             if all(isinstance(v, int) for v in values):
                 if log and step != 1:
