@@ -37,7 +37,7 @@ def upstream_plugin_installed() -> bool:
 def motpe_removed(**settings: Any) -> Any:
     """hydra/sweeper/sampler=motpe: that sampler is gone from Optuna 4."""
     raise ValueError(
-        "the 'motpe' sampler was removed in Optuna 4.0; use hydra/sweeper/sampler=tpe, which "
+        "The 'motpe' sampler was removed in Optuna 4.0; use hydra/sweeper/sampler=tpe, which "
         "handles several objectives"
     )
 
