@@ -354,14 +354,18 @@ from hydra.core.plugins import Plugins
 from hydra.core.config_store import ConfigStore
 from hydra_plugins.nntrain_optuna_sweeper import config
 Plugins.instance()
+from hydra_plugins.nntrain_optuna_sweeper.upstream_target import UPSTREAM_CLASS, UpstreamOptunaTarget
 config.register()  # again, after every plugin was scanned: it must still leave `optuna` alone
+UpstreamOptunaTarget().manipulate_search_path(None)  # as Hydra calls it when loading a config
 store = ConfigStore.instance()
 print(store.load("hydra/sweeper/optuna.yaml").node.get("marker"))
 print(store.load("hydra/sweeper/nntrain_optuna.yaml").node._target_.rsplit(".", 1)[-1])
+found = Plugins.instance().class_name_to_class.get(UPSTREAM_CLASS)
+print(found.__name__ if found else None)  # what hydra-optuna-sweeper's _target_ makes
 """
 
 
-def test_with_hydra_optuna_sweeper_installed_the_name_optuna_stays_its_own(tmp_path):
+def test_with_hydra_optuna_sweeper_installed_its_names_stay_its_own(tmp_path):
     upstream = tmp_path / "site" / "hydra_plugins" / "hydra_optuna_sweeper"
     upstream.mkdir(parents=True)
     (upstream / "__init__.py").write_text("")
@@ -370,15 +374,15 @@ def test_with_hydra_optuna_sweeper_installed_the_name_optuna_stays_its_own(tmp_p
     probe = [sys.executable, "-c", PROBE]
     done = subprocess.run(probe, capture_output=True, text=True, env=env, cwd=tmp_path)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.split() == ["upstream", "NntrainOptunaSweeper"]
-    # without it, `optuna` is nntrain's sweeper
+    assert done.stdout.split() == ["upstream", "NntrainOptunaSweeper", "None"]
+    # without it, `optuna` and hydra-optuna-sweeper's _target_ are nntrain's sweeper
     done = subprocess.run(probe, capture_output=True, text=True, cwd=tmp_path)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.split() == ["None", "NntrainOptunaSweeper"]
+    assert done.stdout.split() == ["None", "NntrainOptunaSweeper", "NntrainOptunaSweeper"]
 
 
 # lightning-hydra-template's configs/hparams_search/mnist_optuna.yaml (ashleve/lightning-hydra-
-# template), with its params renamed to nntrain's keys and the sweeper's _target_ line changed.
+# template), its comments left out and its params renamed to nntrain's keys; nothing else changed.
 TEMPLATE = """
 # @package _global_
 defaults:
@@ -389,7 +393,7 @@ optimized_metric: "val/acc_best"
 hydra:
   mode: "MULTIRUN"
   sweeper:
-    _target_: hydra_plugins.nntrain_optuna_sweeper.optuna_sweeper.NntrainOptunaSweeper
+    _target_: hydra_plugins.hydra_optuna_sweeper.optuna_sweeper.OptunaSweeper
     storage: null
     study_name: null
     n_jobs: 1

@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from hydra.core.utils import JobReturn, configure_log
 from hydra.errors import HydraException
@@ -64,7 +64,7 @@ def load_custom_search_space(path: str | None) -> Callable[[DictConfig, Trial], 
     if not path:
         return None
     try:
-        return get_method(path)  # type: ignore[no-any-return]
+        return get_method(path)
     except Exception as error:
         cause = error.__cause__ or error
         raise HydraException(
@@ -102,7 +102,9 @@ class NntrainOptunaSweeper(Sweeper):
         self.max_failure_rate = max_failure_rate
         self.custom_search_space = custom_search_space
         self.extend_search_space: Callable[[DictConfig, Trial], None] | None = None
-        self.params = OmegaConf.to_container(params, resolve=True) if params else {}
+        self.params = cast(
+            "dict[str, Any]", OmegaConf.to_container(params, resolve=True) if params else {}
+        )
         self.config: DictConfig | None = None
         self.hydra_context: HydraContext | None = None
         self.launcher: Launcher | None = None

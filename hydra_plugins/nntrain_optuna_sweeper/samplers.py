@@ -33,7 +33,7 @@ def sampler_settings(config: DictConfig | None) -> dict[str, Any] | None:
     settings = OmegaConf.to_container(config, resolve=True)
     assert isinstance(settings, dict)
     settings.pop("_partial_", None)  # hydra-optuna-sweeper's grid entry is a partial
-    return {key: value for key, value in settings.items() if value is not None}
+    return {str(key): value for key, value in settings.items() if value is not None}
 
 
 def target_name(settings: dict[str, Any]) -> str:
@@ -64,7 +64,8 @@ def build_sampler(
     if settings.get("seed") is not None and seed_offset:
         settings["seed"] = int(settings["seed"]) + seed_offset
     try:
-        return instantiate(settings)  # type: ignore[no-any-return]
+        sampler: BaseSampler = instantiate(settings)
+        return sampler
     except Exception as error:  # a misspelt field, a _target_ that is not a sampler
         cause = error.__cause__ or error
         reason = first_line(f"{type(cause).__name__}: {cause}")

@@ -23,7 +23,13 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from hydra.core.override_parser.overrides_parser import OverridesParser
-from hydra.core.override_parser.types import IntervalSweep, Override, RangeSweep, Transformer
+from hydra.core.override_parser.types import (
+    ChoiceSweep,
+    IntervalSweep,
+    Override,
+    RangeSweep,
+    Transformer,
+)
 from hydra.errors import HydraException
 
 if TYPE_CHECKING:
@@ -101,8 +107,9 @@ def distribution_from_override(override: Override) -> BaseDistribution:
     if unknown:
         raise HydraException(f"{where}: unknown tag {unknown[0]!r}; the tags are log and int.")
     log, integer = "log" in tags, "int" in tags
-    shuffled = bool(getattr(sweep, "shuffle", False))
+    shuffled = isinstance(sweep, ChoiceSweep | RangeSweep) and sweep.shuffle
     if shuffled:
+        assert isinstance(sweep, ChoiceSweep | RangeSweep)
         # shuffle() asks for the values in any order: a choice, whose values keep the order
         # written (a stored study refuses a choice whose order changed).
         sweep.shuffle = False
@@ -119,7 +126,7 @@ def distribution_from_override(override: Override) -> BaseDistribution:
             if shuffled:
                 if tags:
                     raise ValueError("tag() does not apply to shuffle(range(...))")
-                return CategoricalDistribution(values)
+                return CategoricalDistribution([choice_value(v) for v in values])
             step = abs(sweep.step)
             if all(isinstance(v, int) for v in values):
                 if log and step != 1:
