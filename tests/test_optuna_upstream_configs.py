@@ -1,7 +1,7 @@
 """Configs written for hydra-optuna-sweeper run on nntrain's sweeper (hydra_plugins/nntrain_optuna_sweeper).
 
 Most checks use a tiny Hydra app written into tmp_path (a sphere function: seconds per search,
-no training); the nntrain runs train the default MLP on digits for one epoch. A plain Hydra app
+no training); the nntrain runs train the MLP on moons with trainer=debug. A plain Hydra app
 prints Hydra's short traceback with an error; nntrain's commands print the one sentence.
 """
 
@@ -207,7 +207,8 @@ def test_nntrain_objectives_are_metrics_the_user_names(tmp_path):
     done = run_nntrain(
         "-m",
         "hparams_search=optuna",
-        "trainer.max_epochs=1",
+        "trainer=debug",
+        "data=moons",
         "hydra.sweeper.n_trials=2",
         "hydra.sweeper.direction=[maximize,maximize]",
         "hydra.sweeper.metrics=[val/acc,train/samples_per_sec]",
@@ -418,7 +419,8 @@ def test_lightning_hydra_templates_optuna_config_runs(tmp_path):
         "--config-dir=conf",
         "hparams_search=mnist_optuna",  # no -m: the config sets hydra.mode
         "hydra.sweeper.n_trials=2",
-        "trainer.max_epochs=1",
+        "trainer=debug",
+        "data=moons",
         cwd=tmp_path,
     )
     assert done.returncode == 0, done.stderr
