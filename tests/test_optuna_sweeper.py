@@ -167,6 +167,13 @@ def test_a_stored_study_continues_and_minimizes_a_metric_with_mode_min(tmp_path)
         ("x=range(0.1, 0.5, 0.1)", FloatDistribution(0.1, 0.4, step=0.1)),
         ("x=tag(int, interval(16, 256))", IntDistribution(16, 256)),
         ("x=tag(log, int, interval(16, 256))", IntDistribution(16, 256, log=True)),
+        # Hydra's int() cast keeps whole-number bounds: whole numbers are asked for
+        ("x=int(interval(1, 5))", IntDistribution(1, 5)),
+        ("x=tag(log, int(interval(1, 5)))", IntDistribution(1, 5, log=True)),
+        ("x=interval(1, 5)", FloatDistribution(1.0, 5.0)),
+        # shuffle(): the values in any order, a choice
+        ("x=shuffle(range(1, 3))", CategoricalDistribution([1, 2])),
+        ("x=shuffle(choice(a, b))", CategoricalDistribution(["a", "b"])),
     ],
 )
 def test_override_grammar_becomes_an_optuna_distribution(override, expected):
@@ -231,7 +238,7 @@ def job(status: JobStatus, value: object) -> JobReturn:
 
 
 def test_a_job_that_raised_or_returned_no_finite_number_is_a_failure():
-    assert objective(job(JobStatus.COMPLETED, 0.75)) == (0.75, None)
+    assert objective(job(JobStatus.COMPLETED, 0.75)) == ([0.75], None)
     assert objective(job(JobStatus.COMPLETED, math.nan)) == (None, "the job returned nan")
     assert objective(job(JobStatus.COMPLETED, math.inf)) == (None, "the job returned inf")
     assert objective(job(JobStatus.COMPLETED, "abc"))[1] == "the job returned 'abc', not a number"
@@ -277,7 +284,7 @@ def fake_sweep(tmp_path: Path, launcher: FakeLauncher, n_trials: int) -> optuna.
             }
         }
     )
-    sweeper.hydra_context = SimpleNamespace(config_loader=None)
+    sweeper.hydra_context = SimpleNamespace(config_loader=None, callbacks=None)
     sweeper.launcher = launcher
     sweeper.validate_batch_is_legal = lambda batch: None
     try:

@@ -1,20 +1,145 @@
-"""The sweeper's config schema, registered as `hydra/sweeper=nntrain_optuna`.
+"""The sweeper's config schema, registered as `hydra/sweeper=nntrain_optuna` (and `optuna`).
 
 configs/hparams_search/optuna.yaml selects it and fills in nntrain's search space; any key can
-be changed on the command line (`hydra.sweeper.n_trials=50`).
+be changed on the command line (`hydra.sweeper.n_trials=50`). The samplers are a config group,
+`hydra/sweeper/sampler` (tpe, random, grid, cmaes, nsgaii, qmc, gp, bruteforce), as in
+hydra-optuna-sweeper, so its configs compose here unchanged.
+
+A sampler field left at null is not passed to the sampler: Optuna's own default applies (the
+fields are listed so that `hydra.sweeper.sampler.n_startup_trials=5` needs no `+`).
+
+The names `optuna` (sweeper) and the sampler group's entries are hydra-optuna-sweeper's too:
+they are registered here only when that plugin is not installed, so that an environment with it
+keeps it working as it did (Hydra would otherwise keep whichever plugin it scanned last).
 
 No `from __future__ import annotations` here: Hydra's plugin scan executes this module before it
 is in sys.modules, and dataclasses cannot resolve string annotations then.
 """
 
+import importlib.util
 from dataclasses import dataclass, field
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING
+
+UPSTREAM_PACKAGE = "hydra_plugins.hydra_optuna_sweeper"
 
 
-def default_sampler() -> dict[str, Any]:
-    return {"_target_": "optuna.samplers.TPESampler", "seed": None}
+def upstream_plugin_installed() -> bool:
+    """Whether hydra-optuna-sweeper is installed (found without importing it)."""
+    try:
+        return importlib.util.find_spec(UPSTREAM_PACKAGE) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def motpe_removed(**settings: Any) -> Any:
+    """hydra/sweeper/sampler=motpe: that sampler is gone from Optuna 4."""
+    raise ValueError(
+        "The 'motpe' sampler was removed in Optuna 4.0; use hydra/sweeper/sampler=tpe, which "
+        "handles several objectives"
+    )
+
+
+@dataclass
+class SamplerConf:
+    _target_: str = MISSING
+    seed: Any = None
+
+
+@dataclass
+class TPESamplerConf(SamplerConf):
+    _target_: str = "optuna.samplers.TPESampler"
+    n_startup_trials: Any = None
+    n_ei_candidates: Any = None
+    multivariate: Any = None
+    group: Any = None
+    constant_liar: Any = None
+    consider_prior: Any = None
+    prior_weight: Any = None
+    consider_magic_clip: Any = None
+    consider_endpoints: Any = None
+    warn_independent_sampling: Any = None
+
+
+@dataclass
+class RandomSamplerConf(SamplerConf):
+    _target_: str = "optuna.samplers.RandomSampler"
+
+
+@dataclass
+class GridSamplerConf(SamplerConf):
+    # The grid is built from hydra.sweeper.params (every value of each choice and range);
+    # a search_space given here ({key: [values]}) is used instead.
+    _target_: str = "optuna.samplers.GridSampler"
+    search_space: Any = None
+
+
+@dataclass
+class CmaEsSamplerConf(SamplerConf):
+    _target_: str = "optuna.samplers.CmaEsSampler"
+    x0: Any = None
+    sigma0: Any = None
+    n_startup_trials: Any = None
+    warn_independent_sampling: Any = None
+    consider_pruned_trials: Any = None
+    restart_strategy: Any = None
+    popsize: Any = None
+    inc_popsize: Any = None
+    use_separable_cma: Any = None
+    with_margin: Any = None
+    lr_adapt: Any = None
+
+
+@dataclass
+class NSGAIISamplerConf(SamplerConf):
+    _target_: str = "optuna.samplers.NSGAIISampler"
+    population_size: Any = None
+    mutation_prob: Any = None
+    crossover_prob: Any = None
+    swapping_prob: Any = None
+
+
+@dataclass
+class QMCSamplerConf(SamplerConf):
+    _target_: str = "optuna.samplers.QMCSampler"
+    qmc_type: Any = None
+    scramble: Any = None
+    warn_asynchronous_seeding: Any = None
+    warn_independent_sampling: Any = None
+
+
+@dataclass
+class GPSamplerConf(SamplerConf):
+    _target_: str = "optuna.samplers.GPSampler"
+    n_startup_trials: Any = None
+    deterministic_objective: Any = None
+    warn_independent_sampling: Any = None
+
+
+@dataclass
+class BruteForceSamplerConf(SamplerConf):
+    _target_: str = "optuna.samplers.BruteForceSampler"
+    avoid_premature_stop: Any = None
+
+
+@dataclass
+class MOTPESamplerConf(SamplerConf):
+    _target_: str = "hydra_plugins.nntrain_optuna_sweeper.config.motpe_removed"
+
+
+SAMPLERS = {
+    "tpe": TPESamplerConf,
+    "random": RandomSamplerConf,
+    "grid": GridSamplerConf,
+    "cmaes": CmaEsSamplerConf,
+    "nsgaii": NSGAIISamplerConf,
+    "qmc": QMCSamplerConf,
+    "gp": GPSamplerConf,
+    "bruteforce": BruteForceSamplerConf,
+    "motpe": MOTPESamplerConf,  # says that it is gone
+}
 
 
 @dataclass
@@ -23,12 +148,19 @@ class NntrainOptunaSweeperConf:
     # The sweeper builds the sampler itself: Hydra would build it before the sweeper runs, and
     # without optuna installed that fails with an import error instead of our install hint.
     _recursive_: bool = False
+    defaults: list[Any] = field(default_factory=lambda: [{"sampler": "tpe"}])
 
-    # Any optuna sampler, built with hydra.utils.instantiate. A seeded sampler gets the seed
-    # plus the number of trials already in the study, so a continued study draws new points.
-    sampler: Any = field(default_factory=default_sampler)
-    # maximize / minimize; `max` / `min` too, so it can follow trainer.early_stopping.mode.
-    direction: str = "minimize"
+    # hydra/sweeper/sampler=random (or any Optuna sampler given by _target_). A seeded sampler
+    # gets the seed plus the number of trials already in the study, so a continued study draws
+    # new points.
+    sampler: Any = MISSING  # MISSING: the group entry (merged before this node) stays
+    # maximize / minimize (`max` / `min` too, so it can follow trainer.early_stopping.mode), or
+    # a list of them for several objectives: [maximize, maximize].
+    direction: Any = "minimize"
+    # The objectives by name, read from each job's metrics.json (one per direction), e.g.
+    # [val/acc, train/samples_per_sec]; null: the job's return value (nntrain's: the monitored
+    # metric, trainer.early_stopping.monitor).
+    metrics: list[str] | None = None
     # An optuna storage URL (sqlite:///search.db) to keep the study; null keeps it in memory.
     storage: str | None = None
     # With a storage, the study to create or continue (load_if_exists).
@@ -37,14 +169,38 @@ class NntrainOptunaSweeperConf:
     n_trials: int = 20
     # Trials asked at once and launched as one batch (parallel with hydra/launcher=joblib).
     n_jobs: int = 1
+    # Stop the search when more than this share of its trials have failed (checked after each
+    # batch); 1.0 never stops early. A search whose every trial failed ends with an error.
+    max_failure_rate: float = 1.0
+    # module.function(cfg, trial) called for each trial after the params are drawn: it may add
+    # parameters that depend on them (trial.suggest_float("z", trial.params["x"], ...)).
+    custom_search_space: str | None = None
     # key: Hydra override value, e.g. `optimizer.lr: tag(log, interval(1e-4, 1e-1))`,
     # `data.batch_size: choice(32, 64, 128)`; a plain value fixes the key for every trial.
     params: dict[str, Any] | None = None
 
 
-ConfigStore.instance().store(
-    group="hydra/sweeper",
-    name="nntrain_optuna",
-    node=NntrainOptunaSweeperConf,
-    provider="nntrain_optuna_sweeper",
-)
+def register() -> None:
+    store = ConfigStore.instance()
+    names = ["nntrain_optuna"]
+    upstream = upstream_plugin_installed()
+    if not upstream:
+        names.append("optuna")
+    for name in names:
+        store.store(
+            group="hydra/sweeper",
+            name=name,
+            node=NntrainOptunaSweeperConf,
+            provider="nntrain_optuna_sweeper",
+        )
+    if not upstream:  # with it, its own sampler configs (same names, same samplers) stay
+        for name, node in SAMPLERS.items():
+            store.store(
+                group="hydra/sweeper/sampler",
+                name=name,
+                node=node,
+                provider="nntrain_optuna_sweeper",
+            )
+
+
+register()

@@ -2,18 +2,19 @@
 
 Each batch of `n_jobs` trials is asked at once and handed to the configured launcher as one
 batch (so hydra/launcher=joblib runs them in parallel); the job's return value is the
-objective. A job that raised, or returned NaN or another non-finite value, is told as a failed
-trial and the search goes on: one bad corner of the search space must not end a long search.
-Only this process touches the study's storage; jobs know nothing of Optuna.
+objective, or, with `metrics`, the named values of its metrics.json (objectives.py). A job that
+raised, or returned NaN or another non-finite value, is told as a failed trial and the search
+goes on (one bad corner of the search space must not end a long search) unless more than
+`max_failure_rate` of its trials failed. Only this process touches the study's storage; jobs
+know nothing of Optuna.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import math
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from hydra.core.utils import JobReturn, configure_log
 from hydra.errors import HydraException
@@ -21,6 +22,14 @@ from hydra.plugins.sweeper import Sweeper
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf
 
+from .objectives import (
+    direction_from_mode,
+    directions_from,
+    first_line,
+    job_directory,
+    objective,
+)
+from .samplers import build_sampler, grid_for, grid_size, sampler_settings
 from .search_space import SearchSpace, params_to_overrides, parse_search_space
 
 if TYPE_CHECKING:
@@ -28,25 +37,13 @@ if TYPE_CHECKING:
 
     from hydra.plugins.launcher import Launcher
     from optuna import Study
-    from optuna.samplers import BaseSampler
-    from optuna.trial import Trial
+    from optuna.trial import FrozenTrial, Trial
+
+__all__ = ["NntrainOptunaSweeper", "direction_from_mode", "import_optuna", "objective"]
 
 log = logging.getLogger(__name__)
 
 RESULTS_FILE = "optimization_results.yaml"
-# trainer.early_stopping.mode says max/min; Optuna says maximize/minimize. Both are accepted.
-DIRECTIONS = {"max": "maximize", "maximize": "maximize", "min": "minimize", "minimize": "minimize"}
-
-
-def direction_from_mode(mode: str) -> str:
-    """Optuna's direction for a metric mode (max -> maximize, min -> minimize)."""
-    direction = DIRECTIONS.get(str(mode).strip().lower())
-    if direction is None:
-        raise HydraException(
-            f"hydra.sweeper.direction={mode} is not a direction; use maximize or minimize "
-            "(max and min work too)."
-        )
-    return direction
 
 
 def import_optuna() -> ModuleType:
@@ -61,35 +58,61 @@ def import_optuna() -> ModuleType:
     return optuna
 
 
+def load_custom_search_space(path: str | None) -> Callable[[DictConfig, Trial], None] | None:
+    from hydra.utils import get_method
+
+    if not path:
+        return None
+    try:
+        return get_method(path)
+    except Exception as error:
+        cause = error.__cause__ or error
+        raise HydraException(
+            f"hydra.sweeper.custom_search_space={path} cannot be loaded "
+            f"({first_line(str(cause))}); give it as module.function, a function(cfg, trial) "
+            "in a module Python can import (PYTHONPATH=. for one in this directory)."
+        ) from None
+
+
 class NntrainOptunaSweeper(Sweeper):
     """hydra/sweeper=nntrain_optuna: Optuna's ask/tell loop over Hydra jobs."""
 
     def __init__(
         self,
         sampler: DictConfig | None,
-        direction: str,
+        direction: Any,
         storage: str | None,
         study_name: str | None,
         n_trials: int,
         n_jobs: int,
         params: DictConfig | None,
+        metrics: list[str] | None = None,
+        max_failure_rate: float = 1.0,
+        custom_search_space: str | None = None,
     ) -> None:
         # Checked in sweep(), not here: Hydra would wrap an error raised here in its own text.
         self.sampler_config = sampler
-        self.direction_setting = direction  # maximize/minimize or max/min
-        self.direction = "minimize"
+        self.direction_setting = direction  # maximize/minimize, max/min, or a list of them
+        self.directions = ["minimize"]
+        self.metrics = [str(m) for m in metrics] if metrics else None
         self.storage = storage
         self.study_name = study_name
         self.n_trials = n_trials
         self.n_jobs = n_jobs
-        self.params = OmegaConf.to_container(params, resolve=True) if params else {}
+        self.max_failure_rate = max_failure_rate
+        self.custom_search_space = custom_search_space
+        self.extend_search_space: Callable[[DictConfig, Trial], None] | None = None
+        self.params = cast(
+            "dict[str, Any]", OmegaConf.to_container(params, resolve=True) if params else {}
+        )
         self.config: DictConfig | None = None
         self.hydra_context: HydraContext | None = None
         self.launcher: Launcher | None = None
         self.next_job_idx = 0
         self.launched = False  # whether a batch of this sweep has run
-        # Set when a sampler that enumerates a finite space (BruteForceSampler) has tried it all.
+        # Set when a sampler that enumerates a finite space (grid, brute force) has tried it all.
         self.space_exhausted = False
+        self.failures: dict[int, str] = {}  # this sweep's failed trials: number -> why
 
     def setup(
         self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig
@@ -103,33 +126,74 @@ class NntrainOptunaSweeper(Sweeper):
         )
 
     @property
-    def metric(self) -> str:
-        """The objective's name in messages: nntrain's monitored metric, if there is one."""
+    def monitor(self) -> str | None:
         assert self.config is not None
-        return str(OmegaConf.select(self.config, "trainer.early_stopping.monitor") or "value")
+        monitor = OmegaConf.select(self.config, "trainer.early_stopping.monitor")
+        return str(monitor) if monitor else None
 
-    def sweep(self, arguments: list[str]) -> None:
-        """Run n_trials trials, n_jobs at a time; then write and log the best one."""
-        assert self.config is not None and self.hydra_context is not None
+    @property
+    def metric_names(self) -> list[str]:
+        """The objectives' names in messages and results: `metrics`, else nntrain's monitored
+        metric, else value (value 0, value 1, ... for several)."""
+        if self.metrics:
+            return self.metrics
+        if len(self.directions) == 1:
+            return [self.monitor or "value"]
+        return [f"value {i}" for i in range(len(self.directions))]
+
+    def objectives_text(self) -> str:
+        pairs = zip(self.directions, self.metric_names, strict=True)
+        return ", ".join(f"{direction} {name}" for direction, name in pairs)
+
+    def values_text(self, values: list[float]) -> str:
+        pairs = zip(self.metric_names, values, strict=True)
+        return ", ".join(f"{name}={value:.6g}" for name, value in pairs)
+
+    def check_settings(self) -> None:
+        """The settings that can be wrong before anything runs, each in one sentence."""
         if self.n_trials < 0 or self.n_jobs < 1:
             raise HydraException(
                 f"hydra.sweeper.n_trials={self.n_trials}, hydra.sweeper.n_jobs={self.n_jobs}: "
                 "n_trials must be 0 or more and n_jobs 1 or more."
             )
-        self.direction = direction_from_mode(self.direction_setting)
+        if not 0.0 <= float(self.max_failure_rate) <= 1.0:
+            raise HydraException(
+                f"hydra.sweeper.max_failure_rate={self.max_failure_rate} is not a share of "
+                "trials; give a number from 0.0 (stop at the first failure) to 1.0 (never stop)."
+            )
+        self.directions = directions_from(self.direction_setting)
+        count = len(self.directions)
+        if self.metrics is not None and len(self.metrics) != count:
+            raise HydraException(
+                f"hydra.sweeper.metrics names {len(self.metrics)} metrics for {count} "
+                f"direction(s) ({', '.join(self.directions)}); give one metric per direction."
+            )
+        if count > 1 and self.metrics is None and self.monitor is not None:
+            raise HydraException(
+                f"hydra.sweeper.direction has {count} objectives but an nntrain job returns "
+                f"one number ({self.monitor}); name them, e.g. "
+                "hydra.sweeper.metrics=[val/acc,train/samples_per_sec]."
+            )
+
+    def sweep(self, arguments: list[str]) -> None:
+        """Run n_trials trials, n_jobs at a time; then write and log the best one(s)."""
+        assert self.config is not None and self.hydra_context is not None
+        self.check_settings()
         optuna = import_optuna()
         # Our own log lines say what happens; Optuna's INFO lines would repeat them.
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         space = parse_search_space(
             params_to_overrides(self.params) + list(arguments), self.hydra_context.config_loader
         )
-        if not space.distributions:
-            raise HydraException(
-                "the Optuna sweeper has nothing to search: set hydra.sweeper.params (as "
-                "hparams_search=optuna does) or give a sweep such as "
-                "'optimizer.lr=tag(log, interval(1e-4, 1e-1))'."
-            )
-        study = self.open_study(optuna)
+        self.extend_search_space = load_custom_search_space(self.custom_search_space)
+        if not space.distributions and self.extend_search_space is None:
+            log.warning("the search space is empty: every trial runs the same config")
+        settings = sampler_settings(self.sampler_config)
+        grid = grid_for(settings, space)
+        if grid is not None and grid_size(grid) < self.n_trials:
+            log.info(f"the grid has {grid_size(grid)} points: running that many trials")
+            self.n_trials = grid_size(grid)
+        study = self.open_study(optuna, settings, grid)
         sweep_dir = Path(self.config.hydra.sweep.dir)
         sweep_dir.mkdir(parents=True, exist_ok=True)
         OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
@@ -139,55 +203,104 @@ class NntrainOptunaSweeper(Sweeper):
             trials = self.ask(study, space, min(self.n_jobs, self.n_trials - len(new_trials)))
             new_trials += [trial.number for trial in trials]
             self.run_batch(study, trials, space)
+            if len(self.failures) / len(new_trials) > self.max_failure_rate:
+                last = max(self.failures)
+                self.stop(
+                    study,
+                    sweep_dir,
+                    new_trials,
+                    f"the search stopped: {len(self.failures)} of its {len(new_trials)} trials "
+                    f"failed, more than hydra.sweeper.max_failure_rate={self.max_failure_rate} "
+                    f"allows (trial {last}: {self.failures[last]}).",
+                )
+        if new_trials and len(self.failures) == len(new_trials):
+            self.stop(
+                study,
+                sweep_dir,
+                new_trials,
+                f"all {len(new_trials)} trials of the search failed, so it found nothing; "
+                "the trials' logs say why.",
+            )
         self.report(study, sweep_dir, new_trials)
 
-    def open_study(self, optuna: ModuleType) -> Study:
+    def stop(self, study: Study, sweep_dir: Path, new_trials: list[int], message: str) -> None:
+        """End the sweep with an error, after its results and the end-of-sweep callbacks (the
+        sweep summary) that Hydra runs only after a sweep that returned."""
+        assert self.hydra_context is not None and self.config is not None
+        self.report(study, sweep_dir, new_trials)
+        self.hydra_context.callbacks.on_multirun_end(config=self.config)
+        raise HydraException(message)
+
+    def open_study(
+        self, optuna: ModuleType, settings: dict[str, Any] | None, grid: dict[str, Any] | None
+    ) -> Study:
         """Create the study, or continue the stored one of the same name."""
         study = optuna.create_study(
             study_name=self.study_name,
             storage=self.storage,
-            sampler=self.build_sampler(0),
-            direction=self.direction,
+            sampler=build_sampler(settings, 0, grid),
+            directions=self.directions,
             load_if_exists=True,
         )
-        stored_direction = study.direction.name.lower()
-        if stored_direction != self.direction:
+        stored = [d.name.lower() for d in study.directions]
+        if stored != self.directions:
             raise HydraException(
                 f"study {study.study_name!r} in {self.storage} was created to "
-                f"{stored_direction} its objective, this search would {self.direction} it; "
-                "continue it with the same trainer.early_stopping.mode, or start a new study "
-                "with hydra.sweeper.study_name=NAME."
+                f"{' and '.join(stored)} its objective(s), this search would "
+                f"{' and '.join(self.directions)}; continue it with the same directions "
+                "(trainer.early_stopping.mode), or start a new study with "
+                "hydra.sweeper.study_name=NAME."
             )
         earlier = len(study.get_trials(deepcopy=False))
         if earlier:
             # A seeded sampler built afresh would draw the first run's points again.
-            study.sampler = self.build_sampler(earlier)
+            study.sampler = build_sampler(settings, earlier, grid)
         log.info(
-            f"Optuna study {study.study_name!r} ({self.storage or 'in memory'}): "
-            f"{self.direction} {self.metric}; {earlier} earlier trials, {self.n_trials} to run, "
-            f"{self.n_jobs} at a time"
+            f"Optuna study {study.study_name!r} ({self.storage or 'in memory'}, "
+            f"{type(study.sampler).__name__}): "
+            f"{self.objectives_text()}; "
+            f"{earlier} earlier trials, {self.n_trials} to run, {self.n_jobs} at a time"
         )
         return study
 
-    def build_sampler(self, seed_offset: int) -> BaseSampler | None:
-        """The configured sampler (None: Optuna's default); its seed moved on by seed_offset."""
-        from hydra.utils import instantiate
-
-        if self.sampler_config is None:
-            return None
-        seed = self.sampler_config.get("seed")
-        if seed is not None and seed_offset:
-            return instantiate(self.sampler_config, seed=int(seed) + seed_offset)
-        return instantiate(self.sampler_config)
-
     def ask(self, study: Study, space: SearchSpace, count: int) -> list[Trial]:
+        """count new trials, their params drawn (and extended by custom_search_space)."""
+        trials: list[Trial] = []
         try:
-            return [study.ask(space.distributions) for _ in range(count)]
+            for _ in range(count):
+                trials.append(study.ask(space.distributions))
+                self.extend(trials[-1], space)
         except ValueError as error:  # a stored study whose parameters had another kind
+            for trial in trials:
+                self.fail(study, trial)
             raise HydraException(
                 f"the search space does not fit study {study.study_name!r}: {error} Start a "
                 "new study with hydra.sweeper.study_name=NAME."
             ) from None
+        except BaseException:
+            for trial in trials:
+                self.fail(study, trial)
+            raise
+        return trials
+
+    def extend(self, trial: Trial, space: SearchSpace) -> None:
+        """Let custom_search_space add parameters that depend on those drawn."""
+        assert self.config is not None
+        if self.extend_search_space is None:
+            return
+        try:
+            self.extend_search_space(self.config, trial)
+        except Exception as error:
+            raise HydraException(
+                f"hydra.sweeper.custom_search_space={self.custom_search_space} raised "
+                f"{first_line(f'{type(error).__name__}: {error}')}."
+            ) from None
+        fixed = sorted(space.fixed_keys.intersection(trial.params))
+        if fixed:
+            raise HydraException(
+                f"hydra.sweeper.custom_search_space={self.custom_search_space} draws {fixed[0]}, "
+                "which the search fixes to one value; drop one of the two."
+            )
 
     def run_batch(self, study: Study, trials: list[Trial], space: SearchSpace) -> None:
         """Launch one job per trial, as one batch, and tell the study each job's outcome."""
@@ -210,8 +323,7 @@ class NntrainOptunaSweeper(Sweeper):
                 log.error(f"the launcher lost trials {[t.number for t in trials]}: {reason}")
                 for trial, overrides in zip(trials, batch, strict=True):
                     trial.set_user_attr("overrides", overrides)
-                    trial.set_user_attr("error", reason)
-                    self.fail(study, trial)
+                    self.fail(study, trial, reason)
                 return
             self.launched = True
             # Each job configured logging for its own log file; back to Hydra's console.
@@ -224,10 +336,13 @@ class NntrainOptunaSweeper(Sweeper):
                 self.fail(study, trial)
             raise
 
-    def fail(self, study: Study, trial: Trial) -> None:
+    def fail(self, study: Study, trial: Trial, reason: str | None = None) -> None:
         """Tell the study a trial failed (unless it was told already)."""
         from optuna.trial import TrialState
 
+        if reason is not None:
+            trial.set_user_attr("error", reason)
+            self.failures[trial.number] = reason
         self.tell_study(study, trial, state=TrialState.FAIL, skip_if_finished=True)
 
     def job_idx(self, trials: list[Trial]) -> int:
@@ -241,20 +356,20 @@ class NntrainOptunaSweeper(Sweeper):
         return start
 
     def tell(self, study: Study, trial: Trial, overrides: list[str], job: JobReturn) -> None:
-        """Record the job's directory and overrides with the trial, then its value or failure."""
+        """Record the job's directory and overrides with the trial, then its values or failure."""
         job_dir = job_directory(job)
         trial.set_user_attr("overrides", list(overrides))
         if job_dir is not None:
             trial.set_user_attr("job_dir", str(job_dir))
-        value, error = objective(job)
+        values, error = objective(job, len(self.directions), self.metrics)
         job_name = f" (job {job_dir.name})" if job_dir is not None else ""
-        if error is None:
-            log.info(f"trial {trial.number}{job_name}: {self.metric}={value:.6g}")
-            self.tell_study(study, trial, values=value)
+        if values is not None:
+            shown = self.values_text(values)
+            log.info(f"trial {trial.number}{job_name}: {shown}")
+            self.tell_study(study, trial, values=values)
         else:
             log.warning(f"trial {trial.number}{job_name} failed: {error}")
-            trial.set_user_attr("error", error)
-            self.fail(study, trial)
+            self.fail(study, trial, error)
 
     def tell_study(self, study: Study, trial: Trial, **outcome: Any) -> None:
         """study.tell, where a sampler that has tried every point asks the study to stop.
@@ -272,77 +387,60 @@ class NntrainOptunaSweeper(Sweeper):
             self.space_exhausted = True
 
     def report(self, study: Study, sweep_dir: Path, new_trials: list[int]) -> None:
-        """Write <sweep dir>/optimization_results.yaml and log the best trial of the study."""
+        """Write <sweep dir>/optimization_results.yaml and log the best trial(s) of the study."""
         from optuna.trial import TrialState
 
         finished = [t for t in study.get_trials(deepcopy=False) if t.state.is_finished()]
         n_failed = sum(t.state == TrialState.FAIL for t in finished)
-        complete = [t for t in finished if t.state == TrialState.COMPLETE]
-        best = study.best_trial if complete else None
+        complete = any(t.state == TrialState.COMPLETE for t in finished)
         results: dict[str, Any] = {
             "name": "optuna",
             "study_name": study.study_name,
             "storage": self.storage,
-            "direction": self.direction,
-            "metric": self.metric,
+        }
+        if len(self.directions) == 1:
+            results.update(self.best_results(study.best_trial if complete else None))
+        else:
+            results.update(self.pareto_results(study.best_trials if complete else []))
+        # The study's trials, this sweep's and those of earlier runs of a stored study.
+        results.update(n_trials=len(finished), n_failed=n_failed, new_trials=new_trials)
+        path = sweep_dir / RESULTS_FILE
+        OmegaConf.save(OmegaConf.create(results), path)
+        if not complete:
+            log.warning(f"no trial of study {study.study_name!r} succeeded; see {path}")
+            return
+        log.info(f"{len(finished)} trials, {n_failed} failed; results: {path}")
+
+    def best_results(self, best: FrozenTrial | None) -> dict[str, Any]:
+        if best is not None:
+            log.info(f"Best trial {best.number}: {self.metric_names[0]}={best.value:.6g}")
+            log.info(f"Best overrides: {' '.join(best.user_attrs.get('overrides') or [])}")
+        return {
+            "direction": self.directions[0],
+            "metric": self.metric_names[0],
             "best_trial": best.number if best else None,
             "best_value": best.value if best else None,
             "best_params": dict(best.params) if best else None,
             "best_overrides": best.user_attrs.get("overrides") if best else None,
             "best_job_dir": best.user_attrs.get("job_dir") if best else None,
-            # The study's trials, this sweep's and those of earlier runs of a stored study.
-            "n_trials": len(finished),
-            "n_failed": n_failed,
-            "new_trials": new_trials,
         }
-        path = sweep_dir / RESULTS_FILE
-        OmegaConf.save(OmegaConf.create(results), path)
-        if best is None:
-            log.warning(f"no trial of study {study.study_name!r} succeeded; see {path}")
-            return
-        log.info(
-            f"Best trial {best.number} of {len(finished)} ({n_failed} failed): "
-            f"{self.metric}={best.value:.6g}"
-        )
-        log.info(f"Best overrides: {' '.join(results['best_overrides'] or [])}")
-        log.info(f"Results: {path}")
 
-
-def job_directory(job: JobReturn) -> Path | None:
-    """The job's output directory, whichever launcher ran it (JobReturn carries its config)."""
-    output_dir = (
-        OmegaConf.select(job.hydra_cfg, "hydra.runtime.output_dir") if job.hydra_cfg else None
-    )
-    return Path(output_dir) if output_dir else None
-
-
-def objective(job: JobReturn) -> tuple[float | None, str | None]:
-    """(value, None) for a job that returned a finite number, else (None, why it failed)."""
-    try:
-        returned = job.return_value  # re-raises the job's exception when it failed
-    except Exception as error:
-        return None, first_line(f"{type(error).__name__}: {error}")
-    try:
-        value = float(returned)
-    except (TypeError, ValueError):
-        return None, f"the job returned {returned!r}, not a number"
-    if math.isfinite(value):
-        return value, None
-    # nntrain's jobs record why in status.json (a diverged loss returns NaN, not an exception).
-    return None, job_error(job) or f"the job returned {value}"
-
-
-def job_error(job: JobReturn) -> str | None:
-    job_dir = job_directory(job)
-    status_file = job_dir / "status.json" if job_dir is not None else None
-    if status_file is None or not status_file.is_file():
-        return None
-    try:
-        error = json.loads(status_file.read_text()).get("error")
-    except (OSError, ValueError, AttributeError):
-        return None
-    return first_line(str(error)) if error else None
-
-
-def first_line(text: str) -> str:
-    return text.strip().splitlines()[0] if text.strip() else text
+    def pareto_results(self, front: list[FrozenTrial]) -> dict[str, Any]:
+        """The trials no other trial beats on every objective (Optuna's best_trials)."""
+        if front:
+            log.info(f"Pareto front ({', '.join(self.metric_names)}): {len(front)} trials")
+        solutions = []
+        for trial in sorted(front, key=lambda t: t.number):
+            assert trial.values is not None
+            shown = self.values_text(trial.values)
+            log.info(f"  trial {trial.number}: {shown}")
+            solutions.append(
+                {
+                    "trial": trial.number,
+                    "values": list(trial.values),
+                    "params": dict(trial.params),
+                    "overrides": trial.user_attrs.get("overrides"),
+                    "job_dir": trial.user_attrs.get("job_dir"),
+                }
+            )
+        return {"directions": self.directions, "metrics": self.metric_names, "solutions": solutions}

@@ -6,7 +6,9 @@ hydra-optuna-sweeper reads it, so a config written for that plugin works here:
     choice(a, b, c)                 CategoricalDistribution
     range(start, stop[, step])      IntDistribution (FloatDistribution with a float step);
                                     Python's range: stop itself is never drawn
+    shuffle(range(...))             CategoricalDistribution of the range's values
     interval(low, high)             FloatDistribution
+    int(interval(1, 5))             IntDistribution (whole-number bounds, as Hydra's int() casts)
     tag(log, interval(low, high))   FloatDistribution(log=True)
     tag(int, interval(low, high))   IntDistribution (tags combine: tag(log, int, interval(...)))
 
@@ -21,7 +23,13 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from hydra.core.override_parser.overrides_parser import OverridesParser
-from hydra.core.override_parser.types import IntervalSweep, Override, RangeSweep, Transformer
+from hydra.core.override_parser.types import (
+    ChoiceSweep,
+    IntervalSweep,
+    Override,
+    RangeSweep,
+    Transformer,
+)
 from hydra.errors import HydraException
 
 if TYPE_CHECKING:
@@ -41,10 +49,13 @@ class SearchSpace:
     def __init__(self) -> None:
         self.distributions: dict[str, BaseDistribution] = {}
         self.fixed: list[str] = []
+        self.fixed_keys: set[str] = set()
 
     def overrides(self, params: Mapping[str, Any]) -> list[str]:
-        """A trial's command line: the fixed overrides as typed, then key=value per search key."""
-        return [*self.fixed, *(f"{key}={override_text(params[key])}" for key in self.distributions)]
+        """A trial's command line: the fixed overrides as typed, then key=value per search key,
+        then any parameter that a custom search space added (in the order it suggested them)."""
+        keys = [*self.distributions, *(key for key in params if key not in self.distributions)]
+        return [*self.fixed, *(f"{key}={override_text(params[key])}" for key in keys)]
 
 
 def params_to_overrides(params: Mapping[str, Any] | None) -> list[str]:
@@ -79,6 +90,7 @@ def parse_search_space(
         else:
             assert override.input_line is not None
             space.fixed.append(override.input_line)
+            space.fixed_keys.add(key)
     return space
 
 
@@ -95,6 +107,12 @@ def distribution_from_override(override: Override) -> BaseDistribution:
     if unknown:
         raise HydraException(f"{where}: unknown tag {unknown[0]!r}; the tags are log and int.")
     log, integer = "log" in tags, "int" in tags
+    shuffled = isinstance(sweep, ChoiceSweep | RangeSweep) and sweep.shuffle
+    if shuffled:
+        assert isinstance(sweep, ChoiceSweep | RangeSweep)
+        # shuffle() asks for the values in any order: a choice, whose values keep the order
+        # written (a stored study refuses a choice whose order changed).
+        sweep.shuffle = False
     try:
         if override.is_choice_sweep():
             if tags:
@@ -105,6 +123,10 @@ def distribution_from_override(override: Override) -> BaseDistribution:
             values = list(override.sweep_iterator())
             if not values:
                 raise ValueError("the range is empty (its stop value is never drawn)")
+            if shuffled:
+                if tags:
+                    raise ValueError("tag() does not apply to shuffle(range(...))")
+                return CategoricalDistribution([choice_value(v) for v in values])
             step = abs(sweep.step)
             if all(isinstance(v, int) for v in values):
                 if log and step != 1:
@@ -116,6 +138,10 @@ def distribution_from_override(override: Override) -> BaseDistribution:
         if override.is_interval_sweep():
             assert isinstance(sweep, IntervalSweep)
             assert sweep.start is not None and sweep.end is not None
+            # int(interval(1, 5)): Hydra's int() cast leaves whole-number bounds as ints
+            # (a plain interval's bounds are floats), so those ask for whole numbers.
+            if isinstance(sweep.start, int) and isinstance(sweep.end, int):
+                return IntDistribution(sweep.start, sweep.end, log=log)
             if integer:
                 if not (float(sweep.start).is_integer() and float(sweep.end).is_integer()):
                     raise ValueError("tag(int, interval(...)) needs whole-number bounds")

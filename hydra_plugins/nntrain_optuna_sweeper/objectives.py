@@ -1,0 +1,134 @@
+"""What a trial scored: its objective values, read from the job that ran it.
+
+With one objective and no `metrics`, the value is what the job returned (an nntrain job returns
+its monitored metric, trainer.early_stopping.monitor). With `hydra.sweeper.metrics`, each named
+metric is read from the job's metrics.json (nntrain writes every metric of the run there), so
+several objectives need no change to the job. A job that returns a list or tuple gives one
+value per objective, as with hydra-optuna-sweeper.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from hydra.core.utils import JobReturn
+from hydra.errors import HydraException
+from omegaconf import OmegaConf
+
+# trainer.early_stopping.mode says max/min; Optuna says maximize/minimize. Both are accepted.
+DIRECTIONS = {"max": "maximize", "maximize": "maximize", "min": "minimize", "minimize": "minimize"}
+METRICS_FILE = "metrics.json"
+
+
+def direction_from_mode(mode: Any) -> str:
+    """Optuna's direction for a metric mode (max -> maximize, min -> minimize)."""
+    name = getattr(mode, "name", mode)  # hydra-optuna-sweeper's Direction enum has a name
+    direction = DIRECTIONS.get(str(name).strip().lower())
+    if direction is None:
+        raise HydraException(
+            f"hydra.sweeper.direction={mode} is not a direction; use maximize or minimize "
+            "(max and min work too), or a list of them for several objectives."
+        )
+    return direction
+
+
+def directions_from(setting: Any) -> list[str]:
+    """One direction per objective: `maximize` or `[maximize, minimize]`."""
+    if isinstance(setting, Sequence) and not isinstance(setting, str):
+        if not setting:
+            raise HydraException(
+                "hydra.sweeper.direction=[] names no objective; use maximize, minimize or a "
+                "list of them."
+            )
+        return [direction_from_mode(mode) for mode in setting]
+    return [direction_from_mode(setting)]
+
+
+def objective(
+    job: JobReturn, n_objectives: int = 1, metrics: Sequence[str] | None = None
+) -> tuple[list[float] | None, str | None]:
+    """(values, None) for a job that scored finite numbers, else (None, why it failed)."""
+    try:
+        returned = job.return_value  # re-raises the job's exception when it failed
+    except Exception as error:
+        return None, first_line(f"{type(error).__name__}: {error}")
+    if metrics:
+        # A job that failed without raising (nntrain's return NaN) has no metrics to read.
+        if isinstance(returned, float) and not math.isfinite(returned):
+            return None, job_error(job) or f"the job returned {returned}"
+        return metrics_of(job, metrics)
+    if n_objectives > 1:
+        if not is_sequence(returned) or len(returned) != n_objectives:
+            return None, (
+                f"the job returned {returned!r}, not {n_objectives} values (one per direction); "
+                "name the metrics to read from metrics.json with hydra.sweeper.metrics"
+            )
+        return checked(list(returned), job)
+    try:
+        value = float(returned)
+    except (TypeError, ValueError):
+        return None, f"the job returned {returned!r}, not a number"
+    return checked([value], job)
+
+
+def metrics_of(job: JobReturn, names: Sequence[str]) -> tuple[list[float] | None, str | None]:
+    """The named metrics from the job's metrics.json."""
+    job_dir = job_directory(job)
+    path = job_dir / METRICS_FILE if job_dir is not None else None
+    if path is None or not path.is_file():
+        return None, f"the job wrote no {METRICS_FILE} to read {', '.join(names)} from"
+    try:
+        written = json.loads(path.read_text())
+    except (OSError, ValueError) as error:
+        return None, f"{path} cannot be read: {first_line(str(error))}"
+    missing = [name for name in names if name not in written]
+    if missing:
+        return None, (
+            f"{METRICS_FILE} has no {missing[0]!r}; it has {', '.join(sorted(written))} "
+            "(hydra.sweeper.metrics names them)"
+        )
+    return checked([written[name] for name in names], job)
+
+
+def checked(values: list[Any], job: JobReturn) -> tuple[list[float] | None, str | None]:
+    try:
+        numbers = [float(v) for v in values]
+    except (TypeError, ValueError):
+        return None, f"the job's values {values!r} are not all numbers"
+    if all(math.isfinite(v) for v in numbers):
+        return numbers, None
+    # nntrain's jobs record why in status.json (a diverged loss returns NaN, not an exception).
+    shown = numbers[0] if len(numbers) == 1 else numbers
+    return None, job_error(job) or f"the job returned {shown}"
+
+
+def is_sequence(value: Any) -> bool:
+    return OmegaConf.is_list(value) or isinstance(value, list | tuple)
+
+
+def job_directory(job: JobReturn) -> Path | None:
+    """The job's output directory, whichever launcher ran it (JobReturn carries its config)."""
+    output_dir = (
+        OmegaConf.select(job.hydra_cfg, "hydra.runtime.output_dir") if job.hydra_cfg else None
+    )
+    return Path(output_dir) if output_dir else None
+
+
+def job_error(job: JobReturn) -> str | None:
+    job_dir = job_directory(job)
+    status_file = job_dir / "status.json" if job_dir is not None else None
+    if status_file is None or not status_file.is_file():
+        return None
+    try:
+        error = json.loads(status_file.read_text()).get("error")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return first_line(str(error)) if error else None
+
+
+def first_line(text: str) -> str:
+    return text.strip().splitlines()[0] if text.strip() else text
