@@ -27,6 +27,8 @@ def test_default_run_trains_digits_to_95_percent_and_writes_the_run_dir(tmp_path
         "epochs_run",
         "train/samples_per_sec",
     } <= set(metrics)
+    counted = re.search(r"MLP: [\d,]+ trainable / ([\d,]+) parameters", done.stdout)
+    assert counted and metrics["parameters"] == int(counted.group(1).replace(",", ""))
     assert (run_dir / ".hydra" / "config.yaml").is_file()
     assert (run_dir / ".hydra" / "overrides.yaml").is_file()
     log = (run_dir / "train.log").read_text()

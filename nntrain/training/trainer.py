@@ -387,6 +387,8 @@ class Trainer:
             "best_epoch": stopper.best_epoch + 1,
             "epochs_run": state.epoch,
             "train/samples_per_sec": sum(train_speed) / len(train_speed),
+            # the model's size, e.g. an objective to minimise in a multi-objective search
+            "parameters": sum(p.numel() for p in run.model.parameters()),
         }
         if self.rank == 0:
             files.write_json(run.run_dir / "metrics.json", result)
