@@ -1,13 +1,18 @@
-"""What a finished run adds to TensorBoard (and its run dir) besides the curves: the confusion
-matrix, sample predictions, the decision boundary of 2-feature tasks and the HParams record.
+"""What a finished run adds to TensorBoard and its run dir besides the curves: the HParams
+record, then the figures (training curves, confusion matrix, ROC and precision-recall curves of
+a binary task, sample predictions of image data, the decision boundary of 2-feature data), each
+a PNG in the run dir and an image in TensorBoard.
 
-It is handed the best model's validation logits and a `classify` function (both from the one
-inference path): nothing here runs a model itself.
+The trainer calls this after metrics.json is written, so a run killed while drawing loses no
+result. It is handed the best model's validation logits and a `classify` function (both from
+the one inference path): nothing here runs a model itself.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import logging
+import time
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -17,9 +22,10 @@ import yaml
 
 from nntrain.data.protocols import DataModule, Loader, collect
 from nntrain.inference.metrics import confusion_matrix
+from nntrain.reporting.figure_style import Picture
 from nntrain.reporting.tensorboard import RunLogger
 
-SAMPLE_IMAGES = 32
+log = logging.getLogger("nntrain")
 
 
 def chosen_hparams(config_yaml: str, model_name: str, data_name: str) -> dict[str, Any]:
@@ -47,56 +53,111 @@ def chosen_hparams(config_yaml: str, model_name: str, data_name: str) -> dict[st
     return {k: v if isinstance(v, int | float | str | bool) else str(v) for k, v in chosen.items()}
 
 
-def write_end_of_run(
+def write_hparams(
     tensorboard: RunLogger,
-    run_dir: Path,
-    data: DataModule,
-    val_logits: torch.Tensor,
-    val_targets: torch.Tensor,
-    classify: Callable[[torch.Tensor], torch.Tensor],
     result: dict[str, Any],
     config_yaml: str,
     model_name: str,
-    step: int,
+    data_name: str,
 ) -> None:
-    """The pictures of the best model on the validation split, and the HParams record.
-    classify: inputs -> predicted classes, for the decision boundary's grid."""
-    from nntrain.reporting import figures
-
-    predicted = val_logits.argmax(dim=1)
-    matrix = confusion_matrix(val_targets, predicted, data.num_classes)
-    tensorboard.image(
-        "val/confusion_matrix",
-        figures.confusion_matrix_image(matrix, data.class_names, "confusion matrix (val)"),
-        step,
-    )
-    spec = data.input_spec()
-    if spec["kind"] == "image":
-        images = first_images(data.val_loader(), spec, SAMPLE_IMAGES)
-        names = data.class_names
-        grid = figures.image_grid(
-            images,
-            [names[t] for t in val_targets[: len(images)]],
-            [names[p] for p in predicted[: len(images)]],
-        )
-        tensorboard.image("val/samples", grid, step)
-    elif spec["kind"] == "tabular" and len(spec["feature_names"]) == 2:
-        image = decision_boundary(classify, data.val_loader(), spec, data.class_names)
-        figures.save_png(image, run_dir / "decision_boundary.png")
-        tensorboard.image("val/decision_boundary", image, step)
-
+    """The HParams record: the run's hyperparameters with its validation and test accuracy."""
     metrics = {
         "hparam/val_acc": float(result.get("val/acc", float("nan"))),
         "hparam/test_acc": float(result["test/acc"]),
         "hparam/best_epoch": float(result["best_epoch"]),
     }
-    data_name = getattr(data, "name", type(data).__name__)
     tensorboard.hparams(chosen_hparams(config_yaml, model_name, data_name), metrics)
 
 
-def first_images(loader: Loader, spec: dict[str, Any], count: int) -> np.ndarray:
-    """The first validation images, undone to [0, 1] pixels for display."""
-    images = collect(loader, count)[0].float().cpu()
+def write_figures(
+    tensorboard: RunLogger,
+    run_dir: Path,
+    data: DataModule,
+    history: Sequence[Mapping[str, float]],
+    result: dict[str, Any],
+    val: tuple[torch.Tensor, torch.Tensor],
+    classify: Callable[[torch.Tensor], torch.Tensor],
+    step: int,
+) -> list[Path]:
+    """Draw the figures of the best model on the validation split (val: its logits and
+    targets), save each as a PNG in run_dir and log it to TensorBoard; returns the PNGs.
+    classify: inputs -> predicted classes, for the decision boundary's grid."""
+    from nntrain.reporting import figures, metric_figures
+
+    start, written = time.perf_counter(), []
+
+    def keep(picture: Picture, name: str, tag: str) -> None:
+        written.append(picture.save(run_dir / name))
+        tensorboard.image(tag, picture.image, step)
+
+    monitor = next((key for key in result if key in ("val/loss", "val/acc")), "val/loss")
+    if history:
+        keep(
+            metric_figures.training_curves(history, result["best_epoch"], monitor),
+            "curves.png",
+            "curves",
+        )
+    logits, targets = val
+    probabilities = torch.softmax(logits.float(), dim=1)
+    confidence, predicted = probabilities.max(dim=1)
+    names = list(data.class_names)
+    matrix = confusion_matrix(targets, predicted, data.num_classes)
+    keep(
+        figures.confusion_matrix_figure(matrix, names, "confusion matrix (val)"),
+        "confusion_matrix.png",
+        "val/confusion_matrix",
+    )
+    truth = targets.numpy()
+    if len(names) == 2 and len(np.unique(truth)) == 2:
+        scores = probabilities[:, 1].numpy()
+        keep(
+            metric_figures.roc_figure(truth, scores, names[1], "ROC curve (val)"),
+            "roc_curve.png",
+            "val/roc_curve",
+        )
+        keep(
+            metric_figures.pr_figure(truth, scores, names[1], "precision-recall (val)"),
+            "pr_curve.png",
+            "val/pr_curve",
+        )
+    spec = data.input_spec()
+    if spec["kind"] == "image":
+        order = figures.sample_order(truth, predicted.numpy(), confidence.numpy())
+        grid = figures.sample_grid(
+            images_at(data.val_loader(), order, spec),
+            [names[t] for t in truth[order]],
+            [names[p] for p in predicted.numpy()[order]],
+            confidence.numpy()[order],
+            title="validation samples",
+        )
+        keep(grid, "samples.png", "val/samples")
+    elif spec["kind"] == "tabular" and len(spec["feature_names"]) == 2:
+        keep(
+            decision_boundary(classify, data.val_loader(), spec, names),
+            "decision_boundary.png",
+            "val/decision_boundary",
+        )
+    log.info(
+        f"figures in {time.perf_counter() - start:.2f} s (run dir and TensorBoard): "
+        + ", ".join(path.name for path in written)
+    )
+    return written
+
+
+def images_at(loader: Loader, indices: np.ndarray, spec: dict[str, Any]) -> np.ndarray:
+    """The validation images at indices (in that order), undone to [0, 1] pixels for display;
+    the loader is read only up to the last of them."""
+    wanted = {int(index): position for position, index in enumerate(indices)}
+    found: dict[int, torch.Tensor] = {}
+    offset = 0
+    for inputs, _ in loader:
+        for index in range(offset, offset + len(inputs)):
+            if index in wanted:
+                found[wanted[index]] = inputs[index - offset].float().cpu()
+        offset += len(inputs)
+        if len(found) == len(wanted):
+            break
+    images = torch.stack([found[position] for position in range(len(wanted))])
     mean = torch.tensor(spec["mean"]).view(1, -1, 1, 1)
     std = torch.tensor(spec["std"]).view(1, -1, 1, 1)
     return ((images * std + mean) / spec["pixel_max"]).clamp(0, 1).numpy()
@@ -107,7 +168,7 @@ def decision_boundary(
     loader: Loader,
     spec: dict[str, Any],
     class_names: list[str],
-) -> np.ndarray:
+) -> Picture:
     """The tutorial's exercise 2: the model's class over a grid of raw feature values, with the
     validation points on top."""
     from nntrain.reporting import figures
@@ -119,6 +180,11 @@ def decision_boundary(
     def predict(raw: np.ndarray) -> np.ndarray:
         return classify((torch.from_numpy(raw) - mean) / std).numpy()
 
-    return figures.decision_boundary_image(
-        predict, points, targets.cpu().numpy(), class_names, spec["feature_names"]
+    return figures.decision_boundary_figure(
+        predict,
+        points,
+        targets.cpu().numpy(),
+        class_names,
+        spec["feature_names"],
+        title="decision boundary (val)",
     )
