@@ -75,13 +75,15 @@ def write_figures(
     data: DataModule,
     history: Sequence[Mapping[str, float]],
     result: dict[str, Any],
+    monitor: str,
     val: tuple[torch.Tensor, torch.Tensor],
     classify: Callable[[torch.Tensor], torch.Tensor],
     step: int,
 ) -> list[Path]:
     """Draw the figures of the best model on the validation split (val: its logits and
     targets), save each as a PNG in run_dir and log it to TensorBoard; returns the PNGs.
-    classify: inputs -> predicted classes, for the decision boundary's grid."""
+    monitor: the metric that chose the best epoch; classify: inputs -> predicted classes, for
+    the decision boundary's grid."""
     from nntrain.reporting import figures, metric_figures
 
     start, written = time.perf_counter(), []
@@ -90,7 +92,6 @@ def write_figures(
         written.append(picture.save(run_dir / name))
         tensorboard.image(tag, picture.image, step)
 
-    monitor = next((key for key in result if key in ("val/loss", "val/acc")), "val/loss")
     if history:
         keep(
             metric_figures.training_curves(history, result["best_epoch"], monitor),

@@ -75,9 +75,9 @@ def confusion_matrix_figure(
     colours = cell_colours(rates)
     annotate = n <= MAX_ANNOTATED_CLASSES
     names = [short(str(name)) for name in class_names] if annotate else []
-    turned = annotate and max(map(len, names)) > 3  # long names would overlap: turn them
     label_w = text_width(names or [str(n)], 9) + 0.15
     side = float(np.clip(0.5 * n + 1.5, 3.5, 11))  # the matrix, in inches
+    turned = annotate and label_w > side / n  # names wider than a column: turn them
     left, right, top = 0.45 + label_w, 1.9, 0.5
     bottom = 0.5 + (0.72 * label_w if turned else 0.25)
     figure = new_figure(left + side + right, top + side + bottom)

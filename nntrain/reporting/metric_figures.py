@@ -178,6 +178,9 @@ def per_class_figure(per_class: Mapping[str, Sequence], title: str = "per class"
     figure = new_figure(left + 6.0, max(3.2, 1.3 + 0.42 * n))
     axes = figure.add_subplot()
     figure.subplots_adjust(**margins(figure, left, 0.3, 0.8, 0.5))
+    # Scores near 1 differ in the second decimal: the axis starts below the lowest, said so.
+    lowest = min(float(np.min(per_class[key])) for key in ("precision", "recall", "f1"))
+    start = float(np.floor(10 * lowest - 0.5) / 10) if lowest >= 0.55 else 0.0
     rows = np.arange(n)
     bars = (("precision", TRAIN, -0.27), ("recall", VAL, 0.0), ("f1", RIGHT, 0.27))
     for key, colour, offset in bars:
@@ -186,10 +189,13 @@ def per_class_figure(per_class: Mapping[str, Sequence], title: str = "per class"
     f1 = np.asarray(per_class["f1"], dtype=np.float64)[order]
     if n <= 20:
         for row, value in zip(rows, f1, strict=True):
-            axes.text(min(value, 1.0) + 0.01, row + 0.27, f"{value:.2f}", va="center", fontsize=7)
+            axes.text(
+                value + 0.01 * (1 - start), row + 0.27, f"{value:.2f}", va="center", fontsize=7
+            )
     axes.set_yticks(rows, labels)
-    axes.set_xlim(0, 1.08)
-    axes.set_xlabel("score (class support in brackets)")
+    axes.set_xlim(start, 1.0 + 0.08 * (1 - start))
+    note = f", axis from {start:.1f}" if start > 0 else ""
+    axes.set_xlabel(f"score (class support in brackets{note})")
     axes.grid(axis="y", visible=False)
     title = f"{title}: macro F1 = {float(np.mean(f1)):.4f}"
     figure.suptitle(title, y=1 - 0.12 / figure.get_size_inches()[1])

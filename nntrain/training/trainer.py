@@ -488,6 +488,7 @@ class Trainer:
             run.data,
             run.state.history,
             result,
+            run.state.stopper.monitor,
             (val.logits, val.targets),
             classify=lambda inputs: classify(run.model, inputs, run.compute),
             step=run.state.step,
