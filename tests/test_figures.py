@@ -23,7 +23,7 @@ from nntrain.errors import UserError
 from nntrain.reporting import figures, metric_figures
 from nntrain.reporting.figure_style import Picture
 from nntrain.training.trainer import Trainer
-from tests.conftest import compose_config, read_metrics
+from tests.conftest import compose_config, read_metrics, run_nntrain
 
 REPO = Path(__file__).resolve().parents[1]
 RED, GREEN = (214, 39, 40), (44, 160, 44)  # tab:red and tab:green, the sample titles' colours
@@ -311,13 +311,18 @@ def test_report_images_must_be_a_boolean_and_false_skips_the_figures(tmp_path):
 
 
 def test_a_digits_run_saves_its_figures_and_logs_them_to_tensorboard(tmp_path):
-    run(compose_config("trainer=debug", "trainer.max_epochs=3"), str(tmp_path))
+    run(compose_config("trainer=debug"), str(tmp_path))  # two epochs
     for name in ("curves.png", "confusion_matrix.png", "samples.png"):
         assert_png(tmp_path / name)
     assert not (tmp_path / "roc_curve.png").exists()  # ten classes: no ROC curve
+    # resumed for a third epoch: the history comes back with the checkpoint, the curves grow
+    resumed = run_nntrain(f"resume={tmp_path}", "trainer.max_epochs=3", cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
     history = torch.load(tmp_path / "checkpoints" / "last.pt", weights_only=True)["history"]
     assert [row["epoch"] for row in history] == [1, 2, 3]  # one point per epoch to draw
-    redrawn = metric_figures.training_curves(history, read_metrics(tmp_path)["best_epoch"])
+    redrawn = metric_figures.training_curves(
+        history, read_metrics(tmp_path)["best_epoch"], "val/acc"
+    )
     assert redrawn.data["acc/val"][:, 1].tolist() == [row["val/acc"] for row in history]
     with Image.open(tmp_path / "curves.png") as saved:
         assert np.array_equal(np.asarray(saved), redrawn.image)  # the run drew the same curves

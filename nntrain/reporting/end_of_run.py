@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -84,65 +85,71 @@ def write_figures(
     targets), save each as a PNG in run_dir and log it to TensorBoard; returns the PNGs.
     monitor: the metric that chose the best epoch; classify: inputs -> predicted classes, for
     the decision boundary's grid."""
-    from nntrain.reporting import figures, metric_figures
+    from nntrain.reporting import metric_figures
 
     start, written = time.perf_counter(), []
-
-    def keep(picture: Picture, name: str, tag: str) -> None:
+    planned = list(run_figures(data, val, classify))
+    if history:
+        best = result["best_epoch"]
+        curves = partial(metric_figures.training_curves, history, best, monitor)
+        planned.insert(0, ("curves.png", "curves", curves))
+    for name, tag, draw in planned:  # one at a time: each PNG is whole once written
+        picture = draw()
         written.append(picture.save(run_dir / name))
         tensorboard.image(tag, picture.image, step)
-
-    if history:
-        keep(
-            metric_figures.training_curves(history, result["best_epoch"], monitor),
-            "curves.png",
-            "curves",
-        )
-    logits, targets = val
-    probabilities = torch.softmax(logits.float(), dim=1)
-    confidence, predicted = probabilities.max(dim=1)
-    names = list(data.class_names)
-    matrix = confusion_matrix(targets, predicted, data.num_classes)
-    keep(
-        figures.confusion_matrix_figure(matrix, names, "confusion matrix (val)"),
-        "confusion_matrix.png",
-        "val/confusion_matrix",
-    )
-    truth = targets.numpy()
-    if len(names) == 2 and len(np.unique(truth)) == 2:
-        scores = probabilities[:, 1].numpy()
-        keep(
-            metric_figures.roc_figure(truth, scores, names[1], "ROC curve (val)"),
-            "roc_curve.png",
-            "val/roc_curve",
-        )
-        keep(
-            metric_figures.pr_figure(truth, scores, names[1], "precision-recall (val)"),
-            "pr_curve.png",
-            "val/pr_curve",
-        )
-    spec = data.input_spec()
-    if spec["kind"] == "image":
-        order = figures.sample_order(truth, predicted.numpy(), confidence.numpy())
-        grid = figures.sample_grid(
-            images_at(data.val_loader(), order, spec),
-            [names[t] for t in truth[order]],
-            [names[p] for p in predicted.numpy()[order]],
-            confidence.numpy()[order],
-            title="validation samples",
-        )
-        keep(grid, "samples.png", "val/samples")
-    elif spec["kind"] == "tabular" and len(spec["feature_names"]) == 2:
-        keep(
-            decision_boundary(classify, data.val_loader(), spec, names),
-            "decision_boundary.png",
-            "val/decision_boundary",
-        )
     log.info(
         f"figures in {time.perf_counter() - start:.2f} s (run dir and TensorBoard): "
         + ", ".join(path.name for path in written)
     )
     return written
+
+
+Planned = tuple[str, str, Callable[[], Picture]]  # file name, TensorBoard tag, how to draw it
+
+
+def run_figures(
+    data: DataModule,
+    val: tuple[torch.Tensor, torch.Tensor],
+    classify: Callable[[torch.Tensor], torch.Tensor],
+) -> Iterator[Planned]:
+    """The figures of the validation predictions this data calls for: the confusion matrix;
+    ROC and precision-recall curves for two classes; the sample grid for images; the decision
+    boundary for 2-feature tables."""
+    from nntrain.reporting import figures, metric_figures
+
+    logits, targets = val
+    probabilities = torch.softmax(logits.float(), dim=1)
+    confidence, predicted = (tensor.numpy() for tensor in probabilities.max(dim=1))
+    names, truth = list(data.class_names), targets.numpy()
+    matrix = confusion_matrix(targets, torch.from_numpy(predicted), data.num_classes)
+    yield (
+        "confusion_matrix.png",
+        "val/confusion_matrix",
+        partial(figures.confusion_matrix_figure, matrix, names, "confusion matrix (val)"),
+    )
+    if len(names) == 2 and len(np.unique(truth)) == 2:
+        scores = probabilities[:, 1].numpy()
+        roc = partial(metric_figures.roc_figure, truth, scores, names[1], "ROC curve (val)")
+        pr = partial(metric_figures.pr_figure, truth, scores, names[1], "precision-recall (val)")
+        yield "roc_curve.png", "val/roc_curve", roc
+        yield "pr_curve.png", "val/pr_curve", pr
+    spec = data.input_spec()
+    if spec["kind"] == "image":
+        order = figures.sample_order(truth, predicted, confidence)
+
+        def samples() -> Picture:
+            return figures.sample_grid(
+                images_at(data.val_loader(), order, spec),
+                [names[t] for t in truth[order]],
+                [names[p] for p in predicted[order]],
+                confidence[order],
+                title="validation samples",
+            )
+
+        yield "samples.png", "val/samples", samples
+    elif spec["kind"] == "tabular" and len(spec["feature_names"]) == 2:
+        boundary = partial(decision_boundary, classify, data.val_loader(), spec, names)
+        yield "decision_boundary.png", "val/decision_boundary", boundary
 
 
 def images_at(loader: Loader, indices: np.ndarray, spec: dict[str, Any]) -> np.ndarray:
