@@ -119,6 +119,11 @@ def test_sample_grid_shrinks_large_images_and_shows_at_most_32():
     photos = np.random.default_rng(0).integers(0, 255, (40, 3, 300, 200), dtype=np.uint8)
     picture = figures.sample_grid(photos, ["a"] * 40, ["a"] * 40)
     assert picture.data["shown"] == 32 and max(picture.image.shape) <= 1200
+    # a grid of two still has room for its title: ink in the title band, none at its edges
+    two = figures.sample_grid(photos[:2], ["a", "b"], ["b", "b"], title="validation samples")
+    band = two.image[:40]
+    assert (band.max(axis=-1) < 100).sum() > 100
+    assert np.all(band[:, :3] == 255) and np.all(band[:, -3:] == 255)
 
 
 # --- decision boundary -----------------------------------------------------------------------
@@ -212,7 +217,7 @@ def test_roc_auc_in_the_title_is_scikit_learns_on_the_same_predictions(tmp_path)
     shown = float(re.fullmatch(r"ROC curve \(val\): AUC = ([0-9.]+)", picture.title)[1])
     assert shown == pytest.approx(expected, abs=5e-5) and picture.data["auc"] == expected
     curve = picture.data["roc"]  # the drawn (fpr, tpr) points enclose the same area
-    assert np.trapezoid(curve[:, 1], curve[:, 0]) == pytest.approx(expected)
+    assert metrics.auc(curve[:, 0], curve[:, 1]) == pytest.approx(expected)  # trapezoids
     picture.save(tmp_path / "roc.png")
     assert_png(tmp_path / "roc.png", picture)
     with pytest.raises(ValueError, match="both classes"):

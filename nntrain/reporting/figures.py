@@ -218,15 +218,16 @@ def sample_grid(
     band, gap = int(np.ceil(0.42 * height)), max(1, int(np.ceil(0.2 * width)))  # title, margin
     cell_w, cell_h = width + gap, band + height + gap
     mosaic = np.ones((rows * cell_h, columns * cell_w - gap, 3), dtype=np.float32)
-    figure = new_figure(1.25 * columns, 1.5 * rows + 0.5)
+    wrong = sum(predicted[i] != true[i] for i in range(n))
+    title = f"{title}: predicted / true" + (", the most confident mistakes first" if wrong else "")
+    # Wide enough for the title (bold, 12 pt) even when there are few images.
+    figure = new_figure(max(1.25 * columns, 1.15 * text_width([title], 12) + 0.4), 1.5 * rows + 0.5)
     axes = figure.add_axes((0.01, 0.01, 0.98, 1 - 0.5 / (1.5 * rows + 0.5)))  # title above
-    wrong = 0
     for index in range(n):
         row, column = divmod(index, columns)
         top, left = row * cell_h + band, column * cell_w
         mosaic[top : top + height, left : left + width] = tiles[index]
         right = predicted[index] == true[index]
-        wrong += not right
         text = f"{short(str(predicted[index]), 10)} / {short(str(true[index]), 10)}"
         if confidence is not None:
             text += f"\np = {float(confidence[index]):.2f}"
@@ -236,7 +237,6 @@ def sample_grid(
         )  # fmt: skip
     axes.imshow(mosaic, interpolation="nearest")
     axes.set_axis_off()
-    title = f"{title}: predicted / true" + (", the most confident mistakes first" if wrong else "")
     figure.suptitle(title)
     return render(figure, title, {"shown": n, "wrong": wrong})
 
