@@ -2,7 +2,8 @@
 
 It rebuilds the data and the model from the config saved in the checkpoint (with the user's
 changes to `data.*`, e.g. a new data.root), scores the split, prints the figures and writes
-eval_<split>.json and confusion_<split>.png into the checkpoint's run directory.
+eval_<split>.json and then its pictures (confusion_<split>.png, per_class_<split>.png, and for a
+binary task roc_<split>.png and pr_<split>.png) into the checkpoint's run directory.
 """
 
 from __future__ import annotations
@@ -17,13 +18,16 @@ from nntrain import files
 from nntrain.errors import check_positive_int, require
 
 if TYPE_CHECKING:
+    from nntrain.inference.logits import Scores
     from nntrain.inference.trained_run import TrainedRun
+    from nntrain.reporting.figure_style import Picture
 
 SPLITS = ("test", "val", "train")
 
 
-def evaluate_checkpoint(cfg: DictConfig) -> tuple[dict[str, Any], TrainedRun]:
-    """Score cfg.ckpt on cfg.split; returns what eval_<split>.json holds, and the run."""
+def evaluate_checkpoint(cfg: DictConfig) -> tuple[dict[str, Any], TrainedRun, Scores]:
+    """Score cfg.ckpt on cfg.split; returns what eval_<split>.json holds, the run, and the
+    split's scores (its logits and targets, for the figures)."""
     from nntrain.devices import resolve_device
     from nntrain.inference.logits import score
     from nntrain.inference.metrics import classification_report
@@ -65,11 +69,15 @@ def evaluate_checkpoint(cfg: DictConfig) -> tuple[dict[str, Any], TrainedRun]:
         report["importance"] = feature_importance(
             model, data.val_loader(), compute, run.inputs["feature_names"]
         )
-    return {
-        "checkpoint": str(run.checkpoint_path.relative_to(run.run_dir)),
-        "split": cfg.split,
-        **{f"{cfg.split}/{key}": value for key, value in report.items()},
-    }, run
+    return (
+        {
+            "checkpoint": str(run.checkpoint_path.relative_to(run.run_dir)),
+            "split": cfg.split,
+            **{f"{cfg.split}/{key}": value for key, value in report.items()},
+        },
+        run,
+        scores,
+    )
 
 
 def feature_importance(
@@ -89,18 +97,45 @@ def feature_importance(
     }
 
 
-def write_results(results: dict[str, Any], run_dir: Path, class_names: list[str]) -> list[Path]:
+def write_results(
+    results: dict[str, Any], run_dir: Path, class_names: list[str], scores: Scores
+) -> list[Path]:
+    """eval_<split>.json first (a run killed while drawing keeps it), then the pictures."""
     import numpy as np
 
-    from nntrain.reporting.figures import confusion_matrix_image, save_png
+    from nntrain.reporting import figures, metric_figures
 
     split = results["split"]
-    json_path = files.write_json(run_dir / f"eval_{split}.json", results)
-    matrix = results[f"{split}/confusion_matrix"]
-    image = confusion_matrix_image(
-        np.array(matrix), class_names, title=f"confusion matrix ({split})"
+    written = [files.write_json(run_dir / f"eval_{split}.json", results)]
+
+    def keep(picture: Picture, name: str) -> None:
+        written.append(picture.save(run_dir / name))
+
+    matrix = np.array(results[f"{split}/confusion_matrix"])
+    keep(
+        figures.confusion_matrix_figure(matrix, class_names, f"confusion matrix ({split})"),
+        f"confusion_{split}.png",
     )
-    return [json_path, save_png(image, run_dir / f"confusion_{split}.png")]
+    if len(class_names) <= metric_figures.MAX_BAR_CLASSES:
+        per_class = metric_figures.per_class_figure(
+            results[f"{split}/per_class"], f"per class ({split})"
+        )
+        keep(per_class, f"per_class_{split}.png")
+    if f"{split}/auroc" in results:  # binary, both classes present
+        assert scores.logits is not None and scores.targets is not None
+        truth = scores.targets.numpy()
+        positive = scores.logits.float().softmax(dim=1)[:, 1].numpy()
+        keep(
+            metric_figures.roc_figure(truth, positive, class_names[1], f"ROC curve ({split})"),
+            f"roc_{split}.png",
+        )
+        keep(
+            metric_figures.pr_figure(
+                truth, positive, class_names[1], f"precision-recall ({split})"
+            ),
+            f"pr_{split}.png",
+        )
+    return written
 
 
 def print_results(results: dict[str, Any], files: list[Path]) -> None:
@@ -169,8 +204,8 @@ def eval_app(cfg: DictConfig) -> float:
 
     with user_errors_end_in_one_line():
         check_no_missing_values(cfg)
-        results, run = evaluate_checkpoint(cfg)
-        files = write_results(results, run.run_dir, run.class_names)
+        results, run, scores = evaluate_checkpoint(cfg)
+        files = write_results(results, run.run_dir, run.class_names, scores)
     print_results(results, files)
     return results[f"{cfg.split}/acc"]
 

@@ -1,13 +1,19 @@
-"""What a finished run adds to TensorBoard (and its run dir) besides the curves: the confusion
-matrix, sample predictions, the decision boundary of 2-feature tasks and the HParams record.
+"""What a finished run adds to TensorBoard and its run dir besides the curves: the HParams
+record, then the figures (training curves, confusion matrix, ROC and precision-recall curves of
+a binary task, sample predictions of image data, the decision boundary of 2-feature data), each
+a PNG in the run dir and an image in TensorBoard.
 
-It is handed the best model's validation logits and a `classify` function (both from the one
-inference path): nothing here runs a model itself.
+The trainer calls this after metrics.json is written, so a run killed while drawing loses no
+result. It is handed the best model's validation logits and a `classify` function (both from
+the one inference path): nothing here runs a model itself.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import logging
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -17,9 +23,10 @@ import yaml
 
 from nntrain.data.protocols import DataModule, Loader, collect
 from nntrain.inference.metrics import confusion_matrix
+from nntrain.reporting.figure_style import Picture
 from nntrain.reporting.tensorboard import RunLogger
 
-SAMPLE_IMAGES = 32
+log = logging.getLogger("nntrain")
 
 
 def chosen_hparams(config_yaml: str, model_name: str, data_name: str) -> dict[str, Any]:
@@ -47,56 +54,118 @@ def chosen_hparams(config_yaml: str, model_name: str, data_name: str) -> dict[st
     return {k: v if isinstance(v, int | float | str | bool) else str(v) for k, v in chosen.items()}
 
 
-def write_end_of_run(
+def write_hparams(
     tensorboard: RunLogger,
-    run_dir: Path,
-    data: DataModule,
-    val_logits: torch.Tensor,
-    val_targets: torch.Tensor,
-    classify: Callable[[torch.Tensor], torch.Tensor],
     result: dict[str, Any],
     config_yaml: str,
     model_name: str,
-    step: int,
+    data_name: str,
 ) -> None:
-    """The pictures of the best model on the validation split, and the HParams record.
-    classify: inputs -> predicted classes, for the decision boundary's grid."""
-    from nntrain.reporting import figures
-
-    predicted = val_logits.argmax(dim=1)
-    matrix = confusion_matrix(val_targets, predicted, data.num_classes)
-    tensorboard.image(
-        "val/confusion_matrix",
-        figures.confusion_matrix_image(matrix, data.class_names, "confusion matrix (val)"),
-        step,
-    )
-    spec = data.input_spec()
-    if spec["kind"] == "image":
-        images = first_images(data.val_loader(), spec, SAMPLE_IMAGES)
-        names = data.class_names
-        grid = figures.image_grid(
-            images,
-            [names[t] for t in val_targets[: len(images)]],
-            [names[p] for p in predicted[: len(images)]],
-        )
-        tensorboard.image("val/samples", grid, step)
-    elif spec["kind"] == "tabular" and len(spec["feature_names"]) == 2:
-        image = decision_boundary(classify, data.val_loader(), spec, data.class_names)
-        figures.save_png(image, run_dir / "decision_boundary.png")
-        tensorboard.image("val/decision_boundary", image, step)
-
+    """The HParams record: the run's hyperparameters with its validation and test accuracy."""
     metrics = {
         "hparam/val_acc": float(result.get("val/acc", float("nan"))),
         "hparam/test_acc": float(result["test/acc"]),
         "hparam/best_epoch": float(result["best_epoch"]),
     }
-    data_name = getattr(data, "name", type(data).__name__)
     tensorboard.hparams(chosen_hparams(config_yaml, model_name, data_name), metrics)
 
 
-def first_images(loader: Loader, spec: dict[str, Any], count: int) -> np.ndarray:
-    """The first validation images, undone to [0, 1] pixels for display."""
-    images = collect(loader, count)[0].float().cpu()
+def write_figures(
+    tensorboard: RunLogger,
+    run_dir: Path,
+    data: DataModule,
+    history: Sequence[Mapping[str, float]],
+    result: dict[str, Any],
+    monitor: str,
+    val: tuple[torch.Tensor, torch.Tensor],
+    classify: Callable[[torch.Tensor], torch.Tensor],
+    step: int,
+) -> list[Path]:
+    """Draw the figures of the best model on the validation split (val: its logits and
+    targets), save each as a PNG in run_dir and log it to TensorBoard; returns the PNGs.
+    monitor: the metric that chose the best epoch; classify: inputs -> predicted classes, for
+    the decision boundary's grid."""
+    from nntrain.reporting import metric_figures
+
+    start, written = time.perf_counter(), []
+    planned = list(run_figures(data, val, classify))
+    if history:
+        best = result["best_epoch"]
+        curves = partial(metric_figures.training_curves, history, best, monitor)
+        planned.insert(0, ("curves.png", "curves", curves))
+    for name, tag, draw in planned:  # one at a time: each PNG is whole once written
+        picture = draw()
+        written.append(picture.save(run_dir / name))
+        tensorboard.image(tag, picture.image, step)
+    log.info(
+        f"figures in {time.perf_counter() - start:.2f} s (run dir and TensorBoard): "
+        + ", ".join(path.name for path in written)
+    )
+    return written
+
+
+Planned = tuple[str, str, Callable[[], Picture]]  # file name, TensorBoard tag, how to draw it
+
+
+def run_figures(
+    data: DataModule,
+    val: tuple[torch.Tensor, torch.Tensor],
+    classify: Callable[[torch.Tensor], torch.Tensor],
+) -> Iterator[Planned]:
+    """The figures of the validation predictions this data calls for: the confusion matrix;
+    ROC and precision-recall curves for two classes; the sample grid for images; the decision
+    boundary for 2-feature tables."""
+    from nntrain.reporting import figures, metric_figures
+
+    logits, targets = val
+    probabilities = torch.softmax(logits.float(), dim=1)
+    confidence, predicted = (tensor.numpy() for tensor in probabilities.max(dim=1))
+    names, truth = list(data.class_names), targets.numpy()
+    matrix = confusion_matrix(targets, torch.from_numpy(predicted), data.num_classes)
+    yield (
+        "confusion_matrix.png",
+        "val/confusion_matrix",
+        partial(figures.confusion_matrix_figure, matrix, names, "confusion matrix (val)"),
+    )
+    if len(names) == 2 and len(np.unique(truth)) == 2:
+        scores = probabilities[:, 1].numpy()
+        roc = partial(metric_figures.roc_figure, truth, scores, names[1], "ROC curve (val)")
+        pr = partial(metric_figures.pr_figure, truth, scores, names[1], "precision-recall (val)")
+        yield "roc_curve.png", "val/roc_curve", roc
+        yield "pr_curve.png", "val/pr_curve", pr
+    spec = data.input_spec()
+    if spec["kind"] == "image":
+        order = figures.sample_order(truth, predicted, confidence)
+
+        def samples() -> Picture:
+            return figures.sample_grid(
+                images_at(data.val_loader(), order, spec),
+                [names[t] for t in truth[order]],
+                [names[p] for p in predicted[order]],
+                confidence[order],
+                title="validation samples",
+            )
+
+        yield "samples.png", "val/samples", samples
+    elif spec["kind"] == "tabular" and len(spec["feature_names"]) == 2:
+        boundary = partial(decision_boundary, classify, data.val_loader(), spec, names)
+        yield "decision_boundary.png", "val/decision_boundary", boundary
+
+
+def images_at(loader: Loader, indices: np.ndarray, spec: dict[str, Any]) -> np.ndarray:
+    """The validation images at indices (in that order), undone to [0, 1] pixels for display;
+    the loader is read only up to the last of them."""
+    wanted = {int(index): position for position, index in enumerate(indices)}
+    found: dict[int, torch.Tensor] = {}
+    offset = 0
+    for inputs, _ in loader:
+        for index in range(offset, offset + len(inputs)):
+            if index in wanted:
+                found[wanted[index]] = inputs[index - offset].float().cpu()
+        offset += len(inputs)
+        if len(found) == len(wanted):
+            break
+    images = torch.stack([found[position] for position in range(len(wanted))])
     mean = torch.tensor(spec["mean"]).view(1, -1, 1, 1)
     std = torch.tensor(spec["std"]).view(1, -1, 1, 1)
     return ((images * std + mean) / spec["pixel_max"]).clamp(0, 1).numpy()
@@ -107,7 +176,7 @@ def decision_boundary(
     loader: Loader,
     spec: dict[str, Any],
     class_names: list[str],
-) -> np.ndarray:
+) -> Picture:
     """The tutorial's exercise 2: the model's class over a grid of raw feature values, with the
     validation points on top."""
     from nntrain.reporting import figures
@@ -119,6 +188,11 @@ def decision_boundary(
     def predict(raw: np.ndarray) -> np.ndarray:
         return classify((torch.from_numpy(raw) - mean) / std).numpy()
 
-    return figures.decision_boundary_image(
-        predict, points, targets.cpu().numpy(), class_names, spec["feature_names"]
+    return figures.decision_boundary_figure(
+        predict,
+        points,
+        targets.cpu().numpy(),
+        class_names,
+        spec["feature_names"],
+        title="decision boundary (val)",
     )

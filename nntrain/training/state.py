@@ -39,6 +39,7 @@ class RunState:
     running_sums: torch.Tensor | None = None  # the current epoch's metric sums so far
     best_metrics: dict[str, float] = field(default_factory=dict)  # the best epoch's figures
     samples_per_sec: list[float] = field(default_factory=list)  # one per finished epoch
+    history: list[dict[str, float]] = field(default_factory=list)  # each epoch's metrics
     lookahead: Lookahead = field(default_factory=Lookahead)  # off unless configured
 
     def checkpoint(self, **extra: Any) -> dict[str, Any]:
@@ -57,6 +58,7 @@ class RunState:
             "best_metrics": dict(self.best_metrics),
             "early_stopping": self.stopper.state_dict(),
             "samples_per_sec": list(self.samples_per_sec),
+            "history": [dict(row) for row in self.history],
             "rng": capture_rng_state(),
             "lookahead": self.lookahead.state_dict(),
             **extra,
@@ -75,6 +77,7 @@ class RunState:
         self.running_sums = checkpoint.get("running_sums")
         self.best_metrics = dict(checkpoint.get("best_metrics", {}))
         self.samples_per_sec = list(checkpoint.get("samples_per_sec", []))
+        self.history = [dict(row) for row in checkpoint.get("history", [])]
         if "lookahead" in checkpoint:
             device = next(self.model.parameters()).device
             self.lookahead.load_state_dict(checkpoint["lookahead"], device)

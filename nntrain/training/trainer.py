@@ -119,7 +119,11 @@ class Trainer:
         )
         self.channels_last = channels_last  # the setting; each fit decides for its model
         self.checkpoint_every_n_steps = check_checkpoint_every(checkpoint)
-        self.report_images = bool(report_images)
+        require(
+            isinstance(report_images, bool),
+            f"trainer.report_images must be true or false, got {report_images!r}.",
+        )
+        self.report_images = report_images
         self.sync_batchnorm = bool(sync_batchnorm)
         require(
             not (self.sync_batchnorm and self.world > 1 and self.device.type != "cuda"),
@@ -344,6 +348,7 @@ class Trainer:
             "epoch_time": time.perf_counter() - epoch_start,
         }
         state.samples_per_sec.append(train["samples_per_sec"])
+        state.history.append({"epoch": state.epoch, **metrics})  # for curves.png
         improved = stopper.update(metrics[stopper.monitor], state.epoch - 1)
         if improved:
             state.best_metrics = {"val/loss": val.loss, "val/acc": val.acc}
@@ -392,8 +397,7 @@ class Trainer:
         }
         if self.rank == 0:
             files.write_json(run.run_dir / "metrics.json", result)
-            if self.report_images:
-                self._write_figures(run, result)
+            self._write_end_of_run(run, result)  # after metrics.json: a kill here loses no result
         return result
 
     def _tested(self, run: Run) -> Path:
@@ -491,22 +495,27 @@ class Trainer:
         if stopping:  # another rank may have been the one signalled
             raise TrainingInterrupted(stop.signum or signal.SIGTERM, state.step)
 
-    def _write_figures(self, run: Run, result: dict[str, Any]) -> None:
-        """The best model's pictures on the validation split and the HParams record."""
-        from nntrain.reporting.end_of_run import write_end_of_run
+    def _write_end_of_run(self, run: Run, result: dict[str, Any]) -> None:
+        """The HParams record, then (unless trainer.report_images=false) the best model's
+        figures on the validation split."""
+        from nntrain.reporting.end_of_run import write_figures, write_hparams
 
+        data_name = getattr(run.data, "name", type(run.data).__name__)
+        model_name = type(run.model).__name__
+        write_hparams(run.tensorboard, result, run.metadata["config"], model_name, data_name)
+        if not self.report_images:
+            return
         val = score(run.model, run.data.val_loader(), run.compute, gather=True)
         assert val.logits is not None and val.targets is not None
-        write_end_of_run(
+        write_figures(
             run.tensorboard,
             run.run_dir,
             run.data,
-            val.logits,
-            val.targets,
+            run.state.history,
+            result,
+            run.state.stopper.monitor,
+            (val.logits, val.targets),
             classify=lambda inputs: classify(run.model, inputs, run.compute),
-            result=result,
-            config_yaml=run.metadata["config"],
-            model_name=type(run.model).__name__,
             step=run.state.step,
         )
 
