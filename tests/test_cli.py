@@ -43,7 +43,9 @@ def test_default_run_trains_digits_to_95_percent_and_writes_the_run_dir(tmp_path
     assert len(events.Scalars("val/acc")) == metrics["epochs_run"]
 
     # what the terminal shows when it is not a TTY: the config tree, plain epoch lines, the summary
-    assert "├── name: 'mlp-digits'" in done.stdout
+    tree = done.stdout[: done.stdout.index("MLP: ")].splitlines()
+    assert tree[1] == "├── name: mlp-digits" and len(tree) <= 15, tree  # a few lines, not 59
+    assert "├── model: mlp  hidden=[512,256,128]  dropout=0.3" in tree
     assert "epoch  1/30  train/loss" in done.stdout
     assert "nntrain: run summary" in done.stdout
     assert "\r" not in done.stdout  # no progress bar redraws in a pipe
@@ -56,7 +58,7 @@ def test_the_run_dir_ends_with_the_name_made_safe_as_one_directory_name(tmp_path
     assert done.returncode == 0, done.stderr
     run_dir = single_run_dir(tmp_path)  # outputs/<date>/<time>-<name>: not nested deeper
     assert run_dir.name.endswith("-my_run_v2") and (run_dir / "metrics.json").is_file()
-    assert "name: 'my run/v2 (α)'" in done.stdout  # the label itself is unchanged
+    assert "├── name: my run/v2 (α)" in done.stdout  # the label itself is unchanged
     # the summary's commands take the run dir as typed, unquoted
     evaluated = run_eval(f"ckpt={run_dir.relative_to(tmp_path)}", cwd=tmp_path)
     assert evaluated.returncode == 0, evaluated.stderr

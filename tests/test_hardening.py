@@ -430,7 +430,7 @@ def test_predict_refuses_an_output_it_cannot_write_before_any_work(smoke_run, tm
 
 def test_train_log_holds_what_the_terminal_showed(smoke_run):
     log = (smoke_run / "train.log").read_text()
-    for shown in ("config", "├── data", "│   ├── batch_size: 64", "epoch 1/2", "epoch 2/2"):
+    for shown in ("config", "├── data: digits  batch_size=64", "epoch 1/2", "epoch 2/2"):
         assert shown in log, shown
     assert "nntrain: run summary" in log and "│ test/acc" in log
     assert log.index("├── data") < log.index("epoch 1/2") < log.index("nntrain: run summary")

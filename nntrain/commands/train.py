@@ -159,7 +159,13 @@ def run(
         console.log.setLevel("WARNING")
     # A resume may be refused: its run's train.log takes nothing until it is accepted.
     console.LOG_FILE["enabled"] = not cfg.get("resume")
-    tree = console.print_config_tree(cfg) if main_process else None
+    tree = None
+    if main_process:
+        from hydra.core.hydra_config import HydraConfig
+
+        hydra_config = HydraConfig.get()
+        typed = [o for o in hydra_config.overrides.task if not o.split("=")[0].startswith("hydra.")]
+        tree = console.print_config_tree(cfg, hydra_config.runtime.choices, typed)
     check_seed(cfg.seed)
     trainer = build(cfg.trainer, "trainer", progress=show_progress and cfg.trainer.progress)
     data = build(cfg.data, "data")

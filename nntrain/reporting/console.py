@@ -71,26 +71,72 @@ def print_error(message: str) -> None:
     to_log_file(f"Error: {message}", logging.ERROR)
 
 
-def print_config_tree(config: Mapping[str, Any]) -> Tree:
-    """The composed config as a tree: one branch per group, leaves key: value."""
-    from omegaconf import DictConfig, ListConfig, OmegaConf
+# The groups shown, in order, and for the trainer (30 settings) the few a person checks first;
+# every other trainer key shows when the user set it.
+GROUPS = ("model", "data", "optimizer", "scheduler", "trainer")
+KEY_SETTINGS = {"trainer": ("max_epochs", "device", "precision", "early_stopping.monitor")}
 
-    tree = Tree("[bold]config[/]", guide_style="dim")
 
-    def add(branch: Tree, node: Any) -> None:
-        for key, value in node.items():
-            if isinstance(value, DictConfig | dict):
-                add(branch.add(Text(str(key), style="bold cyan")), value)
-            else:
-                shown = OmegaConf.to_container(value) if isinstance(value, ListConfig) else value
-                value_style = "green" if isinstance(shown, str) else ""
-                text = repr(shown) if isinstance(shown, str) else str(shown)
-                branch.add(Text.assemble(f"{key}: ", (text, value_style)))
-
-    add(tree, config)
+def print_config_tree(
+    config: Mapping[str, Any], choices: Mapping[str, Any], overrides: list[str]
+) -> Tree:
+    """The run's config in a few lines: each group's chosen option and its values (the
+    trainer's key ones), the seed, and the user's overrides, highlighted. The whole config is
+    in the run's .hydra/config.yaml (and `nntrain --cfg job`)."""
+    overridden = {o.split("=", 1)[0].lstrip("+~") for o in overrides}
+    tree = Tree(
+        Text.assemble(
+            ("config", "bold"), (" (all of it: .hydra/config.yaml, nntrain --cfg job)", "dim")
+        ),
+        guide_style="dim",
+    )
+    tree.add(Text.assemble(("name", "bold cyan"), f": {config.get('name')}"))
+    if choices.get("experiment"):
+        tree.add(
+            Text.assemble(("experiment", "bold cyan"), ": ", (str(choices["experiment"]), "green"))
+        )
+    for group in GROUPS:
+        node = config.get(group)
+        if node is None:
+            continue
+        values = group_values(group, node, overridden)
+        line = Text.assemble((group, "bold cyan"), ": ", (str(choices.get(group, "")), "green"))
+        for key, value in values.items():
+            style = "yellow" if f"{group}.{key}" in overridden else ""
+            line.append("  ")
+            line.append(f"{key}={value}", style=style)
+        tree.add(line)
+    tree.add(Text.assemble(("seed", "bold cyan"), f": {config.get('seed')}"))
+    if overrides:
+        tree.add(Text.assemble(("overrides", "bold cyan"), ": ", (" ".join(overrides), "yellow")))
     get_console().print(tree)
     to_log_file(rendered(tree))
     return tree
+
+
+def group_values(group: str, node: Mapping[str, Any], overridden: set[str]) -> dict[str, str]:
+    """A group's values as key=value text: its leaves (nested ones as a.b), without the
+    instantiation keys; for the trainer, its key settings and what the user set."""
+    from omegaconf import DictConfig, ListConfig, OmegaConf
+
+    def leaves(branch: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+        found: dict[str, Any] = {}
+        for key, value in branch.items():
+            if str(key) in ("_target_", "_partial_"):
+                continue
+            if isinstance(value, DictConfig | dict):
+                found.update(leaves(value, f"{prefix}{key}."))
+            else:
+                found[f"{prefix}{key}"] = value
+        return found
+
+    shown = {}
+    keep = KEY_SETTINGS.get(group)
+    for key, value in leaves(node).items():
+        if keep is None or key in keep or f"{group}.{key}" in overridden:
+            plain_value = OmegaConf.to_container(value) if isinstance(value, ListConfig) else value
+            shown[key] = str(plain_value).replace(" ", "")
+    return shown
 
 
 def interactive() -> bool:
