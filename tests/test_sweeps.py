@@ -51,3 +51,58 @@ def test_a_sweep_summarises_every_job_and_survives_a_diverging_one(tmp_path):
     assert sum(r["status"] == "ok" for r in rows) == 2
     assert "sweep summary" in done.stdout and "summary.csv" in done.stdout
     assert "\r" not in done.stdout  # no progress bars in a sweep's output
+
+
+def test_the_sweep_table_fits_80_columns_with_every_header_whole(tmp_path, monkeypatch):
+    import io
+
+    import rich
+    from rich.console import Console
+
+    from nntrain.reporting import sweep_summary
+
+    def row(job: int, lr: str, status: str, best: float | None, error: str = "") -> dict:
+        overrides = f"trainer=debug data=moons model.hidden=[512,512] optimizer.lr={lr}"
+        return {
+            "job": str(job),
+            "overrides": overrides,
+            "status": status,
+            "best_val": best,
+            "test/acc": best,
+            "epochs": 2 if best is not None else None,
+            "wall_time_s": 12.3456,
+            "error": error,
+        }
+
+    rows = [
+        row(0, "0.001", "ok", 0.91),
+        row(1, "1000000000000.0", "failed", None, "NonFiniteLoss: " + "the loss became nan " * 9),
+        row(2, "0.003", "ok", 0.97),
+        row(3, "0.01", "interrupted", None, "interrupted by SIGINT at step 3"),
+    ]
+    console = Console(width=80, record=True, file=io.StringIO())
+    monkeypatch.setattr(rich, "_console", console)
+    sweep_summary.print_rows(rows, tmp_path, "val/acc", "max")
+    lines = console.export_text().splitlines()
+    assert all(len(line) <= 80 for line in lines), lines
+    header = next(line for line in lines if "overrides" in line)
+    assert header.split() == [
+        "job",
+        "overrides",
+        "status",
+        "best_val",
+        "test/acc",
+        "epochs",
+        "time",
+    ]
+    statuses = {"ok", "failed", "interrupted"}
+    table = lines[: next(i for i, line in enumerate(lines) if line.startswith("best_val:"))]
+    body = [line.split() for line in table if statuses & set(line.split())]
+    # the best job first and marked; its wall time to a tenth of a second
+    assert body[0][:3] == ["2", "*", "optimizer.lr=0.003"] and body[0][-1] == "12.3s"
+    assert [b[0] for b in body] == ["2", "0", "1", "3"]
+    shared = "In every job: trainer=debug data=moons model.hidden=[512,512]"
+    assert shared in lines
+    assert (
+        lines[-2].startswith("job 1: NonFiniteLoss: the loss became nan") and lines[-2][-1] == "…"
+    )

@@ -52,25 +52,70 @@ def summarize(sweep_dir: Path, monitor: str) -> list[dict[str, Any]]:
     return rows
 
 
-def print_rows(rows: list[dict[str, Any]], sweep_dir: Path, monitor: str) -> None:
+def print_rows(
+    rows: list[dict[str, Any]], sweep_dir: Path, monitor: str, mode: str = "max"
+) -> None:
+    """The table: best job first (marked *), then the others by the monitored value, the
+    failed last; the overrides every job shares said once, below; each failed job's error on
+    a line of its own (summary.csv has all of it). It fits 80 columns (a pipe's width) with
+    every column at least as wide as its header: the overrides take the width left, folded."""
+    from rich import box
     from rich.table import Table
 
     from nntrain.reporting.console import display_path, get_console, plain
 
-    table = Table(title=plain(f"sweep summary: {display_path(sweep_dir)}/summary.csv"))
-    for column in COLUMNS:
-        if column == "error":  # the full text is in summary.csv and the job's train.log
-            table.add_column(column, no_wrap=True, overflow="ellipsis", max_width=48)
-        else:
-            table.add_column(monitor if column == "best_val" else column, overflow="fold")
-    for row in rows:
+    shared = shared_overrides(rows)
+    table = Table(
+        title=plain(f"sweep summary: {display_path(sweep_dir)}/summary.csv"),
+        title_justify="left",
+        box=box.SIMPLE_HEAD,
+        show_edge=False,
+        pad_edge=False,
+    )
+    table.add_column("job", no_wrap=True, min_width=3)
+    table.add_column("overrides", overflow="fold", ratio=1, min_width=9)
+    for column in ("status", "best_val", "test/acc", "epochs", "time"):
+        table.add_column(column, no_wrap=True, min_width=len(column))
+    for rank, row in enumerate(best_first(rows, mode)):
+        best = rank == 0 and row["status"] == "ok"
         cells = [
-            f"{v:.4f}" if isinstance(v, float) else ("" if v is None else str(v))
-            for v in row.values()
+            f"{row['job']}{' *' if best else ''}",
+            " ".join(o for o in row["overrides"].split() if o not in shared),
+            row["status"],
+            number(row["best_val"], 4),
+            number(row["test/acc"], 4),
+            "" if row["epochs"] is None else str(row["epochs"]),
+            number(row["wall_time_s"], 1) + ("s" if row["wall_time_s"] is not None else ""),
         ]
-        style = "red" if row["status"] != "ok" else None
+        style = "red" if row["status"] != "ok" else ("bold green" if best else None)
         table.add_row(*(plain(cell) for cell in cells), style=style)
-    get_console().print(table)
+    console = get_console()
+    console.print(table)
+    notes = [f"best_val: the best {monitor} of each job ({mode}); * marks the best job."]
+    if shared:
+        notes.append("In every job: " + " ".join(shared))
+    notes += [f"job {row['job']}: {row['error']}" for row in rows if row["error"]]
+    for note in notes:
+        console.print(plain(note), overflow="ellipsis", no_wrap=note.startswith("job "))
+
+
+def number(value: Any, decimals: int) -> str:
+    return f"{value:.{decimals}f}" if isinstance(value, int | float) else ""
+
+
+def shared_overrides(rows: list[dict[str, Any]]) -> list[str]:
+    """The overrides every job has (said once); none when there is a single job."""
+    if len(rows) < 2:
+        return []
+    first = rows[0]["overrides"].split()
+    return [o for o in first if all(o in row["overrides"].split() for row in rows[1:])]
+
+
+def best_first(rows: list[dict[str, Any]], mode: str) -> list[dict[str, Any]]:
+    """Finished jobs by their monitored value, best first; then the others in job order."""
+    done = [r for r in rows if r["status"] == "ok" and isinstance(r["best_val"], int | float)]
+    done.sort(key=lambda r: r["best_val"], reverse=mode == "max")
+    return done + [r for r in rows if r not in done]
 
 
 # The sweep this process runs, from its start to its end: Ctrl-C ends a sweep without Hydra's
@@ -82,9 +127,9 @@ def summarize_interrupted_sweep() -> None:
     """The table and summary.csv of the jobs an interrupted sweep ran (nothing outside one)."""
     if not RUNNING:
         return
-    sweep_dir, monitor = RUNNING.pop("dir"), RUNNING.pop("monitor")
+    sweep_dir, monitor, mode = RUNNING.pop("dir"), RUNNING.pop("monitor"), RUNNING.pop("mode")
     if sweep_dir.is_dir() and any((job / ".hydra").is_dir() for job in sweep_dir.iterdir()):
-        print_rows(summarize(sweep_dir, monitor), sweep_dir, monitor)
+        print_rows(summarize(sweep_dir, monitor), sweep_dir, monitor, mode)
 
 
 class SweepSummary(Callback):
@@ -92,8 +137,9 @@ class SweepSummary(Callback):
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         # The sweeper resolves hydra.sweep.dir from this same config object: a cached value.
+        stopping = config.trainer.early_stopping
         RUNNING.update(
-            dir=Path(config.hydra.sweep.dir), monitor=config.trainer.early_stopping.monitor
+            dir=Path(config.hydra.sweep.dir), monitor=stopping.monitor, mode=stopping.mode
         )
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
@@ -103,7 +149,7 @@ class SweepSummary(Callback):
             return
         monitor = config.trainer.early_stopping.monitor
         rows = summarize(sweep_dir, monitor)
-        print_rows(rows, sweep_dir, monitor)
+        print_rows(rows, sweep_dir, monitor, config.trainer.early_stopping.mode)
         failed = [row["job"] for row in rows if row["status"] != "ok"]
         # A search's failed trials (a diverging lr) are results the sampler learns from; in a
         # sweep a failed job is a failure, and scripts must see it in the exit status.
