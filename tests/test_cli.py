@@ -102,6 +102,14 @@ def test_help_lists_the_config_groups_and_their_options(tmp_path):
         "trainer: debug, default",
     ):
         assert line in done.stdout
+    # what to do next is discoverable from --help: sweeps, resume, evaluation, prediction
+    for hint in (
+        "nntrain -m optimizer.lr=",
+        "nntrain resume=",
+        "nntrain-eval ckpt=",
+        "nntrain-predict ckpt=",
+    ):
+        assert hint in done.stdout, hint
 
 
 @pytest.mark.parametrize(
