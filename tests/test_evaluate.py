@@ -159,11 +159,17 @@ def test_tensorboard_has_scalars_images_and_hparams(digits_run):
     assert start.hparams["data"].string_value == "digits"
     assert start.hparams["optimizer"].string_value == "AdamW"
     assert start.hparams["optimizer.lr"].number_value == pytest.approx(1e-3)
-    assert (
-        start.hparams["data.batch_size"].number_value == 64
-        and start.hparams["seed"].number_value == 42
-    )
-    assert start.hparams["trainer.max_epochs"].number_value == 4
+    # whole numbers as text (the tab shows a number as 64.000)
+    assert start.hparams["data.batch_size"].string_value == "64"
+    assert start.hparams["seed"].string_value == "42"
+    assert start.hparams["trainer.max_epochs"].string_value == "4"
+    # the run's label is its Trial ID; what the user set leads the list, marked as differing
+    assert start.group_name == "mlp-digits max_epochs=4"
+    infos = plugin_data_pb2.HParamsPluginData.FromString(
+        hparams["_hparams_/experiment"]
+    ).experiment.hparam_infos
+    assert infos[0].name == "trainer.max_epochs" and infos[0].differs
+    assert not any(info.differs for info in infos[1:])
 
 
 def test_moons_run_draws_its_decision_boundary(tmp_path):

@@ -29,29 +29,73 @@ from nntrain.reporting.tensorboard import RunLogger
 log = logging.getLogger("nntrain")
 
 
-def chosen_hparams(config_yaml: str, model_name: str, data_name: str) -> dict[str, Any]:
+def chosen_hparams(
+    config_yaml: str, model_name: str, data_name: str, overrides: Sequence[str] = ()
+) -> dict[str, Any]:
     """The run's hyperparameters, flat, as TensorBoard's HParams tab wants them (numbers,
-    strings, booleans): the choices (model, data, optimizer, scheduler) and the values that
-    usually differ between the runs of a sweep."""
+    strings, booleans): the keys the user set on the command line first (a sweep's swept
+    keys among them), then the choices (model, data, optimizer, scheduler) and the values that
+    usually differ between the runs of a sweep. Whole numbers are text: the tab shows a
+    number as 64.000."""
     config = yaml.safe_load(config_yaml) if config_yaml else {}
     optimizer, scheduler = config.get("optimizer", {}), config.get("scheduler", {})
     trainer, data_config = config.get("trainer", {}), config.get("data", {})
-    chosen: dict[str, Any] = {
-        "model": model_name,
-        "data": data_name,
-        "optimizer": str(optimizer.get("_target_", "")).rsplit(".", 1)[-1],
-        "optimizer.lr": optimizer.get("lr"),
-        "optimizer.weight_decay": optimizer.get("weight_decay"),
-        "scheduler": str(scheduler.get("_target_", "")).rsplit(".", 1)[-1],
-        "data.batch_size": data_config.get("batch_size"),
-        "trainer.max_epochs": trainer.get("max_epochs"),
-        "trainer.precision": str(trainer.get("precision")),
-        "seed": config.get("seed"),
-    }
+    chosen: dict[str, Any] = {key: config_value(config, key) for key in override_keys(overrides)}
+    chosen.update(
+        {
+            "model": model_name,
+            "data": data_name,
+            "optimizer": str(optimizer.get("_target_", "")).rsplit(".", 1)[-1],
+            "optimizer.lr": optimizer.get("lr"),
+            "optimizer.weight_decay": optimizer.get("weight_decay"),
+            "scheduler": str(scheduler.get("_target_", "")).rsplit(".", 1)[-1],
+            "data.batch_size": data_config.get("batch_size"),
+            "trainer.max_epochs": trainer.get("max_epochs"),
+            "trainer.precision": str(trainer.get("precision")),
+            "seed": config.get("seed"),
+        }
+    )
     for key, value in (config.get("model") or {}).items():
         if key != "_target_":
             chosen[f"model.{key}"] = value
-    return {k: v if isinstance(v, int | float | str | bool) else str(v) for k, v in chosen.items()}
+    return {key: hparam_value(value) for key, value in chosen.items()}
+
+
+def override_keys(overrides: Sequence[str]) -> list[str]:
+    """The config keys a command line set (model=cnn sets `model`), without Hydra's own."""
+    keys = [o.split("=", 1)[0].lstrip("+~") for o in overrides if "=" in o]
+    return [k for k in dict.fromkeys(keys) if not k.startswith("hydra") and k != "resume"]
+
+
+def config_value(config: dict[str, Any], key: str) -> Any:
+    """A dotted key's value in the config; for a group choice (model), its class name."""
+    node: Any = config
+    for part in key.split("."):
+        node = node.get(part) if isinstance(node, dict) else None
+    if isinstance(node, dict):
+        return str(node.get("_target_", "")).rsplit(".", 1)[-1] or None
+    return node
+
+
+def hparam_value(value: Any) -> Any:
+    if isinstance(value, bool | float | str):
+        return value
+    return str(value)  # whole numbers, lists, None
+
+
+def run_label(config_yaml: str, overrides: Sequence[str]) -> str:
+    """How TensorBoard's HParams tab names a run: its name and what the user set, keys
+    shortened to their last part (`cnn-digits lr=0.003 seed=2`); a choice already in the name
+    (model=cnn in cnn-digits) is not repeated."""
+    config = yaml.safe_load(config_yaml) if config_yaml else {}
+    name = str(config.get("name") or "run")
+    parts = [name]
+    for override in overrides:
+        key, _, value = override.lstrip("+~").partition("=")
+        if key.startswith("hydra") or key == "resume" or ("." not in key and value in name):
+            continue
+        parts.append(f"{key.rsplit('.', 1)[-1]}={value}")
+    return " ".join(parts)
 
 
 def write_hparams(
@@ -60,14 +104,18 @@ def write_hparams(
     config_yaml: str,
     model_name: str,
     data_name: str,
+    overrides: Sequence[str] = (),
+    label: str | None = None,
 ) -> None:
-    """The HParams record: the run's hyperparameters with its validation and test accuracy."""
+    """The HParams record: the run's hyperparameters with its validation and test accuracy;
+    the keys the user set come first and are shown, and the run is listed under its label."""
     metrics = {
         "hparam/val_acc": float(result.get("val/acc", float("nan"))),
         "hparam/test_acc": float(result["test/acc"]),
         "hparam/best_epoch": float(result["best_epoch"]),
     }
-    tensorboard.hparams(chosen_hparams(config_yaml, model_name, data_name), metrics)
+    hparams = chosen_hparams(config_yaml, model_name, data_name, overrides)
+    tensorboard.hparams(hparams, metrics, first=override_keys(overrides), label=label)
 
 
 def write_figures(

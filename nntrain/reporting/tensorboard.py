@@ -5,7 +5,7 @@ The import of TensorBoard's writer happens when the first run opens it, not at p
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -18,7 +18,11 @@ class RunLogger(Protocol):
     def scalars(self, values: Mapping[str, float], step: int) -> None: ...
     def image(self, tag: str, image: np.ndarray, step: int) -> None: ...
     def hparams(
-        self, hparams: Mapping[str, float | int | str | bool], metrics: Mapping[str, float]
+        self,
+        hparams: Mapping[str, float | int | str | bool],
+        metrics: Mapping[str, float],
+        first: Sequence[str] = (),
+        label: str | None = None,
     ) -> None: ...
     def close(self) -> None: ...
 
@@ -28,7 +32,7 @@ class NullLogger:
 
     def scalars(self, *args: Any) -> None: ...
     def image(self, *args: Any) -> None: ...
-    def hparams(self, *args: Any) -> None: ...
+    def hparams(self, *args: Any, **kwargs: Any) -> None: ...
     def close(self) -> None: ...
 
 
@@ -58,16 +62,27 @@ class TensorBoardLogger:
         self.writer.add_image(tag, image, global_step=step, dataformats="HWC")
 
     def hparams(
-        self, hparams: Mapping[str, float | int | str | bool], metrics: Mapping[str, float]
+        self,
+        hparams: Mapping[str, float | int | str | bool],
+        metrics: Mapping[str, float],
+        first: Sequence[str] = (),
+        label: str | None = None,
     ) -> None:
         """The HParams tab's record of this run, written into the run's own event file.
 
         SummaryWriter.add_hparams would write it to a new sub-directory, a separate "run" in
-        TensorBoard; here each run directory stays one run, so a sweep's runs line up.
+        TensorBoard; here each run directory stays one run, so a sweep's runs line up. The
+        keys in `first` (what the user set, a sweep's swept keys) lead the list and are marked
+        as differing, which is what TensorBoard shows first and ticks; `label` names the run
+        in the tab's "Trial ID" column instead of its directory path.
         """
         from torch.utils.tensorboard.summary import hparams as hparams_summaries
 
-        experiment, session_start, session_end = hparams_summaries(dict(hparams), dict(metrics))
+        ordered = {k: hparams[k] for k in first if k in hparams} | dict(hparams)
+        experiment, session_start, session_end = hparams_summaries(ordered, dict(metrics))
+        mark_differing(experiment, set(first))
+        if label:
+            name_session(session_start, label)
         file_writer = self.writer._get_file_writer()
         for summary in (experiment, session_start, session_end):
             file_writer.add_summary(summary)
@@ -77,3 +92,28 @@ class TensorBoardLogger:
     def close(self) -> None:
         self.writer.flush()
         self.writer.close()
+
+
+def mark_differing(experiment: Any, keys: set[str]) -> None:
+    """Set HParamInfo.differs on keys in an Experiment summary (TensorBoard sorts the hparams
+    that differ first, and shows the first ones); a TensorBoard without the field is left as
+    it is."""
+    from tensorboard.plugins.hparams import api_pb2, plugin_data_pb2
+
+    if "differs" not in api_pb2.HParamInfo.DESCRIPTOR.fields_by_name:
+        return
+    value = experiment.value[0]
+    data = plugin_data_pb2.HParamsPluginData.FromString(value.metadata.plugin_data.content)
+    for info in data.experiment.hparam_infos:
+        info.differs = info.name in keys
+    value.metadata.plugin_data.content = data.SerializeToString()
+
+
+def name_session(session_start: Any, label: str) -> None:
+    """The session's group name: what the HParams table lists as the run's Trial ID."""
+    from tensorboard.plugins.hparams import plugin_data_pb2
+
+    value = session_start.value[0]
+    data = plugin_data_pb2.HParamsPluginData.FromString(value.metadata.plugin_data.content)
+    data.session_start_info.group_name = label
+    value.metadata.plugin_data.content = data.SerializeToString()

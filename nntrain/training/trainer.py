@@ -498,11 +498,20 @@ class Trainer:
     def _write_end_of_run(self, run: Run, result: dict[str, Any]) -> None:
         """The HParams record, then (unless trainer.report_images=false) the best model's
         figures on the validation split."""
-        from nntrain.reporting.end_of_run import write_figures, write_hparams
+        from nntrain.reporting.end_of_run import run_label, write_figures, write_hparams
 
         data_name = getattr(run.data, "name", type(run.data).__name__)
         model_name = type(run.model).__name__
-        write_hparams(run.tensorboard, result, run.metadata["config"], model_name, data_name)
+        overrides = run.metadata.get("overrides") or []
+        write_hparams(
+            run.tensorboard,
+            result,
+            run.metadata["config"],
+            model_name,
+            data_name,
+            overrides=overrides,
+            label=run_label(run.metadata["config"], overrides),
+        )
         if not self.report_images:
             return
         val = score(run.model, run.data.val_loader(), run.compute, gather=True)
