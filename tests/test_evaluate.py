@@ -144,6 +144,14 @@ def test_tensorboard_has_scalars_images_and_hparams(digits_run):
     assert events.Scalars("hparam/test_acc")[0].value == pytest.approx(
         read_metrics(digits_run)["test/acc"]
     )
+    # the Custom Scalars tab opens on train and val curves together
+    from tensorboard.plugins.custom_scalar import layout_pb2
+
+    (written,) = events.Tensors("custom_scalars__config__")
+    layout = layout_pb2.Layout.FromString(written.tensor_proto.string_val[0])
+    charts = {c.title: list(c.multiline.tag) for c in layout.category[0].chart}
+    assert charts["loss (train, val)"] == ["train/loss", "val/loss"]
+    assert charts["accuracy (train, val)"] == ["train/acc", "val/acc"]
     hparams = events.PluginTagToContent("hparams")
     assert set(hparams) == {
         "_hparams_/experiment",

@@ -36,6 +36,18 @@ class NullLogger:
     def close(self) -> None: ...
 
 
+# TensorBoard's Custom Scalars tab: the curves a person compares runs by, train and validation
+# together in one chart each (the Scalars tab lists every tag, alphabetically).
+MAIN_CURVES = {
+    "nntrain": {
+        "loss (train, val)": ["Multiline", ["train/loss", "val/loss"]],
+        "accuracy (train, val)": ["Multiline", ["train/acc", "val/acc"]],
+        "learning rate": ["Multiline", ["lr"]],
+        "samples per second": ["Multiline", ["train/samples_per_sec"]],
+    }
+}
+
+
 class TensorBoardLogger:
     """Scalars and images against the global optimizer step, written under <run dir>/tb."""
 
@@ -44,6 +56,7 @@ class TensorBoardLogger:
 
         # purge_step: TensorBoard hides this run's earlier events at steps >= purge_step.
         self.writer = SummaryWriter(log_dir=str(log_dir), purge_step=purge_step)
+        self.writer.add_custom_scalars(MAIN_CURVES)
 
     def scalars(self, values: Mapping[str, float], step: int) -> None:
         """All values in one event: TensorBoard reads a summary of several tags as well as one
