@@ -62,7 +62,7 @@ def saved_any(run_dir: Path) -> bool:
 
 
 # What a run writes before its first checkpoint (Hydra's files, the log, TensorBoard's events).
-UNSAVED_RUN_FILES = (".hydra", "tb", "train.log", "status.json", CHECKPOINTS)
+UNSAVED_RUN_FILES = (".hydra", "tb", "train.log", "status.json", "model_summary.txt", CHECKPOINTS)
 
 
 def remove_unsaved(run_dir: Path) -> None:

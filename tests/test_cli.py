@@ -30,6 +30,8 @@ def test_default_run_trains_digits_to_95_percent_and_writes_the_run_dir(tmp_path
     counted = re.search(r"MLP: [\d,]+ trainable / ([\d,]+) parameters", done.stdout)
     assert counted and metrics["parameters"] == int(counted.group(1).replace(",", ""))
     assert (run_dir / ".hydra" / "config.yaml").is_file()
+    summary = (run_dir / "model_summary.txt").read_text()
+    assert f"parameters: {metrics['parameters']:,} " in summary and "Linear" in summary
     assert (run_dir / ".hydra" / "overrides.yaml").is_file()
     log = (run_dir / "train.log").read_text()
     assert "epoch  1/30" in log and "test/acc" in log

@@ -267,3 +267,23 @@ def test_channels_last_auto_is_on_for_conv_models_on_cuda_and_cpu_and_trains(tmp
     assert math.isfinite(result["test/loss"])
     with pytest.raises(UserError, match=r"^trainer\.channels_last must be auto, true or false"):
         Trainer(channels_last="yes")
+
+
+def test_the_model_summary_lists_layers_with_output_shapes_and_parameters(tmp_path):
+    from nntrain.models.cnn import CNN
+    from nntrain.reporting.model_summary import model_summary
+
+    model = CNN(input_shape=(3, 32, 32), num_classes=10)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    summary = model_summary(model, (3, 32, 32), torch.device("cpu"))
+    lines = summary.splitlines()
+    assert lines[0].split() == ["layer", "type", "output", "shape", "parameters"]
+    first_conv = lines[2].split()
+    assert first_conv[1] == "Conv2d" and first_conv[2] == "64x32x32"
+    assert int(first_conv[3].replace(",", "")) == 3 * 64 * 3 * 3
+    assert lines[-3].startswith("model: CNN, input 3x32x32 per sample")
+    total = sum(p.numel() for p in model.parameters())
+    assert lines[-2] == f"parameters: {total:,} ({total:,} trainable, 0 frozen)"
+    # one pass on zeros in eval mode: no BatchNorm statistic moved, still in training mode
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    assert model.training

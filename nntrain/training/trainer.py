@@ -34,6 +34,7 @@ from nntrain.inference.tta import check_mode
 from nntrain.models.hooks import EpochAware, InitializedFromData
 from nntrain.optim.optimizers import build_optimizer
 from nntrain.reporting.console import TrainProgress, display_path, format_epoch_line
+from nntrain.reporting.model_summary import model_summary
 from nntrain.reporting.tensorboard import NullLogger, RunLogger, TensorBoardLogger
 from nntrain.training import distributed
 from nntrain.training.early_stopping import EarlyStopping
@@ -220,6 +221,9 @@ class Trainer:
             model.to(memory_format=torch.channels_last)
         if isinstance(model, InitializedFromData) and not resuming:  # e.g. a whitening layer
             model.initialize_from_data(first_inputs(data, compute, model.init_samples))
+        if self.rank == 0:
+            summary = model_summary(model, tuple(data.input_shape), self.device)
+            files.write_text(run_dir / "model_summary.txt", summary)
         forward = self._wrap_for_training(model)
         train_loader, val_loader = data.train_loader(), data.val_loader()
         if self.world > 1:  # each rank trains on its own shard of every epoch's order
@@ -244,8 +248,9 @@ class Trainer:
             lookahead=self.lookahead.restarted(),
         )
         log.info(
-            f"{describe_parameters(model)} | device {self.device} | {compute.precision_name} | "
-            f"{train_batches} batches, {steps_per_epoch} optimizer steps per epoch"
+            f"{describe_parameters(model)} (layers: model_summary.txt) | device {self.device} | "
+            f"{compute.precision_name} | {train_batches} batches, {steps_per_epoch} optimizer "
+            "steps per epoch"
         )
         return Run(
             state=state,
