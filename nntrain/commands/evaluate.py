@@ -61,9 +61,9 @@ def evaluate_checkpoint(cfg: DictConfig) -> tuple[dict[str, Any], TrainedRun]:
     assert scores.logits is not None and scores.targets is not None
     report = classification_report(scores.logits, scores.targets, run.class_names)
     report["loss"], report["acc"] = scores.loss, scores.acc  # summed as the run summed them
-    if run.inputs["kind"] == "tabular":
+    if run.inputs["kind"] in ("tabular", "table"):
         report["importance"] = feature_importance(
-            model, data.val_loader(), compute, run.inputs["feature_names"]
+            model, data.val_loader(), compute, run.inputs["feature_names"], run.inputs.get("groups")
         )
     return {
         "checkpoint": str(run.checkpoint_path.relative_to(run.run_dir)),
@@ -73,18 +73,23 @@ def evaluate_checkpoint(cfg: DictConfig) -> tuple[dict[str, Any], TrainedRun]:
 
 
 def feature_importance(
-    model: Any, val_loader: Any, compute: Any, feature_names: list[str]
+    model: Any,
+    val_loader: Any,
+    compute: Any,
+    feature_names: list[str],
+    groups: dict[str, list[int]] | None = None,
 ) -> dict[str, Any]:
-    """Weight magnitudes of the first layer and permutation importance on the validation split."""
+    """Weight magnitudes of the first layer and permutation importance on the validation split,
+    per feature, or per table column (groups: the model inputs made from each column)."""
     from nntrain.data.protocols import collect
     from nntrain.inference.importance import first_layer_weight_magnitude, permutation_importance
     from nntrain.inference.logits import classify
 
     inputs, targets = collect(val_loader)
     return {
-        "first_layer_weight": first_layer_weight_magnitude(model, feature_names),
+        "first_layer_weight": first_layer_weight_magnitude(model, feature_names, groups),
         "permutation": permutation_importance(
-            lambda x: classify(model, x, compute), inputs, targets, feature_names
+            lambda x: classify(model, x, compute), inputs, targets, feature_names, groups=groups
         ),
     }
 

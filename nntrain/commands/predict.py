@@ -124,14 +124,21 @@ def parse_float(text: str) -> float:
         return math.nan
 
 
+def table_columns(spec: dict[str, Any]) -> list[str]:
+    """The CSV columns a tabular model reads (for a data=csv model: its table's columns)."""
+    if spec["kind"] == "table":
+        return [column["name"] for column in spec["columns"]]
+    return list(spec["feature_names"])
+
+
 def read_inputs(given: str, spec: dict[str, Any], batch_size: int) -> tuple[list[str], Any]:
     """The names of the inputs (the input column) and an iterable of model-input batches.
     Images are decoded batch by batch, so a big folder never sits in memory at once."""
     import torch
 
-    path, tabular = Path(given), spec["kind"] == "tabular"
+    path, tabular = Path(given), spec["kind"] in ("tabular", "table")
     if tabular:
-        columns = ", ".join(spec["feature_names"])
+        columns = ", ".join(table_columns(spec))
         takes, wanted = "tabular features", f"a CSV file with the columns {columns}"
     else:
         takes, wanted = f"{spec['channels']}-channel images", "an image file or a folder of images"
@@ -143,6 +150,14 @@ def read_inputs(given: str, spec: dict[str, Any], batch_size: int) -> tuple[list
         (not path.is_dir() and not is_image) if tabular else not is_csv,
         f"the model takes {takes}, so inputs must be {wanted}; {given} is {found}.",
     )
+    if spec["kind"] == "table":  # a data=csv model: text columns, missing values, identifiers
+        from nntrain.data.csv_table import prepare_new_rows
+        from nntrain.reporting.console import get_console, plain
+
+        names, features, note = prepare_new_rows(given, spec)
+        if note:  # said once, whatever the number of rows
+            get_console().print(plain(f"Note: {note}"))
+        return names, features.split(batch_size)
     if tabular:
         features = read_table(path, spec)
         return [str(row) for row in range(1, len(features) + 1)], features.split(batch_size)
