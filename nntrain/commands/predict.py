@@ -26,6 +26,7 @@ if TYPE_CHECKING:  # torch is imported where it is used, so --help and typos ans
     import torch
 
 HEADER = ["input", "predicted", "probability", "top_k"]
+REGRESSION_HEADER = ["input", "predicted"]  # a regression model's value (6 significant digits)
 SHOWN_ROWS = 20
 # PIL converts these to 8-bit L/RGB faithfully; 16-bit and float modes (I;16, I, F) come out
 # clipped to white, which would give confident nonsense instead of an error.
@@ -195,7 +196,7 @@ def prediction_rows(
     return rows
 
 
-def show(rows: list[list[str]], output: Path) -> None:
+def show(rows: list[list[str]], output: Path, header: list[str] = HEADER) -> None:
     """The first rows as a table, then how many there are and where the CSV is."""
     from rich.table import Table
     from rich.text import Text
@@ -203,8 +204,9 @@ def show(rows: list[list[str]], output: Path) -> None:
     from nntrain.reporting.console import display_path, get_console
 
     table = Table(title="nntrain-predict", title_justify="left")
-    for column in HEADER:
-        table.add_column(column, justify="right" if column == "probability" else "left")
+    for column in header:
+        right = column == "probability" or (column == "predicted" and header != HEADER)
+        table.add_column(column, justify="right" if right else "left")
     for row in rows[:SHOWN_ROWS]:
         table.add_row(*(Text(cell) for cell in row))  # Text: a file named [red].png is no markup
     if len(rows) > SHOWN_ROWS:
@@ -248,6 +250,17 @@ def predict(cfg: DictConfig) -> Path:
     model = build_model(run, device)
     # The inference path of the run's own test score: its precision, layout and TTA.
     compute = run_compute(run, device, model)
+    if run.inputs.get("task") == "regression":  # the predicted value, in the target's units
+        from nntrain.inference.logits import predicted_values
+
+        spec = run.inputs
+        values = (
+            predicted_values(model, batches, compute) * spec["target_std"] + spec["target_mean"]
+        )
+        rows = [[name, f"{value:.6g}"] for name, value in zip(names, values.tolist(), strict=True)]
+        files.write_csv(output, [REGRESSION_HEADER, *rows])
+        show(rows, output, REGRESSION_HEADER)
+        return output
     probs = probabilities(model, batches, compute, run.test_time_augmentation)
     rows = prediction_rows(names, probs, run.class_names, cfg.top_k)
     files.write_csv(output, [HEADER, *rows])  # atomic: an interrupted write leaves no half CSV

@@ -46,6 +46,12 @@ class DataModule(Protocol):
     def split_sizes(self) -> dict[str, int]: ...
 
 
+def task_of(data: object) -> str:
+    """classification, or regression for data that says so (an optional `task` attribute;
+    then num_classes is 1, the model's one output, and targets are floats)."""
+    return str(getattr(data, "task", "classification"))
+
+
 def collect(loader: Loader, limit: int | None = None) -> Batch:
     """The first `limit` (or all) inputs and targets of an evaluation loader, concatenated (on
     the device the loader yields them on)."""

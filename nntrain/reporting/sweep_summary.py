@@ -19,6 +19,16 @@ from omegaconf import DictConfig
 from nntrain import files
 
 COLUMNS = ["job", "overrides", "status", "best_val", "test/acc", "epochs", "wall_time_s", "error"]
+# A sweep of regression runs (data.task=regression) shows these instead of test/acc.
+REGRESSION_COLUMNS = ["test/rmse", "test/r2"]
+
+
+def columns_for(rows: list[dict[str, Any]]) -> list[str]:
+    """COLUMNS; with regression runs among the jobs, their test figures too."""
+    if not any(row.get("test/r2") is not None for row in rows):
+        return COLUMNS
+    at = COLUMNS.index("test/acc") + 1
+    return [*COLUMNS[:at], *REGRESSION_COLUMNS, *COLUMNS[at:]]
 
 
 def job_row(job_dir: Path, monitor: str) -> dict[str, Any]:
@@ -34,8 +44,10 @@ def job_row(job_dir: Path, monitor: str) -> dict[str, Any]:
         "overrides": " ".join(overrides or []),
         # A job without status.json died without a word (killed): it did not finish.
         "status": status.get("status", "unfinished"),
-        "best_val": metrics.get(monitor),
+        # A regression run has no accuracy: it followed val/loss (nntrain.training.trainer).
+        "best_val": metrics.get(monitor, metrics.get("val/loss") if "test/r2" in metrics else None),
         "test/acc": metrics.get("test/acc"),
+        **{column: metrics[column] for column in REGRESSION_COLUMNS if column in metrics},
         "epochs": metrics.get("epochs_run"),
         "wall_time_s": status.get("wall_time_s"),
         "error": status.get("error") or "",
@@ -47,7 +59,8 @@ def summarize(sweep_dir: Path, monitor: str) -> list[dict[str, Any]]:
     jobs = [d for d in sweep_dir.iterdir() if d.is_dir() and (d / ".hydra").is_dir()]
     jobs.sort(key=lambda d: (not d.name.isdigit(), int(d.name) if d.name.isdigit() else 0, d.name))
     rows = [job_row(job, monitor) for job in jobs]
-    table = [COLUMNS, *([row[column] for column in COLUMNS] for row in rows)]
+    columns = columns_for(rows)
+    table: list[list[Any]] = [columns, *([row.get(column) for column in columns] for row in rows)]
     files.write_csv(sweep_dir / "summary.csv", table)
     return rows
 
@@ -58,7 +71,8 @@ def print_rows(rows: list[dict[str, Any]], sweep_dir: Path, monitor: str) -> Non
     from nntrain.reporting.console import display_path, get_console, plain
 
     table = Table(title=plain(f"sweep summary: {display_path(sweep_dir)}/summary.csv"))
-    for column in COLUMNS:
+    columns = columns_for(rows)
+    for column in columns:
         if column == "error":  # the full text is in summary.csv and the job's train.log
             table.add_column(column, no_wrap=True, overflow="ellipsis", max_width=48)
         else:
@@ -66,7 +80,7 @@ def print_rows(rows: list[dict[str, Any]], sweep_dir: Path, monitor: str) -> Non
     for row in rows:
         cells = [
             f"{v:.4f}" if isinstance(v, float) else ("" if v is None else str(v))
-            for v in row.values()
+            for v in (row.get(column) for column in columns)
         ]
         style = "red" if row["status"] != "ok" else None
         table.add_row(*(plain(cell) for cell in cells), style=style)
