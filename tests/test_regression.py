@@ -62,7 +62,7 @@ def trained(tmp_path_factory):
         f"data.path={table}",
         "data.target=price",
         "trainer=debug",
-        "trainer.max_epochs=40",
+        "trainer.max_epochs=25",
         "trainer.limit_train_batches=1.0",
         "trainer.early_stopping.patience=null",
         "optimizer.lr=0.01",
@@ -95,7 +95,7 @@ def test_a_planted_linear_relation_is_learned_and_reported_in_its_units(trained)
 
 
 def test_eval_and_predict_give_the_runs_figures_and_values(trained, tmp_path):
-    run_dir, table, data = trained
+    run_dir, _, data = trained
     done = run_nntrain_eval(run_dir)
     assert done.returncode == 0, done.stderr
     results = json.loads((run_dir / "eval_test.json").read_text())
