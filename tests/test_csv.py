@@ -180,6 +180,8 @@ def test_separate_files_and_chosen_columns(tmp_path):
     assert data.split_sizes() == {"train": 400, "val": 100, "test": 100}
     assert data.feature_names[0] == "income" and len(data.feature_names) == 1 + 400
     assert data.task == "classification"
+    with pytest.raises(UserError, match=r"^data.val_path and data.test_path go with data.train"):
+        CsvTable(target="bought", path=str(tmp_path / "train.csv"), val_path="val.csv")
 
 
 def error_of(tmp_path: Path, text: str | None, **options) -> str:

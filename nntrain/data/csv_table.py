@@ -102,6 +102,11 @@ class CsvTable(InMemoryData):
             "data.train_path=FILE (with optional data.val_path and data.test_path), not both "
             "and not neither.",
         )
+        require(
+            train_path is not None or (val_path is None and test_path is None),
+            "data.val_path and data.test_path go with data.train_path; with data.path the "
+            "splits are drawn from that one file (set data.path=null to give the files).",
+        )
         tables = self._read_splits(path, train_path, val_path, test_path)
         train = tables["train"]
         self.target = str(target)

@@ -28,6 +28,11 @@ class Loader(Protocol):
 
 
 class DataModule(Protocol):
+    """A data set, built from its config node (`_target_` and the constructor's keyword
+    arguments). A regression data set also has `task = "regression"`, num_classes 1 (the
+    model's one output), float targets and `target_mean` / `target_std` (the training target's
+    statistics; figures are reported in its units). See README, "A data class of your own"."""
+
     name: str
     num_classes: int
     class_names: list[str]
