@@ -14,8 +14,6 @@ CONTRACTS = {
     "model": "a model class must take the keyword arguments input_shape (a tuple) and "
     "num_classes (an int; 1 for regression) plus the keys of its config file (README: "
     '"Your own model").',
-    "data": "a data class must take the keys of its config file as keyword arguments "
-    '(README: "Your own data").',
 }
 
 
@@ -58,7 +56,13 @@ def build(node: DictConfig, group: str, **kwargs: Any) -> Any:
         if isinstance(cause, ImportError):
             raise UserError(unimportable(f"the {group} class {target}", target, cause)) from error
         reason = first_line(cause or error)
-        if isinstance(cause, TypeError) and group in CONTRACTS:
+        # The constructor refuses what nntrain passes (input_shape, num_classes): the contract;
+        # another unexpected keyword is a config key that the class does not take.
+        if (
+            isinstance(cause, TypeError)
+            and group in CONTRACTS
+            and any(str(k) in reason for k in kwargs)
+        ):
             raise UserError(
                 f"could not build {group} from {target}: {reason}; {CONTRACTS[group]}"
             ) from error

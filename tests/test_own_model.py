@@ -34,6 +34,14 @@ class Net(nn.Module):
 
     def forward(self, x):
         return self.layers(x)
+
+
+class OldNet(nn.Module):
+    """Written for another tool: it does not take what nntrain passes."""
+
+    def __init__(self, in_features, out_features):
+        super().__init__()
+        self.linear = nn.Linear(in_features, out_features)
 '''
 
 DATA = '''
@@ -67,6 +75,9 @@ def user_folder(tmp_path_factory) -> Path:
     (root / "conf" / "model").mkdir(parents=True)
     (root / "conf" / "data").mkdir()
     (root / "conf" / "model" / "mynet.yaml").write_text("_target_: mynet.Net\nwidth: 32\n")
+    (root / "conf" / "model" / "oldnet.yaml").write_text(
+        "_target_: mynet.OldNet\nin_features: 64\nout_features: 10\n"
+    )
     (root / "conf" / "data" / "rings.yaml").write_text(
         "_target_: mydata.Rings\nn: 600\nbatch_size: 32\nseed: ${seed}\n"
     )
@@ -160,19 +171,24 @@ def test_a_sweep_over_the_users_model(user_folder, tmp_path):
     "args,message",
     [
         (
-            ("model=mynet", "+model.depth=3"),
-            "could not build model from mynet.Net: Net.__init__() got an unexpected keyword "
-            "argument 'depth'; a model class must take the keyword arguments input_shape (a "
+            ("model=oldnet",),
+            "could not build model from mynet.OldNet: OldNet.__init__() got an unexpected keyword "
+            "argument 'input_shape'; a model class must take the keyword arguments input_shape (a "
             "tuple) and num_classes (an int; 1 for regression) plus the keys of its config file "
             '(README: "Your own model").',
         ),
         (
+            ("model=mynet", "+model.depth=3"),
+            "could not build model from mynet.Net: Net.__init__() got an unexpected keyword "
+            "argument 'depth'; check the model.* values (`nntrain --cfg job` shows them).",
+        ),
+        (
             ("model=theirnet",),
             "model=theirnet is not an option of 'model'; choose one of: cnn, mlp, mynet, "
-            "resnet18, speedrun (e.g. model=cnn).",
+            "oldnet, resnet18, speedrun (e.g. model=cnn).",
         ),
     ],
-    ids=["wrong constructor", "not in the folder"],
+    ids=["wrong constructor", "a key it does not take", "not in the folder"],
 )
 def test_model_mistakes_are_one_sentence(user_folder, tmp_path, args, message):
     (tmp_path / "conf").symlink_to(user_folder / "conf")
