@@ -6,6 +6,8 @@ from __future__ import annotations
 import csv
 import json
 import random
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -133,10 +135,8 @@ def test_eval_ranks_the_table_columns_not_the_one_hot_inputs(trained):
     assert results["test/acc"] == read_metrics(run_dir)["test/acc"]
 
 
-def run_nntrain_eval(run_dir: Path):
-    import subprocess
-    import sys
-
+def run_nntrain_eval(run_dir: Path) -> subprocess.CompletedProcess:
+    """The installed nntrain-eval on a run, as a user runs it."""
     return subprocess.run(
         [str(Path(sys.executable).with_name("nntrain-eval")), f"ckpt={run_dir}"],
         capture_output=True,

@@ -79,7 +79,7 @@ def fit_columns(train: Table, names: list[str], categorical: set[str]) -> list[d
         cells = train.columns[name]
         present = [cell for cell in cells if not is_missing(cell)]
         if name not in categorical and is_numeric(train, name):
-            values = [v for v in numbers_of(train, name, 0.0)]
+            values = numbers_of(train, name, 0.0)
             observed = [v for v, cell in zip(values, cells, strict=True) if not is_missing(cell)]
             columns.append(
                 {
