@@ -9,6 +9,36 @@ from omegaconf import DictConfig
 
 from nntrain.errors import UserError, first_line
 
+# What nntrain calls a model or data class with (README: "Your own model", "Your own data").
+CONTRACTS = {
+    "model": "a model class must take the keyword arguments input_shape (a tuple) and "
+    "num_classes (an int; 1 for regression) plus the keys of its config file (README: "
+    '"Your own model").',
+}
+
+
+def unimportable(what: str, target: str, error: ImportError) -> str:
+    """One sentence: `what` cannot be imported, and which module to put on the path."""
+    root = error.__cause__ if isinstance(error.__cause__, ImportError) else error
+    module = getattr(root, "name", None) or target.rpartition(".")[0]
+    return (
+        f"{what} cannot be imported ({first_line(root)}); put the folder that holds the module "
+        f"{module} on the Python path (e.g. PYTHONPATH=/path/to/your/code) or pip install its "
+        "package."
+    )
+
+
+def check_importable(target: str, what: str) -> None:
+    """Raise a UserError naming the module to put on the path unless `target` imports."""
+    from hydra.utils import get_class
+
+    try:
+        get_class(target)
+    except ImportError as error:
+        raise UserError(unimportable(what, target, error)) from error
+    except ValueError:
+        pass  # not a class (a function): building it says what is wrong
+
 
 def build(node: DictConfig, group: str, **kwargs: Any) -> Any:
     """The object a config group's node describes (`_target_` and its arguments); kwargs are
@@ -22,7 +52,20 @@ def build(node: DictConfig, group: str, **kwargs: Any) -> Any:
         cause = error.__cause__
         if isinstance(cause, UserError):
             raise cause from None
+        target = str(node.get("_target_"))
+        if isinstance(cause, ImportError):
+            raise UserError(unimportable(f"the {group} class {target}", target, cause)) from error
         reason = first_line(cause or error)
+        # The constructor refuses what nntrain passes (input_shape, num_classes): the contract;
+        # another unexpected keyword is a config key that the class does not take.
+        if (
+            isinstance(cause, TypeError)
+            and group in CONTRACTS
+            and any(str(k) in reason for k in kwargs)
+        ):
+            raise UserError(
+                f"could not build {group} from {target}: {reason}; {CONTRACTS[group]}"
+            ) from error
         raise UserError(
             f"could not build {group} from {node.get('_target_')}: {reason}; check the {group}.* "
             "values (`nntrain --cfg job` shows them)."

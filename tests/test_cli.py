@@ -96,7 +96,7 @@ def test_help_lists_the_config_groups_and_their_options(tmp_path):
     done = run_nntrain("--help", cwd=tmp_path)
     assert done.returncode == 0
     for line in (
-        "data: cifar10, cifar100, digits, fashion_mnist, imagefolder, mnist, moons, subscription, xor",
+        "data: cifar10, cifar100, csv, digits, fashion_mnist, imagefolder, mnist, moons, subscription, xor",
         "experiment: cifar10_cnn, cifar10_resnet18_finetune, cifar10_speedrun, fashion_mnist_cnn, mnist_mlp",
         "model: cnn, mlp, resnet18, speedrun",
         "optimizer: adam, adamw, rmsprop, sgd",

@@ -23,6 +23,7 @@ from hydra.errors import MissingConfigException
 from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from nntrain.data.csv_table import CsvTable
 from nntrain.data.image_folder import ImageFolderData
 from nntrain.data.torchvision_sets import TorchvisionData
 from nntrain.errors import UserError
@@ -74,6 +75,11 @@ def fake_data_overrides(data: DictConfig, root: Path, monkeypatch) -> list[str]:
     if issubclass(target, ImageFolderData):
         make_split(root / "train", per_class=4)
         return [f"data.root={root}", "data.num_workers=0", "data.image_size=16"]
+    if issubclass(target, CsvTable):  # a small table with a numeric and a text column
+        root.mkdir(parents=True)
+        rows = [f"{i},{'ab'[i % 2]},{'no' if i % 3 else 'yes'}" for i in range(40)]
+        (root / "table.csv").write_text("\n".join(["size,kind,label", *rows]) + "\n")
+        return [f"data.path={root / 'table.csv'}", "data.target=label"]
     return []
 
 

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 SPLITS = ("test", "val", "train")
 
 
-def evaluate_checkpoint(cfg: DictConfig) -> tuple[dict[str, Any], TrainedRun, Scores]:
+def evaluate_checkpoint(cfg: DictConfig) -> tuple[dict[str, Any], TrainedRun, Scores | None]:
     """Score cfg.ckpt on cfg.split; returns what eval_<split>.json holds, the run, and the
     split's scores (its logits and targets, for the figures)."""
     from nntrain.devices import resolve_device
@@ -60,14 +60,25 @@ def evaluate_checkpoint(cfg: DictConfig) -> tuple[dict[str, Any], TrainedRun, Sc
     data.setup(device)
     compute = run_compute(run, device, model)
     loader = getattr(data, f"{cfg.split}_loader")()
+    if run.inputs.get("task") == "regression":
+        report = regression_results(model, loader, data.val_loader(), compute, run.inputs)
+        return (
+            {
+                "checkpoint": str(run.checkpoint_path.relative_to(run.run_dir)),
+                "split": cfg.split,
+                **{f"{cfg.split}/{key}": value for key, value in report.items()},
+            },
+            run,
+            None,
+        )
     # The run's test score came from this same call (with its test-time augmentation).
     scores = score(model, loader, compute, run.test_time_augmentation, gather=True)
     assert scores.logits is not None and scores.targets is not None
     report = classification_report(scores.logits, scores.targets, run.class_names)
     report["loss"], report["acc"] = scores.loss, scores.acc  # summed as the run summed them
-    if run.inputs["kind"] == "tabular":
+    if run.inputs["kind"] in ("tabular", "table"):
         report["importance"] = feature_importance(
-            model, data.val_loader(), compute, run.inputs["feature_names"]
+            model, data.val_loader(), compute, run.inputs["feature_names"], run.inputs.get("groups")
         )
     return (
         {
@@ -81,24 +92,67 @@ def evaluate_checkpoint(cfg: DictConfig) -> tuple[dict[str, Any], TrainedRun, Sc
 
 
 def feature_importance(
-    model: Any, val_loader: Any, compute: Any, feature_names: list[str]
+    model: Any,
+    val_loader: Any,
+    compute: Any,
+    feature_names: list[str],
+    groups: dict[str, list[int]] | None = None,
 ) -> dict[str, Any]:
-    """Weight magnitudes of the first layer and permutation importance on the validation split."""
+    """Weight magnitudes of the first layer and permutation importance on the validation split,
+    per feature, or per table column (groups: the model inputs made from each column)."""
     from nntrain.data.protocols import collect
     from nntrain.inference.importance import first_layer_weight_magnitude, permutation_importance
     from nntrain.inference.logits import classify
 
     inputs, targets = collect(val_loader)
     return {
-        "first_layer_weight": first_layer_weight_magnitude(model, feature_names),
+        "first_layer_weight": first_layer_weight_magnitude(model, feature_names, groups),
         "permutation": permutation_importance(
-            lambda x: classify(model, x, compute), inputs, targets, feature_names
+            lambda x: classify(model, x, compute), inputs, targets, feature_names, groups=groups
         ),
     }
 
 
+def regression_results(
+    model: Any, loader: Any, val_loader: Any, compute: Any, spec: dict[str, Any]
+) -> dict[str, Any]:
+    """A regression checkpoint's figures on a split, in the target's units: RMSE, MAE and R²
+    (summed as the run summed them: its test figures for the test split), scikit-learn's as a
+    check, the points of the predicted-vs-true plot, and permutation importance per column
+    (the drop of R² on the validation split)."""
+    import torch
+
+    from nntrain.data.protocols import collect
+    from nntrain.inference.importance import first_layer_weight_magnitude, permutation_drops
+    from nntrain.inference.logits import predicted_values, score_regression
+    from nntrain.inference.metrics import regression_report
+
+    scale, mean = float(spec["target_std"]), float(spec["target_mean"])
+    scores = score_regression(model, loader, compute, scale, gather=True)
+    assert scores.outputs is not None and scores.targets is not None
+    predicted, truth = scores.outputs * scale + mean, scores.targets * scale + mean
+    report: dict[str, Any] = {"loss": scores.loss, **scores.figures, "count": scores.count}
+    report["sklearn"] = regression_report(predicted, truth)
+    inputs, targets = collect(val_loader)
+
+    def r2(x: torch.Tensor) -> float:
+        errors = predicted_values(model, [x], compute) - targets.cpu()
+        total = (targets.cpu() - targets.cpu().mean()).square().sum()
+        return float(1 - errors.square().sum() / total)
+
+    names = spec["feature_names"]
+    groups = spec.get("groups") or {name: [i] for i, name in enumerate(names)}
+    report["importance"] = {
+        "first_layer_weight": first_layer_weight_magnitude(model, names, groups),
+        "permutation": permutation_drops(r2, inputs, groups),
+    }
+    # Not written to the JSON: the points of pred_vs_true_<split>.png (see write_results).
+    report["points"] = (predicted.numpy(), truth.numpy(), str(spec["target"]))
+    return report
+
+
 def write_results(
-    results: dict[str, Any], run_dir: Path, class_names: list[str], scores: Scores
+    results: dict[str, Any], run_dir: Path, class_names: list[str], scores: Scores | None
 ) -> list[Path]:
     """eval_<split>.json first (a run killed while drawing keeps it), then the pictures."""
     import numpy as np
@@ -106,6 +160,15 @@ def write_results(
     from nntrain.reporting import figures, metric_figures
 
     split = results["split"]
+    if f"{split}/points" in results:  # a regression: predicted against true values
+        from nntrain.reporting.regression_figures import write_predicted_vs_true
+
+        predicted, truth, target = results.pop(f"{split}/points")
+        json_path = files.write_json(run_dir / f"eval_{split}.json", results)
+        plot = write_predicted_vs_true(
+            run_dir / f"pred_vs_true_{split}.png", predicted, truth, target, f"{target} ({split})"
+        )
+        return [json_path, plot]
     written = [files.write_json(run_dir / f"eval_{split}.json", results)]
 
     def keep(picture: Picture, name: str) -> None:
@@ -122,7 +185,7 @@ def write_results(
         )
         keep(per_class, f"per_class_{split}.png")
     if f"{split}/auroc" in results:  # binary, both classes present
-        assert scores.logits is not None and scores.targets is not None
+        assert scores is not None and scores.logits is not None and scores.targets is not None
         truth = scores.targets.numpy()
         positive = scores.logits.float().softmax(dim=1)[:, 1].numpy()
         keep(
@@ -145,14 +208,28 @@ def print_results(results: dict[str, Any], files: list[Path]) -> None:
 
     console, split = get_console(), results["split"]
     figures = Table(title=plain(f"{results['checkpoint']} on the {split} split"), show_header=False)
-    for key in ("acc", "loss", "top5", "auroc", "average_precision", "count"):
+    for key in ("acc", "rmse", "mae", "r2", "loss", "top5", "auroc", "average_precision", "count"):
         if f"{split}/{key}" in results:
             value = results[f"{split}/{key}"]
             figures.add_row(
                 f"{split}/{key}", f"{value:.4f}" if isinstance(value, float) else str(value)
             )
     console.print(figures)
+    if f"{split}/per_class" in results:
+        print_per_class(results, split)
+    if f"{split}/importance" in results:
+        print_importance(
+            results[f"{split}/importance"], "r2" if f"{split}/r2" in results else "acc"
+        )
+    console.print(plain("wrote " + ", ".join(display_path(f) for f in files)))
 
+
+def print_per_class(results: dict[str, Any], split: str) -> None:
+    from rich.table import Table
+
+    from nntrain.reporting.console import get_console, plain
+
+    console = get_console()
     per_class = results[f"{split}/per_class"]
     table = Table(title="per class")
     for column in ("class", "precision", "recall", "f1", "support"):
@@ -182,20 +259,25 @@ def print_results(results: dict[str, Any], files: list[Path]) -> None:
             confusion.add_row(plain(name), *(str(v) for v in row))
         console.print(confusion)
 
-    if f"{split}/importance" in results:
-        importance = results[f"{split}/importance"]
-        table = Table(title="feature importance")
-        for column in ("feature", "mean |first-layer weight|", "permutation (accuracy drop)"):
-            table.add_column(column, justify="left" if column == "feature" else "right")
-        ranked = sorted(importance["permutation"], key=importance["permutation"].get, reverse=True)
-        for name in ranked:
-            table.add_row(
-                plain(name),
-                f"{importance['first_layer_weight'][name]:.4f}",
-                f"{importance['permutation'][name]:.4f}",
-            )
-        console.print(table)
-    console.print(plain("wrote " + ", ".join(display_path(f) for f in files)))
+
+def print_importance(importance: dict[str, Any], metric: str) -> None:
+    from rich.table import Table
+
+    from nntrain.reporting.console import get_console, plain
+
+    console = get_console()
+    drop = "permutation (accuracy drop)" if metric == "acc" else "permutation (R² drop)"
+    table = Table(title="feature importance")
+    for column in ("feature", "mean |first-layer weight|", drop):
+        table.add_column(column, justify="left" if column == "feature" else "right")
+    ranked = sorted(importance["permutation"], key=importance["permutation"].get, reverse=True)
+    for name in ranked:
+        table.add_row(
+            plain(name),
+            f"{importance['first_layer_weight'][name]:.4f}",
+            f"{importance['permutation'][name]:.4f}",
+        )
+    console.print(table)
 
 
 @hydra.main(version_base="1.3", config_path="pkg://nntrain.configs", config_name="eval")
@@ -207,7 +289,7 @@ def eval_app(cfg: DictConfig) -> float:
         results, run, scores = evaluate_checkpoint(cfg)
         files = write_results(results, run.run_dir, run.class_names, scores)
     print_results(results, files)
-    return results[f"{cfg.split}/acc"]
+    return float(results.get(f"{cfg.split}/acc", results.get(f"{cfg.split}/r2", "nan")))
 
 
 def open_data_overrides(argv: list[str]) -> list[str]:

@@ -26,6 +26,7 @@ if TYPE_CHECKING:  # torch is imported where it is used, so --help and typos ans
     import torch
 
 HEADER = ["input", "predicted", "probability", "top_k"]
+REGRESSION_HEADER = ["input", "predicted"]  # a regression model's value (6 significant digits)
 SHOWN_ROWS = 20
 # PIL converts these to 8-bit L/RGB faithfully; 16-bit and float modes (I;16, I, F) come out
 # clipped to white, which would give confident nonsense instead of an error.
@@ -124,14 +125,21 @@ def parse_float(text: str) -> float:
         return math.nan
 
 
+def table_columns(spec: dict[str, Any]) -> list[str]:
+    """The CSV columns a tabular model reads (for a data=csv model: its table's columns)."""
+    if spec["kind"] == "table":
+        return [column["name"] for column in spec["columns"]]
+    return list(spec["feature_names"])
+
+
 def read_inputs(given: str, spec: dict[str, Any], batch_size: int) -> tuple[list[str], Any]:
     """The names of the inputs (the input column) and an iterable of model-input batches.
     Images are decoded batch by batch, so a big folder never sits in memory at once."""
     import torch
 
-    path, tabular = Path(given), spec["kind"] == "tabular"
+    path, tabular = Path(given), spec["kind"] in ("tabular", "table")
     if tabular:
-        columns = ", ".join(spec["feature_names"])
+        columns = ", ".join(table_columns(spec))
         takes, wanted = "tabular features", f"a CSV file with the columns {columns}"
     else:
         takes, wanted = f"{spec['channels']}-channel images", "an image file or a folder of images"
@@ -143,6 +151,14 @@ def read_inputs(given: str, spec: dict[str, Any], batch_size: int) -> tuple[list
         (not path.is_dir() and not is_image) if tabular else not is_csv,
         f"the model takes {takes}, so inputs must be {wanted}; {given} is {found}.",
     )
+    if spec["kind"] == "table":  # a data=csv model: text columns, missing values, identifiers
+        from nntrain.data.csv_table import prepare_new_rows
+        from nntrain.reporting.console import get_console, plain
+
+        names, features, note = prepare_new_rows(given, spec)
+        if note:  # said once, whatever the number of rows
+            get_console().print(plain(f"Note: {note}"))
+        return names, features.split(batch_size)
     if tabular:
         features = read_table(path, spec)
         return [str(row) for row in range(1, len(features) + 1)], features.split(batch_size)
@@ -180,7 +196,7 @@ def prediction_rows(
     return rows
 
 
-def show(rows: list[list[str]], output: Path) -> None:
+def show(rows: list[list[str]], output: Path, header: list[str] = HEADER) -> None:
     """The first rows as a table, then how many there are and where the CSV is."""
     from rich.table import Table
     from rich.text import Text
@@ -188,8 +204,9 @@ def show(rows: list[list[str]], output: Path) -> None:
     from nntrain.reporting.console import display_path, get_console
 
     table = Table(title="nntrain-predict", title_justify="left")
-    for column in HEADER:
-        table.add_column(column, justify="right" if column == "probability" else "left")
+    for column in header:
+        right = column == "probability" or (column == "predicted" and header != HEADER)
+        table.add_column(column, justify="right" if right else "left")
     for row in rows[:SHOWN_ROWS]:
         table.add_row(*(Text(cell) for cell in row))  # Text: a file named [red].png is no markup
     if len(rows) > SHOWN_ROWS:
@@ -233,6 +250,17 @@ def predict(cfg: DictConfig) -> Path:
     model = build_model(run, device)
     # The inference path of the run's own test score: its precision, layout and TTA.
     compute = run_compute(run, device, model)
+    if run.inputs.get("task") == "regression":  # the predicted value, in the target's units
+        from nntrain.inference.logits import predicted_values
+
+        spec = run.inputs
+        values = (
+            predicted_values(model, batches, compute) * spec["target_std"] + spec["target_mean"]
+        )
+        rows = [[name, f"{value:.6g}"] for name, value in zip(names, values.tolist(), strict=True)]
+        files.write_csv(output, [REGRESSION_HEADER, *rows])
+        show(rows, output, REGRESSION_HEADER)
+        return output
     probs = probabilities(model, batches, compute, run.test_time_augmentation)
     rows = prediction_rows(names, probs, run.class_names, cfg.top_k)
     files.write_csv(output, [HEADER, *rows])  # atomic: an interrupted write leaves no half CSV

@@ -71,8 +71,43 @@ def saved_overrides(run_dir: Path) -> list[str]:
     return [
         with_moved_key(o)
         for o in overrides
-        if override_key(o) != "resume" and not o.startswith("hydra.")
+        if override_key(o) != "resume"
+        # A user's config folder given as hydra.searchpath stays: the run's model=... needs it.
+        and (not o.startswith("hydra.") or override_key(o) == "hydra.searchpath")
     ]
+
+
+# Hydra's command-line options that take a value as the next argument.
+VALUED_OPTIONS = {"--config-dir", "-cd", "--config-path", "-cp", "--config-name", "-cn"}
+
+
+def split_options(argv: list[str]) -> tuple[list[str], list[str]]:
+    """(Hydra's options with their values, the overrides), each in the order typed."""
+    options: list[str] = []
+    overrides: list[str] = []
+    arguments = iter(argv)
+    for argument in arguments:
+        if argument in VALUED_OPTIONS:
+            options += [argument, next(arguments, "")]
+        elif argument.startswith("-"):
+            options.append(argument)
+        else:
+            overrides.append(argument)
+    return options, overrides
+
+
+def run_config_dir(run_dir: Path) -> list[str]:
+    """--config-dir DIR when the run was started with one (its .hydra/hydra.yaml records the
+    config sources): resuming a run of a user's own model=... needs that folder again."""
+    import yaml
+
+    file = run_dir / ".hydra" / "hydra.yaml"
+    if not file.is_file():
+        return []
+    hydra_config = (yaml.safe_load(file.read_text()) or {}).get("hydra", {})
+    sources = (hydra_config.get("runtime") or {}).get("config_sources") or []
+    given = [s["path"] for s in sources if s.get("provider") == "command-line" and s.get("path")]
+    return ["--config-dir", given[0]] if given else []
 
 
 def with_moved_key(override: str) -> str:
@@ -123,8 +158,11 @@ def rewrite_argv(argv: list[str]) -> list[str]:
     # A checkpoint kept on its own: its own config (overrides) drives the resume, and its run
     # goes on in a new run directory, named <name>-resumed unless the user names it.
     replayed = saved_overrides(run_dir) if in_place else overrides_of_loose(checkpoint, typed)
-    options = [a for a in new if a.startswith("-")]
-    overrides = [a for a in new if not a.startswith("-")]
+    options, overrides = split_options(new)
+    if not {"--config-dir", "-cd"} & set(options) and not any(
+        o.startswith("--config-dir=") for o in options
+    ):
+        options += run_config_dir(run_dir)
     return [
         *options,
         *[o for o in replayed if not typed_over(override_key(o), typed)],

@@ -297,7 +297,9 @@ def train(cfg: DictConfig) -> float:
     accepted = []  # a resume refused before training must leave its run as it was
     try:
         result = run(cfg, str(run_dir), show_progress, on_accepted=lambda: accepted.append(True))
-        return result[cfg.trainer.early_stopping.monitor]
+        monitor = cfg.trainer.early_stopping.monitor
+        # A regression has no accuracy: it followed val/loss instead (Trainer._stopper_for).
+        return result[monitor] if monitor in result else result["val/loss"]
     except TrainingInterrupted as stop:  # Ctrl-C stops the whole sweep, not one job
         status = {"status": "interrupted", "error": str(stop)}
         raise

@@ -28,6 +28,11 @@ class Loader(Protocol):
 
 
 class DataModule(Protocol):
+    """A data set, built from its config node (`_target_` and the constructor's keyword
+    arguments). A regression data set also has `task = "regression"`, num_classes 1 (the
+    model's one output), float targets and `target_mean` / `target_std` (the training target's
+    statistics; figures are reported in its units). See README, "A data class of your own"."""
+
     name: str
     num_classes: int
     class_names: list[str]
@@ -44,6 +49,12 @@ class DataModule(Protocol):
     def val_loader(self) -> Loader: ...
     def test_loader(self) -> Loader: ...
     def split_sizes(self) -> dict[str, int]: ...
+
+
+def task_of(data: object) -> str:
+    """classification, or regression for data that says so (an optional `task` attribute;
+    then num_classes is 1, the model's one output, and targets are floats)."""
+    return str(getattr(data, "task", "classification"))
 
 
 def collect(loader: Loader, limit: int | None = None) -> Batch:

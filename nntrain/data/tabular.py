@@ -8,10 +8,12 @@ Features are standardised with statistics of the training split only.
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Any
 
 import torch
 
+from nntrain import files
 from nntrain.data.in_memory import InMemoryData
 from nntrain.errors import check_positive_int, is_number, require
 
@@ -23,8 +25,10 @@ class TabularData(InMemoryData):
     """
 
     feature_names: list[str]
+    target_name = "label"  # the target's column in write_csv
 
     def _set_features(self, features: torch.Tensor, targets: torch.Tensor) -> None:
+        self.raw = (features.float(), targets.long())  # as generated, for write_csv
         self._set_splits(features.float(), targets.long())
         train = self.splits["train"].inputs
         self.feature_mean = train.mean(dim=0)
@@ -42,6 +46,17 @@ class TabularData(InMemoryData):
             "mean": self.feature_mean.tolist(),
             "std": self.feature_std.tolist(),
         }
+
+    def write_csv(self, path: str | Path) -> Path:
+        """The whole set as generated (raw features, class names as the target) in one CSV file,
+        rows in generation order: `nntrain data=csv data.path=<it> data.target=<target_name>`
+        then splits, standardises and trains exactly as this set does (same seed, same figures).
+        Floats are written with every digit, so they read back bit for bit."""
+        features, targets = self.raw
+        rows = [[*self.feature_names, self.target_name]]
+        for values, label in zip(features.tolist(), targets.tolist(), strict=True):
+            rows.append([repr(v) for v in values] + [self.class_names[label]])
+        return files.write_csv(Path(path), rows)
 
 
 def _check_noise(noise: object) -> float:
@@ -116,6 +131,7 @@ class Subscription(TabularData):
     """
 
     name = "subscription"
+    target_name = "bought"
 
     def __init__(
         self,

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from nntrain.devices import Compute
-from nntrain.inference.metrics import RunningClassification
+from nntrain.inference.metrics import RunningClassification, RunningRegression
 from nntrain.inference.tta import tta_logits
 
 Batch = tuple[torch.Tensor, torch.Tensor | None]
@@ -98,3 +98,53 @@ def classify(model: nn.Module, inputs: torch.Tensor, compute: Compute) -> torch.
     for the decision boundary)."""
     logits, _ = next(logits_over(model, [(inputs, None)], compute))
     return logits.argmax(dim=1).cpu()
+
+
+@dataclass
+class RegressionScores:
+    """Mean loss (MSE on the standardised target), RMSE / MAE (target units) and R² over
+    labelled batches and, when gathered, every output and target (standardised, on the CPU)."""
+
+    loss: float
+    figures: dict[str, float]
+    count: int
+    outputs: torch.Tensor | None = None
+    targets: torch.Tensor | None = None
+
+
+def score_regression(
+    model: nn.Module,
+    batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
+    compute: Compute,
+    scale: float,
+    limit: int | None = None,
+    gather: bool = False,
+) -> RegressionScores:
+    """The regression counterpart of score(): the model's one output per input against the
+    standardised targets; scale (the target's training std) turns errors back into its units."""
+    running = RunningRegression(compute.device, scale)
+    outputs, labels = [], []
+    for raw, targets in logits_over(model, batches, compute, "none", limit):
+        assert targets is not None
+        predicted = raw.reshape(targets.shape)
+        with torch.inference_mode():
+            running.update(F.mse_loss(predicted, targets), predicted, targets)
+        if gather:
+            outputs.append(predicted)
+            labels.append(targets)
+    figures = running.compute()
+    count = int(figures.pop("count"))
+    scores = RegressionScores(figures.pop("loss"), figures, count)
+    if gather and outputs:
+        scores.outputs, scores.targets = torch.cat(outputs).cpu(), torch.cat(labels).cpu()
+    return scores
+
+
+def predicted_values(
+    model: nn.Module, inputs: Iterable[torch.Tensor], compute: Compute
+) -> torch.Tensor:
+    """A regression model's output (standardised) for every input of unlabelled batches, CPU."""
+    batches = ((x, None) for x in inputs)
+    return torch.cat(
+        [raw.reshape(len(raw)) for raw, _ in logits_over(model, batches, compute)]
+    ).cpu()

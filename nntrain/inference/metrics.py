@@ -1,4 +1,4 @@
-"""Classification metrics accumulated on the device and read back only when asked.
+"""Classification and regression metrics accumulated on the device and read back only when asked.
 
 update() is a few tensor ops with no host synchronisation, so it can sit in the training step;
 compute() moves the sums to the host once (per log step or per evaluation).
@@ -6,6 +6,7 @@ compute() moves the sums to the host once (per log step or per evaluation).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -106,3 +107,73 @@ def classification_report(
         report["auroc"] = float(metrics.roc_auc_score(truth, probs[:, 1]))
         report["average_precision"] = float(metrics.average_precision_score(truth, probs[:, 1]))
     return report
+
+
+class RunningRegression:
+    """Sums for MSE loss, RMSE, MAE and R² over standardised targets (loss given as a batch
+    mean); compute() reports RMSE and MAE in the target's own units (times `scale`, its
+    training std), R² being the same in either."""
+
+    def __init__(self, device: torch.device, scale: float, sums: torch.Tensor | None = None):
+        self.device, self.scale = device, scale
+        dtype = torch.float32 if device.type == "mps" else torch.float64
+        # loss*n, sum |e|, sum e², sum y, sum y², n
+        self.sums = torch.zeros(6, dtype=dtype, device=device)
+        if sums is not None:  # continuing an epoch from a checkpoint
+            self.sums.copy_(sums)
+
+    def update(self, loss: torch.Tensor, outputs: torch.Tensor, targets: torch.Tensor) -> None:
+        n = targets.shape[0]
+        errors = outputs.detach().reshape(targets.shape).to(self.sums.dtype) - targets
+        y = targets.to(self.sums.dtype)
+        self.sums[0].add_(loss.detach(), alpha=n)
+        self.sums[1].add_(errors.abs().sum())
+        self.sums[2].add_(errors.square().sum())
+        self.sums[3].add_(y.sum())
+        self.sums[4].add_(y.square().sum())
+        self.sums[5].add_(n)
+
+    def snapshot(self) -> torch.Tensor:
+        return self.sums.clone()
+
+    def compute(
+        self,
+        since: torch.Tensor | None = None,
+        reduce: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    ) -> dict[str, float]:
+        """Mean loss, RMSE, MAE (target units) and R² over everything seen, or since an
+        earlier snapshot(); reduce as for RunningClassification."""
+        sums = self.sums - since if since is not None else self.sums
+        if reduce is not None:
+            sums = reduce(sums)
+        loss_sum, abs_sum, square_sum, y_sum, y_square_sum, count = sums.tolist()
+        if count == 0:
+            nan = float("nan")
+            return {"loss": nan, "rmse": nan, "mae": nan, "r2": nan, "count": 0}
+        total = y_square_sum - y_sum * y_sum / count  # the targets' sum of squares about their mean
+        return {
+            "loss": loss_sum / count,
+            "rmse": math.sqrt(max(square_sum, 0.0) / count) * self.scale,
+            "mae": abs_sum / count * self.scale,
+            "r2": 1 - square_sum / total if total > 0 else float("nan"),
+            "count": int(count),
+        }
+
+
+# The figures each task reports per split, besides the loss (epoch lines, TensorBoard,
+# metrics.json); the first is the progress bar's.
+TASK_METRICS = {"classification": ("acc",), "regression": ("rmse", "mae", "r2")}
+
+
+def regression_report(predicted: torch.Tensor, truth: torch.Tensor) -> dict[str, Any]:
+    """nntrain-eval's regression figures from predictions and targets in the target's units
+    (CPU): scikit-learn's RMSE, MAE and R²."""
+    from sklearn import metrics
+
+    p, t = predicted.double().numpy(), truth.double().numpy()
+    return {
+        "rmse": float(math.sqrt(metrics.mean_squared_error(t, p))),
+        "mae": float(metrics.mean_absolute_error(t, p)),
+        "r2": float(metrics.r2_score(t, p)),
+        "count": len(t),
+    }

@@ -31,7 +31,7 @@ class TrainedRun:
 
     @property
     def input_shape(self) -> tuple[int, ...]:
-        if self.inputs["kind"] == "tabular":
+        if self.inputs["kind"] in ("tabular", "table"):
             return (len(self.inputs["feature_names"]),)
         return (self.inputs["channels"], *self.inputs["size"])
 
@@ -57,9 +57,11 @@ def load_run(path: str | Path) -> TrainedRun:
 
 def build_model(run: TrainedRun, device: torch.device | str = "cpu") -> nn.Module:
     """The run's model with the checkpoint's weights, in eval mode on device."""
-    from nntrain.instantiate import build
+    from nntrain.instantiate import build, check_importable
 
     model_config = run.config.model.copy()
+    target = str(model_config.get("_target_"))
+    check_importable(target, f"the model class {target} of {run.checkpoint_path}")
     with open_dict(model_config):
         # The checkpoint has every weight: no download of pretrained weights, no local file.
         for key in ("pretrained", "weights_path"):

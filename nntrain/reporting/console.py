@@ -190,9 +190,14 @@ class TrainProgress:
         if self._progress is not None:
             self._progress.advance(self._task, batches)
 
-    def show(self, loss: float, acc: float, lr: float, samples_per_sec: float) -> None:
+    def show(
+        self, loss: float, acc: float, lr: float, samples_per_sec: float, metric: str = "acc"
+    ) -> None:
+        """metric: what `acc` is (a regression shows its R², as r2)."""
         if self._progress is not None:
-            stats = f"loss {loss:.4f} acc {acc:.4f} lr {lr:.1e} {samples_per_sec:,.0f} samples/s"
+            stats = (
+                f"loss {loss:.4f} {metric} {acc:.4f} lr {lr:.1e} {samples_per_sec:,.0f} samples/s"
+            )
             self._progress.update(self._task, stats=stats)
 
 
@@ -201,7 +206,9 @@ def format_epoch_line(
 ) -> str:
     width = len(str(max_epochs))
     parts = [f"epoch {epoch + 1:>{width}}/{max_epochs}"]
-    for key in ("train/loss", "train/acc", "val/loss", "val/acc"):
+    # train/loss, train/acc, val/loss, val/acc (a regression: rmse, mae, r2 for acc)
+    shown = [k for k in metrics if k.startswith(("train/", "val/")) and "per_sec" not in k]
+    for key in shown:
         parts.append(f"{key} {metrics[key]:.4f}")
     parts.append(f"lr {metrics['lr']:.2e}")
     parts.append(f"{metrics['train/samples_per_sec']:,.0f} samples/s")

@@ -19,6 +19,16 @@ from omegaconf import DictConfig
 from nntrain import files
 
 COLUMNS = ["job", "overrides", "status", "best_val", "test/acc", "epochs", "wall_time_s", "error"]
+# A sweep of regression runs (data.task=regression) shows these instead of test/acc.
+REGRESSION_COLUMNS = ["test/rmse", "test/r2"]
+
+
+def columns_for(rows: list[dict[str, Any]]) -> list[str]:
+    """COLUMNS; with regression runs among the jobs, their test figures too."""
+    if not any(row.get("test/r2") is not None for row in rows):
+        return COLUMNS
+    at = COLUMNS.index("test/acc") + 1
+    return [*COLUMNS[:at], *REGRESSION_COLUMNS, *COLUMNS[at:]]
 
 
 def job_row(job_dir: Path, monitor: str) -> dict[str, Any]:
@@ -34,8 +44,10 @@ def job_row(job_dir: Path, monitor: str) -> dict[str, Any]:
         "overrides": " ".join(overrides or []),
         # A job without status.json died without a word (killed): it did not finish.
         "status": status.get("status", "unfinished"),
-        "best_val": metrics.get(monitor),
+        # A regression run has no accuracy: it followed val/loss (nntrain.training.trainer).
+        "best_val": metrics.get(monitor, metrics.get("val/loss") if "test/r2" in metrics else None),
         "test/acc": metrics.get("test/acc"),
+        **{column: metrics[column] for column in REGRESSION_COLUMNS if column in metrics},
         "epochs": metrics.get("epochs_run"),
         "wall_time_s": status.get("wall_time_s"),
         "error": status.get("error") or "",
@@ -47,7 +59,8 @@ def summarize(sweep_dir: Path, monitor: str) -> list[dict[str, Any]]:
     jobs = [d for d in sweep_dir.iterdir() if d.is_dir() and (d / ".hydra").is_dir()]
     jobs.sort(key=lambda d: (not d.name.isdigit(), int(d.name) if d.name.isdigit() else 0, d.name))
     rows = [job_row(job, monitor) for job in jobs]
-    table = [COLUMNS, *([row[column] for column in COLUMNS] for row in rows)]
+    columns = columns_for(rows)
+    table: list[list[Any]] = [columns, *([row.get(column) for column in columns] for row in rows)]
     files.write_csv(sweep_dir / "summary.csv", table)
     return rows
 
@@ -74,8 +87,12 @@ def print_rows(
     )
     table.add_column("job", no_wrap=True, min_width=3)
     table.add_column("overrides", overflow="fold", ratio=1, min_width=9)
-    for column in ("status", "best_val", "test/acc", "epochs", "time"):
+    regression = columns_for(rows) != COLUMNS
+    tested = REGRESSION_COLUMNS if regression else ["test/acc"]
+    for column in ("status", "best_val", *tested, "epochs", "time"):
         table.add_column(column, no_wrap=True, min_width=len(column))
+    if regression and monitor.endswith("/acc"):  # regression runs followed val/loss
+        monitor, mode = "val/loss", "min"
     for rank, row in enumerate(best_first(rows, mode)):
         best = rank == 0 and row["status"] == "ok"
         cells = [
@@ -83,7 +100,7 @@ def print_rows(
             " ".join(o for o in row["overrides"].split() if o not in shared),
             row["status"],
             number(row["best_val"], 4),
-            number(row["test/acc"], 4),
+            *(number(row.get(column), 4) for column in tested),
             "" if row["epochs"] is None else str(row["epochs"]),
             number(row["wall_time_s"], 1) + ("s" if row["wall_time_s"] is not None else ""),
         ]

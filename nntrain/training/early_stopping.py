@@ -9,6 +9,10 @@ from typing import Any
 from nntrain.errors import is_number, require
 
 MONITORS = ("val/acc", "val/loss", "train/acc", "train/loss")
+# A regression's figures (data.task=regression), in the target's units; R² is best at its max.
+REGRESSION_MONITORS = tuple(
+    f"{split}/{name}" for split in ("val", "train") for name in ("rmse", "mae", "r2")
+)
 
 
 class EarlyStopping:
@@ -25,8 +29,9 @@ class EarlyStopping:
         min_delta: float = 0.0,
     ) -> None:
         require(
-            monitor in MONITORS,
-            f"trainer.early_stopping.monitor must be one of {', '.join(MONITORS)}, got {monitor!r}.",
+            monitor in MONITORS + REGRESSION_MONITORS,
+            f"trainer.early_stopping.monitor must be one of {', '.join(MONITORS)} (for a "
+            f"regression also {', '.join(REGRESSION_MONITORS)}), got {monitor!r}.",
         )
         require(
             mode in ("min", "max"),

@@ -104,6 +104,8 @@ class Run:
     # and predict rebuild the model from them.
     metadata: dict[str, Any]
     tensorboard: RunLogger
+    task: str = "classification"  # or regression (the data's task)
+    target_scale: float = 1.0  # a regression target's training std: errors in its units
 
     @property
     def checkpoints(self) -> Path:

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from nntrain.devices import Compute
-from nntrain.inference.metrics import RunningClassification
+from nntrain.inference.metrics import RunningClassification, RunningRegression
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 
@@ -35,12 +35,13 @@ class StepParts:
     grad_clip: float | None
     label_smoothing: float
     distributed: bool  # DDP: skip the gradient all-reduce on all but the last micro-batch
+    regression: bool = False  # MSE on the model's one output instead of cross-entropy
 
 
 def train_step(
     parts: StepParts,
     micro_batches: list[Batch],
-    running: RunningClassification,
+    running: RunningClassification | RunningRegression,
     measure_grad_norm: bool = False,
 ) -> torch.Tensor | None:
     """One optimizer step over its micro-batches (one, without gradient accumulation); each
@@ -54,7 +55,10 @@ def train_step(
         with sync:
             with parts.compute.autocast():
                 logits = parts.forward(parts.compute.to_model_layout(inputs))
-                loss = F.cross_entropy(logits, targets, label_smoothing=parts.label_smoothing)
+                if parts.regression:
+                    loss = F.mse_loss(logits.reshape(targets.shape), targets)
+                else:
+                    loss = F.cross_entropy(logits, targets, label_smoothing=parts.label_smoothing)
             parts.scaler.scale(loss / group_size if group_size > 1 else loss).backward()
         running.update(loss, logits, targets)
     grad_norm = None

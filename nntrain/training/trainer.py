@@ -25,11 +25,11 @@ from torch import nn
 
 from nntrain import files, runs
 from nntrain.checkpoint import load_checkpoint, save_checkpoint
-from nntrain.data.protocols import DataModule, Loader
+from nntrain.data.protocols import DataModule, Loader, task_of
 from nntrain.devices import Compute, resolve_device, resolve_precision
 from nntrain.errors import UserError, check_positive_int, is_number, require
-from nntrain.inference.logits import classify, score
-from nntrain.inference.metrics import RunningClassification
+from nntrain.inference.logits import classify, score, score_regression
+from nntrain.inference.metrics import TASK_METRICS, RunningClassification, RunningRegression
 from nntrain.inference.tta import check_mode
 from nntrain.models.hooks import EpochAware, InitializedFromData
 from nntrain.optim.optimizers import build_optimizer
@@ -37,7 +37,7 @@ from nntrain.reporting.console import TrainProgress, display_path, format_epoch_
 from nntrain.reporting.model_summary import model_summary
 from nntrain.reporting.tensorboard import NullLogger, RunLogger, TensorBoardLogger
 from nntrain.training import distributed
-from nntrain.training.early_stopping import EarlyStopping
+from nntrain.training.early_stopping import MONITORS, EarlyStopping
 from nntrain.training.lookahead import Lookahead
 from nntrain.training.seeding import configure_determinism
 from nntrain.training.signals import StopRequests, TrainingInterrupted
@@ -203,7 +203,8 @@ class Trainer:
         """Everything a run needs before its first step: the model on the device in its memory
         layout (and its data-dependent weights, unless resuming), the loaders, the optimizer,
         schedule and scaler, and a fresh RunState."""
-        check_data_fits(data, self.test_time_augmentation)
+        task = task_of(data)
+        check_data_fits(data, self.test_time_augmentation, task)
         configure_determinism(self.deterministic, self.device)
         if self.rank == 0:
             for stale in runs.remove_stale_temporaries(run_dir):
@@ -244,7 +245,7 @@ class Trainer:
             scaler=torch.amp.GradScaler(
                 self.device.type, enabled=compute.autocast_dtype == torch.float16
             ),
-            stopper=self.early_stopping.restarted(),
+            stopper=self._stopper_for(task),
             lookahead=self.lookahead.restarted(),
         )
         log.info(
@@ -271,6 +272,8 @@ class Trainer:
                 "inputs": data.input_spec(),
             },
             tensorboard=NullLogger(),  # opened by fit once the run's first step is known
+            task=task,
+            target_scale=float(getattr(data, "target_std", 1.0)),
         )
 
     def _resume(self, run: Run, checkpoint: dict[str, Any]) -> None:
@@ -309,7 +312,7 @@ class Trainer:
         first_batch = state.batches_done
         run.train_loader.set_epoch(state.epoch, start_batch=first_batch)
         carried = state.running_sums if self.rank == 0 else None  # see _save_mid_epoch
-        running = RunningClassification(self.device, sums=carried)
+        running = self._running(run, carried)
         resumed_count = running.compute()["count"] if first_batch else 0
         window = LogWindow(running.snapshot(), time.perf_counter())
         progress.start_epoch(state.epoch, self.max_epochs, run.train_batches, completed=first_batch)
@@ -341,13 +344,14 @@ class Trainer:
         state, stopper = run.state, run.state.stopper
         state.lookahead.at_epoch_end(run.model)
         distributed.broadcast_buffers(run.model)  # the same BatchNorm statistics everywhere
-        val = score(run.model, run.val_loader, run.compute, limit=run.val_batches)
+        val_loss, val = self._score(run, run.val_loader, run.val_batches)
         state.epoch, state.batches_done, state.running_sums = state.epoch + 1, 0, None
+        names = TASK_METRICS[run.task]  # acc; a regression's rmse, mae, r2
         metrics = {
             "train/loss": train["loss"],
-            "train/acc": train["acc"],
-            "val/loss": val.loss,
-            "val/acc": val.acc,
+            **{f"train/{name}": train[name] for name in names},
+            "val/loss": val_loss,
+            **{f"val/{name}": val[name] for name in names},
             "lr": float(state.scheduler.get_last_lr()[0]),
             "train/samples_per_sec": train["samples_per_sec"],
             "epoch_time": time.perf_counter() - epoch_start,
@@ -356,12 +360,12 @@ class Trainer:
         state.history.append({"epoch": state.epoch, **metrics})  # for curves.png
         improved = stopper.update(metrics[stopper.monitor], state.epoch - 1)
         if improved:
-            state.best_metrics = {"val/loss": val.loss, "val/acc": val.acc}
+            state.best_metrics = {"val/loss": val_loss, **{f"val/{n}": val[n] for n in names}}
         checkpoint = state.checkpoint(metrics=metrics, **run.metadata)
         if improved:
             self._save(checkpoint, run.checkpoints / "best.pt")
         self._save(checkpoint, run.checkpoints / "last.pt")
-        shown = ("val/loss", "val/acc", "train/samples_per_sec", "epoch_time")
+        shown = ("val/loss", *(f"val/{n}" for n in names), "train/samples_per_sec", "epoch_time")
         run.tensorboard.scalars({k: metrics[k] for k in shown}, state.step)
         log.info(format_epoch_line(state.epoch - 1, self.max_epochs, metrics, improved))
         if stop.signum is not None:
@@ -385,14 +389,21 @@ class Trainer:
             raise RuntimeError("the ranks' weights differ after training: a DDP bug")
         if self.world > 1:
             log.info(f"weights identical on all {self.world} ranks")
-        test = self.test(run.model, run.data.test_loader(), run.compute, self._tested(run))
+        test = self.test(
+            run.model,
+            run.data.test_loader(),
+            run.compute,
+            self._tested(run),
+            run.task,
+            run.target_scale,
+        )
         # The first epoch pays for warm-up (allocations, kernel selection): left out when
         # there are others.
         train_speed = state.samples_per_sec[1:] or state.samples_per_sec
         result = {
             **state.best_metrics,
             stopper.monitor: stopper.best,
-            "test/acc": test["test/acc"],
+            **{key: value for key, value in test.items() if key != "test/loss"},  # test/acc
             "test/loss": test["test/loss"],
             "best_epoch": stopper.best_epoch + 1,
             "epochs_run": state.epoch,
@@ -420,12 +431,27 @@ class Trainer:
         return run.checkpoints / "last.pt"
 
     def test(
-        self, model: nn.Module, loader: Loader, compute: Compute, checkpoint: Path
+        self,
+        model: nn.Module,
+        loader: Loader,
+        compute: Compute,
+        checkpoint: Path,
+        task: str = "classification",
+        target_scale: float = 1.0,
     ) -> dict[str, float]:
         """Load the checkpoint's weights into model and score it on loader with the run's
-        test-time augmentation."""
+        test-time augmentation (a regression: its RMSE, MAE and R², in the target's units)."""
         saved = load_checkpoint(checkpoint, map_location=self.device)
         model.load_state_dict(saved["model"])
+        if task == "regression":
+            figures = score_regression(model, loader, compute, target_scale)
+            test = {
+                "test/loss": figures.loss,
+                **{f"test/{k}": v for k, v in figures.figures.items()},
+            }
+            shown = "  ".join(f"{key} {value:.4f}" for key, value in test.items())
+            log.info(f"test with {checkpoint.name} (epoch {saved['epoch']}): {shown}")
+            return test
         tta = self.test_time_augmentation
         scores = score(model, loader, compute, tta)
         log.info(
@@ -449,12 +475,13 @@ class Trainer:
             grad_clip=self.grad_clip,
             label_smoothing=self.label_smoothing,
             distributed=self.world > 1,
+            regression=run.task == "regression",
         )
 
     def _log_step(
         self,
         run: Run,
-        running: RunningClassification,
+        running: RunningClassification | RunningRegression,
         window: LogWindow,
         grad_norm: torch.Tensor | None,
         progress: TrainProgress,
@@ -467,21 +494,28 @@ class Trainer:
         now = time.perf_counter()
         lr = float(state.scheduler.get_last_lr()[0])
         groups = state.optimizer.param_groups
+        names = TASK_METRICS[run.task]
         run.tensorboard.scalars(
             {
                 "train/loss": stats["loss"],
-                "train/acc": stats["acc"],
+                **{f"train/{name}": stats[name] for name in names},
                 "train/grad_norm": float(grad_norm) if grad_norm is not None else math.nan,
                 "lr": lr,
                 **{f"lr/{g.get('name', i)}": g["lr"] for i, g in enumerate(groups)},
             },
             state.step,
         )
-        progress.show(stats["loss"], stats["acc"], lr, stats["count"] / (now - window.start))
+        main = names[-1]  # acc, or a regression's r2
+        rate = stats["count"] / (now - window.start)
+        progress.show(stats["loss"], stats[main], lr, rate, metric=main)
         return LogWindow(running.snapshot(), now)
 
     def _save_mid_epoch(
-        self, run: Run, running: RunningClassification, stop: StopRequests, log_step: bool
+        self,
+        run: Run,
+        running: RunningClassification | RunningRegression,
+        stop: StopRequests,
+        log_step: bool,
     ) -> None:
         """last.pt every trainer.checkpoint.every_n_steps, and when a stop signal came (then
         stop). Under DDP every rank must stop at the same step: they agree at log steps."""
@@ -505,9 +539,13 @@ class Trainer:
         figures on the validation split."""
         from nntrain.reporting.end_of_run import run_label, write_figures, write_hparams
 
+        overrides = run.metadata.get("overrides") or []
+        label = run_label(run.metadata["config"], overrides)
+        if run.task == "regression":
+            self._write_regression_figures(run, result, overrides, label)
+            return
         data_name = getattr(run.data, "name", type(run.data).__name__)
         model_name = type(run.model).__name__
-        overrides = run.metadata.get("overrides") or []
         write_hparams(
             run.tensorboard,
             result,
@@ -515,7 +553,7 @@ class Trainer:
             model_name,
             data_name,
             overrides=overrides,
-            label=run_label(run.metadata["config"], overrides),
+            label=label,
         )
         if not self.report_images:
             return
@@ -531,6 +569,66 @@ class Trainer:
             (val.logits, val.targets),
             classify=lambda inputs: classify(run.model, inputs, run.compute),
             step=run.state.step,
+        )
+
+    # -- the task switch: classification (the default) or regression -------------------------
+
+    def _stopper_for(self, task: str) -> EarlyStopping:
+        """The run's early stopping; a regression has no accuracy: a monitor of one becomes
+        val/loss (min), and the log says so."""
+        stopper = self.early_stopping.restarted()
+        require(
+            task == "regression" or stopper.monitor in MONITORS,
+            f"trainer.early_stopping.monitor={stopper.monitor} is a regression figure and this "
+            "data is a classification; monitor val/acc or val/loss.",
+        )
+        if task == "regression" and stopper.monitor.endswith("/acc"):
+            log.info(
+                f"regression: early stopping and best.pt follow val/loss (min) instead of "
+                f"{stopper.monitor}; set trainer.early_stopping.monitor=val/r2 "
+                "trainer.early_stopping.mode=max (or val/rmse, val/mae) to choose"
+            )
+            return EarlyStopping("val/loss", "min", stopper.patience, stopper.min_delta)
+        return stopper
+
+    def _running(
+        self, run: Run, carried: torch.Tensor | None
+    ) -> RunningClassification | RunningRegression:
+        if run.task == "regression":
+            return RunningRegression(self.device, run.target_scale, sums=carried)
+        return RunningClassification(self.device, sums=carried)
+
+    def _score(self, run: Run, loader: Loader, limit: int | None) -> tuple[float, dict[str, float]]:
+        """(loss, figures) on an evaluation loader: accuracy, or RMSE, MAE and R²."""
+        if run.task == "regression":
+            scores = score_regression(run.model, loader, run.compute, run.target_scale, limit)
+            return scores.loss, scores.figures
+        val = score(run.model, loader, run.compute, limit=limit)
+        return val.loss, {"acc": val.acc}
+
+    def _write_regression_figures(
+        self, run: Run, result: dict[str, Any], overrides: list[str], label: str
+    ) -> None:
+        from nntrain.reporting.regression_figures import write_regression_end_of_run
+
+        scale = run.target_scale
+        mean = float(getattr(run.data, "target_mean", 0.0))
+        val = score_regression(run.model, run.data.val_loader(), run.compute, scale, gather=True)
+        assert val.outputs is not None and val.targets is not None
+        write_regression_end_of_run(
+            run.tensorboard,
+            (val.outputs * scale + mean).numpy(),
+            (val.targets * scale + mean).numpy(),
+            run.data.class_names[0],
+            result,
+            run.metadata["config"],
+            type(run.model).__name__,
+            getattr(run.data, "name", type(run.data).__name__),
+            run.state.step,
+            run_dir=run.run_dir,
+            overrides=overrides,
+            label=label,
+            figures=self.report_images,
         )
 
     def _open_logger(self, run_dir: Path, purge_step: int | None) -> RunLogger:
@@ -591,10 +689,10 @@ def first_inputs(data: DataModule, compute: Compute, count: int) -> torch.Tensor
     return torch.cat(batches)[:count]
 
 
-def check_data_fits(data: DataModule, tta: str) -> None:
+def check_data_fits(data: DataModule, tta: str, task: str = "classification") -> None:
     """What would otherwise fail (or mean nothing) only after the whole training."""
     require(
-        data.num_classes >= 2,
+        task == "regression" or data.num_classes >= 2,
         f"the data has {data.num_classes} class ({', '.join(data.class_names)}); a classifier "
         "needs at least two: add the images of another class (for an image folder, another "
         "sub-folder of train/).",
