@@ -51,6 +51,7 @@ def test_each_model_trains_on_each_data_set(model, data, tmp_path):
         "best_epoch",
         "epochs_run",
         "train/samples_per_sec",
+        "parameters",
     }
     assert result["epochs_run"] == 2 and math.isfinite(result["test/loss"])
     assert 0 <= result["test/acc"] <= 1
