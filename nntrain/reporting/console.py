@@ -133,6 +133,8 @@ def group_values(group: str, node: Mapping[str, Any], overridden: set[str]) -> d
     shown = {}
     keep = KEY_SETTINGS.get(group)
     for key, value in leaves(node).items():
+        if f"{group}.{key}" not in overridden and (value is None or value == []):
+            continue  # unset options (a CSV's train_path=None) say nothing
         if keep is None or key in keep or f"{group}.{key}" in overridden:
             plain_value = OmegaConf.to_container(value) if isinstance(value, ListConfig) else value
             shown[key] = str(plain_value).replace(" ", "")

@@ -630,6 +630,13 @@ class Trainer:
             label=label,
             figures=self.report_images,
         )
+        if self.report_images and run.state.history:  # loss, RMSE, MAE, R² per epoch
+            from nntrain.reporting.metric_figures import training_curves
+
+            monitor = run.state.stopper.monitor
+            curves = training_curves(run.state.history, int(result["best_epoch"]), monitor)
+            curves.save(run.run_dir / "curves.png")
+            run.tensorboard.image("curves", curves.image, run.state.step)
 
     def _open_logger(self, run_dir: Path, purge_step: int | None) -> RunLogger:
         if self.rank != 0:
