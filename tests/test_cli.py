@@ -50,6 +50,8 @@ def test_default_run_trains_digits_to_95_percent_and_writes_the_run_dir(tmp_path
     assert "├── model: mlp  hidden=[512,256,128]  dropout=0.3" in tree
     assert "epoch  1/30  train/loss" in done.stdout
     assert "nntrain: run summary" in done.stdout
+    assert re.search(r"│ name +│ mlp-digits", done.stdout)  # the summary names the run
+    assert re.search(r"│ wall time +│ (\d+ min \d\d|\d+) s ", done.stdout)
     assert "\r" not in done.stdout  # no progress bar redraws in a pipe
 
 

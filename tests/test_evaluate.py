@@ -57,6 +57,8 @@ def test_eval_of_the_best_checkpoint_equals_the_runs_test_accuracy(digits_run, t
     with Image.open(digits_run / "confusion_test.png") as image:
         assert image.format == "PNG" and image.mode == "RGB" and min(image.size) >= 300
     assert "per class" in done.stdout and "weighted avg" in done.stdout
+    assert done.stdout.startswith(f"{digits_run}/checkpoints/best.pt (epoch ")  # names the run
+    assert done.stdout.splitlines()[0].endswith(") on the test split")
     assert not (tmp_path / "outputs").exists()  # eval writes next to the checkpoint only
 
     val = run_eval(f"ckpt={digits_run}", "split=val", cwd=tmp_path)  # a run dir means best.pt

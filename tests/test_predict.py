@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -138,7 +139,10 @@ def test_digit_images_get_exactly_the_predictions_of_the_trained_model(digits, t
     predicted = torch.tensor([int(row["predicted"]) for row in rows])
     assert torch.equal(predicted[clear], on_data.argmax(1)[clear])
 
-    # the terminal shows the first 20 rows, the total and the CSV
+    # the terminal names the checkpoint, shows the first 20 rows, the total and the CSV
+    assert re.search(
+        r"^nntrain-predict with \S+/checkpoints/best\.pt \(epoch \d+\)$", done.stdout, re.M
+    )
     assert f"the first 20 of {len(rows)} rows" in done.stdout
     assert rows[19]["input"] in done.stdout and rows[20]["input"] not in done.stdout
     assert done.stdout.rstrip().endswith(f"{len(rows)} predicted; wrote predictions.csv")

@@ -201,13 +201,17 @@ def write_results(
     return written
 
 
-def print_results(results: dict[str, Any], files: list[Path]) -> None:
+def print_results(results: dict[str, Any], files: list[Path], checkpoint: str = "") -> None:
     from rich.table import Table
 
     from nntrain.reporting.console import display_path, get_console, plain
 
     console, split = get_console(), results["split"]
-    figures = Table(title=plain(f"{results['checkpoint']} on the {split} split"), show_header=False)
+    # a line of its own: a table's title wraps at the (narrow) table's width
+    console.print(
+        plain(f"{checkpoint or results['checkpoint']} on the {split} split"), soft_wrap=True
+    )
+    figures = Table(show_header=False)
     for key in ("acc", "rmse", "mae", "r2", "loss", "top5", "auroc", "average_precision", "count"):
         if f"{split}/{key}" in results:
             value = results[f"{split}/{key}"]
@@ -288,7 +292,9 @@ def eval_app(cfg: DictConfig) -> float:
         check_no_missing_values(cfg)
         results, run, scores = evaluate_checkpoint(cfg)
         files = write_results(results, run.run_dir, run.class_names, scores)
-    print_results(results, files)
+    from nntrain.commands.predict import describe_checkpoint
+
+    print_results(results, files, describe_checkpoint(run))
     return float(results.get(f"{cfg.split}/acc", results.get(f"{cfg.split}/r2", "nan")))
 
 

@@ -196,14 +196,16 @@ def prediction_rows(
     return rows
 
 
-def show(rows: list[list[str]], output: Path, header: list[str] = HEADER) -> None:
-    """The first rows as a table, then how many there are and where the CSV is."""
+def show(rows: list[list[str]], output: Path, source: str, header: list[str] = HEADER) -> None:
+    """The first rows as a table titled with the checkpoint that made them, then how many
+    there are and where the CSV is."""
     from rich.table import Table
     from rich.text import Text
 
     from nntrain.reporting.console import display_path, get_console
 
-    table = Table(title="nntrain-predict", title_justify="left")
+    get_console().print(Text(f"nntrain-predict with {source}"), soft_wrap=True)  # not a title
+    table = Table()
     for column in header:
         right = column == "probability" or (column == "predicted" and header != HEADER)
         table.add_column(column, justify="right" if right else "left")
@@ -259,13 +261,22 @@ def predict(cfg: DictConfig) -> Path:
         )
         rows = [[name, f"{value:.6g}"] for name, value in zip(names, values.tolist(), strict=True)]
         files.write_csv(output, [REGRESSION_HEADER, *rows])
-        show(rows, output, REGRESSION_HEADER)
+        show(rows, output, describe_checkpoint(run), REGRESSION_HEADER)
         return output
     probs = probabilities(model, batches, compute, run.test_time_augmentation)
     rows = prediction_rows(names, probs, run.class_names, cfg.top_k)
     files.write_csv(output, [HEADER, *rows])  # atomic: an interrupted write leaves no half CSV
-    show(rows, output)
+    show(rows, output, describe_checkpoint(run))
     return output
+
+
+def describe_checkpoint(run: Any) -> str:
+    """The checkpoint a prediction or evaluation used, as the user would type it, with its
+    epoch: `outputs/.../checkpoints/best.pt (epoch 7)`."""
+    from nntrain.reporting.console import display_path
+
+    epoch = run.state.get("epoch")
+    return display_path(run.checkpoint_path) + (f" (epoch {epoch})" if epoch else "")
 
 
 @hydra.main(version_base="1.3", config_path="pkg://nntrain.configs", config_name="predict")

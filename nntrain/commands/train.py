@@ -153,6 +153,7 @@ def run(
     from nntrain.training import distributed
     from nntrain.training.seeding import check_seed, seed_everything
 
+    started = time.perf_counter()
     check_no_missing_values(cfg)
     main_process = distributed.is_main_process()
     if not main_process:  # under torchrun only rank 0 speaks; the others report only problems
@@ -208,7 +209,8 @@ def run(
         resume=resume,
     )
     if main_process:
-        console.print_summary(result, run_dir)
+        wall_time = time.perf_counter() - started
+        console.print_summary(result, run_dir, name=str(cfg.name), wall_time_s=wall_time)
     return result
 
 

@@ -229,11 +229,21 @@ def display_path(path: str | Path) -> str:
         return str(path)
 
 
-def print_summary(metrics: Mapping[str, Any], run_dir: str | Path) -> None:
-    """The final table: the run's figures and where its files are."""
+def print_summary(
+    metrics: Mapping[str, Any],
+    run_dir: str | Path,
+    name: str | None = None,
+    wall_time_s: float | None = None,
+) -> None:
+    """The final table: the run's name and wall time, its figures, where its files are."""
     table = Table(title="nntrain: run summary", show_header=False, title_justify="left")
     table.add_column(style="bold")
     table.add_column()
+    if name is not None:
+        table.add_row("name", plain(name))
+    if wall_time_s is not None:
+        minutes, seconds = divmod(round(wall_time_s), 60)
+        table.add_row("wall time", f"{minutes} min {seconds:02d} s" if minutes else f"{seconds} s")
     for key, value in metrics.items():
         if key.endswith("samples_per_sec"):
             shown = f"{value:,.0f}"
