@@ -288,3 +288,40 @@ def test_the_model_summary_lists_layers_with_output_shapes_and_parameters(tmp_pa
     # one pass on zeros in eval mode: no BatchNorm statistic moved, still in training mode
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
     assert model.training
+
+
+def test_the_progress_line_fits_80_columns_with_the_runs_eta_and_a_validation_phase(monkeypatch):
+    import io
+    import time
+
+    import rich
+    from rich.console import Console
+
+    from nntrain.reporting.console import TrainProgress
+
+    console = Console(width=80, record=True, file=io.StringIO(), force_terminal=True)
+    monkeypatch.setattr(rich, "_console", console)
+
+    def line(progress: TrainProgress) -> str:
+        live = progress._progress
+        assert live is not None
+        render = Console(width=80, record=True, file=io.StringIO())
+        render.print(live.make_tasks_table(live.tasks))
+        return render.export_text().strip()
+
+    with TrainProgress(enabled=True) as progress:
+        progress.start_epoch(epoch=11, max_epochs=300, total_batches=1563)
+        time.sleep(0.01)
+        progress.advance(781)
+        progress.show(loss=0.1234, acc=0.9876, lr=1e-3, samples_per_sec=123456.0)
+        shown = line(progress)
+        assert len(shown) <= 80, shown
+        assert shown.startswith("epoch 12/300") and "781/1563" in shown
+        assert "loss 0.123 acc 0.988 123.5k/s" in shown
+        # the whole run's ETA: 289 epochs left at this pace, not this epoch's
+        eta = shown.rsplit("eta ", 1)[1].split(":")
+        assert int(eta[0]) * 3600 + int(eta[1]) * 60 + int(eta[2]) >= 0.9 * 289 * 1563 * 0.01 / 781
+        progress.validating()
+        assert line(progress).startswith("validating 12/300")
+        progress.start_epoch(epoch=12, max_epochs=300, total_batches=1563)
+        assert "loss 0.123" in line(progress)  # the latest figures stay until the next log step

@@ -11,18 +11,13 @@ from __future__ import annotations
 import io
 import logging
 import sys
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeRemainingColumn,
-)
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 from rich.text import Text
 from rich.tree import Tree
@@ -147,22 +142,26 @@ def interactive() -> bool:
 
 
 class TrainProgress:
-    """A live bar per epoch (step, loss, acc, lr, samples/s, ETA); silent when disabled."""
+    """A live line while training: the epoch, a bar over its batches, the latest loss and
+    metric and throughput (refreshed at log steps: reading them sooner would sync the device
+    each step), and the whole run's ETA; "validating" while the epoch is scored. It fits 80
+    columns. Silent when disabled (not a terminal, a sweep)."""
 
     def __init__(self, enabled: bool) -> None:
         self.enabled = enabled
         self._progress: Progress | None = None
         self._task: Any = None
+        self._stats = ""  # kept from one epoch to the next: the line is never blank
+        self._run: dict[str, float] = {}
 
     def __enter__(self) -> TrainProgress:
         if self.enabled:
             self._progress = Progress(
                 TextColumn("[bold]{task.description}"),
-                BarColumn(bar_width=12),
+                BarColumn(bar_width=10),
                 MofNCompleteColumn(),
                 TextColumn("{task.fields[stats]}"),
-                TextColumn("eta"),
-                TimeRemainingColumn(),
+                TextColumn("{task.fields[eta]}"),
                 console=get_console(),
                 transient=True,
                 # Each refresh renders in Python under the GIL (about 18 ms of CPU per second at
@@ -182,25 +181,52 @@ class TrainProgress:
     ) -> None:
         if self._progress is None:
             return
+        if not self._run:  # the ETA counts the batches this process trains from here on
+            left = (max_epochs - epoch) * total_batches - completed
+            self._run = {"start": time.perf_counter(), "done": 0, "left": left}
         if self._task is not None:
             self._progress.remove_task(self._task)
         self._task = self._progress.add_task(
-            f"epoch {epoch + 1}/{max_epochs}", total=total_batches, completed=completed, stats=""
+            f"epoch {epoch + 1}/{max_epochs}",
+            total=total_batches,
+            completed=completed,
+            stats=self._stats,
+            eta=self._eta(),
         )
 
     def advance(self, batches: int = 1) -> None:
         if self._progress is not None:
-            self._progress.advance(self._task, batches)
+            self._run["done"] += batches
+            self._progress.update(self._task, advance=batches, eta=self._eta())
+
+    def validating(self) -> None:
+        """The epoch's batches are trained; its validation runs now."""
+        if self._progress is not None and self._task is not None:
+            description = self._progress.tasks[-1].description.split(" ")[1]
+            self._progress.update(self._task, description=f"validating {description}")
 
     def show(
         self, loss: float, acc: float, lr: float, samples_per_sec: float, metric: str = "acc"
     ) -> None:
-        """metric: what `acc` is (a regression shows its R², as r2)."""
+        """metric: what `acc` is (a regression shows its R², as r2). lr is in the epoch lines."""
         if self._progress is not None:
-            stats = (
-                f"loss {loss:.4f} {metric} {acc:.4f} lr {lr:.1e} {samples_per_sec:,.0f} samples/s"
+            rate = (
+                f"{samples_per_sec / 1000:.1f}k/s"
+                if samples_per_sec >= 1000
+                else f"{samples_per_sec:.0f}/s"
             )
-            self._progress.update(self._task, stats=stats)
+            self._stats = f"loss {loss:.3f} {metric} {acc:.3f} {rate}"
+            self._progress.update(self._task, stats=self._stats)
+
+    def _eta(self) -> str:
+        """The whole run's time left, from this process's pace so far."""
+        done, left = self._run.get("done", 0), self._run.get("left", 0)
+        if not done:
+            return "eta -:--:--"
+        seconds = (time.perf_counter() - self._run["start"]) / done * max(left - done, 0)
+        minutes, second = divmod(round(seconds), 60)
+        hours, minute = divmod(minutes, 60)
+        return f"eta {hours}:{minute:02d}:{second:02d}"
 
 
 def format_epoch_line(

@@ -183,6 +183,7 @@ class Trainer:
                     epoch_start = time.perf_counter()
                     self._start_epoch(run)
                     train = self._train_epoch(run, progress, stop)
+                    progress.validating()
                     self._end_epoch(run, train, epoch_start, stop)
             return self._finish(run)
         finally:
