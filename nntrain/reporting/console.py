@@ -271,7 +271,7 @@ def print_summary(
         minutes, seconds = divmod(round(wall_time_s), 60)
         table.add_row("wall time", f"{minutes} min {seconds:02d} s" if minutes else f"{seconds} s")
     for key, value in metrics.items():
-        if key.endswith("samples_per_sec"):
+        if key.endswith("samples_per_sec") or (isinstance(value, int) and value >= 10_000):
             shown = f"{value:,.0f}"
         else:
             shown = f"{value:.4f}" if isinstance(value, float) else str(value)
