@@ -44,6 +44,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -361,7 +362,7 @@ def measure_figures() -> dict:
     return json.loads(done.stdout)
 
 
-def main() -> int:
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="one round, few steps: a smoke check")
     parser.add_argument("--json", type=Path, help="also write the figures to this JSON file")
@@ -379,13 +380,94 @@ def main() -> int:
         "--startup-only", action="store_true", help="only the start-up and figure timings"
     )
     parser.add_argument("--figures-only", action="store_true", help=argparse.SUPPRESS)
-    args = parser.parse_args()
+    return parser.parse_args()
+
+
+def measure_case(name: str, device: str, steps: int, rounds: int, console: Any) -> dict:
+    """One case's four modes, interleaved round by round (a, b, c0, c2, a, b, ...)."""
+    case = CASES[name]
+    data = SyntheticImages(case, n=case.batch_size * (steps + 4) * 2)
+    modes: dict[str, Callable[[], float]] = {
+        "a_trainer": partial(run_trainer, case, data, device, steps),
+        "b_hand_loop": partial(run_hand, case, data, device, steps),
+        "c_classic_w0": partial(run_classic, case, data, device, steps, workers=0),
+        "c_classic_w2": partial(run_classic, case, data, device, steps, workers=2),
+    }
+    seen: dict[str, list[float]] = {mode: [] for mode in modes}
+    for round_index in range(rounds):
+        for mode, measure in modes.items():
+            seen[mode].append(measure())
+            console.print(
+                f"[dim]{name} round {round_index + 1}/{rounds} {mode}: {seen[mode][-1]:,.0f} samples/s[/]"
+            )
+    stats = {
+        m: {"median": statistics.median(v), "min": min(v), "max": max(v)} for m, v in seen.items()
+    }
+    a = stats["a_trainer"]["median"]
+    classic = max(stats["c_classic_w0"]["median"], stats["c_classic_w2"]["median"])
+    return {
+        "samples_per_sec": stats,
+        "overhead_ratio": a / stats["b_hand_loop"]["median"],
+        "vs_classic_ratio": a / classic,
+        "step_ms": {m: 1000 * case.batch_size / s["median"] for m, s in stats.items()},
+    }
+
+
+def print_cases(report: dict, rounds: int, console: Any) -> None:
+    from rich.table import Table
+
+    table = Table(
+        title=f"training samples/s on {report['device']} ({report['date']}, median of {rounds})"
+    )
+    for column in (
+        "case",
+        "(a) nntrain",
+        "(b) hand loop",
+        "(c) classic w0",
+        "(c) classic w2",
+        "(a)/(b)",
+        "(a)/(c)",
+    ):
+        table.add_column(column, justify="right")
+    for name, result in report["cases"].items():
+        s = result["samples_per_sec"]
+        cells = [f"{s[m]['median']:,.0f} [{s[m]['min']:,.0f}-{s[m]['max']:,.0f}]" for m in s]
+        table.add_row(
+            name, *cells, f"{result['overhead_ratio']:.3f}", f"{result['vs_classic_ratio']:.2f}"
+        )
+    console.print(table)
+
+
+def report_startup(report: dict, rounds: int, console: Any) -> None:
+    """Start-up to the first optimizer step (against importing torch and torchvision) and the
+    figures' time, into report and onto the console."""
+    startup = measure_startup(rounds)
+    report["startup"] = startup
+    s = startup["seconds"]
+    console.print(
+        f"start-up (median of {rounds}): import torch, torchvision {s['import_torch_torchvision']:.2f} s; "
+        f"nntrain to its first optimizer step {s['first_step']:.2f} s ({startup['first_step_ratio']:.2f}x, goal <= 1.2x); "
+        f"whole one-step run with its figures {s['one_step_run']:.2f} s ({startup['one_step_ratio']:.2f}x); "
+        f"nntrain --help {s['help']:.2f} s ({startup['help_ratio']:.2f}x)"
+    )
+    report["figures"] = drawn = measure_figures()
+    console.print(
+        f"figures: import matplotlib {drawn['import_matplotlib_s']:.2f} s, then a 10-class "
+        f"image run's {drawn['ten_class_image_run_s']:.2f} s, a binary 2-feature run's "
+        f"{drawn['binary_two_feature_run_s']:.2f} s after importing sklearn.metrics "
+        f"({drawn['import_sklearn_metrics_s']:.2f} s) ("
+        + ", ".join(f"{k} {v:.0f} ms" for k, v in drawn["per_figure_ms"].items())
+        + ")"
+    )
+
+
+def main() -> int:
+    args = parse_args()
     if args.figures_only:  # measure_figures' child: the timings as JSON on stdout
         print(json.dumps(figure_timings()))
         return 0
 
     from rich.console import Console
-    from rich.table import Table
 
     console = Console(width=max(Console().width, 130))  # the table is wide; pipes default to 80
     device = args.device
@@ -411,74 +493,11 @@ def main() -> int:
         "cases": {},
     }
     for name in names:
-        case, steps = CASES[name], steps_for[name]
-        data = SyntheticImages(case, n=case.batch_size * (steps + 4) * 2)
-        modes: dict[str, Callable[[], float]] = {
-            "a_trainer": partial(run_trainer, case, data, device, steps),
-            "b_hand_loop": partial(run_hand, case, data, device, steps),
-            "c_classic_w0": partial(run_classic, case, data, device, steps, workers=0),
-            "c_classic_w2": partial(run_classic, case, data, device, steps, workers=2),
-        }
-        seen: dict[str, list[float]] = {mode: [] for mode in modes}
-        for round_index in range(rounds):
-            for mode, measure in modes.items():  # interleaved: a, b, c0, c2, a, b, ...
-                seen[mode].append(measure())
-                console.print(
-                    f"[dim]{name} round {round_index + 1}/{rounds} {mode}: {seen[mode][-1]:,.0f} samples/s[/]"
-                )
-        stats = {
-            m: {"median": statistics.median(v), "min": min(v), "max": max(v)}
-            for m, v in seen.items()
-        }
-        a = stats["a_trainer"]["median"]
-        classic = max(stats["c_classic_w0"]["median"], stats["c_classic_w2"]["median"])
-        report["cases"][name] = {
-            "samples_per_sec": stats,
-            "overhead_ratio": a / stats["b_hand_loop"]["median"],
-            "vs_classic_ratio": a / classic,
-            "step_ms": {m: 1000 * case.batch_size / s["median"] for m, s in stats.items()},
-        }
-
-    table = Table(
-        title=f"training samples/s on {report['device']} ({report['date']}, median of {rounds})"
-    )
-    for column in (
-        "case",
-        "(a) nntrain",
-        "(b) hand loop",
-        "(c) classic w0",
-        "(c) classic w2",
-        "(a)/(b)",
-        "(a)/(c)",
-    ):
-        table.add_column(column, justify="right")
-    for name, result in report["cases"].items():
-        s = result["samples_per_sec"]
-        cells = [f"{s[m]['median']:,.0f} [{s[m]['min']:,.0f}-{s[m]['max']:,.0f}]" for m in s]
-        table.add_row(
-            name, *cells, f"{result['overhead_ratio']:.3f}", f"{result['vs_classic_ratio']:.2f}"
-        )
+        report["cases"][name] = measure_case(name, device, steps_for[name], rounds, console)
     if names:
-        console.print(table)
+        print_cases(report, rounds, console)
     if not args.no_startup:
-        startup = measure_startup(rounds)
-        report["startup"] = startup
-        s = startup["seconds"]
-        console.print(
-            f"start-up (median of {rounds}): import torch, torchvision {s['import_torch_torchvision']:.2f} s; "
-            f"nntrain to its first optimizer step {s['first_step']:.2f} s ({startup['first_step_ratio']:.2f}x, goal <= 1.2x); "
-            f"whole one-step run with its figures {s['one_step_run']:.2f} s ({startup['one_step_ratio']:.2f}x); "
-            f"nntrain --help {s['help']:.2f} s ({startup['help_ratio']:.2f}x)"
-        )
-        report["figures"] = drawn = measure_figures()
-        console.print(
-            f"figures: import matplotlib {drawn['import_matplotlib_s']:.2f} s, then a 10-class "
-            f"image run's {drawn['ten_class_image_run_s']:.2f} s, a binary 2-feature run's "
-            f"{drawn['binary_two_feature_run_s']:.2f} s after importing sklearn.metrics "
-            f"({drawn['import_sklearn_metrics_s']:.2f} s) ("
-            + ", ".join(f"{k} {v:.0f} ms" for k, v in drawn["per_figure_ms"].items())
-            + ")"
-        )
+        report_startup(report, rounds, console)
     if args.json:
         args.json.write_text(json.dumps(report, indent=2) + "\n")
         console.print(f"wrote {args.json}")

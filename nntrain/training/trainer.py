@@ -212,17 +212,7 @@ class Trainer:
                 log.info(f"removed {stale.name}, left by a checkpoint write that was cut short")
         data.setup(self.device)
         compute = self.compute_for(model)
-        if self.world > 1 and self.sync_batchnorm:
-            model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
-            synced = sum(isinstance(m, nn.SyncBatchNorm) for m in model.modules())
-            log.info(
-                f"SyncBatchNorm: {synced} BatchNorm layers use all {self.world} ranks' batches"
-            )
-        model.to(self.device)
-        if compute.channels_last:
-            model.to(memory_format=torch.channels_last)
-        if isinstance(model, InitializedFromData) and not resuming:  # e.g. a whitening layer
-            model.initialize_from_data(first_inputs(data, compute, model.init_samples))
+        model = self._place_model(model, data, compute, resuming)
         if self.rank == 0:
             summary = model_summary(model, tuple(data.input_shape), self.device)
             files.write_text(run_dir / "model_summary.txt", summary)
@@ -276,6 +266,25 @@ class Trainer:
             task=task,
             target_scale=float(getattr(data, "target_std", 1.0)),
         )
+
+    def _place_model(
+        self, model: nn.Module, data: DataModule, compute: Compute, resuming: bool
+    ) -> nn.Module:
+        """The model as it trains: SyncBatchNorm under torchrun when asked, on the device in
+        its memory layout, with its data-dependent weights (e.g. a whitening layer) unless a
+        checkpoint brings them."""
+        if self.world > 1 and self.sync_batchnorm:
+            model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+            synced = sum(isinstance(m, nn.SyncBatchNorm) for m in model.modules())
+            log.info(
+                f"SyncBatchNorm: {synced} BatchNorm layers use all {self.world} ranks' batches"
+            )
+        model.to(self.device)
+        if compute.channels_last:
+            model.to(memory_format=torch.channels_last)
+        if isinstance(model, InitializedFromData) and not resuming:
+            model.initialize_from_data(first_inputs(data, compute, model.init_samples))
+        return model
 
     def _resume(self, run: Run, checkpoint: dict[str, Any]) -> None:
         """Put a checkpoint of this run back: the run continues exactly where it was saved."""
