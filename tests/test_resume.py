@@ -109,7 +109,7 @@ def test_resume_latest_and_a_moved_run_directory(tmp_path):
     latest = run_nntrain("resume=latest", "trainer.max_epochs=3", cwd=tmp_path)
     assert latest.returncode == 0, latest.stderr
     assert read_metrics(tmp_path / "outputs" / "new")["epochs_run"] == 3
-    assert "data: moons" not in latest.stdout and "Moons" in latest.stdout  # the run's own config
+    assert "├── data: moons  n_samples=1000" in latest.stdout  # the run's own config, replayed
     assert read_metrics(tmp_path / "outputs" / "old")["epochs_run"] == 2
 
     elsewhere = tmp_path / "disk2" / "copied"
