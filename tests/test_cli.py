@@ -34,7 +34,8 @@ def test_default_run_trains_digits_to_95_percent_and_writes_the_run_dir(tmp_path
     assert f"parameters: {metrics['parameters']:,} " in summary and "Linear" in summary
     assert (run_dir / ".hydra" / "overrides.yaml").is_file()
     log = (run_dir / "train.log").read_text()
-    assert "epoch  1/30" in log and "test/acc" in log
+    assert "] epoch  train/loss  train/acc  val/loss  val/acc" in log and "test/acc" in log
+    assert re.search(r"\]  1/30 +\d\.\d{4} ", log)
     best = load_checkpoint(run_dir / "checkpoints" / "best.pt")
     assert best["epoch"] == metrics["best_epoch"]
 
@@ -48,7 +49,11 @@ def test_default_run_trains_digits_to_95_percent_and_writes_the_run_dir(tmp_path
     tree = done.stdout[: done.stdout.index("MLP: ")].splitlines()
     assert tree[1] == "├── name: mlp-digits" and len(tree) <= 15, tree  # a few lines, not 59
     assert "├── model: mlp  hidden=[512,256,128]  dropout=0.3" in tree
-    assert "epoch  1/30  train/loss" in done.stdout
+    header = "epoch  train/loss  train/acc  val/loss  val/acc        lr  samples/s    time"
+    rows = done.stdout.splitlines()
+    first_row = rows[rows.index(header) + 1]  # one table: the column names once, a row an epoch
+    assert re.fullmatch(r" 1/30 +(\d\.\d{4} +){4}\d\.\d\de-0\d +[\d,]+ +\d+\.\ds( +\*)?", first_row)
+    assert max(len(row) for row in rows if re.match(r" *\d+/30 ", row)) <= 80
     assert "nntrain: run summary" in done.stdout
     assert re.search(r"│ name +│ mlp-digits", done.stdout)  # the summary names the run
     assert re.search(r"│ wall time +│ (\d+ min \d\d|\d+) s ", done.stdout)

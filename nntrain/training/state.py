@@ -18,6 +18,7 @@ from torch import nn
 
 from nntrain.data.protocols import DataModule, Loader
 from nntrain.devices import Compute
+from nntrain.reporting.console import EpochTable
 from nntrain.reporting.tensorboard import RunLogger
 from nntrain.training.early_stopping import EarlyStopping
 from nntrain.training.lookahead import Lookahead
@@ -106,6 +107,7 @@ class Run:
     tensorboard: RunLogger
     task: str = "classification"  # or regression (the data's task)
     target_scale: float = 1.0  # a regression target's training std: errors in its units
+    epoch_table: EpochTable = field(default_factory=EpochTable)  # the epoch lines' columns
 
     @property
     def checkpoints(self) -> Path:

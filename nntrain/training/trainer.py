@@ -33,7 +33,7 @@ from nntrain.inference.metrics import TASK_METRICS, RunningClassification, Runni
 from nntrain.inference.tta import check_mode
 from nntrain.models.hooks import EpochAware, InitializedFromData
 from nntrain.optim.optimizers import build_optimizer
-from nntrain.reporting.console import TrainProgress, display_path, format_epoch_line
+from nntrain.reporting.console import TrainProgress, display_path
 from nntrain.reporting.model_summary import model_summary
 from nntrain.reporting.tensorboard import NullLogger, RunLogger, TensorBoardLogger
 from nntrain.training import distributed
@@ -377,7 +377,8 @@ class Trainer:
         self._save(checkpoint, run.checkpoints / "last.pt")
         shown = ("val/loss", *(f"val/{n}" for n in names), "train/samples_per_sec", "epoch_time")
         run.tensorboard.scalars({k: metrics[k] for k in shown}, state.step)
-        log.info(format_epoch_line(state.epoch - 1, self.max_epochs, metrics, improved))
+        for line in run.epoch_table.lines(state.epoch - 1, self.max_epochs, metrics, improved):
+            log.info(line)
         if stop.signum is not None:
             raise TrainingInterrupted(stop.signum, state.step)
         if stopper.should_stop:
