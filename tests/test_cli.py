@@ -42,7 +42,14 @@ def test_default_run_trains_digits_to_95_percent_and_writes_the_run_dir(tmp_path
     events = EventAccumulator(str(run_dir / "tb"))
     events.Reload()
     tags = set(events.Tags()["scalars"])
-    assert {"train/loss", "train/acc", "val/loss", "val/acc", "lr", "train/samples_per_sec"} <= tags
+    assert {
+        "train/loss",
+        "train/acc",
+        "val/loss",
+        "val/acc",
+        "train/lr",
+        "train/samples_per_sec",
+    } <= tags
     assert len(events.Scalars("val/acc")) == metrics["epochs_run"]
 
     # what the terminal shows when it is not a TTY: the config tree, plain epoch lines, the summary

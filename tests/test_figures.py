@@ -309,7 +309,7 @@ def test_report_images_must_be_a_boolean_and_false_skips_the_figures(tmp_path):
     assert not list(tmp_path.glob("*.png"))
     events = EventAccumulator(str(tmp_path / "tb"))
     events.Reload()
-    assert events.Tags()["images"] == [] and "hparam/test_acc" in events.Tags()["scalars"]
+    assert events.Tags()["images"] == [] and "~hparams/test/acc" in events.Tags()["scalars"]
 
 
 # --- what runs and nntrain-eval leave ---------------------------------------------------------

@@ -375,8 +375,11 @@ class Trainer:
         if improved:
             self._save(checkpoint, run.checkpoints / "best.pt")
         self._save(checkpoint, run.checkpoints / "last.pt")
-        shown = ("val/loss", *(f"val/{n}" for n in names), "train/samples_per_sec", "epoch_time")
-        run.tensorboard.scalars({k: metrics[k] for k in shown}, state.step)
+        shown = ("val/loss", *(f"val/{n}" for n in names), "train/samples_per_sec")
+        run.tensorboard.scalars(
+            {**{k: metrics[k] for k in shown}, "train/epoch_time": metrics["epoch_time"]},
+            state.step,
+        )
         for line in run.epoch_table.lines(state.epoch - 1, self.max_epochs, metrics, improved):
             log.info(line)
         if stop.signum is not None:
@@ -511,8 +514,8 @@ class Trainer:
                 "train/loss": stats["loss"],
                 **{f"train/{name}": stats[name] for name in names},
                 "train/grad_norm": float(grad_norm) if grad_norm is not None else math.nan,
-                "lr": lr,
-                **{f"lr/{g.get('name', i)}": g["lr"] for i, g in enumerate(groups)},
+                "train/lr": lr,
+                **{f"train/lr_{g.get('name', i)}": g["lr"] for i, g in enumerate(groups)},
             },
             state.step,
         )
