@@ -64,6 +64,10 @@ def test_default_run_trains_digits_to_95_percent_and_writes_the_run_dir(tmp_path
     assert "nntrain: run summary" in done.stdout
     assert re.search(r"│ name +│ mlp-digits", done.stdout)  # the summary names the run
     assert re.search(r"│ wall time +│ (\d+ min \d\d|\d+) s ", done.stdout)
+    # paths and commands below the table, whole on one line each (a table cell would cut them)
+    shown = run_dir.relative_to(tmp_path)
+    assert f"evaluate     nntrain-eval ckpt={shown}" in rows
+    assert f"checkpoints  {shown}/checkpoints/best.pt (best epoch), last.pt" in rows
     assert "\r" not in done.stdout  # no progress bar redraws in a pipe
 
 

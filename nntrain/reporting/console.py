@@ -310,13 +310,20 @@ def print_summary(
         else:
             shown = f"{value:.4f}" if isinstance(value, float) else str(value)
         table.add_row(plain(key), plain(shown))
-    run_dir = display_path(run_dir)
-    table.add_row("run dir", plain(run_dir))
-    table.add_row("checkpoints", plain(f"{run_dir}/checkpoints/best.pt (best epoch), last.pt"))
-    table.add_row("tensorboard", plain(f"tensorboard --logdir {run_dir}"))
-    table.add_row("evaluate", plain(f"nntrain-eval ckpt={run_dir}"))
     get_console().print(table)
     to_log_file(rendered(table))
+    # Paths and commands below the table, each on one line however long (a table cell would
+    # cut or fold them, and a folded path cannot be copied).
+    run_dir = display_path(run_dir)
+    for key, value in (
+        ("run dir", run_dir),
+        ("checkpoints", f"{run_dir}/checkpoints/best.pt (best epoch), last.pt"),
+        ("tensorboard", f"tensorboard --logdir {run_dir}"),
+        ("evaluate", f"nntrain-eval ckpt={run_dir}"),
+    ):
+        line = f"{key:<12} {value}"
+        get_console().print(line, markup=False, highlight=False, soft_wrap=True)
+        to_log_file(line)
 
 
 class ConsoleHandler(logging.Handler):
