@@ -333,7 +333,7 @@ def test_a_digits_run_saves_its_figures_and_logs_them_to_tensorboard(tmp_path):
         assert np.array_equal(np.asarray(saved), redrawn.image)  # the run drew the same curves
     events = EventAccumulator(str(tmp_path / "tb"))
     events.Reload()
-    assert {"curves", "val/confusion_matrix", "val/samples"} <= set(events.Tags()["images"])
+    assert {"train/curves", "val/confusion_matrix", "val/samples"} <= set(events.Tags()["images"])
     with Image.open(tmp_path / "samples.png") as saved:
         assert events.Images("val/samples")[0].width == saved.size[0]
 

@@ -97,7 +97,7 @@ def test_a_planted_linear_relation_is_learned_and_reported_in_its_units(trained)
         "val/r2",
         "~hparams/test/r2",
     } <= scalars
-    assert {"val/predicted_vs_true", "curves"} <= set(events.Tags()["images"])
+    assert {"val/predicted_vs_true", "train/curves"} <= set(events.Tags()["images"])
     # the figures of the run directory: predicted vs true, and one curve point per epoch
     from PIL import Image
 

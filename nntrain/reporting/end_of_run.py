@@ -140,7 +140,7 @@ def write_figures(
     if history:
         best = result["best_epoch"]
         curves = partial(metric_figures.training_curves, history, best, monitor)
-        planned.insert(0, ("curves.png", "curves", curves))
+        planned.insert(0, ("curves.png", "train/curves", curves))
     for name, tag, draw in planned:  # one at a time: each PNG is whole once written
         picture = draw()
         written.append(picture.save(run_dir / name))

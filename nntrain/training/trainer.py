@@ -650,7 +650,7 @@ class Trainer:
             monitor = run.state.stopper.monitor
             curves = training_curves(run.state.history, int(result["best_epoch"]), monitor)
             curves.save(run.run_dir / "curves.png")
-            run.tensorboard.image("curves", curves.image, run.state.step)
+            run.tensorboard.image("train/curves", curves.image, run.state.step)
 
     def _open_logger(self, run_dir: Path, purge_step: int | None) -> RunLogger:
         if self.rank != 0:
