@@ -107,6 +107,9 @@ def test_python_dash_m_prints_the_composed_config(tmp_path):
     assert "_target_: nntrain.models.cnn.CNN" in done.stdout
     assert "_target_: torch.optim.SGD" in done.stdout
     assert "nesterov: true" in done.stdout
+    # the values the run gets, not their ${...} references
+    assert "\n  seed: 42\n" in done.stdout and "\nname: cnn-digits\n" in done.stdout
+    assert "${" not in done.stdout
     assert not (tmp_path / "outputs").exists()
 
 

@@ -223,6 +223,18 @@ def remove_what_a_failed_start_made() -> None:
             runs.remove_unsaved(run_dir)
 
 
+def resolve_printed_config(argv: list[str]) -> list[str]:
+    """`--cfg job` (or all) prints the values the run gets (seed: 42, name: mlp-digits), not
+    their ${...} references: Hydra's --resolve is added. `--cfg hydra` stays as Hydra prints
+    it (Hydra's own node refers to keys outside it and cannot be resolved alone)."""
+    for flag in ("--cfg", "-c"):
+        if flag in argv and "--resolve" not in argv:
+            index = argv.index(flag)
+            if argv[index + 1 : index + 2] in (["job"], ["all"]):
+                return [*argv, "--resolve"]
+    return argv
+
+
 def run_app(
     app: Callable[[], Any],
     rewrite: Callable[[list[str]], list[str]] | None = None,
@@ -249,7 +261,7 @@ def run_app(
     debugging = os.environ.get("HYDRA_FULL_ERROR") == "1"
     os.environ["HYDRA_FULL_ERROR"] = "1"
     with user_errors_end_in_one_line():
-        argv = quote_plain_values(expand_home_in_overrides(sys.argv[1:]))
+        argv = resolve_printed_config(quote_plain_values(expand_home_in_overrides(sys.argv[1:])))
         sys.argv[1:] = rewrite(argv) if rewrite else argv
     try:
         app()
