@@ -217,7 +217,7 @@ class PlateauSchedule(ReduceLROnPlateau):
         mode: str | None,
         **settings: Any,
     ) -> None:
-        super().__init__(optimizer, mode=mode or "min", **settings)
+        super().__init__(optimizer, mode="max" if mode == "max" else "min", **settings)
         self.monitor = monitor
         self.mode_given = mode is not None
 

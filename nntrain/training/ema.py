@@ -66,8 +66,13 @@ class WeightEma:
             return self.decay
         return min(self.decay, (1 + self.updates + 1) / (10 + self.updates + 1))
 
-    def _average(self, ema: list[torch.Tensor], current: list[torch.Tensor], _: Any) -> None:
-        get_ema_multi_avg_fn(self.current_decay())(ema, current, _)
+    def _average(
+        self,
+        ema: list[torch.Tensor] | tuple[torch.Tensor, ...],
+        current: list[torch.Tensor] | tuple[torch.Tensor, ...],
+        count: torch.Tensor | int,
+    ) -> None:
+        get_ema_multi_avg_fn(self.current_decay())(ema, current, count)
 
     @torch.no_grad()
     def update(self, model: nn.Module) -> None:

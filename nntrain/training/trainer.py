@@ -395,7 +395,7 @@ class Trainer:
         state.samples_per_sec.append(train["samples_per_sec"])
         state.history.append({"epoch": state.epoch, **metrics})  # for curves.png
         if isinstance(state.scheduler, PlateauSchedule):  # its lr for the next epoch
-            state.scheduler.step(metrics[state.scheduler.monitor])
+            state.scheduler.step(metrics[str(state.scheduler.monitor)])
         improved = stopper.update(metrics[stopper.monitor], state.epoch - 1)
         if improved:
             state.best_metrics = {"val/loss": val_loss, **{f"val/{n}": val[n] for n in names}}
@@ -427,8 +427,10 @@ class Trainer:
                 "the loss probably diverged: lower optimizer.lr."
             )
         distributed.barrier()  # best.pt is written (by rank 0) before any rank reads it
-        if not distributed.weights_agree(run.model, self.device):
-            raise RuntimeError("the ranks' weights differ after training: a DDP bug")
+        # The EMA too, when on (a list: every rank must check the models in the same order).
+        for model in [run.model] if state.ema is None else [run.model, state.ema.module]:
+            if not distributed.weights_agree(model, self.device):
+                raise RuntimeError("the ranks' weights differ after training: a DDP bug")
         if self.world > 1:
             log.info(f"weights identical on all {self.world} ranks")
         test = self.test(
