@@ -156,3 +156,19 @@ def test_mixing_tabular_data_is_refused_in_one_sentence(tmp_path):
     assert negative.stderr.strip() == (
         "Error: data.cutmix_alpha must be a number >= 0 (0 = off; 0.2 to 1 are usual), got -1."
     )
+
+
+def test_a_run_saved_before_the_mix_keys_existed_resumes_as_the_same_run():
+    from omegaconf import OmegaConf
+
+    from nntrain.commands.resume import config_differences
+    from tests.conftest import compose_config
+
+    current = OmegaConf.to_container(compose_config(), resolve=True)
+    assert isinstance(current, dict)
+    saved = {**current, "data": dict(current["data"])}
+    for key in ("mixup_alpha", "cutmix_alpha", "mix_switch_prob", "mix_prob"):
+        del saved["data"][key]
+    assert config_differences(saved, current) == []
+    current["data"]["mixup_alpha"] = 0.2  # turning MixUp on is another run
+    assert config_differences(saved, current) == ["data.mixup_alpha (run: absent, now: 0.2)"]
