@@ -105,12 +105,7 @@ class Trainer:
         self.precision = precision
         self.autocast_dtype = resolve_precision(precision, self.device)
         self.grad_clip = check_grad_clip(grad_clip)
-        require(
-            grad_clip_mode in ("norm", "value"),
-            f"trainer.grad_clip_mode must be norm (the gradient's norm) or value (each element), "
-            f"got {grad_clip_mode!r}.",
-        )
-        self.grad_clip_mode = grad_clip_mode
+        self.grad_clip_mode = check_grad_clip_mode(grad_clip_mode)
         self.ema = EmaSettings(**dict(ema or {}))
         self.accumulate = check_positive_int(
             "trainer.accumulate_grad_batches", accumulate_grad_batches, example=2
@@ -795,6 +790,15 @@ def check_grad_clip(grad_clip: object) -> float | None:
         f"trainer.grad_clip must be a number > 0 or null (off), got {grad_clip!r}.",
     )
     return grad_clip  # type: ignore[return-value]
+
+
+def check_grad_clip_mode(mode: object) -> str:
+    require(
+        mode in ("norm", "value"),
+        f"trainer.grad_clip_mode must be norm (the gradient's norm) or value (each element), "
+        f"got {mode!r}.",
+    )
+    return mode  # type: ignore[return-value]
 
 
 def check_checkpoint_every(checkpoint: Mapping[str, Any] | None) -> int | None:
