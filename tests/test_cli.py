@@ -121,7 +121,7 @@ def test_help_lists_the_config_groups_and_their_options(tmp_path):
         "experiment: cifar10_cnn, cifar10_resnet18_finetune, cifar10_speedrun, fashion_mnist_cnn, mnist_mlp",
         "model: cnn, mlp, resnet18, speedrun",
         "optimizer: adam, adamw, rmsprop, sgd",
-        "scheduler: constant, cosine, step, triangle",
+        "scheduler: constant, cosine, onecycle, plateau, step, triangle",
         "trainer: debug, default",
     ):
         assert line in done.stdout

@@ -95,6 +95,10 @@ MOVED_KEYS = {
 }
 
 
+# MixUp/CutMix keys (nntrain.data.mixing): only the image data configs have them.
+MIXING_KEYS = ("data.mixup_alpha", "data.cutmix_alpha", "data.mix_switch_prob", "data.mix_prob")
+
+
 # Training keys that nntrain-eval and nntrain-predict take under their own, shorter names.
 TRAINING_KEYS_ELSEWHERE = {"trainer.device": "device", "data.batch_size": "batch_size"}
 
@@ -147,6 +151,12 @@ def describe_config_error(error: Exception, command: str = "nntrain") -> str:
             else f"+{key}=..."
         )
         value = append.partition("=")[2] or "..."
+        if key in MIXING_KEYS:  # a table's data config does not have them
+            return (
+                f"{key} is a key of the image data (data=digits, mnist, fashion_mnist, cifar10, "
+                "cifar100, imagefolder) only: MixUp and CutMix mix images; leave it out for "
+                "table data."
+            )
         if key in MOVED_KEYS:
             new_key, where = MOVED_KEYS[key]
             return f"{key} moved to {new_key}{where}; use {new_key}={value} instead."

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from nntrain.data.in_memory import InMemoryData, Normalize
+from nntrain.data.mixing import Mixing
 from nntrain.errors import UserError
 
 
@@ -38,8 +39,13 @@ class Digits(InMemoryData):
         val_fraction: float = 0.1,
         test_fraction: float = 0.2,
         seed: int = 42,
+        mixup_alpha: float = 0.0,
+        cutmix_alpha: float = 0.0,
+        mix_switch_prob: float = 0.5,
+        mix_prob: float = 1.0,
     ) -> None:
         super().__init__(batch_size, val_fraction, test_fraction, seed)
+        self.mixing = Mixing(mixup_alpha, cutmix_alpha, mix_switch_prob, mix_prob, seed)
         table = read_bundled_digits()
         images = torch.from_numpy(table[:, :-1]).to(torch.uint8).view(-1, 1, 8, 8)
         targets = torch.from_numpy(table[:, -1]).long()
