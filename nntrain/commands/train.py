@@ -199,15 +199,17 @@ def run(
         console.to_log_file(console.rendered(tree))
     if on_accepted is not None:
         on_accepted()
-    result = trainer.fit(
-        model,
-        data,
-        optimizer,
-        scheduler,
-        run_dir=run_dir,
-        record={"config": OmegaConf.to_yaml(saved), "overrides": command_line_overrides()},
-        resume=resume,
-    )
+    # A frozen or lost rank ends the run as one sentence.
+    with distributed.peers_must_answer(console.display_path(run_dir)):
+        result = trainer.fit(
+            model,
+            data,
+            optimizer,
+            scheduler,
+            run_dir=run_dir,
+            record={"config": OmegaConf.to_yaml(saved), "overrides": command_line_overrides()},
+            resume=resume,
+        )
     if main_process:
         wall_time = time.perf_counter() - started
         console.print_summary(result, run_dir, name=str(cfg.name), wall_time_s=wall_time)
@@ -282,6 +284,7 @@ def train(cfg: DictConfig) -> float:
     from hydra.types import RunMode
 
     from nntrain.reporting.console import interactive, log
+    from nntrain.training import distributed
     from nntrain.training.signals import TrainingInterrupted
 
     hydra_cfg = HydraConfig.get()
@@ -320,7 +323,9 @@ def train(cfg: DictConfig) -> float:
     finally:
         status["wall_time_s"] = round(time.perf_counter() - start, 3)
         in_place = bool(cfg.get("resume")) and runs.run_dir_of(Path(cfg.resume)) == run_dir
-        if in_place and not accepted:
+        if not distributed.is_main_process():
+            pass  # under torchrun or srun rank 0 writes the run's files, and knows the same
+        elif in_place and not accepted:
             pass  # refused: the run's status.json still tells how it last ended
         elif multirun or status["status"] == "ok" or runs.saved_any(run_dir):
             files.write_json(run_dir / "status.json", status)
@@ -334,17 +339,21 @@ def train_app(cfg: DictConfig) -> float:
 
     from nntrain.reporting.console import display_path, print_error
     from nntrain.reporting.sweep_summary import summarize_interrupted_sweep
+    from nntrain.training import distributed
     from nntrain.training.signals import TrainingInterrupted
 
     try:
         with user_errors_end_in_one_line():
             return train(cfg)
     except TrainingInterrupted as stop:
+        if not distributed.is_main_process():  # every rank stopped at this step; rank 0 says so
+            sys.exit(stop.exit_code)
         summarize_interrupted_sweep()  # a sweep stops at this job: the table of those that ran
         shown = display_path(HydraConfig.get().runtime.output_dir)
-        print_error(
-            f"{stop} (saved to {shown}/checkpoints/last.pt); resume with:\n  nntrain resume={shown}"
-        )
+        how = f"nntrain resume={shown}"
+        if distributed.world_size() > 1:
+            how = f"the same torchrun or srun command, with -m nntrain resume={shown}"
+        print_error(f"{stop} (saved to {shown}/checkpoints/last.pt); resume with:\n  {how}")
         sys.exit(stop.exit_code)
     except KeyboardInterrupt:
         summarize_interrupted_sweep()

@@ -8,10 +8,14 @@ the others compute.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import time
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
+
+from nntrain.errors import UserError
 
 if TYPE_CHECKING:
     import torch
@@ -52,19 +56,47 @@ def is_main_process() -> bool:
     return rank() == 0
 
 
+# How long a collective waits for the other ranks before it fails (trainer.dist_timeout_s
+# sets it once the config is composed): torch's own default for Gloo is 30 minutes, in which a
+# frozen peer hangs the whole job without a word.
+DEFAULT_TIMEOUT_S = 300.0
+
+
 def init_from_env() -> None:
     """Join torchrun's process group: NCCL for CUDA tensors, Gloo for CPU ones (and for the
     small Python objects broadcast here)."""
+    from datetime import timedelta
+
     import torch
 
     dist = _dist()
     if not launched_by_torchrun() or dist.is_initialized():
         return
+    timeout = timedelta(seconds=DEFAULT_TIMEOUT_S)
     if torch.cuda.is_available():
         torch.cuda.set_device(local_rank())
-        dist.init_process_group(backend="cpu:gloo,cuda:nccl")
+        dist.init_process_group(backend="cpu:gloo,cuda:nccl", timeout=timeout)
     else:
-        dist.init_process_group(backend="gloo")
+        dist.init_process_group(backend="gloo", timeout=timeout)
+
+
+TIMEOUT_S = {"value": DEFAULT_TIMEOUT_S}  # the one in force, for the message of a timeout
+
+
+def set_timeout(seconds: float) -> None:
+    """Collectives from now on fail after `seconds` without an answer from every rank."""
+    TIMEOUT_S["value"] = seconds
+    if world_size() == 1:
+        return
+    from datetime import timedelta
+
+    dist = _dist()
+    if hasattr(dist, "set_timeout"):  # torch >= 2.7
+        dist.set_timeout(timedelta(seconds=seconds))
+    else:
+        from torch.distributed.distributed_c10d import _set_pg_timeout
+
+        _set_pg_timeout(timedelta(seconds=seconds))
 
 
 def broadcast_from_main(value: Any) -> Any:
@@ -117,6 +149,19 @@ def any_rank(flag: bool, device: torch.device) -> bool:
     return bool(value.item())
 
 
+def agreed_signal(signum: int | None, device: torch.device) -> int | None:
+    """The stop signal one of the ranks received (the highest number if several did), on every
+    rank: all stop at the same step, and all say why alike."""
+    if world_size() == 1:
+        return signum
+    import torch
+
+    dist = _dist()
+    value = torch.tensor([signum or 0], dtype=torch.int64, device=device)
+    dist.all_reduce(value, op=dist.ReduceOp.MAX)
+    return int(value.item()) or None
+
+
 def broadcast_buffers(model: torch.nn.Module) -> None:
     """Rank 0's buffers (BatchNorm running statistics) on every rank. DDP syncs them at the
     start of each forward, so after the last training batch each rank holds its own; evaluation
@@ -154,3 +199,43 @@ def weights_agree(model: torch.nn.Module, device: torch.device) -> bool:
 def shutdown() -> None:
     if _initialized():
         _dist().destroy_process_group()
+
+
+# Gloo's words for a peer that froze (no answer within the timeout) and one that is gone.
+FROZEN = ("timed out", "timeout")
+GONE = ("connection closed by peer", "connection reset", "broken pipe", "connection refused")
+
+
+def peer_failure(error: BaseException, run_dir: str = "<run dir>") -> str | None:
+    """One sentence for a collective that failed because another rank stopped answering
+    (None for any other error). Gloo does not say which rank it waited for; with two ranks
+    it can only be the other one."""
+    text = str(error).lower()
+    frozen, gone = any(w in text for w in FROZEN), any(w in text for w in GONE)
+    if not isinstance(error, RuntimeError) or not (frozen or gone):
+        return None
+    me, count = rank(), world_size()
+    who = f"rank {1 - me}" if count == 2 else f"one of the other {count - 1} ranks"
+    if frozen:
+        what = (
+            f"{who} stopped answering: no reply within trainer.dist_timeout_s="
+            f"{TIMEOUT_S['value']:g} s (a frozen or suspended process, or a stuck node)"
+        )
+    else:
+        what = f"{who} is gone (its process ended or its node went down)"
+    return (
+        f"rank {me}: {what}; the job stops here: continue it from its last saved step with "
+        f"resume={run_dir}."
+    )
+
+
+@contextlib.contextmanager
+def peers_must_answer(run_dir: str) -> Iterator[None]:
+    """A collective that failed for want of a peer ends as one sentence (a UserError)."""
+    try:
+        yield
+    except RuntimeError as error:
+        sentence = peer_failure(error, run_dir) if world_size() > 1 else None
+        if sentence is None:
+            raise
+        raise UserError(sentence) from error

@@ -13,7 +13,6 @@ import logging
 import math
 import os
 import shutil
-import signal
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -91,9 +90,15 @@ class Trainer:
         test_time_augmentation: str = "none",
         compile: bool | str = False,  # shadows the builtin: the name users know from torch
         fused_optimizer: bool | str = "auto",
+        dist_timeout_s: float = distributed.DEFAULT_TIMEOUT_S,
     ) -> None:
         self.max_epochs = check_positive_int("trainer.max_epochs", max_epochs, example=30)
         self.world, self.rank = distributed.world_size(), distributed.rank()
+        require(
+            is_number(dist_timeout_s) and dist_timeout_s > 0,
+            f"trainer.dist_timeout_s must be a number of seconds > 0, got {dist_timeout_s!r}.",
+        )
+        distributed.set_timeout(float(dist_timeout_s))  # a frozen rank ends the job, see README
         if self.world > 1 and torch.cuda.is_available() and str(device) == "auto":
             device = f"cuda:{distributed.local_rank()}"  # one GPU per torchrun process
         self.device = resolve_device(str(device))
@@ -378,8 +383,10 @@ class Trainer:
         shown = ("val/loss", *(f"val/{n}" for n in names), "train/samples_per_sec", "epoch_time")
         run.tensorboard.scalars({k: metrics[k] for k in shown}, state.step)
         log.info(format_epoch_line(state.epoch - 1, self.max_epochs, metrics, improved))
-        if stop.signum is not None:
-            raise TrainingInterrupted(stop.signum, state.step)
+        # Agreed by all ranks (a signal may have reached one alone, or come during validation).
+        signum = distributed.agreed_signal(stop.signum, self.device)
+        if signum is not None:
+            raise TrainingInterrupted(signum, state.step)
         if stopper.should_stop:
             log.info(
                 f"early stopping: {stopper.monitor} has not improved for {stopper.wait} epochs "
@@ -530,9 +537,10 @@ class Trainer:
         """last.pt every trainer.checkpoint.every_n_steps, and when a stop signal came (then
         stop). Under DDP every rank must stop at the same step: they agree at log steps."""
         state, every = run.state, self.checkpoint_every_n_steps
-        stopping = stop.signum is not None
+        signum = stop.signum
         if self.world > 1:
-            stopping = log_step and distributed.any_rank(stopping, self.device)
+            signum = distributed.agreed_signal(signum, self.device) if log_step else None
+        stopping = signum is not None
         if not (stopping or (every and state.step % every == 0)):
             return
         self._check_finite(
@@ -541,8 +549,8 @@ class Trainer:
         # The epoch's sums over all ranks; on resume rank 0 carries them alone.
         state.running_sums = distributed.all_reduce_sum(running.snapshot())
         self._save(state.checkpoint(**run.metadata), run.checkpoints / "last.pt")
-        if stopping:  # another rank may have been the one signalled
-            raise TrainingInterrupted(stop.signum or signal.SIGTERM, state.step)
+        if signum is not None:  # another rank may have been the one signalled
+            raise TrainingInterrupted(signum, state.step)
 
     def _write_end_of_run(self, run: Run, result: dict[str, Any]) -> None:
         """The HParams record, then (unless trainer.report_images=false) the best model's
