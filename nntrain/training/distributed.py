@@ -1,8 +1,9 @@
 """Data-parallel training with PyTorch's own tools: `torchrun -m nntrain ...` and DDP.
 
 torchrun starts one process per GPU (or CPU worker) and sets RANK, WORLD_SIZE, LOCAL_RANK and
-the rendezvous address; nntrain joins the process group before Hydra starts, so that every rank
-agrees on one run directory. Rank 0 writes everything (checkpoints, TensorBoard, metrics, logs);
+the rendezvous address; srun with several tasks (hydra.launcher.tasks_per_node) sets SLURM's
+equivalents, from which nntrain sets torchrun's. nntrain joins the process group before Hydra
+starts (or, in a SLURM job, as the job starts), so that every rank agrees on one run directory. Rank 0 writes everything (checkpoints, TensorBoard, metrics, logs);
 the others compute.
 """
 
@@ -24,7 +25,36 @@ if TYPE_CHECKING:
 
 
 def launched_by_torchrun() -> bool:
-    return int(os.environ.get("WORLD_SIZE", "1")) > 1
+    """Whether this process is one of several ranks: torchrun's (WORLD_SIZE), or the tasks of
+    one srun step (SLURM_STEP_NUM_TASKS, set by srun only: a batch script itself is not a rank)."""
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1 or under_srun()
+
+
+def under_srun() -> bool:
+    return "WORLD_SIZE" not in os.environ and int(os.environ.get("SLURM_STEP_NUM_TASKS", "1")) > 1
+
+
+def first_host(nodelist: str) -> str:
+    """The first host of a SLURM node list: 'gpu[07-09,12],cpu1' -> 'gpu07'."""
+    import re
+
+    match = re.match(r"([^,\[]+)(?:\[([^\]]*)\])?", nodelist)
+    if match is None:
+        return nodelist
+    prefix, ranges = match.groups()
+    return prefix + ranges.split(",")[0].split("-")[0] if ranges else prefix
+
+
+def torchrun_env_from_slurm() -> None:
+    """The variables torchrun would set, from srun's: the rank is SLURM_PROCID, the ranks'
+    meeting point the first node of the step, on a port derived from the job id (MASTER_PORT,
+    if set, wins)."""
+    env = os.environ
+    nodelist = env.get("SLURM_STEP_NODELIST") or env.get("SLURM_JOB_NODELIST", "localhost")
+    env.setdefault("MASTER_ADDR", first_host(nodelist))
+    env.setdefault("MASTER_PORT", str(20000 + int(env.get("SLURM_JOB_ID", "0")) % 20000))
+    env["RANK"], env["LOCAL_RANK"] = env["SLURM_PROCID"], env.get("SLURM_LOCALID", "0")
+    env["WORLD_SIZE"] = env["SLURM_STEP_NUM_TASKS"]
 
 
 def _dist() -> Any:
@@ -72,6 +102,8 @@ def init_from_env() -> None:
     dist = _dist()
     if not launched_by_torchrun() or dist.is_initialized():
         return
+    if under_srun():
+        torchrun_env_from_slurm()
     timeout = timedelta(seconds=DEFAULT_TIMEOUT_S)
     if torch.cuda.is_available():
         torch.cuda.set_device(local_rank())
