@@ -113,8 +113,12 @@ def test_sbatch_refusals_become_one_sentence():
         "sbatch: error: Batch job submission failed: Requested node configuration is not available"
     )
     assert describe_refusal(stderr).startswith(
-        "SLURM refused the jobs: Batch job submission failed: Requested node configuration is "
-        "not available; ask for what the cluster has (hydra.launcher.partition=..., mem_gb=..."
+        "SLURM refused the jobs: Memory specification can not be satisfied; ask for what the "
+        "cluster has (hydra.launcher.partition=..., mem_gb=..."
+    )
+    only = "sbatch: error: Batch job submission failed: Invalid account or account/partition"
+    assert describe_refusal(only).startswith(
+        "SLURM refused the jobs: Invalid account or account/partition; ask for"
     )
 
 

@@ -15,6 +15,8 @@ Needs the cluster extra: pip install 'nntrain[cluster]'.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
 import math
 import signal
@@ -158,8 +160,9 @@ class SlurmLauncher(SubmititSlurmLauncher):
             log.info(f"\t#{number} : {' '.join(filter_overrides(overrides))}")
             state = Singleton.get_state()
             arguments.append((overrides, "hydra.sweep.dir", number, f"job_id_for_{number}", state))
-        try:
-            return list(executor.map_array(self, *zip(*arguments, strict=True)))
+        try:  # submitit prints sbatch's refusal too: it is said once, below
+            with contextlib.redirect_stderr(io.StringIO()):
+                return list(executor.map_array(self, *zip(*arguments, strict=True)))
         except FailedJobError as refused:  # sbatch said no, before any job ran
             from nntrain.reporting.console import print_error
 
@@ -232,11 +235,17 @@ def first_sentence(error: BaseException) -> str:
 
 
 def describe_refusal(stderr: str) -> str:
-    """sbatch's reason (its last 'error:' line), and what to change."""
+    """sbatch's reason (its first specific 'error:' line, e.g. 'invalid partition specified:
+    gpu', rather than the 'Batch job submission failed' that follows), and what to change."""
     reasons = [
         line.split("error:", 1)[1].strip() for line in stderr.splitlines() if "error:" in line
     ]
-    reason = reasons[-1] if reasons else stderr.strip().splitlines()[-1]
+    failed = "Batch job submission failed: "
+    specific = [reason for reason in reasons if not reason.startswith(failed)]
+    if specific:
+        reason = specific[0]
+    else:
+        reason = reasons[-1].removeprefix(failed) if reasons else stderr.strip().splitlines()[-1]
     return (
         f"SLURM refused the jobs: {reason.rstrip('.')}; ask for what the cluster has "
         "(hydra.launcher.partition=..., mem_gb=..., gpus_per_node=..., cpus_per_task=...; "

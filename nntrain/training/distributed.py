@@ -169,18 +169,6 @@ def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
     return total
 
 
-def any_rank(flag: bool, device: torch.device) -> bool:
-    """True on every rank if it is true on one (so that all ranks stop at the same step)."""
-    if world_size() == 1:
-        return flag
-    import torch
-
-    dist = _dist()
-    value = torch.tensor([1.0 if flag else 0.0], device=device)
-    dist.all_reduce(value, op=dist.ReduceOp.MAX)
-    return bool(value.item())
-
-
 def agreed_signal(signum: int | None, device: torch.device) -> int | None:
     """The stop signal one of the ranks received (the highest number if several did), on every
     rank: all stop at the same step, and all say why alike."""
