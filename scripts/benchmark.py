@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import platform
 import statistics
 import subprocess
@@ -135,11 +136,63 @@ def run_trainer(case: Case, data: InMemoryData, device: str, steps: int) -> floa
     return result["train/samples_per_sec"]
 
 
+def hand_step(
+    model: torch.nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    opt: torch.optim.Optimizer,
+    sched: torch.optim.lr_scheduler.LRScheduler,
+    clip: float | None,
+    total: torch.Tensor,
+    autocast_dtype: torch.dtype | None = None,
+) -> None:
+    """One optimizer step as a careful person writes it: forward and loss (under autocast when
+    given a dtype), backward, clip, step, zero the gradients, schedule, and the running loss
+    summed on the device (no .item(), so no host sync per step)."""
+    with torch.autocast(x.device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
+        loss = F.cross_entropy(model(x), y)
+    loss.backward()
+    if clip is not None:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
+    opt.step()
+    opt.zero_grad(set_to_none=True)
+    sched.step()
+    total += loss.detach()
+
+
+@dataclass(frozen=True)
+class HandLoop:
+    """One of the hand loops: its autocast dtype (None: fp32) and memory layout."""
+
+    name: str
+    autocast_dtype: torch.dtype | None = None
+    channels_last: bool = False
+
+
+def hand_loops(device: str, has_conv: bool) -> list[HandLoop]:
+    """The loops a careful person would try: fp32 and, on CUDA, bf16 autocast, each in NCHW
+    and (for conv models on CUDA) channels_last; the table shows the better of them, so each
+    precision is compared in the layout it is fastest in."""
+    loops = [HandLoop("fp32")]
+    if device.startswith("cuda"):
+        loops.append(HandLoop("bf16", torch.bfloat16))
+        if has_conv:
+            loops += [
+                HandLoop("fp32_nhwc", None, channels_last=True),
+                HandLoop("bf16_nhwc", torch.bfloat16, channels_last=True),
+            ]
+    return loops
+
+
 def hand_loop(
-    model, batches: Callable[[], object], device: torch.device, steps: int, opt, sched, clip: float
-) -> float:
-    """Forward, loss, backward, clip, step, schedule: what people write by hand."""
+    model, batches: Callable[[], object], device: torch.device, steps: int, opt, sched, clip,
+    loop: HandLoop = HandLoop("fp32"),
+) -> float:  # fmt: skip
+    """samples/s of hand_step over `steps` batches, after a warm-up of 2."""
     model.train()
+    if loop.channels_last:
+        model.to(memory_format=torch.channels_last)
+    total = torch.zeros((), device=device)  # the running loss, read once at the end
 
     def one_pass(count: int) -> int:
         seen = 0
@@ -147,12 +200,9 @@ def hand_loop(
             if index >= count:
                 break
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-            opt.zero_grad(set_to_none=True)
-            loss = F.cross_entropy(model(x), y)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
-            opt.step()
-            sched.step()
+            if loop.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            hand_step(model, x, y, opt, sched, clip, total, loop.autocast_dtype)
             seen += len(y)
         return seen
 
@@ -161,21 +211,33 @@ def hand_loop(
     start = time.perf_counter()
     seen = one_pass(steps)
     sync(device)
-    return seen / (time.perf_counter() - start)
+    seconds = time.perf_counter() - start
+    assert math.isfinite(float(total)), "the hand loop's loss diverged"
+    return seen / seconds
 
 
-def run_hand(case: Case, data: InMemoryData, device: str, steps: int) -> float:
+def careful_hand_loop(cfg, data: InMemoryData, device: torch.device, steps: int):
+    """The model, optimizer (decay / no-decay parameter groups, the fused kernel the Trainer's
+    config picks) and schedule of cfg, set up as the hand loops use them."""
+    data.setup(device)
+    model, optimizer, scheduler = build_parts(cfg, data)
+    model.to(device)
+    opt = build_optimizer(optimizer, model, fused=cfg.trainer.fused_optimizer)
+    sched = scheduler(opt, total_steps=10 * steps, steps_per_epoch=steps)
+    return model, opt, sched
+
+
+def run_hand(
+    case: Case, data: InMemoryData, device: str, steps: int, loop: HandLoop = HandLoop("fp32")
+) -> float:
     """(b): the same model/optimizer/schedule over the same in-memory loader, no framework."""
     cfg = compose_config(case, device)
     dev = torch.device(device)
-    data.setup(dev)
-    model, optimizer, scheduler = build_parts(cfg, data)
-    model.to(dev)
-    # The optimizer kernel the Trainer uses for this config: only the loop and data differ.
-    opt = build_optimizer(optimizer, model, fused=cfg.trainer.fused_optimizer)
-    sched = scheduler(opt, total_steps=10 * steps, steps_per_epoch=steps)
+    model, opt, sched = careful_hand_loop(cfg, data, dev, steps)
     loader = data.train_loader()
-    return hand_loop(model, lambda: iter(loader), dev, steps, opt, sched, cfg.trainer.grad_clip)
+    return hand_loop(
+        model, lambda: iter(loader), dev, steps, opt, sched, cfg.trainer.grad_clip, loop
+    )
 
 
 class PILDataset(torch.utils.data.Dataset):

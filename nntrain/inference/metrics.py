@@ -1,7 +1,11 @@
 """Classification and regression metrics accumulated on the device and read back only when asked.
 
 update() is a few tensor ops with no host synchronisation, so it can sit in the training step;
-compute() moves the sums to the host once (per log step or per evaluation).
+compute() moves the sums to the host once (per log step or per evaluation). The per-step cost is
+kept to what a careful hand loop adds for its own running loss plus the accuracy's three ops
+(argmax, eq, sum): update() runs without autograd (no detach), adds into views of the sums
+made once (no indexing per step) and counts the samples on the host, where the batch size is
+already known (tests/test_op_count.py holds the training step to this).
 """
 
 from __future__ import annotations
@@ -22,19 +26,22 @@ class RunningClassification:
         # float64 keeps counts exact past 2**24 samples; MPS has no float64.
         dtype = torch.float32 if device.type == "mps" else torch.float64
         self.sums = torch.zeros(3, dtype=dtype, device=device)  # loss*n, correct, n
+        self.count = 0  # samples seen: on the host, sums[2] is written when read
         if sums is not None:  # continuing an epoch from a checkpoint
             self.sums.copy_(sums)
+            self.count = int(sums[2])
+        self._loss_sum, self._correct = self.sums[0], self.sums[1]  # views: no select per step
 
+    @torch.no_grad()  # the sums never join the autograd graph: no detach needed
     def update(self, loss: torch.Tensor, logits: torch.Tensor, targets: torch.Tensor) -> None:
         n = targets.shape[0]
-        correct = (logits.argmax(dim=1) == targets).sum()
-        # In-place adds with a Python scalar: no host-to-device copy, no sync.
-        self.sums[0].add_(loss.detach(), alpha=n)  # promoted to the sums' dtype in place
-        self.sums[1].add_(correct)
-        self.sums[2].add_(n)
+        # In-place adds: promoted to the sums' dtype in place, no host-to-device copy, no sync.
+        self._loss_sum.add_(loss, alpha=n)
+        self._correct.add_((logits.argmax(dim=1) == targets).sum())
+        self.count += n
 
     def snapshot(self) -> torch.Tensor:
-        return self.sums.clone()
+        return current_sums(self.sums, self.count)
 
     def compute(
         self,
@@ -44,13 +51,22 @@ class RunningClassification:
         """Mean loss and accuracy over everything seen, or since an earlier snapshot();
         reduce: how to sum the sums over the ranks of a torchrun job (each sees its own shard),
         e.g. nntrain.training.distributed.all_reduce_sum."""
-        sums = self.sums - since if since is not None else self.sums
+        sums = self.snapshot()
+        if since is not None:
+            sums = sums - since
         if reduce is not None:
             sums = reduce(sums)
         loss_sum, correct, count = sums.tolist()
         if count == 0:
             return {"loss": float("nan"), "acc": float("nan"), "count": 0}
         return {"loss": loss_sum / count, "acc": correct / count, "count": int(count)}
+
+
+def current_sums(sums: torch.Tensor, count: int) -> torch.Tensor:
+    """A copy of a running metric's sums with the host's sample count as its last entry."""
+    copy = sums.clone()
+    copy[-1] = count
+    return copy
 
 
 def confusion_matrix(
@@ -117,24 +133,29 @@ class RunningRegression:
     def __init__(self, device: torch.device, scale: float, sums: torch.Tensor | None = None):
         self.device, self.scale = device, scale
         dtype = torch.float32 if device.type == "mps" else torch.float64
-        # loss*n, sum |e|, sum e², sum y, sum y², n
+        # loss*n, sum |e|, sum e², sum y, sum y², n (the count kept on the host, as above)
         self.sums = torch.zeros(6, dtype=dtype, device=device)
+        self.count = 0
         if sums is not None:  # continuing an epoch from a checkpoint
             self.sums.copy_(sums)
+            self.count = int(sums[5])
+        self._parts = self.sums.unbind()  # views made once
 
+    @torch.no_grad()
     def update(self, loss: torch.Tensor, outputs: torch.Tensor, targets: torch.Tensor) -> None:
         n = targets.shape[0]
-        errors = outputs.detach().reshape(targets.shape).to(self.sums.dtype) - targets
+        errors = outputs.reshape(targets.shape).to(self.sums.dtype) - targets
         y = targets.to(self.sums.dtype)
-        self.sums[0].add_(loss.detach(), alpha=n)
-        self.sums[1].add_(errors.abs().sum())
-        self.sums[2].add_(errors.square().sum())
-        self.sums[3].add_(y.sum())
-        self.sums[4].add_(y.square().sum())
-        self.sums[5].add_(n)
+        loss_sum, abs_sum, square_sum, y_sum, y_square_sum, _ = self._parts
+        loss_sum.add_(loss, alpha=n)
+        abs_sum.add_(errors.abs().sum())
+        square_sum.add_(errors.square().sum())
+        y_sum.add_(y.sum())
+        y_square_sum.add_(y.square().sum())
+        self.count += n
 
     def snapshot(self) -> torch.Tensor:
-        return self.sums.clone()
+        return current_sums(self.sums, self.count)
 
     def compute(
         self,
@@ -143,7 +164,9 @@ class RunningRegression:
     ) -> dict[str, float]:
         """Mean loss, RMSE, MAE (target units) and R² over everything seen, or since an
         earlier snapshot(); reduce as for RunningClassification."""
-        sums = self.sums - since if since is not None else self.sums
+        sums = self.snapshot()
+        if since is not None:
+            sums = sums - since
         if reduce is not None:
             sums = reduce(sums)
         loss_sum, abs_sum, square_sum, y_sum, y_square_sum, count = sums.tolist()

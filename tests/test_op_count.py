@@ -1,0 +1,94 @@
+"""The Trainer's per-step overhead, counted: aten ops dispatched per optimizer step against a
+careful hand loop (scripts/benchmark.py's hand_step: decay / no-decay parameter groups, fused
+AdamW, clipping, the running loss summed on the device) over the same model, data and loader.
+Counts are deterministic, unlike times on a shared machine."""
+
+from __future__ import annotations
+
+import collections
+import importlib.util
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+
+from nntrain.instantiate import build
+from tests.conftest import compose_config
+
+SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
+OVERRIDES = (
+    "model=mlp",
+    "data=digits",
+    "data.batch_size=8",
+    "trainer.device=cpu",
+    "trainer.max_epochs=1",
+    "trainer.limit_val_batches=1",
+    "trainer.report_images=false",
+    "trainer.progress=false",
+)
+
+
+def load_script(name: str) -> Any:
+    spec = importlib.util.spec_from_file_location(name, SCRIPTS / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # its dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+class OpCounter(TorchDispatchMode):
+    """Counts every aten op that reaches the dispatcher, by name."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ops: collections.Counter[str] = collections.Counter()
+
+    def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+        self.ops[str(func.overloadpacket)] += 1
+        return func(*args, **(kwargs or {}))
+
+
+def trainer_ops(batches: int, tmp_path: Path) -> int:
+    """Ops of a whole one-epoch Trainer.fit over `batches` training batches (set-up,
+    validation and test included: they cancel out of a difference)."""
+    cfg = compose_config(*OVERRIDES, f"trainer.limit_train_batches={batches}")
+    trainer = build(cfg.trainer, "trainer")
+    data = build(cfg.data, "data")
+    torch.manual_seed(0)
+    model = build(cfg.model, "model", input_shape=data.input_shape, num_classes=data.num_classes)
+    optimizer, scheduler = build(cfg.optimizer, "optimizer"), build(cfg.scheduler, "scheduler")
+    with OpCounter() as counter:
+        trainer.fit(model, data, optimizer, scheduler, run_dir=tmp_path / f"run{batches}")
+    return sum(counter.ops.values())
+
+
+def hand_ops(batches: int) -> int:
+    """Ops of the benchmark's careful hand loop over the first `batches` batches of the same
+    loader (the loader's own ops are in both counts)."""
+    benchmark = load_script("benchmark")
+    cfg = compose_config(*OVERRIDES)
+    data = build(cfg.data, "data")
+    device = torch.device("cpu")
+    model, opt, sched = benchmark.careful_hand_loop(cfg, data, device, batches)
+    loader = data.train_loader()
+    loader.set_epoch(0)
+    total = torch.zeros(())
+    with OpCounter() as counter:
+        for index, (x, y) in enumerate(loader):
+            if index == batches:
+                break
+            benchmark.hand_step(model, x, y, opt, sched, cfg.trainer.grad_clip, total)
+        float(total)  # the hand loop reads its loss once
+    return sum(counter.ops.values())
+
+
+def test_the_trainer_dispatches_at_most_5_percent_more_ops_per_step_than_a_hand_loop(tmp_path):
+    # Two runs differing only in their number of steps: everything but the steps cancels.
+    trainer = (trainer_ops(40, tmp_path) - trainer_ops(20, tmp_path)) / 20
+    hand = (hand_ops(40) - hand_ops(20)) / 20
+    assert trainer <= hand * 1.05, f"Trainer {trainer:.1f} ops per step, hand loop {hand:.1f}"
+    # The model's own work is most of both: the count measures something real.
+    assert hand > 100
