@@ -10,7 +10,7 @@ from torch import nn
 
 from nntrain.checkpoint import load_checkpoint
 from nntrain.commands.train import run
-from nntrain.devices import Compute, use_channels_last
+from nntrain.devices import Compute, resolve_precision, use_channels_last
 from nntrain.errors import UserError
 from nntrain.inference.logits import score
 from nntrain.optim.schedules import constant
@@ -231,9 +231,13 @@ def test_bf16_autocast_trains_on_cpu(tmp_path):
     assert result["test/acc"] >= 0.85
 
 
-def test_auto_precision_is_fp32_on_cpu():
+def test_auto_precision_is_fp32_on_cpu_and_for_small_models_on_cuda():
     assert Trainer(device="cpu", precision="auto").autocast_dtype is None
     assert Trainer(device="cpu", precision=32).autocast_dtype is None
+    # Under 5 M parameters a CUDA step is launch-bound: bf16's casts cost more than they save.
+    small = nn.Linear(1000, 1000)
+    assert resolve_precision("auto", torch.device("cuda"), small) is None
+    assert resolve_precision("bf16", torch.device("cuda"), small) is torch.bfloat16
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
@@ -255,7 +259,9 @@ def test_channels_last_auto_is_on_for_conv_models_on_cuda_and_cpu_and_trains(tmp
 
     cpu, cuda, mps = torch.device("cpu"), torch.device("cuda"), torch.device("mps")
     assert use_channels_last("auto", cpu, CNN((3, 8, 8), 2)) is True
-    assert use_channels_last("auto", cuda, CNN((3, 8, 8), 2)) is True
+    # On CUDA only for conv models of 5 M parameters or more (smaller ones are launch-bound).
+    assert use_channels_last("auto", cuda, CNN((3, 8, 8), 2)) is False
+    assert use_channels_last("auto", cuda, nn.Conv2d(512, 512, 5, device="meta")) is True
     assert use_channels_last("auto", mps, CNN((3, 8, 8), 2)) is False
     assert use_channels_last("auto", cuda, nn.Linear(2, 2)) is False
     assert use_channels_last("auto", cpu, nn.Linear(2, 2)) is False

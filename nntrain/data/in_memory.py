@@ -141,10 +141,11 @@ def split_indices(
 
     The test split comes from a fixed permutation, so every run (any seed) is scored on the
     same held-out samples; the validation split is drawn from the rest with the run's seed.
-    test_fraction=0 means the data set has its own test split: only train/val are drawn.
+    test_fraction=0 means the data set has its own test split: only train/val are drawn;
+    val_fraction=0, no validation split.
     """
     n_test = max(1, round(n * test_fraction)) if test_fraction > 0 else 0
-    n_val = max(1, round(n * val_fraction))
+    n_val = max(1, round(n * val_fraction)) if val_fraction > 0 else 0  # 0: train on all
     require(
         n - n_test - n_val >= 1,
         f"data.val_fraction + data.test_fraction leave no training samples "
@@ -173,7 +174,11 @@ class InMemoryData:
     def __init__(self, batch_size: int, val_fraction: float, test_fraction: float, seed: int):
         """test_fraction=0: the data set brings its own test split (see _set_splits)."""
         self.batch_size = check_positive_int("data.batch_size", batch_size, example=64)
-        self.val_fraction = check_fraction("data.val_fraction", val_fraction)
+        # 0: no validation split, every training sample trains (e.g. the speedrun, which
+        # tests its final weights: trainer.early_stopping.monitor=none).
+        self.val_fraction = (
+            0.0 if val_fraction == 0 else check_fraction("data.val_fraction", val_fraction)
+        )
         self.test_fraction = (
             check_fraction("data.test_fraction", test_fraction, example=0.2)
             if test_fraction

@@ -8,7 +8,7 @@ from typing import Any
 
 from nntrain.errors import is_number, require
 
-MONITORS = ("val/acc", "val/loss", "train/acc", "train/loss")
+MONITORS = ("val/acc", "val/loss", "train/acc", "train/loss", "none")
 # A regression's figures (data.task=regression), in the target's units; R² is best at its max.
 REGRESSION_MONITORS = tuple(
     f"{split}/{name}" for split in ("val", "train") for name in ("rmse", "mae", "r2")
@@ -19,6 +19,9 @@ class EarlyStopping:
     """Stops when `monitor` has not improved by more than min_delta for `patience` epochs.
 
     patience=None never stops (the monitor still decides which checkpoint is best.pt).
+    monitor="none": no metric picks the weights: every epoch counts as the best, so best.pt
+    and the test are the final weights (a schedule that ends where it should, as the
+    speedrun's; needed when data.val_fraction=0 leaves no validation split).
     """
 
     def __init__(
@@ -56,6 +59,9 @@ class EarlyStopping:
 
     def update(self, value: float, epoch: int) -> bool:
         """Record this epoch's value; True when it is a new best (then best.pt is written)."""
+        if self.monitor == "none":  # the latest epoch is the one kept
+            self.best, self.best_epoch, self.wait = value, epoch, 0
+            return True
         if self.mode == "max":
             improved = value > self.best + self.min_delta
         else:

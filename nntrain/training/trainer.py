@@ -224,6 +224,7 @@ class Trainer:
         val_batches = limit_batches(
             len(val_loader), self.limit_val_batches, "trainer.limit_val_batches"
         )
+        check_validation(len(val_loader), self.early_stopping.monitor)
         steps_per_epoch = math.ceil(train_batches / self.accumulate)
         total_steps = steps_per_epoch * self.max_epochs
         opt = build_optimizer(optimizer, model, self.fused_optimizer)
@@ -366,7 +367,7 @@ class Trainer:
         distributed.broadcast_buffers(run.model)  # the same BatchNorm statistics everywhere
         if state.ema is not None:  # each rank averaged its own statistics
             distributed.broadcast_buffers(state.ema.module)
-        val_loss, val = self._score(run, run.val_loader, run.val_batches)
+        val_loss, val = self._score(run, run.val_loader, run.val_batches)  # nan: no val split
         state.epoch, state.batches_done, state.running_sums = state.epoch + 1, 0, None
         names = TASK_METRICS[run.task]  # acc; a regression's rmse, mae, r2
         metrics = {
@@ -382,7 +383,7 @@ class Trainer:
         state.history.append({"epoch": state.epoch, **metrics})  # for curves.png
         if isinstance(state.scheduler, PlateauSchedule):  # its lr for the next epoch
             state.scheduler.step(metrics[str(state.scheduler.monitor)])
-        improved = stopper.update(metrics[stopper.monitor], state.epoch - 1)
+        improved = stopper.update(metrics.get(stopper.monitor, math.nan), state.epoch - 1)
         if improved:
             state.best_metrics = {"val/loss": val_loss, **{f"val/{n}": val[n] for n in names}}
         checkpoint = state.checkpoint(metrics=metrics, **run.metadata)
@@ -434,7 +435,7 @@ class Trainer:
         train_speed = state.samples_per_sec[1:] or state.samples_per_sec
         result = {
             **state.best_metrics,
-            stopper.monitor: stopper.best,
+            **({} if stopper.monitor == "none" else {stopper.monitor: stopper.best}),
             **{key: value for key, value in test.items() if key != "test/loss"},  # test/acc
             "test/loss": test["test/loss"],
             "best_epoch": stopper.best_epoch + 1,
@@ -591,6 +592,9 @@ class Trainer:
             label=label,
         )
         if not self.report_images:
+            return
+        if not len(run.data.val_loader()):
+            log.info("no validation split (data.val_fraction=0): no figures drawn")
             return
         val = score(run.model, run.data.val_loader(), run.compute, gather=True)
         assert val.logits is not None and val.targets is not None
@@ -797,6 +801,16 @@ def check_label_smoothing(value: object) -> float:
         f"trainer.label_smoothing must be a number in [0, 1), got {value!r}.",
     )
     return float(value)  # type: ignore[arg-type]
+
+
+def check_validation(val_batches: int, monitor: str) -> None:
+    """A run without a validation split (data.val_fraction=0) cannot pick its weights by one."""
+    require(
+        val_batches > 0 or not monitor.startswith("val/"),
+        f"data.val_fraction=0 leaves no validation split and trainer.early_stopping.monitor="
+        f"{monitor} needs one; set trainer.early_stopping.monitor=none (test the final weights) "
+        "or a data.val_fraction above 0.",
+    )
 
 
 def check_grad_clip(grad_clip: object) -> float | None:
