@@ -2,6 +2,7 @@
 lookahead, label smoothing, test-time augmentation, the triangular schedule, reflected
 translation and torch.compile."""
 
+import logging
 import math
 import os
 import signal
@@ -294,27 +295,47 @@ def test_bad_trainer_settings_are_one_sentence(key, value, message):
     assert str(error.value) == message
 
 
-def test_compiled_training_saves_plain_weights_that_load_anywhere(tmp_path):
+def test_compiled_training_saves_plain_weights_that_load_anywhere(tmp_path, monkeypatch, caplog):
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "cache"))  # a cold cache
     data = ImageBlobData(n=64, shape=(3, 8, 8), batch_size=8)
     trainer = Trainer(device="cpu", max_epochs=1, progress=False, compile=True)
-    torch.manual_seed(0)
-    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(144, 4))
+
+    def model() -> nn.Module:
+        torch.manual_seed(0)
+        return nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(144, 4))
+
     from torch._dynamo.utils import counters
 
     counters.clear()
-    result = trainer.fit(
-        model, data, partial(torch.optim.SGD, lr=0.1), partial(constant), run_dir=tmp_path
-    )
+    torch._dynamo.reset()  # nothing compiled in this process before
+    with caplog.at_level(logging.INFO, logger="nntrain"):
+        result = trainer.fit(
+            model(), data, partial(torch.optim.SGD, lr=0.1), partial(constant), tmp_path / "a"
+        )
     assert counters["stats"]["unique_graphs"] >= 1  # the training forward was compiled
-    state = load_checkpoint(tmp_path / "checkpoints" / "best.pt")["model"]
+    # Compilation is timed on its own line and reported apart from the epochs' figures.
+    assert "torch.compile: the first step took" in caplog.text
+    assert "cold cache:" in caplog.text and "compiled and saved" in caplog.text
+    assert result["compile_seconds"] > 0 and any((tmp_path / "cache").rglob("*"))
+    state = load_checkpoint(tmp_path / "a" / "checkpoints" / "best.pt")["model"]
     assert not any(key.startswith("_orig_mod") for key in state)
-    plain = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(144, 4))
+    plain = model()
     plain.load_state_dict(state)
     test = data.splits["test"]
     inputs = data.transform(test.inputs.float())
     with torch.no_grad():
         accuracy = (plain(inputs).argmax(1) == test.targets).float().mean().item()
     assert accuracy == pytest.approx(result["test/acc"])
+    # The same configuration again, as a new process would (dynamo's in-memory state reset):
+    # the compiled graphs come from the cache on disk, and the log says so.
+    torch._dynamo.reset()
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="nntrain"):
+        again = trainer.fit(
+            model(), data, partial(torch.optim.SGD, lr=0.1), partial(constant), tmp_path / "b"
+        )
+    assert "warm cache:" in caplog.text and "compiled graph" in caplog.text, caplog.text
+    assert again["test/acc"] == result["test/acc"]
 
 
 def test_compile_on_a_cpu_without_a_cxx_compiler_is_one_sentence(monkeypatch, tmp_path):

@@ -38,13 +38,14 @@ from nntrain.reporting.console import TrainProgress, display_path
 from nntrain.reporting.model_summary import model_summary
 from nntrain.reporting.tensorboard import NullLogger, RunLogger, TensorBoardLogger
 from nntrain.training import distributed
+from nntrain.training.compilation import CacheCounts, describe_compilation, use_persistent_cache
 from nntrain.training.early_stopping import MONITORS, REGRESSION_MONITORS, EarlyStopping
 from nntrain.training.ema import EmaSettings
 from nntrain.training.lookahead import Lookahead
 from nntrain.training.seeding import configure_determinism
 from nntrain.training.signals import StopRequests, TrainingInterrupted
 from nntrain.training.state import Run, RunState
-from nntrain.training.step import StepParts, optimizer_step_groups, train_step
+from nntrain.training.step import Batch, StepParts, optimizer_step_groups, train_step
 
 log = logging.getLogger("nntrain")
 
@@ -215,6 +216,8 @@ class Trainer:
             summary = model_summary(model, tuple(data.input_shape), self.device)
             files.write_text(run_dir / "model_summary.txt", summary)
         forward = self._wrap_for_training(model)
+        # The first step compiles: timed apart (see _first_compiled_step).
+        self._compile_pending, self.compile_seconds = bool(self.compile), 0.0
         train_loader, val_loader = data.train_loader(), data.val_loader()
         if self.world > 1:  # each rank trains on its own shard of every epoch's order
             train_loader.shard(self.rank, self.world)
@@ -335,6 +338,7 @@ class Trainer:
             run.train_loader, first_batch, run.train_batches, self.accumulate
         )
         mixing = mixing_of(run.data)
+        compile_seconds = 0.0
         for batches_done, micro_batches in groups:
             log_step = (state.step + 1) % self.log_every_n_steps == 0
             if mixing is not None:
@@ -342,7 +346,15 @@ class Trainer:
                 micro_batches = mixing.mix_group(
                     micro_batches, run.data.num_classes, state.epoch, first, self.rank
                 )
-            grad_norm = train_step(parts, micro_batches, running, measure_grad_norm=log_step)
+            if self._compile_pending:  # timed on its own, left out of the epoch's figures
+                grad_norm, compile_seconds = self._first_compiled_step(
+                    parts, micro_batches, running, log_step
+                )
+                epoch_start += compile_seconds
+                window = LogWindow(window.sums, window.start + compile_seconds)
+                resumed_count += sum(len(targets) for _, targets in micro_batches)
+            else:
+                grad_norm = train_step(parts, micro_batches, running, measure_grad_norm=log_step)
             progress.advance(len(micro_batches))
             state.step += 1
             state.batches_done = batches_done
@@ -356,7 +368,26 @@ class Trainer:
         self._check_finite(epoch_stats["loss"], state)
         trained_here = epoch_stats["count"] - resumed_count
         epoch_stats["samples_per_sec"] = trained_here / max(time.perf_counter() - epoch_start, 1e-9)
+        epoch_stats["compile_seconds"] = compile_seconds
         return epoch_stats
+
+    def _first_compiled_step(
+        self,
+        parts: StepParts,
+        micro_batches: list[Batch],
+        running: RunningClassification | RunningRegression,
+        log_step: bool,
+    ) -> tuple[torch.Tensor | None, float]:
+        """The run's first step under torch.compile, which compiles it (or loads it from the
+        persistent cache): timed to its end on the device, and logged with the cache's state."""
+        before, start = CacheCounts.now(), time.perf_counter()
+        grad_norm = train_step(parts, micro_batches, running, measure_grad_norm=log_step)
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        seconds = time.perf_counter() - start
+        self._compile_pending, self.compile_seconds = False, seconds
+        log.info(describe_compilation(seconds, before, CacheCounts.now()))
+        return grad_norm, seconds
 
     def _end_epoch(
         self, run: Run, train: dict[str, float], epoch_start: float, stop: StopRequests
@@ -377,7 +408,7 @@ class Trainer:
             **{f"val/{name}": val[name] for name in names},
             "lr": float(state.scheduler.get_last_lr()[0]),
             "train/samples_per_sec": train["samples_per_sec"],
-            "epoch_time": time.perf_counter() - epoch_start,
+            "epoch_time": time.perf_counter() - epoch_start - train["compile_seconds"],
         }
         state.samples_per_sec.append(train["samples_per_sec"])
         state.history.append({"epoch": state.epoch, **metrics})  # for curves.png
@@ -441,6 +472,8 @@ class Trainer:
             "best_epoch": stopper.best_epoch + 1,
             "epochs_run": state.epoch,
             "train/samples_per_sec": sum(train_speed) / len(train_speed),
+            # torch.compile's first step (0 without it), not in any epoch's time or samples/s
+            **({"compile_seconds": self.compile_seconds} if self.compile else {}),
             # the model's size, e.g. an objective to minimise in a multi-objective search
             "parameters": sum(p.numel() for p in run.model.parameters()),
         }
@@ -699,6 +732,7 @@ class Trainer:
             cuda = self.device.type == "cuda"
             forward = DistributedDataParallel(model, device_ids=[self.device] if cuda else None)
         if self.compile:  # only the training forward is compiled
+            use_persistent_cache()
             mode = None if self.compile in (True, "default") else str(self.compile)
             forward = torch.compile(forward, mode=mode)  # type: ignore[assignment]
         return forward
