@@ -2,16 +2,23 @@
 
 For each case (a model on data of a real set's shape and dtype, made in memory so it runs
 offline) it measures training samples/s of
-  (a) nntrain's Trainer as the CLI builds it (TensorBoard and progress on),
-  (b) a plain hand-written loop: same model, optimizer, schedule and in-memory data,
+  (a) nntrain's Trainer as the CLI builds it (TensorBoard and progress on), and on CUDA its
+      captured step (trainer.compile=reduce-overhead: CUDA graphs) as its own column,
+  (b) the better of the hand loops a careful person writes (hand_step: decay / no-decay
+      parameter groups, the fused optimizer, clipping, the running loss summed on the device):
+      fp32 and, on CUDA, bf16 autocast, each in NCHW and (conv models on CUDA) channels_last,
+      over the same model, optimizer, schedule and in-memory data,
   (c) the classic pipeline: a Dataset returning PIL images + ToTensor/Normalize (+ crop/flip
       for CIFAR) + DataLoader, with 0 and 2 workers, same model and optimizer.
-Modes are interleaved (a, b, c0, c2, a, b, ...) and each reports the median of its rounds.
+Modes are interleaved (a, b, c0, c2, a, b, ...) and each reports the median of its rounds. On
+CUDA each mode's window is calibrated to about --window seconds (default 2) of the fp32 hand loop.
 
     python scripts/benchmark.py                  # the full table (a few minutes on 2 CPU cores)
     python scripts/benchmark.py --quick          # a smoke check
     python scripts/benchmark.py --json out.json  # also write the figures as JSON
     python scripts/benchmark.py --startup-only   # only start-up and the figures' time
+    python scripts/benchmark.py --speedrun --speedrun-args data.download=false
+        # `nntrain experiment=cifar10_speedrun` with a cold, then a warm compile cache
 
 Start-up is measured to the first optimizer step: `nntrain` (the digits MLP, as a user starts it)
 with train_step wrapped to end the process right after its first call, against
@@ -22,12 +29,17 @@ figures of a 10-class image run (curves, confusion matrix, sample grid) and of a
 run (curves, confusion matrix, ROC, precision-recall, decision boundary).
 
 JSON schema: {"machine": str, "device": str, "torch": str, "date": str, "rounds": int,
-"cases": {case: {"samples_per_sec": {mode: {"median", "min", "max"}}, "overhead_ratio":
-a/b, "vs_classic_ratio": a/best(c0, c2), "step_ms": {mode: median ms per step}}},
+"cases": {case: {"samples_per_sec": {mode: {"median", "min", "max"}} (modes a_trainer,
+a_captured on CUDA, b_hand_loop = the better hand loop, c_classic_w0, c_classic_w2),
+"hand_loops": {loop: {"median", "min", "max"}}, "best_hand_loop": loop, "steps": per window,
+"overhead_ratio": a/b, "captured_ratio": a_captured/b (CUDA), "vs_classic_ratio":
+a/best(c0, c2), "step_ms": {mode: median ms per step}}},
 "startup": {"seconds": {"import_torch_torchvision", "first_step", "one_step_run", "help"},
 "first_step_ratio", "one_step_ratio", "help_ratio"},
 "figures": {"import_matplotlib_s", "import_sklearn_metrics_s", "ten_class_image_run_s",
-"binary_two_feature_run_s", "per_figure_ms": {figure: ms}}} (the runs' times leave the imports out) (startup and figures are absent with --no-startup).
+"binary_two_feature_run_s", "per_figure_ms": {figure: ms}}} (the runs' times leave the imports out) (startup and figures are absent with --no-startup),
+"speedrun": {"cold"|"warm": {"wall_s", "compile_s", "train_s" (CUDA events, compilation left
+out), "steps", "test_acc"}} (only with --speedrun, which runs nothing else).
 """
 
 from __future__ import annotations
@@ -35,6 +47,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import platform
 import statistics
 import subprocess
@@ -119,12 +132,16 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
-def run_trainer(case: Case, data: InMemoryData, device: str, steps: int) -> float:
-    """(a): Trainer.fit over two epochs of `steps` batches; its samples/s leaves out epoch 1."""
+def run_trainer(
+    case: Case, data: InMemoryData, device: str, steps: int, compile: bool | str = False
+) -> float:
+    """(a): Trainer.fit over two epochs of `steps` batches; its samples/s leaves out epoch 1
+    (and any compilation). compile: the captured mode's trainer.compile setting."""
     cfg = compose_config(case, device)
     trainer = build(
         cfg.trainer,
         "trainer",
+        compile=compile,
         progress=True,
         max_epochs=2,
         limit_train_batches=steps,
@@ -316,6 +333,81 @@ main()
 MARKER = "first optimizer step done"
 
 
+# Run as `python -c` for --speedrun: nntrain's own entry point with every train_step call
+# between two CUDA events; at exit the events' times go to $NNTRAIN_BENCH_STEPS as JSON.
+TIMED_STEPS = """
+import atexit, json, os, sys
+import torch
+from nntrain.training import trainer
+step, events = trainer.train_step, []
+def timed_step(*args, **kwargs):
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    start.record()
+    result = step(*args, **kwargs)
+    end.record()
+    events.append((start, end))
+    return result
+def report():
+    torch.cuda.synchronize()
+    first_start, first_end = events[0]
+    json.dump({
+        "step_ms": [start.elapsed_time(end) for start, end in events],
+        "first_end_to_last_end_ms": first_end.elapsed_time(events[-1][1]),
+    }, open(os.environ["NNTRAIN_BENCH_STEPS"], "w"))
+atexit.register(report)
+trainer.train_step = timed_step
+sys.argv[0] = "nntrain"
+from nntrain.commands.train import main
+main()
+"""
+
+
+def speedrun_once(run_dir: Path, cache: Path, extra: list[str]) -> dict:
+    """One `nntrain experiment=cifar10_speedrun` in a fresh process with the inductor cache in
+    `cache`: its wall time, and from its metrics.json and CUDA events the rest."""
+    steps_file = run_dir.with_suffix(".steps.json")
+    env = {
+        **os.environ,
+        "TORCHINDUCTOR_CACHE_DIR": str(cache),
+        "NNTRAIN_BENCH_STEPS": str(steps_file),
+    }
+    command = [sys.executable, "-c", TIMED_STEPS, "experiment=cifar10_speedrun"]
+    command += [f"hydra.run.dir={run_dir}", "trainer.progress=false", *extra]
+    start = time.perf_counter()
+    done = subprocess.run(command, env=env, capture_output=True, text=True)
+    wall = time.perf_counter() - start
+    if done.returncode != 0:
+        raise RuntimeError(f"the speedrun failed: {done.stderr[-3000:]}")
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    steps = json.loads(steps_file.read_text())
+    typical = statistics.median(steps["step_ms"][1:] or steps["step_ms"])
+    return {
+        "wall_s": wall,
+        "compile_s": metrics.get("compile_seconds", 0.0),
+        # From the end of the first (compiling) step to the end of the last, on the GPU's clock,
+        # plus one typical step for the first: everything the training took but compilation.
+        "train_s": (steps["first_end_to_last_end_ms"] + typical) / 1000,
+        "steps": len(steps["step_ms"]),
+        "test_acc": metrics["test/acc"],
+    }
+
+
+def measure_speedrun(extra: list[str], console: Any) -> dict:
+    """The speedrun preset with a cold compile cache (a new, empty folder), then warm (the
+    same folder again)."""
+    result = {}
+    with tempfile.TemporaryDirectory() as folder:
+        for state in ("cold", "warm"):
+            figures = speedrun_once(Path(folder) / f"run_{state}", Path(folder) / "cache", extra)
+            result[state] = figures
+            console.print(
+                f"speedrun, {state} compile cache: training {figures['train_s']:.2f} s "
+                f"(CUDA events, {figures['steps']} steps), compile {figures['compile_s']:.1f} s, "
+                f"wall {figures['wall_s']:.1f} s, test accuracy {100 * figures['test_acc']:.2f} %"
+            )
+    return result
+
+
 def wall_time_to_first_step(args: list[str], cwd: str) -> float:
     start = time.perf_counter()
     done = subprocess.run(
@@ -441,20 +533,59 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         "--startup-only", action="store_true", help="only the start-up and figure timings"
     )
+    parser.add_argument(
+        "--window", type=float, default=2.0, help="seconds a mode's window lasts on CUDA"
+    )
+    parser.add_argument(
+        "--speedrun",
+        action="store_true",
+        help="only the speedrun: `nntrain experiment=cifar10_speedrun` with a cold, then a warm "
+        "compile cache (time to the final accuracy by CUDA events, compile time, wall time, "
+        "test accuracy)",
+    )
+    parser.add_argument(
+        "--speedrun-args", nargs="*", default=[], help="extra overrides for the speedrun runs"
+    )
     parser.add_argument("--figures-only", action="store_true", help=argparse.SUPPRESS)
     return parser.parse_args()
 
 
-def measure_case(name: str, device: str, steps: int, rounds: int, console: Any) -> dict:
-    """One case's four modes, interleaved round by round (a, b, c0, c2, a, b, ...)."""
-    case = CASES[name]
-    data = SyntheticImages(case, n=case.batch_size * (steps + 4) * 2)
+def default_cases(device: str) -> list[str]:
+    """Every case the device runs (ResNet-18 on CUDA only: hours a round on a CPU)."""
+    return [n for n, c in CASES.items() if device.startswith("cuda") or not c.cuda_only]
+
+
+def calibrated_steps(case: Case, device: str, window_s: float) -> int:
+    """Steps for a window of about window_s seconds of the fp32 hand loop on this device (at
+    least 50, at most 5,000), so that every mode's window is long enough to be stable."""
+    probe = SyntheticImages(case, n=case.batch_size * 48)
+    rate = run_hand(case, probe, device, 40)  # samples/s
+    return max(50, min(5000, math.ceil(window_s * rate / case.batch_size)))
+
+
+def case_modes(
+    case: Case, data: InMemoryData, device: str, steps: int
+) -> dict[str, Callable[[], float]]:
+    """The modes of one case: (a) the Trainer (and on CUDA its captured step), (b) each hand
+    loop, (c) the classic pipeline with 0 and 2 workers."""
+    has_conv = case.model != "mlp"
     modes: dict[str, Callable[[], float]] = {
         "a_trainer": partial(run_trainer, case, data, device, steps),
-        "b_hand_loop": partial(run_hand, case, data, device, steps),
-        "c_classic_w0": partial(run_classic, case, data, device, steps, workers=0),
-        "c_classic_w2": partial(run_classic, case, data, device, steps, workers=2),
     }
+    if device.startswith("cuda"):  # the whole step captured as CUDA graphs
+        modes["a_captured"] = partial(run_trainer, case, data, device, steps, "reduce-overhead")
+    for loop in hand_loops(device, has_conv):
+        modes[f"b_hand_{loop.name}"] = partial(run_hand, case, data, device, steps, loop)
+    modes["c_classic_w0"] = partial(run_classic, case, data, device, steps, workers=0)
+    modes["c_classic_w2"] = partial(run_classic, case, data, device, steps, workers=2)
+    return modes
+
+
+def measure_case(name: str, device: str, steps: int, rounds: int, console: Any) -> dict:
+    """One case's modes, interleaved round by round (a, b..., c0, c2, a, b..., ...)."""
+    case = CASES[name]
+    data = SyntheticImages(case, n=case.batch_size * (steps + 4) * 2)
+    modes = case_modes(case, data, device, steps)
     seen: dict[str, list[float]] = {mode: [] for mode in modes}
     for round_index in range(rounds):
         for mode, measure in modes.items():
@@ -465,14 +596,24 @@ def measure_case(name: str, device: str, steps: int, rounds: int, console: Any) 
     stats = {
         m: {"median": statistics.median(v), "min": min(v), "max": max(v)} for m, v in seen.items()
     }
-    a = stats["a_trainer"]["median"]
-    classic = max(stats["c_classic_w0"]["median"], stats["c_classic_w2"]["median"])
-    return {
-        "samples_per_sec": stats,
-        "overhead_ratio": a / stats["b_hand_loop"]["median"],
+    hands = {m.removeprefix("b_hand_"): v for m, v in stats.items() if m.startswith("b_hand_")}
+    best_hand = max(hands, key=lambda loop: hands[loop]["median"])
+    speeds = {m: v for m, v in stats.items() if not m.startswith("b_hand_")}
+    speeds["b_hand_loop"] = hands[best_hand]  # the better hand loop
+    a, b = speeds["a_trainer"]["median"], hands[best_hand]["median"]
+    classic = max(speeds["c_classic_w0"]["median"], speeds["c_classic_w2"]["median"])
+    result = {
+        "samples_per_sec": speeds,
+        "hand_loops": hands,
+        "best_hand_loop": best_hand,
+        "steps": steps,
+        "overhead_ratio": a / b,
         "vs_classic_ratio": a / classic,
-        "step_ms": {m: 1000 * case.batch_size / s["median"] for m, s in stats.items()},
+        "step_ms": {m: 1000 * case.batch_size / s["median"] for m, s in speeds.items()},
     }
+    if "a_captured" in speeds:
+        result["captured_ratio"] = speeds["a_captured"]["median"] / b
+    return result
 
 
 def print_cases(report: dict, rounds: int, console: Any) -> None:
@@ -481,23 +622,29 @@ def print_cases(report: dict, rounds: int, console: Any) -> None:
     table = Table(
         title=f"training samples/s on {report['device']} ({report['date']}, median of {rounds})"
     )
-    for column in (
-        "case",
-        "(a) nntrain",
-        "(b) hand loop",
-        "(c) classic w0",
-        "(c) classic w2",
-        "(a)/(b)",
-        "(a)/(c)",
-    ):
+    captured = any("a_captured" in r["samples_per_sec"] for r in report["cases"].values())
+    columns = ["case", "(a) nntrain", *(["(a) captured"] if captured else [])]
+    columns += ["(b) better hand loop", "(c) classic w0", "(c) classic w2", "(a)/(b)"]
+    columns += [*(["captured/(b)"] if captured else []), "(a)/(c)"]
+    for column in columns:
         table.add_column(column, justify="right")
+    modes = ["a_trainer", *(["a_captured"] if captured else [])]
+    modes += ["b_hand_loop", "c_classic_w0", "c_classic_w2"]
     for name, result in report["cases"].items():
         s = result["samples_per_sec"]
-        cells = [f"{s[m]['median']:,.0f} [{s[m]['min']:,.0f}-{s[m]['max']:,.0f}]" for m in s]
-        table.add_row(
-            name, *cells, f"{result['overhead_ratio']:.3f}", f"{result['vs_classic_ratio']:.2f}"
-        )
+        cells = [
+            f"{s[m]['median']:,.0f} [{s[m]['min']:,.0f}-{s[m]['max']:,.0f}]" if m in s else "-"
+            for m in modes
+        ]
+        cells[modes.index("b_hand_loop")] += f" {result['best_hand_loop']}"
+        ratios = [f"{result['overhead_ratio']:.3f}"]
+        if captured:
+            ratios.append(f"{result.get('captured_ratio', math.nan):.2f}")
+        table.add_row(name, *cells, *ratios, f"{result['vs_classic_ratio']:.2f}")
     console.print(table)
+    for name, result in report["cases"].items():
+        loops = ", ".join(f"{k} {v['median']:,.0f}" for k, v in result["hand_loops"].items())
+        console.print(f"{name}: hand loops {loops} ({result['steps']} steps a window)")
 
 
 def report_startup(report: dict, rounds: int, console: Any) -> None:
@@ -534,18 +681,18 @@ def main() -> int:
     console = Console(width=max(Console().width, 130))  # the table is wide; pipes default to 80
     device = args.device
     rounds = 1 if args.quick else args.rounds
-    names = args.cases or [n for n, c in CASES.items() if device == "cuda" or not c.cuda_only]
-    if args.startup_only:
+    names = args.cases or default_cases(device)
+    if args.startup_only or args.speedrun:
         names = []
     # Windows of a few seconds each: this shared VM has slow spells of a second or two, which
-    # a window of 150 MLP steps (0.7 s) caught whole in some rounds and not in others.
-    steps_for = (
-        {"mlp_mnist": 500, "cnn_cifar": 6, "resnet18_cifar": 6}
-        if device == "cpu"
-        else {n: 50 for n in CASES}
-    )
+    # a window of 150 MLP steps (0.7 s) caught whole in some rounds and not in others. On CUDA
+    # the steps are calibrated to about args.window seconds of the fp32 hand loop (50 steps of
+    # the MLP took 0.1 s on an H200: too short to be stable).
+    steps_for = {"mlp_mnist": 500, "cnn_cifar": 6, "resnet18_cifar": 6}
     if args.quick:
         steps_for = dict.fromkeys(CASES, 2)
+    elif device != "cpu":
+        steps_for = {n: calibrated_steps(CASES[n], device, args.window) for n in names}
     report: dict = {
         "machine": f"{platform.node()} ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)",
         "device": torch.cuda.get_device_name() if device == "cuda" else "cpu",
@@ -558,7 +705,9 @@ def main() -> int:
         report["cases"][name] = measure_case(name, device, steps_for[name], rounds, console)
     if names:
         print_cases(report, rounds, console)
-    if not args.no_startup:
+    if args.speedrun:
+        report["speedrun"] = measure_speedrun(args.speedrun_args, console)
+    elif not args.no_startup:
         report_startup(report, rounds, console)
     if args.json:
         args.json.write_text(json.dumps(report, indent=2) + "\n")

@@ -1,11 +1,13 @@
 """scripts/benchmark.py runs end to end and writes its documented JSON (no timing asserted)."""
 
+import importlib.util
 import json
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "benchmark.py"
 MODES = {"a_trainer", "b_hand_loop", "c_classic_w0", "c_classic_w2"}
@@ -14,7 +16,8 @@ MODES = {"a_trainer", "b_hand_loop", "c_classic_w0", "c_classic_w2"}
 def test_quick_benchmark_writes_the_documented_json(tmp_path):
     out = tmp_path / "bench.json"
     done = subprocess.run(
-        [sys.executable, str(SCRIPT), "--quick", "--json", str(out)],
+        # One case keeps it cheap; which cases a CPU runs is checked below without running them.
+        [sys.executable, str(SCRIPT), "--quick", "--cases", "mlp_mnist", "--json", str(out)],
         cwd=tmp_path, capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
@@ -25,10 +28,15 @@ def test_quick_benchmark_writes_the_documented_json(tmp_path):
         "machine", "device", "torch", "date", "rounds", "cases", "startup", "figures",
     }  # fmt: skip
     assert report["device"] == "cpu" and report["rounds"] == 1
-    # ResNet-18 is a CUDA-only case: on a CPU the two others run.
-    assert set(report["cases"]) == {"mlp_mnist", "cnn_cifar"}
+    assert set(report["cases"]) == {"mlp_mnist"}
     for case in report["cases"].values():
-        assert set(case) == {"samples_per_sec", "overhead_ratio", "vs_classic_ratio", "step_ms"}
+        assert set(case) == {
+            "samples_per_sec", "hand_loops", "best_hand_loop", "steps", "overhead_ratio",
+            "vs_classic_ratio", "step_ms",
+        }  # fmt: skip
+        # On a CPU the one hand loop is fp32 (no captured mode: that needs CUDA graphs).
+        assert case["best_hand_loop"] == "fp32" and set(case["hand_loops"]) == {"fp32"}
+        assert case["hand_loops"]["fp32"] == case["samples_per_sec"]["b_hand_loop"]
         speeds = case["samples_per_sec"]
         assert set(speeds) == MODES and set(case["step_ms"]) == MODES
         for stats in speeds.values():
@@ -59,3 +67,25 @@ def test_quick_benchmark_writes_the_documented_json(tmp_path):
     assert drawn["ten_class_image_run_s"] == pytest.approx(
         (ms["curves"] + ms["confusion_matrix_10"] + ms["samples"]) / 1000
     )
+
+
+def test_the_hand_loops_are_fp32_and_bf16_in_each_layout_on_cuda():
+    benchmark = load_script()
+    assert benchmark.default_cases("cpu") == ["mlp_mnist", "cnn_cifar"]
+    assert benchmark.default_cases("cuda") == ["mlp_mnist", "cnn_cifar", "resnet18_cifar"]
+    assert [loop.name for loop in benchmark.hand_loops("cpu", has_conv=True)] == ["fp32"]
+    assert [loop.name for loop in benchmark.hand_loops("cuda", has_conv=False)] == [
+        "fp32", "bf16",
+    ]  # fmt: skip
+    loops = benchmark.hand_loops("cuda", has_conv=True)
+    assert {(loop.autocast_dtype, loop.channels_last) for loop in loops} == {
+        (None, False), (torch.bfloat16, False), (None, True), (torch.bfloat16, True),
+    }  # fmt: skip
+
+
+def load_script():
+    spec = importlib.util.spec_from_file_location("benchmark", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["benchmark"] = module  # its dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
