@@ -49,6 +49,20 @@ def train_step(
     """One optimizer step over its micro-batches (one, without gradient accumulation); each
     contributes 1/k of the gradient. Returns the gradient norm before clipping when clipping
     by norm or asked to measure it, else None."""
+    grad_norm = update_weights(parts, micro_batches, running, measure_grad_norm)
+    if parts.scheduler is not None:
+        parts.scheduler.step()
+    return grad_norm
+
+
+def update_weights(
+    parts: StepParts,
+    micro_batches: list[Batch],
+    running: RunningClassification | RunningRegression,
+    measure_grad_norm: bool = False,
+) -> torch.Tensor | None:
+    """train_step without the schedule: everything that runs on the device, which
+    captured.py compiles (and on CUDA captures) as a unit."""
     group_size = len(micro_batches)
     for index, (inputs, targets) in enumerate(micro_batches):
         last = index == group_size - 1
@@ -80,8 +94,6 @@ def train_step(
     parts.scaler.step(parts.optimizer)  # under fp16, skips a step with inf/NaN gradients
     parts.scaler.update()
     parts.optimizer.zero_grad(set_to_none=True)
-    if parts.scheduler is not None:
-        parts.scheduler.step()
     return grad_norm
 
 

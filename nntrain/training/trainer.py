@@ -38,6 +38,7 @@ from nntrain.reporting.console import TrainProgress, display_path
 from nntrain.reporting.model_summary import model_summary
 from nntrain.reporting.tensorboard import NullLogger, RunLogger, TensorBoardLogger
 from nntrain.training import distributed
+from nntrain.training.captured import CapturedStep, check_cuda_graphs, use_captured_step
 from nntrain.training.compilation import CacheCounts, describe_compilation, use_persistent_cache
 from nntrain.training.early_stopping import MONITORS, REGRESSION_MONITORS, EarlyStopping
 from nntrain.training.ema import EmaSettings
@@ -97,6 +98,7 @@ class Trainer:
         grad_clip_mode: str = "norm",
         ema: Mapping[str, Any] | None = None,
         dist_timeout_s: float = distributed.DEFAULT_TIMEOUT_S,
+        cuda_graphs: bool | str = False,
     ) -> None:
         self.max_epochs = check_positive_int("trainer.max_epochs", max_epochs, example=30)
         self.world, self.rank = distributed.world_size(), distributed.rank()
@@ -143,6 +145,9 @@ class Trainer:
             f"trainer.fused_optimizer must be auto, true or false, got {fused_optimizer!r}.",
         )
         self.fused_optimizer = fused_optimizer
+        self.cuda_graphs = check_cuda_graphs(cuda_graphs)
+        if self.cuda_graphs is True and self.device.type == "cpu":
+            check_compile(True, self.device)  # compiled on a CPU: the same C++ compiler check
 
     def compute_for(self, model: nn.Module) -> Compute:
         """Device, autocast dtype and memory layout for model (channels_last=auto: conv models)."""
@@ -216,8 +221,14 @@ class Trainer:
             summary = model_summary(model, tuple(data.input_shape), self.device)
             files.write_text(run_dir / "model_summary.txt", summary)
         forward = self._wrap_for_training(model)
+        captured = use_captured_step(
+            self.cuda_graphs, self.device, model, compute.autocast_dtype, self.world
+        )
+        self._step: Callable[..., torch.Tensor | None] = (
+            CapturedStep(self.device) if captured else train_step
+        )
         # The first step compiles: timed apart (see _first_compiled_step).
-        self._compile_pending, self.compile_seconds = bool(self.compile), 0.0
+        self._compile_pending, self.compile_seconds = bool(self.compile) or captured, 0.0
         train_loader, val_loader = data.train_loader(), data.val_loader()
         if self.world > 1:  # each rank trains on its own shard of every epoch's order
             train_loader.shard(self.rank, self.world)
@@ -247,8 +258,8 @@ class Trainer:
             follow_monitor(state.scheduler, stopper, task)
         log.info(
             f"{describe_parameters(model)} (layers: model_summary.txt) | device {self.device} | "
-            f"{compute.precision_name} | {train_batches} batches, {steps_per_epoch} optimizer "
-            "steps per epoch"
+            f"{compute.precision_name}{' | captured step' if captured else ''} | {train_batches} "
+            f"batches, {steps_per_epoch} optimizer steps per epoch"
         )
         return Run(
             state=state,
@@ -354,7 +365,7 @@ class Trainer:
                 window = LogWindow(window.sums, window.start + compile_seconds)
                 resumed_count += sum(len(targets) for _, targets in micro_batches)
             else:
-                grad_norm = train_step(parts, micro_batches, running, measure_grad_norm=log_step)
+                grad_norm = self._step(parts, micro_batches, running, measure_grad_norm=log_step)
             progress.advance(len(micro_batches))
             state.step += 1
             state.batches_done = batches_done
@@ -381,7 +392,7 @@ class Trainer:
         """The run's first step under torch.compile, which compiles it (or loads it from the
         persistent cache): timed to its end on the device, and logged with the cache's state."""
         before, start = CacheCounts.now(), time.perf_counter()
-        grad_norm = train_step(parts, micro_batches, running, measure_grad_norm=log_step)
+        grad_norm = self._step(parts, micro_batches, running, measure_grad_norm=log_step)
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
         seconds = time.perf_counter() - start
@@ -569,7 +580,7 @@ class Trainer:
                 **{f"train/{name}": stats[name] for name in names},
                 "train/grad_norm": float(grad_norm) if grad_norm is not None else math.nan,
                 "train/lr": lr,
-                **{f"train/lr_{g.get('name', i)}": g["lr"] for i, g in enumerate(groups)},
+                **{f"train/lr_{g.get('name', i)}": float(g["lr"]) for i, g in enumerate(groups)},
             },
             state.step,
         )
