@@ -3,7 +3,8 @@
 For each case (a model on data of a real set's shape and dtype, made in memory so it runs
 offline) it measures training samples/s of
   (a) nntrain's Trainer as the CLI builds it (TensorBoard and progress on), and on CUDA its
-      captured step (trainer.compile=reduce-overhead: CUDA graphs) as its own column,
+      captured step (trainer.cuda_graphs=true: the step compiled, replayed as CUDA graphs) as
+      its own column,
   (b) the better of the hand loops a careful person writes (hand_step: decay / no-decay
       parameter groups, the fused optimizer, clipping, the running loss summed on the device):
       fp32 and, on CUDA, bf16 autocast, each in NCHW and (conv models on CUDA) channels_last,
@@ -133,15 +134,15 @@ def sync(device: torch.device) -> None:
 
 
 def run_trainer(
-    case: Case, data: InMemoryData, device: str, steps: int, compile: bool | str = False
+    case: Case, data: InMemoryData, device: str, steps: int, captured: bool = False
 ) -> float:
     """(a): Trainer.fit over two epochs of `steps` batches; its samples/s leaves out epoch 1
-    (and any compilation). compile: the captured mode's trainer.compile setting."""
+    (and any compilation). captured: with trainer.cuda_graphs=true."""
     cfg = compose_config(case, device)
     trainer = build(
         cfg.trainer,
         "trainer",
-        compile=compile,
+        cuda_graphs=captured,
         progress=True,
         max_epochs=2,
         limit_train_batches=steps,
@@ -573,7 +574,7 @@ def case_modes(
         "a_trainer": partial(run_trainer, case, data, device, steps),
     }
     if device.startswith("cuda"):  # the whole step captured as CUDA graphs
-        modes["a_captured"] = partial(run_trainer, case, data, device, steps, "reduce-overhead")
+        modes["a_captured"] = partial(run_trainer, case, data, device, steps, captured=True)
     for loop in hand_loops(device, has_conv):
         modes[f"b_hand_{loop.name}"] = partial(run_hand, case, data, device, steps, loop)
     modes["c_classic_w0"] = partial(run_classic, case, data, device, steps, workers=0)
