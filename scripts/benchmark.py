@@ -34,7 +34,7 @@ JSON schema: {"machine": str, "device": str, "torch": str, "date": str, "rounds"
 a_captured on CUDA, b_hand_loop = the better hand loop, c_classic_w0, c_classic_w2),
 "hand_loops": {loop: {"median", "min", "max"}}, "best_hand_loop": loop, "steps": per window,
 "overhead_ratio": a/b, "captured_ratio": a_captured/b (CUDA), "vs_classic_ratio":
-a/best(c0, c2), "step_ms": {mode: median ms per step}}},
+a/best(c0, c2) (null with --no-classic), "step_ms": {mode: median ms per step}}},
 "startup": {"seconds": {"import_torch_torchvision", "first_step", "one_step_run", "help"},
 "first_step_ratio", "one_step_ratio", "help_ratio"},
 "figures": {"import_matplotlib_s", "import_sklearn_metrics_s", "ten_class_image_run_s",
@@ -535,6 +535,9 @@ def parse_args() -> argparse.Namespace:
         "--startup-only", action="store_true", help="only the start-up and figure timings"
     )
     parser.add_argument(
+        "--no-classic", action="store_true", help="skip (c), the PIL pipeline (data-bound, slow)"
+    )
+    parser.add_argument(
         "--window", type=float, default=2.0, help="seconds a mode's window lasts on CUDA"
     )
     parser.add_argument(
@@ -565,7 +568,7 @@ def calibrated_steps(case: Case, device: str, window_s: float) -> int:
 
 
 def case_modes(
-    case: Case, data: InMemoryData, device: str, steps: int
+    case: Case, data: InMemoryData, device: str, steps: int, classic: bool = True
 ) -> dict[str, Callable[[], float]]:
     """The modes of one case: (a) the Trainer (and on CUDA its captured step), (b) each hand
     loop, (c) the classic pipeline with 0 and 2 workers."""
@@ -577,16 +580,19 @@ def case_modes(
         modes["a_captured"] = partial(run_trainer, case, data, device, steps, captured=True)
     for loop in hand_loops(device, has_conv):
         modes[f"b_hand_{loop.name}"] = partial(run_hand, case, data, device, steps, loop)
-    modes["c_classic_w0"] = partial(run_classic, case, data, device, steps, workers=0)
-    modes["c_classic_w2"] = partial(run_classic, case, data, device, steps, workers=2)
+    if classic:
+        modes["c_classic_w0"] = partial(run_classic, case, data, device, steps, workers=0)
+        modes["c_classic_w2"] = partial(run_classic, case, data, device, steps, workers=2)
     return modes
 
 
-def measure_case(name: str, device: str, steps: int, rounds: int, console: Any) -> dict:
+def measure_case(
+    name: str, device: str, steps: int, rounds: int, console: Any, classic: bool = True
+) -> dict:
     """One case's modes, interleaved round by round (a, b..., c0, c2, a, b..., ...)."""
     case = CASES[name]
     data = SyntheticImages(case, n=case.batch_size * (steps + 4) * 2)
-    modes = case_modes(case, data, device, steps)
+    modes = case_modes(case, data, device, steps, classic)
     seen: dict[str, list[float]] = {mode: [] for mode in modes}
     for round_index in range(rounds):
         for mode, measure in modes.items():
@@ -602,14 +608,17 @@ def measure_case(name: str, device: str, steps: int, rounds: int, console: Any) 
     speeds = {m: v for m, v in stats.items() if not m.startswith("b_hand_")}
     speeds["b_hand_loop"] = hands[best_hand]  # the better hand loop
     a, b = speeds["a_trainer"]["median"], hands[best_hand]["median"]
-    classic = max(speeds["c_classic_w0"]["median"], speeds["c_classic_w2"]["median"])
+    best_classic = max(
+        (speeds[m]["median"] for m in ("c_classic_w0", "c_classic_w2") if m in speeds),
+        default=math.nan,
+    )
     result = {
         "samples_per_sec": speeds,
         "hand_loops": hands,
         "best_hand_loop": best_hand,
         "steps": steps,
         "overhead_ratio": a / b,
-        "vs_classic_ratio": a / classic,
+        "vs_classic_ratio": None if math.isnan(best_classic) else a / best_classic,
         "step_ms": {m: 1000 * case.batch_size / s["median"] for m, s in speeds.items()},
     }
     if "a_captured" in speeds:
@@ -641,7 +650,8 @@ def print_cases(report: dict, rounds: int, console: Any) -> None:
         ratios = [f"{result['overhead_ratio']:.3f}"]
         if captured:
             ratios.append(f"{result.get('captured_ratio', math.nan):.2f}")
-        table.add_row(name, *cells, *ratios, f"{result['vs_classic_ratio']:.2f}")
+        vs_classic = result["vs_classic_ratio"]
+        table.add_row(name, *cells, *ratios, "-" if vs_classic is None else f"{vs_classic:.2f}")
     console.print(table)
     for name, result in report["cases"].items():
         loops = ", ".join(f"{k} {v['median']:,.0f}" for k, v in result["hand_loops"].items())
@@ -703,7 +713,9 @@ def main() -> int:
         "cases": {},
     }
     for name in names:
-        report["cases"][name] = measure_case(name, device, steps_for[name], rounds, console)
+        report["cases"][name] = measure_case(
+            name, device, steps_for[name], rounds, console, classic=not args.no_classic
+        )
     if names:
         print_cases(report, rounds, console)
     if args.speedrun:

@@ -246,7 +246,7 @@ def test_every_experiment_builds_every_node(option, tmp_path, monkeypatch, reque
         request.getfixturevalue("fake_pretrained_weights")
     data = build_data(cfg)
     model = instantiate(cfg.model, input_shape=data.input_shape, num_classes=data.num_classes)
-    inputs, _ = next(iter(data.val_loader()))
+    inputs, _ = next(iter(data.test_loader()))
     assert model.eval()(inputs[:2]).shape == (2, data.num_classes)
     check_torch_arguments(cfg.optimizer)
     optimizer = instantiate(cfg.optimizer)(param_groups(model, cfg.optimizer.lr))
