@@ -17,6 +17,9 @@ runs eagerly. Everything else stays outside the graph and is unchanged: lookahea
 
 from __future__ import annotations
 
+import os
+import shutil
+
 import torch
 
 from nntrain.devices import is_large
@@ -25,11 +28,19 @@ from nntrain.inference.metrics import RunningClassification, RunningRegression
 from nntrain.training.step import Batch, StepParts, train_step, update_weights
 
 
-def check_cuda_graphs(setting: object) -> bool | str:
+def check_cuda_graphs(setting: object, device: torch.device) -> bool | str:
     require(
         setting == "auto" or isinstance(setting, bool),
         f"trainer.cuda_graphs must be auto, true or false, got {setting!r}.",
     )
+    if setting is True and device.type == "cpu":
+        # Inductor builds C++ kernels on a CPU; without a compiler the first step fails.
+        compilers = (os.environ.get("CXX", ""), "g++", "c++", "clang++")
+        require(
+            any(name and shutil.which(name) for name in compilers),
+            "trainer.cuda_graphs=true on a CPU compiles the step and needs a C++ compiler "
+            "(g++ or clang++ on PATH, or $CXX); install one or set trainer.cuda_graphs=false.",
+        )
     return setting  # type: ignore[return-value]
 
 

@@ -145,9 +145,7 @@ class Trainer:
             f"trainer.fused_optimizer must be auto, true or false, got {fused_optimizer!r}.",
         )
         self.fused_optimizer = fused_optimizer
-        self.cuda_graphs = check_cuda_graphs(cuda_graphs)
-        if self.cuda_graphs is True and self.device.type == "cpu":
-            check_compile(True, self.device)  # compiled on a CPU: the same C++ compiler check
+        self.cuda_graphs = check_cuda_graphs(cuda_graphs, self.device)
 
     def compute_for(self, model: nn.Module) -> Compute:
         """Device, autocast dtype and memory layout for model (channels_last=auto: conv models)."""
@@ -221,14 +219,7 @@ class Trainer:
             summary = model_summary(model, tuple(data.input_shape), self.device)
             files.write_text(run_dir / "model_summary.txt", summary)
         forward = self._wrap_for_training(model)
-        captured = use_captured_step(
-            self.cuda_graphs, self.device, model, compute.autocast_dtype, self.world
-        )
-        self._step: Callable[..., torch.Tensor | None] = (
-            CapturedStep(self.device) if captured else train_step
-        )
-        # The first step compiles: timed apart (see _first_compiled_step).
-        self._compile_pending, self.compile_seconds = bool(self.compile) or captured, 0.0
+        captured = self._choose_step(model, compute)
         train_loader, val_loader = data.train_loader(), data.val_loader()
         if self.world > 1:  # each rank trains on its own shard of every epoch's order
             train_loader.shard(self.rank, self.world)
@@ -283,6 +274,18 @@ class Trainer:
             task=task,
             target_scale=float(getattr(data, "target_std", 1.0)),
         )
+
+    def _choose_step(self, model: nn.Module, compute: Compute) -> bool:
+        """train_step, or the captured step (trainer.cuda_graphs); True for the latter."""
+        captured = use_captured_step(
+            self.cuda_graphs, self.device, model, compute.autocast_dtype, self.world
+        )
+        self._step: Callable[..., torch.Tensor | None] = (
+            CapturedStep(self.device) if captured else train_step
+        )
+        # The first step compiles: timed apart (see _first_compiled_step).
+        self._compile_pending, self.compile_seconds = bool(self.compile) or captured, 0.0
+        return captured
 
     def _place_model(
         self, model: nn.Module, data: DataModule, compute: Compute, resuming: bool
