@@ -108,6 +108,11 @@ class CapturedStep:
         if shapes != self._shapes:
             self.eager_steps += 1
             return train_step(parts, micro_batches, running, measure_grad_norm)
+        if self.device.type == "cuda":
+            # The graph adds into the metric sums in place: a mutated input that is not at a
+            # static address would make cudagraphs skip the whole graph. (Each epoch's new sums
+            # re-record the graphs once; they do not recompile.)
+            torch._dynamo.mark_static_address(running.sums)
         # Always measure the norm: one graph for log and other steps alike.
         grad_norm = self._compiled(parts, micro_batches, running, True)
         if parts.scheduler is not None:  # None: stepped per epoch (plateau)

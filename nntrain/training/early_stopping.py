@@ -8,7 +8,8 @@ from typing import Any
 
 from nntrain.errors import is_number, require
 
-MONITORS = ("val/acc", "val/loss", "train/acc", "train/loss", "none")
+MONITORS = ("val/acc", "val/loss", "train/acc", "train/loss")
+NO_MONITOR = "none"  # no figure picks the weights: the final ones are kept and tested
 # A regression's figures (data.task=regression), in the target's units; R² is best at its max.
 REGRESSION_MONITORS = tuple(
     f"{split}/{name}" for split in ("val", "train") for name in ("rmse", "mae", "r2")
@@ -32,8 +33,8 @@ class EarlyStopping:
         min_delta: float = 0.0,
     ) -> None:
         require(
-            monitor in MONITORS + REGRESSION_MONITORS,
-            f"trainer.early_stopping.monitor must be one of {', '.join(MONITORS)} (for a "
+            monitor in (*MONITORS, NO_MONITOR, *REGRESSION_MONITORS),
+            f"trainer.early_stopping.monitor must be one of {', '.join(MONITORS)}, none (for a "
             f"regression also {', '.join(REGRESSION_MONITORS)}), got {monitor!r}.",
         )
         require(
@@ -59,7 +60,7 @@ class EarlyStopping:
 
     def update(self, value: float, epoch: int) -> bool:
         """Record this epoch's value; True when it is a new best (then best.pt is written)."""
-        if self.monitor == "none":  # the latest epoch is the one kept
+        if self.monitor == NO_MONITOR:  # the latest epoch is the one kept
             self.best, self.best_epoch, self.wait = value, epoch, 0
             return True
         if self.mode == "max":

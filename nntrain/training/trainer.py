@@ -40,7 +40,12 @@ from nntrain.reporting.tensorboard import NullLogger, RunLogger, TensorBoardLogg
 from nntrain.training import distributed
 from nntrain.training.captured import CapturedStep, check_cuda_graphs, use_captured_step
 from nntrain.training.compilation import CacheCounts, describe_compilation, use_persistent_cache
-from nntrain.training.early_stopping import MONITORS, REGRESSION_MONITORS, EarlyStopping
+from nntrain.training.early_stopping import (
+    MONITORS,
+    NO_MONITOR,
+    REGRESSION_MONITORS,
+    EarlyStopping,
+)
 from nntrain.training.ema import EmaSettings
 from nntrain.training.lookahead import Lookahead
 from nntrain.training.seeding import configure_determinism
@@ -480,7 +485,7 @@ class Trainer:
         train_speed = state.samples_per_sec[1:] or state.samples_per_sec
         result = {
             **state.best_metrics,
-            **({} if stopper.monitor == "none" else {stopper.monitor: stopper.best}),
+            **({} if stopper.monitor == NO_MONITOR else {stopper.monitor: stopper.best}),
             **{key: value for key, value in test.items() if key != "test/loss"},  # test/acc
             "test/loss": test["test/loss"],
             "best_epoch": stopper.best_epoch + 1,
@@ -664,7 +669,7 @@ class Trainer:
         val/loss (min), and the log says so."""
         stopper = self.early_stopping.restarted()
         require(
-            task == "regression" or stopper.monitor in MONITORS,
+            task == "regression" or stopper.monitor in (*MONITORS, NO_MONITOR),
             f"trainer.early_stopping.monitor={stopper.monitor} is a regression figure and this "
             "data is a classification; monitor val/acc or val/loss.",
         )
@@ -820,6 +825,11 @@ def follow_monitor(schedule: PlateauSchedule, stopper: EarlyStopping, task: str)
         schedule.monitor is None or schedule.monitor in figures,
         f"scheduler.monitor={schedule.monitor} is not a figure of this run; use one of "
         f"{', '.join(figures)}, or null (trainer.early_stopping.monitor).",
+    )
+    require(
+        schedule.monitor is not None or stopper.monitor != NO_MONITOR,
+        "scheduler=plateau follows trainer.early_stopping.monitor, which is none; set "
+        "scheduler.monitor (e.g. train/loss) or another trainer.early_stopping.monitor.",
     )
     schedule.follow(stopper.monitor, stopper.mode)
 
