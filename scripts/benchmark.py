@@ -334,20 +334,26 @@ main()
 MARKER = "first optimizer step done"
 
 
-# Run as `python -c` for --speedrun: nntrain's own entry point with every train_step call
-# between two CUDA events; at exit the events' times go to $NNTRAIN_BENCH_STEPS as JSON.
+# Run as `python -c` for --speedrun: nntrain's own entry point with every training step (the
+# one the Trainer chose: train_step or the captured step) between two CUDA events; at exit the
+# events' times go to $NNTRAIN_BENCH_STEPS as JSON.
 TIMED_STEPS = """
 import atexit, json, os, sys
 import torch
 from nntrain.training import trainer
-step, events = trainer.train_step, []
-def timed_step(*args, **kwargs):
-    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-    start.record()
-    result = step(*args, **kwargs)
-    end.record()
-    events.append((start, end))
-    return result
+choose, events = trainer.Trainer._choose_step, []
+def choose_timed(self, *args, **kwargs):
+    captured = choose(self, *args, **kwargs)
+    step = self._step
+    def timed_step(*args, **kwargs):
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        result = step(*args, **kwargs)
+        end.record()
+        events.append((start, end))
+        return result
+    self._step = timed_step
+    return captured
 def report():
     torch.cuda.synchronize()
     first_start, first_end = events[0]
@@ -356,7 +362,7 @@ def report():
         "first_end_to_last_end_ms": first_end.elapsed_time(events[-1][1]),
     }, open(os.environ["NNTRAIN_BENCH_STEPS"], "w"))
 atexit.register(report)
-trainer.train_step = timed_step
+trainer.Trainer._choose_step = choose_timed
 sys.argv[0] = "nntrain"
 from nntrain.commands.train import main
 main()
