@@ -364,6 +364,14 @@ class ImageFolderData:
     def train_loader(self) -> FolderLoader:
         return self._loader("train", train=True)
 
+    def ordered_train_loader(self) -> FolderLoader:
+        """The training images in order, with the evaluation transform (trainer.overfit_batches)."""
+        return self._loader("train", train=False)
+
+    def train_targets(self) -> torch.Tensor:
+        """The training split's targets (data.class_weights counts the classes in them)."""
+        return torch.tensor([target for _, target in self.samples["train"]])
+
     def val_loader(self) -> FolderLoader:
         return self._loader("val", train=False)
 

@@ -223,6 +223,14 @@ class InMemoryData:
     def train_loader(self) -> TensorLoader:
         return self._loader("train", train=True)
 
+    def ordered_train_loader(self) -> TensorLoader:
+        """The training split in its stored order, unaugmented, all of it (trainer.overfit_batches)."""
+        return self._loader("train", train=False)
+
+    def train_targets(self) -> torch.Tensor:
+        """The training split's targets (data.class_weights counts the classes in them)."""
+        return self.splits["train"].targets
+
     def val_loader(self) -> TensorLoader:
         return self._loader("val", train=False)
 

@@ -36,6 +36,7 @@ class StepParts:
     label_smoothing: float
     distributed: bool  # DDP: skip the gradient all-reduce on all but the last micro-batch
     regression: bool = False  # MSE on the model's one output instead of cross-entropy
+    class_weights: torch.Tensor | None = None  # data.class_weights: the training loss's only
 
 
 def train_step(
@@ -58,7 +59,12 @@ def train_step(
                 if parts.regression:
                     loss = F.mse_loss(logits.reshape(targets.shape), targets)
                 else:
-                    loss = F.cross_entropy(logits, targets, label_smoothing=parts.label_smoothing)
+                    loss = F.cross_entropy(
+                        logits,
+                        targets,
+                        weight=parts.class_weights,
+                        label_smoothing=parts.label_smoothing,
+                    )
             parts.scaler.scale(loss / group_size if group_size > 1 else loss).backward()
         running.update(loss, logits, targets)
     grad_norm = None

@@ -39,6 +39,7 @@ from nntrain.reporting.tensorboard import NullLogger, RunLogger, TensorBoardLogg
 from nntrain.training import distributed
 from nntrain.training.early_stopping import MONITORS, EarlyStopping
 from nntrain.training.lookahead import Lookahead
+from nntrain.training.overfit import check_overfit_batches, overfit_loader
 from nntrain.training.seeding import configure_determinism
 from nntrain.training.signals import StopRequests, TrainingInterrupted
 from nntrain.training.state import Run, RunState
@@ -91,6 +92,7 @@ class Trainer:
         test_time_augmentation: str = "none",
         compile: bool | str = False,  # shadows the builtin: the name users know from torch
         fused_optimizer: bool | str = "auto",
+        overfit_batches: int | None = 0,
     ) -> None:
         self.max_epochs = check_positive_int("trainer.max_epochs", max_epochs, example=30)
         self.world, self.rank = distributed.world_size(), distributed.rank()
@@ -144,6 +146,7 @@ class Trainer:
             f"trainer.fused_optimizer must be auto, true or false, got {fused_optimizer!r}.",
         )
         self.fused_optimizer = fused_optimizer
+        self.overfit_batches = check_overfit_batches(overfit_batches)
 
     def compute_for(self, model: nn.Module) -> Compute:
         """Device, autocast dtype and memory layout for model (channels_last=auto: conv models)."""
@@ -218,6 +221,8 @@ class Trainer:
             files.write_text(run_dir / "model_summary.txt", summary)
         forward = self._wrap_for_training(model)
         train_loader, val_loader = data.train_loader(), data.val_loader()
+        if self.overfit_batches:  # the sanity check: fit, and score, the same few batches
+            train_loader = val_loader = overfit_loader(data, self.overfit_batches)
         if self.world > 1:  # each rank trains on its own shard of every epoch's order
             train_loader.shard(self.rank, self.world)
         train_batches = limit_batches(
@@ -486,6 +491,7 @@ class Trainer:
             label_smoothing=self.label_smoothing,
             distributed=self.world > 1,
             regression=run.task == "regression",
+            class_weights=loss_weights(run.data, self.device),
         )
 
     def _log_step(
@@ -720,6 +726,12 @@ def check_data_fits(data: DataModule, tta: str, task: str = "classification") ->
         f"{len(data.input_shape)}-D inputs {tuple(data.input_shape)}; set "
         "trainer.test_time_augmentation=none.",
     )
+
+
+def loss_weights(data: DataModule, device: torch.device) -> torch.Tensor | None:
+    """The training loss's per-class weights the command attached to data (data.class_weights)."""
+    weights = getattr(data, "class_weights", None)
+    return None if weights is None else weights.to(device)
 
 
 def describe_parameters(model: nn.Module) -> str:
