@@ -40,23 +40,12 @@ def check_importable(target: str, what: str) -> None:
         pass  # not a class (a function): building it says what is wrong
 
 
-# Keys of a group that the training loop reads, not the group's class: left out of its call
-# (data.class_weights, see nntrain/data/class_weights.py).
-LOOP_KEYS = {"data": ("class_weights",)}
-
-
 def build(node: DictConfig, group: str, **kwargs: Any) -> Any:
     """The object a config group's node describes (`_target_` and its arguments); kwargs are
     arguments the config does not hold (e.g. a model's input_shape, known from the data)."""
     from hydra.errors import InstantiationException
     from hydra.utils import instantiate
-    from omegaconf import open_dict
 
-    if any(key in node for key in LOOP_KEYS.get(group, ())):
-        node = node.copy()
-        with open_dict(node):
-            for key in LOOP_KEYS[group]:
-                node.pop(key, None)
     try:
         return instantiate(node, _convert_="all", **kwargs)
     except InstantiationException as error:

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import inspect
 from functools import partial
 
 import numpy as np
 import pytest
 import torch
+from hydra.utils import get_class, instantiate
 from sklearn.utils.class_weight import compute_class_weight
 
-from nntrain.data.class_weights import attach_class_weights, balanced_weights, setting_of
+from nntrain.data.class_weights import balanced_weights
 from nntrain.data.in_memory import InMemoryData
 from nntrain.errors import UserError
 from nntrain.inference.logits import score
@@ -24,10 +26,12 @@ class ImbalancedBlobs(InMemoryData):
 
     name = "imbalanced"
 
-    def __init__(self, n: int = 2000, minority: float = 0.05, seed: int = 0) -> None:
-        super().__init__(batch_size=64, val_fraction=0.2, test_fraction=0.3, seed=seed)
+    def __init__(self, n: int = 2000, class_weights: object = None) -> None:
+        super().__init__(
+            64, val_fraction=0.2, test_fraction=0.3, seed=0, class_weights=class_weights
+        )
         gen = torch.Generator().manual_seed(5)
-        targets = (torch.rand(n, generator=gen) < minority).long()
+        targets = (torch.rand(n, generator=gen) < 0.05).long()
         inputs = torch.randn(n, 2, generator=gen) + 1.5 * targets[:, None].float()
         self._set_splits(inputs, targets)
         self.num_classes, self.input_shape = 2, (2,)
@@ -45,8 +49,8 @@ def test_a_class_absent_from_training_gets_weight_zero():
 
 
 def minority_recall(setting, tmp_path) -> tuple[float, torch.Tensor | None]:
-    data = ImbalancedBlobs()
-    weights = attach_class_weights(data, setting)
+    data = ImbalancedBlobs(class_weights=setting)
+    weights = data.class_weights
     torch.manual_seed(0)
     model = MLP(input_shape=(2,), num_classes=2, hidden=[16], dropout=0.0)
     trainer = Trainer(device="cpu", progress=False, max_epochs=3, report_images=False)
@@ -67,27 +71,44 @@ def test_balanced_weights_raise_the_minority_recall_on_a_planted_95_5_imbalance(
 
 
 def test_an_explicit_list_is_one_weight_per_class():
-    data = ImbalancedBlobs(n=100)
-    assert attach_class_weights(data, [1.0, 4]).tolist() == [1.0, 4.0]
-    assert data.class_weights.tolist() == [1.0, 4.0]
+    assert ImbalancedBlobs(n=100, class_weights=[1.0, 4]).class_weights.tolist() == [1.0, 4.0]
     with pytest.raises(UserError, match=r"^data.class_weights must list one number >= 0 per class"):
-        attach_class_weights(data, [1.0])
+        _ = ImbalancedBlobs(n=100, class_weights=[1.0]).class_weights
 
 
 def test_a_regression_is_refused_in_one_sentence():
-    data = ImbalancedBlobs(n=100)
+    data = ImbalancedBlobs(n=100, class_weights="balanced")
     data.task = "regression"
     with pytest.raises(UserError) as raised:
-        attach_class_weights(data, "balanced")
+        _ = data.class_weights
     assert str(raised.value) == (
         "data.class_weights weighs the classes of a classification, and this data is a "
         "regression; leave data.class_weights null."
     )
 
 
-def test_the_key_is_in_every_data_config_and_read_from_it():
-    assert setting_of(compose_config("data=moons").data) is None
-    assert setting_of(compose_config("data=digits", "data.class_weights=[1,2]").data) == [1, 2]
+@pytest.mark.parametrize("option", ["digits", "moons", "xor", "subscription", "cifar10"])
+def test_every_data_config_has_the_key_and_its_class_takes_it(option):
+    cfg = compose_config(f"data={option}", "data.class_weights=balanced")
+    assert cfg.data.class_weights == "balanced"
+    if option != "cifar10":  # (no download in tests: the class's signature is checked below)
+        data = instantiate(cfg.data)
+        assert data.class_weights is not None and len(data.class_weights) == data.num_classes
+        assert torch.allclose(
+            data.class_weights, balanced_weights(data.train_targets(), data.num_classes)
+        )
+
+
+@pytest.mark.parametrize(
+    "target",
+    [
+        "nntrain.data.csv_table.CsvTable",
+        "nntrain.data.image_folder.ImageFolderData",
+        "nntrain.data.torchvision_sets.TorchvisionData",
+    ],
+)
+def test_the_other_data_classes_take_the_key(target):
+    assert "class_weights" in inspect.signature(get_class(target)).parameters
 
 
 def test_cli_refuses_an_unknown_class_weights_value_in_one_sentence(tmp_path):

@@ -119,6 +119,7 @@ TORCHVISION_DATA = {
     "padding_mode": "constant",
     "imagenet_normalization": "${oc.select:model.pretrained,false}",
     "resize": None,
+    "class_weights": None,
     "seed": "${seed}",
 }
 

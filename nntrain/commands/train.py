@@ -149,7 +149,6 @@ def run(
     """Build everything from the composed config, fit, test; returns the run's metrics.
     on_accepted is called once every value is checked (and a resume matches its run), right
     before training: until then nothing of an existing run has changed."""
-    from nntrain.data import class_weights
     from nntrain.reporting import console
     from nntrain.training import distributed
     from nntrain.training.seeding import check_seed, seed_everything
@@ -170,11 +169,7 @@ def run(
         tree = console.print_config_tree(cfg, hydra_config.runtime.choices, typed)
     check_seed(cfg.seed)
     trainer = build(cfg.trainer, "trainer", progress=show_progress and cfg.trainer.progress)
-    weights_setting = class_weights.setting_of(cfg.data)  # checked before the data loads
     data = build(cfg.data, "data")
-    weights = class_weights.attach_class_weights(data, weights_setting)
-    if weights is not None:
-        console.log.info(class_weights.describe(weights, data.class_names))
     seed_everything(cfg.seed)  # right before the model: its initial weights follow the seed
     model = build(cfg.model, "model", input_shape=data.input_shape, num_classes=data.num_classes)
     lr = cfg.optimizer.get("lr")

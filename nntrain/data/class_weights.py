@@ -6,20 +6,31 @@ the same total weight to the loss. A list gives one weight per class, in the ord
 data's class names. Only the training loss is weighted; validation and test losses stay plain
 cross-entropy, so they are comparable with those of an unweighted run.
 
-The setting is a key of the data group that the training loop reads, not the data class: the
-commands take it out of the data node before building the data (nntrain.instantiate) and attach
-the weights to the built data object as `class_weights`, an optional attribute of DataModule.
+Each data class takes the setting (the `class_weights` key of its config) and answers the
+optional DataModule attribute `class_weights` (a tensor, or None) with `loss_weights` below;
+the trainer passes it to the training step's cross-entropy.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
 
 import torch
 
-from nntrain.data.protocols import DataModule, task_of
 from nntrain.errors import is_number, require
+
+
+def check_setting(setting: object) -> object:
+    """The setting as plain Python (a list, not OmegaConf's), refused unless null, balanced or
+    a list (checked when the data is built, before anything is loaded)."""
+    if setting is not None and not isinstance(setting, str) and hasattr(setting, "__iter__"):
+        setting = list(setting)
+    require(
+        setting is None or setting == "balanced" or isinstance(setting, list),
+        f"data.class_weights must be null (off), balanced, or one weight per class such as "
+        f"[1.0,5.0], got {setting!r}.",
+    )
+    return setting
 
 
 def balanced_weights(targets: torch.Tensor, num_classes: int) -> torch.Tensor:
@@ -43,51 +54,23 @@ def explicit_weights(values: Sequence[object], class_names: Sequence[str]) -> to
     return torch.tensor([float(v) for v in values])  # type: ignore[arg-type]
 
 
-def check_setting(setting: object) -> None:
-    """Refuse a bad value before any data is loaded."""
+def loss_weights(
+    setting: object,
+    train_targets: Callable[[], torch.Tensor],
+    class_names: Sequence[str],
+    task: str = "classification",
+) -> torch.Tensor | None:
+    """The per-class weights of the training loss that `setting` asks for (None: unweighted)."""
+    if setting is None:
+        return None
     require(
-        setting is None or setting == "balanced" or isinstance(setting, list | tuple),
-        f"data.class_weights must be null (off), balanced, or one weight per class such as "
-        f"[1.0,5.0], got {setting!r}.",
+        task != "regression",
+        "data.class_weights weighs the classes of a classification, and this data is a "
+        "regression; leave data.class_weights null.",
     )
-
-
-def setting_of(data_node: Any) -> object:
-    """data.class_weights of a data config node as plain Python, checked (before any data
-    is loaded)."""
-    from omegaconf import ListConfig, OmegaConf
-
-    setting = data_node.get("class_weights") if hasattr(data_node, "get") else None
-    if isinstance(setting, ListConfig):
-        setting = OmegaConf.to_container(setting)
-    check_setting(setting)
-    return setting
-
-
-def attach_class_weights(data: DataModule, setting: object) -> torch.Tensor | None:
-    """Compute the loss weights the setting asks for and attach them to data as
-    `data.class_weights` (None: unweighted); returns them."""
-    check_setting(setting)
-    weights = None
-    if setting is not None:
-        require(
-            task_of(data) != "regression",
-            "data.class_weights weighs the classes of a classification, and this data is a "
-            "regression; leave data.class_weights null.",
-        )
-        if setting == "balanced":
-            targets = getattr(data, "train_targets", None)
-            require(
-                targets is not None,
-                f"data.class_weights=balanced counts the classes of the training split, and "
-                f"{type(data).__name__} has no train_targets() to count them in; give the "
-                "weights as a list, e.g. data.class_weights=[1.0,5.0].",
-            )
-            weights = balanced_weights(targets(), data.num_classes)  # type: ignore[misc]
-        else:
-            weights = explicit_weights(list(setting), data.class_names)  # type: ignore[call-overload]
-    data.class_weights = weights  # type: ignore[attr-defined]
-    return weights
+    if setting == "balanced":
+        return balanced_weights(train_targets(), len(class_names))
+    return explicit_weights(setting, class_names)  # type: ignore[arg-type]
 
 
 def describe(weights: torch.Tensor, class_names: Sequence[str]) -> str:

@@ -38,8 +38,9 @@ class Digits(InMemoryData):
         val_fraction: float = 0.1,
         test_fraction: float = 0.2,
         seed: int = 42,
+        class_weights: str | list[float] | None = None,  # data.class_weights
     ) -> None:
-        super().__init__(batch_size, val_fraction, test_fraction, seed)
+        super().__init__(batch_size, val_fraction, test_fraction, seed, class_weights)
         table = read_bundled_digits()
         images = torch.from_numpy(table[:, :-1]).to(torch.uint8).view(-1, 1, 8, 8)
         targets = torch.from_numpy(table[:, -1]).long()

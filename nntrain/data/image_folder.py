@@ -10,6 +10,7 @@ interrupted run resumes to the same batches.
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from torchvision.datasets.folder import IMG_EXTENSIONS
 from torchvision.transforms import v2
 
+from nntrain.data.class_weights import check_setting, loss_weights
 from nntrain.data.in_memory import IMAGENET_MEAN, IMAGENET_STD, epoch_generator, split_indices
 from nntrain.errors import UserError, check_fraction, check_positive_int, require
 
@@ -250,6 +252,7 @@ class ImageFolderData:
         num_workers: int = 4,
         imagenet_normalization: bool = False,
         seed: int = 42,
+        class_weights: str | list[float] | None = None,  # data.class_weights
     ) -> None:
         self.image_size = check_positive_int("data.image_size", image_size, example=224)
         self.batch_size = check_positive_int("data.batch_size", batch_size, example=32)
@@ -265,6 +268,7 @@ class ImageFolderData:
             f"data.imagenet_normalization must be true or false, got {imagenet_normalization!r}.",
         )
         self.num_workers, self.seed, self.device = num_workers, seed, torch.device("cpu")
+        self.class_weights_setting = check_setting(class_weights)
         self.root = Path(str(root)).expanduser().absolute()
         self.samples = self._read_splits()
         self.num_classes = len(self.class_names)
@@ -371,6 +375,11 @@ class ImageFolderData:
     def train_targets(self) -> torch.Tensor:
         """The training split's targets (data.class_weights counts the classes in them)."""
         return torch.tensor([target for _, target in self.samples["train"]])
+
+    @functools.cached_property
+    def class_weights(self) -> torch.Tensor | None:
+        """The training loss's weight per class that data.class_weights asks for (None: off)."""
+        return loss_weights(self.class_weights_setting, self.train_targets, self.class_names)
 
     def val_loader(self) -> FolderLoader:
         return self._loader("val", train=False)

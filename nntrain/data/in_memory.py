@@ -6,6 +6,7 @@ and any augmentation or normalisation runs on the whole batch at once.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -13,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from nntrain.data.class_weights import check_setting, loss_weights
 from nntrain.errors import check_fraction, check_positive_int, require
 
 if TYPE_CHECKING:
@@ -170,8 +172,16 @@ class InMemoryData:
     input_shape: tuple[int, ...]
     class_names: list[str]
 
-    def __init__(self, batch_size: int, val_fraction: float, test_fraction: float, seed: int):
-        """test_fraction=0: the data set brings its own test split (see _set_splits)."""
+    def __init__(
+        self,
+        batch_size: int,
+        val_fraction: float,
+        test_fraction: float,
+        seed: int,
+        class_weights: object = None,
+    ):
+        """test_fraction=0: the data set brings its own test split (see _set_splits);
+        class_weights: data.class_weights (nntrain.data.class_weights)."""
         self.batch_size = check_positive_int("data.batch_size", batch_size, example=64)
         self.val_fraction = check_fraction("data.val_fraction", val_fraction)
         self.test_fraction = (
@@ -180,6 +190,7 @@ class InMemoryData:
             else 0.0
         )
         self.seed = seed
+        self.class_weights_setting = check_setting(class_weights)
         self.splits: dict[str, Split] = {}
         self.transform: Normalize | None = None
         self.augment: BatchAugment | None = None
@@ -230,6 +241,12 @@ class InMemoryData:
     def train_targets(self) -> torch.Tensor:
         """The training split's targets (data.class_weights counts the classes in them)."""
         return self.splits["train"].targets
+
+    @functools.cached_property
+    def class_weights(self) -> torch.Tensor | None:
+        """The training loss's weight per class that data.class_weights asks for (None: off)."""
+        task = str(getattr(self, "task", "classification"))
+        return loss_weights(self.class_weights_setting, self.train_targets, self.class_names, task)
 
     def val_loader(self) -> TensorLoader:
         return self._loader("val", train=False)

@@ -84,8 +84,11 @@ class TorchvisionData(InMemoryData):
         imagenet_normalization: bool = False,
         resize: int | None = None,
         seed: int = 42,
+        class_weights: str | list[float] | None = None,  # data.class_weights
     ) -> None:
-        super().__init__(batch_size, val_fraction, test_fraction=0.0, seed=seed)
+        super().__init__(
+            batch_size, val_fraction, test_fraction=0.0, seed=seed, class_weights=class_weights
+        )
         require(
             dataset in SPECS,
             f"data.dataset must be one of {', '.join(SPECS)}, got {dataset!r}.",

@@ -25,6 +25,7 @@ from torch import nn
 
 from nntrain import files, runs
 from nntrain.checkpoint import load_checkpoint, save_checkpoint
+from nntrain.data.class_weights import describe as describe_class_weights
 from nntrain.data.protocols import DataModule, Loader, task_of
 from nntrain.devices import Compute, resolve_device, resolve_precision
 from nntrain.errors import UserError, check_positive_int, is_number, require
@@ -209,6 +210,8 @@ class Trainer:
         schedule and scaler, and a fresh RunState."""
         task = task_of(data)
         check_data_fits(data, self.test_time_augmentation, task)
+        if (weights := loss_weights(data, torch.device("cpu"))) is not None:
+            log.info(describe_class_weights(weights, data.class_names))
         configure_determinism(self.deterministic, self.device)
         if self.rank == 0:
             for stale in runs.remove_stale_temporaries(run_dir):
@@ -729,7 +732,8 @@ def check_data_fits(data: DataModule, tta: str, task: str = "classification") ->
 
 
 def loss_weights(data: DataModule, device: torch.device) -> torch.Tensor | None:
-    """The training loss's per-class weights the command attached to data (data.class_weights)."""
+    """The training loss's per-class weights (data.class_weights; an optional attribute of a
+    data class, None or absent: unweighted)."""
     weights = getattr(data, "class_weights", None)
     return None if weights is None else weights.to(device)
 
