@@ -133,3 +133,29 @@ def test_cli_refuses_a_bad_max_lr_and_leaves_no_run_dir(tmp_path):
         == "Error: lr_find.max_lr must be a number > 0, got -1; e.g. lr_find.max_lr=10."
     )
     assert not list(tmp_path.rglob("*lr_find*"))
+
+
+def test_the_figure_plots_the_losses_against_the_lrs(digits_test):
+    from nntrain.reporting.lr_find_figure import lr_find_figure
+
+    test, _ = digits_test
+    picture = lr_find_figure(test.lrs, test.losses, test.smoothed, test.suggestion, test.rule)
+    assert picture.data["smoothed"][:, 0].tolist() == pytest.approx(test.lrs)
+    assert picture.data["smoothed"][:, 1].tolist() == pytest.approx(test.smoothed)
+    assert picture.data["suggestion"] == test.suggestion
+
+
+def test_nntrain_help_points_to_the_new_commands_and_keys():
+    """`nntrain --help` prints configs/hydra/default.yaml's help footer (tests/test_cli.py runs it)."""
+    from tests.conftest import compose_config
+
+    with initialize_config_module("nntrain.configs", version_base="1.3"):
+        footer = compose("train", return_hydra_config=True).hydra.help.footer
+    for hint in (
+        "nntrain-lr-find",
+        "nntrain-export ckpt=",
+        "trainer.overfit_batches=2",
+        "data.class_weights=balanced",
+    ):
+        assert hint in footer, hint
+    assert compose_config().trainer.overfit_batches == 0

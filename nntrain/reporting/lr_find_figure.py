@@ -32,20 +32,21 @@ def lr_find_figure(
     (lr, loss), as drawn, and "suggestion"."""
     figure = new_figure(6.4, 4.4)
     axes = figure.add_subplot(1, 1, 1)
-    figure.subplots_adjust(**margins(figure, 0.8, 0.25, 0.55, 0.6))
+    figure.subplots_adjust(**margins(figure, 0.8, 0.25, 0.7, 0.6))
     x = np.asarray(lrs, dtype=np.float64)
     axes.plot(x, np.asarray(losses, dtype=np.float64), color=GREY, alpha=0.5, label="loss")
     axes.plot(x, np.asarray(smoothed, dtype=np.float64), color=TRAIN, label="smoothed")
     axes.axvline(suggestion, color=VAL, linestyle="--", label=f"suggested {suggestion:.2g}")
     axes.set_xscale("log")
-    finite = np.asarray([s for s in smoothed if np.isfinite(s)])
+    finite = np.asarray([v for v in (*losses, *smoothed) if np.isfinite(v)])
     if len(finite):  # the diverging tail would flatten the interesting part
-        low, high = finite.min(), finite.max()
-        axes.set_ylim(low - 0.05 * (high - low), min(high, 4 * finite[0]) + 0.05 * (high - low))
+        low, high = finite.min(), min(finite.max(), 2 * float(smoothed[0]))
+        axes.set_ylim(low - 0.05 * (high - low), high + 0.05 * (high - low))
     axes.set_xlabel("learning rate")
     axes.set_ylabel("training loss")
     axes.legend()
-    title = f"LR range test: suggested lr {suggestion:.2g} ({rule})"
+    title = f"LR range test: suggested lr {suggestion:.2g}"
     figure.suptitle(title)
+    axes.set_title(rule, fontsize=9)
     data = {label: xy for label, xy in plotted(axes) if label in ("loss", "smoothed")}
     return render(figure, title, {**data, "suggestion": suggestion})
