@@ -120,6 +120,7 @@ TORCHVISION_DATA = {
     "imagenet_normalization": "${oc.select:model.pretrained,false}",
     "resize": None,
     "class_weights": None,
+    "sampler": None,
     "seed": "${seed}",
 }
 

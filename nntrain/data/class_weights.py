@@ -73,6 +73,41 @@ def loss_weights(
     return explicit_weights(setting, class_names)  # type: ignore[arg-type]
 
 
+SAMPLERS = (None, "balanced")
+
+
+def check_sampler(sampler: object) -> str | None:
+    require(
+        sampler in SAMPLERS,
+        f"data.sampler must be null (shuffle every sample once per epoch) or balanced (draw "
+        f"every class equally often), got {sampler!r}.",
+    )
+    return sampler  # type: ignore[return-value]
+
+
+def balanced_sample_weights(targets: torch.Tensor, task: str = "classification") -> torch.Tensor:
+    """data.sampler=balanced: each training sample's chance of being drawn, 1 / (its class's
+    count), so that every class is drawn equally often (torch's WeightedRandomSampler recipe)."""
+    require(
+        task != "regression",
+        "data.sampler=balanced draws the classes of a classification equally often, and this "
+        "data is a regression; leave data.sampler null.",
+    )
+    targets = targets.long().flatten().cpu()
+    counts = torch.bincount(targets).double()
+    return (1.0 / counts)[targets]
+
+
+def epoch_order(
+    n: int, generator: torch.Generator, sample_weights: torch.Tensor | None
+) -> torch.Tensor:
+    """The sample indices of one epoch: a permutation, or with sample_weights n draws with
+    replacement in proportion to them (as WeightedRandomSampler draws), from generator only."""
+    if sample_weights is None:
+        return torch.randperm(n, generator=generator)
+    return torch.multinomial(sample_weights, n, replacement=True, generator=generator)
+
+
 def describe(weights: torch.Tensor, class_names: Sequence[str]) -> str:
     shown = ", ".join(
         f"{name} {w:.3g}" for name, w in zip(class_names, weights.tolist(), strict=True)

@@ -39,8 +39,9 @@ class Digits(InMemoryData):
         test_fraction: float = 0.2,
         seed: int = 42,
         class_weights: str | list[float] | None = None,  # data.class_weights
+        sampler: str | None = None,  # data.sampler
     ) -> None:
-        super().__init__(batch_size, val_fraction, test_fraction, seed, class_weights)
+        super().__init__(batch_size, val_fraction, test_fraction, seed, class_weights, sampler)
         table = read_bundled_digits()
         images = torch.from_numpy(table[:, :-1]).to(torch.uint8).view(-1, 1, 8, 8)
         targets = torch.from_numpy(table[:, -1]).long()

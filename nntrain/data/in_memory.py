@@ -14,7 +14,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from nntrain.data.class_weights import check_setting, loss_weights
+from nntrain.data.class_weights import (
+    balanced_sample_weights,
+    check_sampler,
+    check_setting,
+    epoch_order,
+    loss_weights,
+)
 from nntrain.errors import check_fraction, check_positive_int, require
 
 if TYPE_CHECKING:
@@ -60,6 +66,7 @@ class TensorLoader:
         drop_last: bool = False,
         transform: BatchTransform | None = None,
         augment: BatchAugment | None = None,
+        sample_weights: torch.Tensor | None = None,
     ) -> None:
         self.inputs = inputs
         self.targets = targets
@@ -69,6 +76,7 @@ class TensorLoader:
         self.drop_last = drop_last and len(inputs) >= batch_size
         self.transform = transform
         self.augment = augment
+        self.sample_weights = sample_weights  # data.sampler=balanced: drawn, not permuted
         self.epoch = 0
         self.start_batch = 0
         self.rank, self.world = 0, 1
@@ -89,8 +97,8 @@ class TensorLoader:
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         if self.shuffle:
-            order = torch.randperm(
-                len(self.inputs), generator=epoch_generator(self.seed, self.epoch)
+            order = epoch_order(
+                len(self.inputs), epoch_generator(self.seed, self.epoch), self.sample_weights
             )
             shard_size = len(self.inputs) // self.world
             order = order[self.rank :: self.world][:shard_size]
@@ -179,9 +187,11 @@ class InMemoryData:
         test_fraction: float,
         seed: int,
         class_weights: object = None,
+        sampler: str | None = None,
     ):
         """test_fraction=0: the data set brings its own test split (see _set_splits);
-        class_weights: data.class_weights (nntrain.data.class_weights)."""
+        class_weights and sampler: data.class_weights and data.sampler
+        (nntrain.data.class_weights)."""
         self.batch_size = check_positive_int("data.batch_size", batch_size, example=64)
         self.val_fraction = check_fraction("data.val_fraction", val_fraction)
         self.test_fraction = (
@@ -191,6 +201,7 @@ class InMemoryData:
         )
         self.seed = seed
         self.class_weights_setting = check_setting(class_weights)
+        self.sampler = check_sampler(sampler)
         self.splits: dict[str, Split] = {}
         self.transform: Normalize | None = None
         self.augment: BatchAugment | None = None
@@ -229,7 +240,12 @@ class InMemoryData:
             drop_last=train,
             transform=self.transform,
             augment=self.augment if train else None,
+            sample_weights=self._sample_weights() if train and self.sampler else None,
         )
+
+    def _sample_weights(self) -> torch.Tensor:
+        task = str(getattr(self, "task", "classification"))
+        return balanced_sample_weights(self.splits["train"].targets, task)
 
     def train_loader(self) -> TensorLoader:
         return self._loader("train", train=True)

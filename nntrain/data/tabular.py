@@ -82,8 +82,9 @@ class Moons(TabularData):
         test_fraction: float = 0.2,
         seed: int = 42,
         class_weights: str | list[float] | None = None,  # data.class_weights
+        sampler: str | None = None,  # data.sampler
     ) -> None:
-        super().__init__(batch_size, val_fraction, test_fraction, seed, class_weights)
+        super().__init__(batch_size, val_fraction, test_fraction, seed, class_weights, sampler)
         n = check_positive_int("data.n_samples", n_samples, example=1000)
         gen = torch.Generator().manual_seed(generator_seed)
         n_outer = n // 2
@@ -113,8 +114,9 @@ class Xor(TabularData):
         test_fraction: float = 0.2,
         seed: int = 42,
         class_weights: str | list[float] | None = None,  # data.class_weights
+        sampler: str | None = None,  # data.sampler
     ) -> None:
-        super().__init__(batch_size, val_fraction, test_fraction, seed, class_weights)
+        super().__init__(batch_size, val_fraction, test_fraction, seed, class_weights, sampler)
         n = check_positive_int("data.n_samples", n_samples, example=400)
         gen = torch.Generator().manual_seed(generator_seed)
         corners = torch.randint(0, 2, (n, 2), generator=gen)
@@ -144,8 +146,9 @@ class Subscription(TabularData):
         test_fraction: float = 0.2,
         seed: int = 42,
         class_weights: str | list[float] | None = None,  # data.class_weights
+        sampler: str | None = None,  # data.sampler
     ) -> None:
-        super().__init__(batch_size, val_fraction, test_fraction, seed, class_weights)
+        super().__init__(batch_size, val_fraction, test_fraction, seed, class_weights, sampler)
         n = check_positive_int("data.n_samples", n_samples, example=500)
         gen = torch.Generator().manual_seed(generator_seed)
 

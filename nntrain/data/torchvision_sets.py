@@ -85,9 +85,15 @@ class TorchvisionData(InMemoryData):
         resize: int | None = None,
         seed: int = 42,
         class_weights: str | list[float] | None = None,  # data.class_weights
+        sampler: str | None = None,  # data.sampler
     ) -> None:
         super().__init__(
-            batch_size, val_fraction, test_fraction=0.0, seed=seed, class_weights=class_weights
+            batch_size,
+            val_fraction,
+            test_fraction=0.0,
+            seed=seed,
+            class_weights=class_weights,
+            sampler=sampler,
         )
         require(
             dataset in SPECS,
