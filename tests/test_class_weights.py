@@ -171,3 +171,15 @@ def test_bad_sampler_values_are_one_sentence():
     data.task = "regression"
     with pytest.raises(UserError, match=r"^data.sampler=balanced draws the classes"):
         data.train_loader()
+
+
+def test_a_run_saved_before_the_keys_existed_still_resumes():
+    from nntrain.commands.resume import config_differences
+
+    current = {"data": {"batch_size": 32, "class_weights": None, "sampler": None}, "seed": 1}
+    before_the_keys = {"data": {"batch_size": 32}, "seed": 1}
+    assert config_differences(before_the_keys, current) == []
+    weighted = {"data": {"batch_size": 32, "class_weights": "balanced", "sampler": None}, "seed": 1}
+    assert config_differences(before_the_keys, weighted) == [
+        "data.class_weights (run: None, now: 'balanced')"
+    ]

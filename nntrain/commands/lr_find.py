@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 def find_lr(cfg: DictConfig, run_dir: Path) -> RangeTest:
     """Build the data, model and optimizer as nntrain would, run the range test, write its
     files into run_dir; returns the test."""
+    from nntrain.training import distributed
     from nntrain.training.lr_finder import RangeSettings, range_test
     from nntrain.training.seeding import check_seed, seed_everything
 
@@ -36,7 +37,18 @@ def find_lr(cfg: DictConfig, run_dir: Path) -> RangeTest:
         "nntrain-lr-find starts from a model's initial weights and resumes nothing; leave "
         "resume= out.",
     )
-    settings = RangeSettings(**OmegaConf.to_container(cfg.lr_find))  # type: ignore[arg-type]
+    require(
+        distributed.world_size() == 1,
+        "nntrain-lr-find runs in one process (one device); start it without torchrun.",
+    )
+    given = dict(OmegaConf.to_container(cfg.lr_find))  # type: ignore[arg-type]
+    unknown = sorted(set(given) - set(RangeSettings.__dataclass_fields__))
+    require(
+        not unknown,
+        f"lr_find.{unknown[0] if unknown else ''} is not a setting of the range test; "
+        "it takes lr_find.steps, min_lr, max_lr, divergence and smoothing.",
+    )
+    settings = RangeSettings(**given)
     check_seed(cfg.seed)
     trainer = build(cfg.trainer, "trainer", progress=False)
     data = build(cfg.data, "data")

@@ -27,6 +27,9 @@ from nntrain.runs import (
 FROZEN_GROUPS = ("model", "data", "optimizer", "scheduler", "seed")
 # ...except these, which say where things are, not what is trained.
 MAY_DIFFER = {"data.root", "data.download", "data.num_workers"}
+# Keys added since runs were first saved, with the value that means what their absence meant:
+# a run saved before a key existed resumes under it at that value.
+ADDED_KEYS: dict[str, Any] = {"data.class_weights": None, "data.sampler": None}
 
 
 def find_checkpoint(target: str, outputs: Path = Path("outputs")) -> Path:
@@ -262,7 +265,8 @@ def config_differences(saved: dict[str, Any], current: dict[str, Any]) -> list[s
     for key in sorted(set(saved_flat) | set(current_flat)):
         if key in MAY_DIFFER:
             continue
-        before, now = saved_flat.get(key, missing), current_flat.get(key, missing)
+        before = saved_flat.get(key, ADDED_KEYS.get(key, missing))
+        now = current_flat.get(key, ADDED_KEYS.get(key, missing))
         if before != now:
             shown = ["absent" if v is missing else repr(v) for v in (before, now)]
             differences.append(f"{key} (run: {shown[0]}, now: {shown[1]})")
