@@ -181,5 +181,5 @@ def test_a_run_saved_before_the_keys_existed_still_resumes():
     assert config_differences(before_the_keys, current) == []
     weighted = {"data": {"batch_size": 32, "class_weights": "balanced", "sampler": None}, "seed": 1}
     assert config_differences(before_the_keys, weighted) == [
-        "data.class_weights (run: None, now: 'balanced')"
+        "data.class_weights (run: absent, now: 'balanced')"
     ]

@@ -34,24 +34,40 @@ def test_default_run_trains_digits_to_95_percent_and_writes_the_run_dir(tmp_path
     assert f"parameters: {metrics['parameters']:,} " in summary and "Linear" in summary
     assert (run_dir / ".hydra" / "overrides.yaml").is_file()
     log = (run_dir / "train.log").read_text()
-    assert "epoch  1/30" in log and "test/acc" in log
+    assert "] epoch  train/loss  train/acc  val/loss  val/acc" in log and "test/acc" in log
+    assert re.search(r"\]  1/30 +\d\.\d{4} ", log)
     best = load_checkpoint(run_dir / "checkpoints" / "best.pt")
     assert best["epoch"] == metrics["best_epoch"]
 
     events = EventAccumulator(str(run_dir / "tb"))
     events.Reload()
     tags = set(events.Tags()["scalars"])
-    assert {"train/loss", "train/acc", "val/loss", "val/acc", "lr", "train/samples_per_sec"} <= tags
+    assert {
+        "train/loss",
+        "train/acc",
+        "val/loss",
+        "val/acc",
+        "train/lr",
+        "train/samples_per_sec",
+    } <= tags
     assert len(events.Scalars("val/acc")) == metrics["epochs_run"]
 
     # what the terminal shows when it is not a TTY: the config tree, plain epoch lines, the summary
     tree = done.stdout[: done.stdout.index("MLP: ")].splitlines()
     assert tree[1] == "├── name: mlp-digits" and len(tree) <= 15, tree  # a few lines, not 59
     assert "├── model: mlp  hidden=[512,256,128]  dropout=0.3" in tree
-    assert "epoch  1/30  train/loss" in done.stdout
+    header = "epoch  train/loss  train/acc  val/loss  val/acc        lr  samples/s    time"
+    rows = done.stdout.splitlines()
+    first_row = rows[rows.index(header) + 1]  # one table: the column names once, a row an epoch
+    assert re.fullmatch(r" 1/30 +(\d\.\d{4} +){4}\d\.\d\de-0\d +[\d,]+ +\d+\.\ds( +\*)?", first_row)
+    assert max(len(row) for row in rows if re.match(r" *\d+/30 ", row)) <= 80
     assert "nntrain: run summary" in done.stdout
     assert re.search(r"│ name +│ mlp-digits", done.stdout)  # the summary names the run
     assert re.search(r"│ wall time +│ (\d+ min \d\d|\d+) s ", done.stdout)
+    # paths and commands below the table, whole on one line each (a table cell would cut them)
+    shown = run_dir.relative_to(tmp_path)
+    assert f"evaluate     nntrain-eval ckpt={shown}" in rows
+    assert f"checkpoints  {shown}/checkpoints/best.pt (best epoch), last.pt" in rows
     assert "\r" not in done.stdout  # no progress bar redraws in a pipe
 
 
@@ -91,6 +107,9 @@ def test_python_dash_m_prints_the_composed_config(tmp_path):
     assert "_target_: nntrain.models.cnn.CNN" in done.stdout
     assert "_target_: torch.optim.SGD" in done.stdout
     assert "nesterov: true" in done.stdout
+    # the values the run gets, not their ${...} references
+    assert "\n  seed: 42\n" in done.stdout and "\nname: cnn-digits\n" in done.stdout
+    assert "${" not in done.stdout
     assert not (tmp_path / "outputs").exists()
 
 
@@ -102,7 +121,7 @@ def test_help_lists_the_config_groups_and_their_options(tmp_path):
         "experiment: cifar10_cnn, cifar10_resnet18_finetune, cifar10_speedrun, fashion_mnist_cnn, mnist_mlp",
         "model: cnn, mlp, resnet18, speedrun",
         "optimizer: adam, adamw, rmsprop, sgd",
-        "scheduler: constant, cosine, step, triangle",
+        "scheduler: constant, cosine, onecycle, plateau, step, triangle",
         "trainer: debug, default",
     ):
         assert line in done.stdout

@@ -121,6 +121,10 @@ TORCHVISION_DATA = {
     "resize": None,
     "class_weights": None,
     "sampler": None,
+    "mixup_alpha": 0.0,
+    "cutmix_alpha": 0.0,
+    "mix_switch_prob": 0.5,
+    "mix_prob": 1.0,
     "seed": "${seed}",
 }
 
@@ -191,12 +195,11 @@ def test_every_optimizer_option_is_a_torch_partial_of_its_own_arguments(option):
 
 def check_schedule(scheduler: Any, optimizer: torch.optim.Optimizer, total_steps: int) -> None:
     """Every lr of a run stays finite and within [0, the group's own lr] (initial_lr: the
-    scheduler has already applied its first factor to lr)."""
+    scheduler has already applied its first factor to lr; onecycle starts below its max_lr)."""
     for _ in range(total_steps):
         for group in optimizer.param_groups:
-            assert math.isfinite(group["lr"]) and 0 <= group["lr"] <= group["initial_lr"] * (
-                1 + 1e-12
-            )
+            peak = group.get("max_lr", group["initial_lr"])
+            assert math.isfinite(group["lr"]) and 0 <= group["lr"] <= peak * (1 + 1e-12)
         optimizer.step()
         scheduler.step()
 
@@ -204,9 +207,15 @@ def check_schedule(scheduler: Any, optimizer: torch.optim.Optimizer, total_steps
 @pytest.mark.parametrize("option", options("scheduler"))
 def test_every_scheduler_option_drives_an_optimizer_for_a_whole_run(option):
     cfg = compose_config(f"scheduler={option}")
-    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
+    # With momentum: onecycle cycles it (and refuses an optimizer without).
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1, momentum=0.9)
     scheduler = instantiate(cfg.scheduler)(optimizer, total_steps=50, steps_per_epoch=5)
     assert isinstance(scheduler, torch.optim.lr_scheduler.LRScheduler)
+    if option == "plateau":  # stepped per epoch with the monitored figure (test_schedules.py)
+        for _ in range(10):
+            scheduler.step(1.0)  # never improves: the lr only goes down
+        assert 0 < optimizer.param_groups[0]["lr"] < 0.1
+        return
     check_schedule(scheduler, optimizer, total_steps=50)
 
 

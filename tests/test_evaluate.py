@@ -136,14 +136,16 @@ def test_tensorboard_has_scalars_images_and_hparams(digits_run):
     events = EventAccumulator(str(digits_run / "tb"))
     events.Reload()
     tags = events.Tags()
-    expected = {"train/loss", "train/acc", "train/grad_norm", "val/loss", "val/acc", "lr", "lr/decay",
-                "lr/no_decay", "train/samples_per_sec", "epoch_time", "hparam/val_acc", "hparam/test_acc",
-                "hparam/best_epoch"}  # fmt: skip
-    assert expected <= set(tags["scalars"])
+    expected = {"train/loss", "train/acc", "train/grad_norm", "val/loss", "val/acc", "train/lr",
+                "train/lr_decay", "train/lr_no_decay", "train/samples_per_sec", "train/epoch_time",
+                "~hparams/val/acc", "~hparams/test/acc", "~hparams/best_epoch"}  # fmt: skip
+    assert set(tags["scalars"]) == expected
+    # TensorBoard opens the first two groups (ASCII order): train/* and val/*, nothing before
+    assert sorted({tag.split("/")[0] for tag in tags["scalars"]}) == ["train", "val", "~hparams"]
     assert {"val/confusion_matrix", "val/samples"} <= set(tags["images"])
     image = events.Images("val/samples")[0]
     assert image.width > 100 and image.height > 100
-    assert events.Scalars("hparam/test_acc")[0].value == pytest.approx(
+    assert events.Scalars("~hparams/test/acc")[0].value == pytest.approx(
         read_metrics(digits_run)["test/acc"]
     )
     # the Custom Scalars tab opens on train and val curves together
@@ -180,6 +182,14 @@ def test_tensorboard_has_scalars_images_and_hparams(digits_run):
     ).experiment.hparam_infos
     assert infos[0].name == "trainer.max_epochs" and infos[0].differs
     assert not any(info.differs for info in infos[1:])
+    metric_infos = plugin_data_pb2.HParamsPluginData.FromString(
+        hparams["_hparams_/experiment"]
+    ).experiment.metric_infos
+    assert [(m.name.tag, m.display_name) for m in metric_infos] == [
+        ("~hparams/val/acc", "val/acc"),
+        ("~hparams/test/acc", "test/acc"),
+        ("~hparams/best_epoch", "best_epoch"),
+    ]
 
 
 def test_moons_run_draws_its_decision_boundary(tmp_path):

@@ -309,7 +309,7 @@ def test_report_images_must_be_a_boolean_and_false_skips_the_figures(tmp_path):
     assert not list(tmp_path.glob("*.png"))
     events = EventAccumulator(str(tmp_path / "tb"))
     events.Reload()
-    assert events.Tags()["images"] == [] and "hparam/test_acc" in events.Tags()["scalars"]
+    assert events.Tags()["images"] == [] and "~hparams/test/acc" in events.Tags()["scalars"]
 
 
 # --- what runs and nntrain-eval leave ---------------------------------------------------------
@@ -333,7 +333,7 @@ def test_a_digits_run_saves_its_figures_and_logs_them_to_tensorboard(tmp_path):
         assert np.array_equal(np.asarray(saved), redrawn.image)  # the run drew the same curves
     events = EventAccumulator(str(tmp_path / "tb"))
     events.Reload()
-    assert {"curves", "val/confusion_matrix", "val/samples"} <= set(events.Tags()["images"])
+    assert {"train/curves", "val/confusion_matrix", "val/samples"} <= set(events.Tags()["images"])
     with Image.open(tmp_path / "samples.png") as saved:
         assert events.Images("val/samples")[0].width == saved.size[0]
 

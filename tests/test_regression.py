@@ -89,14 +89,21 @@ def test_a_planted_linear_relation_is_learned_and_reported_in_its_units(trained)
     events = EventAccumulator(str(run_dir / "tb"))
     events.Reload()
     scalars = set(events.Tags()["scalars"])
-    assert {"train/rmse", "train/r2", "val/rmse", "val/mae", "val/r2", "hparam/test_r2"} <= scalars
-    assert {"val/predicted_vs_true", "curves"} <= set(events.Tags()["images"])
+    assert {
+        "train/rmse",
+        "train/r2",
+        "val/rmse",
+        "val/mae",
+        "val/r2",
+        "~hparams/test/r2",
+    } <= scalars
+    assert {"val/predicted_vs_true", "train/curves"} <= set(events.Tags()["images"])
     # the figures of the run directory: predicted vs true, and one curve point per epoch
     from PIL import Image
 
     assert Image.open(run_dir / "pred_vs_true.png").size[0] > 300
     assert Image.open(run_dir / "curves.png").size[0] > 300
-    assert events.Scalars("hparam/test_r2")[0].value == pytest.approx(metrics["test/r2"])
+    assert events.Scalars("~hparams/test/r2")[0].value == pytest.approx(metrics["test/r2"])
 
 
 def test_eval_and_predict_give_the_runs_figures_and_values(trained, tmp_path):

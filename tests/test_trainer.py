@@ -325,3 +325,37 @@ def test_the_progress_line_fits_80_columns_with_the_runs_eta_and_a_validation_ph
         assert line(progress).startswith("validating 12/300")
         progress.start_epoch(epoch=12, max_epochs=300, total_batches=1563)
         assert "loss 0.123" in line(progress)  # the latest figures stay until the next log step
+
+
+def epoch_metrics(names: list[str], samples_per_sec: float = 1234.0) -> dict[str, float]:
+    """An epoch's metrics as the trainer logs them (train/*, val/*, lr, speed, time)."""
+    splits = [f"train/{n}" for n in names] + [f"val/{n}" for n in names]
+    return {
+        **{key: 0.5 for key in splits},
+        "lr": 3e-4,
+        "train/samples_per_sec": samples_per_sec,
+        "epoch_time": 12.3,
+    }
+
+
+def test_epoch_lines_are_one_table_within_80_columns():
+    from nntrain.reporting.console import EpochTable
+
+    table = EpochTable()
+    first = table.lines(0, 30, epoch_metrics(["loss", "acc"]), improved=True)
+    assert first == [
+        "epoch  train/loss  train/acc  val/loss  val/acc        lr  samples/s    time",
+        " 1/30      0.5000     0.5000    0.5000   0.5000  3.00e-04      1,234   12.3s  *",
+    ]
+    # the header once; later rows line up under it
+    assert table.lines(9, 30, epoch_metrics(["loss", "acc"]), improved=False) == [
+        "10/30      0.5000     0.5000    0.5000   0.5000  3.00e-04      1,234   12.3s"
+    ]
+    # a regression's metrics (no train/rmse, mae, r2 columns) leave no room for samples/s
+    regression = EpochTable().lines(0, 30, epoch_metrics(["loss", "rmse", "mae", "r2"]), True)
+    assert regression[0].split() == [
+        "epoch", "train/loss", "val/loss", "val/rmse", "val/mae", "val/r2", "lr", "time"
+    ]  # fmt: skip
+    many_epochs = EpochTable().lines(0, 1000, epoch_metrics(["loss", "acc"], 9e6), True)
+    for lines in (regression, many_epochs):
+        assert all(len(line) <= 80 for line in lines), lines

@@ -95,6 +95,10 @@ MOVED_KEYS = {
 }
 
 
+# MixUp/CutMix keys (nntrain.data.mixing): only the image data configs have them.
+MIXING_KEYS = ("data.mixup_alpha", "data.cutmix_alpha", "data.mix_switch_prob", "data.mix_prob")
+
+
 # Training keys that nntrain-eval and nntrain-predict take under their own, shorter names.
 TRAINING_KEYS_ELSEWHERE = {"trainer.device": "device", "data.batch_size": "batch_size"}
 
@@ -147,6 +151,12 @@ def describe_config_error(error: Exception, command: str = "nntrain") -> str:
             else f"+{key}=..."
         )
         value = append.partition("=")[2] or "..."
+        if key in MIXING_KEYS:  # a table's data config does not have them
+            return (
+                f"{key} is a key of the image data (data=digits, mnist, fashion_mnist, cifar10, "
+                "cifar100, imagefolder) only: MixUp and CutMix mix images; leave it out for "
+                "table data."
+            )
         if key in MOVED_KEYS:
             new_key, where = MOVED_KEYS[key]
             return f"{key} moved to {new_key}{where}; use {new_key}={value} instead."
@@ -223,6 +233,18 @@ def remove_what_a_failed_start_made() -> None:
             runs.remove_unsaved(run_dir)
 
 
+def resolve_printed_config(argv: list[str]) -> list[str]:
+    """`--cfg job` (or all) prints the values the run gets (seed: 42, name: mlp-digits), not
+    their ${...} references: Hydra's --resolve is added. `--cfg hydra` stays as Hydra prints
+    it (Hydra's own node refers to keys outside it and cannot be resolved alone)."""
+    for flag in ("--cfg", "-c"):
+        if flag in argv and "--resolve" not in argv:
+            index = argv.index(flag)
+            if argv[index + 1 : index + 2] in (["job"], ["all"]):
+                return [*argv, "--resolve"]
+    return argv
+
+
 def run_app(
     app: Callable[[], Any],
     rewrite: Callable[[list[str]], list[str]] | None = None,
@@ -249,7 +271,7 @@ def run_app(
     debugging = os.environ.get("HYDRA_FULL_ERROR") == "1"
     os.environ["HYDRA_FULL_ERROR"] = "1"
     with user_errors_end_in_one_line():
-        argv = quote_plain_values(expand_home_in_overrides(sys.argv[1:]))
+        argv = resolve_printed_config(quote_plain_values(expand_home_in_overrides(sys.argv[1:])))
         sys.argv[1:] = rewrite(argv) if rewrite else argv
     try:
         app()

@@ -27,9 +27,17 @@ from nntrain.runs import (
 FROZEN_GROUPS = ("model", "data", "optimizer", "scheduler", "seed")
 # ...except these, which say where things are, not what is trained.
 MAY_DIFFER = {"data.root", "data.download", "data.num_workers"}
-# Keys added since runs were first saved, with the value that means what their absence meant:
-# a run saved before a key existed resumes under it at that value.
-ADDED_KEYS: dict[str, Any] = {"data.class_weights": None, "data.sampler": None}
+# Keys added to the frozen groups after runs were saved without them, with the value that
+# changes nothing (MixUp/CutMix off; no class weights, no balanced sampler): such a run resumes
+# as the same run.
+ADDED_KEYS = {
+    "data.mixup_alpha": 0.0,
+    "data.cutmix_alpha": 0.0,
+    "data.mix_switch_prob": 0.5,
+    "data.mix_prob": 1.0,
+    "data.class_weights": None,
+    "data.sampler": None,
+}
 
 
 def find_checkpoint(target: str, outputs: Path = Path("outputs")) -> Path:
@@ -265,8 +273,9 @@ def config_differences(saved: dict[str, Any], current: dict[str, Any]) -> list[s
     for key in sorted(set(saved_flat) | set(current_flat)):
         if key in MAY_DIFFER:
             continue
-        before = saved_flat.get(key, ADDED_KEYS.get(key, missing))
-        now = current_flat.get(key, ADDED_KEYS.get(key, missing))
+        before, now = saved_flat.get(key, missing), current_flat.get(key, missing)
+        if before is missing and key in ADDED_KEYS and now == ADDED_KEYS[key]:
+            continue
         if before != now:
             shown = ["absent" if v is missing else repr(v) for v in (before, now)]
             differences.append(f"{key} (run: {shown[0]}, now: {shown[1]})")

@@ -31,6 +31,7 @@ from nntrain.data.class_weights import (
     loss_weights,
 )
 from nntrain.data.in_memory import IMAGENET_MEAN, IMAGENET_STD, epoch_generator, split_indices
+from nntrain.data.mixing import Mixing
 from nntrain.errors import UserError, check_fraction, check_positive_int, require
 
 if TYPE_CHECKING:
@@ -270,8 +271,13 @@ class ImageFolderData:
         seed: int = 42,
         class_weights: str | list[float] | None = None,  # data.class_weights
         sampler: str | None = None,  # data.sampler
+        mixup_alpha: float = 0.0,
+        cutmix_alpha: float = 0.0,
+        mix_switch_prob: float = 0.5,
+        mix_prob: float = 1.0,
     ) -> None:
         self.image_size = check_positive_int("data.image_size", image_size, example=224)
+        self.mixing = Mixing(mixup_alpha, cutmix_alpha, mix_switch_prob, mix_prob, seed)
         self.batch_size = check_positive_int("data.batch_size", batch_size, example=32)
         self.val_fraction = check_fraction("data.val_fraction", val_fraction)
         self.test_fraction = check_fraction("data.test_fraction", test_fraction)

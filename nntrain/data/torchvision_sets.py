@@ -17,6 +17,7 @@ import torch
 from nntrain.data.augment import CropFlip
 from nntrain.data.downloads import network_timeout, unreachable_reason
 from nntrain.data.in_memory import IMAGENET_MEAN, IMAGENET_STD, InMemoryData, Normalize
+from nntrain.data.mixing import Mixing
 from nntrain.errors import UserError, check_positive_int, first_line, require
 
 
@@ -86,6 +87,10 @@ class TorchvisionData(InMemoryData):
         seed: int = 42,
         class_weights: str | list[float] | None = None,  # data.class_weights
         sampler: str | None = None,  # data.sampler
+        mixup_alpha: float = 0.0,
+        cutmix_alpha: float = 0.0,
+        mix_switch_prob: float = 0.5,
+        mix_prob: float = 1.0,
     ) -> None:
         super().__init__(
             batch_size,
@@ -95,6 +100,7 @@ class TorchvisionData(InMemoryData):
             class_weights=class_weights,
             sampler=sampler,
         )
+        self.mixing = Mixing(mixup_alpha, cutmix_alpha, mix_switch_prob, mix_prob, seed)
         require(
             dataset in SPECS,
             f"data.dataset must be one of {', '.join(SPECS)}, got {dataset!r}.",

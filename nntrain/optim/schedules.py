@@ -2,15 +2,17 @@
 called by the Trainer with the optimizer and the run's step counts.
 
 Every schedule steps once per optimizer step, not per epoch, so warmup and decay are smooth and
-do not depend on the number of batches per epoch.
+do not depend on the number of batches per epoch; except plateau, which reacts to a validation
+figure and so steps once per epoch, after validation (the Trainer sees a PlateauSchedule).
 """
 
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
-from torch.optim.lr_scheduler import LambdaLR
+from torch.optim.lr_scheduler import LambdaLR, OneCycleLR, ReduceLROnPlateau
 
 from nntrain.errors import is_number, require
 
@@ -130,3 +132,160 @@ def constant(
         return _linear_warmup(step, warmup_steps) if step < warmup_steps else 1.0
 
     return LambdaLR(optimizer, factor)
+
+
+def one_cycle(
+    optimizer: torch.optim.Optimizer,
+    total_steps: int,
+    steps_per_epoch: int,
+    max_lr: float | None = None,
+    pct_start: float = 0.3,
+    anneal_strategy: str = "cos",
+    div_factor: float = 25.0,
+    final_div_factor: float = 1e4,
+    three_phase: bool = False,
+    cycle_momentum: bool = True,
+) -> OneCycleLR:
+    """torch's OneCycleLR over the run's optimizer steps: up from max_lr/div_factor to max_lr
+    over pct_start of the run, then down to max_lr/(div_factor*final_div_factor).
+
+    max_lr null = each group's lr (optimizer.lr); a number sets the largest group's peak and the
+    others keep their ratio to it, as min_lr does for the cosine schedule."""
+    require(total_steps >= 1, "the schedule has no steps: the training set yields no batches.")
+    peak = max(group["lr"] for group in optimizer.param_groups)
+    require(
+        max_lr is None or (is_number(max_lr) and max_lr > 0),
+        f"scheduler.max_lr must be a number > 0 or null (the optimizer's lr), got {max_lr!r}.",
+    )
+    require(
+        is_number(pct_start) and 0 <= pct_start <= 1,
+        f"scheduler.pct_start must be a number in [0, 1], got {pct_start!r}.",
+    )
+    require(
+        anneal_strategy in ("cos", "linear"),
+        f"scheduler.anneal_strategy must be cos or linear, got {anneal_strategy!r}.",
+    )
+    for key, value in (("div_factor", div_factor), ("final_div_factor", final_div_factor)):
+        require(
+            is_number(value) and value > 0, f"scheduler.{key} must be a number > 0, got {value!r}."
+        )
+    scale = (max_lr / peak) if max_lr is not None and peak > 0 else 1.0
+    if cycle_momentum:
+        require(
+            all("momentum" in group or "betas" in group for group in optimizer.param_groups),
+            f"scheduler=onecycle cycles the momentum, and {type(optimizer).__name__} has none; "
+            "set scheduler.cycle_momentum=false.",
+        )
+        # SGD with momentum=0 would be cycled to 0.85..0.95: a different optimizer than asked.
+        require(
+            all(group.get("momentum", 1) != 0 for group in optimizer.param_groups),
+            "scheduler=onecycle cycles the momentum between 0.85 and 0.95, and the optimizer's "
+            "momentum is 0; set optimizer.momentum=0.9 or scheduler.cycle_momentum=false.",
+        )
+    return OneCycle(
+        optimizer,
+        max_lr=[group["lr"] * scale for group in optimizer.param_groups],
+        total_steps=total_steps,
+        pct_start=pct_start,
+        anneal_strategy=anneal_strategy,  # type: ignore[arg-type]
+        div_factor=div_factor,
+        final_div_factor=final_div_factor,
+        three_phase=three_phase,
+        cycle_momentum=cycle_momentum,
+    )
+
+
+class OneCycle(OneCycleLR):
+    """OneCycleLR whose length is the run's, also when resumed with another trainer.max_epochs:
+    torch's load_state_dict would bring back the saved length, and stepping past it raises.
+    (The other schedules, whose length is in their closure, behave the same way.)"""
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        own = {key: getattr(self, key) for key in ("total_steps", "_schedule_phases")}
+        super().load_state_dict({**state_dict, **own})
+
+
+class PlateauSchedule(ReduceLROnPlateau):
+    """torch's ReduceLROnPlateau, stepped once per epoch after validation with the monitored
+    figure (the Trainer does that; it never steps it per optimizer step). monitor and mode None:
+    those of trainer.early_stopping, filled in by the Trainer through follow()."""
+
+    def __init__(
+        self,
+        optimizer: torch.optim.Optimizer,
+        monitor: str | None,
+        mode: str | None,
+        **settings: Any,
+    ) -> None:
+        super().__init__(optimizer, mode="max" if mode == "max" else "min", **settings)
+        self.monitor = monitor
+        self.mode_given = mode is not None
+
+    def follow(self, monitor: str, mode: str) -> None:
+        """Monitor the early-stopping figure unless scheduler.monitor chose another; the mode
+        follows the figure: its own unless given."""
+        if self.monitor is None:
+            self.monitor = monitor
+            if not self.mode_given:
+                self._init_is_better(mode, self.threshold, self.threshold_mode)
+        elif not self.mode_given:
+            self._init_is_better(mode_of(self.monitor), self.threshold, self.threshold_mode)
+        self._reset()
+
+
+def mode_of(monitor: str) -> str:
+    """Whether a figure improves going up (accuracy, R²) or down (losses and errors)."""
+    return "min" if monitor.rsplit("/", 1)[-1] in ("loss", "rmse", "mae") else "max"
+
+
+def plateau(
+    optimizer: torch.optim.Optimizer,
+    total_steps: int,
+    steps_per_epoch: int,
+    monitor: str | None = None,
+    mode: str | None = None,
+    factor: float = 0.1,
+    patience: int = 3,
+    threshold: float = 1e-4,
+    threshold_mode: str = "rel",
+    cooldown: int = 0,
+    min_lr: float = 0.0,
+) -> PlateauSchedule:
+    """Multiply the lr by factor when the monitored figure has not improved for `patience`
+    epochs (torch's ReduceLROnPlateau, stepped per epoch after validation)."""
+    require(
+        mode in (None, "min", "max"),
+        f"scheduler.mode must be min, max or null (that of the monitored figure), got {mode!r}.",
+    )
+    require(
+        is_number(factor) and 0 < factor < 1,
+        f"scheduler.factor must be a number in (0, 1), got {factor!r}.",
+    )
+    require(
+        isinstance(patience, int) and not isinstance(patience, bool) and patience >= 0,
+        f"scheduler.patience must be an integer >= 0 (epochs), got {patience!r}.",
+    )
+    require(
+        isinstance(cooldown, int) and not isinstance(cooldown, bool) and cooldown >= 0,
+        f"scheduler.cooldown must be an integer >= 0 (epochs), got {cooldown!r}.",
+    )
+    require(
+        threshold_mode in ("rel", "abs"),
+        f"scheduler.threshold_mode must be rel or abs, got {threshold_mode!r}.",
+    )
+    for key, value in (("threshold", threshold), ("min_lr", min_lr)):
+        require(
+            is_number(value) and value >= 0,
+            f"scheduler.{key} must be a number >= 0, got {value!r}.",
+        )
+    return PlateauSchedule(
+        optimizer,
+        monitor,
+        mode,
+        factor=factor,
+        patience=patience,
+        threshold=threshold,
+        threshold_mode=threshold_mode,
+        cooldown=cooldown,
+        min_lr=min_lr,
+    )

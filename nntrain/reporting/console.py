@@ -229,21 +229,55 @@ class TrainProgress:
         return f"eta {hours}:{minute:02d}:{second:02d}"
 
 
-def format_epoch_line(
-    epoch: int, max_epochs: int, metrics: Mapping[str, float], improved: bool
-) -> str:
-    width = len(str(max_epochs))
-    parts = [f"epoch {epoch + 1:>{width}}/{max_epochs}"]
-    # train/loss, train/acc, val/loss, val/acc (a regression: rmse, mae, r2 for acc)
-    shown = [k for k in metrics if k.startswith(("train/", "val/")) and "per_sec" not in k]
-    for key in shown:
-        parts.append(f"{key} {metrics[key]:.4f}")
-    parts.append(f"lr {metrics['lr']:.2e}")
-    parts.append(f"{metrics['train/samples_per_sec']:,.0f} samples/s")
-    parts.append(f"{metrics['epoch_time']:.1f}s")
-    if improved:
-        parts.append("*")
-    return "  ".join(parts)
+class EpochTable:
+    """The epoch lines as the rows of one table, as fastai prints them: the column names once,
+    then a row of figures an epoch, within 80 columns (a terminal's width and a log's). The
+    throughput column is left out where it would not fit (a regression's extra metrics, a
+    four-digit epoch count); it stays on the progress line, in TensorBoard and in the summary.
+    A `*` ends the row of an epoch that improved the monitored metric (a new best.pt)."""
+
+    WIDTH = 80
+
+    def __init__(self) -> None:
+        self._columns: list[tuple[str, int]] | None = None
+
+    def lines(
+        self, epoch: int, max_epochs: int, metrics: Mapping[str, float], improved: bool
+    ) -> list[str]:
+        """This epoch's row, after the header when it is the first row of this process."""
+        cells = epoch_cells(epoch, max_epochs, metrics)
+        header: list[str] = []
+        if self._columns is None:
+            self._columns = fitting_columns(cells, self.WIDTH - len("  *"))
+            header = ["  ".join(name.rjust(width) for name, width in self._columns)]
+        row = "  ".join(cells.get(name, "").rjust(width) for name, width in self._columns)
+        return [*header, row + ("  *" if improved else "")]
+
+
+def epoch_cells(epoch: int, max_epochs: int, metrics: Mapping[str, float]) -> dict[str, str]:
+    """An epoch's figures by column name: train loss and accuracy, every validation metric
+    (a regression: loss, rmse, mae, r2), the learning rate, samples/s, the epoch's time."""
+    cells = {"epoch": f"{epoch + 1}/{max_epochs}"}
+    for key, value in metrics.items():
+        if key.startswith("val/") or key in ("train/loss", "train/acc"):
+            cells[key] = f"{value:.4f}"
+    cells["lr"] = f"{metrics['lr']:.2e}"
+    cells["samples/s"] = f"{metrics['train/samples_per_sec']:,.0f}"
+    cells["time"] = f"{metrics['epoch_time']:.1f}s"
+    return cells
+
+
+def fitting_columns(cells: Mapping[str, str], width: int) -> list[tuple[str, int]]:
+    """The columns and their widths (the wider of name and figure; the epoch column as wide as
+    its last epoch), without samples/s when the row would be wider than `width`."""
+    last_epoch = cells["epoch"].split("/")[1]
+    widths = {name: max(len(name), len(cell)) for name, cell in cells.items()}
+    widths["epoch"] = max(len("epoch"), 2 * len(last_epoch) + 1)
+    widths["time"] = max(widths["time"], len("999.9s"))
+    total = sum(widths.values()) + 2 * (len(widths) - 1)
+    if total > width:
+        del widths["samples/s"]
+    return list(widths.items())
 
 
 def display_path(path: str | Path) -> str:
@@ -276,13 +310,20 @@ def print_summary(
         else:
             shown = f"{value:.4f}" if isinstance(value, float) else str(value)
         table.add_row(plain(key), plain(shown))
-    run_dir = display_path(run_dir)
-    table.add_row("run dir", plain(run_dir))
-    table.add_row("checkpoints", plain(f"{run_dir}/checkpoints/best.pt (best epoch), last.pt"))
-    table.add_row("tensorboard", plain(f"tensorboard --logdir {run_dir}"))
-    table.add_row("evaluate", plain(f"nntrain-eval ckpt={run_dir}"))
     get_console().print(table)
     to_log_file(rendered(table))
+    # Paths and commands below the table, each on one line however long (a table cell would
+    # cut or fold them, and a folded path cannot be copied).
+    run_dir = display_path(run_dir)
+    for key, value in (
+        ("run dir", run_dir),
+        ("checkpoints", f"{run_dir}/checkpoints/best.pt (best epoch), last.pt"),
+        ("tensorboard", f"tensorboard --logdir {run_dir}"),
+        ("evaluate", f"nntrain-eval ckpt={run_dir}"),
+    ):
+        line = f"{key:<12} {value}"
+        get_console().print(line, markup=False, highlight=False, soft_wrap=True)
+        to_log_file(line)
 
 
 class ConsoleHandler(logging.Handler):

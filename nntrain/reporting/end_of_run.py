@@ -110,9 +110,9 @@ def write_hparams(
     """The HParams record: the run's hyperparameters with its validation and test accuracy;
     the keys the user set come first and are shown, and the run is listed under its label."""
     metrics = {
-        "hparam/val_acc": float(result.get("val/acc", float("nan"))),
-        "hparam/test_acc": float(result["test/acc"]),
-        "hparam/best_epoch": float(result["best_epoch"]),
+        "val/acc": float(result.get("val/acc", float("nan"))),
+        "test/acc": float(result["test/acc"]),
+        "best_epoch": float(result["best_epoch"]),
     }
     hparams = chosen_hparams(config_yaml, model_name, data_name, overrides)
     tensorboard.hparams(hparams, metrics, first=override_keys(overrides), label=label)
@@ -140,7 +140,7 @@ def write_figures(
     if history:
         best = result["best_epoch"]
         curves = partial(metric_figures.training_curves, history, best, monitor)
-        planned.insert(0, ("curves.png", "curves", curves))
+        planned.insert(0, ("curves.png", "train/curves", curves))
     for name, tag, draw in planned:  # one at a time: each PNG is whole once written
         picture = draw()
         written.append(picture.save(run_dir / name))

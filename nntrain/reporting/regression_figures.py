@@ -46,11 +46,11 @@ def write_regression_end_of_run(
     model's predicted-vs-true figure on the validation split (target units) in TensorBoard and
     as pred_vs_true.png in the run directory."""
     metrics = {
-        f"hparam/{split}_{name}": float(result.get(f"{split}/{name}", float("nan")))
+        f"{split}/{name}": float(result.get(f"{split}/{name}", float("nan")))
         for split in ("val", "test")
         for name in ("rmse", "r2")
     }
-    metrics["hparam/best_epoch"] = float(result["best_epoch"])
+    metrics["best_epoch"] = float(result["best_epoch"])
     hparams = chosen_hparams(config_yaml, model_name, data_name, overrides)
     tensorboard.hparams(hparams, metrics, first=override_keys(overrides), label=label)
     if not figures:

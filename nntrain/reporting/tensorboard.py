@@ -42,10 +42,16 @@ MAIN_CURVES = {
     "nntrain": {
         "loss (train, val)": ["Multiline", ["train/loss", "val/loss"]],
         "accuracy (train, val)": ["Multiline", ["train/acc", "val/acc"]],
-        "learning rate": ["Multiline", ["lr"]],
+        "learning rate": ["Multiline", ["train/lr"]],
         "samples per second": ["Multiline", ["train/samples_per_sec"]],
     }
 }
+
+
+# TensorBoard (Scalars and Time Series) lists tag groups in ASCII order and opens the first two:
+# train/* (with lr and epoch time) and val/*. The HParams tab's metrics need scalars of their
+# own; their group sorts after val ("~" follows the letters), collapsed at the bottom.
+HPARAMS_GROUP = "~hparams"
 
 
 class TensorBoardLogger:
@@ -87,19 +93,22 @@ class TensorBoardLogger:
         TensorBoard; here each run directory stays one run, so a sweep's runs line up. The
         keys in `first` (what the user set, a sweep's swept keys) lead the list and are marked
         as differing, which is what TensorBoard shows first and ticks; `label` names the run
-        in the tab's "Trial ID" column instead of its directory path.
+        in the tab's "Trial ID" column instead of its directory path. The metrics (named as
+        the tab shows them: test/acc, best_epoch) are single-point scalars under HPARAMS_GROUP.
         """
         from torch.utils.tensorboard.summary import hparams as hparams_summaries
 
         ordered = {k: hparams[k] for k in first if k in hparams} | dict(hparams)
-        experiment, session_start, session_end = hparams_summaries(ordered, dict(metrics))
+        tags = {f"{HPARAMS_GROUP}/{name}": value for name, value in metrics.items()}
+        experiment, session_start, session_end = hparams_summaries(ordered, tags)
         mark_differing(experiment, set(first))
+        name_metrics(experiment, {f"{HPARAMS_GROUP}/{name}": name for name in metrics})
         if label:
             name_session(session_start, label)
         file_writer = self.writer._get_file_writer()
         for summary in (experiment, session_start, session_end):
             file_writer.add_summary(summary)
-        for tag, value in metrics.items():
+        for tag, value in tags.items():
             self.writer.add_scalar(tag, value)
 
     def close(self) -> None:
@@ -119,6 +128,18 @@ def mark_differing(experiment: Any, keys: set[str]) -> None:
     data = plugin_data_pb2.HParamsPluginData.FromString(value.metadata.plugin_data.content)
     for info in data.experiment.hparam_infos:
         info.differs = info.name in keys
+    value.metadata.plugin_data.content = data.SerializeToString()
+
+
+def name_metrics(experiment: Any, display_names: Mapping[str, str]) -> None:
+    """Give the HParams tab's metric columns their display names (test/acc rather than the
+    scalar's tag, ~hparams/test/acc)."""
+    from tensorboard.plugins.hparams import plugin_data_pb2
+
+    value = experiment.value[0]
+    data = plugin_data_pb2.HParamsPluginData.FromString(value.metadata.plugin_data.content)
+    for info in data.experiment.metric_infos:
+        info.display_name = display_names.get(info.name.tag, info.name.tag)
     value.metadata.plugin_data.content = data.SerializeToString()
 
 

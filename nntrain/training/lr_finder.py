@@ -3,7 +3,7 @@ Lightning's lr_find): train from the initial weights with a learning rate that g
 exponentially from min_lr to max_lr, one optimizer step each, and watch the loss.
 
 Each step is the training loop's own train_step (same precision, clipping, label smoothing,
-class weights, gradient accumulation). The loss is smoothed with an exponential moving average
+class weights, gradient accumulation, MixUp/CutMix). The loss is smoothed with an exponential moving average
 (bias-corrected, as fastai does; beta 0.9 where fastai and Lightning take 0.98: over 100 steps
 spanning 8 decades, 0.98 averages about 50 steps, 4 decades, and drags the minimum towards
 higher lrs; 0.9 averages about 10 steps, under one decade), and the test stops once the smoothed loss exceeds
@@ -31,7 +31,7 @@ from nntrain.errors import check_positive_int, is_number, require
 from nntrain.inference.metrics import RunningClassification, RunningRegression
 from nntrain.optim.optimizers import build_optimizer
 from nntrain.training.step import Batch, StepParts, optimizer_step_groups, train_step
-from nntrain.training.trainer import Trainer, loss_weights
+from nntrain.training.trainer import Trainer, loss_weights, mixing_of
 
 RULE = "minimum of the smoothed loss / 10"
 
@@ -111,13 +111,14 @@ def suggest(test: RangeTest) -> None:
     test.steepest = finite[start + min(range(len(slopes)), key=slopes.__getitem__)][1]
 
 
-def endless_steps(loader: Loader, accumulate: int) -> Iterator[list[Batch]]:
-    """The micro-batches of one optimizer step after another, epoch after epoch."""
+def endless_steps(loader: Loader, accumulate: int) -> Iterator[tuple[int, int, list[Batch]]]:
+    """(epoch, index of its first batch, the micro-batches) of one optimizer step after
+    another, epoch after epoch."""
     epoch = 0
     while True:
         loader.set_epoch(epoch)
-        for _, group in optimizer_step_groups(loader, 0, len(loader), accumulate):
-            yield group
+        for done, group in optimizer_step_groups(loader, 0, len(loader), accumulate):
+            yield epoch, done - len(group), group
         epoch += 1
 
 
@@ -151,6 +152,7 @@ def range_test(
         distributed=False,
         regression=regression,
         class_weights=loss_weights(data, trainer.device),
+        grad_clip_mode=trainer.grad_clip_mode,
     )
     running: RunningClassification | RunningRegression = (
         RunningRegression(trainer.device, 1.0)
@@ -161,7 +163,10 @@ def range_test(
     model.train()
     try:
         steps = endless_steps(data.train_loader(), trainer.accumulate)
-        for step, micro_batches in zip(range(settings.steps), steps, strict=False):
+        mixing = mixing_of(data)  # MixUp/CutMix as in training
+        for step, (epoch, first, micro_batches) in zip(range(settings.steps), steps, strict=False):
+            if mixing is not None:
+                micro_batches = mixing.mix_group(micro_batches, data.num_classes, epoch, first, 0)
             before = running.snapshot()
             train_step(parts, micro_batches, running)
             if record(test, settings, settings.lr_at(step), running.compute(since=before)["loss"]):

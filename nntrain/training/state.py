@@ -18,8 +18,10 @@ from torch import nn
 
 from nntrain.data.protocols import DataModule, Loader
 from nntrain.devices import Compute
+from nntrain.reporting.console import EpochTable
 from nntrain.reporting.tensorboard import RunLogger
 from nntrain.training.early_stopping import EarlyStopping
+from nntrain.training.ema import WeightEma
 from nntrain.training.lookahead import Lookahead
 from nntrain.training.seeding import capture_rng_state, restore_rng_state
 
@@ -41,11 +43,25 @@ class RunState:
     samples_per_sec: list[float] = field(default_factory=list)  # one per finished epoch
     history: list[dict[str, float]] = field(default_factory=list)  # each epoch's metrics
     lookahead: Lookahead = field(default_factory=Lookahead)  # off unless configured
+    ema: WeightEma | None = None  # trainer.ema: the weights' moving average, when on
+
+    @property
+    def evaluated_model(self) -> nn.Module:
+        """What validation, best.pt and the test use: the weights' EMA when on."""
+        return self.ema.module if self.ema is not None else self.model
 
     def checkpoint(self, **extra: Any) -> dict[str, Any]:
-        """The state as a checkpoint dict: tensors, numbers, strings, lists and dicts only."""
+        """The state as a checkpoint dict: tensors, numbers, strings, lists and dicts only.
+
+        "model" holds the weights to evaluate (what the test, nntrain-eval and nntrain-predict
+        load): with trainer.ema on, the EMA; the raw weights that keep training are then under
+        "train_model", and the EMA's update count under "ema"."""
+        ema: dict[str, Any] = {}
+        if self.ema is not None:
+            ema = {"train_model": self.model.state_dict(), "ema": self.ema.state_dict()}
         return {
-            "model": self.model.state_dict(),
+            "model": self.evaluated_model.state_dict(),
+            **ema,
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "scaler": self.scaler.state_dict(),
@@ -67,7 +83,9 @@ class RunState:
     def load(self, checkpoint: dict[str, Any]) -> None:
         """Put every piece of a checkpoint back (the model first: the optimizer's state refers
         to its parameters)."""
-        self.model.load_state_dict(checkpoint["model"])
+        self.model.load_state_dict(checkpoint.get("train_model", checkpoint["model"]))
+        if self.ema is not None and "ema" in checkpoint:  # else the average starts afresh
+            self.ema.load(checkpoint["model"], checkpoint["ema"])
         self.optimizer.load_state_dict(checkpoint["optimizer"])
         self.scheduler.load_state_dict(checkpoint["scheduler"])
         self.scaler.load_state_dict(checkpoint["scaler"])
@@ -106,6 +124,7 @@ class Run:
     tensorboard: RunLogger
     task: str = "classification"  # or regression (the data's task)
     target_scale: float = 1.0  # a regression target's training std: errors in its units
+    epoch_table: EpochTable = field(default_factory=EpochTable)  # the epoch lines' columns
 
     @property
     def checkpoints(self) -> Path:

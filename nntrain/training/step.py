@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from nntrain.data.mixing import dominant_labels
 from nntrain.devices import Compute
 from nntrain.inference.metrics import RunningClassification, RunningRegression
 
@@ -29,7 +30,7 @@ class StepParts:
     model: nn.Module  # the plain module: its parameters are clipped
     forward: nn.Module  # what the forward calls: the model, or its DDP / compiled wrapper
     optimizer: torch.optim.Optimizer
-    scheduler: torch.optim.lr_scheduler.LRScheduler
+    scheduler: torch.optim.lr_scheduler.LRScheduler | None  # None: stepped per epoch (plateau)
     scaler: torch.amp.GradScaler
     compute: Compute  # device, autocast dtype and memory layout
     grad_clip: float | None
@@ -37,6 +38,7 @@ class StepParts:
     distributed: bool  # DDP: skip the gradient all-reduce on all but the last micro-batch
     regression: bool = False  # MSE on the model's one output instead of cross-entropy
     class_weights: torch.Tensor | None = None  # data.class_weights: the training loss's only
+    grad_clip_mode: str = "norm"  # clip the gradient's norm to grad_clip, or each element (value)
 
 
 def train_step(
@@ -47,7 +49,7 @@ def train_step(
 ) -> torch.Tensor | None:
     """One optimizer step over its micro-batches (one, without gradient accumulation); each
     contributes 1/k of the gradient. Returns the gradient norm before clipping when clipping
-    or asked to measure it, else None."""
+    by norm or asked to measure it, else None."""
     group_size = len(micro_batches)
     for index, (inputs, targets) in enumerate(micro_batches):
         last = index == group_size - 1
@@ -66,19 +68,26 @@ def train_step(
                         label_smoothing=parts.label_smoothing,
                     )
             parts.scaler.scale(loss / group_size if group_size > 1 else loss).backward()
-        running.update(loss, logits, targets)
+        # Soft (MixUp/CutMix) targets: accuracy counts the label a target is mostly made of.
+        running.update(loss, logits, targets if parts.regression else dominant_labels(targets))
     grad_norm = None
     if parts.grad_clip is not None or measure_grad_norm:
         # Clip (and log) the true gradient, not the loss-scaled one.
         parts.scaler.unscale_(parts.optimizer)
-        # The norm before clipping; max_norm=inf only measures it.
-        grad_norm = nn.utils.clip_grad_norm_(
-            parts.model.parameters(), parts.grad_clip or float("inf")
-        )
+        by_value = parts.grad_clip is not None and parts.grad_clip_mode == "value"
+        if measure_grad_norm or not by_value:
+            # The norm before clipping; max_norm=inf only measures it.
+            grad_norm = nn.utils.clip_grad_norm_(
+                parts.model.parameters(),
+                float("inf") if by_value or parts.grad_clip is None else parts.grad_clip,
+            )
+        if by_value:
+            nn.utils.clip_grad_value_(parts.model.parameters(), parts.grad_clip)  # type: ignore[arg-type]
     parts.scaler.step(parts.optimizer)  # under fp16, skips a step with inf/NaN gradients
     parts.scaler.update()
     parts.optimizer.zero_grad(set_to_none=True)
-    parts.scheduler.step()
+    if parts.scheduler is not None:
+        parts.scheduler.step()
     return grad_norm
 
 

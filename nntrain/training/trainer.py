@@ -26,6 +26,7 @@ from torch import nn
 from nntrain import files, runs
 from nntrain.checkpoint import load_checkpoint, save_checkpoint
 from nntrain.data.class_weights import describe as describe_class_weights
+from nntrain.data.mixing import Mixing
 from nntrain.data.protocols import DataModule, Loader, task_of
 from nntrain.devices import Compute, resolve_device, resolve_precision
 from nntrain.errors import UserError, check_positive_int, is_number, require
@@ -34,11 +35,13 @@ from nntrain.inference.metrics import TASK_METRICS, RunningClassification, Runni
 from nntrain.inference.tta import check_mode
 from nntrain.models.hooks import EpochAware, InitializedFromData
 from nntrain.optim.optimizers import build_optimizer
-from nntrain.reporting.console import TrainProgress, display_path, format_epoch_line
+from nntrain.optim.schedules import PlateauSchedule
+from nntrain.reporting.console import TrainProgress, display_path
 from nntrain.reporting.model_summary import model_summary
 from nntrain.reporting.tensorboard import NullLogger, RunLogger, TensorBoardLogger
 from nntrain.training import distributed
-from nntrain.training.early_stopping import MONITORS, EarlyStopping
+from nntrain.training.early_stopping import MONITORS, REGRESSION_MONITORS, EarlyStopping
+from nntrain.training.ema import EmaSettings
 from nntrain.training.lookahead import Lookahead
 from nntrain.training.overfit import check_overfit_batches, overfit_loader
 from nntrain.training.seeding import configure_determinism
@@ -94,6 +97,8 @@ class Trainer:
         compile: bool | str = False,  # shadows the builtin: the name users know from torch
         fused_optimizer: bool | str = "auto",
         overfit_batches: int | None = 0,
+        grad_clip_mode: str = "norm",
+        ema: Mapping[str, Any] | None = None,
     ) -> None:
         self.max_epochs = check_positive_int("trainer.max_epochs", max_epochs, example=30)
         self.world, self.rank = distributed.world_size(), distributed.rank()
@@ -103,6 +108,8 @@ class Trainer:
         self.precision = precision
         self.autocast_dtype = resolve_precision(precision, self.device)
         self.grad_clip = check_grad_clip(grad_clip)
+        self.grad_clip_mode = check_grad_clip_mode(grad_clip_mode)
+        self.ema = EmaSettings(**dict(ema or {}))
         self.accumulate = check_positive_int(
             "trainer.accumulate_grad_batches", accumulate_grad_batches, example=2
         )
@@ -237,6 +244,7 @@ class Trainer:
         steps_per_epoch = math.ceil(train_batches / self.accumulate)
         total_steps = steps_per_epoch * self.max_epochs
         opt = build_optimizer(optimizer, model, self.fused_optimizer)
+        stopper = self._stopper_for(task)
         state = RunState(
             model=model,
             optimizer=opt,
@@ -244,9 +252,12 @@ class Trainer:
             scaler=torch.amp.GradScaler(
                 self.device.type, enabled=compute.autocast_dtype == torch.float16
             ),
-            stopper=self._stopper_for(task),
+            stopper=stopper,
             lookahead=self.lookahead.restarted(),
+            ema=self.ema.start(model),  # of the plain module: DDP's ranks hold the same one
         )
+        if isinstance(state.scheduler, PlateauSchedule):
+            follow_monitor(state.scheduler, stopper, task)
         log.info(
             f"{describe_parameters(model)} (layers: model_summary.txt) | device {self.device} | "
             f"{compute.precision_name} | {train_batches} batches, {steps_per_epoch} optimizer "
@@ -339,13 +350,22 @@ class Trainer:
         groups = optimizer_step_groups(
             run.train_loader, first_batch, run.train_batches, self.accumulate
         )
+        # overfit_batches fits its batches as they are: no MixUp/CutMix either.
+        mixing = mixing_of(run.data) if not self.overfit_batches else None
         for batches_done, micro_batches in groups:
             log_step = (state.step + 1) % self.log_every_n_steps == 0
+            if mixing is not None:
+                first = batches_done - len(micro_batches)
+                micro_batches = mixing.mix_group(
+                    micro_batches, run.data.num_classes, state.epoch, first, self.rank
+                )
             grad_norm = train_step(parts, micro_batches, running, measure_grad_norm=log_step)
             progress.advance(len(micro_batches))
             state.step += 1
             state.batches_done = batches_done
             state.lookahead.after_step(run.model, state.epoch, state.step, run.total_steps)
+            if state.ema is not None:
+                state.ema.update(run.model)
             if log_step:
                 window = self._log_step(run, running, window, grad_norm, progress)
             self._save_mid_epoch(run, running, stop, log_step)
@@ -362,6 +382,8 @@ class Trainer:
         state, stopper = run.state, run.state.stopper
         state.lookahead.at_epoch_end(run.model)
         distributed.broadcast_buffers(run.model)  # the same BatchNorm statistics everywhere
+        if state.ema is not None:  # each rank averaged its own statistics
+            distributed.broadcast_buffers(state.ema.module)
         val_loss, val = self._score(run, run.val_loader, run.val_batches)
         state.epoch, state.batches_done, state.running_sums = state.epoch + 1, 0, None
         names = TASK_METRICS[run.task]  # acc; a regression's rmse, mae, r2
@@ -376,6 +398,8 @@ class Trainer:
         }
         state.samples_per_sec.append(train["samples_per_sec"])
         state.history.append({"epoch": state.epoch, **metrics})  # for curves.png
+        if isinstance(state.scheduler, PlateauSchedule):  # its lr for the next epoch
+            state.scheduler.step(metrics[str(state.scheduler.monitor)])
         improved = stopper.update(metrics[stopper.monitor], state.epoch - 1)
         if improved:
             state.best_metrics = {"val/loss": val_loss, **{f"val/{n}": val[n] for n in names}}
@@ -383,9 +407,13 @@ class Trainer:
         if improved:
             self._save(checkpoint, run.checkpoints / "best.pt")
         self._save(checkpoint, run.checkpoints / "last.pt")
-        shown = ("val/loss", *(f"val/{n}" for n in names), "train/samples_per_sec", "epoch_time")
-        run.tensorboard.scalars({k: metrics[k] for k in shown}, state.step)
-        log.info(format_epoch_line(state.epoch - 1, self.max_epochs, metrics, improved))
+        shown = ("val/loss", *(f"val/{n}" for n in names), "train/samples_per_sec")
+        run.tensorboard.scalars(
+            {**{k: metrics[k] for k in shown}, "train/epoch_time": metrics["epoch_time"]},
+            state.step,
+        )
+        for line in run.epoch_table.lines(state.epoch - 1, self.max_epochs, metrics, improved):
+            log.info(line)
         if stop.signum is not None:
             raise TrainingInterrupted(stop.signum, state.step)
         if stopper.should_stop:
@@ -403,8 +431,10 @@ class Trainer:
                 "the loss probably diverged: lower optimizer.lr."
             )
         distributed.barrier()  # best.pt is written (by rank 0) before any rank reads it
-        if not distributed.weights_agree(run.model, self.device):
-            raise RuntimeError("the ranks' weights differ after training: a DDP bug")
+        # The EMA too, when on (a list: every rank must check the models in the same order).
+        for model in [run.model] if state.ema is None else [run.model, state.ema.module]:
+            if not distributed.weights_agree(model, self.device):
+                raise RuntimeError("the ranks' weights differ after training: a DDP bug")
         if self.world > 1:
             log.info(f"weights identical on all {self.world} ranks")
         test = self.test(
@@ -487,7 +517,8 @@ class Trainer:
             model=run.model,
             forward=run.forward,
             optimizer=state.optimizer,
-            scheduler=state.scheduler,
+            # plateau steps once per epoch, after validation (_end_epoch), not per step
+            scheduler=None if isinstance(state.scheduler, PlateauSchedule) else state.scheduler,
             scaler=state.scaler,
             compute=run.compute,
             grad_clip=self.grad_clip,
@@ -495,6 +526,7 @@ class Trainer:
             distributed=self.world > 1,
             regression=run.task == "regression",
             class_weights=loss_weights(run.data, self.device),
+            grad_clip_mode=self.grad_clip_mode,
         )
 
     def _log_step(
@@ -519,8 +551,8 @@ class Trainer:
                 "train/loss": stats["loss"],
                 **{f"train/{name}": stats[name] for name in names},
                 "train/grad_norm": float(grad_norm) if grad_norm is not None else math.nan,
-                "lr": lr,
-                **{f"lr/{g.get('name', i)}": g["lr"] for i, g in enumerate(groups)},
+                "train/lr": lr,
+                **{f"train/lr_{g.get('name', i)}": g["lr"] for i, g in enumerate(groups)},
             },
             state.step,
         )
@@ -618,11 +650,13 @@ class Trainer:
         return RunningClassification(self.device, sums=carried)
 
     def _score(self, run: Run, loader: Loader, limit: int | None) -> tuple[float, dict[str, float]]:
-        """(loss, figures) on an evaluation loader: accuracy, or RMSE, MAE and R²."""
+        """(loss, figures) on an evaluation loader: accuracy, or RMSE, MAE and R²; of the
+        weights' EMA when trainer.ema is on."""
+        model = run.state.evaluated_model
         if run.task == "regression":
-            scores = score_regression(run.model, loader, run.compute, run.target_scale, limit)
+            scores = score_regression(model, loader, run.compute, run.target_scale, limit)
             return scores.loss, scores.figures
-        val = score(run.model, loader, run.compute, limit=limit)
+        val = score(model, loader, run.compute, limit=limit)
         return val.loss, {"acc": val.acc}
 
     def _write_regression_figures(
@@ -655,7 +689,7 @@ class Trainer:
             monitor = run.state.stopper.monitor
             curves = training_curves(run.state.history, int(result["best_epoch"]), monitor)
             curves.save(run.run_dir / "curves.png")
-            run.tensorboard.image("curves", curves.image, run.state.step)
+            run.tensorboard.image("train/curves", curves.image, run.state.step)
 
     def _open_logger(self, run_dir: Path, purge_step: int | None) -> RunLogger:
         if self.rank != 0:
@@ -724,6 +758,11 @@ def check_data_fits(data: DataModule, tta: str, task: str = "classification") ->
         "sub-folder of train/).",
     )
     require(
+        mixing_of(data) is None or (task == "classification" and len(data.input_shape) == 3),
+        f"data.mixup_alpha and data.cutmix_alpha mix images of a classification, and this data "
+        f"has {len(data.input_shape)}-D inputs {tuple(data.input_shape)} ({task}); set both to 0.",
+    )
+    require(
         tta == "none" or len(data.input_shape) == 3,
         f"trainer.test_time_augmentation={tta} needs images, and this data has "
         f"{len(data.input_shape)}-D inputs {tuple(data.input_shape)}; set "
@@ -738,6 +777,24 @@ def loss_weights(data: DataModule, device: torch.device) -> torch.Tensor | None:
     return None if weights is None else weights.to(device)
 
 
+def mixing_of(data: DataModule) -> Mixing | None:
+    """The data's MixUp/CutMix settings (data.mixup_alpha, ...) when they mix anything."""
+    mixing = getattr(data, "mixing", None)
+    return mixing if isinstance(mixing, Mixing) and mixing.enabled else None
+
+
+def follow_monitor(schedule: PlateauSchedule, stopper: EarlyStopping, task: str) -> None:
+    """scheduler=plateau follows trainer.early_stopping's figure unless it names its own, which
+    must be one the run computes."""
+    figures = (*REGRESSION_MONITORS, "val/loss", "train/loss") if task == "regression" else MONITORS
+    require(
+        schedule.monitor is None or schedule.monitor in figures,
+        f"scheduler.monitor={schedule.monitor} is not a figure of this run; use one of "
+        f"{', '.join(figures)}, or null (trainer.early_stopping.monitor).",
+    )
+    schedule.follow(stopper.monitor, stopper.mode)
+
+
 def describe_parameters(model: nn.Module) -> str:
     total = sum(p.numel() for p in model.parameters())
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
@@ -750,6 +807,15 @@ def check_grad_clip(grad_clip: object) -> float | None:
         f"trainer.grad_clip must be a number > 0 or null (off), got {grad_clip!r}.",
     )
     return grad_clip  # type: ignore[return-value]
+
+
+def check_grad_clip_mode(mode: object) -> str:
+    require(
+        mode in ("norm", "value"),
+        f"trainer.grad_clip_mode must be norm (the gradient's norm) or value (each element), "
+        f"got {mode!r}.",
+    )
+    return mode  # type: ignore[return-value]
 
 
 def check_checkpoint_every(checkpoint: Mapping[str, Any] | None) -> int | None:
