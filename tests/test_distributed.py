@@ -1,7 +1,13 @@
 """DDP with torchrun: 2 processes on the CPU (gloo), as a user starts them."""
 
+import json
+import os
+import random
+import signal
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import torch
@@ -76,3 +82,93 @@ def test_unfreezing_a_backbone_mid_run_keeps_the_ranks_identical(tmp_path):
     log = (run_dir / "train.log").read_text()
     assert "backbone unfrozen: trainable 11,301,578 / total 11,301,578 parameters" in log
     assert "weights identical on all 2 ranks" in log
+
+
+# Two torchrun "nodes" on this machine (c10d rendezvous on 127.0.0.1), each in its own session
+# so that a signal reaches one node only; validation-heavy (one training batch per epoch, the
+# whole validation split in batches of 8), so that a random moment often falls in validation.
+TWO_NODE_RUN = (
+    "trainer=debug", "trainer.max_epochs=1000", "trainer.early_stopping.patience=null",
+    "trainer.limit_train_batches=1", "trainer.limit_val_batches=1.0", "data.batch_size=8",
+    "trainer.report_images=false", "hydra.run.dir=run",
+)  # fmt: skip
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def start_two_nodes(*args: str, cwd: Path) -> list[subprocess.Popen]:
+    endpoint = f"127.0.0.1:{free_port()}"
+    command = [
+        sys.executable, "-m", "torch.distributed.run", "--nnodes=2", "--nproc_per_node=1",
+        "--rdzv_backend=c10d", f"--rdzv_endpoint={endpoint}", "-m", "nntrain", *args,
+    ]  # fmt: skip
+    pipes = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, "stdin": subprocess.DEVNULL}
+    return [
+        subprocess.Popen(command, cwd=cwd, text=True, start_new_session=True, **pipes)
+        for _ in range(2)
+    ]
+
+
+def wait_for(path: Path, nodes: list[subprocess.Popen], timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while not path.is_file():
+        assert all(node.poll() is None for node in nodes), [n.communicate() for n in nodes]
+        assert time.monotonic() < deadline, f"no {path} after {timeout} s"
+        time.sleep(0.1)
+
+
+def worker_of(agent: subprocess.Popen) -> int:
+    """The training process torchrun's agent started (its one child)."""
+    children = Path(f"/proc/{agent.pid}/task/{agent.pid}/children").read_text().split()
+    assert len(children) == 1, children
+    return int(children[0])
+
+
+def test_sigterm_to_one_node_stops_both_at_the_same_step(tmp_path):
+    nodes = start_two_nodes(*TWO_NODE_RUN, cwd=tmp_path)
+    last = tmp_path / "run" / "checkpoints" / "last.pt"
+    wait_for(last, nodes)
+    delay = random.uniform(0, 1.5)  # into training or validation of a later epoch
+    time.sleep(delay)
+    nodes[1].send_signal(signal.SIGTERM)  # its agent passes it on to its worker
+    outputs = [node.communicate(timeout=120) for node in nodes]
+    first_err = outputs[0][1]
+    assert "exitcode  : 143" in first_err, (delay, first_err[-3000:])  # rank 0 stopped too
+    assert "Connection closed" not in first_err + outputs[1][1]
+    status = json.loads((tmp_path / "run" / "status.json").read_text())
+    assert status["status"] == "interrupted", (delay, status)
+    assert status["error"].startswith("interrupted by SIGTERM at step ")
+    step = int(status["error"].rsplit(" ", 1)[1])
+    assert load_checkpoint(last)["step"] == step  # saved at the step both stopped at
+    said = [err.count("Error: interrupted by SIGTERM") for _, err in outputs]
+    assert said == [1, 0], said  # rank 0 says it once (its node's log), rank 1 stays quiet
+
+
+def test_a_frozen_peer_ends_the_job_with_one_sentence_within_the_timeout(tmp_path):
+    nodes = start_two_nodes(*TWO_NODE_RUN, "trainer.dist_timeout_s=5", cwd=tmp_path)
+    wait_for(tmp_path / "run" / "checkpoints" / "last.pt", nodes)
+    frozen = worker_of(nodes[1])
+    os.kill(frozen, signal.SIGSTOP)
+    stopped = time.monotonic()
+    try:
+        _, err = nodes[0].communicate(timeout=90)
+        took = time.monotonic() - stopped
+    finally:
+        os.kill(frozen, signal.SIGKILL)
+        os.killpg(nodes[1].pid, signal.SIGKILL)
+        nodes[1].communicate()
+    sentence = (
+        "Error: rank 0: rank 1 stopped answering: no reply within trainer.dist_timeout_s=5 s (a "
+        "frozen or suspended process, or a stuck node); the job stops here: continue it from its "
+        "last saved step with resume=run."
+    )
+    assert sentence in err, err[-3000:]
+    assert took < 5 + 20, took  # the timeout, and torchrun's agent ending the worker
+    worker_part = err.split("torch/distributed/elastic/")[0]  # before torchrun's own report
+    assert "Traceback" not in worker_part and worker_part.count("Error:") == 1
+    status = json.loads((tmp_path / "run" / "status.json").read_text())
+    assert status["status"] == "failed" and "rank 1 stopped answering" in status["error"]

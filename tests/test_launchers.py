@@ -40,14 +40,12 @@ def test_slurm_launcher_config_composes(tmp_path):
     )
     assert done.returncode == 0, done.stderr
     launcher = done.stdout.split("  launcher:\n", 1)[1]
-    assert (
-        "_target_: hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher"
-        in launcher
-    )
-    assert (
-        "partition: gpu" in launcher and "nodes: 2" in launcher and "gpus_per_node: 1" in launcher
-    )
-    assert "timeout_min: 240" in launcher
+    assert "_target_: hydra_plugins.nntrain_slurm_launcher.slurm_launcher.SlurmLauncher" in launcher
+    assert "partition: gpu" in launcher and "nodes: 2" in launcher
+    # asks for nothing a small CPU partition lacks, unless the user sets it
+    assert "gpus_per_node: null" in launcher and "mem_gb: null" in launcher
+    assert "cpus_per_task: null" in launcher
+    assert "timeout_min: 240" in launcher and "max_num_timeout: 3" in launcher
 
 
 def test_multirun_with_cfg_is_a_one_line_error(tmp_path):
@@ -55,3 +53,93 @@ def test_multirun_with_cfg_is_a_one_line_error(tmp_path):
     assert done.returncode == 1
     assert done.stderr.strip().startswith("Error: Only one of --run, --multirun")
     assert "Traceback" not in done.stderr
+
+
+# --- hydra/launcher=slurm without a cluster (tests/test_slurm.py runs it on one) ---------------
+
+
+def make_sweep(sweep_dir, statuses):
+    """Job dirs 0, 1, ... as a sweep leaves them: overrides, status.json, a last.pt."""
+    import json
+
+    for number, status in enumerate(statuses):
+        job = sweep_dir / str(number)
+        (job / ".hydra").mkdir(parents=True)
+        (job / ".hydra" / "overrides.yaml").write_text(f"- optimizer.lr={number + 1}e-3\n")
+        (job / "checkpoints").mkdir()
+        (job / "checkpoints" / "last.pt").write_bytes(b"saved")
+        if status:
+            (job / "status.json").write_text(json.dumps({"status": status}))
+
+
+def test_resume_of_a_sweep_takes_its_unfinished_jobs_back_to_the_slurm_launcher(tmp_path):
+    from hydra_plugins.nntrain_slurm_launcher.slurm_launcher import with_own_overrides
+    from nntrain.commands.resume import rewrite_argv
+
+    sweep_dir = tmp_path / "sweep"
+    make_sweep(sweep_dir, ["ok", "interrupted", None])  # job 2 was killed before status.json
+    argv = rewrite_argv(["-m", "hydra/launcher=slurm", f"resume={sweep_dir}", "seed=3"])
+    assert argv == [
+        "-m", "hydra/launcher=slurm", "seed=3",
+        f"resume='{sweep_dir / '1'}','{sweep_dir / '2'}'", f"hydra.sweep.dir='{sweep_dir}'",
+    ]  # fmt: skip
+    # each job (as the sweeper hands it over) gets back its own overrides, directory, last.pt
+    assert with_own_overrides(["seed=3", f"resume={sweep_dir / '1'}"]) == [
+        "optimizer.lr=2e-3", "seed=3", f"resume='{sweep_dir / '1' / 'checkpoints' / 'last.pt'}'",
+        "hydra.sweep.subdir='1'",
+    ]  # fmt: skip
+    assert with_own_overrides(["seed=3"]) == ["seed=3"]  # a job of a new sweep: as it is
+
+
+def test_resume_of_a_sweep_is_refused_in_one_sentence_when_it_cannot_work(tmp_path):
+    import pytest
+
+    from nntrain.commands.resume import rewrite_argv
+    from nntrain.errors import UserError
+
+    sweep_dir = tmp_path / "sweep"
+    make_sweep(sweep_dir, ["ok", "ok"])
+    with pytest.raises(UserError, match=r"every job of .*sweep finished; nothing to resume\.$"):
+        rewrite_argv(["-m", "hydra/launcher=slurm", f"resume={sweep_dir}"])
+    with pytest.raises(UserError, match=r"needs hydra/launcher=slurm .* nntrain resume="):
+        rewrite_argv(["-m", f"resume={sweep_dir / '0'}"])
+
+
+def test_sbatch_refusals_become_one_sentence():
+    from hydra_plugins.nntrain_slurm_launcher.slurm_launcher import describe_refusal
+
+    stderr = (
+        "sbatch: error: Memory specification can not be satisfied\n"
+        "sbatch: error: Batch job submission failed: Requested node configuration is not available"
+    )
+    assert describe_refusal(stderr).startswith(
+        "SLURM refused the jobs: Memory specification can not be satisfied; ask for what the "
+        "cluster has (hydra.launcher.partition=..., mem_gb=..."
+    )
+    only = "sbatch: error: Batch job submission failed: Invalid account or account/partition"
+    assert describe_refusal(only).startswith(
+        "SLURM refused the jobs: Invalid account or account/partition; ask for"
+    )
+
+
+def test_the_tasks_of_an_srun_step_become_torchrun_ranks(monkeypatch):
+    from nntrain.training import distributed
+
+    for key in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("SLURM_STEP_NUM_TASKS", "4")
+    monkeypatch.setenv("SLURM_PROCID", "3")
+    monkeypatch.setenv("SLURM_LOCALID", "1")
+    monkeypatch.setenv("SLURM_JOB_ID", "123456")
+    monkeypatch.setenv("SLURM_STEP_NODELIST", "gpu[07-08],cpu1")
+    assert distributed.under_srun() and distributed.launched_by_torchrun()
+    distributed.torchrun_env_from_slurm()
+    import os
+
+    assert {k: os.environ[k] for k in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR")} == {
+        "RANK": "3", "LOCAL_RANK": "1", "WORLD_SIZE": "4", "MASTER_ADDR": "gpu07"
+    }  # fmt: skip
+    assert os.environ["MASTER_PORT"] == str(20000 + 123456 % 20000)
+    assert not distributed.under_srun()  # torchrun's variables now say it
+    assert distributed.first_host("node3") == "node3"
+    assert distributed.first_host("n[1,4-5]") == "n1"

@@ -152,7 +152,9 @@ def with_moved_keys(saved: dict[str, Any], current: dict[str, Any]) -> dict[str,
 def rewrite_argv(argv: list[str]) -> list[str]:
     """The command line with resume=... expanded (see the module docstring); unchanged without."""
     values = [a.split("=", 1)[1] for a in argv if override_key(a) == "resume" and "=" in a]
-    if not values or "-m" in argv or "--multirun" in argv:
+    if values and ("-m" in argv or "--multirun" in argv):
+        return resume_jobs(argv, values[-1])
+    if not values:
         return argv
     checkpoint = find_checkpoint(values[-1])
     run_dir = run_dir_of(checkpoint)
@@ -184,6 +186,43 @@ def rewrite_argv(argv: list[str]) -> list[str]:
         # once the resume is accepted (write_hydra_files), so a refused one changes nothing.
         "hydra.output_subdir=null",
     ]
+
+
+def resume_jobs(argv: list[str], target: str) -> list[str]:
+    """`nntrain -m hydra/launcher=slurm resume=<job dir | sweep dir>`: the job, or every job of
+    the sweep that did not finish, again in the sweep's directory. The launcher
+    (nntrain.commands.slurm_launcher) gives each its own overrides, directory and last.pt."""
+    folder = Path(os.path.expanduser(target.strip("'\""))).absolute()
+    require(
+        folder.is_dir(),
+        f"resume={target}: {folder} is not a directory; in a sweep (-m) resume= takes a job "
+        "directory or a sweep directory.",
+    )
+    require(
+        any(a.split("=", 1)[1].strip() == "slurm" for a in argv if a.startswith("hydra/launcher=")),
+        f"resume={target} with -m needs hydra/launcher=slurm (it gives each job its own "
+        f"overrides); resume one job of a local sweep with nntrain resume={target}.",
+    )
+    if (folder / ".hydra").is_dir():  # one job
+        jobs, sweep_dir = [folder], folder.parent
+    else:
+        sweep_dir = folder
+        jobs = [job for job in sorted(folder.iterdir()) if (job / ".hydra").is_dir()]
+        require(bool(jobs), f"resume={target}: {folder} holds no jobs of a sweep.")
+        jobs = [job for job in jobs if job_status(job) != "ok"]
+        require(bool(jobs), f"resume={target}: every job of {folder} finished; nothing to resume.")
+    return [
+        *(a for a in argv if override_key(a) not in ("resume", "hydra.sweep.dir")),
+        "resume=" + ",".join(quoted(job) for job in jobs),
+        f"hydra.sweep.dir={quoted(sweep_dir)}",
+    ]
+
+
+def job_status(job_dir: Path) -> str | None:
+    import json
+
+    path = job_dir / "status.json"
+    return json.loads(path.read_text()).get("status") if path.is_file() else None
 
 
 def check_writable(run_dir: Path) -> None:

@@ -11,6 +11,7 @@ import contextlib
 import copy
 import os
 import re
+import signal
 import sys
 import time
 from collections.abc import Callable
@@ -199,15 +200,17 @@ def run(
         console.to_log_file(console.rendered(tree))
     if on_accepted is not None:
         on_accepted()
-    result = trainer.fit(
-        model,
-        data,
-        optimizer,
-        scheduler,
-        run_dir=run_dir,
-        record={"config": OmegaConf.to_yaml(saved), "overrides": command_line_overrides()},
-        resume=resume,
-    )
+    # A frozen or lost rank ends the run as one sentence.
+    with distributed.peers_must_answer(console.display_path(run_dir)):
+        result = trainer.fit(
+            model,
+            data,
+            optimizer,
+            scheduler,
+            run_dir=run_dir,
+            record={"config": OmegaConf.to_yaml(saved), "overrides": command_line_overrides()},
+            resume=resume,
+        )
     if main_process:
         wall_time = time.perf_counter() - started
         console.print_summary(result, run_dir, name=str(cfg.name), wall_time_s=wall_time)
@@ -282,8 +285,10 @@ def train(cfg: DictConfig) -> float:
     from hydra.types import RunMode
 
     from nntrain.reporting.console import interactive, log
+    from nntrain.training import distributed
     from nntrain.training.signals import TrainingInterrupted
 
+    distributed.init_from_env()  # a SLURM job's tasks (srun) join here; torchrun's did in main
     hydra_cfg = HydraConfig.get()
     run_dir = Path(hydra_cfg.runtime.output_dir)
     multirun = hydra_cfg.mode == RunMode.MULTIRUN
@@ -304,9 +309,19 @@ def train(cfg: DictConfig) -> float:
         return result[monitor] if monitor in result else result["val/loss"]
     except TrainingInterrupted as stop:  # Ctrl-C stops the whole sweep, not one job
         status = {"status": "interrupted", "error": str(stop)}
+        if multirun:  # the sweep's table says how to continue this job
+            launcher = hydra_cfg.runtime.choices.get("hydra/launcher")
+            how = "nntrain -m hydra/launcher=slurm" if launcher == "slurm" else "nntrain"
+            status["error"] += f"; resume with: {how} resume={run_dir}"
         raise
     except KeyboardInterrupt:  # outside the training loop: while starting, or in the test
         status = {"status": "interrupted", "error": "KeyboardInterrupt"}
+        raise
+    except SystemExit as exit:  # e.g. submitit requeueing the job on a signal while starting
+        status = {
+            "status": "interrupted",
+            "error": f"ended (exit status {exit.code}) between steps",
+        }
         raise
     except Exception as error:
         status = {"status": "failed", "error": f"{type(error).__name__}: {error}".splitlines()[0]}
@@ -320,7 +335,9 @@ def train(cfg: DictConfig) -> float:
     finally:
         status["wall_time_s"] = round(time.perf_counter() - start, 3)
         in_place = bool(cfg.get("resume")) and runs.run_dir_of(Path(cfg.resume)) == run_dir
-        if in_place and not accepted:
+        if not distributed.is_main_process():
+            pass  # under torchrun or srun rank 0 writes the run's files, and knows the same
+        elif in_place and not accepted:
             pass  # refused: the run's status.json still tells how it last ended
         elif multirun or status["status"] == "ok" or runs.saved_any(run_dir):
             files.write_json(run_dir / "status.json", status)
@@ -332,19 +349,30 @@ def train(cfg: DictConfig) -> float:
 def train_app(cfg: DictConfig) -> float:
     from hydra.core.hydra_config import HydraConfig
 
-    from nntrain.reporting.console import display_path, print_error
+    from nntrain.reporting.console import display_path, log, print_error
     from nntrain.reporting.sweep_summary import summarize_interrupted_sweep
+    from nntrain.training import distributed
     from nntrain.training.signals import TrainingInterrupted
 
     try:
         with user_errors_end_in_one_line():
             return train(cfg)
     except TrainingInterrupted as stop:
-        summarize_interrupted_sweep()  # a sweep stops at this job: the table of those that ran
+        if not distributed.is_main_process():  # every rank stopped at this step; rank 0 says so
+            sys.exit(stop.exit_code)
         shown = display_path(HydraConfig.get().runtime.output_dir)
-        print_error(
-            f"{stop} (saved to {shown}/checkpoints/last.pt); resume with:\n  nntrain resume={shown}"
-        )
+        if stop.signum == signal.SIGUSR2 and "SUBMITIT_FOLDER" in os.environ:
+            log.info(
+                f"{stop}: SLURM's warning before the time limit (or a preemption); last.pt is "
+                f"saved in {shown}; the job is requeued to continue from it (after a time limit "
+                "up to hydra.launcher.max_num_timeout times)"
+            )
+            sys.exit(stop.exit_code)  # nntrain's SLURM launcher hands over to submitit
+        summarize_interrupted_sweep()  # a sweep stops at this job: the table of those that ran
+        how = f"nntrain resume={shown}"
+        if distributed.world_size() > 1:
+            how = f"the same torchrun or srun command, with -m nntrain resume={shown}"
+        print_error(f"{stop} (saved to {shown}/checkpoints/last.pt); resume with:\n  {how}")
         sys.exit(stop.exit_code)
     except KeyboardInterrupt:
         summarize_interrupted_sweep()
@@ -365,6 +393,8 @@ def main() -> None:
     from nntrain.commands.resume import rewrite_argv
     from nntrain.training import distributed
 
+    if distributed.under_srun():  # `srun -n 2 nntrain ...`: ranks as torchrun would number them
+        distributed.torchrun_env_from_slurm()
     try:  # under torchrun all ranks share rank 0's run directory (see nntrain.training.distributed)
         run_app(
             train_app,

@@ -41,7 +41,8 @@ def job_row(job_dir: Path, monitor: str) -> dict[str, Any]:
     metrics, status = read_json("metrics.json"), read_json("status.json")
     return {
         "job": job_dir.name,
-        "overrides": " ".join(overrides or []),
+        # resume= says how a job was continued, not what it trains
+        "overrides": " ".join(o for o in overrides or [] if not o.startswith("resume=")),
         # A job without status.json died without a word (killed): it did not finish.
         "status": status.get("status", "unfinished"),
         # A regression run has no accuracy: it followed val/loss (nntrain.training.trainer).
@@ -171,11 +172,17 @@ class SweepSummary(Callback):
         # A search's failed trials (a diverging lr) are results the sampler learns from; in a
         # sweep a failed job is a failure, and scripts must see it in the exit status.
         if failed and "optuna" not in str(config.hydra.sweeper.get("_target_", "")).lower():
-            from nntrain.reporting.console import print_error
+            from nntrain.reporting.console import display_path, print_error
 
+            hint = ""
+            if str(config.hydra.launcher.get("_target_", "")).endswith(".SlurmLauncher"):
+                hint = (
+                    "; continue them with: nntrain -m hydra/launcher=slurm "
+                    f"resume={display_path(sweep_dir)}"
+                )
             print_error(
                 f"{len(failed)} of {len(rows)} jobs did not finish "
                 f"(job{'s' if len(failed) > 1 else ''} {', '.join(failed)}); "
-                "the table and summary.csv say why."
+                f"the table and summary.csv say why{hint}."
             )
             sys.exit(1)

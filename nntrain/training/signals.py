@@ -1,5 +1,7 @@
-"""Ctrl-C and SIGTERM (preemption) end a run cleanly: the loop finishes its optimizer step,
-writes last.pt and stops; a second Ctrl-C quits at once."""
+"""Ctrl-C, SIGTERM (preemption) and SIGUSR2 (SLURM's warning before a time limit, as submitit
+asks for it) end a run cleanly: the loop finishes its optimizer step, writes last.pt and stops;
+a second Ctrl-C quits at once. A repeated SIGTERM does not: SLURM and torchrun's agent may both
+send one to the same process, and the save must not be cut short."""
 
 from __future__ import annotations
 
@@ -7,10 +9,12 @@ import os
 import signal
 import sys
 import threading
+import time
 from types import FrameType
 from typing import Any
 
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGUSR2)
+REPEAT_AFTER_S = 0.1  # a second Ctrl-C sooner than this is the first one delivered twice
 
 
 class TrainingInterrupted(Exception):
@@ -27,10 +31,11 @@ class TrainingInterrupted(Exception):
 
 
 class StopRequests:
-    """While active, SIGINT/SIGTERM only set `signum`; the loop checks it after each step."""
+    """While active, the stop signals only set `signum`; the loop checks it after each step."""
 
     def __init__(self) -> None:
         self.signum: int | None = None
+        self._since = 0.0
         self._previous: dict[int, Any] = {}
 
     def __enter__(self) -> StopRequests:
@@ -45,11 +50,16 @@ class StopRequests:
         self._previous.clear()
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
-        if self.signum is not None:  # asked twice: the user means now
+        if self.signum is not None:
+            # Already stopping at the next step. Only Ctrl-C pressed again means "now": not a
+            # copy of the first one that torchrun's agent forwards (to workers that got it from
+            # the terminal already) within milliseconds.
+            if signum != signal.SIGINT or time.monotonic() - self._since < REPEAT_AFTER_S:
+                return
             sys.stderr.write("\nStopped at once; last.pt holds the last saved step.\n")
             sys.stderr.flush()
             os._exit(128 + signum)
-        self.signum = signum
+        self.signum, self._since = signum, time.monotonic()
         sys.stderr.write(
             f"\n{signal.Signals(signum).name}: finishing this step, then saving last.pt "
             "(press Ctrl-C again to quit at once).\n"

@@ -37,7 +37,7 @@ class StepParts:
     label_smoothing: float
     distributed: bool  # DDP: skip the gradient all-reduce on all but the last micro-batch
     regression: bool = False  # MSE on the model's one output instead of cross-entropy
-    class_weights: torch.Tensor | None = None  # data.class_weights: the training loss's only
+    class_weights: torch.Tensor | None = None  # data.class_weights (training loss only)
     grad_clip_mode: str = "norm"  # clip the gradient's norm to grad_clip, or each element (value)
 
 

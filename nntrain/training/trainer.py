@@ -13,7 +13,6 @@ import logging
 import math
 import os
 import shutil
-import signal
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -99,9 +98,12 @@ class Trainer:
         overfit_batches: int | None = 0,
         grad_clip_mode: str = "norm",
         ema: Mapping[str, Any] | None = None,
+        dist_timeout_s: float = distributed.DEFAULT_TIMEOUT_S,
     ) -> None:
         self.max_epochs = check_positive_int("trainer.max_epochs", max_epochs, example=30)
         self.world, self.rank = distributed.world_size(), distributed.rank()
+        # A frozen rank ends the job after this long (see README, Clusters).
+        distributed.set_timeout(check_dist_timeout(dist_timeout_s))
         if self.world > 1 and torch.cuda.is_available() and str(device) == "auto":
             device = f"cuda:{distributed.local_rank()}"  # one GPU per torchrun process
         self.device = resolve_device(str(device))
@@ -118,11 +120,8 @@ class Trainer:
         limit_batches(1, limit_train_batches, "trainer.limit_train_batches")
         limit_batches(1, limit_val_batches, "trainer.limit_val_batches")
         self.limit_train_batches, self.limit_val_batches = limit_train_batches, limit_val_batches
-        require(
-            isinstance(deterministic, bool),
-            f"trainer.deterministic must be true or false, got {deterministic!r}.",
-        )
-        self.deterministic, self.progress = deterministic, bool(progress)
+        self.deterministic = check_true_false("trainer.deterministic", deterministic)
+        self.progress = bool(progress)
         self.log_every_n_steps = check_positive_int("trainer.log_every_n_steps", log_every_n_steps)
         require(
             channels_last in ("auto", True, False),
@@ -130,22 +129,14 @@ class Trainer:
         )
         self.channels_last = channels_last  # the setting; each fit decides for its model
         self.checkpoint_every_n_steps = check_checkpoint_every(checkpoint)
-        require(
-            isinstance(report_images, bool),
-            f"trainer.report_images must be true or false, got {report_images!r}.",
-        )
-        self.report_images = report_images
+        self.report_images = check_true_false("trainer.report_images", report_images)
         self.sync_batchnorm = bool(sync_batchnorm)
         require(
             not (self.sync_batchnorm and self.world > 1 and self.device.type != "cuda"),
             "trainer.sync_batchnorm=true needs CUDA devices (PyTorch's SyncBatchNorm has no CPU "
             "implementation); leave it off on CPU.",
         )
-        require(
-            is_number(label_smoothing) and 0 <= label_smoothing < 1,
-            f"trainer.label_smoothing must be a number in [0, 1), got {label_smoothing!r}.",
-        )
-        self.label_smoothing = float(label_smoothing)
+        self.label_smoothing = check_label_smoothing(label_smoothing)
         self.lookahead = Lookahead(**dict(lookahead or {}))
         self.test_time_augmentation = check_mode(test_time_augmentation)
         self.compile = check_compile(compile, self.device)
@@ -217,8 +208,7 @@ class Trainer:
         schedule and scaler, and a fresh RunState."""
         task = task_of(data)
         check_data_fits(data, self.test_time_augmentation, task)
-        if (weights := loss_weights(data, torch.device("cpu"))) is not None:
-            log.info(describe_class_weights(weights, data.class_names))
+        log_class_weights(data)
         configure_determinism(self.deterministic, self.device)
         if self.rank == 0:
             for stale in runs.remove_stale_temporaries(run_dir):
@@ -230,9 +220,7 @@ class Trainer:
             summary = model_summary(model, tuple(data.input_shape), self.device)
             files.write_text(run_dir / "model_summary.txt", summary)
         forward = self._wrap_for_training(model)
-        train_loader, val_loader = data.train_loader(), data.val_loader()
-        if self.overfit_batches:  # the sanity check: fit, and score, the same few batches
-            train_loader = val_loader = overfit_loader(data, self.overfit_batches)
+        train_loader, val_loader = self._loaders(data)
         if self.world > 1:  # each rank trains on its own shard of every epoch's order
             train_loader.shard(self.rank, self.world)
         train_batches = limit_batches(
@@ -285,6 +273,14 @@ class Trainer:
             task=task,
             target_scale=float(getattr(data, "target_std", 1.0)),
         )
+
+    def _loaders(self, data: DataModule) -> tuple[Loader, Loader]:
+        """The training and validation loaders; under trainer.overfit_batches (the sanity
+        check) both are the same few training batches."""
+        if self.overfit_batches:
+            batches = overfit_loader(data, self.overfit_batches)
+            return batches, batches
+        return data.train_loader(), data.val_loader()
 
     def _place_model(
         self, model: nn.Module, data: DataModule, compute: Compute, resuming: bool
@@ -414,8 +410,10 @@ class Trainer:
         )
         for line in run.epoch_table.lines(state.epoch - 1, self.max_epochs, metrics, improved):
             log.info(line)
-        if stop.signum is not None:
-            raise TrainingInterrupted(stop.signum, state.step)
+        # Agreed by all ranks (a signal may have reached one alone, or come during validation).
+        signum = distributed.agreed_signal(stop.signum, self.device)
+        if signum is not None:
+            raise TrainingInterrupted(signum, state.step)
         if stopper.should_stop:
             log.info(
                 f"early stopping: {stopper.monitor} has not improved for {stopper.wait} epochs "
@@ -571,9 +569,10 @@ class Trainer:
         """last.pt every trainer.checkpoint.every_n_steps, and when a stop signal came (then
         stop). Under DDP every rank must stop at the same step: they agree at log steps."""
         state, every = run.state, self.checkpoint_every_n_steps
-        stopping = stop.signum is not None
+        signum = stop.signum
         if self.world > 1:
-            stopping = log_step and distributed.any_rank(stopping, self.device)
+            signum = distributed.agreed_signal(signum, self.device) if log_step else None
+        stopping = signum is not None
         if not (stopping or (every and state.step % every == 0)):
             return
         self._check_finite(
@@ -582,8 +581,8 @@ class Trainer:
         # The epoch's sums over all ranks; on resume rank 0 carries them alone.
         state.running_sums = distributed.all_reduce_sum(running.snapshot())
         self._save(state.checkpoint(**run.metadata), run.checkpoints / "last.pt")
-        if stopping:  # another rank may have been the one signalled
-            raise TrainingInterrupted(stop.signum or signal.SIGTERM, state.step)
+        if signum is not None:  # another rank may have been the one signalled
+            raise TrainingInterrupted(signum, state.step)
 
     def _write_end_of_run(self, run: Run, result: dict[str, Any]) -> None:
         """The HParams record, then (unless trainer.report_images=false) the best model's
@@ -770,6 +769,11 @@ def check_data_fits(data: DataModule, tta: str, task: str = "classification") ->
     )
 
 
+def log_class_weights(data: DataModule) -> None:
+    if (weights := loss_weights(data, torch.device("cpu"))) is not None:
+        log.info(describe_class_weights(weights, data.class_names))
+
+
 def loss_weights(data: DataModule, device: torch.device) -> torch.Tensor | None:
     """The training loss's per-class weights (data.class_weights; an optional attribute of a
     data class, None or absent: unweighted)."""
@@ -799,6 +803,27 @@ def describe_parameters(model: nn.Module) -> str:
     total = sum(p.numel() for p in model.parameters())
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     return f"{type(model).__name__}: {trainable:,} trainable / {total:,} parameters"
+
+
+def check_true_false(key: str, value: object) -> bool:
+    require(isinstance(value, bool), f"{key} must be true or false, got {value!r}.")
+    return bool(value)
+
+
+def check_dist_timeout(seconds: object) -> float:
+    require(
+        is_number(seconds) and seconds > 0,  # type: ignore[operator]
+        f"trainer.dist_timeout_s must be a number of seconds > 0, got {seconds!r}.",
+    )
+    return float(seconds)  # type: ignore[arg-type]
+
+
+def check_label_smoothing(value: object) -> float:
+    require(
+        is_number(value) and 0 <= value < 1,  # type: ignore[operator]
+        f"trainer.label_smoothing must be a number in [0, 1), got {value!r}.",
+    )
+    return float(value)  # type: ignore[arg-type]
 
 
 def check_grad_clip(grad_clip: object) -> float | None:

@@ -1,0 +1,182 @@
+"""hydra/launcher=slurm on a real SLURM cluster: sweeps, SIGTERM, time limits, DDP over srun.
+
+Run with a cluster up (a single-node one on this machine: README "Clusters"):
+
+    bash scripts/slurm_local.sh up && pytest -m slurm
+
+They take minutes (SLURM schedules, requeues and polls in seconds), so a plain `pytest` skips
+them, as it does where no cluster answers. The runs are tiny (digits, CPU).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from nntrain.checkpoint import load_checkpoint
+from tests.conftest import read_metrics, run_nntrain
+
+pytestmark = pytest.mark.slurm
+
+SMALL = ("trainer=debug", "trainer.report_images=false", "trainer.early_stopping.patience=null")
+
+
+def cluster_answers() -> str | None:
+    """Why the tests cannot run here, or None."""
+    if shutil.which("sinfo") is None:
+        return "no SLURM here (sinfo missing): bash scripts/slurm_local.sh up"
+    try:
+        done = subprocess.run(["sinfo", "-h"], capture_output=True, text=True, timeout=10)
+    except subprocess.TimeoutExpired:
+        return "SLURM does not answer (sinfo timed out): bash scripts/slurm_local.sh up"
+    if done.returncode != 0 or not done.stdout.strip():
+        return "SLURM does not answer (sinfo failed): bash scripts/slurm_local.sh up"
+    return None
+
+
+@pytest.fixture(autouse=True)
+def slurm_cluster(request):
+    if "slurm" not in (request.config.getoption("-m") or ""):
+        pytest.skip("SLURM tests run with: pytest -m slurm (they take minutes)")
+    reason = cluster_answers()
+    if reason:
+        pytest.skip(reason)
+
+
+def sweep(*args: str, cwd: Path, timeout: float = 600) -> subprocess.CompletedProcess:
+    return run_nntrain(
+        "-m", "hydra/launcher=slurm", *args, "hydra.sweep.dir=sweep", cwd=cwd, timeout=timeout
+    )
+
+
+def summary(sweep_dir: Path) -> list[dict]:
+    with (sweep_dir / "summary.csv").open() as file:
+        return list(csv.DictReader(file))
+
+
+def status(job_dir: Path) -> dict:
+    return json.loads((job_dir / "status.json").read_text())
+
+
+def squeue_ids(name: str) -> list[str]:
+    out = subprocess.run(
+        ["squeue", "-h", "-n", name, "-o", "%i"], capture_output=True, text=True, check=True
+    ).stdout
+    return out.split()
+
+
+def test_a_two_job_sweep_runs_every_job_and_writes_the_summary(tmp_path):
+    done = sweep(*SMALL, "optimizer.lr=1e-3,3e-3", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = summary(tmp_path / "sweep")
+    assert [r["status"] for r in rows] == ["ok", "ok"]
+    for job in ("0", "1"):
+        assert (tmp_path / "sweep" / job / "checkpoints" / "best.pt").is_file()
+        assert read_metrics(tmp_path / "sweep" / job)["epochs_run"] == 2
+
+
+def test_sbatch_refusing_the_jobs_is_one_sentence(tmp_path):
+    done = sweep(*SMALL, "hydra.launcher.partition=no_such_partition", cwd=tmp_path)
+    assert done.returncode == 1
+    assert done.stderr.strip() == (
+        "Error: SLURM refused the jobs: invalid partition specified: no_such_partition; ask for "
+        "what the cluster has (hydra.launcher.partition=..., mem_gb=..., gpus_per_node=..., "
+        "cpus_per_task=...; `sinfo -o '%P %c %m %G'` lists the partitions' CPUs, memory and "
+        "GPUs)."
+    )
+
+
+def test_a_job_stopped_by_sigterm_leaves_the_sweep_going_and_resumes_through_the_launcher(
+    tmp_path,
+):
+    name = f"nntrain-term-{time.time_ns()}"
+    command = [
+        "-m", "hydra/launcher=slurm", f"hydra.launcher.name={name}", *SMALL,
+        "trainer.max_epochs=2,300", "hydra.sweep.dir=sweep",
+    ]  # fmt: skip
+    background = start_nntrain(command, tmp_path)
+    long_job = tmp_path / "sweep" / "1"
+    wait_until(lambda: (long_job / "checkpoints" / "last.pt").is_file(), background)
+    (array_id,) = {i.split("_")[0] for i in squeue_ids(name)}
+    subprocess.run(["scancel", "--signal=TERM", f"{array_id}_1"], check=True)
+    _, err = background.communicate(timeout=300)
+    assert background.returncode == 1, err[-3000:]  # a job did not finish: scripts see it
+    assert "Traceback" not in err
+    rows = summary(tmp_path / "sweep")
+    assert [r["status"] for r in rows] == ["ok", "interrupted"]
+    assert f"resume with: nntrain -m hydra/launcher=slurm resume={long_job}" in rows[1]["error"]
+    assert "continue them with: nntrain -m hydra/launcher=slurm resume=sweep." in err
+    stopped_at = load_checkpoint(long_job / "checkpoints" / "last.pt")["step"]
+
+    # Every unfinished job of the sweep, with its own overrides (300 epochs: cut to 3 here)
+    resumed = run_nntrain(
+        "-m", "hydra/launcher=slurm", "resume=sweep", "trainer.max_epochs=3", cwd=tmp_path,
+        timeout=300,
+    )  # fmt: skip
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert [r["status"] for r in summary(tmp_path / "sweep")] == ["ok", "ok"]
+    log = (long_job / "train.log").read_text()
+    assert f"optimizer step {stopped_at}" in log.split("resumed at", 1)[1].splitlines()[0]
+    assert read_metrics(long_job)["epochs_run"] == 3
+
+
+def test_a_job_at_its_time_limit_is_requeued_and_ends_as_an_uninterrupted_run(tmp_path):
+    # SLURM warns signal_delay_s before the 2-minute limit (give or take its 60 s resolution):
+    # nntrain saves last.pt, submitit requeues the job, and it continues from last.pt.
+    deterministic = (*SMALL, "trainer.deterministic=true", "trainer.max_epochs=50")
+    reference = start_nntrain([*deterministic, "hydra.run.dir=reference"], tmp_path)
+    done = sweep(
+        "hydra.launcher.timeout_min=2", "hydra.launcher.signal_delay_s=60",
+        "hydra.launcher.max_num_timeout=6", *deterministic, cwd=tmp_path, timeout=900,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    job = tmp_path / "sweep" / "0"
+    log = (job / "train.log").read_text()
+    assert "interrupted by SIGUSR2" in log and "resumed at epoch" in log
+    assert status(job)["status"] == "ok"
+    _, err = reference.communicate(timeout=600)
+    assert reference.returncode == 0, err[-3000:]
+    requeued = load_checkpoint(job / "checkpoints" / "last.pt")
+    uninterrupted = load_checkpoint(tmp_path / "reference" / "checkpoints" / "last.pt")
+    assert requeued["step"] == uninterrupted["step"] == 250
+    for key, value in uninterrupted["model"].items():
+        assert torch.equal(requeued["model"][key], value), key
+
+
+def test_two_tasks_of_one_job_train_one_ddp_run(tmp_path):
+    done = sweep(*SMALL, "hydra.launcher.tasks_per_node=2", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    (job,) = [d for d in (tmp_path / "sweep").iterdir() if (d / ".hydra").is_dir()]
+    log = (job / "train.log").read_text()
+    assert "weights identical on all 2 ranks" in log
+    # each rank trains on its half: 5 batches per rank per epoch (trainer=debug), 2 epochs
+    assert load_checkpoint(job / "checkpoints" / "last.pt")["step"] == 10
+    assert status(job)["status"] == "ok"
+
+
+def start_nntrain(args: list[str], cwd: Path) -> subprocess.Popen:
+    import sys
+
+    return subprocess.Popen(
+        [str(Path(sys.executable).with_name("nntrain")), *args],
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+def wait_until(condition, process: subprocess.Popen, timeout: float = 300) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert process.poll() is None, process.communicate()
+        assert time.monotonic() < deadline, "timed out waiting"
+        time.sleep(0.5)
