@@ -119,6 +119,8 @@ TORCHVISION_DATA = {
     "padding_mode": "constant",
     "imagenet_normalization": "${oc.select:model.pretrained,false}",
     "resize": None,
+    "class_weights": None,
+    "sampler": None,
     "mixup_alpha": 0.0,
     "cutmix_alpha": 0.0,
     "mix_switch_prob": 0.5,

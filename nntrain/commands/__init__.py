@@ -1,12 +1,12 @@
 """The console scripts: nntrain (train.py), nntrain-eval (evaluate.py), nntrain-predict
-(predict.py). Each composes its Hydra config, builds what it needs and hands over; no training
-or inference logic lives here."""
+(predict.py), nntrain-export (export.py), nntrain-lr-find (lr_find.py). Each composes its Hydra
+config, builds what it needs and hands over; no training or inference logic lives here."""
 
 import os
 import signal
 import sys
 
-COMMANDS = ("nntrain", "nntrain-eval", "nntrain-predict")
+COMMANDS = ("nntrain", "nntrain-eval", "nntrain-predict", "nntrain-export", "nntrain-lr-find")
 
 
 def _interrupted_while_starting(signum: int, frame: object) -> None:

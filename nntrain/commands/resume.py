@@ -28,12 +28,15 @@ FROZEN_GROUPS = ("model", "data", "optimizer", "scheduler", "seed")
 # ...except these, which say where things are, not what is trained.
 MAY_DIFFER = {"data.root", "data.download", "data.num_workers"}
 # Keys added to the frozen groups after runs were saved without them, with the value that
-# changes nothing (MixUp/CutMix off): such a run resumes as the same run.
+# changes nothing (MixUp/CutMix off; no class weights, no balanced sampler): such a run resumes
+# as the same run.
 ADDED_KEYS = {
     "data.mixup_alpha": 0.0,
     "data.cutmix_alpha": 0.0,
     "data.mix_switch_prob": 0.5,
     "data.mix_prob": 1.0,
+    "data.class_weights": None,
+    "data.sampler": None,
 }
 
 

@@ -89,8 +89,10 @@ class CsvTable(InMemoryData):
         val_fraction: float = 0.1,
         test_fraction: float = 0.2,
         seed: int = 42,
+        class_weights: str | list[float] | None = None,  # data.class_weights
+        sampler: str | None = None,  # data.sampler
     ) -> None:
-        super().__init__(batch_size, val_fraction, test_fraction, seed)
+        super().__init__(batch_size, val_fraction, test_fraction, seed, class_weights, sampler)
         require(task in TASKS, f"data.task must be one of {', '.join(TASKS)}, got {task!r}.")
         require(
             missing in MISSING_POLICIES,

@@ -39,12 +39,14 @@ class Digits(InMemoryData):
         val_fraction: float = 0.1,
         test_fraction: float = 0.2,
         seed: int = 42,
+        class_weights: str | list[float] | None = None,  # data.class_weights
+        sampler: str | None = None,  # data.sampler
         mixup_alpha: float = 0.0,
         cutmix_alpha: float = 0.0,
         mix_switch_prob: float = 0.5,
         mix_prob: float = 1.0,
     ) -> None:
-        super().__init__(batch_size, val_fraction, test_fraction, seed)
+        super().__init__(batch_size, val_fraction, test_fraction, seed, class_weights, sampler)
         self.mixing = Mixing(mixup_alpha, cutmix_alpha, mix_switch_prob, mix_prob, seed)
         table = read_bundled_digits()
         images = torch.from_numpy(table[:, :-1]).to(torch.uint8).view(-1, 1, 8, 8)

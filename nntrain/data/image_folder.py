@@ -10,6 +10,7 @@ interrupted run resumes to the same batches.
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -22,6 +23,13 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from torchvision.datasets.folder import IMG_EXTENSIONS
 from torchvision.transforms import v2
 
+from nntrain.data.class_weights import (
+    balanced_sample_weights,
+    check_sampler,
+    check_setting,
+    epoch_order,
+    loss_weights,
+)
 from nntrain.data.in_memory import IMAGENET_MEAN, IMAGENET_STD, epoch_generator, split_indices
 from nntrain.data.mixing import Mixing
 from nntrain.errors import UserError, check_fraction, check_positive_int, require
@@ -147,13 +155,14 @@ class EpochSampler(Sampler):
     skip: int = 0  # samples of the epoch already trained on (a resumed run)
     rank: int = 0  # under torchrun: this rank takes every world-th sample
     world: int = 1
+    sample_weights: torch.Tensor | None = None  # data.sampler=balanced: drawn, not permuted
 
     def __len__(self) -> int:
         return self.n // self.world - self.skip
 
     def __iter__(self) -> Iterator[tuple[int, int]]:
         generator = epoch_generator(self.seed, self.epoch)
-        order = torch.randperm(self.n, generator=generator)
+        order = epoch_order(self.n, generator, self.sample_weights)
         seeds = torch.randint(2**62, (self.n,), generator=generator)
         pairs = list(zip(order.tolist(), seeds.tolist(), strict=True))
         shard = pairs[self.rank :: self.world][: self.n // self.world]
@@ -177,6 +186,7 @@ class FolderLoader:
     start_batch: int = 0
     rank: int = 0
     world: int = 1
+    sample_weights: torch.Tensor | None = None  # data.sampler=balanced
 
     def shard(self, rank: int, world: int) -> None:
         """Under torchrun: this rank takes every world-th sample of each epoch's order."""
@@ -197,7 +207,15 @@ class FolderLoader:
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         skip = self.start_batch * self.batch_size
         sampler = (
-            EpochSampler(len(self.dataset), self.seed, self.epoch, skip, self.rank, self.world)
+            EpochSampler(
+                len(self.dataset),
+                self.seed,
+                self.epoch,
+                skip,
+                self.rank,
+                self.world,
+                self.sample_weights,
+            )
             if self.shuffle
             else None
         )
@@ -251,6 +269,8 @@ class ImageFolderData:
         num_workers: int = 4,
         imagenet_normalization: bool = False,
         seed: int = 42,
+        class_weights: str | list[float] | None = None,  # data.class_weights
+        sampler: str | None = None,  # data.sampler
         mixup_alpha: float = 0.0,
         cutmix_alpha: float = 0.0,
         mix_switch_prob: float = 0.5,
@@ -271,6 +291,8 @@ class ImageFolderData:
             f"data.imagenet_normalization must be true or false, got {imagenet_normalization!r}.",
         )
         self.num_workers, self.seed, self.device = num_workers, seed, torch.device("cpu")
+        self.class_weights_setting = check_setting(class_weights)
+        self.sampler = check_sampler(sampler)
         self.root = Path(str(root)).expanduser().absolute()
         self.samples = self._read_splits()
         self.num_classes = len(self.class_names)
@@ -363,12 +385,28 @@ class ImageFolderData:
     def _loader(self, split: str, train: bool) -> FolderLoader:
         transform = self.train_transform if train else self.eval_transform
         dataset = ImageDataset(self.samples[split], transform)
-        return FolderLoader(
+        loader = FolderLoader(
             dataset, self.batch_size, train, self.seed, self.num_workers, self.device
         )
+        if train and self.sampler:
+            loader.sample_weights = balanced_sample_weights(self.train_targets())
+        return loader
 
     def train_loader(self) -> FolderLoader:
         return self._loader("train", train=True)
+
+    def ordered_train_loader(self) -> FolderLoader:
+        """The training images in order, with the evaluation transform (trainer.overfit_batches)."""
+        return self._loader("train", train=False)
+
+    def train_targets(self) -> torch.Tensor:
+        """The training split's targets (data.class_weights counts the classes in them)."""
+        return torch.tensor([target for _, target in self.samples["train"]])
+
+    @functools.cached_property
+    def class_weights(self) -> torch.Tensor | None:
+        """The training loss's weight per class that data.class_weights asks for (None: off)."""
+        return loss_weights(self.class_weights_setting, self.train_targets, self.class_names)
 
     def val_loader(self) -> FolderLoader:
         return self._loader("val", train=False)

@@ -6,6 +6,7 @@ and any augmentation or normalisation runs on the whole batch at once.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -13,6 +14,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from nntrain.data.class_weights import (
+    balanced_sample_weights,
+    check_sampler,
+    check_setting,
+    epoch_order,
+    loss_weights,
+)
 from nntrain.errors import check_fraction, check_positive_int, require
 
 if TYPE_CHECKING:
@@ -58,6 +66,7 @@ class TensorLoader:
         drop_last: bool = False,
         transform: BatchTransform | None = None,
         augment: BatchAugment | None = None,
+        sample_weights: torch.Tensor | None = None,
     ) -> None:
         self.inputs = inputs
         self.targets = targets
@@ -67,6 +76,7 @@ class TensorLoader:
         self.drop_last = drop_last and len(inputs) >= batch_size
         self.transform = transform
         self.augment = augment
+        self.sample_weights = sample_weights  # data.sampler=balanced: drawn, not permuted
         self.epoch = 0
         self.start_batch = 0
         self.rank, self.world = 0, 1
@@ -87,8 +97,8 @@ class TensorLoader:
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         if self.shuffle:
-            order = torch.randperm(
-                len(self.inputs), generator=epoch_generator(self.seed, self.epoch)
+            order = epoch_order(
+                len(self.inputs), epoch_generator(self.seed, self.epoch), self.sample_weights
             )
             shard_size = len(self.inputs) // self.world
             order = order[self.rank :: self.world][:shard_size]
@@ -171,8 +181,18 @@ class InMemoryData:
     input_shape: tuple[int, ...]
     class_names: list[str]
 
-    def __init__(self, batch_size: int, val_fraction: float, test_fraction: float, seed: int):
-        """test_fraction=0: the data set brings its own test split (see _set_splits)."""
+    def __init__(
+        self,
+        batch_size: int,
+        val_fraction: float,
+        test_fraction: float,
+        seed: int,
+        class_weights: object = None,
+        sampler: str | None = None,
+    ):
+        """test_fraction=0: the data set brings its own test split (see _set_splits);
+        class_weights and sampler: data.class_weights and data.sampler
+        (nntrain.data.class_weights)."""
         self.batch_size = check_positive_int("data.batch_size", batch_size, example=64)
         # 0: no validation split, every training sample trains (e.g. the speedrun, which
         # tests its final weights: trainer.early_stopping.monitor=none).
@@ -185,6 +205,8 @@ class InMemoryData:
             else 0.0
         )
         self.seed = seed
+        self.class_weights_setting = check_setting(class_weights)
+        self.sampler = check_sampler(sampler)
         self.splits: dict[str, Split] = {}
         self.transform: Normalize | None = None
         self.augment: BatchAugment | None = None
@@ -223,10 +245,29 @@ class InMemoryData:
             drop_last=train,
             transform=self.transform,
             augment=self.augment if train else None,
+            sample_weights=self._sample_weights() if train and self.sampler else None,
         )
+
+    def _sample_weights(self) -> torch.Tensor:
+        task = str(getattr(self, "task", "classification"))
+        return balanced_sample_weights(self.splits["train"].targets, task)
 
     def train_loader(self) -> TensorLoader:
         return self._loader("train", train=True)
+
+    def ordered_train_loader(self) -> TensorLoader:
+        """The training split in its stored order, unaugmented, all of it (trainer.overfit_batches)."""
+        return self._loader("train", train=False)
+
+    def train_targets(self) -> torch.Tensor:
+        """The training split's targets (data.class_weights counts the classes in them)."""
+        return self.splits["train"].targets
+
+    @functools.cached_property
+    def class_weights(self) -> torch.Tensor | None:
+        """The training loss's weight per class that data.class_weights asks for (None: off)."""
+        task = str(getattr(self, "task", "classification"))
+        return loss_weights(self.class_weights_setting, self.train_targets, self.class_names, task)
 
     def val_loader(self) -> TensorLoader:
         return self._loader("val", train=False)

@@ -31,7 +31,9 @@ class DataModule(Protocol):
     """A data set, built from its config node (`_target_` and the constructor's keyword
     arguments). A regression data set also has `task = "regression"`, num_classes 1 (the
     model's one output), float targets and `target_mean` / `target_std` (the training target's
-    statistics; figures are reported in its units). See README, "A data class of your own"."""
+    statistics; figures are reported in its units). Optional too: `class_weights`, a tensor of
+    one training-loss weight per class, or None (data.class_weights; nntrain.data.class_weights).
+    See README, "A data class of your own"."""
 
     name: str
     num_classes: int

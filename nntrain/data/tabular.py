@@ -81,8 +81,10 @@ class Moons(TabularData):
         val_fraction: float = 0.1,
         test_fraction: float = 0.2,
         seed: int = 42,
+        class_weights: str | list[float] | None = None,  # data.class_weights
+        sampler: str | None = None,  # data.sampler
     ) -> None:
-        super().__init__(batch_size, val_fraction, test_fraction, seed)
+        super().__init__(batch_size, val_fraction, test_fraction, seed, class_weights, sampler)
         n = check_positive_int("data.n_samples", n_samples, example=1000)
         gen = torch.Generator().manual_seed(generator_seed)
         n_outer = n // 2
@@ -111,8 +113,10 @@ class Xor(TabularData):
         val_fraction: float = 0.1,
         test_fraction: float = 0.2,
         seed: int = 42,
+        class_weights: str | list[float] | None = None,  # data.class_weights
+        sampler: str | None = None,  # data.sampler
     ) -> None:
-        super().__init__(batch_size, val_fraction, test_fraction, seed)
+        super().__init__(batch_size, val_fraction, test_fraction, seed, class_weights, sampler)
         n = check_positive_int("data.n_samples", n_samples, example=400)
         gen = torch.Generator().manual_seed(generator_seed)
         corners = torch.randint(0, 2, (n, 2), generator=gen)
@@ -141,8 +145,10 @@ class Subscription(TabularData):
         val_fraction: float = 0.1,
         test_fraction: float = 0.2,
         seed: int = 42,
+        class_weights: str | list[float] | None = None,  # data.class_weights
+        sampler: str | None = None,  # data.sampler
     ) -> None:
-        super().__init__(batch_size, val_fraction, test_fraction, seed)
+        super().__init__(batch_size, val_fraction, test_fraction, seed, class_weights, sampler)
         n = check_positive_int("data.n_samples", n_samples, example=500)
         gen = torch.Generator().manual_seed(generator_seed)
 

@@ -85,12 +85,21 @@ class TorchvisionData(InMemoryData):
         imagenet_normalization: bool = False,
         resize: int | None = None,
         seed: int = 42,
+        class_weights: str | list[float] | None = None,  # data.class_weights
+        sampler: str | None = None,  # data.sampler
         mixup_alpha: float = 0.0,
         cutmix_alpha: float = 0.0,
         mix_switch_prob: float = 0.5,
         mix_prob: float = 1.0,
     ) -> None:
-        super().__init__(batch_size, val_fraction, test_fraction=0.0, seed=seed)
+        super().__init__(
+            batch_size,
+            val_fraction,
+            test_fraction=0.0,
+            seed=seed,
+            class_weights=class_weights,
+            sampler=sampler,
+        )
         self.mixing = Mixing(mixup_alpha, cutmix_alpha, mix_switch_prob, mix_prob, seed)
         require(
             dataset in SPECS,

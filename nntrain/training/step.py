@@ -37,6 +37,7 @@ class StepParts:
     label_smoothing: float
     distributed: bool  # DDP: skip the gradient all-reduce on all but the last micro-batch
     regression: bool = False  # MSE on the model's one output instead of cross-entropy
+    class_weights: torch.Tensor | None = None  # data.class_weights (training loss only)
     grad_clip_mode: str = "norm"  # clip the gradient's norm to grad_clip, or each element (value)
 
 
@@ -74,7 +75,12 @@ def update_weights(
                 if parts.regression:
                     loss = F.mse_loss(logits.reshape(targets.shape), targets)
                 else:
-                    loss = F.cross_entropy(logits, targets, label_smoothing=parts.label_smoothing)
+                    loss = F.cross_entropy(
+                        logits,
+                        targets,
+                        weight=parts.class_weights,
+                        label_smoothing=parts.label_smoothing,
+                    )
             parts.scaler.scale(loss / group_size if group_size > 1 else loss).backward()
         # Soft (MixUp/CutMix) targets: accuracy counts the label a target is mostly made of.
         running.update(loss, logits, targets if parts.regression else dominant_labels(targets))

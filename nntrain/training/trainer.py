@@ -24,6 +24,7 @@ from torch import nn
 
 from nntrain import files, runs
 from nntrain.checkpoint import load_checkpoint, save_checkpoint
+from nntrain.data.class_weights import describe as describe_class_weights
 from nntrain.data.mixing import Mixing
 from nntrain.data.protocols import DataModule, Loader, task_of
 from nntrain.devices import Compute, resolve_device, resolve_precision
@@ -48,6 +49,7 @@ from nntrain.training.early_stopping import (
 )
 from nntrain.training.ema import EmaSettings
 from nntrain.training.lookahead import Lookahead
+from nntrain.training.overfit import check_overfit_batches, overfit_loader
 from nntrain.training.seeding import configure_determinism
 from nntrain.training.signals import StopRequests, TrainingInterrupted
 from nntrain.training.state import Run, RunState
@@ -100,6 +102,7 @@ class Trainer:
         test_time_augmentation: str = "none",
         compile: bool | str = False,  # shadows the builtin: the name users know from torch
         fused_optimizer: bool | str = "auto",
+        overfit_batches: int | None = 0,
         grad_clip_mode: str = "norm",
         ema: Mapping[str, Any] | None = None,
         dist_timeout_s: float = distributed.DEFAULT_TIMEOUT_S,
@@ -151,6 +154,7 @@ class Trainer:
         )
         self.fused_optimizer = fused_optimizer
         self.cuda_graphs = check_cuda_graphs(cuda_graphs, self.device)
+        self.overfit_batches = check_overfit_batches(overfit_batches)
 
     def compute_for(self, model: nn.Module) -> Compute:
         """Device, autocast dtype and memory layout for model (channels_last=auto: conv models)."""
@@ -213,6 +217,7 @@ class Trainer:
         schedule and scaler, and a fresh RunState."""
         task = task_of(data)
         check_data_fits(data, self.test_time_augmentation, task)
+        log_class_weights(data)
         configure_determinism(self.deterministic, self.device)
         if self.rank == 0:
             for stale in runs.remove_stale_temporaries(run_dir):
@@ -225,16 +230,8 @@ class Trainer:
             files.write_text(run_dir / "model_summary.txt", summary)
         forward = self._wrap_for_training(model)
         captured = self._choose_step(model, compute)
-        train_loader, val_loader = data.train_loader(), data.val_loader()
-        if self.world > 1:  # each rank trains on its own shard of every epoch's order
-            train_loader.shard(self.rank, self.world)
-        train_batches = limit_batches(
-            len(train_loader), self.limit_train_batches, "trainer.limit_train_batches"
-        )
-        val_batches = limit_batches(
-            len(val_loader), self.limit_val_batches, "trainer.limit_val_batches"
-        )
-        check_validation(len(val_loader), self.early_stopping.monitor)
+        train_loader, val_loader = self._loaders(data)
+        train_batches, val_batches = self._batch_counts(train_loader, val_loader)
         steps_per_epoch = math.ceil(train_batches / self.accumulate)
         total_steps = steps_per_epoch * self.max_epochs
         opt = build_optimizer(optimizer, model, self.fused_optimizer)
@@ -291,6 +288,27 @@ class Trainer:
         # The first step compiles: timed apart (see _first_compiled_step).
         self._compile_pending, self.compile_seconds = bool(self.compile) or captured, 0.0
         return captured
+
+    def _batch_counts(self, train_loader: Loader, val_loader: Loader) -> tuple[int, int]:
+        """Batches an epoch trains and validates on (this rank's shard, after limit_*)."""
+        if self.world > 1:  # each rank trains on its own shard of every epoch's order
+            train_loader.shard(self.rank, self.world)
+        train_batches = limit_batches(
+            len(train_loader), self.limit_train_batches, "trainer.limit_train_batches"
+        )
+        val_batches = limit_batches(
+            len(val_loader), self.limit_val_batches, "trainer.limit_val_batches"
+        )
+        check_validation(len(val_loader), self.early_stopping.monitor)
+        return train_batches, val_batches
+
+    def _loaders(self, data: DataModule) -> tuple[Loader, Loader]:
+        """The training and validation loaders; under trainer.overfit_batches (the sanity
+        check) both are the same few training batches."""
+        if self.overfit_batches:
+            batches = overfit_loader(data, self.overfit_batches)
+            return batches, batches
+        return data.train_loader(), data.val_loader()
 
     def _place_model(
         self, model: nn.Module, data: DataModule, compute: Compute, resuming: bool
@@ -356,7 +374,8 @@ class Trainer:
         groups = optimizer_step_groups(
             run.train_loader, first_batch, run.train_batches, self.accumulate
         )
-        mixing = mixing_of(run.data)
+        # overfit_batches fits its batches as they are: no MixUp/CutMix either.
+        mixing = mixing_of(run.data) if not self.overfit_batches else None
         compile_seconds = 0.0
         for batches_done, micro_batches in groups:
             log_step = (state.step + 1) % self.log_every_n_steps == 0
@@ -562,6 +581,7 @@ class Trainer:
             label_smoothing=self.label_smoothing,
             distributed=self.world > 1,
             regression=run.task == "regression",
+            class_weights=loss_weights(run.data, self.device),
             grad_clip_mode=self.grad_clip_mode,
         )
 
@@ -809,6 +829,18 @@ def check_data_fits(data: DataModule, tta: str, task: str = "classification") ->
         f"{len(data.input_shape)}-D inputs {tuple(data.input_shape)}; set "
         "trainer.test_time_augmentation=none.",
     )
+
+
+def log_class_weights(data: DataModule) -> None:
+    if (weights := loss_weights(data, torch.device("cpu"))) is not None:
+        log.info(describe_class_weights(weights, data.class_names))
+
+
+def loss_weights(data: DataModule, device: torch.device) -> torch.Tensor | None:
+    """The training loss's per-class weights (data.class_weights; an optional attribute of a
+    data class, None or absent: unweighted)."""
+    weights = getattr(data, "class_weights", None)
+    return None if weights is None else weights.to(device)
 
 
 def mixing_of(data: DataModule) -> Mixing | None:
