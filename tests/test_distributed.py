@@ -172,3 +172,34 @@ def test_a_frozen_peer_ends_the_job_with_one_sentence_within_the_timeout(tmp_pat
     assert "Traceback" not in worker_part and worker_part.count("Error:") == 1
     status = json.loads((tmp_path / "run" / "status.json").read_text())
     assert status["status"] == "failed" and "rank 1 stopped answering" in status["error"]
+
+
+# nntrain on rank 1 sends itself SIGTERM as its final test starts: a real signal, timed exactly.
+SIGTERM_IN_RANK_1S_TEST = """
+import os, signal, sys
+from nntrain.training.trainer import Trainer
+original = Trainer.test
+def test(self, *args, **kwargs):
+    if os.environ["RANK"] == "1":
+        os.kill(os.getpid(), signal.SIGTERM)
+    return original(self, *args, **kwargs)
+Trainer.test = test
+from nntrain.commands.train import main
+sys.argv = ["nntrain", *sys.argv[1:]]
+main()
+"""
+
+
+def test_a_signal_to_one_rank_during_the_final_test_lets_every_rank_finish_it(tmp_path):
+    script = tmp_path / "nntrain_sigterm_in_test.py"
+    script.write_text(SIGTERM_IN_RANK_1S_TEST)
+    done = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+         str(script), "trainer=debug", "trainer.report_images=false", "hydra.run.dir=run"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "SIGTERM: finishing the final test first (it completes the run)" in done.stderr
+    status = json.loads((tmp_path / "run" / "status.json").read_text())
+    assert status["status"] == "ok", status
+    assert read_metrics(tmp_path / "run")["epochs_run"] == 2

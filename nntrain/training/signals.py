@@ -33,7 +33,8 @@ class TrainingInterrupted(Exception):
 class StopRequests:
     """While active, the stop signals only set `signum`; the loop checks it after each step."""
 
-    def __init__(self) -> None:
+    def __init__(self, finishing: str = "this step, then saving last.pt") -> None:
+        self.finishing = finishing  # what the run completes before it stops, as told to the user
         self.signum: int | None = None
         self._since = 0.0
         self._previous: dict[int, Any] = {}
@@ -61,7 +62,7 @@ class StopRequests:
             os._exit(128 + signum)
         self.signum, self._since = signum, time.monotonic()
         sys.stderr.write(
-            f"\n{signal.Signals(signum).name}: finishing this step, then saving last.pt "
+            f"\n{signal.Signals(signum).name}: finishing {self.finishing} "
             "(press Ctrl-C again to quit at once).\n"
         )
         sys.stderr.flush()

@@ -13,6 +13,7 @@ import logging
 import math
 import os
 import shutil
+import signal
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -196,9 +197,22 @@ class Trainer:
                     train = self._train_epoch(run, progress, stop)
                     progress.validating()
                     self._end_epoch(run, train, epoch_start, stop)
-            return self._finish(run)
+            return self._finish_all_ranks(run) if self.world > 1 else self._finish(run)
         finally:
             run.tensorboard.close()
+
+    def _finish_all_ranks(self, run: Run) -> dict[str, float]:
+        """_finish under DDP. A stop signal that reaches one rank during the final test cannot
+        stop it alone (the others would wait for it in their next collective): every rank
+        finishes the test, one pass over the test split, and the run is complete."""
+        with StopRequests(finishing="the final test first (it completes the run)") as late:
+            result = self._finish(run)
+        if late.signum is not None:
+            log.info(
+                f"{signal.Signals(late.signum).name} arrived during the final test; the test was "
+                "finished on every rank and the run is complete."
+            )
+        return result
 
     # -- the phases of fit, in order --------------------------------------------------------
 
