@@ -126,7 +126,11 @@ def test_the_tasks_of_an_srun_step_become_torchrun_ranks(monkeypatch):
     from nntrain.training import distributed
 
     for key in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
-        monkeypatch.delenv(key, raising=False)
+        # setenv first: monkeypatch then restores these keys' absence after the test (a bare
+        # delenv of an absent key records nothing, and the ranks set below leaked into every
+        # later nntrain process of this test worker, which waited for its peers at gpu07).
+        monkeypatch.setenv(key, "")
+        monkeypatch.delenv(key)
     monkeypatch.setenv("SLURM_STEP_NUM_TASKS", "4")
     monkeypatch.setenv("SLURM_PROCID", "3")
     monkeypatch.setenv("SLURM_LOCALID", "1")
