@@ -129,23 +129,25 @@ def test_a_job_stopped_by_sigterm_leaves_the_sweep_going_and_resumes_through_the
 
 def test_a_job_at_its_time_limit_is_requeued_and_ends_as_an_uninterrupted_run(tmp_path):
     # SLURM warns signal_delay_s before the 2-minute limit (give or take its 60 s resolution):
-    # nntrain saves last.pt, submitit requeues the job, and it continues from last.pt.
-    deterministic = (*SMALL, "trainer.deterministic=true", "trainer.max_epochs=50")
+    # nntrain saves last.pt, submitit requeues the job, and it continues from last.pt. The run
+    # must outlast the first warning on an idle machine too (50 epochs took 24 s there: no
+    # warning came), and fit in its requeues on a busy one: 300 epochs, up to 10 requeues.
+    deterministic = (*SMALL, "trainer.deterministic=true", "trainer.max_epochs=300")
     reference = start_nntrain([*deterministic, "hydra.run.dir=reference"], tmp_path)
     done = sweep(
         "hydra.launcher.timeout_min=2", "hydra.launcher.signal_delay_s=60",
-        "hydra.launcher.max_num_timeout=6", *deterministic, cwd=tmp_path, timeout=900,
+        "hydra.launcher.max_num_timeout=10", *deterministic, cwd=tmp_path, timeout=1800,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
     job = tmp_path / "sweep" / "0"
     log = (job / "train.log").read_text()
     assert "interrupted by SIGUSR2" in log and "resumed at epoch" in log
     assert status(job)["status"] == "ok"
-    _, err = reference.communicate(timeout=600)
+    _, err = reference.communicate(timeout=900)
     assert reference.returncode == 0, err[-3000:]
     requeued = load_checkpoint(job / "checkpoints" / "last.pt")
     uninterrupted = load_checkpoint(tmp_path / "reference" / "checkpoints" / "last.pt")
-    assert requeued["step"] == uninterrupted["step"] == 250
+    assert requeued["step"] == uninterrupted["step"] == 1500
     for key, value in uninterrupted["model"].items():
         assert torch.equal(requeued["model"][key], value), key
 
