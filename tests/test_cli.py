@@ -56,6 +56,8 @@ def test_default_run_trains_digits_to_95_percent_and_writes_the_run_dir(tmp_path
     tree = done.stdout[: done.stdout.index("MLP: ")].splitlines()
     assert tree[1] == "├── name: mlp-digits" and len(tree) <= 15, tree  # a few lines, not 59
     assert "├── model: mlp  hidden=[512,256,128]  dropout=0.3" in tree
+    # MixUp/CutMix off: its four keys say nothing
+    assert "├── data: digits  batch_size=64  val_fraction=0.1  test_fraction=0.2  seed=42" in tree
     header = "epoch  train/loss  train/acc  val/loss  val/acc        lr  samples/s    time"
     rows = done.stdout.splitlines()
     first_row = rows[rows.index(header) + 1]  # one table: the column names once, a row an epoch

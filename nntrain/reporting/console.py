@@ -127,13 +127,26 @@ def group_values(group: str, node: Mapping[str, Any], overridden: set[str]) -> d
 
     shown = {}
     keep = KEY_SETTINGS.get(group)
-    for key, value in leaves(node).items():
-        if f"{group}.{key}" not in overridden and (value is None or value == []):
-            continue  # unset options (a CSV's train_path=None) say nothing
+    values = leaves(node)
+    for key, value in values.items():
+        if f"{group}.{key}" not in overridden and (
+            value is None or value == [] or key in off(values)
+        ):
+            continue  # unset options (a CSV's train_path=None) and what is off say nothing
         if keep is None or key in keep or f"{group}.{key}" in overridden:
             plain_value = OmegaConf.to_container(value) if isinstance(value, ListConfig) else value
             shown[key] = str(plain_value).replace(" ", "")
     return shown
+
+
+# MixUp/CutMix (data.*): off while both alphas are 0, and then its other settings mean nothing.
+MIX_KEYS = ("mixup_alpha", "cutmix_alpha", "mix_switch_prob", "mix_prob")
+
+
+def off(values: Mapping[str, Any]) -> tuple[str, ...]:
+    """The keys of a group's values that are off or have no effect, left out of the tree."""
+    mixing = values.get("mixup_alpha") or values.get("cutmix_alpha")
+    return () if mixing or "mixup_alpha" not in values else MIX_KEYS
 
 
 def interactive() -> bool:
