@@ -5,7 +5,6 @@ Counts are deterministic, unlike times on a shared machine."""
 
 from __future__ import annotations
 
-import collections
 import importlib.util
 import sys
 from pathlib import Path
@@ -13,7 +12,6 @@ from typing import Any
 
 import pytest
 import torch
-from torch.utils._python_dispatch import TorchDispatchMode
 
 from nntrain.instantiate import build
 from tests.conftest import compose_config
@@ -40,16 +38,10 @@ def load_script(name: str) -> Any:
     return module
 
 
-class OpCounter(TorchDispatchMode):
-    """Counts every aten op that reaches the dispatcher, by name."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.ops: collections.Counter[str] = collections.Counter()
-
-    def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
-        self.ops[str(func.overloadpacket)] += 1
-        return func(*args, **(kwargs or {}))
+def count_ops_script() -> Any:
+    """scripts/count_ops.py, which imports scripts/benchmark.py as `benchmark`."""
+    load_script("benchmark")
+    return load_script("count_ops")
 
 
 def trainer_ops(batches: int, tmp_path: Path) -> int:
@@ -61,29 +53,15 @@ def trainer_ops(batches: int, tmp_path: Path) -> int:
     torch.manual_seed(0)
     model = build(cfg.model, "model", input_shape=data.input_shape, num_classes=data.num_classes)
     optimizer, scheduler = build(cfg.optimizer, "optimizer"), build(cfg.scheduler, "scheduler")
-    with OpCounter() as counter:
+    with count_ops_script().OpCounter() as counter:
         trainer.fit(model, data, optimizer, scheduler, run_dir=tmp_path / f"run{batches}")
     return sum(counter.ops.values())
 
 
 def hand_ops(batches: int) -> int:
     """Ops of the benchmark's careful hand loop over the first `batches` batches of the same
-    loader (the loader's own ops are in both counts)."""
-    benchmark = load_script("benchmark")
-    cfg = compose_config(*OVERRIDES)
-    data = build(cfg.data, "data")
-    device = torch.device("cpu")
-    model, opt, sched = benchmark.careful_hand_loop(cfg, data, device, batches)
-    loader = data.train_loader()
-    loader.set_epoch(0)
-    total = torch.zeros(())
-    with OpCounter() as counter:
-        for index, (x, y) in enumerate(loader):
-            if index == batches:
-                break
-            benchmark.hand_step(model, x, y, opt, sched, cfg.trainer.grad_clip, total)
-        float(total)  # the hand loop reads its loss once
-    return sum(counter.ops.values())
+    model, data and loader (scripts/count_ops.py's count, the loader's own ops in both)."""
+    return sum(count_ops_script().count_hand("mlp", "digits", batches).values())
 
 
 @pytest.fixture
