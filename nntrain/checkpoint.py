@@ -82,6 +82,23 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     return state
 
 
+def load_resumable(path: str | Path) -> dict[str, Any]:
+    """load_checkpoint for resume=: the file must also hold what continuing a run needs (the
+    run's config, the optimizer's state and where it stopped), which only nntrain's trainer
+    writes; a file of weights alone is refused in one sentence."""
+    state = load_checkpoint(path)
+    needed = {"config": "config", "optimizer": "optimizer state", "epoch": "epoch"}
+    missing = [name for key, name in needed.items() if key not in state]
+    if missing or not isinstance(state["config"], str):
+        lacks = " and ".join([", ".join(missing[:-1]), missing[-1]] if missing[1:] else missing)
+        raise UserError(
+            f"{path} cannot be resumed: it lacks the run's {lacks or 'config'}, "
+            "so nntrain's trainer did not write it; resume= takes last.pt or best.pt of an "
+            "nntrain run (or its run directory)."
+        )
+    return state
+
+
 # Classes and functions that moved when the package was grouped into subpackages: a
 # checkpoint's config written before still names the old place.
 MOVED_TARGETS = {

@@ -1,5 +1,7 @@
 """Errors a user can cause and fix: the CLI prints their message as one sentence, no traceback."""
 
+import math
+
 
 class UserError(Exception):
     """A problem with the user's input (config value, data, file); the message says how to fix it."""
@@ -19,8 +21,9 @@ def require(condition: bool, message: str) -> None:
 
 
 def is_number(value: object) -> bool:
-    """True for int and float values (bool is not a number in a config)."""
-    return isinstance(value, int | float) and not isinstance(value, bool)
+    """True for finite int and float values: bool is not a number in a config, and no setting
+    means anything at nan or inf (optimizer.lr=inf would only end in a NaN loss)."""
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def check_positive_int(key: str, value: object, example: int = 10) -> int:

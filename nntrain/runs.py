@@ -78,6 +78,8 @@ def remove_unsaved(run_dir: Path) -> None:
     with contextlib.suppress(OSError):
         run_dir.rmdir()  # only when empty
         run_dir.parent.rmdir()  # the day's folder, when this was its only run
+        if run_dir.parent.parent.name == "outputs":  # and the default root, when it was the first
+            run_dir.parent.parent.rmdir()
 
 
 def remove_stale_temporaries(run_dir: Path) -> list[Path]:

@@ -8,6 +8,8 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from nntrain.checkpoint import load_checkpoint
 from nntrain.commands.common import expand_home_in_overrides
 from nntrain.commands.train import path_safe
+from nntrain.errors import UserError
+from nntrain.training.trainer import Trainer
 from tests.conftest import compose_config, read_metrics, run_nntrain, single_run_dir
 from tests.test_evaluate import run_eval
 
@@ -180,6 +182,12 @@ def test_help_lists_the_config_groups_and_their_options(tmp_path):
             "could not build model from nntrain.models.mlp.MLP: MLP.__init__() got an unexpected "
             "keyword argument 'width'; check the model.* values (`nntrain --cfg job` shows them).",
         ),
+        (  # Hydra's own answer to this was a traceback (ValueError)
+            "=3",
+            "'=3' is not an override: nntrain takes key=value words, e.g. model=cnn "
+            "trainer.max_epochs=5 (a value with spaces in quotes: key='a b'); `nntrain --help` "
+            "lists them.",
+        ),
         (
             "data=moons model=cnn",
             "model=cnn needs image data shaped (channels, height, width), but this data set gives 1-dimensional inputs (2,); use model=mlp for tabular data.",
@@ -227,3 +235,39 @@ def test_tilde_in_an_override_means_the_home_directory(monkeypatch):
     assert expand_home_in_overrides(argv) == [
         "data.root=/home/ada/flowers", "model=cnn", "hydra.run.dir=/home/ada", "~trainer.foo", "a=b~c"
     ]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "argv,bad",
+    [
+        (["foo"], "foo"),
+        (["model=cnn", "a b=3"], "a b=3"),
+        (["+=1"], "+=1"),
+        (["--cfg", "job", "lr"], "lr"),
+        (["--info", "defaults", "model=cnn", "~model.dropout", "-m", "seed=1,2"], None),
+        (["-cn", "train", "--config-dir", "conf", "+x=1", "--resolve"], None),
+    ],
+)
+def test_words_that_are_not_overrides_are_named(argv, bad):
+    from nntrain.commands.common import check_override_words
+
+    if bad is None:
+        check_override_words(argv, "nntrain")  # options, their values, key=value, ~key
+        return
+    with pytest.raises(UserError) as error:
+        check_override_words(argv, "nntrain-eval")
+    assert str(error.value) == (
+        f"'{bad}' is not an override: nntrain-eval takes key=value words, e.g. "
+        "ckpt=outputs/2026-11-25/10-00-00-mlp-digits split=val (a value with spaces in quotes: "
+        "key='a b'); `nntrain-eval --help` lists them."
+    )
+
+
+def test_no_setting_takes_nan_or_inf():
+    from nntrain.optim.optimizers import check_config_lr
+
+    for value in (float("inf"), float("nan"), -1.0, 0):
+        with pytest.raises(UserError, match=r"^optimizer.lr must be a number > 0, got "):
+            check_config_lr(value)
+    with pytest.raises(UserError, match=r"^trainer.ema.decay must be"):
+        Trainer(ema={"decay": float("nan")})

@@ -208,6 +208,10 @@ def test_bad_tables_are_one_sentence(tmp_path):
         f"data.path={path}: no such file; give the path of a CSV file, e.g. "
         "data.path=~/customers.csv."
     )
+    assert error_of(tmp_path, None, path=str(tmp_path)) == (
+        f"data.path={tmp_path} is a folder; give the path of a CSV file in it, e.g. "
+        "data.path=~/customers.csv."
+    )
     assert error_of(tmp_path, "") == (
         f"{path} is empty; a table needs a header row naming the columns, then one row per sample."
     )
@@ -255,3 +259,26 @@ def test_a_bad_table_on_the_command_line_is_one_line_and_exit_1(tmp_path):
         "column in data.categorical to treat its values as categories."
     ]
     assert not (tmp_path / "outputs").exists() or not any((tmp_path / "outputs").rglob("*.pt"))
+
+
+def test_semicolon_and_tab_tables_read_as_the_comma_table(tmp_path):
+    """A spreadsheet in a decimal-comma locale saves "CSV" as `;`-separated cells with 2,5 for
+    2.5; a tab-separated export has tabs. Both give the comma file's inputs and targets."""
+    rows = customers()[:200]
+    comma = CsvTable(target="bought", path=str(write_rows(tmp_path / "comma.csv", rows)))
+    semicolon_text = (tmp_path / "comma.csv").read_text().replace(",", ";")
+    semicolon_text = semicolon_text.replace(".", ",")  # decimal commas: 54,23 for 54.23
+    (tmp_path / "semicolon.csv").write_text(semicolon_text)
+    (tmp_path / "tabs.tsv").write_text((tmp_path / "comma.csv").read_text().replace(",", "\t"))
+    for name in ("semicolon.csv", "tabs.tsv"):
+        table = CsvTable(target="bought", path=str(tmp_path / name))
+        assert table.feature_names == comma.feature_names, name
+        for split, data in table.splits.items():
+            expected = comma.splits[split]
+            assert torch.equal(data.inputs, expected.inputs), (name, split)
+            assert torch.equal(data.targets, expected.targets), (name, split)
+    # A comma file keeps its meaning even when its cells hold semicolons.
+    (tmp_path / "odd.csv").write_text("note,bought\n" + "a;b,yes\nc;d,no\n" * 20)
+    assert CsvTable(target="bought", path=str(tmp_path / "odd.csv")).feature_names[0] == (
+        "note=a;b"
+    )

@@ -169,7 +169,7 @@ def test_empty_class_folder_and_bad_settings(root):
         ".tiff .webp); add images to it or remove it."
     )
     assert error_of(root, num_workers=-1) == (
-        "data.num_workers must be an integer >= 0, got -1; for example data.num_workers=4."
+        "data.num_workers must be auto or an integer >= 0, got -1; for example data.num_workers=4."
     )
 
 
@@ -177,6 +177,13 @@ def test_a_corrupt_file_stops_construction(root):
     bad = root / "train" / "dog" / "bad.png"
     bad.write_bytes(random.Random(0).randbytes(300))
     assert error_of(root) == f"cannot read the image file {bad}; replace or delete it."
+
+
+@pytest.mark.parametrize("usable_cpus,workers", [(1, 1), (2, 2), (16, 4)])
+def test_auto_workers_are_four_or_one_per_usable_cpu(root, monkeypatch, usable_cpus, workers):
+    # More decoding processes than usable cores only compete for them (and torch warns).
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: set(range(usable_cpus)))
+    assert folder_data(root, num_workers="auto").num_workers == workers
 
 
 @pytest.mark.parametrize("workers", [0, 2])

@@ -132,7 +132,7 @@ def test_cli_refuses_a_bad_max_lr_and_leaves_no_run_dir(tmp_path):
         done.stderr.strip()
         == "Error: lr_find.max_lr must be a number > 0, got -1; e.g. lr_find.max_lr=10."
     )
-    assert not list(tmp_path.rglob("*lr_find*"))
+    assert list(tmp_path.iterdir()) == []  # not even an empty outputs/
 
 
 def test_the_figure_plots_the_losses_against_the_lrs(digits_test):
@@ -159,3 +159,16 @@ def test_nntrain_help_points_to_the_new_commands_and_keys():
     ):
         assert hint in footer, hint
     assert compose_config().trainer.overfit_batches == 0
+
+
+def test_cli_refuses_lr_zero_in_one_sentence_and_leaves_nothing(tmp_path):
+    # optimizer.lr is the reference the range test keeps each parameter group's ratio to.
+    script = str(Path(sys.executable).with_name("nntrain-lr-find"))
+    done = subprocess.run(
+        [script, "data=moons", "optimizer.lr=0"], cwd=tmp_path, capture_output=True, text=True
+    )
+    assert (done.returncode, done.stderr.strip()) == (
+        1,
+        "Error: optimizer.lr must be a number > 0, got 0; for example optimizer.lr=1e-3.",
+    )
+    assert list(tmp_path.iterdir()) == []

@@ -173,6 +173,12 @@ def test_a_run_started_before_optimizer_keys_moved_resumes_with_them(tmp_path):
             "checkpoint {tmp}/evil.pt holds objects other than tensors and plain data, so it was not loaded (loading it could run code from the file: it refers to io.open).",
         ),
         (
+            "weights.pt",
+            "{tmp}/weights.pt cannot be resumed: it lacks the run's config, optimizer state and "
+            "epoch, so nntrain's trainer did not write it; resume= takes last.pt or best.pt of an "
+            "nntrain run (or its run directory).",
+        ),
+        (
             "latest",
             "resume=latest found no run with checkpoints/last.pt under {tmp}/outputs; pass the run directory instead, e.g. resume=outputs/2026-11-25/10-00-00-mlp-digits.",
         ),
@@ -188,6 +194,9 @@ def test_damaged_or_missing_checkpoints_are_one_clear_message(
     data = tiny_checkpoint.read_bytes()
     (tmp_path / "truncated.pt").write_bytes(data[: len(data) // 2])
     write_evil_checkpoint(tmp_path / "evil.pt", tmp_path / "marker")
+    # The weights of a checkpoint saved on their own (as a user might export them).
+    model = torch.load(tiny_checkpoint, weights_only=True)["model"]
+    torch.save({"model": model}, tmp_path / "weights.pt")
     done = run_nntrain(f"resume={target}", cwd=tmp_path)
     assert done.returncode == 1
     assert done.stderr.startswith("Error: " + message.format(tmp=tmp_path))

@@ -19,7 +19,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from nntrain.errors import UserError, first_line
+from nntrain.errors import UserError, first_line, require
 
 
 @contextlib.contextmanager
@@ -207,6 +207,43 @@ def quote_plain_values(argv: list[str]) -> list[str]:
     return rewritten
 
 
+# Hydra's options that take the next word as their value (--info's is optional).
+OPTIONS_WITH_A_VALUE = {
+    "--config-path", "-cp", "--config-name", "-cn", "--config-dir", "-cd", "--cfg", "-c",
+    "--package", "-p", "--info", "-i", "--experimental-rerun",
+}  # fmt: skip
+
+
+OVERRIDE_EXAMPLES = {
+    "nntrain": "model=cnn trainer.max_epochs=5",
+    "nntrain-eval": "ckpt=outputs/2026-11-25/10-00-00-mlp-digits split=val",
+    "nntrain-predict": "ckpt=outputs/2026-11-25/10-00-00-mlp-digits inputs=photo.png",
+    "nntrain-export": "ckpt=outputs/2026-11-25/10-00-00-mlp-digits format=onnx",
+}
+
+
+def check_override_words(argv: list[str], command: str) -> None:
+    """Every word that is not an option is an override: key=value, or ~key to delete one.
+    Hydra reads a bare word or `=value` with a parser error (or a traceback); say it plainly."""
+    after_option = False
+    for arg in argv:
+        if arg.startswith("-"):
+            after_option = arg in OPTIONS_WITH_A_VALUE
+            continue
+        if after_option:  # the value of the option before it
+            after_option = False
+            continue
+        key = arg.partition("=")[0].lstrip("+~")
+        require(
+            (("=" in arg) or arg.startswith("~"))
+            and bool(key)
+            and not any(c.isspace() for c in key),
+            f"'{arg}' is not an override: {command} takes key=value words, e.g. "
+            f"{OVERRIDE_EXAMPLES.get(command, OVERRIDE_EXAMPLES['nntrain'])} (a value with "
+            f"spaces in quotes: key='a b'); `{command} --help` lists them.",
+        )
+
+
 # A full disk, a quota, a read-only disk, missing permissions: the user's to fix.
 UNWRITABLE = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM}
 
@@ -271,6 +308,7 @@ def run_app(
     debugging = os.environ.get("HYDRA_FULL_ERROR") == "1"
     os.environ["HYDRA_FULL_ERROR"] = "1"
     with user_errors_end_in_one_line():
+        check_override_words(sys.argv[1:], command)
         argv = resolve_printed_config(quote_plain_values(expand_home_in_overrides(sys.argv[1:])))
         sys.argv[1:] = rewrite(argv) if rewrite else argv
     try:

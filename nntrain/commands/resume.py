@@ -250,9 +250,9 @@ def overrides_of_loose(checkpoint: Path, typed: set[str]) -> list[str]:
     the new run's name, `<the run's name>-resumed`, unless the user or the run set one."""
     import yaml
 
-    from nntrain.checkpoint import load_checkpoint
+    from nntrain.checkpoint import load_resumable
 
-    saved = load_checkpoint(checkpoint)
+    saved = load_resumable(checkpoint)
     overrides = [with_moved_key(str(o)) for o in saved.get("overrides") or []]
     if "name" in typed:
         return overrides

@@ -150,6 +150,7 @@ def run(
     """Build everything from the composed config, fit, test; returns the run's metrics.
     on_accepted is called once every value is checked (and a resume matches its run), right
     before training: until then nothing of an existing run has changed."""
+    from nntrain.optim.optimizers import check_config_lr
     from nntrain.reporting import console
     from nntrain.training import distributed
     from nntrain.training.seeding import check_seed, seed_everything
@@ -173,11 +174,7 @@ def run(
     data = build(cfg.data, "data")
     seed_everything(cfg.seed)  # right before the model: its initial weights follow the seed
     model = build(cfg.model, "model", input_shape=data.input_shape, num_classes=data.num_classes)
-    lr = cfg.optimizer.get("lr")
-    require(
-        lr is None or not isinstance(lr, int | float) or lr > 0,
-        f"optimizer.lr must be a number > 0, got {lr!r}; for example optimizer.lr=1e-3.",
-    )
+    check_config_lr(cfg.optimizer.get("lr"))
     optimizer = build(cfg.optimizer, "optimizer")
     scheduler = build(cfg.scheduler, "scheduler")
     # The checkpoints' copy of the config: resume= is how this process started, not the run.
@@ -185,10 +182,10 @@ def run(
     saved["resume"] = None
     resume = None
     if cfg.get("resume"):
-        from nntrain.checkpoint import load_checkpoint
+        from nntrain.checkpoint import load_resumable
         from nntrain.commands.resume import check_same_run, write_hydra_files
 
-        resume = load_checkpoint(cfg.resume)
+        resume = load_resumable(cfg.resume)
         check_same_run(resume, saved, cfg.resume)
         if main_process:  # accepted: from here on the run's files may change
             write_hydra_files(Path(run_dir))

@@ -244,6 +244,13 @@ class FolderLoader:
         raise UserError(sentence.removeprefix("nntrain.errors.UserError: "))
 
 
+def auto_workers() -> int:
+    """data.num_workers=auto: 4 decoding processes, or one per CPU this process may use when
+    there are fewer (more only compete for the cores; torch warns about them)."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return min(4, cpus or 1)
+
+
 class ImageFolderData:
     """Images in root/train/<class>/*, and in root/val/, root/test/ with the same class folders.
 
@@ -266,7 +273,7 @@ class ImageFolderData:
         batch_size: int = 32,
         val_fraction: float = 0.1,
         test_fraction: float = 0.1,
-        num_workers: int = 4,
+        num_workers: int | str = "auto",
         imagenet_normalization: bool = False,
         seed: int = 42,
         class_weights: str | list[float] | None = None,  # data.class_weights
@@ -281,16 +288,19 @@ class ImageFolderData:
         self.batch_size = check_positive_int("data.batch_size", batch_size, example=32)
         self.val_fraction = check_fraction("data.val_fraction", val_fraction)
         self.test_fraction = check_fraction("data.test_fraction", test_fraction)
+        if num_workers == "auto":
+            num_workers = auto_workers()
         require(
             isinstance(num_workers, int) and not isinstance(num_workers, bool) and num_workers >= 0,
-            f"data.num_workers must be an integer >= 0, got {num_workers!r}; "
+            f"data.num_workers must be auto or an integer >= 0, got {num_workers!r}; "
             "for example data.num_workers=4.",
         )
         require(
             isinstance(imagenet_normalization, bool),
             f"data.imagenet_normalization must be true or false, got {imagenet_normalization!r}.",
         )
-        self.num_workers, self.seed, self.device = num_workers, seed, torch.device("cpu")
+        self.num_workers: int = num_workers  # type: ignore[assignment]
+        self.seed, self.device = seed, torch.device("cpu")
         self.class_weights_setting = check_setting(class_weights)
         self.sampler = check_sampler(sampler)
         self.root = Path(str(root)).expanduser().absolute()

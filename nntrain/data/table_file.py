@@ -10,8 +10,10 @@ from __future__ import annotations
 import csv
 import math
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TextIO
 
 from nntrain.errors import UserError, require
 
@@ -66,11 +68,16 @@ def read_table(given: str, key: str) -> Table:
     path = Path(os.path.expanduser(given))
     example = f"{key}=~/customers.csv"
     require(
+        not path.is_dir(),
+        f"{key}={given} is a folder; give the path of a CSV file in it, e.g. {example}.",
+    )
+    require(
         path.is_file(), f"{key}={given}: no such file; give the path of a CSV file, e.g. {example}."
     )
     try:
         with path.open(newline="", encoding="utf-8-sig") as file:  # -sig: Excel's byte-order mark
-            reader = csv.reader(file)
+            delimiter = delimiter_of(file)
+            reader = csv.reader(file, delimiter=delimiter)
             header = [name.strip() for name in next(reader, [])]
             require(
                 any(header),
@@ -90,6 +97,8 @@ def read_table(given: str, key: str) -> Table:
                     "missing value).",
                 )
                 cells.append([cell.strip() for cell in row])
+                if delimiter == ";":  # a decimal-comma locale: 2,5 is the number 2.5
+                    cells[-1] = [decimal_point(cell) for cell in cells[-1]]
                 lines.append(reader.line_num)
     except UnicodeDecodeError as error:
         raise UserError(f"{path} is not a text CSV file; give a CSV file ({example}).") from error
@@ -100,6 +109,35 @@ def read_table(given: str, key: str) -> Table:
     require(bool(cells), f"{path} has a header but no rows; the table is empty.")
     columns = {name: [row[i] for row in cells] for i, name in enumerate(header)}
     return Table(path, header, columns, lines, list(range(1, len(lines) + 1)))
+
+
+# Separators besides the comma, tried only when the header has no comma: spreadsheets in many
+# locales save "CSV" with semicolons (the comma being their decimal mark), and tabs are common.
+OTHER_DELIMITERS = ";\t|"
+
+
+DECIMAL_COMMA = re.compile(r"[+-]?\d+,\d+([eE][+-]?\d+)?")
+
+
+def decimal_point(cell: str) -> str:
+    """A number written with a decimal comma (2,5) with a point instead (2.5); other cells as
+    they are."""
+    return cell.replace(",", ".") if DECIMAL_COMMA.fullmatch(cell) else cell
+
+
+def delimiter_of(file: TextIO) -> str:
+    """The file's cell separator: a comma whenever the first line has one (so that a comma
+    file never changes meaning), else the one of ; tab | that splits its first lines alike.
+    Leaves the file at its start."""
+    sample = file.read(64 * 1024)
+    file.seek(0)
+    header = sample.splitlines()[0] if sample else ""
+    if "," in header or not any(mark in header for mark in OTHER_DELIMITERS):
+        return ","
+    try:
+        return csv.Sniffer().sniff(sample, delimiters=OTHER_DELIMITERS).delimiter
+    except csv.Error:  # not consistent over the sample: the header's most frequent mark
+        return max(OTHER_DELIMITERS, key=header.count)
 
 
 def check_header(path: Path, header: list[str]) -> None:

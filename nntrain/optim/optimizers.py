@@ -58,6 +58,14 @@ def param_groups(model: nn.Module, lr: float | None = None) -> list[dict[str, An
     return result
 
 
+def check_config_lr(lr: object) -> None:
+    """optimizer.lr as the command line gives it: a number > 0 (or absent: the class default)."""
+    require(
+        lr is None or not isinstance(lr, int | float) or (is_number(lr) and lr > 0),
+        f"optimizer.lr must be a number > 0, got {lr!r}; for example optimizer.lr=1e-3.",
+    )
+
+
 def build_optimizer(
     optimizer: Callable[..., torch.optim.Optimizer], model: nn.Module, fused: bool | str = "auto"
 ) -> torch.optim.Optimizer:

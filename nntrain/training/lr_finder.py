@@ -136,6 +136,11 @@ def range_test(
     initial = copy.deepcopy(model.state_dict())  # the test trains a copy of these weights
     opt = build_optimizer(optimizer, model, trainer.fused_optimizer)
     base = float(opt.defaults["lr"])  # optimizer.lr; other groups keep their ratio to it
+    require(
+        base > 0,
+        f"optimizer.lr must be a number > 0, got {base:g}: the range test keeps each parameter "
+        "group's lr in its ratio to it; leave optimizer.lr at its default or set e.g. 1e-3.",
+    )
     schedule = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: settings.lr_at(step) / base)
     regression = task_of(data) == "regression"
     parts = StepParts(
