@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import logging
 import os
+import re
 import shutil
 from pathlib import Path
 from typing import Literal
@@ -65,9 +67,23 @@ def saved_any(run_dir: Path) -> bool:
 UNSAVED_RUN_FILES = (".hydra", "tb", "train.log", "status.json", "model_summary.txt", CHECKPOINTS)
 
 
+DAY_FOLDER = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
+def stop_logging_into(run_dir: Path) -> None:
+    """Close and drop the logging handlers that write files in run_dir (Hydra's train.log)."""
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        filename = getattr(handler, "baseFilename", None)
+        if filename and Path(filename).parent.resolve() == run_dir.resolve():
+            root.removeHandler(handler)
+            handler.close()
+
+
 def remove_unsaved(run_dir: Path) -> None:
     """Remove what a run wrote before it saved anything, and the directory once it is empty
     (a folder the user gave, that held other files, keeps them)."""
+    stop_logging_into(run_dir)  # or the error line that follows would write train.log anew
     for name in UNSAVED_RUN_FILES:
         path = run_dir / name
         if path.is_dir():
@@ -77,9 +93,13 @@ def remove_unsaved(run_dir: Path) -> None:
     (run_dir / CLAIM).unlink(missing_ok=True)
     with contextlib.suppress(OSError):
         run_dir.rmdir()  # only when empty
-        run_dir.parent.rmdir()  # the day's folder, when this was its only run
-        if run_dir.parent.parent.name == "outputs":  # and the default root, when it was the first
-            run_dir.parent.parent.rmdir()
+        # In the default layout, outputs/<day>/<run>: the day's folder when this was its only
+        # run, and outputs/ when it was the first. Never a folder the user chose (hydra.run.dir
+        # =run in an empty directory must not take that directory with it).
+        day = run_dir.parent
+        if DAY_FOLDER.fullmatch(day.name) and day.parent.name == "outputs":
+            day.rmdir()
+            day.parent.rmdir()
 
 
 def remove_stale_temporaries(run_dir: Path) -> list[Path]:

@@ -141,9 +141,12 @@ def test_a_refused_run_leaves_no_directory(tmp_path):
     assert one_error_line(done) == (
         "Error: data.batch_size must be a positive integer, got 0; for example data.batch_size=64."
     )
-    assert run_dirs(tmp_path) == []
-    done = run_nntrain(*SMOKE, "hydra.run.dir=given", "optimizer.lr=-1", cwd=tmp_path)
-    assert done.returncode == 1 and not (tmp_path / "given").exists()
+    assert list(tmp_path.iterdir()) == []  # not even an empty outputs/
+    # A run dir of the user's in an empty directory: the directory stays (it did not).
+    (tmp_path / "empty").mkdir()
+    done = run_nntrain(*SMOKE, "hydra.run.dir=given", "optimizer.lr=-1", cwd=tmp_path / "empty")
+    assert done.returncode == 1 and list(tmp_path.iterdir()) == [tmp_path / "empty"]
+    assert list((tmp_path / "empty").iterdir()) == []
 
 
 def test_an_unwritable_run_directory_is_one_sentence(tmp_path):
@@ -196,7 +199,7 @@ def test_ctrl_c_while_starting_is_one_line_and_leaves_nothing(tmp_path):
     _, stderr = process.communicate(timeout=120)
     assert process.returncode == 130 and "Traceback" not in stderr, stderr
     assert one_error_line((130, stderr)).startswith("Error: interrupted by SIGINT")
-    assert run_dirs(tmp_path) == [] or not any(run_dirs(tmp_path)[0].iterdir())
+    assert list(tmp_path.iterdir()) == []  # no run dir, no train.log, no outputs/
 
 
 # nntrain with SIGINT delivered to itself as its final test starts: a real signal, timed exactly.
@@ -585,3 +588,17 @@ def test_ctrl_c_in_eval_and_predict_is_one_line(command, delay, smoke_run, tmp_p
     if process.returncode != 0:
         assert process.returncode == 130
         assert one_error_line((130, stderr)) == "Error: interrupted by SIGINT."
+
+
+def test_removing_an_unsaved_run_takes_only_the_folders_nntrain_made(tmp_path):
+    from nntrain import runs
+
+    default = tmp_path / "outputs" / "2026-11-30" / "10-00-00-mlp-digits"
+    chosen = tmp_path / "work" / "run"
+    for run_dir in (default, chosen):
+        (run_dir / "tb").mkdir(parents=True)
+        (run_dir / "train.log").write_text("started\n")
+        runs.remove_unsaved(run_dir)
+    # outputs/<day>/<run> went whole; of work/run only run (work is the user's folder).
+    assert list(tmp_path.iterdir()) == [tmp_path / "work"]
+    assert list((tmp_path / "work").iterdir()) == []

@@ -382,6 +382,8 @@ def train_app(cfg: DictConfig) -> float:
             )
         else:
             print_error("interrupted by SIGINT before the first checkpoint; nothing was saved.")
+            # Also before the task began (train's own clean-up did not run): Hydra's train.log.
+            runs.remove_unsaved(run_dir)
         sys.exit(130)
 
 
