@@ -147,6 +147,28 @@ def test_early_stopping_counts_epochs_without_improvement_beyond_min_delta():
     assert stopper.best == 0.62 and stopper.best_epoch == 3
 
 
+def test_among_epochs_of_the_best_accuracy_best_pt_is_the_one_with_the_lowest_loss():
+    # Iris' 15 validation rows: the accuracy moves in steps of 1/15, so epochs tie. best.pt
+    # moves to a tied epoch with a lower val/loss; patience still counts from the first.
+    stopper = EarlyStopping(monitor="val/acc", mode="max", patience=3)
+    assert stopper.tie_breaker == "val/loss"
+    epochs = [(0.8, 0.9), (0.9333, 0.30), (0.9333, 0.25), (0.9333, 0.27), (0.8667, 0.2)]
+    best_pt = [stopper.update(acc, epoch, loss) for epoch, (acc, loss) in enumerate(epochs)]
+    assert best_pt == [True, True, True, False, False]
+    assert (stopper.best, stopper.best_epoch, stopper.improved_epoch) == (0.9333, 2, 1)
+    assert stopper.should_stop  # 3 epochs since the accuracy last rose (epoch 1)
+    # The state survives a checkpoint; one written before ties has no tie-break fields.
+    restored = EarlyStopping(monitor="val/acc", mode="max", patience=3)
+    restored.load_state_dict(stopper.state_dict())
+    assert restored.state_dict() == stopper.state_dict()
+    restored.load_state_dict({"best": 0.9, "best_epoch": 4, "wait": 1})
+    assert (restored.improved_epoch, restored.best_tie_break) == (4, math.inf)
+    # A loss monitor has no tie-break: an equal loss is no better.
+    by_loss = EarlyStopping(monitor="val/loss", mode="min")
+    assert by_loss.tie_breaker is None
+    assert [by_loss.update(0.5, 0, 0.1), by_loss.update(0.5, 1, 0.0)] == [True, False]
+
+
 class RecordingSGD(torch.optim.SGD):
     """SGD that records the global gradient norm it is asked to apply."""
 

@@ -16,9 +16,18 @@ REGRESSION_MONITORS = tuple(
 )
 
 
+# An accuracy on a small split moves in coarse steps (1/15 on iris' validation rows), so several
+# epochs often share the best one; among them best.pt is the epoch with the lowest loss of the
+# same split, rather than the first (which is the least trained).
+TIE_BREAKERS = {"val/acc": "val/loss", "train/acc": "train/loss"}
+
+
 class EarlyStopping:
     """Stops when `monitor` has not improved by more than min_delta for `patience` epochs.
 
+    best.pt is the epoch with the best monitor value; for an accuracy, of the epochs that
+    reach the best value, the one with the lowest loss (TIE_BREAKERS). Such a tie does not
+    count as an improvement for patience.
     patience=None never stops (the monitor still decides which checkpoint is best.pt).
     monitor="none": no metric picks the weights: every epoch counts as the best, so best.pt
     and the test are the final weights (a schedule that ends where it should, as the
@@ -55,29 +64,42 @@ class EarlyStopping:
         self.patience = patience
         self.min_delta = float(min_delta)
         self.best = math.inf if mode == "min" else -math.inf
-        self.best_epoch = -1
+        self.best_epoch = -1  # the epoch of best.pt
+        self.improved_epoch = -1  # the epoch that first reached the best value
+        self.best_tie_break = math.inf  # the loss at best_epoch (accuracy monitors)
         self.wait = 0
 
-    def update(self, value: float, epoch: int) -> bool:
-        """Record this epoch's value; True when it is a new best (then best.pt is written)."""
+    @property
+    def tie_breaker(self) -> str | None:
+        """The metric that decides between epochs with the same best value, if any."""
+        return TIE_BREAKERS.get(self.monitor) if self.mode == "max" else None
+
+    def update(self, value: float, epoch: int, tie_break: float = math.nan) -> bool:
+        """Record this epoch's value (and its tie_breaker's); True when its weights become
+        best.pt: a new best value, or the best value again with a lower tie_break loss."""
         if self.monitor == NO_MONITOR:  # the latest epoch is the one kept
-            self.best, self.best_epoch, self.wait = value, epoch, 0
+            self.best, self.best_epoch, self.improved_epoch, self.wait = value, epoch, epoch, 0
             return True
         if self.mode == "max":
             improved = value > self.best + self.min_delta
         else:
             improved = value < self.best - self.min_delta
         if improved:
-            self.best, self.best_epoch, self.wait = value, epoch, 0
-        else:
-            self.wait += 1
-        return improved
+            self.best, self.best_epoch, self.improved_epoch, self.wait = value, epoch, epoch, 0
+            self.best_tie_break = tie_break if not math.isnan(tie_break) else math.inf
+            return True
+        self.wait += 1
+        if self.tie_breaker and value == self.best and tie_break < self.best_tie_break:
+            self.best_epoch, self.best_tie_break = epoch, tie_break
+            return True
+        return False
 
     def restarted(self) -> EarlyStopping:
         """The same rule with no epoch seen yet: each fit counts from the start."""
         fresh = copy.copy(self)
         fresh.best = math.inf if self.mode == "min" else -math.inf
-        fresh.best_epoch, fresh.wait = -1, 0
+        fresh.best_epoch, fresh.improved_epoch, fresh.wait = -1, -1, 0
+        fresh.best_tie_break = math.inf
         return fresh
 
     @property
@@ -85,7 +107,16 @@ class EarlyStopping:
         return self.patience is not None and self.wait >= self.patience
 
     def state_dict(self) -> dict[str, Any]:
-        return {"best": self.best, "best_epoch": self.best_epoch, "wait": self.wait}
+        return {
+            "best": self.best,
+            "best_epoch": self.best_epoch,
+            "improved_epoch": self.improved_epoch,
+            "best_tie_break": self.best_tie_break,
+            "wait": self.wait,
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.best, self.best_epoch, self.wait = state["best"], state["best_epoch"], state["wait"]
+        # Checkpoints written before ties were broken have neither.
+        self.improved_epoch = state.get("improved_epoch", self.best_epoch)
+        self.best_tie_break = state.get("best_tie_break", math.inf)

@@ -466,7 +466,11 @@ class Trainer:
         state.history.append({"epoch": state.epoch, **metrics})  # for curves.png
         if isinstance(state.scheduler, PlateauSchedule):  # its lr for the next epoch
             state.scheduler.step(metrics[str(state.scheduler.monitor)])
-        improved = stopper.update(metrics.get(stopper.monitor, math.nan), state.epoch - 1)
+        improved = stopper.update(
+            metrics.get(stopper.monitor, math.nan),
+            state.epoch - 1,
+            metrics.get(stopper.tie_breaker or "", math.nan),
+        )
         if improved:
             state.best_metrics = {"val/loss": val_loss, **{f"val/{n}": val[n] for n in names}}
         checkpoint = state.checkpoint(metrics=metrics, **run.metadata)
@@ -485,9 +489,15 @@ class Trainer:
         if signum is not None:
             raise TrainingInterrupted(signum, state.step)
         if stopper.should_stop:
+            tie = (
+                f"; best.pt is epoch {stopper.best_epoch + 1}, of those epochs the one with the "
+                f"lowest {stopper.tie_breaker}"
+                if stopper.best_epoch != stopper.improved_epoch
+                else ""
+            )
             log.info(
                 f"early stopping: {stopper.monitor} has not improved for {stopper.wait} epochs "
-                f"(best {stopper.best:.4f} at epoch {stopper.best_epoch + 1})"
+                f"(best {stopper.best:.4f}, first at epoch {stopper.improved_epoch + 1}{tie})"
             )
 
     def _finish(self, run: Run) -> dict[str, float]:
