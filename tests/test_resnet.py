@@ -196,3 +196,24 @@ def test_resnet18_config_builds_and_refuses_tabular_data():
         UserError, match=r"^model\.unfreeze_at_epoch needs model\.freeze_backbone=true"
     ):
         ResNet18((3, 32, 32), num_classes=2, unfreeze_at_epoch=2)
+
+
+def test_a_pretrained_run_on_small_images_is_rebuilt_with_its_own_stem(hub_weights, tmp_path):
+    """Pretrained weights keep the 7x7 stem on 8x8 digits (small_input=auto); nntrain-eval,
+    -predict and -export rebuild the model without them and must not switch to the 3x3 stem."""
+    from nntrain.commands.train import run
+    from nntrain.inference.trained_run import build_model, load_run
+
+    short = ("trainer.max_epochs=1", "trainer.limit_train_batches=1", "trainer.limit_val_batches=1")
+    cfg = compose_config(
+        "model=resnet18",
+        "model.pretrained=true",
+        "trainer=debug",
+        "trainer.report_images=false",
+        *short,
+    )
+    run(cfg, str(tmp_path / "run"))
+    model = build_model(load_run(tmp_path / "run"))
+    assert model.backbone.conv1.kernel_size == (7, 7)
+    saved = load_checkpoint(tmp_path / "run" / "checkpoints" / "best.pt")["model"]
+    assert all(torch.equal(value, saved[key]) for key, value in model.state_dict().items())
