@@ -358,3 +358,25 @@ def test_tilde_in_inputs_and_ckpt_means_the_home_directory(digits, tmp_path):
         f"Error: checkpoint {tmp_path}/run does not exist; pass the path of a .pt file in a "
         "run's checkpoints/ folder."
     )
+
+
+def test_output_that_is_an_image_of_the_inputs_folder_is_refused(tmp_path):
+    from omegaconf import OmegaConf
+
+    from nntrain.commands.predict import predict
+    from nntrain.errors import UserError
+
+    make_split(tmp_path / "photos", per_class=2, colours={"cat": (200, 40, 40)})
+    photo = tmp_path / "photos" / "cat" / "00.png"
+    before = photo.read_bytes()
+    cfg = OmegaConf.create(
+        {"ckpt": str(tmp_path / "run"), "inputs": str(tmp_path / "photos"), "output": str(photo)}
+        | {"top_k": 3, "batch_size": None, "device": "cpu"}
+    )
+    with pytest.raises(UserError) as caught:
+        predict(cfg)
+    assert str(caught.value) == (
+        f"output {photo} is one of the images in {tmp_path / 'photos'}; give another file "
+        "name, e.g. output=predictions.csv."
+    )
+    assert photo.read_bytes() == before
