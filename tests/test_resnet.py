@@ -60,6 +60,7 @@ def test_pretrained_weights_come_from_the_torch_hub_cache(hub_weights):
 
 def test_offline_and_not_cached_is_one_clear_message(tmp_path, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.setattr("nntrain.models.resnet.unreachable_reason", lambda url: None)
 
     def offline(*args, **kwargs):
         raise urllib.error.URLError("no network (test)")
@@ -73,6 +74,19 @@ def test_offline_and_not_cached_is_one_clear_message(tmp_path, monkeypatch):
         f"(no network (test)); download https://download.pytorch.org/models/{WEIGHTS_FILE} and put "
         f"it there as {WEIGHTS_FILE} (TORCH_HOME moves this cache), or pass model.weights_path=FILE."
     )
+
+
+def test_an_unreachable_host_is_one_sentence_without_torchs_download_line(
+    tmp_path, monkeypatch, capfd
+):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.setattr(
+        "nntrain.models.resnet.unreachable_reason", lambda url: "cannot reach the host: offline"
+    )
+    with pytest.raises(UserError) as error:
+        ResNet18((3, 32, 32), num_classes=10, pretrained=True)
+    assert "(cannot reach the host: offline); download https://" in str(error.value)
+    assert capfd.readouterr().err == ""  # torch.hub's "Downloading: ..." line came before
 
 
 def test_weights_path_loads_a_local_state_dict(tmp_path):
