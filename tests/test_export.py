@@ -73,6 +73,14 @@ def test_torchscript_loads_without_nntrain_and_gives_the_models_outputs(trained,
     with torch.no_grad():
         torch.testing.assert_close(loaded(x), the_model(trained)(x), rtol=1e-6, atol=1e-6)
     assert json.loads(description.read_text())["files"] == {"torchscript": "model.torchscript.pt"}
+    # given back as a checkpoint (nntrain-predict ckpt=deploy/model.torchscript.pt): our
+    # sentence, not torch's advice to load it with weights_only=False
+    with pytest.raises(UserError) as caught:
+        load_checkpoint(path)
+    assert str(caught.value) == (
+        f"{path} is a TorchScript model (as nntrain-export writes), not a checkpoint; pass a run "
+        "directory or its checkpoints/best.pt."
+    )
 
 
 def test_safetensors_weights_load_back_bitwise_equal(trained, tmp_path):
