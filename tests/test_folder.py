@@ -236,6 +236,16 @@ def test_linked_folders_are_followed_and_a_link_loop_lists_each_image_once(root,
     assert list_images(cat) == sorted([*before, cat / "more" / "00.png", cat / "more" / "01.png"])
 
 
+def test_an_empty_class_folder_of_test_gets_advice_that_leads_to_a_run(root):
+    # "remove it" would only make test/ lack a class of train/.
+    make_split(root / "test", per_class=1, colours={"cat": (1, 2, 3), "dog": (4, 5, 6)})
+    (root / "test" / "emu").mkdir()
+    assert error_of(root) == (
+        f"class folder {root}/test/emu has no images (.jpg .jpeg .png .ppm .bmp .pgm .tif .tiff "
+        f".webp); add images to it, or remove {root}/test to split test images off train/."
+    )
+
+
 def test_val_classes_must_match_train(root):
     make_split(
         root / "val", per_class=1, colours={"cat": (1, 2, 3), "dog": (4, 5, 6), "fox": (7, 8, 9)}

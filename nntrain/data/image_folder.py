@@ -102,10 +102,16 @@ def read_class(folder: Path) -> list[Path]:
     """The image files of a class folder, each checked to open: a corrupt file should stop the
     run now, not hours into training (PIL reads only the header here)."""
     images = list_images(folder)
+    split = folder.parent
+    # Removing an empty class folder of val/ or test/ would only break the rule that they
+    # have train/'s class folders: the way out there is to drop the whole folder.
+    fix = (
+        "add images to it or remove it"
+        if split.name == "train"
+        else f"add images to it, or remove {split} to split {split.name} images off train/"
+    )
     require(
-        bool(images),
-        f"class folder {folder} has no images ({' '.join(IMG_EXTENSIONS)}); "
-        "add images to it or remove it.",
+        bool(images), f"class folder {folder} has no images ({' '.join(IMG_EXTENSIONS)}); {fix}."
     )
     for path in images:
         try:
