@@ -97,6 +97,13 @@ def test_missing_data_without_download_names_the_files_and_the_folder(tmp_path):
         f"https://www.cs.toronto.edu/~kriz/ into {tmp_path} (nntrain checks and unpacks them), "
         "or set data.download=true to fetch it."
     )
+    (tmp_path / "cifar").write_text("a file, not a folder")
+    with pytest.raises(UserError) as error:
+        TorchvisionData("cifar10", root=str(tmp_path / "cifar"), download=True)
+    assert str(error.value) == (
+        f"data.root {tmp_path}/cifar is a file, not a folder; set data.root (or NNTRAIN_DATA_DIR) "
+        "to the folder that holds the data sets, e.g. data.root=~/data."
+    )
 
 
 def test_offline_download_fails_fast_with_a_clear_message(tmp_path, monkeypatch):

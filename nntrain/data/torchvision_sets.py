@@ -194,6 +194,11 @@ class TorchvisionData(InMemoryData):
         spec = SPECS[dataset]
         self.name = dataset
         self.root = Path(os.path.expanduser(root or default_root()))
+        require(
+            not self.root.exists() or self.root.is_dir(),
+            f"data.root {self.root} is a file, not a folder; set data.root (or NNTRAIN_DATA_DIR) "
+            "to the folder that holds the data sets, e.g. data.root=~/data.",
+        )
         train_set = self._load(spec, download, train=True)
         test_set = self._load(spec, download, train=False)
         train_images, train_targets = as_tensors(train_set)
