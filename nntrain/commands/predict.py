@@ -73,15 +73,20 @@ def load_image(path: Path, spec: dict[str, Any]) -> torch.Tensor:
 
 
 def read_table(path: Path, spec: dict[str, Any]) -> torch.Tensor:
-    """The feature columns of a CSV file (any order, extra columns ignored), standardised."""
+    """The feature columns of a CSV file (any order, extra columns ignored), standardised.
+    Separated as data=csv reads a table: commas, else semicolons (with decimal commas), tabs
+    or |."""
     import torch
+
+    from nntrain.data.table_file import decimal_point, delimiter_of
 
     names = list(spec["feature_names"])
     expected = f"the columns {', '.join(names)} (in any order; other columns are ignored)"
     rows: list[list[float]] = []
     try:
         with path.open(newline="", encoding="utf-8-sig") as file:  # -sig: Excel's byte-order mark
-            reader = csv.reader(file)
+            delimiter = delimiter_of(file)
+            reader = csv.reader(file, delimiter=delimiter)
             header = [name.strip() for name in next(reader, [])]
             require(any(header), f"{path} is empty; it needs a header row with {expected}.")
             missing = [name for name in names if name not in header]
@@ -97,6 +102,7 @@ def read_table(path: Path, spec: dict[str, Any]) -> torch.Tensor:
                 rows.append([])
                 for name, column in zip(names, columns, strict=True):
                     text = row[column].strip()
+                    text = decimal_point(text) if delimiter == ";" else text
                     require(
                         math.isfinite(value := parse_float(text)),
                         f"{path}, row {len(rows)} (line {reader.line_num}): column '{name}' holds "
