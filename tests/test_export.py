@@ -99,6 +99,22 @@ def test_a_missing_checkpoint_is_one_sentence(tmp_path):
         exported(tmp_path / "nothing", "torchscript")
 
 
+@pytest.mark.parametrize("in_the_way", ["model.torchscript.pt", "model.json"])
+def test_a_folder_in_the_way_of_a_file_is_one_sentence_and_nothing_is_written(
+    in_the_way, trained, tmp_path
+):
+    # was "torchscript export of MLP failed ...; try another format", or a traceback after
+    # writing the model without its model.json
+    (tmp_path / "deploy" / in_the_way).mkdir(parents=True)
+    with pytest.raises(UserError) as caught:
+        exported(trained, "torchscript", tmp_path / "deploy")
+    assert str(caught.value) == (
+        f"cannot write {tmp_path}/deploy/{in_the_way}: a folder of that name is in the way; "
+        "move it, or give another folder with output=DIR."
+    )
+    assert [p.name for p in (tmp_path / "deploy").iterdir()] == [in_the_way]
+
+
 def test_cli_refuses_an_unknown_format_in_one_sentence(trained, tmp_path):
     script = str(Path(sys.executable).with_name("nntrain-export"))
     done = subprocess.run(
