@@ -155,6 +155,11 @@ def test_missing_root_no_train_folder_and_no_classes(tmp_path):
         f"{missing} has no train/ folder; put the training images in {missing}/train/<class>/, "
         "one sub-folder per class."
     )
+    make_split(tmp_path / "flowers" / "train", per_class=1)
+    assert error_of(root := tmp_path / "flowers" / "train") == (  # a common slip
+        f"data.root {root} is a train/ folder; set data.root to the folder that holds it, "
+        f"data.root={tmp_path}/flowers."
+    )
     (missing / "train" / ".ipynb_checkpoints").mkdir(parents=True)
     assert error_of(missing) == (
         f"{missing}/train has no class folders; put each class's images in a sub-folder named "

@@ -364,6 +364,11 @@ class ImageFolderData:
             "with the same class folders), e.g. data.root=$HOME/flowers.",
         )
         require(
+            root.name != "train" or train_dir.is_dir(),  # pointing at train/ itself
+            f"data.root {root} is a train/ folder; set data.root to the folder that holds it, "
+            f"data.root={root.parent}.",
+        )
+        require(
             train_dir.is_dir(),
             f"{root} has no train/ folder; put the training images in {train_dir}/<class>/, "
             "one sub-folder per class.",
