@@ -257,7 +257,7 @@ class TorchvisionData(InMemoryData):
         if download:
             return self._download(cls, spec, train, (source, files), problem)
         where = (
-            f"was not found in {self.root}"
+            f"was not found in {root}"
             if problem is None
             else f"in {root} cannot be used: {problem}"
         )
