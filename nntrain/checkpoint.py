@@ -71,6 +71,11 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
             f"loaded (loading it could run code from the file: it refers to {found.group(1)})."
         ) from error
     except Exception as error:  # random bytes fail in many ways (IndexError, KeyError, ...)
+        if "TorchScript" in str(error):  # torch's own advice (weights_only=False) is not ours
+            raise UserError(
+                f"{path} is a TorchScript model (as nntrain-export writes), not a checkpoint; "
+                "pass a run directory or its checkpoints/best.pt."
+            ) from error
         raise UserError(
             f"checkpoint {path} is damaged or not a checkpoint ({first_line(error)}); "
             "use another checkpoint, e.g. last.pt or best.pt of the same run."

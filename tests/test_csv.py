@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from nntrain.commands import train as cli
-from nntrain.data.csv_table import CsvTable
+from nntrain.data.csv_table import CsvTable, prepare_new_rows
 from nntrain.data.in_memory import split_indices
 from nntrain.data.tabular import Subscription
 from nntrain.errors import UserError
@@ -121,6 +121,19 @@ def test_predict_on_reordered_columns_with_an_unseen_category_equals_evaluation(
         p["predicted"] == row["bought"] for p, row in zip(predictions, test_rows, strict=True)
     )
     assert right / len(test_rows) == pytest.approx(read_metrics(run_dir)["test/acc"])
+
+
+def test_a_text_cell_in_a_numeric_column_of_new_rows_gets_advice_for_prediction(trained, tmp_path):
+    # data.categorical cannot change a trained model: the advice is the cell's alone.
+    run_dir, _, rows, _ = trained
+    write_rows(tmp_path / "new.csv", [rows[0], {**rows[1], "income": "n/a yet"}])
+    with pytest.raises(UserError) as caught:
+        prepare_new_rows(str(tmp_path / "new.csv"), load_run(run_dir).inputs)
+    assert str(caught.value) == (
+        "new.csv row 2 (line 3): column 'income' holds 'n/a yet', which is not a number, and "
+        "the column is numeric; fix the cell or leave it empty (a missing value): the trained "
+        "model reads it as a number."
+    )
 
 
 def test_eval_ranks_the_table_columns_not_the_one_hot_inputs(trained):

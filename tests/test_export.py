@@ -73,6 +73,14 @@ def test_torchscript_loads_without_nntrain_and_gives_the_models_outputs(trained,
     with torch.no_grad():
         torch.testing.assert_close(loaded(x), the_model(trained)(x), rtol=1e-6, atol=1e-6)
     assert json.loads(description.read_text())["files"] == {"torchscript": "model.torchscript.pt"}
+    # given back as a checkpoint (nntrain-predict ckpt=deploy/model.torchscript.pt): our
+    # sentence, not torch's advice to load it with weights_only=False
+    with pytest.raises(UserError) as caught:
+        load_checkpoint(path)
+    assert str(caught.value) == (
+        f"{path} is a TorchScript model (as nntrain-export writes), not a checkpoint; pass a run "
+        "directory or its checkpoints/best.pt."
+    )
 
 
 def test_safetensors_weights_load_back_bitwise_equal(trained, tmp_path):
@@ -89,6 +97,22 @@ def test_safetensors_weights_load_back_bitwise_equal(trained, tmp_path):
 def test_a_missing_checkpoint_is_one_sentence(tmp_path):
     with pytest.raises(UserError, match=r"^ckpt=.*nothing does not exist; give a run directory"):
         exported(tmp_path / "nothing", "torchscript")
+
+
+@pytest.mark.parametrize("in_the_way", ["model.torchscript.pt", "model.json"])
+def test_a_folder_in_the_way_of_a_file_is_one_sentence_and_nothing_is_written(
+    in_the_way, trained, tmp_path
+):
+    # was "torchscript export of MLP failed ...; try another format", or a traceback after
+    # writing the model without its model.json
+    (tmp_path / "deploy" / in_the_way).mkdir(parents=True)
+    with pytest.raises(UserError) as caught:
+        exported(trained, "torchscript", tmp_path / "deploy")
+    assert str(caught.value) == (
+        f"cannot write {tmp_path}/deploy/{in_the_way}: a folder of that name is in the way; "
+        "move it, or give another folder with output=DIR."
+    )
+    assert [p.name for p in (tmp_path / "deploy").iterdir()] == [in_the_way]
 
 
 def test_cli_refuses_an_unknown_format_in_one_sentence(trained, tmp_path):

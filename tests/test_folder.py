@@ -6,12 +6,13 @@ import json
 import random
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image
 
 from nntrain.commands import train as cli
-from nntrain.data.image_folder import ImageFolderData, load_rgb
+from nntrain.data.image_folder import ImageFolderData, list_images, load_rgb
 from nntrain.errors import UserError
 from tests.conftest import compose_config
 
@@ -154,6 +155,11 @@ def test_missing_root_no_train_folder_and_no_classes(tmp_path):
         f"{missing} has no train/ folder; put the training images in {missing}/train/<class>/, "
         "one sub-folder per class."
     )
+    make_split(tmp_path / "flowers" / "train", per_class=1)
+    assert error_of(root := tmp_path / "flowers" / "train") == (  # a common slip
+        f"data.root {root} is a train/ folder; set data.root to the folder that holds it, "
+        f"data.root={tmp_path}/flowers."
+    )
     (missing / "train" / ".ipynb_checkpoints").mkdir(parents=True)
     assert error_of(missing) == (
         f"{missing}/train has no class folders; put each class's images in a sub-folder named "
@@ -198,6 +204,51 @@ def test_a_truncated_file_stops_with_one_sentence(root, workers):
     with pytest.raises(UserError) as caught:
         list(data.train_loader())
     assert str(caught.value) == message
+
+
+@pytest.mark.parametrize("mode", ["I;16", "F"])
+def test_16_bit_and_float_images_stop_the_run_before_training(root, mode):
+    # PIL's convert("RGB") clips them to white: the model would train on blank images.
+    deep = root / "train" / "dog" / ("deep.png" if mode == "I;16" else "deep.tif")
+    pixels = np.full((24, 20), 40_000, dtype=np.uint16 if mode == "I;16" else np.float32)
+    Image.fromarray(pixels).save(deep)
+    assert error_of(root) == (
+        f"cannot use the image {deep}: its mode {mode!r} does not convert faithfully to 8-bit "
+        "grayscale or RGB; save it as an 8-bit image (one of the modes 1, L, LA, P, RGB, "
+        "RGBA, CMYK, YCbCr)."
+    )
+
+
+def test_an_image_over_pils_pixel_limit_is_named_in_one_sentence(root, monkeypatch):
+    # 20 x 24 = 480 pixels; PIL refuses an image over twice MAX_IMAGE_PIXELS.
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 200)
+    first = root / "train" / "cat" / "00.png"
+    assert error_of(root) == (
+        f"the image {first} has more than the 400 pixels PIL opens (its guard against "
+        "decompression bombs); downscale it or delete it."
+    )
+    with pytest.raises(UserError, match=r"^the image .*00\.png has more than the 400 pixels"):
+        load_rgb(first)
+
+
+def test_linked_folders_are_followed_and_a_link_loop_lists_each_image_once(root, tmp_path):
+    cat = root / "train" / "cat"
+    before = list_images(cat)
+    assert len(before) == 8
+    (cat / "again").symlink_to(cat)  # a loop: cat/again/again/... is cat
+    make_split(tmp_path / "more", per_class=2, colours={"cats": (200, 40, 40)})
+    (cat / "more").symlink_to(tmp_path / "more" / "cats")  # a real folder elsewhere: followed
+    assert list_images(cat) == sorted([*before, cat / "more" / "00.png", cat / "more" / "01.png"])
+
+
+def test_an_empty_class_folder_of_test_gets_advice_that_leads_to_a_run(root):
+    # "remove it" would only make test/ lack a class of train/.
+    make_split(root / "test", per_class=1, colours={"cat": (1, 2, 3), "dog": (4, 5, 6)})
+    (root / "test" / "emu").mkdir()
+    assert error_of(root) == (
+        f"class folder {root}/test/emu has no images (.jpg .jpeg .png .ppm .bmp .pgm .tif .tiff "
+        f".webp); add images to it, or remove {root}/test to split test images off train/."
+    )
 
 
 def test_val_classes_must_match_train(root):

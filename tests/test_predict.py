@@ -358,3 +358,41 @@ def test_tilde_in_inputs_and_ckpt_means_the_home_directory(digits, tmp_path):
         f"Error: checkpoint {tmp_path}/run does not exist; pass the path of a .pt file in a "
         "run's checkpoints/ folder."
     )
+
+
+def test_output_that_is_an_image_of_the_inputs_folder_is_refused(tmp_path):
+    from omegaconf import OmegaConf
+
+    from nntrain.commands.predict import predict
+    from nntrain.errors import UserError
+
+    make_split(tmp_path / "photos", per_class=2, colours={"cat": (200, 40, 40)})
+    photo = tmp_path / "photos" / "cat" / "00.png"
+    before = photo.read_bytes()
+    cfg = OmegaConf.create(
+        {"ckpt": str(tmp_path / "run"), "inputs": str(tmp_path / "photos"), "output": str(photo)}
+        | {"top_k": 3, "batch_size": None, "device": "cpu"}
+    )
+    with pytest.raises(UserError) as caught:
+        predict(cfg)
+    assert str(caught.value) == (
+        f"output {photo} is one of the images in {tmp_path / 'photos'}; give another file "
+        "name, e.g. output=predictions.csv."
+    )
+    assert photo.read_bytes() == before
+
+
+@pytest.mark.parametrize("separator", [";", "\t"])
+def test_a_semicolon_or_tab_csv_reads_as_the_comma_one_for_a_tabular_model(separator, tmp_path):
+    # data=csv reads these (README: "Your own data"); a built-in tabular model's predict did not
+    # and said the file lacked the very columns its header names.
+    from nntrain.commands.predict import read_table
+
+    spec = {"feature_names": ["age", "income"], "mean": [40.0, 5e4], "std": [10.0, 2e4]}
+    (tmp_path / "comma.csv").write_text("income,age,note\n60000.5,30,a\n41000,52,b\n")
+    number = "60000,5" if separator == ";" else "60000.5"
+    rows = ["income", "age", "note"], [number, "30", "a"], ["41000", "52", "b"]
+    (tmp_path / "other.csv").write_text("".join(separator.join(row) + "\n" for row in rows))
+    expected = read_table(tmp_path / "comma.csv", spec)
+    assert torch.equal(read_table(tmp_path / "other.csv", spec), expected)
+    assert expected[0].tolist() == pytest.approx([-1.0, 0.500025])

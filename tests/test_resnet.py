@@ -60,6 +60,7 @@ def test_pretrained_weights_come_from_the_torch_hub_cache(hub_weights):
 
 def test_offline_and_not_cached_is_one_clear_message(tmp_path, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.setattr("nntrain.models.resnet.unreachable_reason", lambda url: None)
 
     def offline(*args, **kwargs):
         raise urllib.error.URLError("no network (test)")
@@ -73,6 +74,19 @@ def test_offline_and_not_cached_is_one_clear_message(tmp_path, monkeypatch):
         f"(no network (test)); download https://download.pytorch.org/models/{WEIGHTS_FILE} and put "
         f"it there as {WEIGHTS_FILE} (TORCH_HOME moves this cache), or pass model.weights_path=FILE."
     )
+
+
+def test_an_unreachable_host_is_one_sentence_without_torchs_download_line(
+    tmp_path, monkeypatch, capfd
+):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.setattr(
+        "nntrain.models.resnet.unreachable_reason", lambda url: "cannot reach the host: offline"
+    )
+    with pytest.raises(UserError) as error:
+        ResNet18((3, 32, 32), num_classes=10, pretrained=True)
+    assert "(cannot reach the host: offline); download https://" in str(error.value)
+    assert capfd.readouterr().err == ""  # torch.hub's "Downloading: ..." line came before
 
 
 def test_weights_path_loads_a_local_state_dict(tmp_path):
@@ -196,3 +210,24 @@ def test_resnet18_config_builds_and_refuses_tabular_data():
         UserError, match=r"^model\.unfreeze_at_epoch needs model\.freeze_backbone=true"
     ):
         ResNet18((3, 32, 32), num_classes=2, unfreeze_at_epoch=2)
+
+
+def test_a_pretrained_run_on_small_images_is_rebuilt_with_its_own_stem(hub_weights, tmp_path):
+    """Pretrained weights keep the 7x7 stem on 8x8 digits (small_input=auto); nntrain-eval,
+    -predict and -export rebuild the model without them and must not switch to the 3x3 stem."""
+    from nntrain.commands.train import run
+    from nntrain.inference.trained_run import build_model, load_run
+
+    short = ("trainer.max_epochs=1", "trainer.limit_train_batches=1", "trainer.limit_val_batches=1")
+    cfg = compose_config(
+        "model=resnet18",
+        "model.pretrained=true",
+        "trainer=debug",
+        "trainer.report_images=false",
+        *short,
+    )
+    run(cfg, str(tmp_path / "run"))
+    model = build_model(load_run(tmp_path / "run"))
+    assert model.backbone.conv1.kernel_size == (7, 7)
+    saved = load_checkpoint(tmp_path / "run" / "checkpoints" / "best.pt")["model"]
+    assert all(torch.equal(value, saved[key]) for key, value in model.state_dict().items())

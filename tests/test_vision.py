@@ -1,6 +1,9 @@
 """torchvision data sets through the real loading code, on fake files in the real formats."""
 
+import gzip
+import hashlib
 import os
+import tarfile
 
 import numpy as np
 import pytest
@@ -14,7 +17,7 @@ from nntrain.data.in_memory import TensorLoader
 from nntrain.data.torchvision_sets import TorchvisionData
 from nntrain.errors import UserError
 from tests.conftest import compose_config
-from tests.fake_data import write_cifar, write_mnist
+from tests.fake_data import write_cifar, write_idx_images, write_idx_labels, write_mnist
 
 
 @pytest.fixture
@@ -93,6 +96,13 @@ def test_missing_data_without_download_names_the_files_and_the_folder(tmp_path):
         f"CIFAR-10 was not found in {tmp_path}; download cifar-10-python.tar.gz from "
         f"https://www.cs.toronto.edu/~kriz/ into {tmp_path} (nntrain checks and unpacks them), "
         "or set data.download=true to fetch it."
+    )
+    (tmp_path / "cifar").write_text("a file, not a folder")
+    with pytest.raises(UserError) as error:
+        TorchvisionData("cifar10", root=str(tmp_path / "cifar"), download=True)
+    assert str(error.value) == (
+        f"data.root {tmp_path}/cifar is a file, not a folder; set data.root (or NNTRAIN_DATA_DIR) "
+        "to the folder that holds the data sets, e.g. data.root=~/data."
     )
 
 
@@ -177,3 +187,129 @@ def test_cifar10_trains_end_to_end_from_the_cli_config(model, tmp_path, skip_cif
     result = run(cfg, str(tmp_path / "run"))
     assert result["epochs_run"] == 2 and np.isfinite(result["test/loss"])
     assert (tmp_path / "run" / "checkpoints" / "best.pt").is_file()
+
+
+def gzip_mnist(root, monkeypatch, md5_of_fakes: bool = True) -> dict:
+    """The four idx files gzipped as downloaded (the unpacked ones deleted); md5_of_fakes: make
+    torchvision's md5 sums those of these fake archives."""
+    written = write_mnist(root)
+    raw = root / "MNIST" / "raw"
+    for name, _md5 in torchvision.datasets.MNIST.resources:
+        unpacked = raw / name.removesuffix(".gz")
+        (raw / name).write_bytes(gzip.compress(unpacked.read_bytes()))
+        unpacked.unlink()
+    if md5_of_fakes:
+        sums = [(n, hashlib.md5((raw / n).read_bytes()).hexdigest()) for n, _ in MNIST_FILES]
+        monkeypatch.setattr(torchvision.datasets.MNIST, "resources", sums)
+    return written
+
+
+MNIST_FILES = torchvision.datasets.MNIST.resources
+MNIST_NAMES = ", ".join(name for name, _md5 in MNIST_FILES)
+MNIST_SOURCE = "https://ossci-datasets.s3.amazonaws.com/mnist/"
+
+
+def test_archives_placed_by_hand_are_checked_and_unpacked_without_download(tmp_path, monkeypatch):
+    # data.download=false must not refuse the archives its own message asks to place there.
+    written = gzip_mnist(tmp_path, monkeypatch)
+    data = TorchvisionData("mnist", root=str(tmp_path), download=False)
+    assert torch.equal(data.splits["test"].inputs[:, 0], torch.from_numpy(written["t10k"][0]))
+    assert (tmp_path / "MNIST" / "raw" / "train-images-idx3-ubyte").is_file()
+
+
+def test_cifar_archive_placed_by_hand_is_unpacked_without_download(tmp_path, monkeypatch):
+    written = write_cifar(tmp_path / "made")
+    archive = tmp_path / "cifar-10-python.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(tmp_path / "made" / "cifar-10-batches-py", arcname="cifar-10-batches-py")
+    cifar = torchvision.datasets.CIFAR10
+    monkeypatch.setattr(cifar, "tgz_md5", hashlib.md5(archive.read_bytes()).hexdigest())
+    unpacked = tmp_path / "cifar-10-batches-py"
+    for key in ("train_list", "test_list"):  # the md5 sums of the fake files inside
+        sums = [
+            [n, hashlib.md5((tmp_path / "made" / unpacked.name / n).read_bytes()).hexdigest()]
+            for n, _md5 in getattr(cifar, key)
+        ]
+        monkeypatch.setattr(cifar, key, sums)
+    meta = hashlib.md5((tmp_path / "made" / unpacked.name / "batches.meta").read_bytes())
+    monkeypatch.setattr(cifar, "meta", {**cifar.meta, "md5": meta.hexdigest()})
+    data = TorchvisionData("cifar10", root=str(tmp_path), download=False)
+    assert torch.equal(data.splits["test"].inputs, torch.from_numpy(written["test_batch"][0]))
+
+
+def test_an_archive_that_fails_its_md5_check_is_named(tmp_path, monkeypatch):
+    gzip_mnist(tmp_path, monkeypatch, md5_of_fakes=False)  # torchvision's real sums
+    raw = tmp_path / "MNIST" / "raw"
+    with pytest.raises(UserError) as error:
+        TorchvisionData("mnist", root=str(tmp_path), download=False)
+    assert str(error.value) == (
+        f"MNIST in {tmp_path} cannot be used: {MNIST_NAMES} are in {raw} but fail the md5 check; "
+        f"download {MNIST_NAMES} from {MNIST_SOURCE} into {raw} (nntrain checks and unpacks "
+        "them), or set data.download=true to fetch it."
+    )
+
+
+def damage(raw, case: str) -> str:
+    """Spoil the unpacked MNIST files in raw/ as case says; returns what the message must say."""
+    images, labels = raw / "train-images-idx3-ubyte", raw / "train-labels-idx1-ubyte"
+    if case == "truncated":
+        images.write_bytes(images.read_bytes()[:1000])
+        return f"its files in {raw} could not be read (shape '[60, 28, 28]' is invalid for input of size 984)"
+    if case == "not idx":
+        images.write_bytes(b"<html>404 Not Found</html>" * 10)
+        return f"its files in {raw} could not be read (AssertionError)"
+    if case == "missing":
+        labels.unlink()
+        return f"{raw} is incomplete: train-labels-idx1-ubyte is missing"
+    if case == "fewer labels":
+        write_idx_labels(labels, np.arange(50) % 10)
+        return "its training split has 60 images but 50 labels"
+    assert case == "labels out of range"
+    write_idx_labels(labels, np.arange(60) % 13)
+    return "its training labels run from 0 to 12, but it has 10 classes (labels 0 to 9)"
+
+
+@pytest.mark.parametrize(
+    "case", ["truncated", "not idx", "missing", "fewer labels", "labels out of range"]
+)
+def test_damaged_or_foreign_files_are_one_sentence_before_training(case, tmp_path):
+    write_mnist(tmp_path)
+    raw = tmp_path / "MNIST" / "raw"
+    problem = damage(raw, case)
+    with pytest.raises(UserError) as error:
+        TorchvisionData("mnist", root=str(tmp_path), download=False)
+    assert str(error.value) == (
+        f"MNIST in {tmp_path} cannot be used: {problem}; download {MNIST_NAMES} from "
+        f"{MNIST_SOURCE} into {raw} (nntrain checks and unpacks them), or set "
+        "data.download=true to fetch it."
+    )
+
+
+def test_training_and_test_images_of_different_sizes_are_refused(tmp_path):
+    write_mnist(tmp_path)
+    write_idx_images(tmp_path / "MNIST/raw/t10k-images-idx3-ubyte", np.zeros((20, 32, 32)))
+    with pytest.raises(UserError) as error:
+        TorchvisionData("mnist", root=str(tmp_path), download=False)
+    assert str(error.value) == (
+        f"MNIST in {tmp_path} cannot be used: its training images are (28, 28) but its test "
+        "images (32, 32), so one of its files is another data set's; replace the files with the "
+        "original ones, or set data.root to a folder that has them."
+    )
+
+
+def test_archives_in_a_folder_that_cannot_be_written_are_one_sentence(tmp_path, monkeypatch):
+    gzip_mnist(tmp_path, monkeypatch)
+
+    def read_only(from_path, to_path, remove_finished=False):
+        raise PermissionError(
+            13, "Permission denied"
+        )  # as on a read-only mount (tests run as root)
+
+    monkeypatch.setattr(torchvision.datasets.utils, "extract_archive", read_only)
+    raw = tmp_path / "MNIST" / "raw"
+    with pytest.raises(UserError) as error:
+        TorchvisionData("mnist", root=str(tmp_path), download=False)
+    assert str(error.value) == (
+        f"cannot unpack {raw}/train-images-idx3-ubyte.gz into {raw} (Permission denied); make "
+        "that folder writable, or set data.root to a writable folder with the archive."
+    )

@@ -17,7 +17,7 @@ from nntrain.errors import UserError, require
 
 def export(cfg: DictConfig) -> list[Path]:
     """Export cfg.ckpt's model in cfg.format; returns the files written."""
-    from nntrain.inference.export import check_format, export_model
+    from nntrain.inference.export import FORMATS, check_format, export_model
     from nntrain.inference.trained_run import build_model, load_run
 
     missing = sorted(OmegaConf.missing_keys(cfg))  # ckpt and format have no default
@@ -40,6 +40,12 @@ def export(cfg: DictConfig) -> list[Path]:
         f"cannot write into output {folder}: it is a file or not writable; give a folder you "
         "can write to, e.g. output=exported.",
     )
+    for name in (FORMATS[fmt], "model.json"):  # checked first: no model without its model.json
+        require(
+            not (folder / name).is_dir(),
+            f"cannot write {folder / name}: a folder of that name is in the way; move it, or "
+            "give another folder with output=DIR.",
+        )
     folder.mkdir(parents=True, exist_ok=True)
     return export_model(run, build_model(run, "cpu"), fmt, folder)
 

@@ -28,9 +28,6 @@ if TYPE_CHECKING:  # torch is imported where it is used, so --help and typos ans
 HEADER = ["input", "predicted", "probability", "top_k"]
 REGRESSION_HEADER = ["input", "predicted"]  # a regression model's value (6 significant digits)
 SHOWN_ROWS = 20
-# PIL converts these to 8-bit L/RGB faithfully; 16-bit and float modes (I;16, I, F) come out
-# clipped to white, which would give confident nonsense instead of an error.
-CONVERTIBLE_MODES = ("1", "L", "LA", "P", "RGB", "RGBA", "CMYK", "YCbCr")
 
 
 def image_extensions() -> tuple[str, ...]:
@@ -52,19 +49,16 @@ def load_image(path: Path, spec: dict[str, Any]) -> torch.Tensor:
     from PIL import Image
     from torchvision.transforms.v2 import functional as F
 
-    from nntrain.data.image_folder import unreadable
+    from nntrain.data.image_folder import check_mode, too_large, unreadable
 
     try:
         # PIL warns about palette transparency and large images; neither is the user's error.
         with warnings.catch_warnings(), Image.open(path) as image:
             warnings.simplefilter("ignore")
-            require(
-                image.mode in CONVERTIBLE_MODES,
-                f"cannot use the image {path}: its mode {image.mode!r} does not convert "
-                "faithfully to 8-bit grayscale or RGB; save it as an 8-bit image "
-                f"(one of the modes {', '.join(CONVERTIBLE_MODES)}).",
-            )
+            check_mode(image, path)
             converted = image.convert("L" if spec["channels"] == 1 else "RGB")  # loads pixels
+    except Image.DecompressionBombError as error:
+        raise UserError(too_large(path)) from error
     except (OSError, SyntaxError, ValueError) as error:  # corrupt, truncated, not an image
         raise UserError(unreadable(path)) from error
     size = list(spec["size"])
@@ -79,15 +73,20 @@ def load_image(path: Path, spec: dict[str, Any]) -> torch.Tensor:
 
 
 def read_table(path: Path, spec: dict[str, Any]) -> torch.Tensor:
-    """The feature columns of a CSV file (any order, extra columns ignored), standardised."""
+    """The feature columns of a CSV file (any order, extra columns ignored), standardised.
+    Separated as data=csv reads a table: commas, else semicolons (with decimal commas), tabs
+    or |."""
     import torch
+
+    from nntrain.data.table_file import decimal_point, delimiter_of
 
     names = list(spec["feature_names"])
     expected = f"the columns {', '.join(names)} (in any order; other columns are ignored)"
     rows: list[list[float]] = []
     try:
         with path.open(newline="", encoding="utf-8-sig") as file:  # -sig: Excel's byte-order mark
-            reader = csv.reader(file)
+            delimiter = delimiter_of(file)
+            reader = csv.reader(file, delimiter=delimiter)
             header = [name.strip() for name in next(reader, [])]
             require(any(header), f"{path} is empty; it needs a header row with {expected}.")
             missing = [name for name in names if name not in header]
@@ -103,6 +102,7 @@ def read_table(path: Path, spec: dict[str, Any]) -> torch.Tensor:
                 rows.append([])
                 for name, column in zip(names, columns, strict=True):
                     text = row[column].strip()
+                    text = decimal_point(text) if delimiter == ";" else text
                     require(
                         math.isfinite(value := parse_float(text)),
                         f"{path}, row {len(rows)} (line {reader.line_num}): column '{name}' holds "
@@ -217,6 +217,19 @@ def show(rows: list[list[str]], output: Path, source: str, header: list[str] = H
     get_console().print(Text(f"{len(rows)} predicted; wrote {display_path(output)}"))
 
 
+def clash_with_inputs(output: Path, inputs: Path) -> str | None:
+    """What output is that it must not be replaced by the CSV: a folder, the inputs file, or
+    one of the images of an inputs folder (output=photos/cat.jpg would overwrite the photo)."""
+    if output.is_dir():
+        return "a folder"
+    if output.resolve() == inputs.resolve():
+        return "the inputs file"
+    inside = inputs.is_dir() and output.resolve().is_relative_to(inputs.resolve())
+    if inside and output.is_file() and is_image_name(output.name):
+        return f"one of the images in {inputs}"
+    return None
+
+
 def predict(cfg: DictConfig) -> Path:
     """Predict every input of cfg.inputs with the model of cfg.ckpt; returns the CSV written."""
     missing = sorted(OmegaConf.missing_keys(cfg))  # ckpt and inputs have no default
@@ -230,9 +243,9 @@ def predict(cfg: DictConfig) -> Path:
         check_positive_int("batch_size", cfg.batch_size, example=64)
     output = Path(str(cfg.output)).absolute()
     # Refused before any work: a folder cannot be replaced, and the inputs must not be.
-    clash = "a folder" if output.is_dir() else "the inputs file"
+    clash = clash_with_inputs(output, Path(str(cfg.inputs)))
     require(
-        not output.is_dir() and output.resolve() != Path(str(cfg.inputs)).resolve(),
+        clash is None,
         f"output {cfg.output} is {clash}; give another file name, e.g. output=predictions.csv.",
     )
     require(

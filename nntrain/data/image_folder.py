@@ -43,8 +43,30 @@ EVAL_CROP_FRACTION = 0.875  # evaluation resizes to size / 0.875 and centre-crop
 Sample = tuple[Path, int]  # (image file, class index)
 
 
+# PIL converts these to 8-bit L/RGB faithfully; 16-bit and float modes (I;16, I, F) come out
+# clipped to white, which would train (or predict) on nonsense instead of stopping.
+CONVERTIBLE_MODES = ("1", "L", "LA", "P", "RGB", "RGBA", "CMYK", "YCbCr")
+
+
 def unreadable(path: Path) -> str:
     return f"cannot read the image file {path}; replace or delete it."
+
+
+def too_large(path: Path) -> str:
+    limit = 2 * (Image.MAX_IMAGE_PIXELS or 0)  # PIL refuses above twice its warning limit
+    return (
+        f"the image {path} has more than the {limit:,} pixels PIL opens (its guard against "
+        "decompression bombs); downscale it or delete it."
+    )
+
+
+def check_mode(image: Image.Image, path: Path) -> None:
+    require(
+        image.mode in CONVERTIBLE_MODES,
+        f"cannot use the image {path}: its mode {image.mode!r} does not convert "
+        "faithfully to 8-bit grayscale or RGB; save it as an 8-bit image "
+        f"(one of the modes {', '.join(CONVERTIBLE_MODES)}).",
+    )
 
 
 def find_classes(folder: Path) -> list[str]:
@@ -60,9 +82,17 @@ def is_image_name(name: str) -> bool:
 def list_images(folder: Path) -> list[Path]:
     """The image files under folder at any depth, sorted (os.walk's order depends on the file
     system); hidden files and folders (.ipynb_checkpoints) are skipped. Training reads class
-    folders with it and nntrain-predict its input folder, so both see the same files."""
+    folders with it and nntrain-predict its input folder, so both see the same files.
+    Linked folders are followed, each real folder once: a link to a folder above it (a loop)
+    would otherwise list every image again at each of the ~40 levels the system resolves."""
     found: list[Path] = []
+    seen: set[str] = set()
     for directory, subdirs, files in os.walk(folder, followlinks=True):
+        real = os.path.realpath(directory)
+        if real in seen:
+            subdirs[:] = []
+            continue
+        seen.add(real)
         subdirs[:] = [name for name in subdirs if not name.startswith(".")]
         found += [Path(directory, name) for name in files if is_image_name(name)]
     return sorted(found)
@@ -72,15 +102,23 @@ def read_class(folder: Path) -> list[Path]:
     """The image files of a class folder, each checked to open: a corrupt file should stop the
     run now, not hours into training (PIL reads only the header here)."""
     images = list_images(folder)
+    split = folder.parent
+    # Removing an empty class folder of val/ or test/ would only break the rule that they
+    # have train/'s class folders: the way out there is to drop the whole folder.
+    fix = (
+        "add images to it or remove it"
+        if split.name == "train"
+        else f"add images to it, or remove {split} to split {split.name} images off train/"
+    )
     require(
-        bool(images),
-        f"class folder {folder} has no images ({' '.join(IMG_EXTENSIONS)}); "
-        "add images to it or remove it.",
+        bool(images), f"class folder {folder} has no images ({' '.join(IMG_EXTENSIONS)}); {fix}."
     )
     for path in images:
         try:
-            with Image.open(path):
-                pass
+            with Image.open(path) as image:
+                check_mode(image, path)
+        except Image.DecompressionBombError as error:
+            raise UserError(too_large(path)) from error
         except OSError as error:  # PIL.UnidentifiedImageError is an OSError
             raise UserError(unreadable(path)) from error
     return images
@@ -107,6 +145,8 @@ def load_rgb(path: Path, draft: int | None = None) -> Image.Image:
             if draft is not None:
                 image.draft("RGB", (draft, draft))
             return image.convert("RGB")  # loads the pixels before the file closes
+    except Image.DecompressionBombError as error:
+        raise UserError(too_large(path)) from error
     except (OSError, SyntaxError, ValueError) as error:  # e.g. truncated after a good header
         raise UserError(unreadable(path)) from error
 
@@ -322,6 +362,11 @@ class ImageFolderData:
             f"data.root {root} {'is not a folder' if root.exists() else 'does not exist'}; set "
             "data.root to a folder laid out as train/<class>/<image> (val/ and test/ optional, "
             "with the same class folders), e.g. data.root=$HOME/flowers.",
+        )
+        require(
+            root.name != "train" or train_dir.is_dir(),  # pointing at train/ itself
+            f"data.root {root} is a train/ folder; set data.root to the folder that holds it, "
+            f"data.root={root.parent}.",
         )
         require(
             train_dir.is_dir(),

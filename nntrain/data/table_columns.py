@@ -52,7 +52,18 @@ def is_numeric(table: Table, name: str) -> bool:
     return bool(cells) and numbers >= NUMERIC_SHARE * len(cells)
 
 
-def numbers_of(table: Table, name: str, fill: float) -> list[float]:
+# How to fix a text cell in a numeric column: in training the column can become categorical;
+# a trained model's columns are what they are (nntrain-predict).
+TRAINING_FIX = (
+    "fix the cell, leave it empty (a missing value), or list the column in data.categorical to "
+    "treat its values as categories"
+)
+TRAINED_FIX = (
+    "fix the cell or leave it empty (a missing value): the trained model reads it as a number"
+)
+
+
+def numbers_of(table: Table, name: str, fill: float, fix: str = TRAINING_FIX) -> list[float]:
     """The column's numbers, `fill` for missing cells; a text cell is named as the mistake."""
     values = []
     for row, cell in enumerate(table.columns[name]):
@@ -63,9 +74,7 @@ def numbers_of(table: Table, name: str, fill: float) -> list[float]:
         if value is None:
             raise UserError(
                 f"{table.path.name} {table.row(row)}: column '{name}' holds "
-                f"{cell!r}, which is not a number, and the column is numeric; fix the cell, leave "
-                f"it empty (a missing value), or list the column in data.categorical to treat "
-                "its values as categories."
+                f"{cell!r}, which is not a number, and the column is numeric; {fix}."
             )
         values.append(value)
     return values
@@ -100,12 +109,14 @@ def fit_columns(train: Table, names: list[str], categorical: set[str]) -> list[d
     return columns
 
 
-def numeric_matrix(table: Table, columns: list[dict[str, Any]]) -> torch.Tensor:
+def numeric_matrix(
+    table: Table, columns: list[dict[str, Any]], fix: str = TRAINING_FIX
+) -> torch.Tensor:
     """(rows, numeric columns) float32 with missing cells imputed by the training median."""
     numeric = [c for c in columns if c["type"] == "numeric"]
     if not numeric:
         return torch.zeros(len(table), 0)
-    values = [numbers_of(table, c["name"], c["median"]) for c in numeric]
+    values = [numbers_of(table, c["name"], c["median"], fix) for c in numeric]
     return torch.tensor(values, dtype=torch.float64).T.float().contiguous()
 
 
@@ -155,9 +166,9 @@ def encode(
     table: Table, columns: list[dict[str, Any]], unseen: dict[str, set[str]] | None = None
 ) -> torch.Tensor:
     """The model input (rows, features) of a table's rows; categories never seen in training
-    are collected into `unseen` (column -> values) when given."""
+    are collected into `unseen` (column -> values) when given (new rows for a trained model)."""
     numeric = [c for c in columns if c["type"] == "numeric"]
-    matrix = numeric_matrix(table, columns)
+    matrix = numeric_matrix(table, columns, TRAINING_FIX if unseen is None else TRAINED_FIX)
     if numeric:
         mean = torch.tensor([c["mean"] for c in numeric], dtype=torch.float32)
         std = torch.tensor([c["std"] for c in numeric], dtype=torch.float32)

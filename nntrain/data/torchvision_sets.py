@@ -8,6 +8,7 @@ augmented and normalised there: no PIL and no per-sample Python while training.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -54,12 +55,97 @@ def default_root() -> str:
     return os.path.join(cache, "nntrain", "data")
 
 
-def archives(cls: Any, root: Path) -> tuple[list[Path], str]:
-    """The files torchvision downloads (and unpacks) for a data set, and where it gets them."""
+def archives(cls: Any, root: Path) -> tuple[list[tuple[Path, str]], str]:
+    """The files torchvision downloads for a data set with their md5 sums, and where it gets
+    them."""
     if hasattr(cls, "resources"):  # MNIST family: four .gz files in <root>/<Class>/raw
         folder = root / cls.__name__ / "raw"
-        return [folder / name for name, _md5 in cls.resources], cls.mirrors[0]
-    return [root / cls.filename], cls.url.removesuffix(cls.filename)  # CIFAR: one archive
+        return [(folder / name, md5) for name, md5 in cls.resources], cls.mirrors[0]
+    return [(root / cls.filename, cls.tgz_md5)], cls.url.removesuffix(cls.filename)  # CIFAR
+
+
+def unpacked(cls: Any, root: Path) -> list[tuple[Path, str | None]]:
+    """The files torchvision decodes, with the md5 it checks them against (None: none)."""
+    if hasattr(cls, "resources"):  # the .gz files' contents, beside them; never md5-checked
+        folder = root / cls.__name__ / "raw"
+        return [(folder / name.removesuffix(".gz"), None) for name, _md5 in cls.resources]
+    folder = root / cls.base_folder
+    listed = [*cls.train_list, *cls.test_list, (cls.meta["filename"], cls.meta["md5"])]
+    return [(folder / name, md5) for name, md5 in listed]
+
+
+def failing_md5(files: Sequence[tuple[Path, str | None]]) -> list[str]:
+    """The names of the files that are there but do not have their md5 sum."""
+    from torchvision.datasets.utils import check_integrity
+
+    return [p.name for p, md5 in files if md5 and p.is_file() and not check_integrity(p, md5)]
+
+
+def is_are(names: list[str]) -> str:
+    return f"{', '.join(names)} {'is' if len(names) == 1 else 'are'}"
+
+
+def fails_md5(names: list[str], folder: Path) -> str:
+    # A download cut short, a damaged copy, or another data set's file of the same name.
+    return f"{is_are(names)} in {folder} but fail{'s' if len(names) == 1 else ''} the md5 check"
+
+
+def unpacked_problem(cls: Any, root: Path, error: Exception) -> str | None:
+    """What is wrong with the decoded files that are there; None when none is."""
+    files = unpacked(cls, root)
+    folder = files[0][0].parent
+    if not any(p.is_file() for p, _md5 in files):
+        return None
+    missing = [p.name for p, _md5 in files if not p.is_file()]
+    if missing:
+        return f"{folder} is incomplete: {is_are(missing)} missing"
+    bad = failing_md5(files)
+    if bad:
+        return fails_md5(bad, folder)
+    return f"its files in {folder} could not be read ({first_line(error)})"
+
+
+def unpack(paths: list[Path], cls: Any, root: Path) -> None:
+    """Unpack archives placed by hand (checked already), as torchvision's download would."""
+    from torchvision.datasets.utils import extract_archive
+
+    for path in paths:
+        target = path.parent if hasattr(cls, "resources") else root
+        try:
+            extract_archive(str(path), str(target))
+        except OSError as error:
+            raise UserError(
+                f"cannot unpack {path} into {target} ({error.strerror or first_line(error)}); "
+                "make that folder writable, or set data.root to a writable folder with the archive."
+            ) from error
+
+
+def decoded_problem(dataset: Any) -> str | None:
+    """What is wrong with a decoded split (None: nothing): as many labels as images, each
+    naming one of the classes (another set's label file would fail only mid-training)."""
+    split = "training" if dataset.train else "test"
+    images, labels = len(dataset.data), torch.as_tensor(dataset.targets)
+    classes = len(dataset.classes)
+    if images != len(labels):
+        return f"its {split} split has {images} images but {len(labels)} labels"
+    if images == 0:
+        return f"its {split} split has no images"
+    if labels.min() < 0 or labels.max() >= classes:
+        return (
+            f"its {split} labels run from {labels.min()} to {labels.max()}, but it has "
+            f"{classes} classes (labels 0 to {classes - 1})"
+        )
+    return None
+
+
+def decode(cls: Any, root: Path, train: bool) -> tuple[Any, str | None]:
+    """The decoded split, or None and what is wrong with the files there (None: no files)."""
+    try:
+        dataset = cls(str(root), train=train, download=False)
+    except Exception as error:  # not there, or damaged: torchvision fails in many ways
+        return None, unpacked_problem(cls, root, error)
+    problem = decoded_problem(dataset)
+    return (dataset, None) if problem is None else (None, problem)
 
 
 class TorchvisionData(InMemoryData):
@@ -108,9 +194,21 @@ class TorchvisionData(InMemoryData):
         spec = SPECS[dataset]
         self.name = dataset
         self.root = Path(os.path.expanduser(root or default_root()))
+        require(
+            not self.root.exists() or self.root.is_dir(),
+            f"data.root {self.root} is a file, not a folder; set data.root (or NNTRAIN_DATA_DIR) "
+            "to the folder that holds the data sets, e.g. data.root=~/data.",
+        )
         train_set = self._load(spec, download, train=True)
         test_set = self._load(spec, download, train=False)
         train_images, train_targets = as_tensors(train_set)
+        sizes = [tuple(split.data.shape[1:]) for split in (train_set, test_set)]
+        require(
+            sizes[0] == sizes[1],
+            f"{spec.title} in {self.root} cannot be used: its training images are {sizes[0]} but "
+            f"its test images {sizes[1]}, so one of its files is another data set's; replace "
+            "the files with the original ones, or set data.root to a folder that has them.",
+        )
         self._set_splits(train_images, train_targets, test=as_tensors(test_set))
 
         channels = train_images.shape[1]
@@ -135,32 +233,62 @@ class TorchvisionData(InMemoryData):
         self.input_shape = (channels, resize, resize) if resize else (channels, height, width)
 
     def _load(self, spec: VisionSpec, download: bool, train: bool) -> Any:
-        """torchvision's data set object; downloads when allowed, else a clear UserError."""
+        """torchvision's data set object. Archives placed by hand are checked (md5) and
+        unpacked without the network, whatever data.download says; otherwise it downloads
+        when allowed, or stops with a UserError saying what to place where."""
         import torchvision
 
         cls = getattr(torchvision.datasets, spec.torchvision_class)
-        try:
-            return cls(str(self.root), train=train, download=False)
-        except RuntimeError:
-            pass  # not there (or damaged): download it, or say what to place where
-        paths, source = archives(cls, self.root)
+        root = self.root
+        dataset, problem = decode(cls, root, train)
+        if dataset is not None:
+            return dataset
+        placed, source = archives(cls, root)
+        paths = [path for path, _md5 in placed]
+        bad = failing_md5(placed)
+        if not bad and all(path.is_file() for path in paths):
+            unpack(paths, cls, root)
+            dataset, problem = decode(cls, root, train)
+            if dataset is not None:
+                return dataset
+        if bad:
+            problem = fails_md5(bad, paths[0].parent)
         files = f"{', '.join(p.name for p in paths)} from {source} into {paths[0].parent}"
-        if not download:
-            raise UserError(
-                f"{spec.title} was not found in {self.root}; download {files} "
-                "(nntrain checks and unpacks them), or set data.download=true to fetch it."
-            )
-        # Archives already placed by hand are checked (md5) and unpacked without the network.
-        reason = None if all(p.is_file() for p in paths) else unreachable_reason(source)
+        if download:
+            return self._download(cls, spec, train, (source, files), problem)
+        where = (
+            f"was not found in {root}"
+            if problem is None
+            else f"in {root} cannot be used: {problem}"
+        )
+        raise UserError(
+            f"{spec.title} {where}; download {files} (nntrain checks and unpacks them), or set "
+            "data.download=true to fetch it."
+        )
+
+    def _download(
+        self, cls: Any, spec: VisionSpec, train: bool, place: tuple[str, str], problem: str | None
+    ) -> Any:
+        """torchvision's download (every connection with a timeout), or a clear UserError."""
+        source, files = place
+        reason = unreachable_reason(source)
         if reason is None:
             try:
                 with network_timeout(DOWNLOAD_TIMEOUT_S):
-                    return cls(str(self.root), train=train, download=True)
-            except (OSError, RuntimeError) as error:
+                    dataset = cls(str(self.root), train=train, download=True)
+            except Exception as error:  # a failed download, or files that still do not decode
                 reason = first_line(error)
+            else:
+                reason = decoded_problem(dataset)
+                if reason is None:
+                    return dataset
+        what = (
+            f"is not in {self.root} and could not be downloaded"
+            if problem is None
+            else f"in {self.root} cannot be used: {problem}, and it could not be downloaded again"
+        )
         raise UserError(
-            f"{spec.title} is not in {self.root} and could not be downloaded ({reason}); "
-            f"download {files} (nntrain checks and unpacks them), "
+            f"{spec.title} {what} ({reason}); download {files} (nntrain checks and unpacks them), "
             "or set data.root to a folder that has them."
         )
 

@@ -63,6 +63,11 @@ def build_model(run: TrainedRun, device: torch.device | str = "cpu") -> nn.Modul
     target = str(model_config.get("_target_"))
     check_importable(target, f"the model class {target} of {run.checkpoint_path}")
     with open_dict(model_config):
+        # A model that chose its architecture from having pretrained weights (resnet18's
+        # small_input=auto keeps the ImageNet stem) must get the one it trained with.
+        pretrained = bool(model_config.get("pretrained") or model_config.get("weights_path"))
+        if pretrained and "small_input" in model_config and model_config.small_input is None:
+            model_config.small_input = False
         # The checkpoint has every weight: no download of pretrained weights, no local file.
         for key in ("pretrained", "weights_path"):
             if key in model_config:

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from nntrain.data.downloads import network_timeout
+from nntrain.data.downloads import network_timeout, unreachable_reason
 from nntrain.errors import UserError, check_positive_int, first_line, is_number, require
 from nntrain.models.layers import Dropout
 
@@ -31,21 +31,24 @@ def imagenet_state_dict() -> dict[str, Tensor]:
     weights = ResNet18_Weights.IMAGENET1K_V1
     cache = Path(torch.hub.get_dir()) / "checkpoints"
     file = cache / Path(weights.url).name
+    # Offline, stop before torch.hub prints "Downloading: ..." above the one sentence.
+    reason = None if file.is_file() else unreachable_reason(weights.url)
     try:
-        with network_timeout(DOWNLOAD_TIMEOUT_S):
-            return weights.get_state_dict(progress=False, check_hash=True)
+        if reason is None:
+            with network_timeout(DOWNLOAD_TIMEOUT_S):
+                return weights.get_state_dict(progress=False, check_hash=True)
     except OSError as error:  # URLError and socket timeouts are OSErrors
         reason = str(getattr(error, "reason", None) or error)
-        raise UserError(
-            f"the pretrained ResNet-18 weights are not in {cache} and could not be downloaded "
-            f"({reason}); download {weights.url} and put it there as {file.name} (TORCH_HOME "
-            "moves this cache), or pass model.weights_path=FILE."
-        ) from error
     except (RuntimeError, EOFError) as error:
         raise UserError(
             f"the cached pretrained weights {file} are damaged ({first_line(error)}); "
             "delete the file so it is downloaded again."
         ) from error
+    raise UserError(
+        f"the pretrained ResNet-18 weights are not in {cache} and could not be downloaded "
+        f"({reason}); download {weights.url} and put it there as {file.name} (TORCH_HOME "
+        "moves this cache), or pass model.weights_path=FILE."
+    )
 
 
 def local_state_dict(path: str) -> dict[str, Tensor]:
