@@ -231,3 +231,30 @@ def test_a_pretrained_run_on_small_images_is_rebuilt_with_its_own_stem(hub_weigh
     assert model.backbone.conv1.kernel_size == (7, 7)
     saved = load_checkpoint(tmp_path / "run" / "checkpoints" / "best.pt")["model"]
     assert all(torch.equal(value, saved[key]) for key, value in model.state_dict().items())
+
+
+def test_a_pretrained_run_resumes_without_its_weights_file(tmp_path):
+    """A run started from model.weights_path (or ImageNet weights) resumes from its checkpoint
+    alone: the file may be gone (a requeued job on another node, offline), every weight is in
+    last.pt, and the backbone keeps its own learning rate (model.backbone_lr_scale)."""
+    from nntrain.commands.train import run
+
+    torch.manual_seed(5)
+    torch.save(torchvision.models.resnet18(weights=None).state_dict(), tmp_path / "mine.pt")
+    common = (
+        "model=resnet18",
+        f"model.weights_path={tmp_path / 'mine.pt'}",
+        "trainer=debug",
+        "trainer.report_images=false",
+        "trainer.limit_train_batches=2",
+        "trainer.limit_val_batches=1",
+    )
+    run(compose_config(*common, "trainer.max_epochs=1"), str(tmp_path / "run"))
+    (tmp_path / "mine.pt").unlink()
+    last = tmp_path / "run" / "checkpoints" / "last.pt"
+    resumed = compose_config(*common, "trainer.max_epochs=2", f"resume={last}")
+    run(resumed, str(tmp_path / "run"))
+    state = load_checkpoint(last)
+    assert state["epoch"] == 2
+    lrs = {g["name"]: g["lr"] for g in state["optimizer"]["param_groups"]}
+    assert lrs["backbone_decay"] == pytest.approx(0.1 * lrs["decay"])

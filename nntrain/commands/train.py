@@ -173,7 +173,7 @@ def run(
     trainer = build(cfg.trainer, "trainer", progress=show_progress and cfg.trainer.progress)
     data = build(cfg.data, "data")
     seed_everything(cfg.seed)  # right before the model: its initial weights follow the seed
-    model = build(cfg.model, "model", input_shape=data.input_shape, num_classes=data.num_classes)
+    model = build_model(cfg, data)
     check_config_lr(cfg.optimizer.get("lr"))
     optimizer = build(cfg.optimizer, "optimizer")
     scheduler = build(cfg.scheduler, "scheduler")
@@ -340,6 +340,23 @@ def train(cfg: DictConfig) -> float:
             files.write_json(run_dir / "status.json", status)
         else:  # a run refused or stopped before it saved anything leaves no directory behind
             runs.remove_unsaved(run_dir)
+
+
+def build_model(cfg: DictConfig, data: Any) -> Any:
+    """The config's model. A resumed run's weights all come from its checkpoint: pretrained
+    weights are not fetched again (a job requeued on a node without the internet, or a
+    weights_path that is gone, would fail), but the backbone keeps its own learning rate."""
+    shape = {"input_shape": data.input_shape, "num_classes": data.num_classes}
+    if not cfg.get("resume"):
+        return build(cfg.model, "model", **shape)
+    from nntrain.inference.trained_run import without_weight_files
+    from nntrain.models.hooks import PretrainedBackbone
+
+    model_config, pretrained = without_weight_files(cfg.model)
+    model = build(model_config, "model", **shape)
+    if pretrained and isinstance(model, PretrainedBackbone):
+        model.pretrained_backbone = True  # its parameter groups (model.backbone_lr_scale)
+    return model
 
 
 @hydra.main(version_base="1.3", config_path="pkg://nntrain.configs", config_name="train")

@@ -55,23 +55,29 @@ def load_run(path: str | Path) -> TrainedRun:
     )
 
 
+def without_weight_files(model: DictConfig) -> tuple[DictConfig, bool]:
+    """A model config for weights that come from a checkpoint, and whether the run started
+    from pretrained weights: those are not loaded again (no download, no local file, which
+    may be gone), and a model that chose its architecture from having them (resnet18's
+    small_input=auto keeps the ImageNet stem) gets the one it trained with."""
+    model_config = model.copy()
+    with open_dict(model_config):
+        pretrained = bool(model_config.get("pretrained") or model_config.get("weights_path"))
+        if pretrained and "small_input" in model_config and model_config.small_input is None:
+            model_config.small_input = False
+        for key in ("pretrained", "weights_path"):
+            if key in model_config:
+                model_config[key] = None if key == "weights_path" else False
+    return model_config, pretrained
+
+
 def build_model(run: TrainedRun, device: torch.device | str = "cpu") -> nn.Module:
     """The run's model with the checkpoint's weights, in eval mode on device."""
     from nntrain.instantiate import build, check_importable
 
-    model_config = run.config.model.copy()
-    target = str(model_config.get("_target_"))
+    target = str(run.config.model.get("_target_"))
     check_importable(target, f"the model class {target} of {run.checkpoint_path}")
-    with open_dict(model_config):
-        # A model that chose its architecture from having pretrained weights (resnet18's
-        # small_input=auto keeps the ImageNet stem) must get the one it trained with.
-        pretrained = bool(model_config.get("pretrained") or model_config.get("weights_path"))
-        if pretrained and "small_input" in model_config and model_config.small_input is None:
-            model_config.small_input = False
-        # The checkpoint has every weight: no download of pretrained weights, no local file.
-        for key in ("pretrained", "weights_path"):
-            if key in model_config:
-                model_config[key] = None if key == "weights_path" else False
+    model_config, _ = without_weight_files(run.config.model)
     model = build(
         model_config, "model", input_shape=run.input_shape, num_classes=len(run.class_names)
     )
