@@ -47,6 +47,20 @@ def save_checkpoint(state: dict[str, Any], path: str | Path) -> None:
         ) from error
 
 
+def check_written_by_torch_save(path: Path) -> None:
+    """torch.save writes a zip archive (a pickle, before torch 1.6: its first byte is the
+    protocol mark 0x80). Anything else (a text file, an image) is said to be no checkpoint
+    before the unpickler reads its first letters as instructions (a text beginning with `c`
+    would read as a reference to some code, and be reported as such)."""
+    with path.open("rb") as file:
+        head = file.read(4)
+    if not (head == b"PK\x03\x04" or head[:1] == b"\x80"):
+        raise UserError(
+            f"checkpoint {path} is damaged or not a checkpoint (torch.save did not write it); "
+            "use another checkpoint, e.g. last.pt or best.pt of the same run."
+        )
+
+
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """Load a checkpoint written by save_checkpoint; any other or damaged file is a UserError."""
     path = Path(path)
@@ -55,6 +69,7 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
             f"checkpoint {path} does not exist; pass the path of a .pt file in a run's checkpoints/ folder."
         )
     check_not_empty(path)
+    check_written_by_torch_save(path)
     try:
         with warnings.catch_warnings():  # a damaged file gets our message, not torch's warnings
             warnings.simplefilter("ignore")

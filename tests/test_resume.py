@@ -167,6 +167,11 @@ def test_a_run_started_before_optimizer_keys_moved_resumes_with_them(tmp_path):
             "resume=empty: {tmp}/empty has no checkpoints/last.pt; pass a run directory that trained at least one checkpoint, or a .pt file.",
         ),
         ("garbage.pt", "checkpoint {tmp}/garbage.pt is damaged or not a checkpoint"),
+        (  # its first letter `c` made the unpickler read "onfig" as a reference to code
+            "notes.pt",
+            "checkpoint {tmp}/notes.pt is damaged or not a checkpoint (torch.save did not "
+            "write it); use another checkpoint, e.g. last.pt or best.pt of the same run.",
+        ),
         ("truncated.pt", "checkpoint {tmp}/truncated.pt is damaged or not a checkpoint"),
         (
             "evil.pt",
@@ -191,6 +196,7 @@ def test_damaged_or_missing_checkpoints_are_one_clear_message(
     (tmp_path / "garbage.pt").write_bytes(
         bytes(random.Random(0).randrange(256) for _ in range(2000))
     )
+    (tmp_path / "notes.pt").write_text("config: see the wiki\n")
     data = tiny_checkpoint.read_bytes()
     (tmp_path / "truncated.pt").write_bytes(data[: len(data) // 2])
     write_evil_checkpoint(tmp_path / "evil.pt", tmp_path / "marker")
