@@ -396,3 +396,24 @@ def test_a_semicolon_or_tab_csv_reads_as_the_comma_one_for_a_tabular_model(separ
     expected = read_table(tmp_path / "comma.csv", spec)
     assert torch.equal(read_table(tmp_path / "other.csv", spec), expected)
     assert expected[0].tolist() == pytest.approx([-1.0, 0.500025])
+
+
+def test_photos_are_read_upright_as_their_exif_orientation_says(tmp_path):
+    """A phone stores a portrait photo as landscape pixels plus EXIF orientation 6 (turn 90
+    degrees clockwise); training and nntrain-predict both see the picture a viewer shows."""
+    pixels = np.zeros((20, 40, 3), dtype=np.uint8)  # 40 wide, 20 high; left half red
+    pixels[:, :20, 0] = 255
+    stored = Image.fromarray(pixels)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # Orientation: rotate 90 CW to view
+    stored.save(tmp_path / "portrait.jpg", exif=exif.tobytes(), quality=95)
+    stored.save(tmp_path / "plain.jpg", quality=95)
+    upright = load_rgb(tmp_path / "portrait.jpg")
+    assert upright.size == (20, 40)  # now 20 wide, 40 high: the red half on top
+    top, bottom = np.asarray(upright)[:20], np.asarray(upright)[20:]
+    assert top[..., 0].mean() > 200 and bottom[..., 0].mean() < 50
+    assert load_rgb(tmp_path / "plain.jpg").size == (40, 20)  # no tag: as stored
+    spec = {"channels": 3, "size": [40, 20], "pixel_max": 255, "mean": [0.0] * 3, "std": [1.0] * 3}
+    x = load_image(tmp_path / "portrait.jpg", spec)
+    assert x.shape == (3, 40, 20)
+    assert torch.equal(x.to(torch.uint8), torch.from_numpy(np.array(upright)).permute(2, 0, 1))

@@ -49,14 +49,15 @@ def load_image(path: Path, spec: dict[str, Any]) -> torch.Tensor:
     from PIL import Image
     from torchvision.transforms.v2 import functional as F
 
-    from nntrain.data.image_folder import check_mode, too_large, unreadable
+    from nntrain.data.image_folder import check_mode, too_large, unreadable, upright
 
     try:
         # PIL warns about palette transparency and large images; neither is the user's error.
         with warnings.catch_warnings(), Image.open(path) as image:
             warnings.simplefilter("ignore")
             check_mode(image, path)
-            converted = image.convert("L" if spec["channels"] == 1 else "RGB")  # loads pixels
+            # upright as in training (EXIF orientation); convert loads the pixels
+            converted = upright(image).convert("L" if spec["channels"] == 1 else "RGB")
     except Image.DecompressionBombError as error:
         raise UserError(too_large(path)) from error
     except (OSError, SyntaxError, ValueError) as error:  # corrupt, truncated, not an image

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
-from PIL import Image
+from PIL import Image, ImageOps
 from torch.utils.data import DataLoader, Dataset, Sampler
 from torchvision.datasets.folder import IMG_EXTENSIONS
 from torchvision.transforms import v2
@@ -137,6 +137,15 @@ def check_same_classes(folder: Path, train_dir: Path, class_names: list[str]) ->
     )
 
 
+def upright(image: Image.Image) -> Image.Image:
+    """The image turned (or mirrored) as its EXIF orientation tag says; as it is without one,
+    or with an EXIF block Pillow cannot parse (a photo is not refused for its metadata)."""
+    try:
+        return ImageOps.exif_transpose(image)
+    except Exception:  # malformed EXIF raises many types (struct.error, KeyError, ...)
+        return image
+
+
 def load_rgb(path: Path, draft: int | None = None) -> Image.Image:
     """The image as RGB (from grayscale, palette, RGBA too). draft: let JPEGs decode at a reduced
     scale that still covers draft x draft pixels, far faster for large photos."""
@@ -144,7 +153,9 @@ def load_rgb(path: Path, draft: int | None = None) -> Image.Image:
         with Image.open(path) as image:
             if draft is not None:
                 image.draft("RGB", (draft, draft))
-            return image.convert("RGB")  # loads the pixels before the file closes
+            # Upright as a photo viewer shows it: cameras store pixels as the sensor saw them and
+            # the turn in EXIF's orientation tag (loads the pixels before the file closes).
+            return upright(image).convert("RGB")
     except Image.DecompressionBombError as error:
         raise UserError(too_large(path)) from error
     except (OSError, SyntaxError, ValueError) as error:  # e.g. truncated after a good header
