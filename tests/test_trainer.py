@@ -387,3 +387,14 @@ def test_epoch_lines_are_one_table_within_80_columns():
     many_epochs = EpochTable().lines(0, 1000, epoch_metrics(["loss", "acc"], 9e6), True)
     for lines in (regression, many_epochs):
         assert all(len(line) <= 80 for line in lines), lines
+
+
+def test_a_batch_of_one_sample_through_batchnorm_is_one_sentence(tmp_path):
+    model = nn.Sequential(nn.Linear(4, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Linear(8, 3))
+    with pytest.raises(UserError) as error:
+        fit(quiet_trainer(max_epochs=1), model, BlobData(n=40, batch_size=1), tmp_path)
+    assert str(error.value) == (
+        "a training batch gave a BatchNorm layer one value per channel, which has no batch "
+        "statistics (data.batch_size=1, or one image shrunk to 1x1 pixels); use "
+        "data.batch_size=2 or more."
+    )

@@ -198,6 +198,14 @@ class Trainer:
                     progress.validating()
                     self._end_epoch(run, train, epoch_start, stop)
             return self._finish_all_ranks(run) if self.world > 1 else self._finish(run)
+        except ValueError as error:
+            if "Expected more than 1 value per channel when training" in str(error):
+                raise UserError(
+                    "a training batch gave a BatchNorm layer one value per channel, which has no "
+                    "batch statistics (data.batch_size=1, or one image shrunk to 1x1 pixels); "
+                    "use data.batch_size=2 or more."
+                ) from error
+            raise
         finally:
             run.tensorboard.close()
 
