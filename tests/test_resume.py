@@ -18,9 +18,11 @@ import nntrain.checkpoint
 from nntrain.checkpoint import load_checkpoint, save_checkpoint
 from nntrain.errors import UserError
 from nntrain.optim.schedules import constant
+from nntrain.training.signals import TrainingInterrupted
 from nntrain.training.trainer import NonFiniteLoss, Trainer
 from tests.conftest import compose_config, read_metrics, run_nntrain
 from tests.helpers import BlobData
+from tests.resume_helpers import fit
 
 # CNN on digits: slow enough (about 0.6 s per epoch of 19 steps) to kill it mid-epoch.
 DETERMINISTIC_RUN = [
@@ -273,6 +275,48 @@ def test_resume_keeps_the_early_stopping_state(tmp_path):
     last = load_checkpoint(tmp_path / "cut" / "checkpoints" / "last.pt")
     assert last["early_stopping"]["wait"] == 1
     assert stalling_fit(tmp_path / "cut", max_epochs=20, resume=last)["epochs_run"] == 3
+
+
+def scalar_curves(run_dir: Path) -> dict[str, list[tuple[int, float]]]:
+    """Every TensorBoard scalar of a run as TensorBoard shows it (purged steps left out); the
+    timings as their steps only (they measure the machine)."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(run_dir / "tb"), size_guidance={"scalars": 0})
+    events.Reload()
+    curves = {}
+    for tag in events.Tags()["scalars"]:
+        timing = tag in ("train/samples_per_sec", "train/epoch_time")
+        curves[tag] = [(e.step, 0.0 if timing else e.value) for e in events.Scalars(tag)]
+    return curves
+
+
+@pytest.mark.parametrize("cut", ["end of epoch 2", "mid-epoch"])
+def test_a_resumed_run_keeps_every_point_of_its_tensorboard_curves(cut, tmp_path):
+    """A resumed run continues its curves from the checkpoint's step: the points logged at that
+    very step (the last epoch's val/loss, the step's train/loss) were trained before the
+    checkpoint and stay; those after it are replaced. Every curve equals the straight run's."""
+    run = {
+        "make_model": lambda: torch.nn.Linear(4, 3),
+        "make_data": BlobData,  # 15 steps per epoch
+        "optimizer": partial(torch.optim.SGD, lr=0.05),
+        "scheduler": partial(constant),
+        "log_every_n_steps": 1,
+        "early_stopping": {"patience": None},
+    }
+    fit(tmp_path / "straight", max_epochs=3, **run)
+    if cut == "mid-epoch":
+        with pytest.raises(TrainingInterrupted):
+            fit(tmp_path / "cut", max_epochs=3, stop_at=20, **run)
+    else:  # a finished run, continued for one more epoch
+        fit(tmp_path / "cut", max_epochs=2, **run)
+    last = load_checkpoint(tmp_path / "cut" / "checkpoints" / "last.pt")
+    assert last["step"] == (20 if cut == "mid-epoch" else 30)
+    fit(tmp_path / "cut", max_epochs=3, resume=last, **run)
+    straight, resumed = scalar_curves(tmp_path / "straight"), scalar_curves(tmp_path / "cut")
+    assert [step for step, _ in straight["val/loss"]] == [15, 30, 45]
+    for tag in ("val/loss", "val/acc", "train/loss", "train/lr", "train/samples_per_sec"):
+        assert resumed[tag] == straight[tag], tag
 
 
 def test_a_nan_loss_stops_with_a_message_and_saves_no_nan_weights(tmp_path):

@@ -185,9 +185,11 @@ class Trainer:
         )
         if resume is not None:
             self._resume(run, resume)
-        # A resumed run rewrites TensorBoard's curves from its step on (purge_step), so steps
-        # trained after the last checkpoint of the interrupted run do not appear twice.
-        run.tensorboard = self._open_logger(run.run_dir, run.state.step if resume else None)
+        # A resumed run rewrites TensorBoard's curves after its checkpoint's step (purge_step),
+        # so steps trained after the last checkpoint of the interrupted run do not appear twice;
+        # the points of that step itself (its epoch's val/loss) were trained before it and stay.
+        purge_step = run.state.step + 1 if resume else None
+        run.tensorboard = self._open_logger(run.run_dir, purge_step)
         state = run.state
         try:
             with TrainProgress(self.progress) as progress, StopRequests() as stop:
