@@ -106,3 +106,26 @@ def test_the_sweep_table_fits_80_columns_with_every_header_whole(tmp_path, monke
     assert (
         lines[-2].startswith("job 1: NonFiniteLoss: the loss became nan") and lines[-2][-1] == "…"
     )
+
+
+def test_a_sweep_of_no_job_is_an_error(tmp_path):
+    """A swept key without values made a sweep of no jobs: exit status 0 and an empty table.
+    An empty range is refused before anything (no sweep directory); a glob that matches no
+    option is found once the sweep has composed, and ends the command with status 1."""
+    import pytest
+
+    from nntrain.commands.train import refuse_an_empty_range
+    from nntrain.errors import UserError
+
+    refuse_an_empty_range(["-m", "data.batch_size=range(16,33,16)", "seed=1,2"])  # 16 and 32
+    with pytest.raises(UserError) as error:
+        refuse_an_empty_range(["-m", "seed=1,2", "data.batch_size=range(32,16)"])
+    assert str(error.value) == (
+        "data.batch_size=range(32,16) has no values (a range excludes its stop); give it at "
+        "least one, e.g. range(1, 4) for 1, 2 and 3."
+    )
+    done = run_nntrain("-m", "trainer=debug", "model=glob(zz*)", cwd=tmp_path)
+    assert done.returncode == 1 and done.stderr.strip().splitlines()[-1] == (
+        "Error: the sweep ran no job: a swept key has no values (a glob that matches no option, "
+        "or an empty range); give every swept key at least one value."
+    )

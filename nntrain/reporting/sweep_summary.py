@@ -167,11 +167,20 @@ class SweepSummary(Callback):
             return
         monitor = config.trainer.early_stopping.monitor
         rows = summarize(sweep_dir, monitor)
+        search = "optuna" in str(config.hydra.sweeper.get("_target_", "")).lower()
+        if not rows and not search:  # e.g. model=glob(x*) that matches no option
+            from nntrain.reporting.console import print_error
+
+            print_error(
+                "the sweep ran no job: a swept key has no values (a glob that matches no "
+                "option, or an empty range); give every swept key at least one value."
+            )
+            sys.exit(1)
         print_rows(rows, sweep_dir, monitor, config.trainer.early_stopping.mode)
         failed = [row["job"] for row in rows if row["status"] != "ok"]
         # A search's failed trials (a diverging lr) are results the sampler learns from; in a
         # sweep a failed job is a failure, and scripts must see it in the exit status.
-        if failed and "optuna" not in str(config.hydra.sweeper.get("_target_", "")).lower():
+        if failed and not search:
             from nntrain.reporting.console import display_path, print_error
 
             hint = ""
