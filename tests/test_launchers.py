@@ -103,6 +103,12 @@ def test_resume_of_a_sweep_is_refused_in_one_sentence_when_it_cannot_work(tmp_pa
         rewrite_argv(["-m", "hydra/launcher=slurm", f"resume={sweep_dir}"])
     with pytest.raises(UserError, match=r"needs hydra/launcher=slurm .* nntrain resume="):
         rewrite_argv(["-m", f"resume={sweep_dir / '0'}"])
+    with pytest.raises(UserError) as error:  # it said: <cwd>/latest is not a directory
+        rewrite_argv(["-m", "hydra/launcher=slurm", "resume=latest"])
+    assert str(error.value) == (
+        "resume=latest continues one run, without -m: nntrain resume=latest; in a sweep (-m) "
+        "resume= takes a job directory or a sweep directory."
+    )
 
 
 def test_sbatch_refusals_become_one_sentence():

@@ -192,6 +192,11 @@ def resume_jobs(argv: list[str], target: str) -> list[str]:
     """`nntrain -m hydra/launcher=slurm resume=<job dir | sweep dir>`: the job, or every job of
     the sweep that did not finish, again in the sweep's directory. The launcher
     (nntrain.commands.slurm_launcher) gives each its own overrides, directory and last.pt."""
+    require(
+        target != "latest",
+        "resume=latest continues one run, without -m: nntrain resume=latest; in a sweep (-m) "
+        "resume= takes a job directory or a sweep directory.",
+    )
     folder = Path(os.path.expanduser(target.strip("'\""))).absolute()
     require(
         folder.is_dir(),
