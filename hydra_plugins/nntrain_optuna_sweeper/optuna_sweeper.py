@@ -63,6 +63,9 @@ def load_custom_search_space(path: str | None) -> Callable[[DictConfig, Trial], 
 
     if not path:
         return None
+    # get_method also logs the failure (two lines of Hydra's): the error below says it once.
+    hydra_utils_log = logging.getLogger("hydra.utils")
+    was_disabled, hydra_utils_log.disabled = hydra_utils_log.disabled, True
     try:
         return get_method(path)
     except Exception as error:
@@ -72,6 +75,8 @@ def load_custom_search_space(path: str | None) -> Callable[[DictConfig, Trial], 
             f"({first_line(str(cause))}); give it as module.function, a function(cfg, trial) "
             "in a module Python can import (PYTHONPATH=. for one in this directory)."
         ) from None
+    finally:
+        hydra_utils_log.disabled = was_disabled
 
 
 class NntrainOptunaSweeper(Sweeper):
