@@ -251,14 +251,14 @@ def test_a_job_that_raised_or_returned_no_finite_number_is_a_failure():
 class FakeLauncher:
     """Stands in for Hydra's launcher: answers each batch from a list of outcomes."""
 
-    def __init__(self, *outcomes: list[JobReturn] | Exception) -> None:
+    def __init__(self, *outcomes: list[JobReturn] | BaseException) -> None:
         self.outcomes = list(outcomes)
         self.calls: list[tuple[list[list[str]], int]] = []
 
     def launch(self, batch: list[list[str]], initial_job_idx: int) -> list[JobReturn]:
         self.calls.append((batch, initial_job_idx))
         outcome = self.outcomes.pop(0)
-        if isinstance(outcome, Exception):
+        if isinstance(outcome, BaseException):
             raise outcome
         return outcome
 
@@ -317,6 +317,19 @@ def test_jobs_a_launcher_lost_are_failed_trials_and_the_search_goes_on(tmp_path)
     results = read_results(tmp_path)
     assert (results["n_trials"], results["n_failed"], results["best_trial"]) == (5, 3, 0)
     assert results["best_value"] == 0.5 and results["metric"] == "value"
+
+
+def test_ctrl_c_still_writes_the_results_of_the_trials_that_ran(tmp_path):
+    """optimization_results.yaml was written only by a search that ended or stopped itself: a
+    Ctrl-C after many trials of an in-memory study left no record of the best one."""
+    launcher = FakeLauncher(
+        [job(JobStatus.COMPLETED, 0.5), job(JobStatus.COMPLETED, 0.75)], KeyboardInterrupt()
+    )
+    with pytest.raises(KeyboardInterrupt):
+        fake_sweep(tmp_path, launcher, n_trials=6)
+    results = read_results(tmp_path)
+    assert (results["best_trial"], results["best_value"]) == (1, 0.75)
+    assert (results["n_trials"], results["n_failed"], results["new_trials"]) == (4, 2, [0, 1, 2, 3])
 
 
 def test_a_launcher_that_fails_before_any_job_ran_stops_the_search(tmp_path):

@@ -204,6 +204,31 @@ class NntrainOptunaSweeper(Sweeper):
         OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
 
         new_trials: list[int] = []
+        try:
+            self.run_trials(study, space, sweep_dir, new_trials)
+        except (KeyboardInterrupt, SystemExit):
+            # Ctrl-C (a job ends with SystemExit): the trials that ran are results all the
+            # same, and an in-memory study is gone once this process ends.
+            if new_trials:
+                # The interrupted job configured logging for its own log file; back to Hydra's.
+                configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
+                self.report(study, sweep_dir, new_trials)
+            raise
+        if new_trials and len(self.failures) == len(new_trials):
+            self.stop(
+                study,
+                sweep_dir,
+                new_trials,
+                f"all {len(new_trials)} trials of the search failed, so it found nothing; "
+                "the trials' logs say why.",
+            )
+        self.report(study, sweep_dir, new_trials)
+
+    def run_trials(
+        self, study: Study, space: SearchSpace, sweep_dir: Path, new_trials: list[int]
+    ) -> None:
+        """n_trials trials in batches of n_jobs (their numbers appended to new_trials), unless
+        the sampler has tried every point or too many failed."""
         while len(new_trials) < self.n_trials and not self.space_exhausted:
             trials = self.ask(study, space, min(self.n_jobs, self.n_trials - len(new_trials)))
             new_trials += [trial.number for trial in trials]
@@ -218,15 +243,6 @@ class NntrainOptunaSweeper(Sweeper):
                     f"failed, more than hydra.sweeper.max_failure_rate={self.max_failure_rate} "
                     f"allows (trial {last}: {self.failures[last]}).",
                 )
-        if new_trials and len(self.failures) == len(new_trials):
-            self.stop(
-                study,
-                sweep_dir,
-                new_trials,
-                f"all {len(new_trials)} trials of the search failed, so it found nothing; "
-                "the trials' logs say why.",
-            )
-        self.report(study, sweep_dir, new_trials)
 
     def stop(self, study: Study, sweep_dir: Path, new_trials: list[int], message: str) -> None:
         """End the sweep with an error, after its results and the end-of-sweep callbacks (the
