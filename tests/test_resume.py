@@ -123,6 +123,23 @@ def test_resume_latest_and_a_moved_run_directory(tmp_path):
     assert (elsewhere / "tb").is_dir() and not (tmp_path / "disk2" / "outputs").exists()
 
 
+def test_a_run_copied_without_its_hidden_hydra_folder_resumes_with_its_own_overrides(tmp_path):
+    """`cp -r run/* elsewhere/` leaves .hydra/ behind: the resume replayed no overrides, so the
+    run's config was compared with the defaults and refused. Its checkpoint keeps them."""
+    from nntrain.commands.resume import rewrite_argv
+
+    run_dir = tmp_path / "elsewhere"
+    save_checkpoint(
+        {"config": "name: x\n", "optimizer": {}, "epoch": 2, "model": {},
+         "overrides": ["data=moons", "model.hidden=[8]", "optimizer.fused=false"]},
+        run_dir / "checkpoints" / "last.pt",
+    )  # fmt: skip
+    argv = rewrite_argv([f"resume={run_dir}", "trainer.max_epochs=3"])
+    assert argv[:4] == [
+        "data=moons", "model.hidden=[8]", "trainer.fused_optimizer=false", "trainer.max_epochs=3"
+    ]  # fmt: skip
+
+
 def test_resume_refuses_a_different_model_and_lists_the_keys(tmp_path):
     assert run_nntrain("trainer=debug", "hydra.run.dir=run", cwd=tmp_path).returncode == 0
     done = run_nntrain("resume=run", "model.hidden=[32]", "optimizer.lr=0.01", cwd=tmp_path)

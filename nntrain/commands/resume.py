@@ -88,6 +88,17 @@ def saved_overrides(run_dir: Path) -> list[str]:
     ]
 
 
+def own_overrides(run_dir: Path, checkpoint: Path) -> list[str]:
+    """The overrides a run resumed in its own directory replays: its .hydra/overrides.yaml, or,
+    when the directory was copied without its hidden .hydra/ (`cp -r run/* elsewhere/`), those
+    its checkpoint keeps (without them the run's config was compared with the defaults)."""
+    if (run_dir / ".hydra" / "overrides.yaml").is_file():
+        return saved_overrides(run_dir)
+    from nntrain.checkpoint import load_resumable
+
+    return [with_moved_key(str(o)) for o in load_resumable(checkpoint).get("overrides") or []]
+
+
 # Hydra's command-line options that take a value as the next argument.
 VALUED_OPTIONS = {"--config-dir", "-cd", "--config-path", "-cp", "--config-name", "-cn"}
 
@@ -170,7 +181,9 @@ def rewrite_argv(argv: list[str]) -> list[str]:
         )
     # A checkpoint kept on its own: its own config (overrides) drives the resume, and its run
     # goes on in a new run directory, named <name>-resumed unless the user names it.
-    replayed = saved_overrides(run_dir) if in_place else overrides_of_loose(checkpoint, typed)
+    replayed = (
+        own_overrides(run_dir, checkpoint) if in_place else overrides_of_loose(checkpoint, typed)
+    )
     options, overrides = split_options(new)
     if not {"--config-dir", "-cd"} & set(options) and not any(
         o.startswith("--config-dir=") for o in options
