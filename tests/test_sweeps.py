@@ -108,6 +108,30 @@ def test_the_sweep_table_fits_80_columns_with_every_header_whole(tmp_path, monke
     )
 
 
+def test_a_sweep_without_a_monitored_metric_marks_no_job_best(tmp_path, monkeypatch):
+    """trainer.early_stopping.monitor=none: the first job was starred as the best and the note
+    read 'the best none of each job (max)'."""
+    import io
+
+    import rich
+    from rich.console import Console
+
+    from nntrain.reporting import sweep_summary
+
+    rows = [
+        {"job": str(job), "overrides": f"seed={job + 1}", "status": "ok", "best_val": None,
+         "test/acc": acc, "epochs": 2, "wall_time_s": 1.0, "error": ""}
+        for job, acc in enumerate((0.92, 0.93))
+    ]  # fmt: skip
+    console = Console(width=80, record=True, file=io.StringIO())
+    monkeypatch.setattr(rich, "_console", console)
+    sweep_summary.print_rows(rows, tmp_path, "none", "max")
+    lines = console.export_text().splitlines()
+    body = [line.split() for line in lines if "ok" in line.split()]
+    assert [b[:2] for b in body] == [["0", "seed=1"], ["1", "seed=2"]]  # no "*"
+    assert "best_val: none (trainer.early_stopping.monitor=none: no figure picks a job)." in lines
+
+
 def test_a_sweep_of_no_job_is_an_error(tmp_path):
     """A swept key without values made a sweep of no jobs: exit status 0 and an empty table.
     An empty range is refused before anything (no sweep directory); a glob that matches no

@@ -95,7 +95,8 @@ def print_rows(
     if regression and monitor.endswith("/acc"):  # regression runs followed val/loss
         monitor, mode = "val/loss", "min"
     for rank, row in enumerate(best_first(rows, mode)):
-        best = rank == 0 and row["status"] == "ok"
+        # Only a job that has a best value can be the best job (monitor=none: none has one).
+        best = rank == 0 and row["status"] == "ok" and isinstance(row["best_val"], int | float)
         cells = [
             f"{row['job']}{' *' if best else ''}",
             " ".join(o for o in row["overrides"].split() if o not in shared),
@@ -110,6 +111,8 @@ def print_rows(
     console = get_console()
     console.print(table)
     notes = [f"best_val: the best {monitor} of each job ({mode}); * marks the best job."]
+    if monitor == "none":  # trainer.early_stopping.monitor=none: the final weights were tested
+        notes = ["best_val: none (trainer.early_stopping.monitor=none: no figure picks a job)."]
     if shared:
         notes.append("In every job: " + " ".join(shared))
     notes += [f"job {row['job']}: {row['error']}" for row in rows if row["error"]]
