@@ -332,6 +332,33 @@ def test_ctrl_c_still_writes_the_results_of_the_trials_that_ran(tmp_path):
     assert (results["n_trials"], results["n_failed"], results["new_trials"]) == (4, 2, [0, 1, 2, 3])
 
 
+def test_a_search_without_a_monitored_metric_needs_one_named():
+    """monitor=none (experiment=cifar10_speedrun): each job returned val/loss, maximized by the
+    default direction, or NaN without a validation split, so every trial failed after running."""
+    sweeper = NntrainOptunaSweeper(
+        sampler=None, direction="maximize", storage=None, study_name=None, n_trials=2,
+        n_jobs=1, params=None,
+    )  # fmt: skip
+    sweeper.config = OmegaConf.create({"trainer": {"early_stopping": {"monitor": "none"}}})
+    with pytest.raises(HydraException) as error:
+        sweeper.check_settings()
+    assert str(error.value) == (
+        "trainer.early_stopping.monitor=none gives the trials no objective; name the metric to "
+        "optimize, e.g. hydra.sweeper.metrics=[test/acc] with hydra.sweeper.direction=maximize."
+    )
+    sweeper.metrics = ["test/acc"]
+    sweeper.check_settings()  # a named metric is read from each trial's metrics.json
+
+
+def test_a_search_refused_by_its_settings_leaves_no_sweep_directory(tmp_path):
+    """It left outputs/multirun/<day>/<time>-<name>/ holding only its claim file."""
+    done = run_nntrain(*SEARCH, "hydra.sweeper.direction=sideways", cwd=tmp_path)
+    assert done.returncode == 1 and done.stderr.strip().startswith(
+        "Error: hydra.sweeper.direction=sideways is not a direction"
+    )
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_a_launcher_that_fails_before_any_job_ran_stops_the_search(tmp_path):
     launcher = FakeLauncher(RuntimeError("no such partition"))
     with pytest.raises(RuntimeError, match="no such partition"):

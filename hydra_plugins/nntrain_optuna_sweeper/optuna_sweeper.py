@@ -167,6 +167,14 @@ class NntrainOptunaSweeper(Sweeper):
                 "trials; give a number from 0.0 (stop at the first failure) to 1.0 (never stop)."
             )
         self.directions = directions_from(self.direction_setting)
+        if self.metrics is None and self.monitor == "none":
+            # The job would return val/loss (NaN without a validation split): a search that
+            # maximizes the loss, or whose every trial fails after it has run.
+            raise HydraException(
+                "trainer.early_stopping.monitor=none gives the trials no objective; name the "
+                "metric to optimize, e.g. hydra.sweeper.metrics=[test/acc] with "
+                "hydra.sweeper.direction=maximize."
+            )
         count = len(self.directions)
         if self.metrics is not None and len(self.metrics) != count:
             raise HydraException(
