@@ -153,3 +153,23 @@ def test_a_sweep_of_no_job_is_an_error(tmp_path):
         "Error: the sweep ran no job: a swept key has no values (a glob that matches no option, "
         "or an empty range); give every swept key at least one value."
     )
+
+
+def test_a_sweep_directory_must_not_be_the_current_folder(tmp_path, monkeypatch):
+    """hydra.sweep.dir=$PWD claimed the folder the user works in (job folders 0, 1, ... and
+    summary.csv among their files); hydra.sweep.dir=. was refused as 'empty'."""
+    import pytest
+
+    from nntrain.commands.train import claim_a_given_sweep_dir
+    from nntrain.errors import UserError
+
+    monkeypatch.chdir(tmp_path)
+    for given in (".", str(tmp_path)):
+        with pytest.raises(UserError) as error:
+            claim_a_given_sweep_dir(["-m", "seed=1,2", f"hydra.sweep.dir={given}"])
+        assert str(error.value) == (
+            f"hydra.sweep.dir={given} is the current folder; give the sweep a folder of its own, "
+            "e.g. hydra.sweep.dir=sweeps/lr (or leave hydra.sweep.dir out: every sweep gets its "
+            "own)."
+        )
+    assert list(tmp_path.iterdir()) == []

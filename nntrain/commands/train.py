@@ -136,7 +136,13 @@ def claim_a_given_sweep_dir(argv: list[str]) -> list[str]:
     if not given or "${" in given[-1]:
         return argv
     folder = Path(given[-1].strip("'\"")).expanduser()
-    require(str(folder) != ".", "hydra.sweep.dir is empty; give the sweep a folder of its own.")
+    # Empty, or the folder the command runs in: the jobs would land among the user's files.
+    require(
+        str(folder) != "." and folder.resolve() != Path.cwd().resolve(),
+        f"hydra.sweep.dir={given[-1]} {'is empty' if not given[-1].strip() else 'is the current folder'}"
+        "; give the sweep a folder of its own, e.g. hydra.sweep.dir=sweeps/lr (or leave "
+        "hydra.sweep.dir out: every sweep gets its own).",
+    )
     try:
         claimed = runs.claim(folder)
     except OSError as error:
