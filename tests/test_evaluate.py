@@ -261,3 +261,29 @@ def test_a_run_without_a_validation_split_is_evaluated_and_an_empty_split_named(
             f"split={split} has no samples: the run's data has no {split} split "
             f"(data.{split}_fraction=0); evaluate {others} instead."
         )
+
+
+def test_ckpt_of_a_sweep_or_of_a_run_that_saved_nothing_says_so(tmp_path):
+    """Both named a checkpoints/best.pt that never was: the sweep's own (its jobs hold theirs),
+    or that of a job that failed before its first checkpoint."""
+    from nntrain.errors import UserError
+    from nntrain.inference.trained_run import load_run
+
+    sweep = tmp_path / "sweep"
+    (sweep / "0" / "checkpoints").mkdir(parents=True)
+    (sweep / "0" / "checkpoints" / "best.pt").write_bytes(b"x")
+    (sweep / "1").mkdir()
+    status = {"status": "failed", "error": "NonFiniteLoss: the training loss became nan."}
+    (sweep / "1" / "status.json").write_text(json.dumps(status))
+    with pytest.raises(UserError) as error:
+        load_run(sweep)
+    assert str(error.value) == (
+        f"ckpt={sweep} is a sweep directory; give one of its jobs, e.g. ckpt={sweep / '0'} (its "
+        "summary.csv lists every job with its score)."
+    )
+    with pytest.raises(UserError) as error:
+        load_run(sweep / "1")
+    assert str(error.value) == (
+        f"ckpt={sweep / '1'} holds no checkpoint: the run failed before it saved one "
+        "(NonFiniteLoss: the training loss became nan); fix that and train it again."
+    )
