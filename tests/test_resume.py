@@ -140,6 +140,25 @@ def test_a_run_copied_without_its_hidden_hydra_folder_resumes_with_its_own_overr
     ]  # fmt: skip
 
 
+def test_a_resume_in_place_refuses_a_run_directory_elsewhere(tmp_path, monkeypatch):
+    """hydra.run.dir=elsewhere was silently ignored: the run went on in its own directory."""
+    from nntrain.commands.resume import rewrite_argv
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "run" / ".hydra").mkdir(parents=True)
+    (tmp_path / "run" / "checkpoints").mkdir()
+    (tmp_path / "run" / "checkpoints" / "last.pt").write_bytes(b"not read before the check")
+    with pytest.raises(UserError) as error:
+        rewrite_argv(["resume=run", "hydra.run.dir=elsewhere"])
+    assert str(error.value) == (
+        f"resume=run continues the run in its own directory, {tmp_path / 'run'}; "
+        "hydra.run.dir=elsewhere cannot move it there: drop hydra.run.dir, or copy the run "
+        f"first (cp -r {tmp_path / 'run'} elsewhere) and resume the copy (nntrain "
+        "resume=elsewhere)."
+    )
+    assert list(tmp_path.iterdir()) == [tmp_path / "run"]
+
+
 def test_resume_refuses_a_different_model_and_lists_the_keys(tmp_path):
     assert run_nntrain("trainer=debug", "hydra.run.dir=run", cwd=tmp_path).returncode == 0
     done = run_nntrain("resume=run", "model.hidden=[32]", "optimizer.lr=0.01", cwd=tmp_path)

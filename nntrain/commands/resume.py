@@ -173,6 +173,7 @@ def rewrite_argv(argv: list[str]) -> list[str]:
     typed = {override_key(a) for a in new if "=" in a}
     in_place = holds_a_run(run_dir)
     if in_place:
+        check_not_moved(run_dir, new, values[-1])
         check_writable(run_dir)
         require(
             os.environ.get("RANK", "0") != "0" or hold(run_dir),
@@ -241,6 +242,21 @@ def job_status(job_dir: Path) -> str | None:
 
     path = job_dir / "status.json"
     return json.loads(path.read_text()).get("status") if path.is_file() else None
+
+
+def check_not_moved(run_dir: Path, argv: list[str], target: str) -> None:
+    """A run continues in its own directory: hydra.run.dir=ELSEWHERE, which was silently
+    ignored, is refused unless it names that same directory."""
+    given = [a.split("=", 1)[1] for a in argv if a.split("=", 1)[0] == "hydra.run.dir"]
+    if not given:
+        return
+    folder = Path(os.path.expanduser(given[-1].strip("'\""))).absolute()
+    require(
+        folder.resolve() == run_dir.resolve(),
+        f"resume={target} continues the run in its own directory, {run_dir}; hydra.run.dir="
+        f"{given[-1]} cannot move it there: drop hydra.run.dir, or copy the run first "
+        f"(cp -r {run_dir} {given[-1]}) and resume the copy (nntrain resume={given[-1]}).",
+    )
 
 
 def check_writable(run_dir: Path) -> None:
