@@ -350,6 +350,24 @@ def test_a_search_without_a_monitored_metric_needs_one_named():
     sweeper.check_settings()  # a named metric is read from each trial's metrics.json
 
 
+def test_a_storage_that_cannot_be_opened_is_one_sentence(tmp_path):
+    """sqlite:///runs/search.db before runs/ exists was SQLAlchemy's traceback."""
+    url = f"sqlite:///{tmp_path}/nowhere/search.db"
+    sweeper = NntrainOptunaSweeper(
+        sampler=None, direction="maximize", storage=url, study_name="s", n_trials=1, n_jobs=1,
+        params=None,
+    )  # fmt: skip
+    sweeper.directions = ["maximize"]
+    with pytest.raises(HydraException) as error:
+        sweeper.open_study(optuna, None, None)
+    assert str(error.value) == (
+        f"hydra.sweeper.storage={url} cannot be opened (OperationalError: "
+        "(sqlite3.OperationalError) unable to open database file); give an Optuna storage URL "
+        "in a folder that exists, e.g. hydra.sweeper.storage=sqlite:///search.db (relative to "
+        "where you run nntrain)."
+    )
+
+
 def test_a_search_refused_by_its_settings_leaves_no_sweep_directory(tmp_path):
     """It left outputs/multirun/<day>/<time>-<name>/ holding only its claim file."""
     done = run_nntrain(*SEARCH, "hydra.sweeper.direction=sideways", cwd=tmp_path)

@@ -264,13 +264,22 @@ class NntrainOptunaSweeper(Sweeper):
         self, optuna: ModuleType, settings: dict[str, Any] | None, grid: dict[str, Any] | None
     ) -> Study:
         """Create the study, or continue the stored one of the same name."""
-        study = optuna.create_study(
-            study_name=self.study_name,
-            storage=self.storage,
-            sampler=build_sampler(settings, 0, grid),
-            directions=self.directions,
-            load_if_exists=True,
-        )
+        sampler = build_sampler(settings, 0, grid)
+        try:
+            study = optuna.create_study(
+                study_name=self.study_name,
+                storage=self.storage,
+                sampler=sampler,
+                directions=self.directions,
+                load_if_exists=True,
+            )
+        except Exception as error:  # SQLAlchemy's: a folder that does not exist, a bad URL
+            raise HydraException(
+                f"hydra.sweeper.storage={self.storage} cannot be opened "
+                f"({first_line(f'{type(error).__name__}: {error}')}); give an Optuna storage "
+                "URL in a folder that exists, e.g. hydra.sweeper.storage=sqlite:///search.db "
+                "(relative to where you run nntrain)."
+            ) from None
         stored = [d.name.lower() for d in study.directions]
         if stored != self.directions:
             raise HydraException(
