@@ -77,7 +77,8 @@ def stop_logging_into(run_dir: Path) -> None:
         filename = getattr(handler, "baseFilename", None)
         if filename and Path(filename).parent.resolve() == run_dir.resolve():
             root.removeHandler(handler)
-            handler.close()
+            with contextlib.suppress(OSError):  # a full disk: its buffered lines are lost
+                handler.close()
 
 
 def remove_unsaved(run_dir: Path) -> None:
