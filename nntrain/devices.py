@@ -23,14 +23,24 @@ def resolve_device(device: str, key: str = "trainer.device") -> torch.device:
         if torch.backends.mps.is_available():
             return torch.device("mps")
         return torch.device("cpu")
+    named = f"{key} must be auto, cpu, cuda, cuda:N or mps, got {device!r}."
     try:
         resolved = torch.device(device)
     except (RuntimeError, TypeError) as error:
-        raise UserError(f"{key} must be auto, cpu, cuda, cuda:N or mps, got {device!r}.") from error
+        raise UserError(named) from error
+    # torch knows more device types (meta holds no data, xla or hpu need their own builds):
+    # nntrain trains and evaluates on these three.
+    require(resolved.type in ("cpu", "cuda", "mps"), named)
     if resolved.type == "cuda":
         require(
             torch.cuda.is_available(),
             f"{key}={device} but CUDA is not available here; use {key}=auto.",
+        )
+        count = torch.cuda.device_count()
+        require(
+            resolved.index is None or resolved.index < count,
+            f"{key}={device} but this machine has {count} CUDA device(s), cuda:0 to "
+            f"cuda:{count - 1}; use {key}=cuda (the first) or one of those.",
         )
     if resolved.type == "mps":
         require(

@@ -94,13 +94,15 @@ def remove_unsaved(run_dir: Path) -> None:
     (run_dir / CLAIM).unlink(missing_ok=True)
     with contextlib.suppress(OSError):
         run_dir.rmdir()  # only when empty
-        # In the default layout, outputs/<day>/<run>: the day's folder when this was its only
-        # run, and outputs/ when it was the first. Never a folder the user chose (hydra.run.dir
-        # =run in an empty directory must not take that directory with it).
+        # In the default layout, outputs/<day>/<run> (a sweep's outputs/multirun/<day>/<run>):
+        # the day's folder when this was its only run, and outputs/ when it was the first.
+        # Never a folder the user chose (hydra.run.dir=run in an empty directory must not
+        # take that directory with it).
         day = run_dir.parent
-        if DAY_FOLDER.fullmatch(day.name) and day.parent.name == "outputs":
-            day.rmdir()
-            day.parent.rmdir()
+        above = [day.parent, day.parent.parent][: 2 if day.parent.name == "multirun" else 1]
+        if DAY_FOLDER.fullmatch(day.name) and above[-1].name == "outputs":
+            for folder in (day, *above):
+                folder.rmdir()
 
 
 def remove_stale_temporaries(run_dir: Path) -> list[Path]:

@@ -230,3 +230,60 @@ def test_eval_scores_with_the_runs_test_time_augmentation(tmp_path):
     overrides = ("model=cnn", "trainer=debug", "trainer.test_time_augmentation=flip_translate")
     run(compose_config(*overrides), str(run_dir))
     eval_matching_the_run(run_dir, str(run_dir), tmp_path)
+
+
+def test_a_run_without_a_validation_split_is_evaluated_and_an_empty_split_named(tmp_path):
+    """data.val_fraction=0 is a supported run (README, "Offline sets"): nntrain-eval scores its
+    test split without the permutation importance (measured on the validation split; it was a
+    torch.cat traceback), and a split the data left empty is one sentence (an AssertionError)."""
+    from omegaconf import OmegaConf
+
+    from nntrain.commands.evaluate import evaluate_checkpoint
+    from nntrain.errors import UserError
+
+    overrides = [
+        "data=moons",
+        "trainer=debug",
+        "data.val_fraction=0",
+        "trainer.report_images=false",
+    ]
+    run_dir = tmp_path / "run"
+    run(compose_config(*overrides, "trainer.early_stopping.monitor=none"), str(run_dir))
+    eval_config = {"ckpt": str(run_dir), "split": "test", "device": "cpu", "batch_size": None}
+    results, _, _ = evaluate_checkpoint(OmegaConf.create({**eval_config, "data": {}}))
+    assert results["test/acc"] == read_metrics(run_dir)["test/acc"]
+    assert "test/importance" not in results
+    for split, empty in (("val", {}), ("test", {"test_fraction": 0})):
+        with pytest.raises(UserError) as error:
+            evaluate_checkpoint(OmegaConf.create({**eval_config, "split": split, "data": empty}))
+        others = " or ".join(f"split={s}" for s in ("test", "val", "train") if s != split)
+        assert str(error.value) == (
+            f"split={split} has no samples: the run's data has no {split} split "
+            f"(data.{split}_fraction=0); evaluate {others} instead."
+        )
+
+
+def test_ckpt_of_a_sweep_or_of_a_run_that_saved_nothing_says_so(tmp_path):
+    """Both named a checkpoints/best.pt that never was: the sweep's own (its jobs hold theirs),
+    or that of a job that failed before its first checkpoint."""
+    from nntrain.errors import UserError
+    from nntrain.inference.trained_run import load_run
+
+    sweep = tmp_path / "sweep"
+    (sweep / "0" / "checkpoints").mkdir(parents=True)
+    (sweep / "0" / "checkpoints" / "best.pt").write_bytes(b"x")
+    (sweep / "1").mkdir()
+    status = {"status": "failed", "error": "NonFiniteLoss: the training loss became nan."}
+    (sweep / "1" / "status.json").write_text(json.dumps(status))
+    with pytest.raises(UserError) as error:
+        load_run(sweep)
+    assert str(error.value) == (
+        f"ckpt={sweep} is a sweep directory; give one of its jobs, e.g. ckpt={sweep / '0'} (its "
+        "summary.csv lists every job with its score)."
+    )
+    with pytest.raises(UserError) as error:
+        load_run(sweep / "1")
+    assert str(error.value) == (
+        f"ckpt={sweep / '1'} holds no checkpoint: the run failed before it saved one "
+        "(NonFiniteLoss: the training loss became nan); fix that and train it again."
+    )

@@ -362,6 +362,12 @@ def test_a_message_names_the_key_the_user_typed(tmp_path):
     assert one_error_line(done) == (
         "Error: device must be auto, cpu, cuda, cuda:N or mps, got 'tpu'."
     )
+    from nntrain.devices import resolve_device
+    from nntrain.errors import UserError
+
+    with pytest.raises(UserError) as error:  # a device torch knows, without data: a traceback
+        resolve_device("meta", key="device")
+    assert str(error.value) == "device must be auto, cpu, cuda, cuda:N or mps, got 'meta'."
     eval_command = str(Path(sys.executable).with_name("nntrain-eval"))
     done = subprocess.run(
         [eval_command, "ckpt=x.pt", "trainer.device=cuda"],
@@ -371,6 +377,23 @@ def test_a_message_names_the_key_the_user_typed(tmp_path):
     )
     assert one_error_line(done) == (
         "Error: trainer.device is a training key; nntrain-eval takes device=, e.g. device=cuda."
+    )
+
+
+def test_a_cuda_device_the_machine_lacks_is_named(monkeypatch):
+    import torch
+
+    from nntrain.devices import resolve_device
+    from nntrain.errors import UserError
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # a machine with one GPU
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    assert resolve_device("cuda:0") == torch.device("cuda:0")
+    with pytest.raises(UserError) as error:
+        resolve_device("cuda:1")
+    assert str(error.value) == (
+        "trainer.device=cuda:1 but this machine has 1 CUDA device(s), cuda:0 to cuda:0; use "
+        "trainer.device=cuda (the first) or one of those."
     )
 
 

@@ -103,6 +103,12 @@ def test_resume_of_a_sweep_is_refused_in_one_sentence_when_it_cannot_work(tmp_pa
         rewrite_argv(["-m", "hydra/launcher=slurm", f"resume={sweep_dir}"])
     with pytest.raises(UserError, match=r"needs hydra/launcher=slurm .* nntrain resume="):
         rewrite_argv(["-m", f"resume={sweep_dir / '0'}"])
+    with pytest.raises(UserError) as error:  # it said: <cwd>/latest is not a directory
+        rewrite_argv(["-m", "hydra/launcher=slurm", "resume=latest"])
+    assert str(error.value) == (
+        "resume=latest continues one run, without -m: nntrain resume=latest; in a sweep (-m) "
+        "resume= takes a job directory or a sweep directory."
+    )
 
 
 def test_sbatch_refusals_become_one_sentence():
@@ -147,3 +153,73 @@ def test_the_tasks_of_an_srun_step_become_torchrun_ranks(monkeypatch):
     assert not distributed.under_srun()  # torchrun's variables now say it
     assert distributed.first_host("node3") == "node3"
     assert distributed.first_host("n[1,4-5]") == "n1"
+
+
+def test_ctrl_c_in_a_parallel_sweep_lets_every_running_job_save(tmp_path):
+    """The terminal's SIGINT reaches the main process and every joblib worker. joblib killed the
+    workers as soon as the main process or the first job stopped, so a slower job died in its
+    save (no status.json, no resume line, a cut-short temporary). Now each job saves and says
+    how to resume it, and the sweep's table lists both."""
+    import json
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    args = [
+        "-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "hydra.sweep.dir=sweep",
+        "data=moons", "trainer.device=cpu", "trainer.report_images=false",
+        "trainer.max_epochs=10000", "trainer.early_stopping.patience=null",
+        "model.hidden=[8],[1024,1024]",  # job 1 takes longer to stop and save
+    ]  # fmt: skip
+    nntrain = str(Path(sys.executable).with_name("nntrain"))
+    process = subprocess.Popen(
+        [nntrain, *args], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True, start_new_session=True,  # its own process group, as a terminal's command
+    )  # fmt: skip
+    sweep = tmp_path / "sweep"
+    deadline = time.monotonic() + 180
+    while not all((sweep / job / "checkpoints" / "last.pt").is_file() for job in "01"):
+        assert process.poll() is None and time.monotonic() < deadline, process.communicate()
+        time.sleep(0.1)
+    os.killpg(process.pid, signal.SIGINT)  # Ctrl-C: the whole process group
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130 and "Traceback" not in stderr, stderr
+    for job in "01":
+        status = json.loads((sweep / job / "status.json").read_text())
+        assert status["status"] == "interrupted", status
+        assert status["error"].endswith(f"resume with: nntrain resume={sweep / job}")
+        assert sorted(p.name for p in (sweep / job / "checkpoints").iterdir()) == [
+            "best.pt", "last.pt"
+        ]  # fmt: skip
+        assert f"nntrain resume=sweep/{job}" in stderr
+    with (sweep / "summary.csv").open() as file:
+        assert [r["status"] for r in csv.DictReader(file)] == ["interrupted", "interrupted"]
+    assert "SIGINT: waiting for the running jobs (0, 1) to save their last.pt" in stderr
+    assert stderr.strip().splitlines()[-1] == "Error: interrupted by SIGINT."
+
+
+def test_the_first_ctrl_c_waits_for_the_running_jobs_and_a_second_one_does_not(tmp_path):
+    import threading
+    import time
+
+    import pytest
+
+    from nntrain.commands.parallel_jobs import WaitForRunningJobs
+
+    for job in ("0", "1"):
+        (tmp_path / job / ".hydra").mkdir(parents=True)
+    (tmp_path / "0" / "status.json").write_text("{}")  # job 0 had ended; job 1 runs
+    handler = WaitForRunningJobs(tmp_path)
+    threading.Timer(0.3, (tmp_path / "1" / "status.json").write_text, ["{}"]).start()
+    started = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        handler(2, None)
+    assert (tmp_path / "1" / "status.json").is_file() and time.monotonic() - started >= 0.3
+    (tmp_path / "2" / ".hydra").mkdir(parents=True)  # a job that has not ended
+    started = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        handler(2, None)  # pressed again while waiting (a nested call): no wait at all
+    assert time.monotonic() - started < 0.1

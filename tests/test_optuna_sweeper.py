@@ -251,14 +251,14 @@ def test_a_job_that_raised_or_returned_no_finite_number_is_a_failure():
 class FakeLauncher:
     """Stands in for Hydra's launcher: answers each batch from a list of outcomes."""
 
-    def __init__(self, *outcomes: list[JobReturn] | Exception) -> None:
+    def __init__(self, *outcomes: list[JobReturn] | BaseException) -> None:
         self.outcomes = list(outcomes)
         self.calls: list[tuple[list[list[str]], int]] = []
 
     def launch(self, batch: list[list[str]], initial_job_idx: int) -> list[JobReturn]:
         self.calls.append((batch, initial_job_idx))
         outcome = self.outcomes.pop(0)
-        if isinstance(outcome, Exception):
+        if isinstance(outcome, BaseException):
             raise outcome
         return outcome
 
@@ -317,6 +317,64 @@ def test_jobs_a_launcher_lost_are_failed_trials_and_the_search_goes_on(tmp_path)
     results = read_results(tmp_path)
     assert (results["n_trials"], results["n_failed"], results["best_trial"]) == (5, 3, 0)
     assert results["best_value"] == 0.5 and results["metric"] == "value"
+
+
+def test_ctrl_c_still_writes_the_results_of_the_trials_that_ran(tmp_path):
+    """optimization_results.yaml was written only by a search that ended or stopped itself: a
+    Ctrl-C after many trials of an in-memory study left no record of the best one."""
+    launcher = FakeLauncher(
+        [job(JobStatus.COMPLETED, 0.5), job(JobStatus.COMPLETED, 0.75)], KeyboardInterrupt()
+    )
+    with pytest.raises(KeyboardInterrupt):
+        fake_sweep(tmp_path, launcher, n_trials=6)
+    results = read_results(tmp_path)
+    assert (results["best_trial"], results["best_value"]) == (1, 0.75)
+    assert (results["n_trials"], results["n_failed"], results["new_trials"]) == (4, 2, [0, 1, 2, 3])
+
+
+def test_a_search_without_a_monitored_metric_needs_one_named():
+    """monitor=none (experiment=cifar10_speedrun): each job returned val/loss, maximized by the
+    default direction, or NaN without a validation split, so every trial failed after running."""
+    sweeper = NntrainOptunaSweeper(
+        sampler=None, direction="maximize", storage=None, study_name=None, n_trials=2,
+        n_jobs=1, params=None,
+    )  # fmt: skip
+    sweeper.config = OmegaConf.create({"trainer": {"early_stopping": {"monitor": "none"}}})
+    with pytest.raises(HydraException) as error:
+        sweeper.check_settings()
+    assert str(error.value) == (
+        "trainer.early_stopping.monitor=none gives the trials no objective; name the metric to "
+        "optimize, e.g. hydra.sweeper.metrics=[test/acc] with hydra.sweeper.direction=maximize."
+    )
+    sweeper.metrics = ["test/acc"]
+    sweeper.check_settings()  # a named metric is read from each trial's metrics.json
+
+
+def test_a_storage_that_cannot_be_opened_is_one_sentence(tmp_path):
+    """sqlite:///runs/search.db before runs/ exists was SQLAlchemy's traceback."""
+    url = f"sqlite:///{tmp_path}/nowhere/search.db"
+    sweeper = NntrainOptunaSweeper(
+        sampler=None, direction="maximize", storage=url, study_name="s", n_trials=1, n_jobs=1,
+        params=None,
+    )  # fmt: skip
+    sweeper.directions = ["maximize"]
+    with pytest.raises(HydraException) as error:
+        sweeper.open_study(optuna, None, None)
+    assert str(error.value) == (
+        f"hydra.sweeper.storage={url} cannot be opened (OperationalError: "
+        "(sqlite3.OperationalError) unable to open database file); give an Optuna storage URL "
+        "in a folder that exists, e.g. hydra.sweeper.storage=sqlite:///search.db (relative to "
+        "where you run nntrain)."
+    )
+
+
+def test_a_search_refused_by_its_settings_leaves_no_sweep_directory(tmp_path):
+    """It left outputs/multirun/<day>/<time>-<name>/ holding only its claim file."""
+    done = run_nntrain(*SEARCH, "hydra.sweeper.direction=sideways", cwd=tmp_path)
+    assert done.returncode == 1 and done.stderr.strip().startswith(
+        "Error: hydra.sweeper.direction=sideways is not a direction"
+    )
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_a_launcher_that_fails_before_any_job_ran_stops_the_search(tmp_path):

@@ -269,6 +269,21 @@ def test_a_custom_search_space_that_cannot_be_imported_is_one_clear_error(tmp_pa
     assert "hydra.sweeper.custom_search_space=nowhere.configure cannot be loaded" in done.stderr
 
 
+def test_a_custom_search_space_that_cannot_be_loaded_is_said_once(caplog):
+    """Hydra's get_method logged its own two lines before the sweeper's one sentence."""
+    from hydra.errors import HydraException
+
+    from hydra_plugins.nntrain_optuna_sweeper.optuna_sweeper import load_custom_search_space
+
+    with pytest.raises(HydraException) as error:
+        load_custom_search_space("nowhere.configure")
+    assert str(error.value).startswith(
+        "hydra.sweeper.custom_search_space=nowhere.configure cannot be loaded (No module named "
+        "'nowhere'); give it as module.function"
+    )
+    assert caplog.records == []
+
+
 # --- failures ----------------------------------------------------------------------------
 
 

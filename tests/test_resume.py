@@ -18,9 +18,11 @@ import nntrain.checkpoint
 from nntrain.checkpoint import load_checkpoint, save_checkpoint
 from nntrain.errors import UserError
 from nntrain.optim.schedules import constant
+from nntrain.training.signals import TrainingInterrupted
 from nntrain.training.trainer import NonFiniteLoss, Trainer
 from tests.conftest import compose_config, read_metrics, run_nntrain
 from tests.helpers import BlobData
+from tests.resume_helpers import fit
 
 # CNN on digits: slow enough (about 0.6 s per epoch of 19 steps) to kill it mid-epoch.
 DETERMINISTIC_RUN = [
@@ -119,6 +121,42 @@ def test_resume_latest_and_a_moved_run_directory(tmp_path):
     assert moved.returncode == 0, moved.stderr
     assert read_metrics(elsewhere)["epochs_run"] == 3
     assert (elsewhere / "tb").is_dir() and not (tmp_path / "disk2" / "outputs").exists()
+
+
+def test_a_run_copied_without_its_hidden_hydra_folder_resumes_with_its_own_overrides(tmp_path):
+    """`cp -r run/* elsewhere/` leaves .hydra/ behind: the resume replayed no overrides, so the
+    run's config was compared with the defaults and refused. Its checkpoint keeps them."""
+    from nntrain.commands.resume import rewrite_argv
+
+    run_dir = tmp_path / "elsewhere"
+    save_checkpoint(
+        {"config": "name: x\n", "optimizer": {}, "epoch": 2, "model": {},
+         "overrides": ["data=moons", "model.hidden=[8]", "optimizer.fused=false"]},
+        run_dir / "checkpoints" / "last.pt",
+    )  # fmt: skip
+    argv = rewrite_argv([f"resume={run_dir}", "trainer.max_epochs=3"])
+    assert argv[:4] == [
+        "data=moons", "model.hidden=[8]", "trainer.fused_optimizer=false", "trainer.max_epochs=3"
+    ]  # fmt: skip
+
+
+def test_a_resume_in_place_refuses_a_run_directory_elsewhere(tmp_path, monkeypatch):
+    """hydra.run.dir=elsewhere was silently ignored: the run went on in its own directory."""
+    from nntrain.commands.resume import rewrite_argv
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "run" / ".hydra").mkdir(parents=True)
+    (tmp_path / "run" / "checkpoints").mkdir()
+    (tmp_path / "run" / "checkpoints" / "last.pt").write_bytes(b"not read before the check")
+    with pytest.raises(UserError) as error:
+        rewrite_argv(["resume=run", "hydra.run.dir=elsewhere"])
+    assert str(error.value) == (
+        f"resume=run continues the run in its own directory, {tmp_path / 'run'}; "
+        "hydra.run.dir=elsewhere cannot move it there: drop hydra.run.dir, or copy the run "
+        f"first (cp -r {tmp_path / 'run'} elsewhere) and resume the copy (nntrain "
+        "resume=elsewhere)."
+    )
+    assert list(tmp_path.iterdir()) == [tmp_path / "run"]
 
 
 def test_resume_refuses_a_different_model_and_lists_the_keys(tmp_path):
@@ -281,6 +319,48 @@ def test_resume_keeps_the_early_stopping_state(tmp_path):
     assert stalling_fit(tmp_path / "cut", max_epochs=20, resume=last)["epochs_run"] == 3
 
 
+def scalar_curves(run_dir: Path) -> dict[str, list[tuple[int, float]]]:
+    """Every TensorBoard scalar of a run as TensorBoard shows it (purged steps left out); the
+    timings as their steps only (they measure the machine)."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(run_dir / "tb"), size_guidance={"scalars": 0})
+    events.Reload()
+    curves = {}
+    for tag in events.Tags()["scalars"]:
+        timing = tag in ("train/samples_per_sec", "train/epoch_time")
+        curves[tag] = [(e.step, 0.0 if timing else e.value) for e in events.Scalars(tag)]
+    return curves
+
+
+@pytest.mark.parametrize("cut", ["end of epoch 2", "mid-epoch"])
+def test_a_resumed_run_keeps_every_point_of_its_tensorboard_curves(cut, tmp_path):
+    """A resumed run continues its curves from the checkpoint's step: the points logged at that
+    very step (the last epoch's val/loss, the step's train/loss) were trained before the
+    checkpoint and stay; those after it are replaced. Every curve equals the straight run's."""
+    run = {
+        "make_model": lambda: torch.nn.Linear(4, 3),
+        "make_data": BlobData,  # 15 steps per epoch
+        "optimizer": partial(torch.optim.SGD, lr=0.05),
+        "scheduler": partial(constant),
+        "log_every_n_steps": 1,
+        "early_stopping": {"patience": None},
+    }
+    fit(tmp_path / "straight", max_epochs=3, **run)
+    if cut == "mid-epoch":
+        with pytest.raises(TrainingInterrupted):
+            fit(tmp_path / "cut", max_epochs=3, stop_at=20, **run)
+    else:  # a finished run, continued for one more epoch
+        fit(tmp_path / "cut", max_epochs=2, **run)
+    last = load_checkpoint(tmp_path / "cut" / "checkpoints" / "last.pt")
+    assert last["step"] == (20 if cut == "mid-epoch" else 30)
+    fit(tmp_path / "cut", max_epochs=3, resume=last, **run)
+    straight, resumed = scalar_curves(tmp_path / "straight"), scalar_curves(tmp_path / "cut")
+    assert [step for step, _ in straight["val/loss"]] == [15, 30, 45]
+    for tag in ("val/loss", "val/acc", "train/loss", "train/lr", "train/samples_per_sec"):
+        assert resumed[tag] == straight[tag], tag
+
+
 def test_a_nan_loss_stops_with_a_message_and_saves_no_nan_weights(tmp_path):
     data = BlobData()
     data.splits["train"].inputs[::7] = float("nan")
@@ -297,7 +377,7 @@ def test_a_nan_loss_stops_with_a_message_and_saves_no_nan_weights(tmp_path):
         "the training loss became nan in epoch 1, by optimizer step 1 (checked every "
         "trainer.log_every_n_steps=1 steps); usual causes: a learning rate too high (lower "
         "optimizer.lr), fp16 overflow (use trainer.precision=bf16 or 32), or NaN/Inf in the data; "
-        "last.pt and best.pt keep the last finite state."
+        "no checkpoint was saved before it."  # it said last.pt and best.pt kept a state
     )
     assert not (tmp_path / "checkpoints").exists()
 

@@ -106,3 +106,70 @@ def test_the_sweep_table_fits_80_columns_with_every_header_whole(tmp_path, monke
     assert (
         lines[-2].startswith("job 1: NonFiniteLoss: the loss became nan") and lines[-2][-1] == "…"
     )
+
+
+def test_a_sweep_without_a_monitored_metric_marks_no_job_best(tmp_path, monkeypatch):
+    """trainer.early_stopping.monitor=none: the first job was starred as the best and the note
+    read 'the best none of each job (max)'."""
+    import io
+
+    import rich
+    from rich.console import Console
+
+    from nntrain.reporting import sweep_summary
+
+    rows = [
+        {"job": str(job), "overrides": f"seed={job + 1}", "status": "ok", "best_val": None,
+         "test/acc": acc, "epochs": 2, "wall_time_s": 1.0, "error": ""}
+        for job, acc in enumerate((0.92, 0.93))
+    ]  # fmt: skip
+    console = Console(width=80, record=True, file=io.StringIO())
+    monkeypatch.setattr(rich, "_console", console)
+    sweep_summary.print_rows(rows, tmp_path, "none", "max")
+    lines = console.export_text().splitlines()
+    body = [line.split() for line in lines if "ok" in line.split()]
+    assert [b[:2] for b in body] == [["0", "seed=1"], ["1", "seed=2"]]  # no "*"
+    assert "best_val: none (trainer.early_stopping.monitor=none: no figure picks a job)." in lines
+
+
+def test_a_sweep_of_no_job_is_an_error(tmp_path):
+    """A swept key without values made a sweep of no jobs: exit status 0 and an empty table.
+    An empty range is refused before anything (no sweep directory); a glob that matches no
+    option is found once the sweep has composed, and ends the command with status 1."""
+    import pytest
+
+    from nntrain.commands.train import refuse_an_empty_range
+    from nntrain.errors import UserError
+
+    refuse_an_empty_range(["-m", "data.batch_size=range(16,33,16)", "seed=1,2"])  # 16 and 32
+    with pytest.raises(UserError) as error:
+        refuse_an_empty_range(["-m", "seed=1,2", "data.batch_size=range(32,16)"])
+    assert str(error.value) == (
+        "data.batch_size=range(32,16) has no values (a range excludes its stop); give it at "
+        "least one, e.g. range(1, 4) for 1, 2 and 3."
+    )
+    done = run_nntrain("-m", "trainer=debug", "model=glob(zz*)", cwd=tmp_path)
+    assert done.returncode == 1 and done.stderr.strip().splitlines()[-1] == (
+        "Error: the sweep ran no job: a swept key has no values (a glob that matches no option, "
+        "or an empty range); give every swept key at least one value."
+    )
+
+
+def test_a_sweep_directory_must_not_be_the_current_folder(tmp_path, monkeypatch):
+    """hydra.sweep.dir=$PWD claimed the folder the user works in (job folders 0, 1, ... and
+    summary.csv among their files); hydra.sweep.dir=. was refused as 'empty'."""
+    import pytest
+
+    from nntrain.commands.train import claim_a_given_sweep_dir
+    from nntrain.errors import UserError
+
+    monkeypatch.chdir(tmp_path)
+    for given in (".", str(tmp_path)):
+        with pytest.raises(UserError) as error:
+            claim_a_given_sweep_dir(["-m", "seed=1,2", f"hydra.sweep.dir={given}"])
+        assert str(error.value) == (
+            f"hydra.sweep.dir={given} is the current folder; give the sweep a folder of its own, "
+            "e.g. hydra.sweep.dir=sweeps/lr (or leave hydra.sweep.dir out: every sweep gets its "
+            "own)."
+        )
+    assert list(tmp_path.iterdir()) == []

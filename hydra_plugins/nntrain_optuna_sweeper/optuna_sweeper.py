@@ -63,6 +63,9 @@ def load_custom_search_space(path: str | None) -> Callable[[DictConfig, Trial], 
 
     if not path:
         return None
+    # get_method also logs the failure (two lines of Hydra's): the error below says it once.
+    hydra_utils_log = logging.getLogger("hydra.utils")
+    was_disabled, hydra_utils_log.disabled = hydra_utils_log.disabled, True
     try:
         return get_method(path)
     except Exception as error:
@@ -72,6 +75,8 @@ def load_custom_search_space(path: str | None) -> Callable[[DictConfig, Trial], 
             f"({first_line(str(cause))}); give it as module.function, a function(cfg, trial) "
             "in a module Python can import (PYTHONPATH=. for one in this directory)."
         ) from None
+    finally:
+        hydra_utils_log.disabled = was_disabled
 
 
 class NntrainOptunaSweeper(Sweeper):
@@ -162,6 +167,14 @@ class NntrainOptunaSweeper(Sweeper):
                 "trials; give a number from 0.0 (stop at the first failure) to 1.0 (never stop)."
             )
         self.directions = directions_from(self.direction_setting)
+        if self.metrics is None and self.monitor == "none":
+            # The job would return val/loss (NaN without a validation split): a search that
+            # maximizes the loss, or whose every trial fails after it has run.
+            raise HydraException(
+                "trainer.early_stopping.monitor=none gives the trials no objective; name the "
+                "metric to optimize, e.g. hydra.sweeper.metrics=[test/acc] with "
+                "hydra.sweeper.direction=maximize."
+            )
         count = len(self.directions)
         if self.metrics is not None and len(self.metrics) != count:
             raise HydraException(
@@ -199,6 +212,31 @@ class NntrainOptunaSweeper(Sweeper):
         OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
 
         new_trials: list[int] = []
+        try:
+            self.run_trials(study, space, sweep_dir, new_trials)
+        except (KeyboardInterrupt, SystemExit):
+            # Ctrl-C (a job ends with SystemExit): the trials that ran are results all the
+            # same, and an in-memory study is gone once this process ends.
+            if new_trials:
+                # The interrupted job configured logging for its own log file; back to Hydra's.
+                configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
+                self.report(study, sweep_dir, new_trials)
+            raise
+        if new_trials and len(self.failures) == len(new_trials):
+            self.stop(
+                study,
+                sweep_dir,
+                new_trials,
+                f"all {len(new_trials)} trials of the search failed, so it found nothing; "
+                "the trials' logs say why.",
+            )
+        self.report(study, sweep_dir, new_trials)
+
+    def run_trials(
+        self, study: Study, space: SearchSpace, sweep_dir: Path, new_trials: list[int]
+    ) -> None:
+        """n_trials trials in batches of n_jobs (their numbers appended to new_trials), unless
+        the sampler has tried every point or too many failed."""
         while len(new_trials) < self.n_trials and not self.space_exhausted:
             trials = self.ask(study, space, min(self.n_jobs, self.n_trials - len(new_trials)))
             new_trials += [trial.number for trial in trials]
@@ -213,15 +251,6 @@ class NntrainOptunaSweeper(Sweeper):
                     f"failed, more than hydra.sweeper.max_failure_rate={self.max_failure_rate} "
                     f"allows (trial {last}: {self.failures[last]}).",
                 )
-        if new_trials and len(self.failures) == len(new_trials):
-            self.stop(
-                study,
-                sweep_dir,
-                new_trials,
-                f"all {len(new_trials)} trials of the search failed, so it found nothing; "
-                "the trials' logs say why.",
-            )
-        self.report(study, sweep_dir, new_trials)
 
     def stop(self, study: Study, sweep_dir: Path, new_trials: list[int], message: str) -> None:
         """End the sweep with an error, after its results and the end-of-sweep callbacks (the
@@ -235,13 +264,22 @@ class NntrainOptunaSweeper(Sweeper):
         self, optuna: ModuleType, settings: dict[str, Any] | None, grid: dict[str, Any] | None
     ) -> Study:
         """Create the study, or continue the stored one of the same name."""
-        study = optuna.create_study(
-            study_name=self.study_name,
-            storage=self.storage,
-            sampler=build_sampler(settings, 0, grid),
-            directions=self.directions,
-            load_if_exists=True,
-        )
+        sampler = build_sampler(settings, 0, grid)
+        try:
+            study = optuna.create_study(
+                study_name=self.study_name,
+                storage=self.storage,
+                sampler=sampler,
+                directions=self.directions,
+                load_if_exists=True,
+            )
+        except Exception as error:  # SQLAlchemy's: a folder that does not exist, a bad URL
+            raise HydraException(
+                f"hydra.sweeper.storage={self.storage} cannot be opened "
+                f"({first_line(f'{type(error).__name__}: {error}')}); give an Optuna storage "
+                "URL in a folder that exists, e.g. hydra.sweeper.storage=sqlite:///search.db "
+                "(relative to where you run nntrain)."
+            ) from None
         stored = [d.name.lower() for d in study.directions]
         if stored != self.directions:
             raise HydraException(

@@ -261,6 +261,18 @@ def describe_unwritable(error: OSError) -> str:
     )
 
 
+def remove_claims_left_empty() -> None:
+    """A run or sweep directory this process claimed that holds nothing but its claim (and
+    Hydra's multirun.yaml: a sweep refused by its sweeper's settings before any job) is not
+    left behind."""
+    from nntrain import runs
+
+    for folder in runs.CLAIMED:
+        if folder.is_dir() and {p.name for p in folder.iterdir()} <= {runs.CLAIM, "multirun.yaml"}:
+            (folder / "multirun.yaml").unlink(missing_ok=True)
+            runs.remove_unsaved(folder)
+
+
 def remove_what_a_failed_start_made() -> None:
     """A run dir this process claimed, and in which nothing was saved, is not left behind."""
     from nntrain import runs
@@ -326,6 +338,7 @@ def run_app(
         if debugging:
             raise
         print_error(describe_config_error(error, command))
+        remove_claims_left_empty()
         sys.exit(1)
     except OmegaConfBaseException as error:  # a resolver's error, or a bad ${...} in a value
         if debugging:

@@ -15,7 +15,7 @@ import hydra
 from omegaconf import DictConfig, open_dict
 
 from nntrain import files
-from nntrain.errors import check_positive_int, require
+from nntrain.errors import UserError, check_positive_int, require
 
 if TYPE_CHECKING:
     from nntrain.inference.logits import Scores
@@ -60,8 +60,18 @@ def evaluate_checkpoint(cfg: DictConfig) -> tuple[dict[str, Any], TrainedRun, Sc
     data.setup(device)
     compute = run_compute(run, device, model)
     loader = getattr(data, f"{cfg.split}_loader")()
+    check_has_samples(loader, cfg.split, data_config)
+    # Permutation importance is measured on the validation split; a run without one (data.
+    # val_fraction=0, README "Offline sets") is scored all the same, without it.
+    val_loader = data.val_loader() if len(data.val_loader()) > 0 else None
+    if val_loader is None and run.inputs["kind"] in ("tabular", "table"):
+        from nntrain.reporting.console import get_console
+
+        get_console().print(
+            "feature importance: not measured (the data has no validation split to measure it on)"
+        )
     if run.inputs.get("task") == "regression":
-        report = regression_results(model, loader, data.val_loader(), compute, run.inputs)
+        report = regression_results(model, loader, val_loader, compute, run.inputs)
         return (
             {
                 "checkpoint": str(run.checkpoint_path.relative_to(run.run_dir)),
@@ -76,9 +86,9 @@ def evaluate_checkpoint(cfg: DictConfig) -> tuple[dict[str, Any], TrainedRun, Sc
     assert scores.logits is not None and scores.targets is not None
     report = classification_report(scores.logits, scores.targets, run.class_names)
     report["loss"], report["acc"] = scores.loss, scores.acc  # summed as the run summed them
-    if run.inputs["kind"] in ("tabular", "table"):
+    if run.inputs["kind"] in ("tabular", "table") and val_loader is not None:
         report["importance"] = feature_importance(
-            model, data.val_loader(), compute, run.inputs["feature_names"], run.inputs.get("groups")
+            model, val_loader, compute, run.inputs["feature_names"], run.inputs.get("groups")
         )
     return (
         {
@@ -88,6 +98,20 @@ def evaluate_checkpoint(cfg: DictConfig) -> tuple[dict[str, Any], TrainedRun, Sc
         },
         run,
         scores,
+    )
+
+
+def check_has_samples(loader: Any, split: str, data_config: DictConfig) -> None:
+    """A split the run's data left empty (data.val_fraction=0, data.test_fraction=0) is one
+    sentence, naming the setting and the splits that can be scored instead."""
+    if len(loader) > 0:
+        return
+    fraction = data_config.get(f"{split}_fraction")
+    why = f" (data.{split}_fraction={fraction})" if fraction is not None else ""
+    others = " or ".join(f"split={other}" for other in SPLITS if other != split)
+    raise UserError(
+        f"split={split} has no samples: the run's data has no {split} split{why}; evaluate "
+        f"{others} instead."
     )
 
 
@@ -114,17 +138,13 @@ def feature_importance(
 
 
 def regression_results(
-    model: Any, loader: Any, val_loader: Any, compute: Any, spec: dict[str, Any]
+    model: Any, loader: Any, val_loader: Any | None, compute: Any, spec: dict[str, Any]
 ) -> dict[str, Any]:
     """A regression checkpoint's figures on a split, in the target's units: RMSE, MAE and R²
     (summed as the run summed them: its test figures for the test split), scikit-learn's as a
     check, the points of the predicted-vs-true plot, and permutation importance per column
     (the drop of R² on the validation split)."""
-    import torch
-
-    from nntrain.data.protocols import collect
-    from nntrain.inference.importance import first_layer_weight_magnitude, permutation_drops
-    from nntrain.inference.logits import predicted_values, score_regression
+    from nntrain.inference.logits import score_regression
     from nntrain.inference.metrics import regression_report
 
     scale, mean = float(spec["target_std"]), float(spec["target_mean"])
@@ -133,6 +153,24 @@ def regression_results(
     predicted, truth = scores.outputs * scale + mean, scores.targets * scale + mean
     report: dict[str, Any] = {"loss": scores.loss, **scores.figures, "count": scores.count}
     report["sklearn"] = regression_report(predicted, truth)
+    if val_loader is not None:
+        report["importance"] = regression_importance(model, val_loader, compute, spec)
+    # Not written to the JSON: the points of pred_vs_true_<split>.png (see write_results).
+    report["points"] = (predicted.numpy(), truth.numpy(), str(spec["target"]))
+    return report
+
+
+def regression_importance(
+    model: Any, val_loader: Any, compute: Any, spec: dict[str, Any]
+) -> dict[str, Any]:
+    """Per table column: the first layer's weight magnitude, and the drop of R² on the
+    validation split when the column's inputs are shuffled."""
+    import torch
+
+    from nntrain.data.protocols import collect
+    from nntrain.inference.importance import first_layer_weight_magnitude, permutation_drops
+    from nntrain.inference.logits import predicted_values
+
     inputs, targets = collect(val_loader)
 
     def r2(x: torch.Tensor) -> float:
@@ -142,13 +180,10 @@ def regression_results(
 
     names = spec["feature_names"]
     groups = spec.get("groups") or {name: [i] for i, name in enumerate(names)}
-    report["importance"] = {
+    return {
         "first_layer_weight": first_layer_weight_magnitude(model, names, groups),
         "permutation": permutation_drops(r2, inputs, groups),
     }
-    # Not written to the JSON: the points of pred_vs_true_<split>.png (see write_results).
-    report["points"] = (predicted.numpy(), truth.numpy(), str(spec["target"]))
-    return report
 
 
 def write_results(

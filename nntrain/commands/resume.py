@@ -88,6 +88,17 @@ def saved_overrides(run_dir: Path) -> list[str]:
     ]
 
 
+def own_overrides(run_dir: Path, checkpoint: Path) -> list[str]:
+    """The overrides a run resumed in its own directory replays: its .hydra/overrides.yaml, or,
+    when the directory was copied without its hidden .hydra/ (`cp -r run/* elsewhere/`), those
+    its checkpoint keeps (without them the run's config was compared with the defaults)."""
+    if (run_dir / ".hydra" / "overrides.yaml").is_file():
+        return saved_overrides(run_dir)
+    from nntrain.checkpoint import load_resumable
+
+    return [with_moved_key(str(o)) for o in load_resumable(checkpoint).get("overrides") or []]
+
+
 # Hydra's command-line options that take a value as the next argument.
 VALUED_OPTIONS = {"--config-dir", "-cd", "--config-path", "-cp", "--config-name", "-cn"}
 
@@ -162,6 +173,7 @@ def rewrite_argv(argv: list[str]) -> list[str]:
     typed = {override_key(a) for a in new if "=" in a}
     in_place = holds_a_run(run_dir)
     if in_place:
+        check_not_moved(run_dir, new, values[-1])
         check_writable(run_dir)
         require(
             os.environ.get("RANK", "0") != "0" or hold(run_dir),
@@ -170,7 +182,9 @@ def rewrite_argv(argv: list[str]) -> list[str]:
         )
     # A checkpoint kept on its own: its own config (overrides) drives the resume, and its run
     # goes on in a new run directory, named <name>-resumed unless the user names it.
-    replayed = saved_overrides(run_dir) if in_place else overrides_of_loose(checkpoint, typed)
+    replayed = (
+        own_overrides(run_dir, checkpoint) if in_place else overrides_of_loose(checkpoint, typed)
+    )
     options, overrides = split_options(new)
     if not {"--config-dir", "-cd"} & set(options) and not any(
         o.startswith("--config-dir=") for o in options
@@ -192,6 +206,11 @@ def resume_jobs(argv: list[str], target: str) -> list[str]:
     """`nntrain -m hydra/launcher=slurm resume=<job dir | sweep dir>`: the job, or every job of
     the sweep that did not finish, again in the sweep's directory. The launcher
     (nntrain.commands.slurm_launcher) gives each its own overrides, directory and last.pt."""
+    require(
+        target != "latest",
+        "resume=latest continues one run, without -m: nntrain resume=latest; in a sweep (-m) "
+        "resume= takes a job directory or a sweep directory.",
+    )
     folder = Path(os.path.expanduser(target.strip("'\""))).absolute()
     require(
         folder.is_dir(),
@@ -223,6 +242,21 @@ def job_status(job_dir: Path) -> str | None:
 
     path = job_dir / "status.json"
     return json.loads(path.read_text()).get("status") if path.is_file() else None
+
+
+def check_not_moved(run_dir: Path, argv: list[str], target: str) -> None:
+    """A run continues in its own directory: hydra.run.dir=ELSEWHERE, which was silently
+    ignored, is refused unless it names that same directory."""
+    given = [a.split("=", 1)[1] for a in argv if a.split("=", 1)[0] == "hydra.run.dir"]
+    if not given:
+        return
+    folder = Path(os.path.expanduser(given[-1].strip("'\""))).absolute()
+    require(
+        folder.resolve() == run_dir.resolve(),
+        f"resume={target} continues the run in its own directory, {run_dir}; hydra.run.dir="
+        f"{given[-1]} cannot move it there: drop hydra.run.dir, or copy the run first "
+        f"(cp -r {run_dir} {given[-1]}) and resume the copy (nntrain resume={given[-1]}).",
+    )
 
 
 def check_writable(run_dir: Path) -> None:

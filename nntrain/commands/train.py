@@ -78,6 +78,7 @@ def refuse_a_taken_run_dir(argv: list[str]) -> list[str]:
     from nntrain.commands.resume import resumes_in_place
 
     if {"-m", "--multirun"} & set(argv):
+        refuse_an_empty_range(argv)
         return claim_a_given_sweep_dir(argv)
     if resumes_in_place(argv):
         return argv
@@ -106,6 +107,28 @@ def refuse_a_taken_run_dir(argv: list[str]) -> list[str]:
     return argv
 
 
+def refuse_an_empty_range(argv: list[str]) -> None:
+    """A swept range() without values (its stop is excluded) would make a sweep of no jobs,
+    which ended at once with exit status 0 and an empty table: refused before anything."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.core.override_parser.types import RangeSweep
+
+    parser = OverridesParser.create()
+    for argument in argv:
+        if argument.startswith("-") or "=" not in argument:
+            continue
+        try:
+            override = parser.parse_override(argument)
+            empty = isinstance(override.value(), RangeSweep) and not list(override.sweep_iterator())
+        except Exception:  # not a range; Hydra reports what it cannot read
+            continue
+        require(
+            not empty,
+            f"{argument} has no values (a range excludes its stop); give it at least one, e.g. "
+            "range(1, 4) for 1, 2 and 3.",
+        )
+
+
 def claim_a_given_sweep_dir(argv: list[str]) -> list[str]:
     """A sweep directory given on the command line (hydra.sweep.dir=DIR) must be new or empty,
     as a run's is: a second sweep there would overwrite the first one's jobs."""
@@ -113,7 +136,13 @@ def claim_a_given_sweep_dir(argv: list[str]) -> list[str]:
     if not given or "${" in given[-1]:
         return argv
     folder = Path(given[-1].strip("'\"")).expanduser()
-    require(str(folder) != ".", "hydra.sweep.dir is empty; give the sweep a folder of its own.")
+    # Empty, or the folder the command runs in: the jobs would land among the user's files.
+    require(
+        str(folder) != "." and folder.resolve() != Path.cwd().resolve(),
+        f"hydra.sweep.dir={given[-1]} {'is empty' if not given[-1].strip() else 'is the current folder'}"
+        "; give the sweep a folder of its own, e.g. hydra.sweep.dir=sweeps/lr (or leave "
+        "hydra.sweep.dir out: every sweep gets its own).",
+    )
     try:
         claimed = runs.claim(folder)
     except OSError as error:

@@ -42,7 +42,10 @@ class TrainedRun:
 
 def load_run(path: str | Path) -> TrainedRun:
     """The checkpoint at path (a .pt file, or a run dir: its checkpoints/best.pt)."""
+    given = path
     path = resolve_checkpoint(path, "best")
+    if not path.is_file():
+        explain_a_folder_without_best(Path(given).expanduser())
     state = load_checkpoint(path)
     require(
         bool(state.get("config")) and bool(state.get("class_names")) and bool(state.get("inputs")),
@@ -69,6 +72,34 @@ def without_weight_files(model: DictConfig) -> tuple[DictConfig, bool]:
             if key in model_config:
                 model_config[key] = None if key == "weights_path" else False
     return model_config, pretrained
+
+
+def explain_a_folder_without_best(folder: Path) -> None:
+    """ckpt= of a sweep's directory (its jobs hold the checkpoints), or of a run that failed
+    before it saved any: said as such (the plain answer named a best.pt that never was)."""
+    import json
+
+    if not folder.is_dir():
+        return
+    jobs = sorted(
+        (job for job in folder.iterdir() if (job / "checkpoints" / "best.pt").is_file()),
+        key=lambda job: (not job.name.isdigit(), int(job.name) if job.name.isdigit() else 0),
+    )
+    if jobs:
+        raise UserError(
+            f"ckpt={folder} is a sweep directory; give one of its jobs, e.g. ckpt={jobs[0]} "
+            "(its summary.csv lists every job with its score)."
+        )
+    status_file = folder / "status.json"
+    if status_file.is_file() and not (folder / "checkpoints").is_dir():
+        status = json.loads(status_file.read_text())
+        ended = {"failed": "failed", "interrupted": "was interrupted"}
+        how = ended.get(str(status.get("status")), f"ended ({status.get('status')})")
+        why = str(status.get("error") or "").strip().rstrip(".")
+        raise UserError(
+            f"ckpt={folder} holds no checkpoint: the run {how} before it saved one"
+            f"{f' ({why})' if why else ''}; fix that and train it again."
+        )
 
 
 def build_model(run: TrainedRun, device: torch.device | str = "cpu") -> nn.Module:

@@ -95,7 +95,8 @@ def print_rows(
     if regression and monitor.endswith("/acc"):  # regression runs followed val/loss
         monitor, mode = "val/loss", "min"
     for rank, row in enumerate(best_first(rows, mode)):
-        best = rank == 0 and row["status"] == "ok"
+        # Only a job that has a best value can be the best job (monitor=none: none has one).
+        best = rank == 0 and row["status"] == "ok" and isinstance(row["best_val"], int | float)
         cells = [
             f"{row['job']}{' *' if best else ''}",
             " ".join(o for o in row["overrides"].split() if o not in shared),
@@ -110,6 +111,8 @@ def print_rows(
     console = get_console()
     console.print(table)
     notes = [f"best_val: the best {monitor} of each job ({mode}); * marks the best job."]
+    if monitor == "none":  # trainer.early_stopping.monitor=none: the final weights were tested
+        notes = ["best_val: none (trainer.early_stopping.monitor=none: no figure picks a job)."]
     if shared:
         notes.append("In every job: " + " ".join(shared))
     notes += [f"job {row['job']}: {row['error']}" for row in rows if row["error"]]
@@ -167,11 +170,20 @@ class SweepSummary(Callback):
             return
         monitor = config.trainer.early_stopping.monitor
         rows = summarize(sweep_dir, monitor)
+        search = "optuna" in str(config.hydra.sweeper.get("_target_", "")).lower()
+        if not rows and not search:  # e.g. model=glob(x*) that matches no option
+            from nntrain.reporting.console import print_error
+
+            print_error(
+                "the sweep ran no job: a swept key has no values (a glob that matches no "
+                "option, or an empty range); give every swept key at least one value."
+            )
+            sys.exit(1)
         print_rows(rows, sweep_dir, monitor, config.trainer.early_stopping.mode)
         failed = [row["job"] for row in rows if row["status"] != "ok"]
         # A search's failed trials (a diverging lr) are results the sampler learns from; in a
         # sweep a failed job is a failure, and scripts must see it in the exit status.
-        if failed and "optuna" not in str(config.hydra.sweeper.get("_target_", "")).lower():
+        if failed and not search:
             from nntrain.reporting.console import display_path, print_error
 
             hint = ""

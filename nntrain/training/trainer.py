@@ -185,9 +185,11 @@ class Trainer:
         )
         if resume is not None:
             self._resume(run, resume)
-        # A resumed run rewrites TensorBoard's curves from its step on (purge_step), so steps
-        # trained after the last checkpoint of the interrupted run do not appear twice.
-        run.tensorboard = self._open_logger(run.run_dir, run.state.step if resume else None)
+        # A resumed run rewrites TensorBoard's curves after its checkpoint's step (purge_step),
+        # so steps trained after the last checkpoint of the interrupted run do not appear twice;
+        # the points of that step itself (its epoch's val/loss) were trained before it and stay.
+        purge_step = run.state.step + 1 if resume else None
+        run.tensorboard = self._open_logger(run.run_dir, purge_step)
         state = run.state
         try:
             with TrainProgress(self.progress) as progress, StopRequests() as stop:
@@ -425,7 +427,7 @@ class Trainer:
                 window = self._log_step(run, running, window, grad_norm, progress)
             self._save_mid_epoch(run, running, stop, log_step)
         epoch_stats = running.compute(reduce=distributed.all_reduce_sum)
-        self._check_finite(epoch_stats["loss"], state)
+        self._check_finite(epoch_stats["loss"], run)
         trained_here = epoch_stats["count"] - resumed_count
         epoch_stats["samples_per_sec"] = trained_here / max(time.perf_counter() - epoch_start, 1e-9)
         epoch_stats["compile_seconds"] = compile_seconds
@@ -629,7 +631,7 @@ class Trainer:
         and the progress bar; a non-finite loss stops the run here."""
         state = run.state
         stats = running.compute(since=window.sums, reduce=distributed.all_reduce_sum)
-        self._check_finite(stats["loss"], state)
+        self._check_finite(stats["loss"], run)
         now = time.perf_counter()
         lr = float(state.scheduler.get_last_lr()[0])
         groups = state.optimizer.param_groups
@@ -666,7 +668,7 @@ class Trainer:
         if not (stopping or (every and state.step % every == 0)):
             return
         self._check_finite(
-            running.compute(reduce=distributed.all_reduce_sum)["loss"], state
+            running.compute(reduce=distributed.all_reduce_sum)["loss"], run
         )  # no NaN saved
         # The epoch's sums over all ranks; on resume rank 0 carries them alone.
         state.running_sums = distributed.all_reduce_sum(running.snapshot())
@@ -808,14 +810,21 @@ class Trainer:
             forward = torch.compile(forward, mode=mode)  # type: ignore[assignment]
         return forward
 
-    def _check_finite(self, loss: float, state: RunState) -> None:
+    def _check_finite(self, loss: float, run: Run) -> None:
         if not math.isfinite(loss):
+            state = run.state
+            # Said as it is: a run that diverges in its first epoch has saved nothing.
+            kept = [name for name in ("last.pt", "best.pt") if (run.checkpoints / name).is_file()]
+            saved = (
+                f"{' and '.join(kept)} keep{'s' if len(kept) == 1 else ''} the last finite state"
+                if kept
+                else "no checkpoint was saved before it"
+            )
             raise NonFiniteLoss(
                 f"the training loss became {loss} in epoch {state.epoch + 1}, by optimizer step "
                 f"{state.step} (checked every trainer.log_every_n_steps={self.log_every_n_steps} "
                 "steps); usual causes: a learning rate too high (lower optimizer.lr), fp16 "
-                "overflow (use trainer.precision=bf16 or 32), or NaN/Inf in the data; last.pt and "
-                "best.pt keep the last finite state."
+                f"overflow (use trainer.precision=bf16 or 32), or NaN/Inf in the data; {saved}."
             )
 
 
