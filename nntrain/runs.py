@@ -92,6 +92,8 @@ def remove_unsaved(run_dir: Path) -> None:
         else:
             path.unlink(missing_ok=True)
     (run_dir / CLAIM).unlink(missing_ok=True)
+    if run_dir.resolve() in GIVEN_FOLDERS:
+        return
     with contextlib.suppress(OSError):
         run_dir.rmdir()  # only when empty
         # In the default layout, outputs/<day>/<run> (a sweep's outputs/multirun/<day>/<run>):
@@ -124,6 +126,9 @@ def holds_a_run(folder: Path) -> bool:
 # The run directories this process claimed: a run that fails before its job starts (e.g. Hydra
 # cannot write .hydra/ on a full disk) removes what it made there (nntrain.commands.common).
 CLAIMED: list[Path] = []
+# Run directories that existed before their run claimed them (hydra.run.dir=. or another
+# folder of the user's): never removed.
+GIVEN_FOLDERS: set[Path] = set()
 
 
 def claim(folder: Path) -> bool:
@@ -132,6 +137,8 @@ def claim(folder: Path) -> bool:
     process then holds it (see hold) while it trains."""
     if holds_a_run(folder):
         return False
+    if folder.is_dir():  # an empty folder the user gave stays when a failed start cleans up
+        GIVEN_FOLDERS.add(folder.resolve())
     folder.mkdir(parents=True, exist_ok=True)
     try:
         os.close(os.open(folder / CLAIM, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))

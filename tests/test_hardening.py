@@ -625,3 +625,22 @@ def test_removing_an_unsaved_run_takes_only_the_folders_nntrain_made(tmp_path):
     # outputs/<day>/<run> went whole; of work/run only run (work is the user's folder).
     assert list(tmp_path.iterdir()) == [tmp_path / "work"]
     assert list((tmp_path / "work").iterdir()) == []
+
+
+def test_a_run_dir_of_the_users_with_files_is_refused_and_an_empty_one_kept(tmp_path):
+    # A failed start removes what the run wrote (train.log, tb/, ...): in a folder of the
+    # user's those names could be their own files, and the folder itself went too.
+    (tmp_path / "tb").mkdir()
+    (tmp_path / "tb" / "notes.txt").write_text("mine")
+    (tmp_path / "train.log").write_text("my log")
+    done = run_nntrain(*SMOKE, "hydra.run.dir=.", "data.batch_size=0", cwd=tmp_path)
+    assert one_error_line(done) == (
+        "Error: hydra.run.dir=. holds other files (tb, train.log); give a new or empty folder "
+        "(or leave hydra.run.dir out: every run gets its own under outputs/)."
+    )
+    assert (tmp_path / "tb" / "notes.txt").read_text() == "mine"
+    assert (tmp_path / "train.log").read_text() == "my log"
+    (tmp_path / "empty").mkdir()
+    done = run_nntrain(*SMOKE, "hydra.run.dir=.", "data.batch_size=0", cwd=tmp_path / "empty")
+    assert done.returncode == 1 and (tmp_path / "empty").is_dir()
+    assert list((tmp_path / "empty").iterdir()) == []

@@ -91,6 +91,15 @@ def refuse_a_taken_run_dir(argv: list[str]) -> list[str]:
         "(or leave hydra.run.dir out: every run gets its own under outputs/).",
     )
     folder = Path(given[-1].strip("'\"")).expanduser()
+    # A run owns its directory: on a failed start it removes what it wrote there (train.log,
+    # tb/, ...), which in a folder of the user's could be their own files of those names.
+    others = sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
+    require(
+        runs.holds_a_run(folder) or not others,
+        f"hydra.run.dir={given[-1]} holds other files ({', '.join(others[:3])}"
+        f"{', ...' if len(others) > 3 else ''}); give a new or empty folder (or leave "
+        "hydra.run.dir out: every run gets its own under outputs/).",
+    )
     try:
         claimed = runs.claim(folder)
     except OSError as error:
