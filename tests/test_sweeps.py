@@ -3,6 +3,9 @@
 
 import csv
 
+import pytest
+
+from nntrain.errors import UserError
 from tests.conftest import run_nntrain
 
 
@@ -173,3 +176,17 @@ def test_a_sweep_directory_must_not_be_the_current_folder(tmp_path, monkeypatch)
             "own)."
         )
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("value", ["0", "-2", "abc"])
+def test_a_max_batch_size_hydras_sweeper_asserts_on_is_one_sentence(value):
+    from nntrain.commands.train import check_max_batch_size
+
+    with pytest.raises(UserError) as error:
+        check_max_batch_size(["-m", "seed=1,2", f"hydra.sweeper.max_batch_size={value}"])
+    assert str(error.value) == (
+        "hydra.sweeper.max_batch_size must be a positive integer or null (launch every job at "
+        f"once), got {value}; e.g. hydra.sweeper.max_batch_size=4."
+    )
+    for fine in ("hydra.sweeper.max_batch_size=3", "hydra.sweeper.max_batch_size=null", "x=1"):
+        check_max_batch_size(["-m", fine])

@@ -79,6 +79,7 @@ def refuse_a_taken_run_dir(argv: list[str]) -> list[str]:
 
     if {"-m", "--multirun"} & set(argv):
         refuse_an_empty_range(argv)
+        check_max_batch_size(argv)
         return claim_a_given_sweep_dir(argv)
     if resumes_in_place(argv):
         return argv
@@ -136,6 +137,20 @@ def refuse_an_empty_range(argv: list[str]) -> None:
             f"{argument} has no values (a range excludes its stop); give it at least one, e.g. "
             "range(1, 4) for 1, 2 and 3.",
         )
+
+
+def check_max_batch_size(argv: list[str]) -> None:
+    """Hydra's basic sweeper launches its jobs in batches of hydra.sweeper.max_batch_size
+    (null: all at once); any other value ended in its AssertionError's traceback."""
+    given = [
+        a.split("=", 1)[1] for a in argv if a.split("=", 1)[0] == "hydra.sweeper.max_batch_size"
+    ]
+    value = given[-1].strip("'\" ") if given else "null"
+    require(
+        value == "null" or (value.isdigit() and int(value) >= 1),
+        f"hydra.sweeper.max_batch_size must be a positive integer or null (launch every job at "
+        f"once), got {given[-1] if given else value}; e.g. hydra.sweeper.max_batch_size=4.",
+    )
 
 
 def claim_a_given_sweep_dir(argv: list[str]) -> list[str]:
