@@ -17,14 +17,12 @@ runs eagerly. Everything else stays outside the graph and is unchanged: lookahea
 
 from __future__ import annotations
 
-import os
-import shutil
-
 import torch
 
 from nntrain.devices import is_large
 from nntrain.errors import require
 from nntrain.inference.metrics import RunningClassification, RunningRegression
+from nntrain.training.compilation import require_a_cxx_compiler
 from nntrain.training.step import Batch, StepParts, train_step, update_weights
 
 
@@ -34,12 +32,8 @@ def check_cuda_graphs(setting: object, device: torch.device) -> bool | str:
         f"trainer.cuda_graphs must be auto, true or false, got {setting!r}.",
     )
     if setting is True and device.type == "cpu":
-        # Inductor builds C++ kernels on a CPU; without a compiler the first step fails.
-        compilers = (os.environ.get("CXX", ""), "g++", "c++", "clang++")
-        require(
-            any(name and shutil.which(name) for name in compilers),
-            "trainer.cuda_graphs=true on a CPU compiles the step and needs a C++ compiler "
-            "(g++ or clang++ on PATH, or $CXX); install one or set trainer.cuda_graphs=false.",
+        require_a_cxx_compiler(
+            "trainer.cuda_graphs=true on a CPU compiles the step and", "trainer.cuda_graphs=false"
         )
     return setting  # type: ignore[return-value]
 

@@ -14,10 +14,23 @@ hits and no misses is a warm cache, misses and no hits a cold one.
 from __future__ import annotations
 
 import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from nntrain.errors import require
+
 CACHE_ENV = "TORCHINDUCTOR_CACHE_DIR"
+
+
+def require_a_cxx_compiler(what: str, off: str) -> None:
+    """torch.compile on a CPU: inductor builds C++ kernels, and without a compiler the first
+    step fails with a page of traceback; say so before training. `what` needs it, `off` avoids it."""
+    compilers = (os.environ.get("CXX", ""), "g++", "c++", "clang++")
+    require(
+        any(name and shutil.which(name) for name in compilers),
+        f"{what} needs a C++ compiler (g++ or clang++ on PATH, or $CXX); install one or set {off}.",
+    )
 
 
 def default_cache_dir() -> Path:

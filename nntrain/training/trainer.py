@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
-import shutil
 import signal
 import time
 from collections.abc import Callable, Mapping
@@ -41,7 +39,12 @@ from nntrain.reporting.model_summary import model_summary
 from nntrain.reporting.tensorboard import NullLogger, RunLogger, TensorBoardLogger
 from nntrain.training import distributed
 from nntrain.training.captured import CapturedStep, check_cuda_graphs, use_captured_step
-from nntrain.training.compilation import CacheCounts, describe_compilation, use_persistent_cache
+from nntrain.training.compilation import (
+    CacheCounts,
+    describe_compilation,
+    require_a_cxx_compiler,
+    use_persistent_cache,
+)
 from nntrain.training.early_stopping import (
     MONITORS,
     NO_MONITOR,
@@ -975,12 +978,5 @@ def check_compile(setting: object, device: torch.device) -> bool | str:
         f"({', '.join(COMPILE_MODES)}), got {setting!r}.",
     )
     if setting and device.type == "cpu":
-        # Inductor builds C++ kernels on a CPU; without a compiler it fails at the first step
-        # with a page of traceback.
-        compilers = (os.environ.get("CXX", ""), "g++", "c++", "clang++")
-        require(
-            any(name and shutil.which(name) for name in compilers),
-            "trainer.compile on a CPU needs a C++ compiler (g++ or clang++ on PATH, or $CXX); "
-            "install one or set trainer.compile=false.",
-        )
+        require_a_cxx_compiler("trainer.compile on a CPU", "trainer.compile=false")
     return setting  # type: ignore[return-value]
