@@ -94,7 +94,10 @@ def refuse_a_taken_run_dir(argv: list[str]) -> list[str]:
     folder = Path(given[-1].strip("'\"")).expanduser()
     # A run owns its directory: on a failed start it removes what it wrote there (train.log,
     # tb/, ...), which in a folder of the user's could be their own files of those names.
-    others = sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
+    try:
+        others = sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
+    except OSError:  # an unreadable folder: claiming it below says why in one sentence
+        others = []
     require(
         runs.holds_a_run(folder) or not others,
         f"hydra.run.dir={given[-1]} holds other files ({', '.join(others[:3])}"
