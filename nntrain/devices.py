@@ -116,6 +116,9 @@ class Compute:
     device: torch.device
     autocast_dtype: torch.dtype | None = None
     channels_last: bool = False
+    # autocast's cache of cast weights; off inside a CUDA graph, whose replays must cast the
+    # weights the optimizer has just updated (torch's CUDA-graph notes ask for it off)
+    autocast_cache: bool = True
 
     @classmethod
     def resolve(
@@ -139,7 +142,9 @@ class Compute:
     def autocast(self) -> contextlib.AbstractContextManager[Any]:
         if self.autocast_dtype is None:  # fp32: skip the context's own cost on every step
             return contextlib.nullcontext()
-        return torch.autocast(self.device.type, dtype=self.autocast_dtype)
+        return torch.autocast(
+            self.device.type, dtype=self.autocast_dtype, cache_enabled=self.autocast_cache
+        )
 
     def to_model_layout(self, inputs: torch.Tensor) -> torch.Tensor:
         if self.channels_last and inputs.dim() == 4:

@@ -2,7 +2,7 @@
 # Issue 13's GPU checks, for a session lent a GPU (the CPU cannot measure them). Run from the
 # project root after ../shared/device/gpu-check.sh's "setup" section (a venv with the wheels, fake
 # CIFAR files in /tmp/data, /tmp/site/sitecustomize.py, NNTRAIN_DATA_DIR=/tmp/data), e.g. by
-# appending these steps to a copy of gpu-check.sh in .gpu/. About 6-8 minutes on an H200.
+# appending these steps to a copy of gpu-check.sh in .gpu/. About 7-9 minutes on an H200.
 # Output under $OUT (default /tmp/out). Accuracy on fake (random-label) CIFAR means nothing:
 # the speedrun's accuracy needs the real CIFAR-10 files.
 set -u
@@ -13,19 +13,24 @@ section() { printf '\n=== %s (%s)\n' "$*" "$(date +%T)"; }
 section "op count (CPU, deterministic): Trainer vs careful hand loop"
 timeout 120 python scripts/count_ops.py 2>&1 | grep -E "ops per|/ hand"
 
-section "benchmark on CUDA: (a), (a) captured, the better hand loop; 2 s windows, 2 rounds"
-# The captured column compiles once per process (inductor cache warm after round 1).
-timeout 420 python scripts/benchmark.py --device cuda --no-startup --no-classic --rounds 2 \
+section "benchmark on CUDA: (a), (a) graph, (a) reduce-overhead, the better hand loop; 2 s windows"
+# reduce-overhead compiles once per Trainer (inductor's cache is warm after the first case/round).
+timeout 300 python scripts/benchmark.py --device cuda --no-startup --no-classic --rounds 2 \
   --json "$OUT/bench_cuda_issue13.json" 2>&1 | tail -14
 
-section "speedrun: cold then warm compile cache (CUDA events, compile apart, wall, test acc)"
-PYTHONPATH=/tmp/site timeout 300 python scripts/benchmark.py --speedrun \
-  --speedrun-args data.download=false --json "$OUT/speedrun_issue13.json" 2>&1 | tail -4
+section "speedrun, the preset (trainer.compile=true): cold then warm compile cache"
+PYTHONPATH=/tmp/site timeout 200 python scripts/benchmark.py --speedrun \
+  --speedrun-args data.download=false --json "$OUT/speedrun_compile.json" 2>&1 | tail -4
 
-section "speedrun with the captured step (trainer.cuda_graphs=true instead of compile)"
-(cd /tmp && PYTHONPATH=/tmp/site timeout 200 nntrain experiment=cifar10_speedrun \
-  data.download=false trainer.compile=false trainer.cuda_graphs=true hydra.run.dir=/tmp/sr_cg \
-  2>&1 | grep -v "│" | tail -16)
+section "speedrun with the step as one CUDA graph, nothing compiled (cold and warm are alike)"
+PYTHONPATH=/tmp/site timeout 120 python scripts/benchmark.py --speedrun \
+  --speedrun-args data.download=false trainer.compile=false trainer.cuda_graphs=true \
+  --json "$OUT/speedrun_graph.json" 2>&1 | tail -4
+
+section "speedrun with the compiled model recorded in one CUDA graph (compile + cuda_graphs)"
+PYTHONPATH=/tmp/site timeout 200 python scripts/benchmark.py --speedrun \
+  --speedrun-args data.download=false trainer.cuda_graphs=true \
+  --json "$OUT/speedrun_compile_graph.json" 2>&1 | tail -4
 
 section "CUDA tests of issue 13 (captured == eager, resume across; auto rules; compile cache)"
 timeout 300 python -m pytest -q -x -p no:cacheprovider -p no:logging \
@@ -33,21 +38,25 @@ timeout 300 python -m pytest -q -x -p no:cacheprovider -p no:logging \
   "tests/test_trainer.py::test_mixed_precision_on_cuda_trains_and_clips" \
   "tests/test_speedrun.py::test_compiled_training_saves_plain_weights_that_load_anywhere" 2>&1 | tail -15
 
-section "graphs per captured step (expect 1-3: dynamo graph breaks at backward / fused optimizer)"
-timeout 200 python - <<'PY' 2>&1 | tail -5
+section "the captured steps on a CUDA MLP: recordings, eager steps, dynamo graphs and breaks"
+timeout 200 python - <<'PY' 2>&1 | tail -8
 import torch, functools
 from torch import nn
 from torch._dynamo.utils import counters
 from nntrain.training.trainer import Trainer
 from nntrain.optim.schedules import constant
 from tests.helpers import BlobData
-torch.manual_seed(0)
-m = nn.Sequential(nn.Linear(4, 512), nn.BatchNorm1d(512), nn.ReLU(), nn.Linear(512, 3))
-t = Trainer(device="cuda", max_epochs=2, progress=False, cuda_graphs=True, report_images=False)
-r = t.fit(m, BlobData(n=4000, batch_size=128), functools.partial(torch.optim.AdamW, lr=1e-3),
-          functools.partial(constant), "/tmp/cg_graphs")
-print("captured:", type(t._step).__name__, "compile_seconds", round(t.compile_seconds, 1),
-      "eager steps", getattr(t._step, "eager_steps", None), "test/acc", r["test/acc"])
+for setting in (True, "reduce-overhead"):
+    torch.manual_seed(0)
+    m = nn.Sequential(nn.Linear(4, 512), nn.BatchNorm1d(512), nn.ReLU(), nn.Linear(512, 3))
+    t = Trainer(device="cuda", max_epochs=2, progress=False, cuda_graphs=setting,
+                report_images=False)
+    r = t.fit(m, BlobData(n=4000, batch_size=128), functools.partial(torch.optim.AdamW, lr=1e-3),
+              functools.partial(constant), f"/tmp/cg_graphs_{setting}")
+    print(setting, type(t._step).__name__, "set-up s", round(t.compile_seconds, 2),
+          "recordings", getattr(t._step, "recordings", None), "eager steps",
+          t._step.eager_steps, "test/acc", r["test/acc"], "samples/s",
+          round(r["train/samples_per_sec"]))
 print("dynamo:", dict(counters["stats"]), "graph breaks:", sum(counters["graph_break"].values()))
 print("cudagraph:", {k: v for k, v in counters["inductor"].items() if "cudagraph" in k})
 PY

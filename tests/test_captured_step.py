@@ -1,10 +1,16 @@
-"""The captured training step (trainer.cuda_graphs): the whole optimizer step compiled as one
-graph (on CUDA replayed as CUDA graphs) trains the same weights as eager steps, and a run resumed
-across it continues exactly. On a CPU the same code path compiles with inductor (needs a C++
-compiler); compilation on 2 cores is slow, so these tests are few and tiny."""
+"""The captured training step (trainer.cuda_graphs): the whole optimizer step recorded as one
+CUDA graph (true) or compiled whole (reduce-overhead) trains the same weights as eager steps,
+and a run resumed across it continues exactly.
+
+On a CPU, `true` runs GraphedStep's whole bookkeeping (warm-up steps, static inputs, the
+metric sums a graph adds into, host counts, eager steps of another shape, re-recording when
+a backbone unfreezes) with a stand-in whose replay calls the step again: bitwise the eager
+weights. `reduce-overhead` compiles with inductor (needs a C++ compiler); compilation on 2
+cores is slow, so those tests are few and tiny. The CUDA tests skip without a GPU."""
 
 from __future__ import annotations
 
+import logging
 import shutil
 from functools import partial
 from pathlib import Path
@@ -16,9 +22,12 @@ from torch import nn
 from nntrain.checkpoint import load_checkpoint
 from nntrain.errors import UserError
 from nntrain.optim.schedules import warmup_cosine
-from nntrain.training.captured import CapturedStep, use_captured_step
+from nntrain.training import cuda_graph
+from nntrain.training.captured import CompiledStep, captured_mode
+from nntrain.training.cuda_graph import GraphedStep
 from nntrain.training.signals import TrainingInterrupted
 from nntrain.training.trainer import Trainer
+from tests.helpers import BlobData
 from tests.test_speedrun import InterruptAt
 
 needs_cxx = pytest.mark.skipif(
@@ -37,71 +46,242 @@ def model() -> nn.Module:
     )
 
 
-def fit(tmp: Path, device: str, captured: bool, interrupt_at: int | None = None, resume=None):
+def fit(
+    tmp: Path,
+    device: str,
+    captured: bool | str,
+    interrupt_at: int | None = None,
+    resume=None,
+    net: nn.Module | None = None,
+    data=None,
+    **settings,
+):
     trainer = Trainer(
         device=device,
-        max_epochs=2,
+        max_epochs=settings.pop("max_epochs", 2),
         progress=False,
         cuda_graphs=captured,
         grad_clip=0.5,
         accumulate_grad_batches=2,
         lookahead={"every_n_steps": 3},
         report_images=False,
+        **settings,
     )
-    net = model()
+    net = net if net is not None else model()
     optimizer = partial(torch.optim.AdamW, lr=3e-3, weight_decay=1e-2)
     scheduler = partial(warmup_cosine, warmup_epochs=0.5)
-    data = InterruptAt(interrupt_at)  # blobs; SIGINT before batch `at` of epoch 2
+    data = data if data is not None else InterruptAt(interrupt_at)  # SIGINT in epoch 2
     result = trainer.fit(net, data, optimizer, scheduler, run_dir=tmp, resume=resume)
     return net, result, trainer
 
 
-def assert_same_weights(a: nn.Module, b: nn.Module) -> None:
+def assert_same_weights(a: nn.Module, b: nn.Module, exact: bool = False) -> None:
     for (name, x), y in zip(a.state_dict().items(), b.state_dict().values(), strict=True):
-        assert torch.allclose(x.float(), y.float(), rtol=1e-4, atol=1e-5), name
+        if exact:
+            assert torch.equal(x, y), name
+        else:
+            assert torch.allclose(x.float(), y.float(), rtol=1e-4, atol=1e-5), name
 
 
-def captured_against_eager(tmp_path: Path, device: str) -> None:
+def train_history(run_dir: Path) -> list[float]:
+    """Each epoch's train/loss and train/acc as last.pt recorded them (the metric sums)."""
+    history = load_checkpoint(run_dir / "checkpoints" / "last.pt")["history"]
+    return [epoch[key] for epoch in history for key in ("train/loss", "train/acc")]
+
+
+def captured_against_eager(tmp_path: Path, device: str, mode: bool | str) -> None:
+    exact = device == "cpu" and mode is True  # the same kernels in the same order
     eager, eager_result, _ = fit(tmp_path / "eager", device, False)
-    captured, result, trainer = fit(tmp_path / "captured", device, True)
-    assert isinstance(trainer._step, CapturedStep) and trainer.compile_seconds > 0
+    captured, result, trainer = fit(tmp_path / "captured", device, mode)
+    step_type = GraphedStep if mode is True else CompiledStep
+    assert isinstance(trainer._step, step_type) and trainer.compile_seconds > 0
+    assert result["compile_seconds"] == trainer.compile_seconds
     # 15 batches an epoch in pairs: the last step of each epoch (one batch) runs eagerly.
     assert trainer._step.eager_steps == 2
-    assert_same_weights(eager, captured)
+    assert_same_weights(eager, captured, exact)
     assert result["test/acc"] == pytest.approx(eager_result["test/acc"], abs=0.02)
+    # Both epochs' training figures: the sums the graph adds into, adopted by epoch 2.
+    history, eager_history = train_history(tmp_path / "captured"), train_history(tmp_path / "eager")
+    if exact:
+        assert history == eager_history
+    else:
+        assert history == pytest.approx(eager_history, rel=1e-4)
     # A captured run stopped by Ctrl-C mid-epoch, resumed from its last.pt (captured again):
     # the weights of the uninterrupted eager run.
     with pytest.raises(TrainingInterrupted):
-        fit(tmp_path / "resumed", device, True, interrupt_at=7)
+        fit(tmp_path / "resumed", device, mode, interrupt_at=7)
     last = load_checkpoint(tmp_path / "resumed" / "checkpoints" / "last.pt")
     assert (last["epoch"], last["batches_done"]) == (1, 8)
-    resumed, _, _ = fit(tmp_path / "resumed", device, True, resume=last)
-    assert_same_weights(eager, resumed)
+    resumed, _, _ = fit(tmp_path / "resumed", device, mode, resume=last)
+    assert_same_weights(eager, resumed, exact)
+    assert train_history(tmp_path / "resumed") == (
+        eager_history if exact else pytest.approx(eager_history, rel=1e-4)
+    )
+
+
+def test_the_graphed_step_trains_the_eager_weights_bitwise_and_resumes_across_on_cpu(
+    tmp_path, caplog
+):
+    with caplog.at_level(logging.INFO, logger="nntrain"):
+        captured_against_eager(tmp_path, "cpu", True)
+    assert (
+        "| captured step's path (no CUDA here: replayed by calling it, no speed-up) |"
+        in caplog.text
+    )
+    assert (
+        "trainer.cuda_graphs: the step was recorded as a replayable step (no CUDA here) after 3 "
+        "warm-up steps; the set-up took" in caplog.text
+    )
 
 
 @needs_cxx
 def test_the_compiled_step_trains_the_eager_weights_and_resumes_across_on_cpu(tmp_path):
-    captured_against_eager(tmp_path, "cpu")
+    captured_against_eager(tmp_path, "cpu", "reduce-overhead")
 
 
 @needs_cuda
-def test_the_captured_step_trains_the_eager_weights_and_resumes_across_on_cuda(tmp_path):
-    captured_against_eager(tmp_path, "cuda")
+def test_the_cuda_graph_step_trains_the_eager_weights_and_resumes_across_on_cuda(tmp_path):
+    captured_against_eager(tmp_path, "cuda", True)
 
 
-def test_auto_captures_small_models_on_cuda_only_and_refuses_fp16():
+@needs_cuda
+def test_the_reduce_overhead_step_trains_the_eager_weights_and_resumes_across_on_cuda(tmp_path):
+    captured_against_eager(tmp_path, "cuda", "reduce-overhead")
+
+
+class UnfreezesAtEpoch1(nn.Module):
+    """A frozen first layer that starts training at epoch 1 (models.hooks.EpochAware)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.layers = model()
+        self.layers[0].requires_grad_(False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.layers(x)
+
+    def on_epoch_start(self, epoch: int) -> None:
+        self.layers[0].requires_grad_(epoch >= 1)
+
+
+def test_a_backbone_unfrozen_mid_run_is_recorded_again_and_trains_the_eager_weights(tmp_path):
+    eager, _, _ = fit(tmp_path / "eager", "cpu", False, net=UnfreezesAtEpoch1())
+    graphed, _, trainer = fit(tmp_path / "graphed", "cpu", True, net=UnfreezesAtEpoch1())
+    assert trainer._step.recordings == 2  # one per set of trainable parameters
+    assert not torch.equal(graphed.layers[0].weight, model()[0].weight)  # it did train
+    assert_same_weights(eager, graphed, exact=True)
+
+
+class LinearTargets(BlobData):
+    """A regression: the blobs' features summed, standardised like a CSV table's target."""
+
+    task = "regression"
+
+    def __init__(self) -> None:
+        super().__init__(n=400, batch_size=16)
+        for split in self.splits.values():
+            split.targets = split.inputs.sum(dim=1) / 4
+        self.target_mean, self.target_std = 0.0, 1.0
+        self.class_names, self.num_classes = ["y"], 1
+
+
+def test_a_regression_through_the_graphed_step_reports_the_eager_figures(tmp_path):
+    def regressor() -> nn.Module:
+        torch.manual_seed(0)
+        return nn.Sequential(nn.Linear(4, 32), nn.ReLU(), nn.Linear(32, 1))
+
+    eager, eager_result, _ = fit(
+        tmp_path / "eager", "cpu", False, net=regressor(), data=LinearTargets()
+    )
+    graphed, result, trainer = fit(
+        tmp_path / "graphed", "cpu", True, net=regressor(), data=LinearTargets()
+    )
+    assert trainer._step.recordings == 1 and trainer._step.eager_steps == 2
+    assert_same_weights(eager, graphed, exact=True)
+    history = load_checkpoint(tmp_path / "graphed" / "checkpoints" / "last.pt")["history"]
+    eager_history = load_checkpoint(tmp_path / "eager" / "checkpoints" / "last.pt")["history"]
+    for key in ("train/loss", "train/rmse", "train/mae", "train/r2"):
+        assert [e[key] for e in history] == [e[key] for e in eager_history], key
+    assert result["test/rmse"] == eager_result["test/rmse"] < 0.5
+
+
+def test_a_step_that_cannot_be_recorded_runs_eagerly_after_one_warning(
+    tmp_path, monkeypatch, caplog
+):
+    net = model()
+
+    def fails(self, step):
+        # A recording that fails half-way leaves gradient tensors whose kernels never ran.
+        for param in net.parameters():
+            param.grad = torch.full_like(param, float("nan"))
+        raise RuntimeError("CUDA error: operation not permitted when stream is capturing\nmore")
+
+    monkeypatch.setattr(cuda_graph.CallAgain, "record", fails)
+    eager, _, _ = fit(tmp_path / "eager", "cpu", False)
+    with caplog.at_level(logging.INFO, logger="nntrain"):
+        graphed, _, trainer = fit(tmp_path / "graphed", "cpu", True, net=net)
+    assert trainer._step.recordings == 0 and trainer._step.ready
+    assert caplog.text.count("could not be recorded") == 1
+    assert (
+        "trainer.cuda_graphs: the training step could not be recorded as a CUDA graph (CUDA "
+        "error: operation not permitted when stream is capturing); it runs eagerly instead. Set "
+        "trainer.cuda_graphs=false to skip the attempt." in caplog.text
+    )
+    # The aborted recording's gradients are dropped: the run goes on as an eager one.
+    assert_same_weights(eager, graphed, exact=True)
+    assert train_history(tmp_path / "graphed") == train_history(tmp_path / "eager")
+
+
+def test_auto_captures_small_models_on_cuda_only_and_refuses_what_a_graph_cannot_hold():
     small, cuda, cpu = nn.Linear(10, 10), torch.device("cuda"), torch.device("cpu")
-    assert use_captured_step("auto", cuda, small, None, world=1) is True
-    assert use_captured_step("auto", cuda, small, torch.float16, world=1) is False
-    assert use_captured_step("auto", cuda, small, None, world=2) is False
-    assert use_captured_step("auto", cpu, small, None, world=1) is False
-    assert use_captured_step("auto", cuda, nn.Conv2d(512, 512, 5, device="meta"), None, 1) is False
+    adamw = torch.optim.AdamW(small.parameters(), fused=False)
+    assert captured_mode("auto", cuda, small, None, 1, adamw) == "graph"
+    assert captured_mode("auto", cuda, small, torch.float16, 1, adamw) is None
+    assert captured_mode("auto", cuda, small, None, 2, adamw) is None
+    assert captured_mode("auto", cpu, small, None, 1, adamw) is None
+    large = nn.Conv2d(512, 512, 5, device="meta")
+    assert captured_mode("auto", cuda, large, None, 1, adamw) is None
+    foreach_sgd = torch.optim.SGD(small.parameters(), lr=0.1, foreach=True)
+    fused_sgd = torch.optim.SGD(small.parameters(), lr=0.1, fused=True)
+    assert captured_mode("auto", cuda, small, None, 1, foreach_sgd) is None
+    assert captured_mode(True, cpu, small, None, 1, fused_sgd) == "graph"
+    assert captured_mode("reduce-overhead", cpu, small, None, 1, foreach_sgd) == "reduce-overhead"
     with pytest.raises(UserError) as error:
-        use_captured_step(True, cuda, small, torch.float16, world=1)
+        captured_mode(True, cuda, small, None, 1, foreach_sgd)
+    assert str(error.value) == (
+        "trainer.cuda_graphs=true cannot record SGD's update in a CUDA graph (it has neither a "
+        "capturable nor a fused kernel here); use optimizer=adamw, keep "
+        "trainer.fused_optimizer=auto, or set trainer.cuda_graphs=false."
+    )
+    with pytest.raises(UserError) as error:
+        captured_mode(True, cuda, small, torch.float16, 1, adamw)
     assert str(error.value) == (
         "trainer.cuda_graphs=true cannot capture fp16's loss scaling (it checks for inf on the "
         "host); use trainer.precision=bf16 or 32, or trainer.cuda_graphs=false."
     )
     with pytest.raises(UserError) as error:
-        Trainer(device="cpu", cuda_graphs="yes")
-    assert str(error.value) == "trainer.cuda_graphs must be auto, true or false, got 'yes'."
+        captured_mode("reduce-overhead", cuda, small, None, 2, adamw)
+    assert str(error.value) == (
+        "trainer.cuda_graphs=reduce-overhead is not supported under torchrun yet; set "
+        "trainer.cuda_graphs=false."
+    )
+    for bad in ("yes", 1, "max-autotune"):
+        with pytest.raises(UserError) as error:
+            Trainer(device="cpu", cuda_graphs=bad)
+        assert str(error.value) == (
+            f"trainer.cuda_graphs must be auto, true, false or reduce-overhead, got {bad!r}."
+        )
+
+
+def test_a_capturable_optimizer_keeps_its_lr_in_a_device_tensor_the_schedule_fills():
+    net = nn.Linear(3, 2)
+    optimizer = torch.optim.AdamW(net.parameters(), lr=0.1, foreach=True)
+    net(torch.ones(1, 3)).sum().backward()
+    optimizer.step()  # a step count on the host (foreach, not capturable)
+    cuda_graph.make_capturable(optimizer, torch.device("cpu"))
+    group = optimizer.param_groups[0]
+    assert group["capturable"] is True and isinstance(group["lr"], torch.Tensor)
+    lr = group["lr"]
+    torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 0.5)  # sets lr for step 0
+    assert group["lr"] is lr and lr.item() == pytest.approx(0.05)  # filled in place
+    assert optimizer.state[net.weight]["step"].dtype == torch.float32

@@ -30,7 +30,17 @@ class RunningClassification:
         if sums is not None:  # continuing an epoch from a checkpoint
             self.sums.copy_(sums)
             self.count = int(sums[2])
+        self._make_views()
+
+    def _make_views(self) -> None:
         self._loss_sum, self._correct = self.sums[0], self.sums[1]  # views: no select per step
+
+    def store_sums_in(self, buffer: torch.Tensor) -> None:
+        """Keep the sums in `buffer` from now on (the captured step's static tensor, which
+        its CUDA graph adds into): the sums so far are copied there."""
+        buffer.copy_(self.sums)
+        self.sums = buffer
+        self._make_views()
 
     @torch.no_grad()  # the sums never join the autograd graph: no detach needed
     def update(self, loss: torch.Tensor, logits: torch.Tensor, targets: torch.Tensor) -> None:
@@ -139,7 +149,16 @@ class RunningRegression:
         if sums is not None:  # continuing an epoch from a checkpoint
             self.sums.copy_(sums)
             self.count = int(sums[5])
+        self._make_views()
+
+    def _make_views(self) -> None:
         self._parts = self.sums.unbind()  # views made once
+
+    def store_sums_in(self, buffer: torch.Tensor) -> None:
+        """As RunningClassification.store_sums_in."""
+        buffer.copy_(self.sums)
+        self.sums = buffer
+        self._make_views()
 
     @torch.no_grad()
     def update(self, loss: torch.Tensor, outputs: torch.Tensor, targets: torch.Tensor) -> None:

@@ -1,18 +1,21 @@
-"""The captured training step (trainer.cuda_graphs): the whole optimizer step as one graph.
+"""The captured training step (trainer.cuda_graphs): which one a run takes, and the compiled one.
 
-For small models a CUDA step is launch-bound: the GPU waits for the host to queue ~100 kernels.
-Compiled whole with torch.compile's `reduce-overhead` mode, the step (forward and loss of each
-micro-batch, backward, clipping, the optimizer's update and the metric sums; step.py's
-update_weights) is replayed as CUDA graphs: one launch instead of a hundred. The schedule
-runs outside, on a learning rate held as a device tensor, so that changing it neither
-recompiles nor re-captures (the scheduler writes the tensor in place; dynamo makes the
-optimizer capturable). On a CPU the same step is compiled by inductor without graphs: the
-path the CPU tests check against eager training.
+Two ways to run the whole optimizer step (step.py's update_weights) without ~100 kernel
+launches from the host, for small models where a CUDA step is launch-bound:
+- true: recorded as one CUDA graph with torch.cuda.graph and replayed (cuda_graph.py); no
+  compilation. On a CPU the same bookkeeping runs with a stand-in that calls the step again.
+- reduce-overhead: compiled whole with torch.compile's `reduce-overhead` mode (CompiledStep
+  below), which fuses kernels and replays CUDA graphs; dynamo splits the step at the backward
+  and the fused optimizer, so a step is 2-3 graph replays, and the first step compiles. On a
+  CPU inductor compiles it without graphs (needs a C++ compiler).
+Which is faster is measured by scripts/benchmark.py's captured columns on a GPU.
 
-Static shapes: a step whose micro-batches differ in number or shape from the first captured
-one (the last, shorter group of an epoch under gradient accumulation, or a short last batch)
-runs eagerly. Everything else stays outside the graph and is unchanged: lookahead, checkpoints
-(the state lives in the same tensors), SIGTERM, the NaN check on log steps.
+CompiledStep: the schedule runs outside, on a learning rate held as a device tensor, so that
+changing it neither recompiles nor re-captures (the scheduler writes the tensor in place;
+dynamo makes the optimizer capturable). A step whose micro-batches differ in number or shape
+from the first compiled one (the last, shorter group of an epoch under gradient accumulation,
+or a short last batch) runs eagerly. Everything else stays outside and is unchanged:
+lookahead, checkpoints (the state lives in the same tensors), SIGTERM, the NaN check.
 """
 
 from __future__ import annotations
@@ -23,50 +26,78 @@ from nntrain.devices import is_large
 from nntrain.errors import require
 from nntrain.inference.metrics import RunningClassification, RunningRegression
 from nntrain.training.compilation import require_a_cxx_compiler
+from nntrain.training.cuda_graph import can_capture
 from nntrain.training.step import Batch, StepParts, train_step, update_weights
+
+
+def describe_capture(mode: str | None, device: torch.device) -> str:
+    """The start-up line's note of the step a run takes (captured_mode's answer)."""
+    if mode == "graph":
+        if device.type == "cuda":
+            return " | step as one CUDA graph"
+        return " | captured step's path (no CUDA here: replayed by calling it, no speed-up)"
+    if mode == "reduce-overhead":
+        return " | step compiled whole (reduce-overhead)"
+    return ""
 
 
 def check_cuda_graphs(setting: object, device: torch.device) -> bool | str:
     require(
-        setting == "auto" or isinstance(setting, bool),
-        f"trainer.cuda_graphs must be auto, true or false, got {setting!r}.",
+        isinstance(setting, bool) or setting in ("auto", "reduce-overhead"),
+        f"trainer.cuda_graphs must be auto, true, false or reduce-overhead, got {setting!r}.",
     )
-    if setting is True and device.type == "cpu":
+    if setting == "reduce-overhead" and device.type == "cpu":
         require_a_cxx_compiler(
-            "trainer.cuda_graphs=true on a CPU compiles the step and", "trainer.cuda_graphs=false"
+            "trainer.cuda_graphs=reduce-overhead on a CPU compiles the step and",
+            "trainer.cuda_graphs=false",
         )
     return setting  # type: ignore[return-value]
 
 
-def use_captured_step(
+def captured_mode(
     setting: bool | str,
     device: torch.device,
     model: torch.nn.Module,
     autocast_dtype: torch.dtype | None,
     world: int,
-) -> bool:
-    """Whether this run's steps are captured. auto: on CUDA for models under
+    optimizer: torch.optim.Optimizer,
+) -> str | None:
+    """How this run's steps are captured: "graph" (GraphedStep), "reduce-overhead"
+    (CompiledStep) or None (train_step). auto: "graph" on CUDA for models under
     devices.LARGE_MODEL_PARAMETERS (launch-bound), without fp16 (its GradScaler checks for
-    inf on the host) and without torchrun (DDP's gradient hooks are not captured here)."""
+    inf on the host), without torchrun (DDP's gradient hooks are not captured here) and with
+    an optimizer whose update can run in a graph (cuda_graph.can_capture)."""
     if setting == "auto":
-        return (
+        chosen = (
             device.type == "cuda"
             and not is_large(model)
             and autocast_dtype != torch.float16
             and world == 1
+            and can_capture(optimizer)
         )
-    if setting:
+        return "graph" if chosen else None
+    if setting is False:
+        return None
+    name = "true" if setting is True else str(setting)
+    require(
+        autocast_dtype != torch.float16,
+        f"trainer.cuda_graphs={name} cannot capture fp16's loss scaling (it checks for inf on "
+        "the host); use trainer.precision=bf16 or 32, or trainer.cuda_graphs=false.",
+    )
+    require(
+        world == 1,
+        f"trainer.cuda_graphs={name} is not supported under torchrun yet; set "
+        "trainer.cuda_graphs=false.",
+    )
+    if setting is True:
         require(
-            autocast_dtype != torch.float16,
-            "trainer.cuda_graphs=true cannot capture fp16's loss scaling (it checks for inf on "
-            "the host); use trainer.precision=bf16 or 32, or trainer.cuda_graphs=false.",
+            can_capture(optimizer),
+            f"trainer.cuda_graphs=true cannot record {type(optimizer).__name__}'s update in a "
+            "CUDA graph (it has neither a capturable nor a fused kernel here); use "
+            "optimizer=adamw, keep trainer.fused_optimizer=auto, or set trainer.cuda_graphs=false.",
         )
-        require(
-            world == 1,
-            "trainer.cuda_graphs=true is not supported under torchrun yet; set "
-            "trainer.cuda_graphs=false.",
-        )
-    return bool(setting)
+        return "graph"
+    return "reduce-overhead"
 
 
 def lr_as_tensor(optimizer: torch.optim.Optimizer, device: torch.device) -> None:
@@ -77,7 +108,7 @@ def lr_as_tensor(optimizer: torch.optim.Optimizer, device: torch.device) -> None
             group["lr"] = torch.tensor(float(group["lr"]), device=device)
 
 
-class CapturedStep:
+class CompiledStep:
     """train_step's drop-in: the step compiled whole (CUDA: reduce-overhead, i.e. CUDA graphs),
     the schedule after it, and eager steps for batches of another shape than the first."""
 

@@ -38,13 +38,19 @@ from nntrain.reporting.console import TrainProgress, display_path
 from nntrain.reporting.model_summary import model_summary
 from nntrain.reporting.tensorboard import NullLogger, RunLogger, TensorBoardLogger
 from nntrain.training import distributed
-from nntrain.training.captured import CapturedStep, check_cuda_graphs, use_captured_step
+from nntrain.training.captured import (
+    CompiledStep,
+    captured_mode,
+    check_cuda_graphs,
+    describe_capture,
+)
 from nntrain.training.compilation import (
     CacheCounts,
     describe_compilation,
     require_a_cxx_compiler,
     use_persistent_cache,
 )
+from nntrain.training.cuda_graph import GraphedStep, describe_recording
 from nntrain.training.early_stopping import (
     MONITORS,
     NO_MONITOR,
@@ -256,12 +262,12 @@ class Trainer:
             summary = model_summary(model, tuple(data.input_shape), self.device)
             files.write_text(run_dir / "model_summary.txt", summary)
         forward = self._wrap_for_training(model)
-        captured = self._choose_step(model, compute)
         train_loader, val_loader = self._loaders(data)
         train_batches, val_batches = self._batch_counts(train_loader, val_loader)
         steps_per_epoch = math.ceil(train_batches / self.accumulate)
         total_steps = steps_per_epoch * self.max_epochs
         opt = build_optimizer(optimizer, model, self.fused_optimizer)
+        captured = self._choose_step(model, compute, opt)
         stopper = self._stopper_for(task)
         state = RunState(
             model=model,
@@ -278,7 +284,7 @@ class Trainer:
             follow_monitor(state.scheduler, stopper, task)
         log.info(
             f"{describe_parameters(model)} (layers: model_summary.txt) | device {self.device} | "
-            f"{compute.precision_name}{' | captured step' if captured else ''} | {train_batches} "
+            f"{compute.precision_name}{describe_capture(captured, self.device)} | {train_batches} "
             f"batches, {steps_per_epoch} optimizer steps per epoch"
         )
         return Run(
@@ -304,16 +310,22 @@ class Trainer:
             target_scale=float(getattr(data, "target_std", 1.0)),
         )
 
-    def _choose_step(self, model: nn.Module, compute: Compute) -> bool:
-        """train_step, or the captured step (trainer.cuda_graphs); True for the latter."""
-        captured = use_captured_step(
-            self.cuda_graphs, self.device, model, compute.autocast_dtype, self.world
+    def _choose_step(
+        self, model: nn.Module, compute: Compute, optimizer: torch.optim.Optimizer
+    ) -> str | None:
+        """train_step, or a captured step (trainer.cuda_graphs): its mode, None for the former."""
+        captured = captured_mode(
+            self.cuda_graphs, self.device, model, compute.autocast_dtype, self.world, optimizer
         )
-        self._step: Callable[..., torch.Tensor | None] = (
-            CapturedStep(self.device) if captured else train_step
-        )
-        # The first step compiles: timed apart (see _first_compiled_step).
-        self._compile_pending, self.compile_seconds = bool(self.compile) or captured, 0.0
+        self._step: Callable[..., torch.Tensor | None] = train_step
+        if captured == "graph":
+            self._step = GraphedStep(self.device)
+        elif captured == "reduce-overhead":
+            self._step = CompiledStep(self.device)
+        # Compilation and a graph's warm-up are timed apart (see _set_up_step).
+        self._compile_pending = bool(self.compile) or captured is not None
+        self._timed_set_up, self.compile_seconds = self._compile_pending, 0.0
+        self._cache_before: CacheCounts | None = None
         return captured
 
     def _batch_counts(self, train_loader: Loader, val_loader: Loader) -> tuple[int, int]:
@@ -412,11 +424,10 @@ class Trainer:
                     micro_batches, run.data.num_classes, state.epoch, first, self.rank
                 )
             if self._compile_pending:  # timed on its own, left out of the epoch's figures
-                grad_norm, compile_seconds = self._first_compiled_step(
-                    parts, micro_batches, running, log_step
-                )
-                epoch_start += compile_seconds
-                window = LogWindow(window.sums, window.start + compile_seconds)
+                grad_norm, seconds = self._set_up_step(parts, micro_batches, running, log_step)
+                compile_seconds += seconds
+                epoch_start += seconds
+                window = LogWindow(window.sums, window.start + seconds)
                 resumed_count += sum(len(targets) for _, targets in micro_batches)
             else:
                 grad_norm = self._step(parts, micro_batches, running, measure_grad_norm=log_step)
@@ -436,22 +447,35 @@ class Trainer:
         epoch_stats["compile_seconds"] = compile_seconds
         return epoch_stats
 
-    def _first_compiled_step(
+    def _set_up_step(
         self,
         parts: StepParts,
         micro_batches: list[Batch],
         running: RunningClassification | RunningRegression,
         log_step: bool,
     ) -> tuple[torch.Tensor | None, float]:
-        """The run's first step under torch.compile, which compiles it (or loads it from the
-        persistent cache): timed to its end on the device, and logged with the cache's state."""
-        before, start = CacheCounts.now(), time.perf_counter()
+        """A step of the run's set-up, timed to its end on the device: the first step under
+        torch.compile (which compiles it or loads it from the persistent cache), or a CUDA
+        graph's warm-up steps and recording. Logged once the set-up is over."""
+        if self._cache_before is None:
+            self._cache_before = CacheCounts.now()
+        start = time.perf_counter()
         grad_norm = self._step(parts, micro_batches, running, measure_grad_norm=log_step)
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
         seconds = time.perf_counter() - start
-        self._compile_pending, self.compile_seconds = False, seconds
-        log.info(describe_compilation(seconds, before, CacheCounts.now()))
+        self.compile_seconds += seconds
+        graphed = self._step if isinstance(self._step, GraphedStep) else None
+        self._compile_pending = graphed is not None and not graphed.ready
+        if not self._compile_pending:
+            if graphed is None or self.compile:
+                log.info(
+                    describe_compilation(
+                        self.compile_seconds, self._cache_before, CacheCounts.now()
+                    )
+                )
+            if graphed is not None and graphed.recordings:
+                log.info(describe_recording(graphed, self.compile_seconds))
         return grad_norm, seconds
 
     def _end_epoch(
@@ -547,8 +571,8 @@ class Trainer:
             "best_epoch": stopper.best_epoch + 1,
             "epochs_run": state.epoch,
             "train/samples_per_sec": sum(train_speed) / len(train_speed),
-            # torch.compile's first step (0 without it), not in any epoch's time or samples/s
-            **({"compile_seconds": self.compile_seconds} if self.compile else {}),
+            # torch.compile's first step or a CUDA graph's set-up: in no epoch's time or samples/s
+            **({"compile_seconds": self.compile_seconds} if self._timed_set_up else {}),
             # the model's size, e.g. an objective to minimise in a multi-objective search
             "parameters": sum(p.numel() for p in run.model.parameters()),
         }

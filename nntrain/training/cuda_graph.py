@@ -1,0 +1,264 @@
+"""The step as one CUDA graph (trainer.cuda_graphs=true): recorded once, replayed every step.
+
+For small models a CUDA step is launch-bound: the GPU waits for the host to queue ~100
+kernels. GraphedStep records update_weights (step.py: forward and loss of each micro-batch,
+backward, clipping, the optimizer's update, the metric sums) with torch.cuda.graph after a
+few ordinary warm-up steps, and from then on a step is: copy the batch into the graph's
+input tensors, one replay, the schedule on the host. Nothing is compiled, so the set-up
+costs the warm-up steps and one recording (well under a second), not a compilation.
+
+What a graph needs and how it gets it:
+- Static addresses. The batch is copied into input tensors recorded once; the metric sums
+  live in one tensor that each epoch's RunningClassification/RunningRegression adopts
+  (store_sums_in); the gradient norm is written into a tensor owned here. The weights,
+  BatchNorm statistics and optimizer state are updated in place by the recorded kernels,
+  so lookahead, EMA and checkpoints read and write the same tensors as ever.
+- No host work inside. The learning rate is a device tensor that the schedule fills in
+  place (lr_as_tensor); Adam-style optimizers run with capturable=True (their step count on
+  the device), SGD with its fused kernel; fp16's GradScaler (host-side inf check) and DDP
+  are refused by captured.captured_mode. Python-side counts (the samples seen) are kept
+  here and added after each replay.
+- Lazy initialisation done before recording: WARM_UP_STEPS ordinary steps on the recording
+  stream create the optimizer state, cuDNN's autotuned plans and cuBLAS workspaces. They
+  train on their batches like any step; recording itself runs nothing.
+- The same shapes. A step whose micro-batches differ in number, shape or dtype from the
+  recorded ones (the short last group of an epoch) runs eagerly. A change of which
+  parameters train (a backbone unfrozen at epoch k) records a new graph after new
+  warm-up steps. If recording fails (a model that syncs with the host in its forward),
+  the run says why once and continues eagerly.
+
+On a CPU there are no CUDA graphs: CallAgain stands in, and a "replay" calls the recorded
+step again. All the bookkeeping above runs unchanged, so the CPU tests check it against
+eager training; there is no speed-up there.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import warnings
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
+from typing import Protocol
+
+import torch
+from torch import nn
+
+from nntrain.inference.metrics import RunningClassification, RunningRegression
+from nntrain.training.step import Batch, StepParts, update_weights
+
+log = logging.getLogger("nntrain")
+
+Running = RunningClassification | RunningRegression
+
+# torch warns once that a capturable optimizer stepping outside a graph is slower: the
+# warm-up steps and the short last step of each epoch do, by design.
+warnings.filterwarnings("ignore", message="This instance was constructed with capturable=True")
+
+
+class Graph(Protocol):
+    def warm_up(self) -> contextlib.AbstractContextManager[object]: ...
+    def record(self, step: Callable[[], None]) -> None: ...
+    def replay(self) -> None: ...
+
+
+class CudaGraph:
+    """torch.cuda.CUDAGraph, warmed up and recorded on one side stream (torch's recipe)."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.graph = torch.cuda.CUDAGraph()
+        self.stream = torch.cuda.Stream(device)
+
+    @contextlib.contextmanager
+    def warm_up(self) -> Iterator[None]:
+        self.stream.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(self.stream):
+            yield
+        torch.cuda.current_stream().wait_stream(self.stream)
+
+    def record(self, step: Callable[[], None]) -> None:
+        # thread_local: the DataLoader's pin-memory thread may call CUDA while this records.
+        with torch.cuda.graph(self.graph, stream=self.stream, capture_error_mode="thread_local"):
+            step()
+
+    def replay(self) -> None:
+        self.graph.replay()
+
+
+class CallAgain:
+    """A CPU's stand-in for a CUDA graph: replay calls the recorded step again."""
+
+    def __init__(self) -> None:
+        self._step: Callable[[], None] | None = None
+
+    def warm_up(self) -> contextlib.AbstractContextManager[object]:
+        return contextlib.nullcontext()
+
+    def record(self, step: Callable[[], None]) -> None:
+        self._step = step
+
+    def replay(self) -> None:
+        assert self._step is not None
+        self._step()
+
+
+def can_capture(optimizer: torch.optim.Optimizer) -> bool:
+    """Whether the optimizer's update can run inside a CUDA graph with a device-tensor lr:
+    torch's capturable implementations (Adam, AdamW, RMSprop, ...) or a fused one (SGD)."""
+    return all("capturable" in group or group.get("fused") for group in optimizer.param_groups)
+
+
+def make_capturable(optimizer: torch.optim.Optimizer, device: torch.device) -> None:
+    """capturable=True and each group's lr as a 0-d device tensor the schedule fills in place
+    (torch's schedulers and ReduceLROnPlateau write a tensor lr with fill_); a step count
+    kept on the host (foreach Adam) moves to the device, where the capturable kernels keep it."""
+    for group in optimizer.param_groups:
+        if "capturable" in group:
+            group["capturable"] = True
+        if not isinstance(group["lr"], torch.Tensor):
+            group["lr"] = torch.tensor(float(group["lr"]), device=device)
+        for param in group["params"]:
+            state = optimizer.state.get(param, {})
+            step = state.get("step")
+            if isinstance(step, torch.Tensor) and step.device != param.device:
+                state["step"] = step.to(param.device, torch.float32)
+
+
+@dataclass(frozen=True)
+class StepKey:
+    """What a recorded graph is valid for: the micro-batches' shapes and dtypes and which
+    parameters train."""
+
+    batches: tuple[tuple[torch.Size, torch.dtype, torch.Size, torch.dtype], ...]
+    trainable: tuple[bool, ...]
+
+    @classmethod
+    def of(cls, model: nn.Module, micro_batches: list[Batch]) -> StepKey:
+        return cls(
+            tuple((x.shape, x.dtype, y.shape, y.dtype) for x, y in micro_batches),
+            tuple(p.requires_grad for p in model.parameters()),
+        )
+
+
+class GraphedStep:
+    """train_step's drop-in (see the module's doc): warm-up steps, one recording, replays."""
+
+    WARM_UP_STEPS = 3
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+        self._graph: Graph | None = None  # recorded: replayed from now on
+        self._pending: Graph | None = None  # warming up, then recorded
+        self._key: StepKey | None = None
+        self._warmed_up = 0
+        self._inputs: list[Batch] = []  # the graph's input tensors
+        self._sums: torch.Tensor | None = None  # the graph's metric sums
+        self._samples = 0  # samples per recorded step
+        self._grad_norm = torch.zeros((), device=device)
+        self._given_up = False  # recording failed: eager from then on
+        self.eager_steps = 0  # steps of another shape than the recorded one
+        self.recordings = 0
+
+    @property
+    def ready(self) -> bool:
+        """Whether the set-up (warm-up steps and recording) is over: the trainer times it apart."""
+        return self._graph is not None or self._given_up
+
+    def __call__(
+        self,
+        parts: StepParts,
+        micro_batches: list[Batch],
+        running: Running,
+        measure_grad_norm: bool = False,
+    ) -> torch.Tensor | None:
+        parts = replace(parts, compute=replace(parts.compute, autocast_cache=False))
+        key = StepKey.of(parts.model, micro_batches)
+        if self._key is None or key.trainable != self._key.trainable:
+            self._start_over(parts, key)
+        if self._given_up or key != self._key:
+            self.eager_steps += not self._given_up
+            grad_norm = update_weights(parts, micro_batches, running, measure_grad_norm)
+        elif self._graph is None:
+            grad_norm = self._warm_up(parts, micro_batches, running)
+        else:
+            grad_norm = self._replay(micro_batches, running, measure_grad_norm)
+        if parts.scheduler is not None:  # None: stepped per epoch (plateau)
+            parts.scheduler.step()
+        return grad_norm if measure_grad_norm else None
+
+    def _start_over(self, parts: StepParts, key: StepKey) -> None:
+        """A new graph for this key: after its own warm-up steps (new trainable parameters
+        have no optimizer state yet)."""
+        self._graph, self._key, self._warmed_up = None, key, 0
+        if self.device.type == "cuda":
+            make_capturable(parts.optimizer, self.device)
+            self._pending = CudaGraph(self.device)
+        else:
+            self._pending = CallAgain()
+
+    def _warm_up(
+        self, parts: StepParts, micro_batches: list[Batch], running: Running
+    ) -> torch.Tensor | None:
+        assert self._pending is not None
+        with self._pending.warm_up():
+            grad_norm = update_weights(parts, micro_batches, running, True)
+        self._warmed_up += 1
+        if self._warmed_up == self.WARM_UP_STEPS:
+            self._record(self._pending, parts, micro_batches, running)
+        return grad_norm
+
+    def _record(
+        self, graph: Graph, parts: StepParts, micro_batches: list[Batch], running: Running
+    ) -> None:
+        """Record the step on copies of this (already trained on) batch: nothing runs."""
+        self._inputs = [(x.clone(), y.clone()) for x, y in micro_batches]
+        self._samples = sum(len(y) for _, y in micro_batches)
+        self._sums, recorded_running = running.sums, running
+
+        def step() -> None:
+            count = recorded_running.count  # update() counts on the host: not in a graph
+            norm = update_weights(parts, self._inputs, recorded_running, True)
+            self._grad_norm.copy_(norm)  # type: ignore[arg-type]
+            recorded_running.count = count
+
+        count = running.count
+        try:
+            graph.record(step)
+        except RuntimeError as error:
+            running.count = count
+            parts.optimizer.zero_grad(set_to_none=True)  # gradients of the aborted recording
+            self._given_up = True
+            reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error)
+            log.warning(
+                f"trainer.cuda_graphs: the training step could not be recorded as a CUDA "
+                f"graph ({reason}); it runs eagerly instead. Set trainer.cuda_graphs=false to "
+                "skip the attempt."
+            )
+            return
+        self._graph, self._pending = graph, None
+        self.recordings += 1
+
+    def _replay(
+        self, micro_batches: list[Batch], running: Running, measure_grad_norm: bool
+    ) -> torch.Tensor | None:
+        for (x_static, y_static), (x, y) in zip(self._inputs, micro_batches, strict=True):
+            x_static.copy_(x)
+            y_static.copy_(y)
+        if running.sums is not self._sums:  # a new epoch's sums: into the graph's tensor
+            assert self._sums is not None
+            running.store_sums_in(self._sums)
+        assert self._graph is not None
+        self._graph.replay()
+        running.count += self._samples
+        # The graph overwrites its output at the next replay: a copy for the log.
+        return self._grad_norm.clone() if measure_grad_norm else None
+
+
+def describe_recording(step: GraphedStep, seconds: float) -> str:
+    """The log line once the step is recorded: what the set-up cost, and that it is left out."""
+    where = "a CUDA graph" if step.device.type == "cuda" else "a replayable step (no CUDA here)"
+    return (
+        f"trainer.cuda_graphs: the step was recorded as {where} after {step.WARM_UP_STEPS} "
+        f"warm-up steps; the set-up took {seconds:.2f} s, left out of epoch 1's time and "
+        "samples/s"
+    )
