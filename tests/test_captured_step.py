@@ -21,6 +21,7 @@ from torch import nn
 
 from nntrain.checkpoint import load_checkpoint
 from nntrain.errors import UserError
+from nntrain.optim.optimizers import load_optimizer_state
 from nntrain.optim.schedules import warmup_cosine
 from nntrain.training import cuda_graph
 from nntrain.training.captured import CompiledStep, captured_mode
@@ -285,3 +286,24 @@ def test_a_capturable_optimizer_keeps_its_lr_in_a_device_tensor_the_schedule_fil
     torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 0.5)  # sets lr for step 0
     assert group["lr"] is lr and lr.item() == pytest.approx(0.05)  # filled in place
     assert optimizer.state[net.weight]["step"].dtype == torch.float32
+
+
+def test_a_checkpoint_of_the_cuda_graph_step_resumes_with_this_runs_own_optimizer_settings():
+    """A GPU run's checkpoint under trainer.cuda_graphs=true holds capturable=True and a tensor
+    lr (here made by hand: the CPU never records a graph); resumed by a CPU run with torch's
+    foreach kernel, whose capturable path refuses CPU tensors, it must step as that run would."""
+    torch.manual_seed(0)
+    net = nn.Linear(3, 2)
+    graphed = torch.optim.AdamW(net.parameters(), lr=0.1, foreach=True)
+    net(torch.ones(4, 3)).sum().backward()
+    graphed.step()
+    cuda_graph.make_capturable(graphed, torch.device("cpu"))  # what a CUDA run saves
+    saved = graphed.state_dict()
+    assert saved["param_groups"][0]["capturable"] is True
+    resumed = torch.optim.AdamW(net.parameters(), lr=0.1, foreach=True)
+    load_optimizer_state(resumed, saved)
+    group = resumed.param_groups[0]
+    assert group["capturable"] is False and group["lr"] == pytest.approx(0.1)
+    assert not isinstance(group["lr"], torch.Tensor)
+    resumed.step()  # torch.optim.AdamW.load_state_dict alone: capturable on CPU tensors fails
+    assert resumed.state[net.weight]["step"].item() == 2

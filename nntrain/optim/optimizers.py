@@ -147,3 +147,33 @@ def with_fastest_kernel(
     if target is None or keywords == getattr(optimizer, "keywords", {}):
         return optimizer
     return functools.partial(target, *getattr(optimizer, "args", ()), **keywords)
+
+
+# Group settings that say how this run's optimizer computes (chosen for its device and step),
+# not what it learned: a checkpoint's own values are not put back over them.
+IMPLEMENTATION_KEYS = ("capturable", "fused", "foreach")
+
+
+def load_optimizer_state(optimizer: torch.optim.Optimizer, saved: dict[str, Any]) -> None:
+    """optimizer.load_state_dict, for a checkpoint that may come from another device or step.
+
+    torch restores every group setting the checkpoint holds, so a run saved by the CUDA graph
+    step (capturable=True, lr as a CUDA tensor) would resume on a CPU with settings the CPU
+    kernels refuse. The implementation keys keep this run's values, a tensor lr becomes a
+    number again (the graph step makes its own), and a step count moves to the device where
+    fused and capturable kernels keep it."""
+    built = [
+        {key: group[key] for key in IMPLEMENTATION_KEYS if key in group}
+        for group in optimizer.param_groups
+    ]
+    optimizer.load_state_dict(saved)
+    for group, kept in zip(optimizer.param_groups, built, strict=True):
+        group.update(kept)
+        if isinstance(group["lr"], torch.Tensor):
+            group["lr"] = float(group["lr"])
+        on_device = group.get("fused") or group.get("capturable")
+        for param in group["params"]:
+            state = optimizer.state.get(param, {})
+            step = state.get("step")
+            if isinstance(step, torch.Tensor) and on_device and step.device != param.device:
+                state["step"] = step.to(param.device, torch.float32)

@@ -18,6 +18,7 @@ from torch import nn
 
 from nntrain.data.protocols import DataModule, Loader
 from nntrain.devices import Compute
+from nntrain.optim.optimizers import load_optimizer_state
 from nntrain.reporting.console import EpochTable
 from nntrain.reporting.tensorboard import RunLogger
 from nntrain.training.early_stopping import EarlyStopping
@@ -86,7 +87,7 @@ class RunState:
         self.model.load_state_dict(checkpoint.get("train_model", checkpoint["model"]))
         if self.ema is not None and "ema" in checkpoint:  # else the average starts afresh
             self.ema.load(checkpoint["model"], checkpoint["ema"])
-        self.optimizer.load_state_dict(checkpoint["optimizer"])
+        load_optimizer_state(self.optimizer, checkpoint["optimizer"])
         self.scheduler.load_state_dict(checkpoint["scheduler"])
         self.scaler.load_state_dict(checkpoint["scaler"])
         self.stopper.load_state_dict(checkpoint["early_stopping"])
