@@ -20,13 +20,17 @@ import torch
 from torch import nn
 
 from nntrain.checkpoint import load_checkpoint
+from nntrain.devices import Compute
 from nntrain.errors import UserError
+from nntrain.inference.metrics import RunningClassification
 from nntrain.optim.optimizers import load_optimizer_state
 from nntrain.optim.schedules import warmup_cosine
 from nntrain.training import cuda_graph
 from nntrain.training.captured import CompiledStep, captured_mode
 from nntrain.training.cuda_graph import GraphedStep
 from nntrain.training.signals import TrainingInterrupted
+from nntrain.training.step import StepParts, update_weights
+from nntrain.training.step_check import StepSnapshot
 from nntrain.training.trainer import Trainer
 from tests.helpers import BlobData
 from tests.test_speedrun import InterruptAt
@@ -231,6 +235,51 @@ def test_a_step_that_cannot_be_recorded_runs_eagerly_after_one_warning(
     # The aborted recording's gradients are dropped: the run goes on as an eager one.
     assert_same_weights(eager, graphed, exact=True)
     assert train_history(tmp_path / "graphed") == train_history(tmp_path / "eager")
+
+
+def test_a_graph_whose_replay_differs_from_the_eager_step_is_dropped_before_it_trains(
+    tmp_path, monkeypatch, caplog
+):
+    """The one-time check (step_check.py): a graph that replays nothing (as one reading stale
+    inputs or a frozen host value would replay something else) is caught at its first replay,
+    the eager step's state is put back, and the run is the eager run, bitwise."""
+    monkeypatch.setattr(cuda_graph.CallAgain, "replay", lambda self: None)
+    eager, _, _ = fit(tmp_path / "eager", "cpu", False)
+    with caplog.at_level(logging.INFO, logger="nntrain"):
+        graphed, _, trainer = fit(tmp_path / "graphed", "cpu", True)
+    assert trainer._step.recordings == 0 and trainer._step.ready
+    assert (
+        "trainer.cuda_graphs: the training step could not be recorded as a CUDA graph (its "
+        "replay did not reproduce the eager step: its change of the weights differs from the "
+        "eager step's by 100% of it); it runs eagerly instead." in caplog.text
+    )
+    assert_same_weights(eager, graphed, exact=True)
+    assert train_history(tmp_path / "graphed") == train_history(tmp_path / "eager")
+
+
+def test_the_check_tells_a_faithful_replay_from_a_wrong_one_with_dropout():
+    """Dropout draws from the same generator state in the eager step and the replay, so a
+    faithful graph passes; one that replays the step twice does not."""
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(4, 64), nn.Dropout(0.5), nn.Linear(64, 3))
+    optimizer = torch.optim.AdamW(net.parameters(), lr=1e-2)
+    parts = StepParts(
+        model=net, forward=net, optimizer=optimizer, scheduler=None,
+        scaler=torch.amp.GradScaler("cpu", enabled=False), compute=Compute(torch.device("cpu")),
+        grad_clip=None, label_smoothing=0.0, distributed=False,
+    )  # fmt: skip
+    running = RunningClassification(torch.device("cpu"))
+    batch = [(torch.randn(8, 4), torch.randint(0, 3, (8,)))]
+    update_weights(parts, batch, running)  # optimizer state exists, as after warm-up
+    for replays, agrees in ((1, True), (2, False)):
+        before = StepSnapshot(parts, running)
+        update_weights(parts, batch, running, True)
+        eager = StepSnapshot(parts, running)
+        before.restore(running)
+        for _ in range(replays):
+            update_weights(parts, batch, running, True)
+        assert (eager.differs_from_live(before) is None) is agrees
+        eager.restore(running)
 
 
 def test_auto_captures_small_models_on_cuda_only_and_refuses_what_a_graph_cannot_hold():

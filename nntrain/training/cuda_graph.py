@@ -21,6 +21,9 @@ What a graph needs and how it gets it:
 - Lazy initialisation done before recording: WARM_UP_STEPS ordinary steps on the recording
   stream create the optimizer state, cuDNN's autotuned plans and cuBLAS workspaces. They
   train on their batches like any step; recording itself runs nothing.
+- Trust checked once: the last warm-up step's batch is replayed from the state before it and
+  must reproduce the eager step (step_check.py); a graph that does not is dropped, the eager
+  state put back, and the run goes on eagerly after one warning.
 - The same shapes. A step whose micro-batches differ in number, shape or dtype from the
   recorded ones (the short last group of an epoch) runs eagerly. A change of which
   parameters train (a backbone unfrozen at epoch k) records a new graph after new
@@ -44,12 +47,10 @@ from typing import Protocol
 import torch
 from torch import nn
 
-from nntrain.inference.metrics import RunningClassification, RunningRegression
 from nntrain.training.step import Batch, StepParts, update_weights
+from nntrain.training.step_check import Running, StepSnapshot
 
 log = logging.getLogger("nntrain")
-
-Running = RunningClassification | RunningRegression
 
 # torch warns once that a capturable optimizer stepping outside a graph is slower: the
 # warm-up steps and the short last step of each epoch do, by design.
@@ -200,17 +201,49 @@ class GraphedStep:
         self, parts: StepParts, micro_batches: list[Batch], running: Running
     ) -> torch.Tensor | None:
         assert self._pending is not None
+        if self._warmed_up == self.WARM_UP_STEPS - 1:
+            return self._record_checked(self._pending, parts, micro_batches, running)
         with self._pending.warm_up():
             grad_norm = update_weights(parts, micro_batches, running, True)
         self._warmed_up += 1
-        if self._warmed_up == self.WARM_UP_STEPS:
-            self._record(self._pending, parts, micro_batches, running)
+        return grad_norm
+
+    def _record_checked(
+        self, graph: Graph, parts: StepParts, micro_batches: list[Batch], running: Running
+    ) -> torch.Tensor | None:
+        """The last warm-up step runs eagerly; then, from the state before it, the same step
+        is recorded and replayed, and the graph is kept only if both agree (step_check.py).
+        Otherwise the eager step's state is put back and the run goes on eagerly."""
+        before = StepSnapshot(parts, running)
+        with graph.warm_up():
+            grad_norm = update_weights(parts, micro_batches, running, True)
+        eager = StepSnapshot(parts, running)
+        before.restore(running)
+        problem = self._record(graph, parts, micro_batches, running)
+        if problem is None:
+            self._graph = graph
+            self._replay(micro_batches, running, measure_grad_norm=False)
+            problem = eager.differs_from_live(before)
+            if problem is not None:
+                problem = f"its replay did not reproduce the eager step: {problem}"
+        if problem is None:
+            self._pending, self._warmed_up = None, self.WARM_UP_STEPS
+            self.recordings += 1
+            return grad_norm
+        self._graph, self._given_up = None, True
+        eager.restore(running)
+        parts.optimizer.zero_grad(set_to_none=True)  # gradients of an aborted recording
+        log.warning(
+            f"trainer.cuda_graphs: the training step could not be recorded as a CUDA graph "
+            f"({problem}); it runs eagerly instead. Set trainer.cuda_graphs=false to skip the "
+            "attempt."
+        )
         return grad_norm
 
     def _record(
         self, graph: Graph, parts: StepParts, micro_batches: list[Batch], running: Running
-    ) -> None:
-        """Record the step on copies of this (already trained on) batch: nothing runs."""
+    ) -> str | None:
+        """Record the step on copies of this batch (nothing runs); why it failed, or None."""
         self._inputs = [(x.clone(), y.clone()) for x, y in micro_batches]
         self._samples = sum(len(y) for _, y in micro_batches)
         self._sums, recorded_running = running.sums, running
@@ -221,22 +254,12 @@ class GraphedStep:
             self._grad_norm.copy_(norm)  # type: ignore[arg-type]
             recorded_running.count = count
 
-        count = running.count
         try:
             graph.record(step)
         except RuntimeError as error:
-            running.count = count
-            parts.optimizer.zero_grad(set_to_none=True)  # gradients of the aborted recording
-            self._given_up = True
-            reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error)
-            log.warning(
-                f"trainer.cuda_graphs: the training step could not be recorded as a CUDA "
-                f"graph ({reason}); it runs eagerly instead. Set trainer.cuda_graphs=false to "
-                "skip the attempt."
-            )
-            return
-        self._graph, self._pending = graph, None
-        self.recordings += 1
+            lines = str(error).strip().splitlines()
+            return lines[0] if lines else type(error).__name__
+        return None
 
     def _replay(
         self, micro_batches: list[Batch], running: Running, measure_grad_norm: bool
