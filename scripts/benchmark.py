@@ -2,7 +2,8 @@
 
 For each case (a model on data of a real set's shape and dtype, made in memory so it runs
 offline) it measures training samples/s of
-  (a) nntrain's Trainer as the CLI builds it (TensorBoard and progress on), and on CUDA its
+  (a) nntrain's Trainer as the CLI builds it (TensorBoard and progress on) with eager steps
+      (trainer.cuda_graphs=false), and on CUDA its
       captured steps as their own columns: trainer.cuda_graphs=true (the step recorded as one
       CUDA graph) and trainer.cuda_graphs=reduce-overhead (the step compiled whole by
       torch.compile, replayed as CUDA graphs),

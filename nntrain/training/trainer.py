@@ -116,7 +116,7 @@ class Trainer:
         grad_clip_mode: str = "norm",
         ema: Mapping[str, Any] | None = None,
         dist_timeout_s: float = distributed.DEFAULT_TIMEOUT_S,
-        cuda_graphs: bool | str = False,
+        cuda_graphs: bool | str = "auto",
     ) -> None:
         self.max_epochs = check_positive_int("trainer.max_epochs", max_epochs, example=30)
         self.world, self.rank = distributed.world_size(), distributed.rank()
