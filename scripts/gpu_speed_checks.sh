@@ -32,6 +32,20 @@ PYTHONPATH=/tmp/site timeout 200 python scripts/benchmark.py --speedrun \
   --speedrun-args data.download=false trainer.cuda_graphs=true \
   --json "$OUT/speedrun_compile_graph.json" 2>&1 | tail -4
 
+section "fashion_mnist_cnn preset on fake Fashion-MNIST files: 20 epochs, cuda_graphs=auto (default)"
+python -c "from pathlib import Path; from tests.fake_data import write_mnist; \
+write_mnist(Path('$NNTRAIN_DATA_DIR'), 'FashionMNIST', 60000, 10000)" 2>/dev/null || true
+start=$(date +%s.%N)
+(cd /tmp && timeout 150 nntrain experiment=fashion_mnist_cnn data.download=false trainer.progress=false \
+  hydra.run.dir=/tmp/fm_auto 2>&1 | grep -E "recorded|could not|step as|^ +(1|2|10|20)/20|test with" )
+echo "wall $(python -c "import time; print(round(time.time() - $start, 1))") s (target: under 15 s)"
+section "the same preset, eager steps (trainer.cuda_graphs=false), 5 epochs for the ratio"
+start=$(date +%s.%N)
+(cd /tmp && timeout 150 nntrain experiment=fashion_mnist_cnn data.download=false trainer.progress=false \
+  trainer.cuda_graphs=false trainer.max_epochs=5 hydra.run.dir=/tmp/fm_eager 2>&1 \
+  | grep -E "^ +[1-5]/5|test with")
+echo "wall $(python -c "import time; print(round(time.time() - $start, 1))") s for 5 epochs"
+
 section "CUDA tests of issue 13 (captured == eager, resume across; auto rules; compile cache)"
 timeout 300 python -m pytest -q -x -p no:cacheprovider -p no:logging \
   tests/test_captured_step.py tests/test_op_count.py \
