@@ -315,7 +315,8 @@ def test_auto_captures_small_models_on_cuda_only_and_refuses_what_a_graph_cannot
         "trainer.cuda_graphs=reduce-overhead is not supported under torchrun yet; set "
         "trainer.cuda_graphs=false."
     )
-    for bad in ("yes", 1, "max-autotune"):
+    assert Trainer(device="cpu", cuda_graphs=None).cuda_graphs is False
+    for bad in ("yes", 1, "max-autotune", "True"):
         with pytest.raises(UserError) as error:
             Trainer(device="cpu", cuda_graphs=bad)
         assert str(error.value) == (

@@ -42,6 +42,8 @@ def describe_capture(mode: str | None, device: torch.device) -> str:
 
 
 def check_cuda_graphs(setting: object, device: torch.device) -> bool | str:
+    if setting is None:  # trainer.cuda_graphs=null: off, like the other null settings
+        return False
     require(
         isinstance(setting, bool) or setting in ("auto", "reduce-overhead"),
         f"trainer.cuda_graphs must be auto, true, false or reduce-overhead, got {setting!r}.",
