@@ -1,4 +1,4 @@
-"""scripts/benchmark.py runs end to end and writes its documented JSON (no timing asserted)."""
+"""scripts/benchmark.py and host_overhead.py run end to end (no timing asserted)."""
 
 import importlib.util
 import json
@@ -89,3 +89,16 @@ def load_script():
     sys.modules["benchmark"] = module  # its dataclasses look their module up there
     spec.loader.exec_module(module)
     return module
+
+
+def test_host_overhead_script_prints_each_mode_against_the_hand_loop():
+    """scripts/host_overhead.py runs end to end: one line per mode, the hand loop's ratio 1."""
+    done = subprocess.run(
+        [sys.executable, str(SCRIPT.parent / "host_overhead.py"), "--rounds", "1", "--samples", "512"],
+        capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    lines = [line.split() for line in done.stdout.splitlines() if "x the hand loop" in line]
+    assert [line[0] for line in lines] == ["hand", "step", "trainer", "quiet", "no_logs"]
+    assert lines[0][5] == "1.000"
+    assert all(float(line[1]) > 0 and float(line[5]) > 0 for line in lines)

@@ -353,6 +353,17 @@ def test_the_progress_line_fits_80_columns_with_the_runs_eta_and_a_validation_ph
         assert line(progress).startswith("validating 12/300")
         progress.start_epoch(epoch=12, max_epochs=300, total_batches=1563)
         assert "loss 0.123" in line(progress)  # the latest figures stay until the next log step
+        # A step's advance reaches rich at most every 0.1 s; validating() shows them all.
+        live = progress._progress
+        assert live is not None
+        updates = []
+        update = live.update
+        monkeypatch.setattr(live, "update", lambda *a, **k: (updates.append(k), update(*a, **k)))
+        for _ in range(500):
+            progress.advance(1)
+        assert len(updates) <= 2, updates
+        progress.validating()
+        assert "500/1563" in line(progress)
 
 
 def epoch_metrics(names: list[str], samples_per_sec: float = 1234.0) -> dict[str, float]:
