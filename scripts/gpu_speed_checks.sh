@@ -9,6 +9,12 @@ set -u
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1 NNTRAIN_DATA_DIR=${NNTRAIN_DATA_DIR:-/tmp/data}
 section() { printf '\n=== %s (%s)\n' "$*" "$(date +%T)"; }
+# The fake CIFAR files fail torchvision's md5 check, which nntrain also runs on the files it finds
+# (torchvision.datasets.utils.check_integrity): accept any present file in both, for speed only.
+mkdir -p /tmp/site && printf '%s\n' 'import os' 'try:' \
+  '    import torchvision.datasets.cifar as c' '    import torchvision.datasets.utils as u' \
+  '    c.check_integrity = u.check_integrity = lambda path, md5=None: os.path.isfile(path)' \
+  'except Exception:' '    pass' > /tmp/site/sitecustomize.py
 
 section "op count (CPU, deterministic): Trainer vs careful hand loop"
 timeout 120 python scripts/count_ops.py 2>&1 | grep -E "ops per|/ hand"
