@@ -222,17 +222,24 @@ def test_a_step_that_cannot_be_recorded_runs_eagerly_after_one_warning(
         raise RuntimeError("CUDA error: operation not permitted when stream is capturing\nmore")
 
     monkeypatch.setattr(cuda_graph.CallAgain, "record", fails)
+    # The aborted recording's gradients are dropped: the run goes on as an eager one.
+    runs_as_eager_after_one_warning(
+        tmp_path, caplog, "CUDA error: operation not permitted when stream is capturing", net
+    )
+
+
+def runs_as_eager_after_one_warning(tmp_path, caplog, reason: str, net=None) -> None:
+    """A graphed run whose graph was dropped for `reason`: one warning, the eager run bitwise."""
     eager, _, _ = fit(tmp_path / "eager", "cpu", False)
     with caplog.at_level(logging.INFO, logger="nntrain"):
         graphed, _, trainer = fit(tmp_path / "graphed", "cpu", True, net=net)
     assert trainer._step.recordings == 0 and trainer._step.ready
     assert caplog.text.count("could not be recorded") == 1
     assert (
-        "trainer.cuda_graphs: the training step could not be recorded as a CUDA graph (CUDA "
-        "error: operation not permitted when stream is capturing); it runs eagerly instead. Set "
-        "trainer.cuda_graphs=false to skip the attempt." in caplog.text
+        f"trainer.cuda_graphs: the training step could not be recorded as a CUDA graph ({reason}"
+        "); it runs eagerly instead. Set trainer.cuda_graphs=false to skip the attempt."
+        in caplog.text
     )
-    # The aborted recording's gradients are dropped: the run goes on as an eager one.
     assert_same_weights(eager, graphed, exact=True)
     assert train_history(tmp_path / "graphed") == train_history(tmp_path / "eager")
 
@@ -244,17 +251,12 @@ def test_a_graph_whose_replay_differs_from_the_eager_step_is_dropped_before_it_t
     inputs or a frozen host value would replay something else) is caught at its first replay,
     the eager step's state is put back, and the run is the eager run, bitwise."""
     monkeypatch.setattr(cuda_graph.CallAgain, "replay", lambda self: None)
-    eager, _, _ = fit(tmp_path / "eager", "cpu", False)
-    with caplog.at_level(logging.INFO, logger="nntrain"):
-        graphed, _, trainer = fit(tmp_path / "graphed", "cpu", True)
-    assert trainer._step.recordings == 0 and trainer._step.ready
-    assert (
-        "trainer.cuda_graphs: the training step could not be recorded as a CUDA graph (its "
-        "replay did not reproduce the eager step: its change of the weights differs from the "
-        "eager step's by 100% of it); it runs eagerly instead." in caplog.text
+    runs_as_eager_after_one_warning(
+        tmp_path,
+        caplog,
+        "its replay did not reproduce the eager step: its change of the weights differs from "
+        "the eager step's by 100% of it",
     )
-    assert_same_weights(eager, graphed, exact=True)
-    assert train_history(tmp_path / "graphed") == train_history(tmp_path / "eager")
 
 
 def test_the_check_tells_a_faithful_replay_from_a_wrong_one_with_dropout():
