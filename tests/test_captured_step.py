@@ -284,6 +284,24 @@ def test_the_check_tells_a_faithful_replay_from_a_wrong_one_with_dropout():
         eager.restore(running)
 
 
+def test_a_short_first_step_is_not_the_shape_recorded():
+    """A run resumed just before an epoch's short last step warms up on it first: the graph
+    is still recorded for the full batches that follow, not for that one shape."""
+    torch.manual_seed(0)
+    net = model()
+    parts = StepParts(
+        model=net, forward=net, optimizer=torch.optim.AdamW(net.parameters()), scheduler=None,
+        scaler=torch.amp.GradScaler("cpu", enabled=False), compute=Compute(torch.device("cpu")),
+        grad_clip=None, label_smoothing=0.0, distributed=False,
+    )  # fmt: skip
+    running = RunningClassification(torch.device("cpu"))
+    step = GraphedStep(torch.device("cpu"))
+    for size in (5, 16, 16, 16, 16):
+        step(parts, [(torch.randn(size, 4), torch.randint(0, 3, (size,)))], running)
+    assert step.recordings == 1 and step._inputs[0][0].shape == (16, 4)
+    assert running.count == 5 + 4 * 16 == running.compute()["count"]
+
+
 def test_auto_captures_small_models_on_cuda_only_and_refuses_what_a_graph_cannot_hold():
     small, cuda, cpu = nn.Linear(10, 10), torch.device("cuda"), torch.device("cpu")
     adamw = torch.optim.AdamW(small.parameters(), fused=False)

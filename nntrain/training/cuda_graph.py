@@ -156,6 +156,8 @@ class GraphedStep:
         self._sums: torch.Tensor | None = None  # the graph's metric sums
         self._samples = 0  # samples per recorded step
         self._grad_norm = torch.zeros((), device=device)
+        self._given_parts: StepParts | None = None  # the trainer's, and ours made from it
+        self._parts: StepParts | None = None
         self._given_up = False  # recording failed: eager from then on
         self.eager_steps = 0  # steps of another shape than the recorded one
         self.recordings = 0
@@ -172,9 +174,12 @@ class GraphedStep:
         running: Running,
         measure_grad_norm: bool = False,
     ) -> torch.Tensor | None:
-        parts = replace(parts, compute=replace(parts.compute, autocast_cache=False))
+        parts = self._without_autocast_cache(parts)
         key = StepKey.of(parts.model, micro_batches)
-        if self._key is None or key.trainable != self._key.trainable:
+        # Warm up for the latest shape until a graph is recorded: a run resumed at an epoch's
+        # short last step must not record that shape and then train every full one eagerly.
+        warming_another = self._graph is None and not self._given_up and key != self._key
+        if self._key is None or key.trainable != self._key.trainable or warming_another:
             self._start_over(parts, key)
         if self._given_up or key != self._key:
             self.eager_steps += not self._given_up
@@ -186,6 +191,14 @@ class GraphedStep:
         if parts.scheduler is not None:  # None: stepped per epoch (plateau)
             parts.scheduler.step()
         return grad_norm if measure_grad_norm else None
+
+    def _without_autocast_cache(self, parts: StepParts) -> StepParts:
+        """parts with autocast's weight cache off (made once per StepParts: once an epoch)."""
+        if parts is not self._given_parts:
+            self._given_parts = parts
+            self._parts = replace(parts, compute=replace(parts.compute, autocast_cache=False))
+        assert self._parts is not None
+        return self._parts
 
     def _start_over(self, parts: StepParts, key: StepKey) -> None:
         """A new graph for this key: after its own warm-up steps (new trainable parameters
