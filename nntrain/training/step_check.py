@@ -3,9 +3,10 @@
 A graph that replays the wrong thing fails silently: stale inputs, a host-side value frozen at
 recording, a kernel that was not recorded. So GraphedStep trains the recording step's batch
 eagerly, puts everything back, records, replays the same batch from the same state and asks
-StepSnapshot whether the two agree: the weights' change within 1 % (relative, over all of them:
-the same kernels in the same order agree to rounding; nondeterministic atomics move single
-elements, not the whole) and the metric sums within float rounding. Everything is put back with
+StepSnapshot whether the two agree: the change of each part of the state (weights,
+normalisation statistics, optimizer state, metric sums) within 1 % of the eager change,
+relative, over the whole part (the same kernels in the same order agree to rounding;
+nondeterministic atomics move single elements, not a part). Everything is put back with
 copy_, in place: the graph holds the tensors' addresses. Random numbers (dropout) are replayed
 from the same generator state, so eager and graph draw the same masks.
 """
@@ -40,7 +41,7 @@ def state_parts(parts: StepParts, running: Running) -> dict[str, list[torch.Tens
         "normalisation statistics": [b for b in buffers if b.is_floating_point()],
         "optimizer state": [t for t in optimizer_state if t.is_floating_point()],
         "counters": [t for t in (*buffers, *optimizer_state) if not t.is_floating_point()],
-        "loss and accuracy sums": [running.sums],
+        "metric sums": [running.sums],
     }
 
 
