@@ -101,16 +101,20 @@ def free_port() -> int:
 
 
 def start_two_nodes(*args: str, cwd: Path) -> list[subprocess.Popen]:
+    """Two torchrun agents on this machine. Node 0 hosts the rendezvous store (is_host): left
+    to a race, node 1 sometimes hosted it, and a signal that ended node 1 first took the store
+    from node 0's agent before it could report its worker's exit (RendezvousConnectionError)."""
     endpoint = f"127.0.0.1:{free_port()}"
-    command = [
-        sys.executable, "-m", "torch.distributed.run", "--nnodes=2", "--nproc_per_node=1",
-        "--rdzv_backend=c10d", f"--rdzv_endpoint={endpoint}", "-m", "nntrain", *args,
-    ]  # fmt: skip
     pipes = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, "stdin": subprocess.DEVNULL}
-    return [
-        subprocess.Popen(command, cwd=cwd, text=True, start_new_session=True, **pipes)
-        for _ in range(2)
-    ]
+    nodes = []
+    for is_host in ("true", "false"):
+        command = [
+            sys.executable, "-m", "torch.distributed.run", "--nnodes=2", "--nproc_per_node=1",
+            "--rdzv_backend=c10d", f"--rdzv_endpoint={endpoint}", f"--rdzv_conf=is_host={is_host}",
+            "-m", "nntrain", *args,
+        ]  # fmt: skip
+        nodes.append(subprocess.Popen(command, cwd=cwd, text=True, start_new_session=True, **pipes))
+    return nodes
 
 
 def wait_for(path: Path, nodes: list[subprocess.Popen], timeout: float = 120) -> None:
