@@ -295,6 +295,20 @@ def test_bad_trainer_settings_are_one_sentence(key, value, message):
     assert str(error.value) == message
 
 
+def test_the_compile_cache_is_nntrains_unless_the_user_chose_a_folder(tmp_path, monkeypatch):
+    """Importing torch._dynamo sets TORCHINDUCTOR_CACHE_DIR to inductor's default under /tmp;
+    that is not a choice of the user's, so the lasting ~/.cache/nntrain/inductor wins over it."""
+    from nntrain.training import compilation
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    torch_default = str(compilation.torch_default_cache_dir())
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", torch_default)
+    assert compilation.use_persistent_cache() == tmp_path / "xdg" / "nntrain" / "inductor"
+    assert os.environ["TORCHINDUCTOR_CACHE_DIR"] == str(tmp_path / "xdg" / "nntrain" / "inductor")
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "mine"))
+    assert compilation.use_persistent_cache() == tmp_path / "mine"
+
+
 def test_compiled_training_saves_plain_weights_that_load_anywhere(tmp_path, monkeypatch, caplog):
     monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "cache"))  # a cold cache
     data = ImageBlobData(n=64, shape=(3, 8, 8), batch_size=8)

@@ -25,7 +25,7 @@ import torch
 from nntrain.devices import is_large
 from nntrain.errors import require
 from nntrain.inference.metrics import RunningClassification, RunningRegression
-from nntrain.training.compilation import require_a_cxx_compiler
+from nntrain.training.compilation import require_a_cxx_compiler, use_persistent_cache
 from nntrain.training.cuda_graph import can_capture
 from nntrain.training.step import Batch, StepParts, train_step, update_weights
 
@@ -117,6 +117,7 @@ class CompiledStep:
     def __init__(self, device: torch.device) -> None:
         self.device = device
         mode = "reduce-overhead" if device.type == "cuda" else None
+        use_persistent_cache()  # paid once: a second run loads the compiled step
         self._compiled = torch.compile(update_weights, mode=mode)
         self._shapes: tuple[tuple[torch.Size, torch.Size], ...] | None = None
         self.eager_steps = 0  # steps run eagerly (another shape than the captured one)

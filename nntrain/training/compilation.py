@@ -38,13 +38,29 @@ def default_cache_dir() -> Path:
     return Path(base) / "nntrain" / "inductor"
 
 
+def torch_default_cache_dir() -> Path:
+    """Inductor's own default folder (/tmp/torchinductor_<user>)."""
+    try:
+        from torch._inductor.runtime.cache_dir_utils import default_cache_dir as torch_default
+    except ImportError:  # another torch layout: its documented default
+        import getpass
+        import tempfile
+
+        return Path(tempfile.gettempdir()) / f"torchinductor_{getpass.getuser()}"
+    return Path(torch_default())
+
+
 def use_persistent_cache() -> Path:
     """Turn inductor's on-disk caches on, in ~/.cache/nntrain/inductor unless
-    TORCHINDUCTOR_CACHE_DIR names another folder (inductor reads it at each use); returns it."""
+    TORCHINDUCTOR_CACHE_DIR names another folder (inductor reads it at each use); returns it.
+
+    Importing torch._dynamo sets TORCHINDUCTOR_CACHE_DIR to inductor's default under /tmp when
+    it is unset, so that value counts as unset here: only a folder the user chose is kept."""
     import torch._functorch.config as functorch_config
     import torch._inductor.config as inductor_config
 
-    if not os.environ.get(CACHE_ENV):
+    given = os.environ.get(CACHE_ENV)
+    if not given or Path(given).resolve() == torch_default_cache_dir().resolve():
         os.environ[CACHE_ENV] = str(default_cache_dir())
     inductor_config.fx_graph_cache = True
     functorch_config.enable_autograd_cache = True
