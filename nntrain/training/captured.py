@@ -26,7 +26,7 @@ from nntrain.devices import is_large
 from nntrain.errors import require
 from nntrain.inference.metrics import RunningClassification, RunningRegression
 from nntrain.training.compilation import require_a_cxx_compiler, use_persistent_cache
-from nntrain.training.cuda_graph import can_capture
+from nntrain.training.cuda_graph import can_capture, lr_as_tensor
 from nntrain.training.step import Batch, StepParts, train_step, update_weights
 
 
@@ -100,14 +100,6 @@ def captured_mode(
         )
         return "graph"
     return "reduce-overhead"
-
-
-def lr_as_tensor(optimizer: torch.optim.Optimizer, device: torch.device) -> None:
-    """Each parameter group's lr as a 0-d tensor on the device: the scheduler fills it in place,
-    so the compiled step reads the new value without recompiling."""
-    for group in optimizer.param_groups:
-        if not isinstance(group["lr"], torch.Tensor):
-            group["lr"] = torch.tensor(float(group["lr"]), device=device)
 
 
 class CompiledStep:

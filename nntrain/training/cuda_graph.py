@@ -109,15 +109,22 @@ def can_capture(optimizer: torch.optim.Optimizer) -> bool:
     return all("capturable" in group or group.get("fused") for group in optimizer.param_groups)
 
 
+def lr_as_tensor(optimizer: torch.optim.Optimizer, device: torch.device) -> None:
+    """Each parameter group's lr as a 0-d tensor on the device: the schedule fills it in place
+    (torch's schedulers and ReduceLROnPlateau write a tensor lr with fill_), so a graph or a
+    compiled step reads the new value without being recorded or compiled again."""
+    for group in optimizer.param_groups:
+        if not isinstance(group["lr"], torch.Tensor):
+            group["lr"] = torch.tensor(float(group["lr"]), device=device)
+
+
 def make_capturable(optimizer: torch.optim.Optimizer, device: torch.device) -> None:
-    """capturable=True and each group's lr as a 0-d device tensor the schedule fills in place
-    (torch's schedulers and ReduceLROnPlateau write a tensor lr with fill_); a step count
-    kept on the host (foreach Adam) moves to the device, where the capturable kernels keep it."""
+    """capturable=True and the lr as a device tensor (lr_as_tensor); a step count kept on
+    the host (foreach Adam) moves to the device, where the capturable kernels keep it."""
+    lr_as_tensor(optimizer, device)
     for group in optimizer.param_groups:
         if "capturable" in group:
             group["capturable"] = True
-        if not isinstance(group["lr"], torch.Tensor):
-            group["lr"] = torch.tensor(float(group["lr"]), device=device)
         for param in group["params"]:
             state = optimizer.state.get(param, {})
             step = state.get("step")
