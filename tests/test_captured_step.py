@@ -259,6 +259,16 @@ def test_a_graph_whose_replay_differs_from_the_eager_step_is_dropped_before_it_t
     )
 
 
+def test_a_graph_whose_first_replay_fails_is_dropped_too(tmp_path, monkeypatch, caplog):
+    def fails(self):
+        raise RuntimeError("CUDA error: an illegal memory access was encountered\nCompile with")
+
+    monkeypatch.setattr(cuda_graph.CallAgain, "replay", fails)
+    runs_as_eager_after_one_warning(
+        tmp_path, caplog, "its replay failed: CUDA error: an illegal memory access was encountered"
+    )
+
+
 def test_the_check_tells_a_faithful_replay_from_a_wrong_one_with_dropout():
     """Dropout draws from the same generator state in the eager step and the replay, so a
     faithful graph passes; one that replays the step twice does not."""

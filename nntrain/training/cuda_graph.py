@@ -242,10 +242,14 @@ class GraphedStep:
         problem = self._record(graph, parts, micro_batches, running)
         if problem is None:
             self._graph = graph
-            self._replay(micro_batches, running, measure_grad_norm=False)
-            problem = eager.differs_from_live(before)
-            if problem is not None:
-                problem = f"its replay did not reproduce the eager step: {problem}"
+            try:
+                self._replay(micro_batches, running, measure_grad_norm=False)
+            except RuntimeError as error:
+                problem = f"its replay failed: {first_line(error)}"
+            else:
+                problem = eager.differs_from_live(before)
+                if problem is not None:
+                    problem = f"its replay did not reproduce the eager step: {problem}"
         if problem is None:
             self._pending, self._warmed_up = None, self.WARM_UP_STEPS
             self.recordings += 1
@@ -277,8 +281,7 @@ class GraphedStep:
         try:
             graph.record(step)
         except RuntimeError as error:
-            lines = str(error).strip().splitlines()
-            return lines[0] if lines else type(error).__name__
+            return first_line(error)
         return None
 
     def _replay(
@@ -295,6 +298,12 @@ class GraphedStep:
         running.count += self._samples
         # The graph overwrites its output at the next replay: a copy for the log.
         return self._grad_norm.clone() if measure_grad_norm else None
+
+
+def first_line(error: Exception) -> str:
+    """A CUDA error's first line (the rest is a long hint about CUDA_LAUNCH_BLOCKING)."""
+    lines = str(error).strip().splitlines()
+    return lines[0] if lines else type(error).__name__
 
 
 def describe_recording(step: GraphedStep, seconds: float) -> str:
