@@ -171,9 +171,18 @@ def load_optimizer_state(optimizer: torch.optim.Optimizer, saved: dict[str, Any]
         group.update(kept)
         if isinstance(group["lr"], torch.Tensor):
             group["lr"] = float(group["lr"])
-        on_device = group.get("fused") or group.get("capturable")
+    on_device = [g for g in optimizer.param_groups if g.get("fused") or g.get("capturable")]
+    step_counts_on_device(optimizer, on_device)
+
+
+def step_counts_on_device(
+    optimizer: torch.optim.Optimizer, groups: Sequence[dict[str, Any]] | None = None
+) -> None:
+    """Each step count (Adam's `step`) of these groups (default: all) on its parameter's
+    device as float32, where torch's fused and capturable kernels keep it."""
+    for group in optimizer.param_groups if groups is None else groups:
         for param in group["params"]:
             state = optimizer.state.get(param, {})
             step = state.get("step")
-            if isinstance(step, torch.Tensor) and on_device and step.device != param.device:
+            if isinstance(step, torch.Tensor) and step.device != param.device:
                 state["step"] = step.to(param.device, torch.float32)

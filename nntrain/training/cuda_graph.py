@@ -47,6 +47,7 @@ from typing import Protocol
 import torch
 from torch import nn
 
+from nntrain.optim.optimizers import step_counts_on_device
 from nntrain.training.step import Batch, StepParts, update_weights
 from nntrain.training.step_check import Running, StepSnapshot
 
@@ -125,11 +126,7 @@ def make_capturable(optimizer: torch.optim.Optimizer, device: torch.device) -> N
     for group in optimizer.param_groups:
         if "capturable" in group:
             group["capturable"] = True
-        for param in group["params"]:
-            state = optimizer.state.get(param, {})
-            step = state.get("step")
-            if isinstance(step, torch.Tensor) and step.device != param.device:
-                state["step"] = step.to(param.device, torch.float32)
+    step_counts_on_device(optimizer)
 
 
 @dataclass(frozen=True)
