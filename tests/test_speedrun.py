@@ -7,6 +7,7 @@ import math
 import os
 import signal
 from functools import partial
+from pathlib import Path
 
 import pytest
 import torch
@@ -307,6 +308,11 @@ def test_the_compile_cache_is_nntrains_unless_the_user_chose_a_folder(tmp_path, 
     assert os.environ["TORCHINDUCTOR_CACHE_DIR"] == str(tmp_path / "xdg" / "nntrain" / "inductor")
     monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "mine"))
     assert compilation.use_persistent_cache() == tmp_path / "mine"
+    # A home where the folder cannot be made (here ~/.cache is a file) keeps torch's folder.
+    (tmp_path / "file").write_text("not a folder")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "file"))
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", torch_default)
+    assert compilation.use_persistent_cache() == Path(torch_default)
 
 
 def test_compiled_training_saves_plain_weights_that_load_anywhere(tmp_path, monkeypatch, caplog):

@@ -38,6 +38,14 @@ def default_cache_dir() -> Path:
     return Path(base) / "nntrain" / "inductor"
 
 
+def can_write(folder: Path) -> bool:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return False
+    return os.access(folder, os.W_OK)
+
+
 def torch_default_cache_dir() -> Path:
     """Inductor's own default folder (/tmp/torchinductor_<user>)."""
     try:
@@ -61,7 +69,9 @@ def use_persistent_cache() -> Path:
 
     given = os.environ.get(CACHE_ENV)
     if not given or Path(given).resolve() == torch_default_cache_dir().resolve():
-        os.environ[CACHE_ENV] = str(default_cache_dir())
+        lasting = default_cache_dir()
+        # A home that cannot be written (read-only, or ~/.cache a file) keeps torch's folder.
+        os.environ[CACHE_ENV] = str(lasting if can_write(lasting) else torch_default_cache_dir())
     inductor_config.fx_graph_cache = True
     functorch_config.enable_autograd_cache = True
     return Path(os.environ[CACHE_ENV])
