@@ -24,7 +24,7 @@ from nntrain.devices import Compute
 from nntrain.errors import UserError
 from nntrain.inference.metrics import RunningClassification
 from nntrain.optim.optimizers import load_optimizer_state
-from nntrain.optim.schedules import warmup_cosine
+from nntrain.optim.schedules import one_cycle, warmup_cosine
 from nntrain.training import cuda_graph
 from nntrain.training.captured import CompiledStep, captured_mode
 from nntrain.training.cuda_graph import GraphedStep
@@ -345,6 +345,18 @@ def test_auto_captures_small_models_on_cuda_only_and_refuses_what_a_graph_cannot
         "trainer.cuda_graphs=reduce-overhead is not supported under torchrun yet; set "
         "trainer.cuda_graphs=false."
     )
+    cycling = one_cycle(adamw, total_steps=10, steps_per_epoch=5)
+    steady = one_cycle(adamw, total_steps=10, steps_per_epoch=5, cycle_momentum=False)
+    assert captured_mode("auto", cuda, small, None, 1, adamw, cycling) is None
+    assert captured_mode("auto", cuda, small, None, 1, adamw, steady) == "graph"
+    for setting in (True, "reduce-overhead"):
+        with pytest.raises(UserError) as error:
+            captured_mode(setting, cpu, small, None, 1, adamw, cycling)
+        assert str(error.value) == (
+            f"trainer.cuda_graphs={str(setting).lower()} cannot follow scheduler=onecycle's "
+            "momentum cycle (a captured step keeps the momentum it was recorded with); set "
+            "scheduler.cycle_momentum=false or trainer.cuda_graphs=false."
+        )
     assert Trainer(device="cpu", cuda_graphs=None).cuda_graphs is False
     for bad in ("yes", 1, "max-autotune", "True"):
         with pytest.raises(UserError) as error:

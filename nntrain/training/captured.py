@@ -21,6 +21,7 @@ lookahead, checkpoints (the state lives in the same tensors), SIGTERM, the NaN c
 from __future__ import annotations
 
 import torch
+from torch.optim.lr_scheduler import OneCycleLR
 
 from nntrain.devices import is_large
 from nntrain.errors import require
@@ -63,12 +64,14 @@ def captured_mode(
     autocast_dtype: torch.dtype | None,
     world: int,
     optimizer: torch.optim.Optimizer,
+    scheduler: object = None,
 ) -> str | None:
     """How this run's steps are captured: "graph" (GraphedStep), "reduce-overhead"
     (CompiledStep) or None (train_step). auto: "graph" on CUDA for models under
     devices.LARGE_MODEL_PARAMETERS (launch-bound), without fp16 (its GradScaler checks for
-    inf on the host), without torchrun (DDP's gradient hooks are not captured here) and with
-    an optimizer whose update can run in a graph (cuda_graph.can_capture)."""
+    inf on the host), without torchrun (DDP's gradient hooks are not captured here), with
+    an optimizer whose update can run in a graph (cuda_graph.can_capture) and a schedule
+    that changes only the learning rate (cycles_momentum)."""
     if setting == "auto":
         chosen = (
             device.type == "cuda"
@@ -76,11 +79,18 @@ def captured_mode(
             and autocast_dtype != torch.float16
             and world == 1
             and can_capture(optimizer)
+            and not cycles_momentum(scheduler)
         )
         return "graph" if chosen else None
     if setting is False:
         return None
     name = "true" if setting is True else str(setting)
+    require(
+        not cycles_momentum(scheduler),
+        f"trainer.cuda_graphs={name} cannot follow scheduler=onecycle's momentum cycle (a "
+        "captured step keeps the momentum it was recorded with); set "
+        "scheduler.cycle_momentum=false or trainer.cuda_graphs=false.",
+    )
     require(
         autocast_dtype != torch.float16,
         f"trainer.cuda_graphs={name} cannot capture fp16's loss scaling (it checks for inf on "
@@ -100,6 +110,13 @@ def captured_mode(
         )
         return "graph"
     return "reduce-overhead"
+
+
+def cycles_momentum(scheduler: object) -> bool:
+    """Whether the schedule rewrites the momentum (SGD's, Adam's beta1) every step: OneCycleLR
+    puts in a new Python float, which a CUDA graph or a compiled step would not see (only the
+    learning rate is a device tensor filled in place)."""
+    return isinstance(scheduler, OneCycleLR) and bool(scheduler.cycle_momentum)
 
 
 class CompiledStep:

@@ -267,12 +267,13 @@ class Trainer:
         steps_per_epoch = math.ceil(train_batches / self.accumulate)
         total_steps = steps_per_epoch * self.max_epochs
         opt = build_optimizer(optimizer, model, self.fused_optimizer)
-        captured = self._choose_step(model, compute, opt)
+        schedule = scheduler(opt, total_steps=total_steps, steps_per_epoch=steps_per_epoch)
+        captured = self._choose_step(model, compute, opt, schedule)
         stopper = self._stopper_for(task)
         state = RunState(
             model=model,
             optimizer=opt,
-            scheduler=scheduler(opt, total_steps=total_steps, steps_per_epoch=steps_per_epoch),
+            scheduler=schedule,
             scaler=torch.amp.GradScaler(
                 self.device.type, enabled=compute.autocast_dtype == torch.float16
             ),
@@ -311,11 +312,21 @@ class Trainer:
         )
 
     def _choose_step(
-        self, model: nn.Module, compute: Compute, optimizer: torch.optim.Optimizer
+        self,
+        model: nn.Module,
+        compute: Compute,
+        optimizer: torch.optim.Optimizer,
+        schedule: torch.optim.lr_scheduler.LRScheduler,
     ) -> str | None:
         """train_step, or a captured step (trainer.cuda_graphs): its mode, None for the former."""
         captured = captured_mode(
-            self.cuda_graphs, self.device, model, compute.autocast_dtype, self.world, optimizer
+            self.cuda_graphs,
+            self.device,
+            model,
+            compute.autocast_dtype,
+            self.world,
+            optimizer,
+            schedule,
         )
         self._step: Callable[..., torch.Tensor | None] = train_step
         if captured == "graph":
