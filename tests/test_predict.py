@@ -309,6 +309,14 @@ def bad_input(case: str, folder: Path, digits: Path, subscription: Path) -> tupl
             "table.csv lacks the column(s) browsing_time, previous_purchases; the model expects "
             f"the columns {SUBSCRIPTION_COLUMNS} (in any order; other columns are ignored)."
         )
+    if case == "repeated column":
+        (folder / "table.csv").write_text(
+            "income,age,browsing_time,previous_purchases,age\n60000,30,12,1,31\n"
+        )
+        return [tabular_model, "inputs=table.csv"], (
+            "table.csv: the header names the column(s) age more than once; give each column its "
+            "own name."
+        )
     assert case == "not a number"
     (folder / "table.csv").write_text(
         "income,age,browsing_time,previous_purchases\n60000,30,12,1\n\n70000,n/a,3,2\n"
@@ -332,6 +340,7 @@ def bad_input(case: str, folder: Path, digits: Path, subscription: Path) -> tupl
         "image to a tabular model",
         "csv to an image model",
         "missing columns",
+        "repeated column",
         "not a number",
     ],
 )

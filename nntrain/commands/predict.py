@@ -95,6 +95,12 @@ def read_table(path: Path, spec: dict[str, Any]) -> torch.Tensor:
                 not missing,
                 f"{path} lacks the column(s) {', '.join(missing)}; the model expects {expected}.",
             )
+            repeated = sorted({name for name in names if header.count(name) > 1})
+            require(
+                not repeated,
+                f"{path}: the header names the column(s) {', '.join(repeated)} more than once; "
+                "give each column its own name.",
+            )
             columns = [header.index(name) for name in names]
             for row in reader:
                 if not any(cell.strip() for cell in row):
