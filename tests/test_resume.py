@@ -17,7 +17,7 @@ import yaml
 import nntrain.checkpoint
 from nntrain.checkpoint import load_checkpoint, save_checkpoint
 from nntrain.errors import UserError
-from nntrain.optim.schedules import constant
+from nntrain.optim.schedules import constant, warmup_cosine
 from nntrain.training.signals import TrainingInterrupted
 from nntrain.training.trainer import NonFiniteLoss, Trainer
 from tests.conftest import compose_config, read_metrics, run_nntrain
@@ -443,3 +443,28 @@ def test_checkpoints_of_the_flat_layout_name_the_moved_classes(tmp_path):
     assert loaded == OmegaConf.create(text)
     for group in ("trainer", "data", "scheduler", "model"):
         assert callable(get_object(loaded[group]._target_))
+
+
+def test_a_resume_with_more_accumulation_continues_the_schedule_where_its_epoch_is(tmp_path):
+    """15 batches an epoch: 15 steps at accumulate_grad_batches=1, 4 at 4. Resumed after 2 of 4
+    epochs with 4, the cosine continues at step 8 of 16, not at the saved step 30 (past its end)."""
+    run = {
+        "make_model": lambda: torch.nn.Linear(4, 3),
+        "make_data": BlobData,
+        "optimizer": partial(torch.optim.SGD, lr=0.1),
+        "scheduler": partial(warmup_cosine, min_lr=0.001),
+        "early_stopping": {"monitor": "val/loss", "mode": "min", "patience": None},
+    }
+    fit(tmp_path / "straight", max_epochs=4, accumulate_grad_batches=4, **run)
+    fit(tmp_path / "cut", max_epochs=2, accumulate_grad_batches=1, **run)
+    saved = load_checkpoint(tmp_path / "cut" / "checkpoints" / "last.pt")
+    assert saved["step"] == 30
+    fit(tmp_path / "cut", max_epochs=4, accumulate_grad_batches=4, resume=saved, **run)
+    straight, resumed = (
+        load_checkpoint(tmp_path / name / "checkpoints" / "last.pt") for name in ("straight", "cut")
+    )
+    assert [row["lr"] for row in resumed["history"][2:]] == [
+        row["lr"] for row in straight["history"][2:]
+    ]
+    assert resumed["history"][-1]["lr"] == pytest.approx(0.001)
+    assert resumed["scheduler"]["last_epoch"] == 16 and resumed["step"] == 30 + 8

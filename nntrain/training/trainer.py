@@ -387,6 +387,7 @@ class Trainer:
             f"resumed at epoch {state.epoch + 1}, batch {state.batches_done}, "
             f"optimizer step {state.step}"
         )
+        self._align_schedule(run)
         if state.epoch >= self.max_epochs or state.stopper.should_stop:
             why = (
                 "it stopped early"
@@ -394,6 +395,28 @@ class Trainer:
                 else f"it has trained {state.epoch} epochs, trainer.max_epochs={self.max_epochs}"
             )
             log.info(f"nothing more to train ({why}): testing the run as it is")
+
+    def _align_schedule(self, run: Run) -> None:
+        """Continue the schedule where this run's own steps would have brought it by the saved
+        epoch and batch. Resumed with another trainer.accumulate_grad_batches or
+        limit_train_batches, an epoch has another number of steps and the schedule another
+        length: the saved step count would land elsewhere in it (a larger
+        accumulate_grad_batches ends a cosine early and trains the rest at its floor)."""
+        state, scheduler = run.state, run.state.scheduler
+        if isinstance(scheduler, PlateauSchedule) or state.epoch >= self.max_epochs:
+            return  # plateau: stepped per epoch; nothing left to train
+        steps_per_epoch = run.total_steps // self.max_epochs
+        done = min(state.batches_done, run.train_batches)
+        position = state.epoch * steps_per_epoch + done // self.accumulate
+        if position == scheduler.last_epoch:
+            return
+        log.info(
+            f"the schedule continues at step {position} of {run.total_steps}: this run's "
+            f"{steps_per_epoch} optimizer steps per epoch differ from the checkpoint's "
+            "(trainer.accumulate_grad_batches or limit_train_batches changed)"
+        )
+        scheduler.last_epoch = position - 1
+        scheduler.step()  # sets each group's lr (and a cycled momentum) for that position
 
     def _start_epoch(self, run: Run) -> None:
         """The model's own epoch hook, e.g. unfreeze a backbone at epoch k."""
