@@ -21,6 +21,7 @@ from omegaconf import OmegaConf
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import TrialState
 
+from hydra_plugins.nntrain_optuna_sweeper.objectives import guessed_direction
 from hydra_plugins.nntrain_optuna_sweeper.optuna_sweeper import (
     NntrainOptunaSweeper,
     direction_from_mode,
@@ -31,7 +32,7 @@ from hydra_plugins.nntrain_optuna_sweeper.search_space import (
     params_to_overrides,
     parse_search_space,
 )
-from tests.conftest import run_nntrain
+from tests.conftest import read_metrics, run_nntrain
 
 SEARCH = ("-m", "hparams_search=optuna", "trainer=debug", "data=moons")
 
@@ -143,11 +144,24 @@ def test_a_stored_study_continues_and_minimizes_a_metric_with_mode_min(tmp_path)
     assert results["n_trials"] == 4 and results["new_trials"] == [2, 3]
     assert results["best_value"] == pytest.approx(min(t.value for t in study.trials))
 
-    # The stored study minimizes: maximizing it instead is refused in one sentence.
-    done = run_nntrain(*command, "trainer.early_stopping.mode=max", cwd=tmp_path)
+    # The stored study minimizes: maximizing it instead is refused in one sentence, by the
+    # direction given, or (auto) once the first trial says it returns a figure to maximize;
+    # that trial is told as failed, so the study's best stays what it was.
+    done = run_nntrain(*command, "hydra.sweeper.direction=max", cwd=tmp_path)
     assert done.returncode == 1
     assert "was created to minimize" in done.stderr and "Traceback" not in done.stderr
     assert len(optuna.load_study(study_name="moons", storage=storage).trials) == 4
+    done = run_nntrain(*command, "trainer.early_stopping.mode=max", cwd=tmp_path)
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert done.stderr.strip().splitlines()[-1] == (
+        "Error: study 'moons' in sqlite:///search.db was created to minimize its objective, and "
+        "the trials return val/loss, which is to maximize; continue it with the same "
+        "trainer.early_stopping.monitor and mode, or start a new study with "
+        "hydra.sweeper.study_name=NAME."
+    )
+    study = optuna.load_study(study_name="moons", storage=storage)
+    assert [t.state for t in study.trials][4:] == [TrialState.FAIL]
+    assert study.best_value == pytest.approx(results["best_value"])
 
 
 # --- Hydra's override grammar -> Optuna distributions ---------------------------------------
@@ -406,3 +420,42 @@ def test_hydra_finds_the_plugin_and_starting_nntrain_does_not_import_optuna():
         [sys.executable, "-c", probe], capture_output=True, text=True, check=True, cwd="/"
     )
     assert done.stdout.split() == ["True", "False"]
+
+
+def test_a_regression_search_minimizes_the_val_loss_its_trials_return(tmp_path):
+    """The default monitor, val/acc (max), does not exist for a regression: its runs follow
+    val/loss (min), and direction=auto makes the study minimize what they return, also when
+    the stored study is continued."""
+    from tests.test_regression import planted_rows, write_rows
+
+    write_rows(tmp_path / "prices.csv", planted_rows())
+    command = (
+        "-m", "hparams_search=optuna", "trainer=debug", "data=csv", "data.path=prices.csv",
+        "data.target=price", "hydra.sweeper.n_trials=3", "hydra.sweeper.storage=sqlite:///s.db",
+        "hydra.sweeper.study_name=prices", "hydra.sweeper.params=null",
+        "optimizer.lr=choice(1e-5,3e-2)",
+    )  # fmt: skip
+    done = run_nntrain(*command, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "the trials return val/loss: the search will minimize it" in done.stdout
+    again = run_nntrain(*command, cwd=tmp_path)  # the stored study continues, minimizing
+    assert again.returncode == 0, again.stderr
+    assert "the trials return" not in again.stdout
+
+    study = optuna.load_study(study_name="prices", storage=f"sqlite:///{tmp_path / 's.db'}")
+    assert study.direction == optuna.study.StudyDirection.MINIMIZE
+    assert [t.number for t in study.trials] == list(range(6))
+    assert all(t.state == TrialState.COMPLETE for t in study.trials)
+    losses = {
+        t.number: read_metrics(Path(t.user_attrs["job_dir"]))["val/loss"] for t in study.trials
+    }
+    assert {t.number: t.value for t in study.trials} == pytest.approx(losses)
+    results = read_results(sweep_dirs(tmp_path)[1])
+    assert results["direction"] == "minimize" and results["metric"] == "val/loss"
+    assert results["best_value"] == pytest.approx(min(losses.values()))
+    assert results["best_value"] < max(losses.values())  # lr 1e-5 barely moves the loss
+
+
+def test_auto_minimizes_a_named_loss_or_error_and_maximizes_the_rest():
+    assert [guessed_direction(m) for m in ("test/loss", "val/rmse", "val/mae")] == ["minimize"] * 3
+    assert [guessed_direction(m) for m in ("test/acc", "val/r2")] == ["maximize"] * 2

@@ -154,9 +154,11 @@ class NntrainOptunaSweeperConf:
     # gets the seed plus the number of trials already in the study, so a continued study draws
     # new points.
     sampler: Any = MISSING  # MISSING: the group entry (merged before this node) stays
-    # maximize / minimize (`max` / `min` too, so it can follow trainer.early_stopping.mode), or
-    # a list of them for several objectives: [maximize, maximize].
-    direction: Any = "minimize"
+    # auto: the direction of what the trials return (trainer.early_stopping.mode; minimize for
+    # a regression's val/loss; with `metrics`, minimize a loss, rmse or mae and maximize the
+    # rest), or maximize / minimize (`max` / `min` too), or a list of them for several
+    # objectives: [maximize, maximize].
+    direction: Any = "auto"
     # The objectives by name, read from each job's metrics.json (one per direction), e.g.
     # [val/acc, train/samples_per_sec]; null: the job's return value (nntrain's: the monitored
     # metric, trainer.early_stopping.monitor).

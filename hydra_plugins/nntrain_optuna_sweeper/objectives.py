@@ -30,8 +30,8 @@ def direction_from_mode(mode: Any) -> str:
     direction = DIRECTIONS.get(str(name).strip().lower())
     if direction is None:
         raise HydraException(
-            f"hydra.sweeper.direction={mode} is not a direction; use maximize or minimize "
-            "(max and min work too), or a list of them for several objectives."
+            f"hydra.sweeper.direction={mode} is not a direction; use auto, maximize or "
+            "minimize (max and min work too), or a list of them for several objectives."
         )
     return direction
 
@@ -118,16 +118,41 @@ def job_directory(job: JobReturn) -> Path | None:
     return Path(output_dir) if output_dir else None
 
 
-def job_error(job: JobReturn) -> str | None:
+def job_status(job: JobReturn) -> dict[str, Any]:
+    """The job's status.json (nntrain writes it in every job's directory), or {}."""
     job_dir = job_directory(job)
     status_file = job_dir / "status.json" if job_dir is not None else None
     if status_file is None or not status_file.is_file():
-        return None
+        return {}
     try:
-        error = json.loads(status_file.read_text()).get("error")
-    except (OSError, ValueError, AttributeError):
-        return None
+        status = json.loads(status_file.read_text())
+    except (OSError, ValueError):
+        return {}
+    return status if isinstance(status, dict) else {}
+
+
+def job_error(job: JobReturn) -> str | None:
+    error = job_status(job).get("error")
     return first_line(str(error)) if error else None
+
+
+def followed_objective(job: JobReturn) -> tuple[str, str] | None:
+    """The metric an nntrain job returned and its direction, from status.json: the monitored
+    metric and trainer.early_stopping.mode, or a regression's val/loss and minimize."""
+    objective = job_status(job).get("objective")
+    if not isinstance(objective, dict) or objective.get("mode") not in ("max", "min"):
+        return None
+    return str(objective.get("metric")), DIRECTIONS[objective["mode"]]
+
+
+def is_auto(setting: Any) -> bool:
+    return isinstance(setting, str) and setting.strip().lower() == "auto"
+
+
+def guessed_direction(metric: str) -> str:
+    """direction=auto for a metric named in hydra.sweeper.metrics: minimize a loss or an
+    error (…/loss, …/rmse, …/mae, as the Trainer's own monitors), maximize the rest."""
+    return "minimize" if metric.rsplit("/", 1)[-1] in ("loss", "rmse", "mae") else "maximize"
 
 
 def first_line(text: str) -> str:

@@ -26,6 +26,9 @@ from .objectives import (
     direction_from_mode,
     directions_from,
     first_line,
+    followed_objective,
+    guessed_direction,
+    is_auto,
     job_directory,
     objective,
 )
@@ -97,8 +100,16 @@ class NntrainOptunaSweeper(Sweeper):
     ) -> None:
         # Checked in sweep(), not here: Hydra would wrap an error raised here in its own text.
         self.sampler_config = sampler
-        self.direction_setting = direction  # maximize/minimize, max/min, or a list of them
+        self.direction_setting = direction  # auto, maximize/minimize, max/min, or a list
         self.directions = ["minimize"]
+        # direction=auto without metrics: the jobs say what they return (status.json); until
+        # one has, the direction is the monitor's mode, and the study is made again if it was
+        # wrong (a regression's val/loss under the default monitor val/acc).
+        self.learn_direction = False
+        self.followed: tuple[str, str] | None = None  # (metric, direction) a job reported
+        self.study: Study | None = None
+        self.sampling: tuple[dict[str, Any] | None, dict[str, Any] | None] = (None, None)
+        self.earlier_complete = 0  # finished trials of a stored study from earlier sweeps
         self.metrics = [str(m) for m in metrics] if metrics else None
         self.storage = storage
         self.study_name = study_name
@@ -143,7 +154,7 @@ class NntrainOptunaSweeper(Sweeper):
         if self.metrics:
             return self.metrics
         if len(self.directions) == 1:
-            return [self.monitor or "value"]
+            return [self.followed[0] if self.followed else self.monitor or "value"]
         return [f"value {i}" for i in range(len(self.directions))]
 
     def objectives_text(self) -> str:
@@ -166,7 +177,7 @@ class NntrainOptunaSweeper(Sweeper):
                 f"hydra.sweeper.max_failure_rate={self.max_failure_rate} is not a share of "
                 "trials; give a number from 0.0 (stop at the first failure) to 1.0 (never stop)."
             )
-        self.directions = directions_from(self.direction_setting)
+        self.directions = self.chosen_directions()
         if self.metrics is None and self.monitor == "none":
             # The job would return val/loss (NaN without a validation split): a search that
             # maximizes the loss, or whose every trial fails after it has run.
@@ -188,6 +199,19 @@ class NntrainOptunaSweeper(Sweeper):
                 "hydra.sweeper.metrics=[val/acc,train/samples_per_sec]."
             )
 
+    def chosen_directions(self) -> list[str]:
+        """The directions asked for; auto: a loss or error named in `metrics` is minimized and
+        anything else maximized, and without `metrics` the monitor's mode until the first job
+        says what it returned (settle_direction)."""
+        if not is_auto(self.direction_setting):
+            return directions_from(self.direction_setting)
+        if self.metrics:
+            return [guessed_direction(metric) for metric in self.metrics]
+        assert self.config is not None
+        mode = OmegaConf.select(self.config, "trainer.early_stopping.mode")
+        self.learn_direction = True
+        return [direction_from_mode(mode) if mode else "minimize"]
+
     def sweep(self, arguments: list[str]) -> None:
         """Run n_trials trials, n_jobs at a time; then write and log the best one(s)."""
         assert self.config is not None and self.hydra_context is not None
@@ -206,22 +230,24 @@ class NntrainOptunaSweeper(Sweeper):
         if grid is not None and grid_size(grid) < self.n_trials:
             log.info(f"the grid has {grid_size(grid)} points: running that many trials")
             self.n_trials = grid_size(grid)
-        study = self.open_study(optuna, settings, grid)
+        self.sampling = (settings, grid)
+        self.study = self.open_study(optuna, settings, grid)
         sweep_dir = Path(self.config.hydra.sweep.dir)
         sweep_dir.mkdir(parents=True, exist_ok=True)
         OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
 
         new_trials: list[int] = []
         try:
-            self.run_trials(study, space, sweep_dir, new_trials)
+            self.run_trials(space, sweep_dir, new_trials)
         except (KeyboardInterrupt, SystemExit):
             # Ctrl-C (a job ends with SystemExit): the trials that ran are results all the
             # same, and an in-memory study is gone once this process ends.
             if new_trials:
                 # The interrupted job configured logging for its own log file; back to Hydra's.
                 configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
-                self.report(study, sweep_dir, new_trials)
+                self.report(self.study, sweep_dir, new_trials)
             raise
+        study = self.study
         if new_trials and len(self.failures) == len(new_trials):
             self.stop(
                 study,
@@ -232,15 +258,18 @@ class NntrainOptunaSweeper(Sweeper):
             )
         self.report(study, sweep_dir, new_trials)
 
-    def run_trials(
-        self, study: Study, space: SearchSpace, sweep_dir: Path, new_trials: list[int]
-    ) -> None:
+    def run_trials(self, space: SearchSpace, sweep_dir: Path, new_trials: list[int]) -> None:
         """n_trials trials in batches of n_jobs (their numbers appended to new_trials), unless
         the sampler has tried every point or too many failed."""
         while len(new_trials) < self.n_trials and not self.space_exhausted:
+            assert self.study is not None
+            study = self.study
             trials = self.ask(study, space, min(self.n_jobs, self.n_trials - len(new_trials)))
             new_trials += [trial.number for trial in trials]
             self.run_batch(study, trials, space)
+            if self.learn_direction and self.followed is not None:
+                self.settle_direction()
+                study = self.study
             if len(self.failures) / len(new_trials) > self.max_failure_rate:
                 last = max(self.failures)
                 self.stop(
@@ -251,6 +280,48 @@ class NntrainOptunaSweeper(Sweeper):
                     f"failed, more than hydra.sweeper.max_failure_rate={self.max_failure_rate} "
                     f"allows (trial {last}: {self.failures[last]}).",
                 )
+
+    def settle_direction(self) -> None:
+        """direction=auto: the first job that succeeded said what it returned; a study made to
+        go the other way is made again (this sweep's trials copied into it), unless trials of
+        earlier sweeps were scored in it."""
+        assert self.followed is not None and self.study is not None
+        self.learn_direction = False
+        metric, direction = self.followed
+        if direction == self.directions[0]:
+            return
+        log.info(
+            f"the trials return {metric}: the search will {direction} it (hydra.sweeper."
+            "direction=auto follows the figure the runs keep as best)"
+        )
+        optuna = import_optuna()
+        trials = self.study.get_trials(deepcopy=True)
+        name = self.study.study_name
+        if self.storage:
+            optuna.delete_study(study_name=name, storage=self.storage)
+        self.directions = [direction]
+        self.study = optuna.create_study(
+            study_name=name,
+            storage=self.storage,
+            sampler=build_sampler(self.sampling[0], len(trials), self.sampling[1]),
+            directions=self.directions,
+        )
+        self.study.add_trials(trials)
+
+    def direction_conflict(self, study: Study) -> str | None:
+        """Why a stored study cannot take what the trials return: it was made (and scored by
+        earlier sweeps) to go the other way."""
+        if self.followed is None:  # not an nntrain job, or one that did not say
+            return None
+        metric, direction = self.followed
+        if direction == self.directions[0] or not self.earlier_complete:
+            return None
+        return (
+            f"study {study.study_name!r} in {self.storage} was created to "
+            f"{self.directions[0]} its objective, and the trials return {metric}, which is to "
+            f"{direction}; continue it with the same trainer.early_stopping.monitor and mode, or "
+            "start a new study with hydra.sweeper.study_name=NAME."
+        )
 
     def stop(self, study: Study, sweep_dir: Path, new_trials: list[int], message: str) -> None:
         """End the sweep with an error, after its results and the end-of-sweep callbacks (the
@@ -281,6 +352,10 @@ class NntrainOptunaSweeper(Sweeper):
                 "(relative to where you run nntrain)."
             ) from None
         stored = [d.name.lower() for d in study.directions]
+        finished = study.get_trials(deepcopy=False)
+        self.earlier_complete = sum(t.state.name == "COMPLETE" for t in finished)
+        if self.learn_direction:
+            self.directions = stored  # checked against the first job's objective
         if stored != self.directions:
             raise HydraException(
                 f"study {study.study_name!r} in {self.storage} was created to "
@@ -289,14 +364,15 @@ class NntrainOptunaSweeper(Sweeper):
                 "(trainer.early_stopping.mode), or start a new study with "
                 "hydra.sweeper.study_name=NAME."
             )
-        earlier = len(study.get_trials(deepcopy=False))
+        earlier = len(finished)
         if earlier:
             # A seeded sampler built afresh would draw the first run's points again.
             study.sampler = build_sampler(settings, earlier, grid)
+        tentative = " (auto: until the first trial says what it returns)"
         log.info(
             f"Optuna study {study.study_name!r} ({self.storage or 'in memory'}, "
             f"{type(study.sampler).__name__}): "
-            f"{self.objectives_text()}; "
+            f"{self.objectives_text()}{tentative if self.learn_direction else ''}; "
             f"{earlier} earlier trials, {self.n_trials} to run, {self.n_jobs} at a time"
         )
         return study
@@ -401,6 +477,12 @@ class NntrainOptunaSweeper(Sweeper):
             trial.set_user_attr("job_dir", str(job_dir))
         values, error = objective(job, len(self.directions), self.metrics)
         job_name = f" (job {job_dir.name})" if job_dir is not None else ""
+        if values is not None and self.learn_direction and self.followed is None:
+            self.followed = followed_objective(job)
+            conflict = self.direction_conflict(study)
+            if conflict is not None:  # told as failed: its value is not this study's objective
+                self.fail(study, trial, conflict)
+                raise HydraException(conflict)
         if values is not None:
             shown = self.values_text(values)
             log.info(f"trial {trial.number}{job_name}: {shown}")

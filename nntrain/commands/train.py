@@ -359,7 +359,11 @@ def train(cfg: DictConfig) -> float:
         result = run(cfg, str(run_dir), show_progress, on_accepted=lambda: accepted.append(True))
         monitor = cfg.trainer.early_stopping.monitor
         # A regression has no accuracy: it followed val/loss instead (Trainer._stopper_for).
-        return result[monitor] if monitor in result else result["val/loss"]
+        followed = monitor if monitor in result else "val/loss"
+        mode = cfg.trainer.early_stopping.mode if followed == monitor else "min"
+        # What the value returned is, for a search that optimizes it (direction=auto).
+        status["objective"] = {"metric": followed, "mode": str(mode)}
+        return result[followed]
     except TrainingInterrupted as stop:  # Ctrl-C stops the whole sweep, not one job
         status = {"status": "interrupted", "error": str(stop)}
         if multirun:  # the sweep's table says how to continue this job
