@@ -66,7 +66,12 @@ class RunningClassification:
             sums = sums - since
         if reduce is not None:
             sums = reduce(sums)
-        loss_sum, correct, count = sums.tolist()
+        return self.figures(sums.tolist())
+
+    @staticmethod
+    def figures(sums: list[float]) -> dict[str, float]:
+        """Mean loss and accuracy from sums read back to the host (compute's last part)."""
+        loss_sum, correct, count = sums
         if count == 0:
             return {"loss": float("nan"), "acc": float("nan"), "count": 0}
         return {"loss": loss_sum / count, "acc": correct / count, "count": int(count)}
@@ -188,7 +193,11 @@ class RunningRegression:
             sums = sums - since
         if reduce is not None:
             sums = reduce(sums)
-        loss_sum, abs_sum, square_sum, y_sum, y_square_sum, count = sums.tolist()
+        return self.figures(sums.tolist())
+
+    def figures(self, sums: list[float]) -> dict[str, float]:
+        """Mean loss, RMSE, MAE and R² from sums read back to the host (compute's last part)."""
+        loss_sum, abs_sum, square_sum, y_sum, y_square_sum, count = sums
         if count == 0:
             nan = float("nan")
             return {"loss": nan, "rmse": nan, "mae": nan, "r2": nan, "count": 0}

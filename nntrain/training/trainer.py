@@ -691,26 +691,37 @@ class Trainer:
         """The log step's one host sync: train figures since the last log step to TensorBoard
         and the progress bar; a non-finite loss stops the run here."""
         state = run.state
-        stats = running.compute(since=window.sums, reduce=distributed.all_reduce_sum)
+        sums = running.snapshot()
+        groups = state.optimizer.param_groups
+        # The sums, the gradient norm and the learning rates (device tensors under a captured
+        # step) come back in one transfer: each read would wait for the device on its own.
+        since = distributed.all_reduce_sum(sums - window.sums)
+        extras = [grad_norm, *(g["lr"] for g in groups)]
+        on_device = [x.reshape(1).to(since.dtype) for x in extras if isinstance(x, torch.Tensor)]
+        read = iter(torch.cat([since, *on_device]).tolist())
+        stats = running.figures([next(read) for _ in range(len(since))])
+        host = [next(read) if isinstance(x, torch.Tensor) else x for x in extras]
         self._check_finite(stats["loss"], run)
         now = time.perf_counter()
-        lr = float(state.scheduler.get_last_lr()[0])
-        groups = state.optimizer.param_groups
+        norm, lrs = host[0], host[1:]
         names = TASK_METRICS[run.task]
         run.tensorboard.scalars(
             {
                 "train/loss": stats["loss"],
                 **{f"train/{name}": stats[name] for name in names},
-                "train/grad_norm": float(grad_norm) if grad_norm is not None else math.nan,
-                "train/lr": lr,
-                **{f"train/lr_{g.get('name', i)}": float(g["lr"]) for i, g in enumerate(groups)},
+                "train/grad_norm": norm if norm is not None else math.nan,
+                "train/lr": lrs[0],
+                **{
+                    f"train/lr_{g.get('name', i)}": lr
+                    for i, (g, lr) in enumerate(zip(groups, lrs, strict=True))
+                },
             },
             state.step,
         )
         main = names[-1]  # acc, or a regression's r2
         rate = stats["count"] / (now - window.start)
-        progress.show(stats["loss"], stats[main], lr, rate, metric=main)
-        return LogWindow(running.snapshot(), now)
+        progress.show(stats["loss"], stats[main], lrs[0], rate, metric=main)
+        return LogWindow(sums, now)
 
     def _save_mid_epoch(
         self,
