@@ -33,6 +33,7 @@ from nntrain.training.step import StepParts, update_weights
 from nntrain.training.step_check import StepSnapshot
 from nntrain.training.trainer import Trainer
 from tests.helpers import BlobData
+from tests.test_resume import scalar_curves
 from tests.test_speedrun import InterruptAt
 
 needs_cxx = pytest.mark.skipif(
@@ -94,6 +95,16 @@ def train_history(run_dir: Path) -> list[float]:
     return [epoch[key] for epoch in history for key in ("train/loss", "train/acc")]
 
 
+def scheduled_lr(steps: int) -> float:
+    """fit's learning rate after `steps` optimizer steps (8 a epoch, 16 in all)."""
+    optimizer = torch.optim.AdamW([nn.Parameter(torch.zeros(1))], lr=3e-3)
+    schedule = warmup_cosine(optimizer, total_steps=16, steps_per_epoch=8, warmup_epochs=0.5)
+    for _ in range(steps):
+        optimizer.step()
+        schedule.step()
+    return optimizer.param_groups[0]["lr"]
+
+
 def captured_against_eager(tmp_path: Path, device: str, mode: bool | str) -> None:
     exact = device == "cpu" and mode is True  # the same kernels in the same order
     eager, eager_result, _ = fit(tmp_path / "eager", device, False)
@@ -111,6 +122,20 @@ def captured_against_eager(tmp_path: Path, device: str, mode: bool | str) -> Non
         assert history == eager_history
     else:
         assert history == pytest.approx(eager_history, rel=1e-4)
+    # The log steps' figures (read back in one transfer; the lr a device tensor when compiled).
+    curves, eager_curves = (scalar_curves(tmp_path / name) for name in ("captured", "eager"))
+    assert curves.keys() == eager_curves.keys() and "train/lr_no_decay" in curves
+    for tag, points in eager_curves.items():
+        steps, values = zip(*points, strict=True)
+        assert [step for step, _ in curves[tag]] == list(steps), tag
+        expected = list(values) if exact else pytest.approx(values, rel=1e-4, abs=1e-6)
+        assert [value for _, value in curves[tag]] == expected, tag
+    # ... and right: each group's lr is the schedule's after that many steps (TensorBoard keeps
+    # float32), the gradient norm a positive number.
+    for step, lr in curves["train/lr"]:
+        assert lr == pytest.approx(scheduled_lr(step), rel=1e-6)
+    assert curves["train/lr_decay"] == curves["train/lr_no_decay"] == curves["train/lr"]
+    assert all(norm > 0 for _, norm in curves["train/grad_norm"])
     # A captured run stopped by Ctrl-C mid-epoch, resumed from its last.pt (captured again):
     # the weights of the uninterrupted eager run.
     with pytest.raises(TrainingInterrupted):
