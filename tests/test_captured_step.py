@@ -391,18 +391,69 @@ def test_auto_captures_small_models_on_cuda_only_and_refuses_what_a_graph_cannot
         )
 
 
-def test_a_capturable_optimizer_keeps_its_lr_in_a_device_tensor_the_schedule_fills():
+def test_a_capturable_optimizer_keeps_its_step_count_on_the_device():
     net = nn.Linear(3, 2)
     optimizer = torch.optim.AdamW(net.parameters(), lr=0.1, foreach=True)
     net(torch.ones(1, 3)).sum().backward()
     optimizer.step()  # a step count on the host (foreach, not capturable)
-    cuda_graph.make_capturable(optimizer, torch.device("cpu"))
+    cuda_graph.make_capturable(optimizer)
+    assert optimizer.param_groups[0]["capturable"] is True
+    assert optimizer.state[net.weight]["step"].dtype == torch.float32
+
+
+def test_the_compiled_step_keeps_its_lr_in_a_device_tensor_the_schedule_fills():
+    optimizer = torch.optim.AdamW(nn.Linear(3, 2).parameters(), lr=0.1)
+    cuda_graph.lr_as_tensor(optimizer, torch.device("cpu"))
     group = optimizer.param_groups[0]
-    assert group["capturable"] is True and isinstance(group["lr"], torch.Tensor)
     lr = group["lr"]
+    assert isinstance(lr, torch.Tensor)
     torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 0.5)  # sets lr for step 0
     assert group["lr"] is lr and lr.item() == pytest.approx(0.05)  # filled in place
-    assert optimizer.state[net.weight]["step"].dtype == torch.float32
+
+
+def test_a_recorded_step_reads_each_groups_lr_from_a_device_tensor_updated_before_replays(
+    monkeypatch,
+):
+    """While the step is recorded the groups hold views of one tensor (what a CUDA graph's
+    kernels read at every replay); otherwise floats, which the schedule sets. Before each
+    replay the schedule's floats are copied into that tensor."""
+    torch.manual_seed(0)
+    net = model()
+    decay, rest = [net[0].weight, net[3].weight], [net[1].weight, net[1].bias, net[3].bias]
+    optimizer = torch.optim.AdamW([{"params": decay}, {"params": rest, "weight_decay": 0.0}])
+    seen: list[tuple[list[float], list[float]]] = []  # at each replay: (tensor's, schedule's)
+
+    class ReadsTheRecordedLr(cuda_graph.CallAgain):
+        def record(self, step):
+            super().record(step)
+            self.views = [group["lr"] for group in optimizer.param_groups]
+            assert all(isinstance(view, torch.Tensor) for view in self.views)
+
+        def replay(self):
+            floats = [group["lr"] for group in optimizer.param_groups]
+            seen.append(([view.item() for view in self.views], floats))
+            super().replay()
+
+    monkeypatch.setattr(cuda_graph, "CallAgain", ReadsTheRecordedLr)
+    parts = StepParts(
+        model=net, forward=net, optimizer=optimizer, scheduler=warmup_cosine(
+            optimizer, total_steps=10, steps_per_epoch=5, warmup_epochs=1
+        ), scaler=torch.amp.GradScaler("cpu", enabled=False), compute=Compute(
+            torch.device("cpu")
+        ), grad_clip=None, label_smoothing=0.0, distributed=False,
+    )  # fmt: skip
+    running = RunningClassification(torch.device("cpu"))
+    step = GraphedStep(torch.device("cpu"))
+    for _ in range(8):
+        step(parts, [(torch.randn(16, 4), torch.randint(0, 3, (16,)))], running)
+    assert step.recordings == 1 and len(seen) == 1 + 5  # the check's replay, then steps 4-8
+    lrs = [tensor for tensor, floats in seen]
+    assert all(tensor == pytest.approx(floats, rel=1e-6) for tensor, floats in seen)
+    # The schedule moved it: up the warm-up, the peak at steps 5 and 6, down the cosine.
+    assert [lr[0] for lr in lrs] == pytest.approx(
+        [6e-4, 8e-4, 1e-3, 1e-3, 9.045e-4, 6.545e-4], rel=1e-3
+    )
+    assert all(isinstance(group["lr"], float) for group in optimizer.param_groups)
 
 
 def test_a_checkpoint_of_the_cuda_graph_step_resumes_with_this_runs_own_optimizer_settings():
@@ -414,7 +465,8 @@ def test_a_checkpoint_of_the_cuda_graph_step_resumes_with_this_runs_own_optimize
     graphed = torch.optim.AdamW(net.parameters(), lr=0.1, foreach=True)
     net(torch.ones(4, 3)).sum().backward()
     graphed.step()
-    cuda_graph.make_capturable(graphed, torch.device("cpu"))  # what a CUDA run saves
+    cuda_graph.make_capturable(graphed)  # what a CUDA run saves (the compiled step's lr:
+    cuda_graph.lr_as_tensor(graphed, torch.device("cpu"))  # a tensor; the graph's: a float)
     saved = graphed.state_dict()
     assert saved["param_groups"][0]["capturable"] is True
     resumed = torch.optim.AdamW(net.parameters(), lr=0.1, foreach=True)

@@ -13,11 +13,13 @@ What a graph needs and how it gets it:
   (store_sums_in); the gradient norm is written into a tensor owned here. The weights,
   BatchNorm statistics and optimizer state are updated in place by the recorded kernels,
   so lookahead, EMA and checkpoints read and write the same tensors as ever.
-- No host work inside. The learning rate is a device tensor that the schedule fills in
-  place (lr_as_tensor); Adam-style optimizers run with capturable=True (their step count on
-  the device), SGD with its fused kernel; fp16's GradScaler (host-side inf check) and DDP
-  are refused by captured.captured_mode. Python-side counts (the samples seen) are kept
-  here and added after each replay.
+- No host work inside. The graph reads the learning rates from one device tensor
+  (DeviceLearningRates): each group's lr is a view of it while the step is recorded, and a
+  Python float again afterwards, so the schedule, the log and checkpoints see floats; one
+  copy before each replay brings the schedule's values over. Adam-style optimizers run with
+  capturable=True (their step count on the device), SGD with its fused kernel; fp16's
+  GradScaler (host-side inf check) and DDP are refused by captured.captured_mode.
+  Python-side counts (the samples seen) are kept here and added after each replay.
 - Lazy initialisation done before recording: WARM_UP_STEPS ordinary steps on the recording
   stream create the optimizer state, cuDNN's autotuned plans and cuBLAS workspaces. They
   train on their batches like any step; recording itself runs nothing.
@@ -119,14 +121,46 @@ def lr_as_tensor(optimizer: torch.optim.Optimizer, device: torch.device) -> None
             group["lr"] = torch.tensor(float(group["lr"]), device=device)
 
 
-def make_capturable(optimizer: torch.optim.Optimizer, device: torch.device) -> None:
-    """capturable=True and the lr as a device tensor (lr_as_tensor); a step count kept on
-    the host (foreach Adam) moves to the device, where the capturable kernels keep it."""
-    lr_as_tensor(optimizer, device)
+def make_capturable(optimizer: torch.optim.Optimizer) -> None:
+    """capturable=True; a step count kept on the host (foreach Adam) moves to the device,
+    where the capturable kernels keep it."""
     for group in optimizer.param_groups:
         if "capturable" in group:
             group["capturable"] = True
     step_counts_on_device(optimizer)
+
+
+class DeviceLearningRates:
+    """Each parameter group's lr as one element of a device tensor, for a recorded step.
+
+    A graph records the address its optimizer kernels read the lr from, so that must be a
+    device tensor; a schedule writing tensors in place costs a fill and a copy per group and
+    step (torch's LRScheduler keeps a clone as its last lr). Instead the groups hold views of
+    `values` only while the step is recorded (installed), and floats otherwise; before each
+    replay one copy (non_blocking: the floats are staged at once, no wait) brings the
+    schedule's values to the device."""
+
+    def __init__(self, optimizer: torch.optim.Optimizer, device: torch.device) -> None:
+        self.optimizer = optimizer
+        self.values = torch.tensor(self._floats(), device=device)
+
+    def _floats(self) -> list[float]:
+        return [float(group["lr"]) for group in self.optimizer.param_groups]
+
+    @contextlib.contextmanager
+    def installed(self) -> Iterator[None]:
+        floats = self._floats()
+        self.update()
+        for index, group in enumerate(self.optimizer.param_groups):
+            group["lr"] = self.values[index]
+        try:
+            yield
+        finally:
+            for group, lr in zip(self.optimizer.param_groups, floats, strict=True):
+                group["lr"] = lr
+
+    def update(self) -> None:
+        self.values.copy_(torch.tensor(self._floats()), non_blocking=True)
 
 
 @dataclass(frozen=True)
@@ -160,6 +194,7 @@ class GraphedStep:
         self._sums: torch.Tensor | None = None  # the graph's metric sums
         self._samples = 0  # samples per recorded step
         self._grad_norm = torch.zeros((), device=device)
+        self._lrs: DeviceLearningRates | None = None  # what the graph reads its lr from
         self._given_parts: StepParts | None = None  # the trainer's, and ours made from it
         self._parts: StepParts | None = None
         self._given_up = False  # recording failed: eager from then on
@@ -208,8 +243,9 @@ class GraphedStep:
         """A new graph for this key: after its own warm-up steps (new trainable parameters
         have no optimizer state yet)."""
         self._graph, self._key, self._warmed_up = None, key, 0
+        self._lrs = DeviceLearningRates(parts.optimizer, self.device)
         if self.device.type == "cuda":
-            make_capturable(parts.optimizer, self.device)
+            make_capturable(parts.optimizer)
             self._pending = CudaGraph(self.device)
         else:
             self._pending = CallAgain()
@@ -275,8 +311,10 @@ class GraphedStep:
             self._grad_norm.copy_(norm)  # type: ignore[arg-type]
             recorded_running.count = count
 
+        assert self._lrs is not None
         try:
-            graph.record(step)
+            with self._lrs.installed():
+                graph.record(step)
         except RuntimeError as error:
             return first_line(error)
         return None
@@ -290,7 +328,8 @@ class GraphedStep:
         if running.sums is not self._sums:  # a new epoch's sums: into the graph's tensor
             assert self._sums is not None
             running.store_sums_in(self._sums)
-        assert self._graph is not None
+        assert self._graph is not None and self._lrs is not None
+        self._lrs.update()  # the schedule's lr for this step
         self._graph.replay()
         running.count += self._samples
         # The graph overwrites its output at the next replay: a copy for the log.
