@@ -31,7 +31,7 @@ from nntrain.training.cuda_graph import GraphedStep
 from nntrain.training.signals import TrainingInterrupted
 from nntrain.training.step import StepParts, update_weights
 from nntrain.training.step_check import StepSnapshot
-from nntrain.training.trainer import Trainer
+from nntrain.training.trainer import NonFiniteLoss, Trainer
 from tests.helpers import BlobData
 from tests.test_resume import scalar_curves
 from tests.test_speedrun import InterruptAt
@@ -476,3 +476,35 @@ def test_a_checkpoint_of_the_cuda_graph_step_resumes_with_this_runs_own_optimize
     assert not isinstance(group["lr"], torch.Tensor)
     resumed.step()  # torch.optim.AdamW.load_state_dict alone: capturable on CPU tensors fails
     assert resumed.state[net.weight]["step"].item() == 2
+
+
+class TurnsNanAt(nn.Module):
+    """A linear model whose output turns NaN from its n-th training forward on."""
+
+    def __init__(self, at: int) -> None:
+        super().__init__()
+        self.inner, self.at, self.calls = nn.Linear(4, 3), at, 0
+
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        self.calls += self.training
+        outputs = self.inner(inputs)
+        return outputs * float("nan") if self.calls >= self.at else outputs
+
+
+def test_a_loss_that_turns_nan_under_the_graphed_step_stops_the_run_at_its_log_step(tmp_path):
+    """Forwards 1-2 warm up, 3-4 are the recording step's eager run and checked replay, then
+    one replay a step: the 7th forward is optimizer step 6's, read back at its log step."""
+    trainer = Trainer(
+        device="cpu", max_epochs=2, progress=False, log_every_n_steps=1, cuda_graphs=True,
+        report_images=False,
+    )  # fmt: skip
+    with pytest.raises(NonFiniteLoss) as error:
+        trainer.fit(
+            TurnsNanAt(7), BlobData(), partial(torch.optim.AdamW, lr=1e-2),
+            partial(warmup_cosine), run_dir=tmp_path,
+        )  # fmt: skip
+    assert isinstance(trainer._step, GraphedStep) and trainer._step.recordings == 1
+    assert str(error.value).startswith(
+        "the training loss became nan in epoch 1, by optimizer step 6 (checked every "
+        "trainer.log_every_n_steps=1 steps);"
+    )
