@@ -53,6 +53,13 @@ def imagenet_state_dict() -> dict[str, Tensor]:
 
 def local_state_dict(path: str) -> dict[str, Tensor]:
     file = Path(path).expanduser()
+    run_best = file / "checkpoints" / "best.pt"
+    hint = f" (for that run's weights: model.weights_path={run_best})" if run_best.is_file() else ""
+    require(
+        not file.is_dir(),
+        f"model.weights_path {file} is a folder, not a file{hint}; pass the file of a saved "
+        "resnet18 state dict.",
+    )
     require(file.is_file(), f"model.weights_path {file} does not exist; pass a saved state dict.")
     try:
         state = torch.load(file, map_location="cpu", weights_only=True)
@@ -62,6 +69,32 @@ def local_state_dict(path: str) -> dict[str, Tensor]:
             f"({first_line(error)}); save one with torch.save(model.state_dict(), path)."
         ) from error
     require(isinstance(state, dict), f"model.weights_path {file} does not hold a state dict.")
+    return unwrapped(state)
+
+
+# Containers a resnet18 state dict is commonly saved in: an nntrain checkpoint or a training
+# script's {"state_dict": ...} / {"model": ...} dict, and the key prefixes DataParallel and
+# DistributedDataParallel ("module."), torch.compile ("_orig_mod.") and nntrain's model
+# ("backbone.") put in front of torchvision's own names.
+CONTAINER_KEYS = ("state_dict", "model")
+KEY_PREFIXES = ("module.", "_orig_mod.", "backbone.")
+
+
+def unwrapped(state: dict[str, Any]) -> dict[str, Any]:
+    """The torchvision-named weights inside state: unpacked from a container dict and with the
+    wrappers' key prefixes removed (keys outside the prefix, such as nntrain's head, dropped)."""
+    for _ in range(len(CONTAINER_KEYS) + len(KEY_PREFIXES)):  # each layer peeled at most once
+        if "conv1.weight" in state:
+            break
+        inner = [k for k in CONTAINER_KEYS if isinstance(state.get(k), dict)]
+        prefix = [p for p in KEY_PREFIXES if f"{p}conv1.weight" in state]
+        if inner:
+            state = state[inner[0]]
+        elif prefix:
+            n = len(prefix[0])
+            state = {k[n:]: v for k, v in state.items() if k.startswith(prefix[0])}
+        else:
+            break
     return state
 
 
@@ -172,12 +205,29 @@ class ResNet18(nn.Module):
 def load_backbone_weights(backbone: nn.Module, state: dict[str, Any], source: str) -> None:
     # The classifier (fc) is replaced by our head, so its weights may be absent or any shape.
     state = {k: v for k, v in state.items() if not k.startswith("fc.")}
+    own = backbone.state_dict()
+    # load_state_dict raises a RuntimeError (a page of text) for a tensor of another shape,
+    # as in a resnet34/50 file: name the first such key in the sentence instead.
+    wrong = [
+        f"{k} is {list(getattr(v, 'shape', []))}, not {list(own[k].shape)}"
+        for k, v in state.items()
+        if k in own and getattr(v, "shape", None) != own[k].shape
+    ]
+    require(
+        not wrong,
+        f"the weights from {source} do not fit torchvision's resnet18 ({len(wrong)} tensors of "
+        f"another shape, such as {wrong[0] if wrong else ''}); pass a resnet18 state dict.",
+    )
     missing, unexpected = backbone.load_state_dict(state, strict=False)
     missing = [k for k in missing if not k.startswith("fc.")]
+    counts = [
+        f"{len(keys)} {what} keys such as {keys[:2]}"
+        for what, keys in (("missing", missing), ("unexpected", unexpected))
+        if keys
+    ]
     require(
-        not missing and not unexpected,
-        f"the weights from {source} do not fit torchvision's resnet18 ({len(missing)} missing keys "
-        f"such as {missing[:2]}, {len(unexpected)} unexpected such as {unexpected[:2]}); "
+        not counts,
+        f"the weights from {source} do not fit torchvision's resnet18 ({', '.join(counts)}); "
         "pass a resnet18 state dict.",
     )
 

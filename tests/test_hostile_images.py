@@ -1,0 +1,99 @@
+"""Hostile inputs to fine-tuning resnet18 on an image folder: weights files in the shapes users
+really have, and image folders as users really keep them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+import torchvision
+
+from nntrain.errors import UserError
+from nntrain.models.resnet import ResNet18
+
+
+@pytest.fixture
+def resnet_state() -> dict[str, torch.Tensor]:
+    torch.manual_seed(7)
+    return torchvision.models.resnet18(weights=None, num_classes=5).state_dict()
+
+
+def loaded_from(path: Path) -> ResNet18:
+    return ResNet18((3, 64, 64), num_classes=3, weights_path=str(path))
+
+
+def assert_backbone_is(model: ResNet18, state: dict[str, torch.Tensor]) -> None:
+    loaded = model.backbone.state_dict()
+    for key, value in state.items():
+        if not key.startswith("fc."):
+            assert torch.equal(loaded[key], value), key
+
+
+@pytest.mark.parametrize(
+    "wrap",
+    [
+        pytest.param(lambda s: {f"module.{k}": v for k, v in s.items()}, id="DataParallel"),
+        pytest.param(lambda s: {f"_orig_mod.{k}": v for k, v in s.items()}, id="torch.compile"),
+        pytest.param(lambda s: {"state_dict": s, "epoch": 3}, id="state_dict-container"),
+        pytest.param(
+            lambda s: {"model": {f"module.{k}": v for k, v in s.items()}}, id="model-of-DDP"
+        ),
+    ],
+)
+def test_wrapped_resnet18_weights_load_into_the_backbone(tmp_path, resnet_state, wrap):
+    torch.save(wrap(resnet_state), tmp_path / "w.pth")
+    assert_backbone_is(loaded_from(tmp_path / "w.pth"), resnet_state)
+
+
+def test_an_nntrain_checkpoint_gives_its_backbone_not_its_head(tmp_path, resnet_state):
+    earlier = ResNet18((3, 64, 64), num_classes=4, weights_path=None)
+    earlier.backbone.load_state_dict(
+        {k: v for k, v in resnet_state.items() if not k.startswith("fc.")}, strict=False
+    )
+    torch.save({"format_version": 1, "model": earlier.state_dict(), "epoch": 2}, tmp_path / "b.pt")
+    assert_backbone_is(loaded_from(tmp_path / "b.pt"), resnet_state)
+
+
+def test_resnet50_weights_are_one_sentence_naming_a_wrong_shape(tmp_path):
+    torch.save(torchvision.models.resnet50(weights=None).state_dict(), tmp_path / "r50.pth")
+    with pytest.raises(UserError) as error:
+        loaded_from(tmp_path / "r50.pth")
+    assert str(error.value) == (
+        f"the weights from {tmp_path / 'r50.pth'} do not fit torchvision's resnet18 (23 tensors "
+        "of another shape, such as layer1.0.conv1.weight is [64, 64, 1, 1], not [64, 64, 3, 3]); "
+        "pass a resnet18 state dict."
+    )
+
+
+def test_resnet34_weights_name_only_the_unexpected_keys(tmp_path):
+    torch.save(torchvision.models.resnet34(weights=None).state_dict(), tmp_path / "r34.pth")
+    with pytest.raises(UserError) as error:
+        loaded_from(tmp_path / "r34.pth")
+    assert str(error.value) == (
+        f"the weights from {tmp_path / 'r34.pth'} do not fit torchvision's resnet18 (96 "
+        "unexpected keys such as ['layer1.2.conv1.weight', 'layer1.2.bn1.weight']); "
+        "pass a resnet18 state dict."
+    )
+
+
+def test_a_folder_as_weights_path_is_called_a_folder(tmp_path):
+    (tmp_path / "weights").mkdir()
+    with pytest.raises(UserError) as error:
+        loaded_from(tmp_path / "weights")
+    assert str(error.value) == (
+        f"model.weights_path {tmp_path / 'weights'} is a folder, not a file; pass the file of a "
+        "saved resnet18 state dict."
+    )
+
+
+def test_a_run_folder_as_weights_path_points_at_its_best_checkpoint(tmp_path):
+    (tmp_path / "run" / "checkpoints").mkdir(parents=True)
+    (tmp_path / "run" / "checkpoints" / "best.pt").write_bytes(b"")
+    with pytest.raises(UserError) as error:
+        loaded_from(tmp_path / "run")
+    best = tmp_path / "run" / "checkpoints" / "best.pt"
+    assert str(error.value) == (
+        f"model.weights_path {tmp_path / 'run'} is a folder, not a file (for that run's weights: "
+        f"model.weights_path={best}); pass the file of a saved resnet18 state dict."
+    )
