@@ -8,9 +8,12 @@ from pathlib import Path
 import pytest
 import torch
 import torchvision
+from PIL import Image
 
+from nntrain.data.image_folder import ImageFolderData
 from nntrain.errors import UserError
 from nntrain.models.resnet import ResNet18
+from tests.conftest import run_nntrain
 
 
 @pytest.fixture
@@ -97,3 +100,37 @@ def test_a_run_folder_as_weights_path_points_at_its_best_checkpoint(tmp_path):
         f"model.weights_path {tmp_path / 'run'} is a folder, not a file (for that run's weights: "
         f"model.weights_path={best}); pass the file of a saved resnet18 state dict."
     )
+
+
+def write_pngs(folder: Path, count: int, size: tuple[int, int] = (16, 16), mode: str = "RGB"):
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(count):
+        Image.new(mode, size, 90 + 10 * i if mode == "L" else (90 + 10 * i, 40, 200)).save(
+            folder / f"{i:02d}.png"
+        )
+
+
+def test_a_class_whose_only_image_the_split_takes_is_refused(tmp_path):
+    write_pngs(tmp_path / "pets" / "train" / "cat", 8)
+    write_pngs(tmp_path / "pets" / "train" / "emu", 1)  # the fixed test split draws it
+    result = run_nntrain(
+        "model=resnet18",
+        "data=imagefolder",
+        f"data.root={tmp_path / 'pets'}",
+        "data.num_workers=0",
+        "hydra.run.dir=run",
+        cwd=tmp_path,
+    )
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    train = tmp_path / "pets" / "train"
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"Error: the class folder emu of {train} would have no training images: the validation "
+        "and test images split off train/ took all of them; add images to it, or put val/ and "
+        "test/ folders beside train/."
+    )
+    assert not (tmp_path / "run").exists()
+    for split in ("val", "test"):  # with its own val/ and test/, emu trains
+        write_pngs(tmp_path / "pets" / split / "cat", 1)
+        write_pngs(tmp_path / "pets" / split / "emu", 1)
+    data = ImageFolderData(str(tmp_path / "pets"), image_size=16, num_workers=0)
+    assert [p.name for p, t in data.samples["train"] if t == 1] == ["00.png"]

@@ -137,6 +137,22 @@ def check_same_classes(folder: Path, train_dir: Path, class_names: list[str]) ->
     )
 
 
+def check_every_class_trains(
+    splits: dict[str, list[Sample]], class_names: list[str], train_dir: Path
+) -> None:
+    """Refuse a class whose every image the val/test split drew from train/: the model would
+    train without ever seeing it and only score it (the split is not stratified)."""
+    trained = {target for _, target in splits["train"]}
+    absent = [name for index, name in enumerate(class_names) if index not in trained]
+    folders, them = ("folders", "them") if absent[1:] else ("folder", "it")
+    require(
+        not absent,
+        f"the class {folders} {', '.join(absent)} of {train_dir} would have no training images: "
+        "the validation and test images split off train/ took all of them; add images to "
+        f"{them}, or put val/ and test/ folders beside {train_dir.name}/.",
+    )
+
+
 def upright(image: Image.Image) -> Image.Image:
     """The image turned (or mirrored) as its EXIF orientation tag says; as it is without one,
     or with an EXIF block Pillow cannot parse (a photo is not refused for its metadata)."""
@@ -412,6 +428,7 @@ class ImageFolderData:
                 else:
                     splits[name] = [train[i] for i in index.tolist()]
             splits["train"] = [train[i] for i in sorted(train_index.tolist())]
+            check_every_class_trains(splits, self.class_names, train_dir)
         return {name: splits[name] for name in ("train", "val", "test")}
 
     def _measure(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
