@@ -3,6 +3,7 @@ really have, and image folders as users really keep them."""
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import pytest
@@ -134,3 +135,20 @@ def test_a_class_whose_only_image_the_split_takes_is_refused(tmp_path):
         write_pngs(tmp_path / "pets" / split / "emu", 1)
     data = ImageFolderData(str(tmp_path / "pets"), image_size=16, num_workers=0)
     assert [p.name for p, t in data.samples["train"] if t == 1] == ["00.png"]
+
+
+def test_files_training_does_not_read_are_named_in_a_warning(tmp_path, caplog):
+    train = tmp_path / "pets" / "train"
+    for name in ("cat", "dog"):
+        write_pngs(train / name, 4)
+    write_pngs(train / "cat" / "2024" / "may", 1)  # nested: read
+    Image.new("RGB", (16, 16)).save(train / "cat" / "party.gif")
+    Image.new("RGB", (16, 16)).save(train / "stray.jpg")  # beside the class folders
+    (train / "dog" / ".DS_Store").write_bytes(b"hidden: not mentioned")
+    with caplog.at_level(logging.WARNING, logger="nntrain"):
+        data = ImageFolderData(str(tmp_path / "pets"), image_size=16, num_workers=0)
+    assert sum(len(samples) for samples in data.samples.values()) == 9
+    assert caplog.messages == [
+        f"{train}: 2 files not used, outside the class folders or not of a type nntrain reads "
+        "(.jpg .jpeg .png .ppm .bmp .pgm .tif .tiff .webp): cat/party.gif, stray.jpg"
+    ]

@@ -11,6 +11,7 @@ interrupted run resumes to the same batches.
 from __future__ import annotations
 
 import functools
+import logging
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -36,6 +37,8 @@ from nntrain.errors import UserError, check_fraction, check_positive_int, requir
 
 if TYPE_CHECKING:
     from nntrain.data.protocols import DataModule, Loader
+
+log = logging.getLogger("nntrain")
 
 STATS_IMAGES = 200  # enough for stable per-channel statistics, quick to decode at start-up
 EVAL_CROP_FRACTION = 0.875  # evaluation resizes to size / 0.875 and centre-crops, as for ImageNet
@@ -79,12 +82,11 @@ def is_image_name(name: str) -> bool:
     return not name.startswith(".") and name.lower().endswith(IMG_EXTENSIONS)
 
 
-def list_images(folder: Path) -> list[Path]:
-    """The image files under folder at any depth, sorted (os.walk's order depends on the file
-    system); hidden files and folders (.ipynb_checkpoints) are skipped. Training reads class
-    folders with it and nntrain-predict its input folder, so both see the same files.
+def walk_files(folder: Path) -> list[Path]:
+    """Every file under folder at any depth, sorted (os.walk's order depends on the file
+    system); hidden files and folders (.ipynb_checkpoints, macOS's ._x.jpg) are skipped.
     Linked folders are followed, each real folder once: a link to a folder above it (a loop)
-    would otherwise list every image again at each of the ~40 levels the system resolves."""
+    would otherwise list every file again at each of the ~40 levels the system resolves."""
     found: list[Path] = []
     seen: set[str] = set()
     for directory, subdirs, files in os.walk(folder, followlinks=True):
@@ -94,8 +96,34 @@ def list_images(folder: Path) -> list[Path]:
             continue
         seen.add(real)
         subdirs[:] = [name for name in subdirs if not name.startswith(".")]
-        found += [Path(directory, name) for name in files if is_image_name(name)]
+        found += [Path(directory, name) for name in files if not name.startswith(".")]
     return sorted(found)
+
+
+def list_images(folder: Path) -> list[Path]:
+    """The image files under folder (walk_files). Training reads class folders with it and
+    nntrain-predict its input folder, so both see the same files."""
+    return [path for path in walk_files(folder) if is_image_name(path.name)]
+
+
+def warn_unused(folder: Path, class_names: list[str]) -> None:
+    """Say which files of a split folder training does not read: files beside the class
+    folders, and files in them that are no image type nntrain reads (a .gif, a .heic). A photo
+    left out must not go unnoticed; a notes.txt is listed too, which costs one line."""
+    unused = [e.name for e in os.scandir(folder) if e.is_file() and not e.name.startswith(".")]
+    for name in class_names:
+        unused += [
+            str(path.relative_to(folder))
+            for path in walk_files(folder / name)
+            if not is_image_name(path.name)
+        ]
+    if unused:
+        log.warning(
+            f"{folder}: {len(unused)} file{'s' if unused[1:] else ''} not used, "
+            f"outside the class folders or not of a type nntrain reads "
+            f"({' '.join(IMG_EXTENSIONS)}): {', '.join(sorted(unused)[:3])}"
+            f"{', ...' if unused[3:] else ''}"
+        )
 
 
 def read_class(folder: Path) -> list[Path]:
@@ -412,6 +440,7 @@ class ImageFolderData:
             if not folder.is_dir():
                 continue
             check_same_classes(folder, train_dir, self.class_names)
+            warn_unused(folder, self.class_names)
             splits[name] = [
                 (path, index)
                 for index, class_name in enumerate(self.class_names)
