@@ -4,6 +4,7 @@ really have, and image folders as users really keep them."""
 from __future__ import annotations
 
 import logging
+import warnings
 from pathlib import Path
 
 import pytest
@@ -152,3 +153,18 @@ def test_files_training_does_not_read_are_named_in_a_warning(tmp_path, caplog):
         f"{train}: 2 files not used, outside the class folders or not of a type nntrain reads "
         "(.jpg .jpeg .png .ppm .bmp .pgm .tif .tiff .webp): cat/party.gif, stray.jpg"
     ]
+
+
+def test_pils_size_and_palette_warnings_do_not_reach_the_user(tmp_path, monkeypatch):
+    train = tmp_path / "pets" / "train"
+    write_pngs(train / "cat", 4, size=(16, 24))  # 384 pixels: over the limit, under twice it
+    write_pngs(train / "dog", 4, size=(16, 24))
+    palette = Image.new("RGB", (16, 16), (200, 30, 30)).convert("P")
+    palette.save(train / "dog" / "p.png", transparency=bytes([0, 128] + [255] * 254))
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 300)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        data = ImageFolderData(str(tmp_path / "pets"), image_size=16, num_workers=0)
+        data.setup(torch.device("cpu"))
+        batches = [len(y) for _, y in data.train_loader()]
+    assert batches == [7] and [str(w.message) for w in caught] == []

@@ -10,9 +10,11 @@ interrupted run resumes to the same batches.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import os
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -61,6 +63,16 @@ def too_large(path: Path) -> str:
         f"the image {path} has more than the {limit:,} pixels PIL opens (its guard against "
         "decompression bombs); downscale it or delete it."
     )
+
+
+@contextlib.contextmanager
+def quiet_pil() -> Iterator[None]:
+    """PIL's warnings while opening and converting, silenced: an image between its pixel limit
+    and twice that (which it refuses: too_large) and a palette image's byte transparency are
+    no error of the user's, and each worker printed them with PIL's source line, every epoch."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        yield
 
 
 def check_mode(image: Image.Image, path: Path) -> None:
@@ -143,7 +155,7 @@ def read_class(folder: Path) -> list[Path]:
     )
     for path in images:
         try:
-            with Image.open(path) as image:
+            with quiet_pil(), Image.open(path) as image:
                 check_mode(image, path)
         except Image.DecompressionBombError as error:
             raise UserError(too_large(path)) from error
@@ -194,7 +206,7 @@ def load_rgb(path: Path, draft: int | None = None) -> Image.Image:
     """The image as RGB (from grayscale, palette, RGBA too). draft: let JPEGs decode at a reduced
     scale that still covers draft x draft pixels, far faster for large photos."""
     try:
-        with Image.open(path) as image:
+        with quiet_pil(), Image.open(path) as image:
             if draft is not None:
                 image.draft("RGB", (draft, draft))
             # Upright as a photo viewer shows it: cameras store pixels as the sensor saw them and
@@ -232,10 +244,11 @@ class ImageDataset(Dataset):
         path, target = self.samples[index]
         image = load_rgb(path, self.draft)
         if seed is None:
-            return self.transform(image), target
+            with quiet_pil():  # PIL's crop warns about a large image's size again
+                return self.transform(image), target
         # Forked: with num_workers=0 this runs in the training process, whose global generator
         # (dropout, ...) must not depend on the data.
-        with torch.random.fork_rng(devices=[]):
+        with torch.random.fork_rng(devices=[]), quiet_pil():
             torch.manual_seed(seed)
             return self.transform(image), target
 
