@@ -168,3 +168,30 @@ def test_pils_size_and_palette_warnings_do_not_reach_the_user(tmp_path, monkeypa
         data.setup(torch.device("cpu"))
         batches = [len(y) for _, y in data.train_loader()]
     assert batches == [7] and [str(w.message) for w in caught] == []
+
+
+def test_a_no_for_freeze_backbone_is_refused_not_read_as_true(tmp_path):
+    key = "freeze_backbone"
+    write_pngs(tmp_path / "pets" / "train" / "cat", 4)
+    write_pngs(tmp_path / "pets" / "train" / "dog", 4)
+    result = run_nntrain(
+        "model=resnet18",
+        "data=imagefolder",
+        f"data.root={tmp_path / 'pets'}",
+        f"model.{key}=no",
+        "hydra.run.dir=run",
+        cwd=tmp_path,
+    )
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"Error: model.{key} must be true or false, got 'no'; e.g. model.{key}=true."
+    )
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_string_for_pretrained_is_refused_before_any_download():
+    with pytest.raises(UserError) as error:
+        ResNet18((1, 8, 8), num_classes=3, pretrained="no")  # type: ignore[arg-type]
+    assert str(error.value) == (
+        "model.pretrained must be true or false, got 'no'; e.g. model.pretrained=true."
+    )

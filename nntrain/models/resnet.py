@@ -130,6 +130,12 @@ class ResNet18(nn.Module):
             f"model=resnet18 needs image data shaped (channels, height, width), but this data set "
             f"gives {len(input_shape)}-dimensional inputs {tuple(input_shape)}; use model=mlp.",
         )
+        for key, value in (("pretrained", pretrained), ("freeze_backbone", freeze_backbone)):
+            # A string such as `no` from the command line is truthy: it would freeze or download.
+            require(
+                isinstance(value, bool),
+                f"model.{key} must be true or false, got {value!r}; e.g. model.{key}=true.",
+            )
         require(
             unfreeze_at_epoch is None or freeze_backbone,
             "model.unfreeze_at_epoch needs model.freeze_backbone=true (it unfreezes a frozen backbone).",
