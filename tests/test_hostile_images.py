@@ -195,3 +195,24 @@ def test_a_string_for_pretrained_is_refused_before_any_download():
     assert str(error.value) == (
         "model.pretrained must be true or false, got 'no'; e.g. model.pretrained=true."
     )
+
+
+@pytest.mark.parametrize(
+    ("overrides", "imagenet"),
+    [
+        ((), False),
+        (("model.pretrained=true",), True),
+        (("model.weights_path=resnet18.pth",), True),  # torchvision's weights, from a file
+        (("model.pretrained=no",), False),  # the model refuses it under its own name
+        (("model.weights_path=resnet18.pth", "data.imagenet_normalization=false"), False),
+    ],
+)
+def test_imagenet_normalization_follows_pretrained_weights_downloaded_or_from_a_file(
+    overrides, imagenet
+):
+    import nntrain.commands.train  # noqa: F401  (registers the config's resolvers)
+    from tests.conftest import compose_config
+
+    for data in ("data=imagefolder", "data=cifar10"):
+        cfg = compose_config("model=resnet18", data, "data.root=photos", *overrides)
+        assert cfg.data.imagenet_normalization is imagenet, data

@@ -45,6 +45,19 @@ def path_safe(name: object) -> str:
 OmegaConf.register_new_resolver("nntrain.path_safe", path_safe, replace=True, use_cache=True)
 
 
+def starts_pretrained(pretrained: object, weights_path: object) -> bool:
+    """data.imagenet_normalization's default: whether the model starts from pretrained weights,
+    downloaded (model.pretrained) or from a file (model.weights_path: a resnet18 state dict,
+    trained on ImageNet-normalised images). A pretrained that is no bool counts as false here:
+    the model refuses it under its own name."""
+    if weights_path not in (None, ""):
+        return True
+    return pretrained if isinstance(pretrained, bool) else False
+
+
+OmegaConf.register_new_resolver("nntrain.starts_pretrained", starts_pretrained, replace=True)
+
+
 def new_run_dir(base: str) -> str:
     """The run (or sweep) directory base, or base-2, base-3, ... when a run holds it, claimed
     for this run (nntrain.runs.claim_new). Under torchrun rank 0 claims it and every rank gets
