@@ -426,3 +426,23 @@ def test_photos_are_read_upright_as_their_exif_orientation_says(tmp_path):
     x = load_image(tmp_path / "portrait.jpg", spec)
     assert x.shape == (3, 40, 20)
     assert torch.equal(x.to(torch.uint8), torch.from_numpy(np.array(upright)).permute(2, 0, 1))
+
+
+def test_pils_large_image_warning_does_not_reach_the_user(tmp_path, monkeypatch):
+    """An image between PIL's pixel limit and twice that is predicted; PIL's warning, raised
+    while the file opens, is not printed with its source line."""
+    import warnings
+
+    from PIL import Image
+
+    from nntrain.commands.predict import load_image
+
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)
+    Image.new("L", (12, 12), 128).save(tmp_path / "large.png")  # 144 pixels: warned, not refused
+    spec = {"channels": 1, "size": [8, 8], "pixel_max": 1.0, "mean": [0.5], "std": [0.25]}
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        x = load_image(tmp_path / "large.png", spec)
+    assert [str(w.message) for w in caught] == []
+    assert x.shape == (1, 8, 8)
+    assert torch.allclose(x, torch.full_like(x, (128 / 255 - 0.5) / 0.25), atol=0.02)

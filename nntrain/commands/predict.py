@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import csv
 import math
-import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -49,12 +48,12 @@ def load_image(path: Path, spec: dict[str, Any]) -> torch.Tensor:
     from PIL import Image
     from torchvision.transforms.v2 import functional as F
 
-    from nntrain.data.image_folder import check_mode, too_large, unreadable, upright
+    from nntrain.data.image_folder import check_mode, quiet_pil, too_large, unreadable, upright
 
     try:
-        # PIL warns about palette transparency and large images; neither is the user's error.
-        with warnings.catch_warnings(), Image.open(path) as image:
-            warnings.simplefilter("ignore")
+        # PIL warns about palette transparency and large images (the latter while opening);
+        # neither is the user's error.
+        with quiet_pil(), Image.open(path) as image:
             check_mode(image, path)
             # upright as in training (EXIF orientation); convert loads the pixels
             converted = upright(image).convert("L" if spec["channels"] == 1 else "RGB")
