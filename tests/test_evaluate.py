@@ -4,6 +4,7 @@ import json
 import math
 import subprocess
 import sys
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -287,3 +288,22 @@ def test_ckpt_of_a_sweep_or_of_a_run_that_saved_nothing_says_so(tmp_path):
         f"ckpt={sweep / '1'} holds no checkpoint: the run failed before it saved one "
         "(NonFiniteLoss: the training loss became nan); fix that and train it again."
     )
+
+
+def test_a_run_shorter_than_a_log_window_still_has_its_train_curves(tmp_path):
+    """4 optimizer steps an epoch, a log step every 10: each epoch's last step logs."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from nntrain.optim.schedules import constant
+    from nntrain.training.trainer import Trainer
+    from tests.helpers import BlobData
+
+    trainer = Trainer(device="cpu", max_epochs=2, progress=False, log_every_n_steps=10)
+    trainer.fit(
+        torch.nn.Linear(4, 3), BlobData(n=120, batch_size=16), partial(torch.optim.SGD, lr=0.1),
+        partial(constant), run_dir=tmp_path,
+    )  # fmt: skip
+    events = EventAccumulator(str(tmp_path / "tb"), size_guidance={"scalars": 0})
+    events.Reload()
+    for tag in ("train/loss", "train/acc", "train/grad_norm", "train/lr", "val/acc"):
+        assert [e.step for e in events.Scalars(tag)] == [4, 8], tag

@@ -451,7 +451,9 @@ class Trainer:
         mixing = mixing_of(run.data) if not self.overfit_batches else None
         compile_seconds = 0.0
         for batches_done, micro_batches in groups:
-            log_step = (state.step + 1) % self.log_every_n_steps == 0
+            # Every n steps, and at the epoch's last: a short run still gets its train curves.
+            last_of_epoch = batches_done == run.train_batches
+            log_step = (state.step + 1) % self.log_every_n_steps == 0 or last_of_epoch
             if mixing is not None:
                 first = batches_done - len(micro_batches)
                 micro_batches = mixing.mix_group(
