@@ -47,7 +47,7 @@ def build(node: DictConfig, group: str, **kwargs: Any) -> Any:
     from hydra.utils import instantiate
 
     try:
-        return instantiate(node, _convert_="all", **kwargs)
+        built = instantiate(node, _convert_="all", **kwargs)
     except InstantiationException as error:
         cause = error.__cause__
         if isinstance(cause, UserError):
@@ -69,4 +69,47 @@ def build(node: DictConfig, group: str, **kwargs: Any) -> Any:
         raise UserError(
             f"could not build {group} from {node.get('_target_')}: {reason}; check the {group}.* "
             "values (`nntrain --cfg job` shows them)."
+        ) from error
+    if group == "scheduler":
+        check_scheduler_arguments(built, str(node.get("_target_")))
+    if group == "model" and {"input_shape", "num_classes"} <= set(kwargs):
+        from nntrain.models.contract import check_model
+
+        target = str(node.get("_target_"))
+        check_model(built, target, tuple(kwargs["input_shape"]), int(kwargs["num_classes"]))
+    return built
+
+
+# What the Trainer calls a scheduler partial with, besides the optimizer.
+SCHEDULER_CALL = {"total_steps": 1, "steps_per_epoch": 1}
+
+
+def check_scheduler_arguments(scheduler: Any, target: str) -> None:
+    """A partial scheduler is only called when training starts: a scheduler.* key it does not
+    take, or a class that does not take the step counts (torch's StepLR), ended there in a
+    traceback. Its arguments are checked against its signature now."""
+    import inspect
+
+    func = getattr(scheduler, "func", None)
+    if func is None:
+        return
+    try:
+        signature = inspect.signature(func)
+    except (TypeError, ValueError):  # a builtin without a signature: calling it will tell
+        return
+    keywords = getattr(scheduler, "keywords", {})
+    try:
+        signature.bind_partial(None, *getattr(scheduler, "args", ()), **keywords)
+    except TypeError as error:
+        raise UserError(
+            f"could not build scheduler from {target}: {error}; check the scheduler.* values "
+            "(`nntrain --cfg job` shows them)."
+        ) from error
+    try:
+        signature.bind(None, *getattr(scheduler, "args", ()), **keywords, **SCHEDULER_CALL)
+    except TypeError as error:
+        raise UserError(
+            f"could not build scheduler from {target}: {error}; a scheduler must take the "
+            "optimizer and the keyword arguments total_steps and steps_per_epoch (the schedules "
+            "of nntrain.optim.schedules do), plus the keys of its config file."
         ) from error

@@ -74,7 +74,7 @@ def build_optimizer(
     keywords = getattr(optimizer, "keywords", {})
     lr = keywords.get("lr")
     require(
-        lr is None or (is_number(lr) and lr >= 0),
+        ("lr" not in keywords or lr is not None) and (lr is None or (is_number(lr) and lr >= 0)),
         f"optimizer.lr must be a number > 0, got {lr!r}; for example optimizer.lr=1e-3.",
     )
     betas = keywords.get("betas")
@@ -96,6 +96,7 @@ def build_optimizer(
             f"optimizer.{key} must be a number in [0, 1), got {value!r}; for example "
             f"optimizer.{key}={0.9 if key == 'momentum' else 0.99}.",
         )
+    check_value_types(optimizer)
     device = next(model.parameters()).device
     optimizer = with_fastest_kernel(optimizer, device, fused)
     try:
@@ -105,6 +106,33 @@ def build_optimizer(
             f"the optimizer rejected its settings ({error}); fix the optimizer.* value, "
             "e.g. optimizer.lr=1e-3."
         ) from error
+
+
+def check_value_types(optimizer: Callable[..., torch.optim.Optimizer]) -> None:
+    """Each optimizer.* value of the type of the optimizer's own default for it: torch checks
+    few of them, so optimizer.nesterov=abc ended in a traceback from inside the first step's
+    kernel, and weight_decay=abc in a comparison error. torch's optimizers only: a user's own
+    class may give its settings other meanings (a negative number as "off", say)."""
+    target = getattr(optimizer, "func", None)
+    if not inspect.isclass(target) or not target.__module__.startswith("torch.optim"):
+        return
+    defaults = {
+        name: parameter.default
+        for name, parameter in inspect.signature(target).parameters.items()
+        if parameter.default is not inspect.Parameter.empty
+    }
+    for key, value in getattr(optimizer, "keywords", {}).items():
+        default = defaults.get(key)
+        if isinstance(default, bool):  # before numbers: a bool is an int to Python
+            require(
+                isinstance(value, bool), f"optimizer.{key} must be true or false, got {value!r}."
+            )
+        elif isinstance(default, int | float) and key != "lr":  # lr has its own sentence
+            require(
+                is_number(value) and value >= 0,
+                f"optimizer.{key} must be a number >= 0, got {value!r}; for example "
+                f"optimizer.{key}={default}.",
+            )
 
 
 # Device types whose fused Adam/AdamW/SGD kernels torch ships (torch>=2.4 has them on CPU too).

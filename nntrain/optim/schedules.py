@@ -108,6 +108,13 @@ def step_decay(
         is_number(step_epochs) and step_epochs > 0,
         f"scheduler.step_epochs must be a number > 0, got {step_epochs!r}.",
     )
+    # A negative gamma flips the lr's sign (gradient ascent), 0 stops training, > 1 grows it:
+    # none is a step decay, and each trained without a word.
+    require(
+        is_number(gamma) and 0 < gamma <= 1,
+        f"scheduler.gamma must be a number in (0, 1] (the lr's factor at each step), got "
+        f"{gamma!r}; for example scheduler.gamma=0.1.",
+    )
     warmup_steps = _warmup_steps(warmup_epochs, steps_per_epoch, total_steps)
     period = max(1, round(step_epochs * steps_per_epoch))
 
@@ -169,6 +176,10 @@ def one_cycle(
         require(
             is_number(value) and value > 0, f"scheduler.{key} must be a number > 0, got {value!r}."
         )
+    # Any text is truthy: three_phase=no would have run the three phases.
+    for key, flag in (("three_phase", three_phase), ("cycle_momentum", cycle_momentum)):
+        require(isinstance(flag, bool), f"scheduler.{key} must be true or false, got {flag!r}.")
+    check_phases(float(pct_start), total_steps, three_phase)
     scale = (max_lr / peak) if max_lr is not None and peak > 0 else 1.0
     if cycle_momentum:
         require(
@@ -186,12 +197,30 @@ def one_cycle(
         optimizer,
         max_lr=[group["lr"] * scale for group in optimizer.param_groups],
         total_steps=total_steps,
-        pct_start=pct_start,
+        pct_start=float(pct_start),  # torch refuses the ints 0 and 1
         anneal_strategy=anneal_strategy,  # type: ignore[arg-type]
         div_factor=div_factor,
         final_div_factor=final_div_factor,
         three_phase=three_phase,
         cycle_momentum=cycle_momentum,
+    )
+
+
+def check_phases(pct_start: float, total_steps: int, three_phase: bool) -> None:
+    """Each phase of OneCycleLR must span some steps: torch divides by a phase's length, so
+    pct_start=1, or pct_start x total_steps = 1 (0.2 over 5 steps), ended in a
+    ZeroDivisionError. The phase ends are torch's own."""
+    ends = (
+        [pct_start * total_steps - 1, 2 * pct_start * total_steps - 2, total_steps - 1]
+        if three_phase
+        else [pct_start * total_steps - 1, total_steps - 1]
+    )
+    starts = [0.0, *ends[:-1]]
+    require(
+        all(end != start for start, end in zip(starts, ends, strict=True)),
+        f"scheduler.pct_start={pct_start:g} leaves a phase of the one-cycle schedule without "
+        f"optimizer steps in this run's {total_steps}; choose another share, e.g. "
+        "scheduler.pct_start=0.3.",
     )
 
 
@@ -278,6 +307,14 @@ def plateau(
             is_number(value) and value >= 0,
             f"scheduler.{key} must be a number >= 0, got {value!r}.",
         )
+    # torch never raises an lr to min_lr: one above the optimizer's lr would silently mean
+    # that the lr is never reduced.
+    peak = max(group["lr"] for group in optimizer.param_groups)
+    require(
+        min_lr <= peak,
+        f"scheduler.min_lr ({min_lr}) is above the optimizer's lr ({peak}), so the lr would never "
+        "be reduced; set scheduler.min_lr below it, e.g. scheduler.min_lr=0.",
+    )
     return PlateauSchedule(
         optimizer,
         monitor,
