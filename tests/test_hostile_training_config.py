@@ -4,10 +4,14 @@ traceback, no run directory left behind."""
 
 from __future__ import annotations
 
+import math
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
+from nntrain.training.lr_finder import RangeSettings
 from tests.conftest import run_nntrain
 
 MODELS = """
@@ -284,3 +288,68 @@ def test_onecycle_takes_pct_start_0_as_written(tmp_path):
         cwd=tmp_path,
     )
     assert done.returncode == 0, done.stderr
+
+
+def run_lr_find(*args: str, cwd: Path):
+    return subprocess.run(
+        [str(Path(sys.executable).with_name("nntrain-lr-find")), *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+@pytest.mark.parametrize(
+    "overrides,message",
+    [
+        (
+            ("lr_find=abc",),
+            "lr_find must hold the range test's settings, got 'abc'; set them one by one, e.g. "
+            "lr_find.steps=100 lr_find.max_lr=1.",
+        ),
+        (
+            ("lr_find.steps=10", "data.batch_size=1"),
+            "a training batch gave a BatchNorm layer one value per channel, which has no batch "
+            "statistics (data.batch_size=1, or one image shrunk to 1x1 pixels); use "
+            "data.batch_size=2 or more.",
+        ),
+    ],
+    ids=["lr_find not a mapping", "batch size 1"],
+)
+def test_lr_find_mistakes_are_one_sentence(tmp_path, overrides, message):
+    done = run_lr_find(*overrides, cwd=tmp_path)
+    refused(done, message, tmp_path)
+
+
+def test_the_range_test_lrs_stay_finite_over_a_range_wider_than_a_float():
+    """max_lr / min_lr overflowed to inf: every lr after the first was inf, and the test said
+    the loss was not finite from its first steps on, advising a lower min_lr."""
+    settings = RangeSettings(steps=100, min_lr=1e-300, max_lr=1e300)
+    lrs = [settings.lr_at(step) for step in range(100)]
+    assert all(math.isfinite(lr) for lr in lrs)
+    assert lrs[0] == pytest.approx(1e-300) and lrs[-1] == pytest.approx(1e300)
+    assert RangeSettings(steps=11, min_lr=1e-6, max_lr=10).lr_at(5) == pytest.approx(
+        1e-3 * 3.16227766
+    )
+
+
+@pytest.mark.parametrize(
+    "overrides,message",
+    [
+        (
+            ("seed=18446744073709551616",),
+            "seed must be below 2**64 (torch's generators take 64 bits), got "
+            "18446744073709551616; for example seed=42.",
+        ),
+        (
+            ("trainer.lookahead.start_epoch=true",),
+            "trainer.lookahead.start_epoch must be an integer >= 0, got True.",
+        ),
+    ],
+    ids=["seed over 64 bits", "lookahead start_epoch true"],
+)
+def test_seed_and_lookahead_edges_are_one_sentence(tmp_path, overrides, message):
+    done = run_nntrain("trainer=debug", *overrides, cwd=tmp_path)
+    refused(done, message, tmp_path)

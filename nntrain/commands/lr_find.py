@@ -42,6 +42,11 @@ def find_lr(cfg: DictConfig, run_dir: Path) -> RangeTest:
         distributed.world_size() == 1,
         "nntrain-lr-find runs in one process (one device); start it without torchrun.",
     )
+    require(
+        isinstance(cfg.get("lr_find"), DictConfig),
+        f"lr_find must hold the range test's settings, got {cfg.get('lr_find')!r}; set them one "
+        "by one, e.g. lr_find.steps=100 lr_find.max_lr=1.",
+    )
     given = dict(OmegaConf.to_container(cfg.lr_find))  # type: ignore[arg-type]
     unknown = sorted(set(given) - set(RangeSettings.__dataclass_fields__))
     require(

@@ -39,7 +39,8 @@ class Lookahead:
             f"trainer.lookahead.decay_power must be a number >= 0, got {decay_power!r}.",
         )
         require(
-            isinstance(start_epoch, int) and start_epoch >= 0,
+            # bool is an int to Python: start_epoch=true started at epoch 1 without a word.
+            isinstance(start_epoch, int) and not isinstance(start_epoch, bool) and start_epoch >= 0,
             f"trainer.lookahead.start_epoch must be an integer >= 0, got {start_epoch!r}.",
         )
         self.every_n_steps = every_n_steps

@@ -27,7 +27,7 @@ from typing import Any
 import torch
 
 from nntrain.data.protocols import DataModule, Loader, task_of
-from nntrain.errors import check_positive_int, is_number, require
+from nntrain.errors import UserError, check_positive_int, is_number, require
 from nntrain.inference.metrics import RunningClassification, RunningRegression
 from nntrain.optim.optimizers import build_optimizer
 from nntrain.training.step import Batch, StepParts, optimizer_step_groups, train_step
@@ -73,7 +73,10 @@ class RangeSettings:
 
     def lr_at(self, step: int) -> float:
         """min_lr * (max_lr / min_lr) ** (step / (steps - 1)): evenly spaced on a log scale."""
-        return self.min_lr * (self.max_lr / self.min_lr) ** (step / (self.steps - 1))
+        # In logs: max_lr / min_lr overflows to inf for a range over 308 decades (1e-300 to
+        # 1e300), which made every lr after the first inf.
+        low, high = math.log(self.min_lr), math.log(self.max_lr)
+        return math.exp(low + (high - low) * step / (self.steps - 1))
 
 
 @dataclass
@@ -173,13 +176,32 @@ def range_test(
             if mixing is not None:
                 micro_batches = mixing.mix_group(micro_batches, data.num_classes, epoch, first, 0)
             before = running.snapshot()
-            train_step(parts, micro_batches, running)
+            train_step_or_refuse(parts, micro_batches, running)
             if record(test, settings, settings.lr_at(step), running.compute(since=before)["loss"]):
                 break
     finally:
         model.load_state_dict(initial)
     suggest(test)
     return test
+
+
+def train_step_or_refuse(
+    parts: StepParts,
+    micro_batches: list[Batch],
+    running: RunningClassification | RunningRegression,
+) -> None:
+    """train_step, with the one error a user's batch size causes said as `nntrain` says it
+    (Trainer.fit's own sentence; it was a traceback here)."""
+    try:
+        train_step(parts, micro_batches, running)
+    except ValueError as error:
+        if "Expected more than 1 value per channel when training" in str(error):
+            raise UserError(
+                "a training batch gave a BatchNorm layer one value per channel, which has no "
+                "batch statistics (data.batch_size=1, or one image shrunk to 1x1 pixels); "
+                "use data.batch_size=2 or more."
+            ) from error
+        raise
 
 
 def record(test: RangeTest, settings: RangeSettings, lr: float, loss: float) -> bool:

@@ -18,6 +18,13 @@ def check_seed(seed: object) -> int:
         isinstance(seed, int) and not isinstance(seed, bool) and seed >= 0,
         f"seed must be an integer >= 0, got {seed!r}; for example seed=42.",
     )
+    # torch's generators take seeds below 2**64; a larger one failed later, while building
+    # the data, with "Overflow when unpacking long long".
+    require(
+        seed < 2**64,  # type: ignore[operator]
+        f"seed must be below 2**64 (torch's generators take 64 bits), got {seed}; for example "
+        "seed=42.",
+    )
     return seed  # type: ignore[return-value]
 
 
