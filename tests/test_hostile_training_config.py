@@ -353,3 +353,37 @@ def test_the_range_test_lrs_stay_finite_over_a_range_wider_than_a_float():
 def test_seed_and_lookahead_edges_are_one_sentence(tmp_path, overrides, message):
     done = run_nntrain("trainer=debug", *overrides, cwd=tmp_path)
     refused(done, message, tmp_path)
+
+
+@pytest.mark.parametrize(
+    "override,message",
+    [
+        (
+            "trainer.ema=abc",
+            "trainer.ema must be a group of settings (decay, warmup), e.g. trainer.ema.decay=..., "
+            "got 'abc'.",
+        ),
+        ("+trainer.ema.foo=1", "trainer.ema has no setting foo; its settings are decay, warmup."),
+        (
+            "trainer.lookahead=abc",
+            "trainer.lookahead must be a group of settings (every_n_steps, decay, decay_power, "
+            "start_epoch), e.g. trainer.lookahead.every_n_steps=..., got 'abc'.",
+        ),
+        (
+            "+trainer.checkpoint.every_n_step=5",  # the typo was ignored: no mid-epoch saves
+            "trainer.checkpoint has no setting every_n_step; its settings are every_n_steps.",
+        ),
+        (
+            "+trainer.early_stopping.patiance=3",
+            "trainer.early_stopping has no setting patiance; its settings are monitor, mode, "
+            "patience, min_delta.",
+        ),
+    ],
+    ids=["ema not a group", "ema unknown key", "lookahead not a group", "checkpoint typo",
+         "early stopping typo"],
+)  # fmt: skip
+def test_a_trainer_settings_group_that_is_no_group_or_has_a_typo_is_one_sentence(
+    tmp_path, override, message
+):
+    done = run_nntrain("trainer=debug", override, cwd=tmp_path)
+    refused(done, message, tmp_path)

@@ -27,7 +27,7 @@ from nntrain.data.class_weights import describe as describe_class_weights
 from nntrain.data.mixing import Mixing
 from nntrain.data.protocols import DataModule, Loader, task_of
 from nntrain.devices import Compute, resolve_device, resolve_precision
-from nntrain.errors import UserError, check_positive_int, is_number, require
+from nntrain.errors import UserError, check_positive_int, is_number, require, settings_of
 from nntrain.inference.logits import classify, score, score_regression
 from nntrain.inference.metrics import TASK_METRICS, RunningClassification, RunningRegression
 from nntrain.inference.tta import check_mode
@@ -129,12 +129,14 @@ class Trainer:
         self.autocast_dtype = resolve_precision(precision, self.device)
         self.grad_clip = check_grad_clip(grad_clip)
         self.grad_clip_mode = check_grad_clip_mode(grad_clip_mode)
-        self.ema = EmaSettings(**dict(ema or {}))
+        self.ema = EmaSettings(**settings_of("trainer.ema", ema, EmaSettings))
         self.accumulate = check_positive_int(
             "trainer.accumulate_grad_batches", accumulate_grad_batches, example=2
         )
         # Checked here, before any data is loaded; each fit starts a restarted copy.
-        self.early_stopping = EarlyStopping(**dict(early_stopping or {}))
+        self.early_stopping = EarlyStopping(
+            **settings_of("trainer.early_stopping", early_stopping, EarlyStopping)
+        )
         limit_batches(1, limit_train_batches, "trainer.limit_train_batches")
         limit_batches(1, limit_val_batches, "trainer.limit_val_batches")
         self.limit_train_batches, self.limit_val_batches = limit_train_batches, limit_val_batches
@@ -155,7 +157,7 @@ class Trainer:
             "implementation); leave it off on CPU.",
         )
         self.label_smoothing = check_label_smoothing(label_smoothing)
-        self.lookahead = Lookahead(**dict(lookahead or {}))
+        self.lookahead = Lookahead(**settings_of("trainer.lookahead", lookahead, Lookahead))
         self.test_time_augmentation = check_mode(test_time_augmentation)
         self.compile = check_compile(compile, self.device)
         require(
@@ -1036,10 +1038,14 @@ def check_grad_clip_mode(mode: object) -> str:
 
 
 def check_checkpoint_every(checkpoint: Mapping[str, Any] | None) -> int | None:
-    every = dict(checkpoint or {}).get("every_n_steps")
+    every = settings_of("trainer.checkpoint", checkpoint, checkpoint_settings).get("every_n_steps")
     if every is not None:
         check_positive_int("trainer.checkpoint.every_n_steps", every, example=100)
     return every
+
+
+def checkpoint_settings(every_n_steps: int | None = None) -> None:
+    """trainer.checkpoint's settings (settings_of reads its signature)."""
 
 
 def check_compile(setting: object, device: torch.device) -> bool | str:
