@@ -64,6 +64,13 @@ class Frozen(Net):
 class NotAModule:
     def __init__(self, input_shape, num_classes):
         pass
+
+
+class RaisesWhenTraining(Net):
+    def forward(self, x):
+        if self.training:
+            raise RuntimeError("mat1 and mat2 shapes cannot be multiplied")
+        return super().forward(x)
 """
 
 
@@ -387,3 +394,17 @@ def test_a_trainer_settings_group_that_is_no_group_or_has_a_typo_is_one_sentence
 ):
     done = run_nntrain("trainer=debug", override, cwd=tmp_path)
     refused(done, message, tmp_path)
+
+
+def test_a_model_whose_forward_raises_in_training_is_one_sentence_naming_its_line(code, tmp_path):
+    done = run_nntrain(
+        "trainer=debug", "model._target_=mymodels.RaisesWhenTraining", "~model.hidden",
+        "~model.dropout", cwd=tmp_path, env={"PYTHONPATH": str(code)},
+    )  # fmt: skip
+    line = next(i for i, text in enumerate(MODELS.splitlines(), 1) if "raise Runtime" in text)
+    refused(
+        done,
+        "the model's code raised RuntimeError: mat1 and mat2 shapes cannot be multiplied "
+        f"(mymodels.py, line {line}, in forward); fix the model ({OWN}).",
+        tmp_path,
+    )

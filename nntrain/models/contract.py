@@ -6,12 +6,15 @@ not at all: a classifier with more outputs than classes trains without complaint
 from __future__ import annotations
 
 import contextlib
+import inspect
+import traceback
 from collections.abc import Iterator
+from pathlib import Path
 
 import torch
 from torch import nn
 
-from nntrain.errors import UserError, require
+from nntrain.errors import UserError, first_line, require
 from nntrain.models.hooks import EpochAware
 
 HOW = 'README: "Your own model"'
@@ -101,4 +104,42 @@ def check_output(
         f"the output of the model from {target} does not depend on its trainable parameters "
         "(forward detaches it or runs under torch.no_grad), so no gradient would reach them; "
         "return the logits as computed.",
+    )
+
+
+def model_files(model: nn.Module) -> set[Path]:
+    """The source files of the model's own classes: its modules' classes defined outside torch
+    and nntrain (a user's model.py)."""
+    import nntrain
+
+    libraries = [Path(torch.__file__).parent, Path(nntrain.__file__).parent]
+    found: set[Path] = set()
+    for module in model.modules():
+        try:
+            source = inspect.getsourcefile(type(module))
+        except TypeError:  # a class without a source file
+            continue
+        if source is not None:
+            path = Path(source).resolve()
+            if not any(path.is_relative_to(library) for library in libraries):
+                found.add(path)
+    return found
+
+
+def fault_in_model(error: BaseException, model: nn.Module) -> str | None:
+    """One sentence for an error raised in a user's model code (a file model_files names is on
+    its traceback), else None: an error of nntrain's or torch's own keeps its traceback."""
+    files = model_files(model)
+    frames = [
+        frame
+        for frame in traceback.extract_tb(error.__traceback__)
+        if Path(frame.filename).resolve() in files
+    ]
+    if not frames:
+        return None
+    where = frames[-1]
+    return (
+        f"the model's code raised {type(error).__name__}: {first_line(error)} "
+        f"({Path(where.filename).name}, line {where.lineno}, in {where.name}); fix the model "
+        f"({HOW})."
     )

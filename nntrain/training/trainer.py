@@ -31,6 +31,7 @@ from nntrain.errors import UserError, check_positive_int, is_number, require, se
 from nntrain.inference.logits import classify, score, score_regression
 from nntrain.inference.metrics import TASK_METRICS, RunningClassification, RunningRegression
 from nntrain.inference.tta import check_mode
+from nntrain.models.contract import fault_in_model
 from nntrain.models.hooks import EpochAware, InitializedFromData
 from nntrain.optim.optimizers import build_optimizer
 from nntrain.optim.schedules import PlateauSchedule
@@ -211,13 +212,18 @@ class Trainer:
                     progress.validating()
                     self._end_epoch(run, train, epoch_start, stop)
             return self._finish_all_ranks(run) if self.world > 1 else self._finish(run)
-        except ValueError as error:
+        except (UserError, TrainingInterrupted):
+            raise
+        except Exception as error:
             if "Expected more than 1 value per channel when training" in str(error):
                 raise UserError(
                     "a training batch gave a BatchNorm layer one value per channel, which has no "
                     "batch statistics (data.batch_size=1, or one image shrunk to 1x1 pixels); "
                     "use data.batch_size=2 or more."
                 ) from error
+            fault = fault_in_model(error, run.model)  # a user's model raised: not our bug
+            if fault is not None:
+                raise UserError(fault) from error
             raise
         finally:
             run.tensorboard.close()
