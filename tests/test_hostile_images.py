@@ -216,3 +216,28 @@ def test_imagenet_normalization_follows_pretrained_weights_downloaded_or_from_a_
     for data in ("data=imagefolder", "data=cifar10"):
         cfg = compose_config("model=resnet18", data, "data.root=photos", *overrides)
         assert cfg.data.imagenet_normalization is imagenet, data
+
+
+def test_a_frozen_backbone_that_learns_nothing_useful_is_said(tmp_path):
+    """No pretrained weights under a frozen backbone, or an unfreeze after the last epoch."""
+    for name, color in (("cat", (200, 30, 30)), ("dog", (30, 30, 200))):
+        (tmp_path / "photos" / "train" / name).mkdir(parents=True)
+        for i in range(6):
+            Image.new("RGB", (16, 16), color).save(
+                tmp_path / "photos" / "train" / name / f"{i}.png"
+            )
+    done = run_nntrain(
+        "model=resnet18", "data=imagefolder", "data.root=photos", "data.image_size=16",
+        "model.freeze_backbone=true", "model.unfreeze_at_epoch=3", "trainer=debug",
+        "trainer.max_epochs=1", "data.num_workers=0", cwd=tmp_path,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    output = done.stdout + done.stderr
+    assert (
+        "model.freeze_backbone=true without pretrained weights (model.pretrained=true or "
+        "model.weights_path): only the head trains, on a randomly initialised backbone" in output
+    )
+    assert (
+        "model.unfreeze_at_epoch=3 comes after the last epoch (trainer.max_epochs=1): the "
+        "backbone stays frozen for the whole run" in output
+    )

@@ -408,3 +408,18 @@ def test_a_model_whose_forward_raises_in_training_is_one_sentence_naming_its_lin
         f"(mymodels.py, line {line}, in forward); fix the model ({OWN}).",
         tmp_path,
     )
+
+
+def test_a_lookahead_starting_after_the_last_epoch_is_said(caplog):
+    import logging
+
+    from nntrain.training.trainer import Trainer
+
+    with caplog.at_level(logging.WARNING, logger="nntrain"):
+        Trainer(device="cpu", max_epochs=2, lookahead={"every_n_steps": 5, "start_epoch": 1})
+        assert caplog.text == ""
+        Trainer(device="cpu", max_epochs=2, lookahead={"every_n_steps": 5, "start_epoch": 2})
+    assert (
+        "trainer.lookahead.start_epoch=2 comes after the last epoch (with trainer.max_epochs=2 "
+        "they are 0 to 1): lookahead never runs" in caplog.text
+    )

@@ -421,15 +421,38 @@ def build_model(cfg: DictConfig, data: Any) -> Any:
     weights_path that is gone, would fail), but the backbone keeps its own learning rate."""
     shape = {"input_shape": data.input_shape, "num_classes": data.num_classes}
     if not cfg.get("resume"):
-        return build(cfg.model, "model", **shape)
-    from nntrain.inference.trained_run import without_weight_files
-    from nntrain.models.hooks import PretrainedBackbone
+        model = build(cfg.model, "model", **shape)
+    else:
+        from nntrain.inference.trained_run import without_weight_files
+        from nntrain.models.hooks import PretrainedBackbone
 
-    model_config, pretrained = without_weight_files(cfg.model)
-    model = build(model_config, "model", **shape)
-    if pretrained and isinstance(model, PretrainedBackbone):
-        model.pretrained_backbone = True  # its parameter groups (model.backbone_lr_scale)
+        model_config, pretrained = without_weight_files(cfg.model)
+        model = build(model_config, "model", **shape)
+        if pretrained and isinstance(model, PretrainedBackbone):
+            model.pretrained_backbone = True  # its parameter groups (model.backbone_lr_scale)
+    warn_about_freezing(model, cfg.trainer.max_epochs)
     return model
+
+
+def warn_about_freezing(model: Any, max_epochs: object) -> None:
+    """A frozen backbone that trains nothing useful is allowed, and said: one with no
+    pretrained weights (only the head learns, on random features), or one that
+    model.unfreeze_at_epoch would unfreeze after the last epoch."""
+    from nntrain.reporting.console import log
+
+    if not getattr(model, "backbone_frozen", False):
+        return
+    if not getattr(model, "pretrained_backbone", True):
+        log.warning(
+            "model.freeze_backbone=true without pretrained weights (model.pretrained=true or "
+            "model.weights_path): only the head trains, on a randomly initialised backbone"
+        )
+    unfreeze = getattr(model, "unfreeze_at_epoch", None)
+    if isinstance(unfreeze, int) and isinstance(max_epochs, int) and unfreeze > max_epochs:
+        log.warning(
+            f"model.unfreeze_at_epoch={unfreeze} comes after the last epoch "
+            f"(trainer.max_epochs={max_epochs}): the backbone stays frozen for the whole run"
+        )
 
 
 @hydra.main(version_base="1.3", config_path="pkg://nntrain.configs", config_name="train")

@@ -159,6 +159,12 @@ class Trainer:
         )
         self.label_smoothing = check_label_smoothing(label_smoothing)
         self.lookahead = Lookahead(**settings_of("trainer.lookahead", lookahead, Lookahead))
+        if self.lookahead.every_n_steps is not None and self.lookahead.start_epoch >= max_epochs:
+            log.warning(
+                f"trainer.lookahead.start_epoch={self.lookahead.start_epoch} comes after the "
+                f"last epoch (with trainer.max_epochs={max_epochs} they are 0 to "
+                f"{max_epochs - 1}): lookahead never runs"
+            )
         self.test_time_augmentation = check_mode(test_time_augmentation)
         self.compile = check_compile(compile, self.device)
         require(
