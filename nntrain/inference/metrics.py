@@ -121,7 +121,7 @@ def classification_report(
             "precision": precision.tolist(),
             "recall": recall.tolist(),
             "f1": f1.tolist(),
-            "support": support.tolist(),
+            "support": [int(count) for count in support],  # sklearn may give floats
         },
         "confusion_matrix": confusion_matrix(
             targets, torch.from_numpy(predicted), len(class_names)
