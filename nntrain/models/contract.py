@@ -143,3 +143,16 @@ def fault_in_model(error: BaseException, model: nn.Module) -> str | None:
         f"({Path(where.filename).name}, line {where.lineno}, in {where.name}); fix the model "
         f"({HOW})."
     )
+
+
+def training_fault(error: Exception, model: nn.Module) -> str | None:
+    """The sentence for an error of the user's making raised while training (a batch of one
+    for BatchNorm, an error in their model's own code), or None: nntrain's or torch's own
+    errors keep their traceback."""
+    if "Expected more than 1 value per channel when training" in str(error):
+        return (
+            "a training batch gave a BatchNorm layer one value per channel, which has no batch "
+            "statistics (data.batch_size=1, or one image shrunk to 1x1 pixels); use "
+            "data.batch_size=2 or more."
+        )
+    return fault_in_model(error, model)

@@ -29,6 +29,7 @@ import torch
 from nntrain.data.protocols import DataModule, Loader, task_of
 from nntrain.errors import UserError, check_positive_int, is_number, require
 from nntrain.inference.metrics import RunningClassification, RunningRegression
+from nntrain.models.contract import training_fault
 from nntrain.optim.optimizers import build_optimizer
 from nntrain.training.step import Batch, StepParts, optimizer_step_groups, train_step
 from nntrain.training.trainer import Trainer, loss_weights, mixing_of
@@ -190,17 +191,16 @@ def train_step_or_refuse(
     micro_batches: list[Batch],
     running: RunningClassification | RunningRegression,
 ) -> None:
-    """train_step, with the one error a user's batch size causes said as `nntrain` says it
-    (Trainer.fit's own sentence; it was a traceback here)."""
+    """train_step, with the errors of the user's making (a batch size of one under BatchNorm,
+    an error in their model's code) said as `nntrain` says them (contract.training_fault)."""
     try:
         train_step(parts, micro_batches, running)
-    except ValueError as error:
-        if "Expected more than 1 value per channel when training" in str(error):
-            raise UserError(
-                "a training batch gave a BatchNorm layer one value per channel, which has no "
-                "batch statistics (data.batch_size=1, or one image shrunk to 1x1 pixels); "
-                "use data.batch_size=2 or more."
-            ) from error
+    except UserError:
+        raise
+    except Exception as error:
+        fault = training_fault(error, parts.model)
+        if fault is not None:
+            raise UserError(fault) from error
         raise
 
 

@@ -31,7 +31,7 @@ from nntrain.errors import UserError, check_positive_int, is_number, require, se
 from nntrain.inference.logits import classify, score, score_regression
 from nntrain.inference.metrics import TASK_METRICS, RunningClassification, RunningRegression
 from nntrain.inference.tta import check_mode
-from nntrain.models.contract import fault_in_model
+from nntrain.models.contract import training_fault
 from nntrain.models.hooks import EpochAware, InitializedFromData
 from nntrain.optim.optimizers import build_optimizer
 from nntrain.optim.schedules import PlateauSchedule
@@ -221,13 +221,7 @@ class Trainer:
         except (UserError, TrainingInterrupted):
             raise
         except Exception as error:
-            if "Expected more than 1 value per channel when training" in str(error):
-                raise UserError(
-                    "a training batch gave a BatchNorm layer one value per channel, which has no "
-                    "batch statistics (data.batch_size=1, or one image shrunk to 1x1 pixels); "
-                    "use data.batch_size=2 or more."
-                ) from error
-            fault = fault_in_model(error, run.model)  # a user's model raised: not our bug
+            fault = training_fault(error, run.model)  # the user's to fix, not our bug
             if fault is not None:
                 raise UserError(fault) from error
             raise
