@@ -117,7 +117,10 @@ TORCHVISION_DATA = {
     "augment": None,
     "crop_padding": 4,
     "padding_mode": "constant",
-    "imagenet_normalization": "${oc.select:model.pretrained,false}",
+    "imagenet_normalization": (
+        "${nntrain.starts_pretrained:${oc.select:model.pretrained,false},"
+        "${oc.select:model.weights_path,null}}"
+    ),
     "resize": None,
     "class_weights": None,
     "sampler": None,

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 def find_lr(cfg: DictConfig, run_dir: Path) -> RangeTest:
     """Build the data, model and optimizer as nntrain would, run the range test, write its
     files into run_dir; returns the test."""
+    from nntrain.models.contract import build_checked
     from nntrain.optim.optimizers import check_config_lr
     from nntrain.training import distributed
     from nntrain.training.lr_finder import RangeSettings, range_test
@@ -59,7 +60,7 @@ def find_lr(cfg: DictConfig, run_dir: Path) -> RangeTest:
     trainer = build(cfg.trainer, "trainer", progress=False)
     data = build(cfg.data, "data")
     seed_everything(cfg.seed)  # the same initial weights as `nntrain` with this config
-    model = build(cfg.model, "model", input_shape=data.input_shape, num_classes=data.num_classes)
+    model = build_checked(cfg.model, tuple(data.input_shape), data.num_classes)
     check_config_lr(cfg.optimizer.get("lr"))
     optimizer = build(cfg.optimizer, "optimizer")
     test = range_test(trainer, model, data, optimizer, settings)

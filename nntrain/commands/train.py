@@ -419,15 +419,17 @@ def build_model(cfg: DictConfig, data: Any) -> Any:
     """The config's model. A resumed run's weights all come from its checkpoint: pretrained
     weights are not fetched again (a job requeued on a node without the internet, or a
     weights_path that is gone, would fail), but the backbone keeps its own learning rate."""
-    shape = {"input_shape": data.input_shape, "num_classes": data.num_classes}
+    from nntrain.models.contract import build_checked
+
+    shape = {"input_shape": tuple(data.input_shape), "num_classes": data.num_classes}
     if not cfg.get("resume"):
-        model = build(cfg.model, "model", **shape)
+        model = build_checked(cfg.model, **shape)
     else:
         from nntrain.inference.trained_run import without_weight_files
         from nntrain.models.hooks import PretrainedBackbone
 
         model_config, pretrained = without_weight_files(cfg.model)
-        model = build(model_config, "model", **shape)
+        model = build_checked(model_config, **shape)
         if pretrained and isinstance(model, PretrainedBackbone):
             model.pretrained_backbone = True  # its parameter groups (model.backbone_lr_scale)
     warn_about_freezing(model, cfg.trainer.max_epochs)

@@ -104,14 +104,13 @@ def explain_a_folder_without_best(folder: Path) -> None:
 
 def build_model(run: TrainedRun, device: torch.device | str = "cpu") -> nn.Module:
     """The run's model with the checkpoint's weights, in eval mode on device."""
-    from nntrain.instantiate import build, check_importable
+    from nntrain.instantiate import check_importable
+    from nntrain.models.contract import build_checked
 
     target = str(run.config.model.get("_target_"))
     check_importable(target, f"the model class {target} of {run.checkpoint_path}")
     model_config, _ = without_weight_files(run.config.model)
-    model = build(
-        model_config, "model", input_shape=run.input_shape, num_classes=len(run.class_names)
-    )
+    model = build_checked(model_config, run.input_shape, len(run.class_names))
     try:
         model.load_state_dict(run.state["model"])
     except RuntimeError as error:

@@ -12,12 +12,22 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import torch
+from omegaconf import DictConfig
 from torch import nn
 
 from nntrain.errors import UserError, first_line, require
+from nntrain.instantiate import build
 from nntrain.models.hooks import EpochAware
 
 HOW = 'README: "Your own model"'
+
+
+def build_checked(node: DictConfig, input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
+    """The model a config node describes (instantiate.build), built for the data and checked
+    against the contract (check_model): what every command that builds a model calls."""
+    model = build(node, "model", input_shape=input_shape, num_classes=num_classes)
+    check_model(model, str(node.get("_target_")), tuple(input_shape), int(num_classes))
+    return model
 
 
 def check_model(model: object, target: str, input_shape: tuple[int, ...], num_classes: int) -> None:
