@@ -281,8 +281,22 @@ def test_scheduler_arguments_are_checked_when_built(tmp_path, overrides, message
 def test_schedule_values_that_trained_wrongly_or_crashed_are_one_sentence(
     tmp_path, overrides, message
 ):
-    done = run_nntrain("trainer=debug", "trainer.max_epochs=1", *overrides, cwd=tmp_path)
-    refused(done, message, tmp_path)
+    """Checked where the Trainer builds the schedule (in process: trainer=debug's 5 steps, the
+    default optimizer's lr); the first case also from the command line."""
+    import torch
+
+    from nntrain.errors import UserError
+    from nntrain.instantiate import build
+    from tests.conftest import compose_config
+
+    if overrides == ("scheduler=step", "scheduler.gamma=-1"):
+        done = run_nntrain("trainer=debug", "trainer.max_epochs=1", *overrides, cwd=tmp_path)
+        refused(done, message, tmp_path)
+    cfg = compose_config("trainer=debug", *overrides)
+    optimizer = torch.optim.AdamW(torch.nn.Linear(2, 2).parameters(), lr=cfg.optimizer.lr)
+    with pytest.raises(UserError) as error:
+        build(cfg.scheduler, "scheduler")(optimizer, total_steps=5, steps_per_epoch=5)
+    assert str(error.value) == message
 
 
 def test_onecycle_takes_pct_start_0_as_written(tmp_path):
