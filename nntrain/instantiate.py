@@ -3,6 +3,7 @@ into one-sentence UserErrors."""
 
 from __future__ import annotations
 
+from types import ModuleType
 from typing import Any
 
 from omegaconf import DictConfig
@@ -17,19 +18,149 @@ CONTRACTS = {
 }
 
 
-def unimportable(what: str, target: str, error: ImportError) -> str:
-    """One sentence: `what` cannot be imported, and which module to put on the path."""
-    root = error.__cause__ if isinstance(error.__cause__, ImportError) else error
-    module = getattr(root, "name", None) or target.rpartition(".")[0]
-    return (
-        f"{what} cannot be imported ({first_line(root)}); put the folder that holds the module "
-        f"{module} on the Python path (e.g. PYTHONPATH=/path/to/your/code) or pip install its "
-        "package."
+def unimportable(what: str, target: str, error: ImportError, label: str | None = None) -> str:
+    """One sentence for a `target` that could not be imported (Hydra wraps every failure in an
+    ImportError "Error loading ..." that cuts the real cause off): a module that cannot be
+    found (`what` cannot be imported: the Python path), a module that raised while importing
+    (its error with file and line), or a module without that name (what it defines instead).
+    `label` starts the last two (e.g. model._target_=mynet.Net), `what` when not given."""
+    label = label or what
+    cause = original_error(error)
+    prefixes = {target.rsplit(".", n)[0] for n in range(target.count(".") + 1)}
+    looked_up = isinstance(cause, AttributeError) or (
+        isinstance(cause, ModuleNotFoundError) and cause.name in prefixes
     )
+    if looked_up:
+        missing = missing_attribute(target)
+        if missing is not None:
+            return f"{label}: {missing}."
+        root = cause if isinstance(cause, ImportError) else error
+        module = getattr(root, "name", None) or target.rpartition(".")[0]
+        return (
+            f"{what} cannot be imported ({first_line(root)}); put the folder that holds the "
+            f"module {module} on the Python path (e.g. PYTHONPATH=/path/to/your/code) or pip "
+            "install its package."
+        )
+    module = target.rpartition(".")[0] or target
+    failure = (
+        f"{label}: importing {module} failed: {type(cause).__name__}: {error_text(cause)}"
+        f"{where_raised(cause)}"
+    )
+    if isinstance(cause, ModuleNotFoundError) and cause.name:  # a module the user's imports
+        return (
+            f"{failure}; install the package that provides {cause.name} (or put the folder "
+            "that holds it on the Python path)."
+        )
+    return f"{failure}."
+
+
+def original_error(error: BaseException) -> BaseException:
+    """The error under Hydra's wrappers (InstantiationException, its ImportError "Error
+    loading ..."): what the user's module raised, or the import system's own error."""
+    from hydra.errors import InstantiationException
+
+    while error.__cause__ is not None and (
+        isinstance(error, InstantiationException)
+        or (type(error) is ImportError and str(error).startswith("Error loading"))
+    ):
+        error = error.__cause__
+    return error
+
+
+def missing_attribute(target: str) -> str | None:
+    """The sentence "mynet has no Net; it defines: ..." when the module (or class) that
+    `target` names a part of is imported and lacks that part; None when none of it was found
+    (the module is not on the path)."""
+    import sys
+
+    parts = target.split(".")
+    for end in range(len(parts) - 1, 0, -1):
+        owner_name = ".".join(parts[:end])
+        owner = sys.modules.get(owner_name)
+        if owner is None:
+            continue
+        for part in parts[end:]:
+            if not hasattr(owner, part):
+                listed = f"; {defined_in(owner, part)}" if isinstance(owner, ModuleType) else ""
+                return f"{owner_name} has no {part}{listed}"
+            owner, owner_name = getattr(owner, part), f"{owner_name}.{part}"
+        return None
+    return None
+
+
+def defined_in(module: ModuleType, wanted: str) -> str:
+    """What a module defines, for the user to pick from: its public classes and functions (a
+    package's include those of its submodules; names it imports from elsewhere are left out),
+    those spelled like `wanted` first."""
+    import difflib
+    import inspect
+
+    def own(value: object) -> bool:
+        origin = str(getattr(value, "__module__", ""))
+        return origin == module.__name__ or origin.startswith(f"{module.__name__}.")
+
+    found = [
+        key
+        for key, value in vars(module).items()
+        if not key.startswith("_")
+        and (inspect.isclass(value) or inspect.isfunction(value))
+        and own(value)
+    ]
+    if not found:
+        return "it defines no public class or function"
+    close = difflib.get_close_matches(wanted, found, n=3)
+    found = close + [name for name in found if name not in close]
+    more = f" and {len(found) - 12} more" if len(found) > 12 else ""
+    return f"it defines: {', '.join(found[:12])}{more}"
+
+
+def error_text(error: BaseException) -> str:
+    """The error's message without its location (a SyntaxError's str() carries one)."""
+    if isinstance(error, SyntaxError) and error.msg:
+        return error.msg
+    return first_line(error)
+
+
+def where_raised(error: BaseException) -> str:
+    """The location " (mynet.py line 3)": the line of the user's code that raised (a
+    SyntaxError's own location; else the innermost frame outside Python, its installed
+    packages, Hydra and nntrain), or "" when there is none."""
+    import sys
+    import sysconfig
+    import traceback
+    from pathlib import Path
+
+    if isinstance(error, SyntaxError) and error.filename and error.lineno:
+        return f" ({shown_path(error.filename)} line {error.lineno})"
+    frames = [
+        frame
+        for frame in traceback.extract_tb(error.__traceback__)
+        if not frame.filename.startswith("<")
+    ]
+    libraries = {
+        Path(path).resolve()
+        for key in ("stdlib", "platstdlib", "purelib", "platlib")
+        if (path := sysconfig.get_paths().get(key))
+    } | {Path(sys.base_prefix).resolve(), Path(__file__).resolve().parent}
+    own = [
+        frame
+        for frame in frames
+        if not any(Path(frame.filename).resolve().is_relative_to(lib) for lib in libraries)
+    ]
+    chosen = (own or frames)[-1:]
+    return "".join(f" ({shown_path(f.filename)} line {f.lineno})" for f in chosen)
+
+
+def shown_path(filename: str) -> str:
+    """A file as the user finds it: relative to the working directory when inside it."""
+    import os
+
+    relative = os.path.relpath(filename)
+    return filename if relative.startswith("..") else relative
 
 
 def check_importable(target: str, what: str) -> None:
-    """Raise a UserError naming the module to put on the path unless `target` imports."""
+    """Raise a UserError saying why unless `target` imports (see unimportable)."""
     from hydra.utils import get_class
 
     try:
@@ -49,12 +180,13 @@ def build(node: DictConfig, group: str, **kwargs: Any) -> Any:
     try:
         built = instantiate(node, _convert_="all", **kwargs)
     except InstantiationException as error:
-        cause = error.__cause__
-        if isinstance(cause, UserError):
-            raise cause from None
+        cause, original = error.__cause__, original_error(error)
+        if isinstance(original, UserError):  # raised by the user's class (or its module)
+            raise original from None
         target = str(node.get("_target_"))
         if isinstance(cause, ImportError):
-            raise UserError(unimportable(f"the {group} class {target}", target, cause)) from error
+            what, label = f"the {group} class {target}", f"{group}._target_={target}"
+            raise UserError(unimportable(what, target, cause, label)) from error
         reason = first_line(cause or error)
         # The constructor refuses what nntrain passes (input_shape, num_classes): the contract;
         # another unexpected keyword is a config key that the class does not take.

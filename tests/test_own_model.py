@@ -196,3 +196,90 @@ def test_model_mistakes_are_one_sentence(user_folder, tmp_path, args, message):
     assert done.returncode == 1
     assert done.stderr.strip().splitlines()[-1] == f"Error: {message}"
     assert "Traceback" not in done.stderr
+
+
+# A user's module that is broken in each way a module can be (issue 27): the sentence says
+# what the user's own code did, and where; only a module that cannot be found gets the
+# Python-path advice.
+BROKEN_MODULES = {
+    "zero_net": "import math\nscale = 1\nfactor = scale / 0\n\nclass Net:\n    pass\n",
+    "syntax_net": "class Net(:\n    pass\n",
+    "typo_net": "from torch import nn\n\nclass Nett(nn.Module):\n    pass\n\ndef make_net():\n    pass\n",
+    "needy_net": "import no_such_dependency_xyz\n\nclass Net:\n    pass\n",
+}
+
+
+@pytest.mark.parametrize(
+    "target,message",
+    [
+        (
+            "zero_net.Net",
+            "model._target_=zero_net.Net: importing zero_net failed: ZeroDivisionError: division "
+            "by zero (code/zero_net.py line 3).",
+        ),
+        (
+            "syntax_net.Net",
+            "model._target_=syntax_net.Net: importing syntax_net failed: SyntaxError: invalid "
+            "syntax (code/syntax_net.py line 1).",
+        ),
+        (
+            "typo_net.Net",
+            "model._target_=typo_net.Net: typo_net has no Net; it defines: Nett, make_net.",
+        ),
+        (
+            "needy_net.Net",
+            "model._target_=needy_net.Net: importing needy_net failed: ModuleNotFoundError: No "
+            "module named 'no_such_dependency_xyz' (code/needy_net.py line 1); install the "
+            "package that provides no_such_dependency_xyz (or put the folder that holds it on "
+            "the Python path).",
+        ),
+        (
+            "absent_net.Net",
+            "the model class absent_net.Net cannot be imported (No module named 'absent_net'); "
+            "put the folder that holds the module absent_net on the Python path (e.g. "
+            "PYTHONPATH=/path/to/your/code) or pip install its package.",
+        ),
+    ],
+    ids=["raises on import", "syntax error", "no such class", "missing dependency", "not found"],
+)
+def test_a_model_module_that_does_not_import_says_why(target, message, tmp_path, monkeypatch):
+    from omegaconf import OmegaConf
+
+    from nntrain.errors import UserError
+    from nntrain.instantiate import build
+
+    (tmp_path / "code").mkdir()
+    for name, source in BROKEN_MODULES.items():
+        (tmp_path / "code" / f"{name}.py").write_text(source)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path / "code"))
+    with pytest.raises(UserError) as refused:
+        build(OmegaConf.create({"_target_": target}), "model", input_shape=(2,), num_classes=2)
+    assert str(refused.value) == message
+
+
+def test_the_users_model_and_data_modules_raising_on_import_are_one_line(user_folder, tmp_path):
+    (tmp_path / "code").mkdir()
+    (tmp_path / "code" / "zero_net.py").write_text(BROKEN_MODULES["zero_net"])
+    (tmp_path / "code" / "zero_data.py").write_text(
+        "import torch\n\nrows = torch.zeros(3)\nraise RuntimeError('no rows.csv here')\n"
+    )
+    env = {"PYTHONPATH": f"{user_folder / 'code'}{os.pathsep}{tmp_path / 'code'}"}
+    model = run_nntrain(
+        "--config-dir", str(user_folder / "conf"), "data=rings", "model._target_=zero_net.Net",
+        cwd=tmp_path, env=env,
+    )  # fmt: skip
+    assert model.returncode == 1 and "Traceback" not in model.stderr, model.stderr
+    assert model.stderr.strip() == (
+        "Error: model._target_=zero_net.Net: importing zero_net failed: ZeroDivisionError: "
+        "division by zero (code/zero_net.py line 3)."
+    )
+    data = run_nntrain(
+        "--config-dir", str(user_folder / "conf"), "data=rings", "data._target_=zero_data.Rings",
+        cwd=tmp_path, env=env,
+    )  # fmt: skip
+    assert data.returncode == 1 and "Traceback" not in data.stderr, data.stderr
+    assert data.stderr.strip() == (
+        "Error: data._target_=zero_data.Rings: importing zero_data failed: RuntimeError: no "
+        "rows.csv here (code/zero_data.py line 4)."
+    )
