@@ -76,3 +76,49 @@ def test_cli_refuses_a_negative_overfit_batches_in_one_sentence(tmp_path):
         "got -1; for example trainer.overfit_batches=2."
     )
     assert not (tmp_path / "outputs").exists() or not any((tmp_path / "outputs").rglob("*.pt"))
+
+
+class FewBatches:
+    """A loader of fixed batches (the Loader protocol's iteration and set_epoch)."""
+
+    def __init__(self, batches):
+        self.batches = batches
+
+    def __iter__(self):
+        return iter(self.batches)
+
+    def __len__(self):
+        return len(self.batches)
+
+    def set_epoch(self, epoch, start_batch=0):
+        pass
+
+
+class Prices:
+    """Regression data (task = regression): float targets, one output."""
+
+    task = "regression"
+
+    def ordered_train_loader(self):
+        return FewBatches([(torch.randn(4, 3), torch.randn(4)) for _ in range(3)])
+
+
+@pytest.mark.parametrize(
+    "data,promise",
+    [
+        (Prices(), "success is a training loss near 0 on them (val/rmse and val/mae near 0, "
+         "val/r2 near 1)"),
+        (Digits(batch_size=64), "success is a training loss near 0 and 100 % accuracy on them"),
+    ],
+    ids=["regression", "classification"],
+)  # fmt: skip
+def test_the_overfit_line_promises_what_the_task_can_reach(data, promise, caplog):
+    # A regression has no accuracy: "100 % accuracy" told its user to look for a figure that
+    # is never shown.
+    if isinstance(data, Digits):
+        data.setup(torch.device("cpu"))
+    with caplog.at_level("INFO", logger="nntrain"):
+        overfit_loader(data, 2)
+    (line,) = [r.getMessage() for r in caplog.records if r.getMessage().startswith("overfit")]
+    assert line.endswith(promise), line
+    assert ("accuracy" in line) == isinstance(data, Digits)
