@@ -123,17 +123,24 @@ def test_predict_on_reordered_columns_with_an_unseen_category_equals_evaluation(
     assert right / len(test_rows) == pytest.approx(read_metrics(run_dir)["test/acc"])
 
 
-def test_a_text_cell_in_a_numeric_column_of_new_rows_gets_advice_for_prediction(trained, tmp_path):
-    # data.categorical cannot change a trained model: the advice is the cell's alone.
+def test_a_text_cell_in_a_numeric_column_of_new_rows_leaves_that_row_unscored(trained, tmp_path):
+    # One bad cell costs its row only: the others are predicted, in order, and the row says why.
     run_dir, _, rows, _ = trained
-    write_rows(tmp_path / "new.csv", [rows[0], {**rows[1], "income": "n/a yet"}])
-    with pytest.raises(UserError) as caught:
-        prepare_new_rows(str(tmp_path / "new.csv"), load_run(run_dir).inputs)
-    assert str(caught.value) == (
-        "new.csv row 2 (line 3): column 'income' holds 'n/a yet', which is not a number, and "
-        "the column is numeric; fix the cell or leave it empty (a missing value): the trained "
-        "model reads it as a number."
-    )
+    write_rows(tmp_path / "new.csv", [rows[0], {**rows[1], "income": "n/a yet"}, rows[2]])
+    new = prepare_new_rows(str(tmp_path / "new.csv"), load_run(run_dir).inputs)
+    assert new.names == ["c0000", "c0001", "c0002"]
+    assert new.problems == {1: "column 'income' holds 'n/a yet', not a number"}
+    done = run_predict(f"ckpt={run_dir}", "inputs=new.csv", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    predictions = read_csv(tmp_path / "predictions.csv")
+    assert [p["input"] for p in predictions] == ["c0000", "c0001", "c0002"]
+    assert [p["reason"] for p in predictions] == [
+        "",
+        "column 'income' holds 'n/a yet', not a number",
+        "",
+    ]
+    assert predictions[1]["predicted"] == "" and predictions[0]["predicted"] in ("yes", "no")
+    assert "3 rows: 2 predicted, 1 not scored" in done.stdout
 
 
 def test_eval_ranks_the_table_columns_not_the_one_hot_inputs(trained):
@@ -256,9 +263,9 @@ def test_bad_tables_are_one_sentence(tmp_path):
         "data.missing=impute (numeric: the training median plus a missing-indicator input; "
         "text: a category of its own)."
     )
-    assert error_of(tmp_path, table_text(bad="25,oslo,"), missing="error") == (
-        "table.csv: the target column 'bought' is empty in row 5 (line 6); fill in the target "
-        "of those rows or remove them."
+    assert error_of(tmp_path, table_text(bad="25,oslo,"), missing_target="error") == (
+        "table.csv: the target column 'bought' is empty in 1 row(s): row 5 (line 6); fill in "
+        "their target, or set data.missing_target=drop to train on the labelled rows only."
     )
 
 

@@ -50,11 +50,19 @@ def evaluate_checkpoint(cfg: DictConfig) -> tuple[dict[str, Any], TrainedRun, Sc
         data_config.merge_with(cfg.data)
         if cfg.batch_size is not None:
             data_config.batch_size = cfg.batch_size
+    check_same_data(run, cfg, data_config)
     data = build(data_config, "data")
     require(
         list(data.class_names) == run.class_names,
         f"the data's classes {data.class_names} are not the ones the model was trained on "
         f"{run.class_names}; point data.root at the run's data set.",
+    )
+    trained_on = run.inputs.get("feature_names")
+    require(
+        trained_on is None or list(getattr(data, "feature_names", trained_on)) == trained_on,
+        f"the data's inputs ({', '.join(getattr(data, 'feature_names', [])[:8])}...) are not "
+        f"the ones the model was trained on ({', '.join(list(trained_on or [])[:8])}...); give "
+        "a table with the run's columns and categories.",
     )
     model = build_model(run, device)
     data.setup(device)
@@ -98,6 +106,25 @@ def evaluate_checkpoint(cfg: DictConfig) -> tuple[dict[str, Any], TrainedRun, Sc
         },
         run,
         scores,
+    )
+
+
+def check_same_data(run: TrainedRun, cfg: DictConfig, data_config: DictConfig) -> None:
+    """The table files the run trained on must be unchanged (nntrain.data.table_source): a
+    changed file scores other rows, or reads a renamed category as another one. Files the
+    user names anew (nntrain-eval data.path=FILE) are theirs to choose; their columns are
+    checked once the data is read."""
+    from nntrain.commands.resume import DATA_FILE_KEYS
+    from nntrain.data.table_source import changed_data
+
+    if any(key in cfg.data for key in DATA_FILE_KEYS):
+        return
+    change = changed_data(run.inputs, data_config)
+    require(
+        change is None,
+        f"cannot evaluate {run.checkpoint_path} on the {cfg.split} split: {change}; restore "
+        "the file the run trained on, or score the rows of another file with nntrain-predict "
+        f"ckpt={run.run_dir} inputs=FILE.",
     )
 
 

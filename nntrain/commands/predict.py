@@ -10,8 +10,6 @@ written: a bad input ends in one sentence (a UserError) and leaves no half-writt
 
 from __future__ import annotations
 
-import csv
-import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -72,65 +70,6 @@ def load_image(path: Path, spec: dict[str, Any]) -> torch.Tensor:
     return (x - mean) / std
 
 
-def read_table(path: Path, spec: dict[str, Any]) -> torch.Tensor:
-    """The feature columns of a CSV file (any order, extra columns ignored), standardised.
-    Separated as data=csv reads a table: commas, else semicolons (with decimal commas), tabs
-    or |."""
-    import torch
-
-    from nntrain.data.table_file import decimal_point, delimiter_of
-
-    names = list(spec["feature_names"])
-    expected = f"the columns {', '.join(names)} (in any order; other columns are ignored)"
-    rows: list[list[float]] = []
-    try:
-        with path.open(newline="", encoding="utf-8-sig") as file:  # -sig: Excel's byte-order mark
-            delimiter = delimiter_of(file)
-            reader = csv.reader(file, delimiter=delimiter)
-            header = [name.strip() for name in next(reader, [])]
-            require(any(header), f"{path} is empty; it needs a header row with {expected}.")
-            missing = [name for name in names if name not in header]
-            require(
-                not missing,
-                f"{path} lacks the column(s) {', '.join(missing)}; the model expects {expected}.",
-            )
-            repeated = sorted({name for name in names if header.count(name) > 1})
-            require(
-                not repeated,
-                f"{path}: the header names the column(s) {', '.join(repeated)} more than once; "
-                "give each column its own name.",
-            )
-            columns = [header.index(name) for name in names]
-            for row in reader:
-                if not any(cell.strip() for cell in row):
-                    continue  # blank lines are no rows
-                row += [""] * (len(header) - len(row))  # a short row lacks its last values
-                rows.append([])
-                for name, column in zip(names, columns, strict=True):
-                    text = row[column].strip()
-                    text = decimal_point(text) if delimiter == ";" else text
-                    require(
-                        math.isfinite(value := parse_float(text)),
-                        f"{path}, row {len(rows)} (line {reader.line_num}): column '{name}' holds "
-                        f"{text!r}, which is not a finite number; every feature column must hold "
-                        "a number in every row.",
-                    )
-                    rows[-1].append(value)
-    except UnicodeDecodeError as error:
-        raise UserError(f"{path} is not a text CSV file; give one with {expected}.") from error
-    require(bool(rows), f"{path} has a header but no rows to predict.")
-    features = torch.tensor(rows, dtype=torch.float32)
-    return (features - torch.tensor(spec["mean"])) / torch.tensor(spec["std"])
-
-
-def parse_float(text: str) -> float:
-    """The number written in text; NaN when there is none."""
-    try:
-        return float(text)
-    except ValueError:
-        return math.nan
-
-
 def table_columns(spec: dict[str, Any]) -> list[str]:
     """The CSV columns a tabular model reads (for a data=csv model: its table's columns)."""
     if spec["kind"] == "table":
@@ -138,8 +77,11 @@ def table_columns(spec: dict[str, Any]) -> list[str]:
     return list(spec["feature_names"])
 
 
-def read_inputs(given: str, spec: dict[str, Any], batch_size: int) -> tuple[list[str], Any]:
-    """The names of the inputs (the input column) and an iterable of model-input batches.
+def read_inputs(
+    given: str, spec: dict[str, Any], batch_size: int
+) -> tuple[list[str], Any, dict[int, str]]:
+    """The names of the inputs (the input column), an iterable of model-input batches, and
+    why some inputs (table rows) cannot be scored, by index (their batch rows are placeholders).
     Images are decoded batch by batch, so a big folder never sits in memory at once."""
     import torch
 
@@ -157,17 +99,14 @@ def read_inputs(given: str, spec: dict[str, Any], batch_size: int) -> tuple[list
         (not path.is_dir() and not is_image) if tabular else not is_csv,
         f"the model takes {takes}, so inputs must be {wanted}; {given} is {found}.",
     )
-    if spec["kind"] == "table":  # a data=csv model: text columns, missing values, identifiers
+    if tabular:  # text columns, missing values, identifiers; one result per row
         from nntrain.data.csv_table import prepare_new_rows
         from nntrain.reporting.console import get_console, plain
 
-        names, features, note = prepare_new_rows(given, spec)
-        if note:  # said once, whatever the number of rows
-            get_console().print(plain(f"Note: {note}"))
-        return names, features.split(batch_size)
-    if tabular:
-        features = read_table(path, spec)
-        return [str(row) for row in range(1, len(features) + 1)], features.split(batch_size)
+        rows = prepare_new_rows(given, spec)
+        if rows.note:  # said once, whatever the number of rows
+            get_console().print(plain(f"Note: {rows.note}"))
+        return rows.names, rows.inputs.split(batch_size), rows.problems
     extensions = " ".join(image_extensions())
     if path.is_dir():
         from nntrain.data.image_folder import list_images
@@ -186,7 +125,24 @@ def read_inputs(given: str, spec: dict[str, Any], batch_size: int) -> tuple[list
         torch.stack([load_image(file, spec) for file in paths[start : start + batch_size]])
         for start in range(0, len(paths), batch_size)
     )
-    return names, batches
+    return names, batches, {}
+
+
+def with_reasons(
+    rows: list[list[str]], header: list[str], problems: dict[int, str]
+) -> list[list[str]]:
+    """The CSV rows with a last column, reason, when some input rows could not be scored:
+    theirs holds only the input's name and why; the others are as predicted."""
+    if not problems:
+        return [header, *rows]
+    blank = [""] * (len(header) - 1)
+    return [
+        [*header, "reason"],
+        *(
+            [row[0], *blank, problems[i]] if i in problems else [*row, ""]
+            for i, row in enumerate(rows)
+        ),
+    ]
 
 
 def prediction_rows(
@@ -202,9 +158,15 @@ def prediction_rows(
     return rows
 
 
-def show(rows: list[list[str]], output: Path, source: str, header: list[str] = HEADER) -> None:
+def show(
+    rows: list[list[str]],
+    output: Path,
+    source: str,
+    header: list[str] = HEADER,
+    unscored: int = 0,
+) -> None:
     """The first rows as a table titled with the checkpoint that made them, then how many
-    there are and where the CSV is."""
+    there are (and how many could not be scored) and where the CSV is."""
     from rich.table import Table
     from rich.text import Text
 
@@ -213,14 +175,20 @@ def show(rows: list[list[str]], output: Path, source: str, header: list[str] = H
     get_console().print(Text(f"nntrain-predict with {source}"), soft_wrap=True)  # not a title
     table = Table()
     for column in header:
-        right = column == "probability" or (column == "predicted" and header != HEADER)
+        right = column == "probability" or (column == "predicted" and "probability" not in header)
         table.add_column(column, justify="right" if right else "left")
     for row in rows[:SHOWN_ROWS]:
         table.add_row(*(Text(cell) for cell in row))  # Text: a file named [red].png is no markup
     if len(rows) > SHOWN_ROWS:
         table.caption = f"the first {SHOWN_ROWS} of {len(rows)} rows"
     get_console().print(table)
-    get_console().print(Text(f"{len(rows)} predicted; wrote {display_path(output)}"))
+    done = f"{len(rows)} predicted"
+    if unscored:
+        done = (
+            f"{len(rows)} rows: {len(rows) - unscored} predicted, {unscored} not scored "
+            "(empty prediction; the reason column says why)"
+        )
+    get_console().print(Text(f"{done}; wrote {display_path(output)}"))
 
 
 def clash_with_inputs(output: Path, inputs: Path) -> str | None:
@@ -267,7 +235,7 @@ def predict(cfg: DictConfig) -> Path:
     run = load_run(str(cfg.ckpt))
     # The run's batch size by default: its test score was computed in batches of that size.
     batch_size = cfg.batch_size or run.config.data.get("batch_size") or 64
-    names, batches = read_inputs(str(cfg.inputs), run.inputs, batch_size)
+    names, batches, problems = read_inputs(str(cfg.inputs), run.inputs, batch_size)
     model = build_model(run, device)
     # The inference path of the run's own test score: its precision, layout and TTA.
     compute = run_compute(run, device, model)
@@ -279,13 +247,13 @@ def predict(cfg: DictConfig) -> Path:
             predicted_values(model, batches, compute) * spec["target_std"] + spec["target_mean"]
         )
         rows = [[name, f"{value:.6g}"] for name, value in zip(names, values.tolist(), strict=True)]
-        files.write_csv(output, [REGRESSION_HEADER, *rows])
-        show(rows, output, describe_checkpoint(run), REGRESSION_HEADER)
-        return output
-    probs = probabilities(model, batches, compute, run.test_time_augmentation)
-    rows = prediction_rows(names, probs, run.class_names, cfg.top_k)
-    files.write_csv(output, [HEADER, *rows])  # atomic: an interrupted write leaves no half CSV
-    show(rows, output, describe_checkpoint(run))
+        header = REGRESSION_HEADER
+    else:
+        probs = probabilities(model, batches, compute, run.test_time_augmentation)
+        rows, header = prediction_rows(names, probs, run.class_names, cfg.top_k), HEADER
+    table = with_reasons(rows, header, problems)
+    files.write_csv(output, table)  # atomic: an interrupted write leaves no half CSV
+    show(table[1:], output, describe_checkpoint(run), table[0], len(problems))
     return output
 
 

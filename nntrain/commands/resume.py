@@ -25,8 +25,19 @@ from nntrain.runs import (
 
 # Keys whose change would make the resumed run a different run.
 FROZEN_GROUPS = ("model", "data", "optimizer", "scheduler", "seed")
-# ...except these, which say where things are, not what is trained.
-MAY_DIFFER = {"data.root", "data.download", "data.num_workers"}
+# ...except these, which say where things are, not what is trained (a table's files are
+# compared by their contents instead: nntrain.data.table_source).
+MAY_DIFFER = {
+    "data.root",
+    "data.download",
+    "data.num_workers",
+    "data.path",
+    "data.train_path",
+    "data.val_path",
+    "data.test_path",
+}
+# The settings of data=csv (and of a user's data class alike) that name files.
+DATA_FILE_KEYS = ("path", "train_path", "val_path", "test_path")
 # Keys added to the frozen groups after runs were saved without them, with the value that
 # changes nothing (MixUp/CutMix off; no class weights, no balanced sampler): such a run resumes
 # as the same run.
@@ -182,8 +193,9 @@ def rewrite_argv(argv: list[str]) -> list[str]:
         )
     # A checkpoint kept on its own: its own config (overrides) drives the resume, and its run
     # goes on in a new run directory, named <name>-resumed unless the user names it.
-    replayed = (
-        own_overrides(run_dir, checkpoint) if in_place else overrides_of_loose(checkpoint, typed)
+    replayed = with_recorded_files(
+        own_overrides(run_dir, checkpoint) if in_place else overrides_of_loose(checkpoint, typed),
+        checkpoint,
     )
     options, overrides = split_options(new)
     if not {"--config-dir", "-cd"} & set(options) and not any(
@@ -199,6 +211,27 @@ def rewrite_argv(argv: list[str]) -> list[str]:
         # Hydra would rewrite the run's .hydra/ before the resume is checked; nntrain writes it
         # once the resume is accepted (write_hydra_files), so a refused one changes nothing.
         "hydra.output_subdir=null",
+    ]
+
+
+def with_recorded_files(replayed: list[str], checkpoint: Path) -> list[str]:
+    """The run's own data file overrides (data.path=t.csv, as typed: relative to the folder it
+    started in) as the absolute paths its checkpoint records, so a run resumed from another
+    folder reads the same files."""
+    keys = {f"data.{key}" for key in DATA_FILE_KEYS}
+    if not any(override_key(o) in keys for o in replayed):
+        return replayed
+    import yaml
+
+    from nntrain.checkpoint import load_resumable
+
+    data = (yaml.safe_load(load_resumable(checkpoint).get("config") or "") or {}).get("data")
+    recorded = {f"data.{k}": v for k, v in (data or {}).items() if f"data.{k}" in keys}
+    return [
+        f"{override_key(o)}={quoted_value(str(recorded[override_key(o)]))}"
+        if override_key(o) in keys and os.path.isabs(str(recorded.get(override_key(o)) or ""))
+        else o
+        for o in replayed
     ]
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -29,16 +30,21 @@ from nntrain.data.table_columns import (
     feature_names,
     fit_columns,
     fit_scaling,
+    is_constant,
     is_numeric,
     listed,
+    mean_and_std,
     refuse_missing,
 )
 from nntrain.data.table_file import Table, is_missing, parse_number, read_table
+from nntrain.data.table_source import fingerprint
 from nntrain.errors import require
 
 log = logging.getLogger("nntrain")
 
 TASKS = ("auto", "classification", "regression")
+MISSING_TARGET_POLICIES = ("drop", "error")
+FLOAT32_MAX = float(torch.finfo(torch.float32).max)
 MAX_AUTO_CLASSES = 20
 ID_NAMES = re.compile(r"(.*[_ .-])?(id|uuid|guid)|index|row_?(number|num)?", re.IGNORECASE)
 
@@ -68,6 +74,33 @@ def looks_like_id(table: Table, name: str) -> bool:
     return ordered[0] in (0, 1) and ordered == [ordered[0] + i for i in range(len(ordered))]
 
 
+def labelled_rows(table: Table, target: str, policy: str) -> Table:
+    """The rows whose target is not empty (data.missing_target=drop: the others are left out,
+    said in one line naming the first few) or, with error, every row (an empty target is
+    refused, naming every such row, or the count and the first ten)."""
+    empty = [i for i, cell in enumerate(table.columns[target]) if is_missing(cell)]
+    if not empty:
+        return table
+    rows = [table.row(i) for i in empty]
+    require(
+        policy == "drop",
+        f"{table.path.name}: the target column '{target}' is empty in {len(empty)} row(s): "
+        f"{listed(rows, 10)}; fill in their target, or set data.missing_target=drop to train on "
+        "the labelled rows only.",
+    )
+    require(
+        len(empty) < len(table),
+        f"{table.path.name}: the target column '{target}' is empty in every row; choose the "
+        "column to predict with data.target.",
+    )
+    log.info(
+        f"data: left out {len(empty)} of {len(table)} rows of {table.path.name}, whose target "
+        f"'{target}' is empty: {listed(rows)}; data.missing_target=error refuses such a table"
+    )
+    empty_set = set(empty)
+    return table.rows([i for i in range(len(table)) if i not in empty_set])
+
+
 class CsvTable(InMemoryData):
     """A CSV table as a classification or regression data set (see the module docstring)."""
 
@@ -85,6 +118,7 @@ class CsvTable(InMemoryData):
         categorical: Sequence[str] | None = None,
         task: str = "auto",
         missing: str = "impute",
+        missing_target: str = "drop",
         batch_size: int = 32,
         val_fraction: float = 0.1,
         test_fraction: float = 0.2,
@@ -99,6 +133,11 @@ class CsvTable(InMemoryData):
             f"data.missing must be one of {', '.join(MISSING_POLICIES)}, got {missing!r}.",
         )
         require(
+            missing_target in MISSING_TARGET_POLICIES,
+            f"data.missing_target must be one of {', '.join(MISSING_TARGET_POLICIES)}, got "
+            f"{missing_target!r}.",
+        )
+        require(
             (path is None) != (train_path is None),
             "give the table as data.path=FILE (split into train/val/test) or as "
             "data.train_path=FILE (with optional data.val_path and data.test_path), not both "
@@ -109,10 +148,9 @@ class CsvTable(InMemoryData):
             "data.val_path and data.test_path go with data.train_path; with data.path the "
             "splits are drawn from that one file (set data.path=null to give the files).",
         )
+        self.target, self.missing_target = str(target), missing_target
         tables = self._read_splits(path, train_path, val_path, test_path)
         train = tables["train"]
-        self.target = str(target)
-        self._check_columns(tables, [self.target], "data.target")
         chosen = self._choose_features(
             train, names_list("data.features", features), names_list("data.drop", drop)
         )
@@ -127,8 +165,7 @@ class CsvTable(InMemoryData):
         if missing == "error":
             for table in tables.values():
                 refuse_missing(table, chosen)
-        self.columns = fit_columns(train, chosen, set(forced))
-        fit_scaling(train, self.columns)
+        self.columns = fit_scaling(train, fit_columns(train, chosen, set(forced)))
         targets = self._targets(tables, task)
         for split, table in tables.items():
             self.splits[split] = Split(encode(table, self.columns), targets[split])
@@ -139,13 +176,22 @@ class CsvTable(InMemoryData):
 
     # -- reading and splitting ----------------------------------------------------------------
 
+    def _read(self, given: str, key: str) -> Table:
+        """One file, recorded (see nntrain.data.table_source), without the rows whose target
+        is empty (data.missing_target)."""
+        table = read_table(given, key)
+        self._check_columns({"file": table}, [self.target], "data.target")
+        self.source.append(fingerprint(table, key))
+        return labelled_rows(table, self.target, self.missing_target)
+
     def _read_splits(
         self, path: str | None, train: str | None, val: str | None, test: str | None
     ) -> dict[str, Table]:
         """train/val/test tables: given files, or drawn from one (the built-in sets' rule)."""
-        whole = read_table(str(path or train), "data.path" if path else "data.train_path")
+        self.source: list[dict[str, Any]] = []
+        whole = self._read(str(path or train), "data.path" if path else "data.train_path")
         given = {
-            split: read_table(str(file), f"data.{split}_path")
+            split: self._read(str(file), f"data.{split}_path")
             for split, file in (("val", val), ("test", test))
             if path is None and file is not None
         }
@@ -215,14 +261,6 @@ class CsvTable(InMemoryData):
     def _targets(self, tables: dict[str, Table], task: str) -> dict[str, torch.Tensor]:
         """Each split's targets; sets task, class_names and num_classes."""
         name = self.target
-        for table in tables.values():
-            empty = [i for i, cell in enumerate(table.columns[name]) if is_missing(cell)]
-            require(
-                not empty,
-                f"{table.path.name}: the target column '{name}' is empty in "
-                f"{listed([table.row(i) for i in empty])}; fill in the "
-                "target of those rows or remove them.",
-            )
         cells = [cell for table in tables.values() for cell in table.columns[name]]
         numbers = [parse_number(cell) for cell in cells]
         numeric = all(n is not None for n in numbers)
@@ -253,34 +291,41 @@ class CsvTable(InMemoryData):
         }
 
     def _regression_targets(self, tables: dict[str, Table]) -> dict[str, torch.Tensor]:
+        """Standardised targets (in float64, so that the target's units never matter); the
+        values themselves must fit float32: predictions are turned back into them there."""
         name, values = self.target, {}
         for split, table in tables.items():
             column = []
             for row, cell in enumerate(table.columns[name]):
                 number = parse_number(cell)
+                where = f"{table.path.name} {table.row(row)}: the target '{name}' holds {cell!r}"
                 require(
                     number is not None,
-                    f"{table.path.name} {table.row(row)}: the target "
-                    f"'{name}' holds {cell!r}, not a number; data.task=regression needs a "
-                    "number in every row.",
+                    f"{where}, not a number; data.task=regression needs a number in every row.",
+                )
+                require(
+                    abs(number) <= FLOAT32_MAX,  # type: ignore[arg-type]
+                    f"{where}, beyond the ±3.4e38 of the 32-bit floats predictions are made in; "
+                    f"rescale the column (e.g. divide it by 1e30).",
                 )
                 column.append(number)
-            values[split] = torch.tensor(column, dtype=torch.float64).float()
-        train = values["train"]
+            values[split] = torch.tensor(column, dtype=torch.float64)
+        mean, std = (float(v) for v in mean_and_std(values["train"].unsqueeze(1)))
         require(
-            len(train) >= 2 and bool(train.std() > 0),
+            len(values["train"]) >= 2 and not is_constant(mean, std),
             f"the target column '{name}' has the same value in every training row; there is "
             "nothing to learn: choose another data.target.",
         )
-        self.target_mean, self.target_std = float(train.mean()), float(train.std())
+        self.target_mean, self.target_std = mean, std
         self.class_names, self.num_classes = [name], 1  # one output: the predicted value
-        return {s: (v - self.target_mean) / self.target_std for s, v in values.items()}
+        return {s: ((v - mean) / std).float() for s, v in values.items()}
 
     def _say_what_was_read(self, tables: dict[str, Table]) -> None:
         kinds = [c["type"] for c in self.columns]
         sizes = ", ".join(f"{split} {len(table)}" for split, table in tables.items())
         log.info(
-            f"data: {tables['train'].path.name}: {sizes} rows; {kinds.count('numeric')} numeric "
+            f"data: {tables['train'].path.name} ({tables['train'].describe_format()}): {sizes} "
+            f"rows; {kinds.count('numeric')} numeric "
             f"and {kinds.count('categorical')} categorical column(s) -> "
             f"{len(self.feature_names)} model inputs; target '{self.target}' ({self.task})"
         )
@@ -295,31 +340,59 @@ class CsvTable(InMemoryData):
             "missing": self.missing,
             "target": self.target,
             "task": self.task,
+            "source": self.source,  # the files read, to tell when they change (table_source)
         }
         if self.task == "regression":
             spec["target_mean"], spec["target_std"] = self.target_mean, self.target_std
         return spec
 
 
-def prepare_new_rows(
-    given: str, spec: dict[str, Any]
-) -> tuple[list[str], torch.Tensor, str | None]:
-    """nntrain-predict's CSV for a model trained on data=csv: the row names (the first identifier
-    column's values when the table has one, else row numbers from 1), the model input, and a
-    sentence about categories training never saw (None when there were none). Columns may come
-    in any order; other columns are ignored."""
-    table = read_table(given, "inputs")
-    names = [column["name"] for column in spec["columns"]]
+@dataclass
+class NewRows:
+    """nntrain-predict's table for a trained model: one name per input row (the first
+    identifier column's values when the table has one, else row numbers from 1), the model
+    input of every row, why a row cannot be scored (by index; its input is then meaningless),
+    and a sentence about categories training never saw (None when there were none)."""
+
+    names: list[str]
+    inputs: torch.Tensor
+    problems: dict[int, str]
+    note: str | None
+
+
+def spec_columns(spec: dict[str, Any]) -> list[dict[str, Any]]:
+    """A trained model's table columns: data=csv's own, or a built-in tabular set's (numbers
+    standardised with its training mean and std, no imputation)."""
+    if spec["kind"] == "table":
+        return list(spec["columns"])
+    return [
+        {"name": name, "type": "numeric", "median": 0.0, "indicator": False, "mean": m, "std": s}
+        for name, m, s in zip(spec["feature_names"], spec["mean"], spec["std"], strict=True)
+    ]
+
+
+def prepare_new_rows(given: str, spec: dict[str, Any]) -> NewRows:
+    """The rows of a CSV file to predict (see NewRows): columns may come in any order; other
+    columns are ignored. A row with a missing value the model cannot take (a built-in set's,
+    or data.missing=error), a text in a numeric column or a wrong number of cells is kept,
+    unscored, with its reason."""
+    table = read_table(given, "inputs", lenient=True)
+    columns = spec_columns(spec)
+    names = [column["name"] for column in columns]
     absent = [name for name in names if name not in table.header]
     require(
         not absent,
-        f"{given} lacks the column(s) {', '.join(absent)}; the model expects the columns "
-        f"{', '.join(names)} (in any order; other columns are ignored).",
+        f"{table.path.name} lacks the column(s) {', '.join(absent)}; the model expects the "
+        f"columns {', '.join(names)} (in any order; other columns are ignored).",
     )
-    if spec.get("missing") == "error":
-        refuse_missing(table, names)
+    problems = dict(table.problems)
+    if spec["kind"] != "table" or spec.get("missing") == "error":
+        for name in names:
+            for row, cell in enumerate(table.columns[name]):
+                if is_missing(cell):
+                    problems.setdefault(row, f"column '{name}' is empty")
     unseen: dict[str, set[str]] = {}
-    inputs = encode(table, spec["columns"], unseen)
+    inputs = encode(table, columns, unseen, problems)
     ids = [name for name in table.header if name not in names and looks_like_id(table, name)]
     rows = table.columns[ids[0]] if ids else [str(i) for i in range(1, len(table) + 1)]
-    return rows, inputs, describe_unseen(unseen) if unseen else None
+    return NewRows(rows, inputs, problems, describe_unseen(unseen) if unseen else None)

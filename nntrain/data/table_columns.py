@@ -13,6 +13,7 @@ knows the column layout.
 
 from __future__ import annotations
 
+import logging
 import statistics
 from typing import Any
 
@@ -20,6 +21,8 @@ import torch
 
 from nntrain.data.table_file import Table, is_missing, parse_number
 from nntrain.errors import UserError, require
+
+log = logging.getLogger("nntrain")
 
 MISSING_CATEGORY = "(missing)"
 MISSING_POLICIES = ("impute", "error")
@@ -46,10 +49,15 @@ def refuse_missing(table: Table, names: list[str]) -> None:
         )
 
 
-def is_numeric(table: Table, name: str) -> bool:
+def number_share(table: Table, name: str) -> tuple[int, int]:
+    """(cells holding a number, cells holding a value) of a column."""
     cells = [cell for cell in table.columns[name] if not is_missing(cell)]
-    numbers = sum(parse_number(cell) is not None for cell in cells)
-    return bool(cells) and numbers >= NUMERIC_SHARE * len(cells)
+    return sum(parse_number(cell) is not None for cell in cells), len(cells)
+
+
+def is_numeric(table: Table, name: str) -> bool:
+    numbers, values = number_share(table, name)
+    return values > 0 and numbers >= NUMERIC_SHARE * values
 
 
 # How to fix a text cell in a numeric column: in training the column can become categorical;
@@ -63,21 +71,45 @@ TRAINED_FIX = (
 )
 
 
-def numbers_of(table: Table, name: str, fill: float, fix: str = TRAINING_FIX) -> list[float]:
-    """The column's numbers, `fill` for missing cells; a text cell is named as the mistake."""
+def numbers_of(
+    table: Table,
+    name: str,
+    fill: float,
+    fix: str = TRAINING_FIX,
+    problems: dict[int, str] | None = None,
+) -> list[float]:
+    """The column's numbers, `fill` for missing cells; a text cell is named as the mistake, or,
+    when `problems` is given (new rows to predict), recorded as its row's reason."""
     values = []
     for row, cell in enumerate(table.columns[name]):
-        if is_missing(cell):
-            values.append(fill)
-            continue
-        value = parse_number(cell)
-        if value is None:
-            raise UserError(
-                f"{table.path.name} {table.row(row)}: column '{name}' holds "
-                f"{cell!r}, which is not a number, and the column is numeric; {fix}."
-            )
-        values.append(value)
+        value = None if is_missing(cell) else parse_number(cell)
+        if value is None and not is_missing(cell):
+            if problems is None:
+                raise UserError(
+                    f"{table.path.name} {table.row(row)}: column '{name}' holds "
+                    f"{cell!r}, which is not a number, and the column is numeric; {fix}."
+                )
+            problems.setdefault(row, f"column '{name}' holds {cell!r}, not a number")
+        values.append(fill if value is None else value)
     return values
+
+
+def say_mostly_numbers(train: Table, name: str) -> None:
+    """A column of mostly numbers with some text becomes categories (one input per distinct
+    value): said, since it is most often a few stray cells (n/d, 12 kg) in a numeric column."""
+    numbers, values = number_share(train, name)
+    if values == 0 or numbers < values / 2:
+        return
+    texts = sorted(
+        {c for c in train.columns[name] if not is_missing(c) and parse_number(c) is None}
+    )
+    log.warning(
+        f"data: column '{name}' is mostly numbers ({numbers} of {values} training cells) but "
+        f"also holds text ({', '.join(repr(t) for t in texts[:3])}"
+        f"{', ...' if len(texts) > 3 else ''}), so it is read as categories, one input per "
+        "distinct value; to read it as numbers, fix those cells or leave them empty; to keep "
+        f"it as categories and silence this, list it in data.categorical=[{name}]"
+    )
 
 
 def fit_columns(train: Table, names: list[str], categorical: set[str]) -> list[dict[str, Any]]:
@@ -104,34 +136,78 @@ def fit_columns(train: Table, names: list[str], categorical: set[str]) -> list[d
                 f"{train.path.name}: column '{name}' has no values in the training rows; leave "
                 f"it out with data.drop=[{name}].",
             )
+            if name not in categorical:
+                say_mostly_numbers(train, name)
             seen = {cell if not is_missing(cell) else MISSING_CATEGORY for cell in cells}
             columns.append({"name": name, "type": "categorical", "categories": sorted(seen)})
     return columns
 
 
 def numeric_matrix(
-    table: Table, columns: list[dict[str, Any]], fix: str = TRAINING_FIX
+    table: Table,
+    columns: list[dict[str, Any]],
+    fix: str = TRAINING_FIX,
+    problems: dict[int, str] | None = None,
 ) -> torch.Tensor:
-    """(rows, numeric columns) float32 with missing cells imputed by the training median."""
+    """(rows, numeric columns) float64 with missing cells imputed by the training median."""
     numeric = [c for c in columns if c["type"] == "numeric"]
     if not numeric:
-        return torch.zeros(len(table), 0)
-    values = [numbers_of(table, c["name"], c["median"], fix) for c in numeric]
-    return torch.tensor(values, dtype=torch.float64).T.float().contiguous()
+        return torch.zeros(len(table), 0, dtype=torch.float64)
+    values = [numbers_of(table, c["name"], c["median"], fix, problems) for c in numeric]
+    return torch.tensor(values, dtype=torch.float64).T.contiguous()
 
 
-def fit_scaling(train: Table, columns: list[dict[str, Any]]) -> None:
-    """The numeric columns' training mean and std (unbiased), as nntrain's built-in tabular sets
-    compute them: one float32 reduction over the training matrix (so a built-in set written to
-    CSV trains to the same weights)."""
+def mean_and_std(matrix: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per column of a float64 matrix: the mean and the (unbiased) std, at any scale: each
+    column is divided by its largest magnitude first, so values near 1e300 do not overflow
+    their squares and values near 1e-300 do not underflow them."""
+    scale = matrix.abs().amax(dim=0).clamp_min(torch.finfo(torch.float64).tiny)
+    unit = matrix / scale
+    std = unit.std(dim=0) * scale if len(matrix) > 1 else torch.zeros(matrix.shape[1])
+    return unit.mean(dim=0) * scale, std.to(torch.float64)
+
+
+def is_constant(mean: float, std: float) -> bool:
+    """No spread beyond float64's rounding of the mean (scale-free: 1e-12 of its magnitude)."""
+    return not std > 1e-12 * abs(mean)
+
+
+def standardize(matrix: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
+    """(matrix - mean) / std in float64, as float32: a column's units never matter (farads or
+    picofarads give the same inputs). A column without spread (std 0) gives 0."""
+    spread = torch.where(std > 0, std, torch.ones_like(std))
+    return torch.where(std > 0, (matrix - mean) / spread, 0.0).float()
+
+
+def fit_scaling(train: Table, columns: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The numeric columns' training mean and std (unbiased, in float64), as nntrain's built-in
+    tabular sets compute them (so a built-in set written to CSV trains to the same weights).
+    Returns the columns to use: a numeric column with one value in every training row tells
+    the model nothing and is left out (said once), unless its missing-indicator varies; then
+    its value input is 0."""
     matrix = numeric_matrix(train, columns)
     if matrix.shape[1] == 0:
-        return
-    mean = matrix.mean(dim=0)
-    std = matrix.std(dim=0).clamp_min(1e-8)
+        return columns
+    mean, std = mean_and_std(matrix)
     numeric = [c for c in columns if c["type"] == "numeric"]
+    constant = []
     for column, m, s in zip(numeric, mean.tolist(), std.tolist(), strict=True):
-        column["mean"], column["std"] = m, s
+        column["mean"], column["std"] = m, 0.0 if is_constant(m, s) else s
+        if column["std"] == 0 and not column["indicator"]:
+            constant.append(column)
+    if constant:
+        log.info(
+            "data: left out the column(s) "
+            + ", ".join(f"{c['name']} (always {c['mean']:.6g})" for c in constant)
+            + ": the same value in every training row tells the model nothing"
+        )
+    kept = [c for c in columns if c not in constant]
+    require(
+        bool(kept),
+        f"{train.path.name}: every feature column has the same value in every training row; "
+        "there is nothing to learn from: give columns that vary (data.features).",
+    )
+    return kept
 
 
 def feature_names(columns: list[dict[str, Any]]) -> list[str]:
@@ -163,16 +239,23 @@ def column_groups(columns: list[dict[str, Any]]) -> dict[str, list[int]]:
 
 
 def encode(
-    table: Table, columns: list[dict[str, Any]], unseen: dict[str, set[str]] | None = None
+    table: Table,
+    columns: list[dict[str, Any]],
+    unseen: dict[str, set[str]] | None = None,
+    problems: dict[int, str] | None = None,
 ) -> torch.Tensor:
     """The model input (rows, features) of a table's rows; categories never seen in training
-    are collected into `unseen` (column -> values) when given (new rows for a trained model)."""
+    are collected into `unseen` (column -> values) when given (new rows for a trained model),
+    and rows that cannot be scored into `problems` (row -> reason) when given (else a bad cell
+    is a UserError)."""
     numeric = [c for c in columns if c["type"] == "numeric"]
-    matrix = numeric_matrix(table, columns, TRAINING_FIX if unseen is None else TRAINED_FIX)
+    fix = TRAINING_FIX if unseen is None else TRAINED_FIX
+    matrix = numeric_matrix(table, columns, fix, problems)
     if numeric:
-        mean = torch.tensor([c["mean"] for c in numeric], dtype=torch.float32)
-        std = torch.tensor([c["std"] for c in numeric], dtype=torch.float32)
-        matrix = (matrix - mean) / std
+        mean = torch.tensor([c["mean"] for c in numeric], dtype=torch.float64)
+        std = torch.tensor([c["std"] for c in numeric], dtype=torch.float64)
+        raw, matrix = matrix, standardize(matrix, mean, std)
+        check_in_float32(table, numeric, raw, matrix, problems)
     pieces, index = [], 0
     for column in columns:
         cells = table.columns[column["name"]]
@@ -193,6 +276,28 @@ def encode(
                 unseen.setdefault(column["name"], set()).add(category)
         pieces.append(one_hot)
     return torch.cat(pieces, dim=1) if pieces else torch.zeros(len(table), 0)
+
+
+def check_in_float32(
+    table: Table,
+    numeric: list[dict[str, Any]],
+    raw: torch.Tensor,
+    standardized: torch.Tensor,
+    problems: dict[int, str] | None,
+) -> None:
+    """A value so far from the training values that its standardised input overflows float32
+    (|z| > 3.4e38) is named, with its column: the model computes in float32."""
+    bad = (~standardized.isfinite()).nonzero().tolist()
+    for row, index in bad:
+        reason = (
+            f"column '{numeric[index]['name']}' holds {raw[row, index].item():.6g}, too far "
+            f"from the training values (mean {numeric[index]['mean']:.6g}) for the model's "
+            "32-bit floats"
+        )
+        if problems is None:
+            raise UserError(f"{table.path.name} {table.row(row)}: {reason}; check the value.")
+        problems.setdefault(row, reason)
+        standardized[row, index] = 0.0
 
 
 def describe_unseen(unseen: dict[str, set[str]]) -> str:

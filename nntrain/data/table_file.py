@@ -1,24 +1,43 @@
 """Reading a CSV file into columns of text cells, with one sentence for every way a table can be
 unusable (missing file, not text, no header, no rows, ragged rows).
 
+What is detected, from the file itself (README "Tables"):
+- the encoding: UTF-8 (with or without Excel's byte-order mark) or UTF-16 (with its mark, or
+  without: every other byte 0); anything else is said ("save it as UTF-8");
+- the cell separator and the decimal mark, together: of `,` `;` tab `|`, the one that splits
+  the header and every sampled row into the same number (> 1) of cells, the comma first when it
+  does (a comma file never changes meaning); with another separator, numbers written 2,5 (or
+  1.234,5) are read as 2.5 (1234.5) when such cells outnumber those written 2.5.
+
 Cells stay text here: which columns are numbers is decided from the training rows
-(nntrain.data.csv_table), and the same reader serves nntrain-predict's new rows.
+(nntrain.data.table_columns), and the same reader serves nntrain-predict's new rows, leniently:
+there a row that cannot be read (too few or too many cells, or none at all) is kept, with its
+reason, so that every input row gets one output row.
 """
 
 from __future__ import annotations
 
+import codecs
 import csv
+import hashlib
+import io
 import math
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TextIO
 
 from nntrain.errors import UserError, require
 
-# Cells that mean "no value" (compared case-insensitively, after stripping spaces).
-MISSING = {"", "na", "n/a", "nan", "null", "none"}
+# Cells that mean "no value" (compared case-insensitively, after stripping spaces): pandas'
+# defaults, and the "?" of UCI's tables.
+MISSING = {"", "na", "n/a", "nan", "null", "none", "#n/a", "?", "-", "n.a."}
+CANDIDATES = ",;\t|"  # the comma first: it wins whenever it splits the file consistently
+SAMPLE_BYTES = 256 * 1024
+SAMPLE_ROWS = 200
+DECIMAL_COMMA = re.compile(r"[+-]?(\d{1,3}(\.\d{3})+|\d*),\d+([eE][+-]?\d+)?")
+DECIMAL_POINT = re.compile(r"[+-]?\d*\.\d+([eE][+-]?\d+)?")
+NAMES = {",": "commas", ";": "semicolons", "\t": "tabs", "|": "'|'"}
 
 
 def is_missing(cell: str) -> bool:
@@ -37,13 +56,19 @@ def parse_number(cell: str) -> float | None:
 @dataclass
 class Table:
     """A CSV file's header and cells by column (stripped), and each row's number (from 1,
-    after the header) and line in the file, for messages."""
+    after the header) and line in the file, for messages. `problems` holds, in a lenient read
+    (nntrain-predict), why a row could not be read (by row index)."""
 
     path: Path
     header: list[str]
     columns: dict[str, list[str]]
     lines: list[int]
     numbers: list[int]
+    problems: dict[int, str] = field(default_factory=dict)
+    delimiter: str = ","
+    decimal_comma: bool = False
+    size: int = 0  # the file's bytes and their SHA-256: what a checkpoint records of its data
+    sha256: str = ""
 
     def __len__(self) -> int:
         return len(self.lines)
@@ -60,11 +85,22 @@ class Table:
             {name: [cells[i] for i in index] for name, cells in self.columns.items()},
             [self.lines[i] for i in index],
             [self.numbers[i] for i in index],
+            {new: self.problems[old] for new, old in enumerate(index) if old in self.problems},
+            self.delimiter,
+            self.decimal_comma,
+            self.size,
+            self.sha256,
         )
 
+    def describe_format(self) -> str:
+        """How the file was read, for the start-up line: `tabs, decimal commas`."""
+        return NAMES[self.delimiter] + (", decimal commas" if self.decimal_comma else "")
 
-def read_table(given: str, key: str) -> Table:
-    """The CSV file `given` (the value of config key `key`, for the messages)."""
+
+def read_table(given: str, key: str, lenient: bool = False) -> Table:
+    """The CSV file `given` (the value of config key `key`, for the messages). lenient: rows
+    that cannot be read are kept, empty, with their reason in Table.problems (see the module
+    docstring); otherwise a ragged row is refused in one sentence and blank lines are skipped."""
     path = Path(os.path.expanduser(given))
     example = f"{key}=~/customers.csv"
     require(
@@ -74,70 +110,150 @@ def read_table(given: str, key: str) -> Table:
     require(
         path.is_file(), f"{key}={given}: no such file; give the path of a CSV file, e.g. {example}."
     )
+    raw = path.read_bytes()
+    text = decoded(path, raw, example)
+    delimiter, decimal_comma = detect_format(text)
     try:
-        with path.open(newline="", encoding="utf-8-sig") as file:  # -sig: Excel's byte-order mark
-            delimiter = delimiter_of(file)
-            reader = csv.reader(file, delimiter=delimiter)
-            header = [name.strip() for name in next(reader, [])]
-            require(
-                any(header),
-                f"{path} is empty; a table needs a header row naming the columns, then one row "
-                "per sample.",
-            )
-            check_header(path, header)
-            cells: list[list[str]] = []
-            lines: list[int] = []
-            for row in reader:
-                if not any(cell.strip() for cell in row):
-                    continue  # blank lines are no rows
-                require(
-                    len(row) == len(header),
-                    f"{path} line {reader.line_num} has {len(row)} cells and the header "
-                    f"{len(header)}; every row needs one cell per column (an empty cell is a "
-                    "missing value).",
-                )
-                cells.append([cell.strip() for cell in row])
-                if delimiter == ";":  # a decimal-comma locale: 2,5 is the number 2.5
-                    cells[-1] = [decimal_point(cell) for cell in cells[-1]]
-                lines.append(reader.line_num)
-    except UnicodeDecodeError as error:
-        raise UserError(f"{path} is not a text CSV file; give a CSV file ({example}).") from error
+        table = parse(path, text, delimiter, lenient)
     except csv.Error as error:
         raise UserError(
             f"{path} is not a readable CSV file ({error}); check its quoting."
         ) from error
+    if decimal_comma:  # a decimal-comma locale: 2,5 is the number 2.5
+        table.columns = {
+            name: [decimal_point(cell) for cell in cells] for name, cells in table.columns.items()
+        }
+    table.delimiter, table.decimal_comma = delimiter, decimal_comma
+    table.size, table.sha256 = len(raw), hashlib.sha256(raw).hexdigest()
+    return table
+
+
+def decoded(path: Path, raw: bytes, example: str) -> str:
+    """The file's text: UTF-8 (Excel's byte-order mark dropped) or UTF-16; other bytes are one
+    sentence saying what the file seems to be and how to save it."""
+    if raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        encoding = "utf-16"
+    elif len(raw) >= 4 and raw[1:40:2].count(0) >= len(raw[1:40:2]) * 0.9:
+        encoding = "utf-16-le"  # UTF-16 without its mark: ASCII text with every other byte 0
+    elif len(raw) >= 4 and raw[0:40:2].count(0) >= len(raw[0:40:2]) * 0.9:
+        encoding = "utf-16-be"
+    else:
+        encoding = "utf-8-sig"
+    try:
+        return raw.decode(encoding)
+    except UnicodeDecodeError as error:
+        if raw.startswith(b"PK\x03\x04") or b"\0" in raw[:4096]:
+            what = "an Excel workbook or another zip file" if raw[:2] == b"PK" else "binary data"
+            raise UserError(
+                f"{path} is not a text CSV file (it holds {what}); save or export the table as "
+                f"CSV (UTF-8) and give that file ({example})."
+            ) from error
+        bad = raw[error.start : error.start + 1].hex()
+        line = raw[: error.start].count(b"\n") + 1
+        raise UserError(
+            f"{path} is not UTF-8 text (byte 0x{bad} on line {line}, as in a Latin-1 or "
+            "Windows-1252 file); save it as UTF-8 (in Excel: Save As 'CSV UTF-8'), e.g. "
+            f"iconv -f cp1252 -t utf-8 {path.name} > utf8.csv."
+        ) from error
+
+
+def sample_records(text: str, delimiter: str) -> list[list[str]]:
+    """The first records of the text as `delimiter` splits them, blank lines left out; a
+    record cut off by the sample's end is dropped."""
+    sample = text[:SAMPLE_BYTES]
+    if len(text) > SAMPLE_BYTES:
+        sample = sample[: sample.rfind("\n") + 1]
+    records = []
+    try:
+        for record in csv.reader(io.StringIO(sample, newline=""), delimiter=delimiter):
+            if any(cell.strip() for cell in record):
+                records.append(record)
+            if len(records) > SAMPLE_ROWS:
+                break
+    except csv.Error:
+        return []
+    return records
+
+
+def detect_format(text: str) -> tuple[str, bool]:
+    """(the cell separator, whether numbers have a decimal comma): see the module docstring."""
+    splits = {mark: sample_records(text, mark) for mark in CANDIDATES}
+
+    def consistent(mark: str) -> bool:
+        records = splits[mark]
+        return (
+            bool(records)
+            and len(records[0]) > 1
+            and all(len(r) == len(records[0]) for r in records)
+        )
+
+    qualified = [mark for mark in CANDIDATES if consistent(mark)]
+    if qualified:
+        delimiter = max(qualified, key=lambda m: (m == ",", len(splits[m][0])))
+    else:  # ragged everywhere: the mark that makes most rows as wide as the header
+        delimiter = max(CANDIDATES, key=lambda m: agreeing_rows(splits[m]))
+    if delimiter == ",":
+        return delimiter, False
+    cells = [cell.strip() for record in splits[delimiter][1:] for cell in record]
+    commas = sum(bool(DECIMAL_COMMA.fullmatch(cell)) for cell in cells)
+    points = sum(bool(DECIMAL_POINT.fullmatch(cell)) for cell in cells)
+    return delimiter, commas > 0 and commas >= points
+
+
+def agreeing_rows(records: list[list[str]]) -> int:
+    if not records or len(records[0]) < 2:
+        return -1
+    return sum(len(record) == len(records[0]) for record in records)
+
+
+def parse(path: Path, text: str, delimiter: str, lenient: bool) -> Table:
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+    header = [name.strip() for name in next(reader, [])]
+    require(
+        any(header),
+        f"{path} is empty; a table needs a header row naming the columns, then one row per sample.",
+    )
+    check_header(path, header)
+    cells: list[list[str]] = []
+    lines: list[int] = []
+    problems: dict[int, str] = {}
+    blank: list[int] = []  # blank lines so far, kept as rows once a row follows (lenient)
+    for row in reader:
+        if not row or (len(row) == 1 and not row[0].strip()):  # a blank line
+            if lenient:  # a row only between rows, not at the end of the file
+                blank.append(reader.line_num)
+            continue
+        if not lenient and not any(cell.strip() for cell in row):
+            continue  # a row of separators only (,,,) is no row to train on
+        for line in blank:
+            problems[len(cells)] = "an empty line"
+            cells.append([""] * len(header))
+            lines.append(line)
+        blank = []
+        if len(row) != len(header):
+            require(
+                lenient,
+                f"{path} line {reader.line_num} has {len(row)} cells and the header "
+                f"{len(header)}; every row needs one cell per column (an empty cell is a "
+                "missing value).",
+            )
+            problems[len(cells)] = f"{len(row)} cells where the header has {len(header)}"
+            row = [""] * len(header)
+        elif lenient and not any(cell.strip() for cell in row):
+            problems[len(cells)] = "every cell is empty"
+        cells.append([cell.strip() for cell in row])
+        lines.append(reader.line_num)
     require(bool(cells), f"{path} has a header but no rows; the table is empty.")
     columns = {name: [row[i] for row in cells] for i, name in enumerate(header)}
-    return Table(path, header, columns, lines, list(range(1, len(lines) + 1)))
-
-
-# Separators besides the comma, tried only when the header has no comma: spreadsheets in many
-# locales save "CSV" with semicolons (the comma being their decimal mark), and tabs are common.
-OTHER_DELIMITERS = ";\t|"
-
-
-DECIMAL_COMMA = re.compile(r"[+-]?\d+,\d+([eE][+-]?\d+)?")
+    return Table(path, header, columns, lines, list(range(1, len(lines) + 1)), problems)
 
 
 def decimal_point(cell: str) -> str:
-    """A number written with a decimal comma (2,5) with a point instead (2.5); other cells as
-    they are."""
-    return cell.replace(",", ".") if DECIMAL_COMMA.fullmatch(cell) else cell
-
-
-def delimiter_of(file: TextIO) -> str:
-    """The file's cell separator: a comma whenever the first line has one (so that a comma
-    file never changes meaning), else the one of ; tab | that splits its first lines alike.
-    Leaves the file at its start."""
-    sample = file.read(64 * 1024)
-    file.seek(0)
-    header = sample.splitlines()[0] if sample else ""
-    if "," in header or not any(mark in header for mark in OTHER_DELIMITERS):
-        return ","
-    try:
-        return csv.Sniffer().sniff(sample, delimiters=OTHER_DELIMITERS).delimiter
-    except csv.Error:  # not consistent over the sample: the header's most frequent mark
-        return max(OTHER_DELIMITERS, key=header.count)
+    """A number written with a decimal comma (2,5; 1.234,5) as Python reads it (2.5; 1234.5);
+    other cells as they are."""
+    if not DECIMAL_COMMA.fullmatch(cell):
+        return cell
+    return cell.replace(".", "").replace(",", ".")
 
 
 def check_header(path: Path, header: list[str]) -> None:

@@ -15,6 +15,7 @@ import torch
 
 from nntrain import files
 from nntrain.data.in_memory import InMemoryData
+from nntrain.data.table_columns import mean_and_std, standardize
 from nntrain.errors import check_positive_int, is_number, require
 
 
@@ -30,11 +31,11 @@ class TabularData(InMemoryData):
     def _set_features(self, features: torch.Tensor, targets: torch.Tensor) -> None:
         self.raw = (features.float(), targets.long())  # as generated, for write_csv
         self._set_splits(features.float(), targets.long())
-        train = self.splits["train"].inputs
-        self.feature_mean = train.mean(dim=0)
-        self.feature_std = train.std(dim=0).clamp_min(1e-8)
+        # In float64, as data=csv standardises (so this set written to CSV trains alike).
+        mean, std = mean_and_std(self.splits["train"].inputs.double())
         for split in self.splits.values():
-            split.inputs = (split.inputs - self.feature_mean) / self.feature_std
+            split.inputs = standardize(split.inputs.double(), mean, std)
+        self.feature_mean, self.feature_std = mean, torch.where(std > 0, std, 1.0)
         self.input_shape = (features.shape[1],)
         self.num_classes = len(self.class_names)
 
