@@ -6,6 +6,7 @@ reading of a job's outcome are checked directly.
 
 import csv
 import math
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -145,11 +146,14 @@ def test_a_stored_study_continues_and_minimizes_a_metric_with_mode_min(tmp_path)
     assert results["best_value"] == pytest.approx(min(t.value for t in study.trials))
 
     # The stored study minimizes: maximizing it instead is refused in one sentence, by the
-    # direction given, or (auto) once the first trial says it returns a figure to maximize;
-    # that trial is told as failed, so the study's best stays what it was.
+    # direction given (before any trial: it would maximize a loss), or (auto) once the first
+    # trial says it returns a figure to maximize; that trial is told as failed, so the study's
+    # best stays what it was.
     done = run_nntrain(*command, "hydra.sweeper.direction=max", cwd=tmp_path)
-    assert done.returncode == 1
-    assert "was created to minimize" in done.stderr and "Traceback" not in done.stderr
+    assert done.returncode == 1 and done.stderr == (
+        "Error: hydra.sweeper.direction=max would maximize val/loss, which the trials return "
+        "(lower is better); set hydra.sweeper.direction=minimize.\n"
+    )
     assert len(optuna.load_study(study_name="moons", storage=storage).trials) == 4
     done = run_nntrain(*command, "trainer.early_stopping.mode=max", cwd=tmp_path)
     assert done.returncode == 1 and "Traceback" not in done.stderr
@@ -277,11 +281,18 @@ class FakeLauncher:
         return outcome
 
 
-def fake_sweep(tmp_path: Path, launcher: FakeLauncher, n_trials: int) -> optuna.Study:
-    """The sweeper's loop in this process, on a stored study, with a fake launcher."""
+def fake_sweep(
+    tmp_path: Path,
+    launcher: FakeLauncher,
+    n_trials: int,
+    validate=lambda batch: None,
+    sampler: str = "optuna.samplers.RandomSampler",
+) -> optuna.Study:
+    """The sweeper's loop in this process, on a stored study, with a fake launcher (validate
+    stands in for Hydra's composing of each batch's configs)."""
     storage = f"sqlite:///{tmp_path / 'fake.db'}"
     sweeper = NntrainOptunaSweeper(
-        sampler=OmegaConf.create({"_target_": "optuna.samplers.RandomSampler", "seed": 0}),
+        sampler=OmegaConf.create({"_target_": sampler, "seed": 0}),
         direction="max",
         storage=storage,
         study_name="fake",
@@ -300,7 +311,7 @@ def fake_sweep(tmp_path: Path, launcher: FakeLauncher, n_trials: int) -> optuna.
     )
     sweeper.hydra_context = SimpleNamespace(config_loader=None, callbacks=None)
     sweeper.launcher = launcher
-    sweeper.validate_batch_is_legal = lambda batch: None
+    sweeper.validate_batch_is_legal = validate
     try:
         sweeper.sweep(["trainer=debug"])
     finally:
@@ -344,6 +355,62 @@ def test_ctrl_c_still_writes_the_results_of_the_trials_that_ran(tmp_path):
     results = read_results(tmp_path)
     assert (results["best_trial"], results["best_value"]) == (1, 0.75)
     assert (results["n_trials"], results["n_failed"], results["new_trials"]) == (4, 2, [0, 1, 2, 3])
+
+
+def interrupt_at_call(number: int):
+    """A stand-in for Hydra's composing of a batch that is interrupted (Ctrl-C) at its
+    `number`th call: after that batch's trials were asked for, before they were launched."""
+    calls = []
+
+    def validate(batch: list[list[str]]) -> None:
+        calls.append(batch)
+        if len(calls) == number:
+            raise KeyboardInterrupt
+
+    return validate
+
+
+def test_ctrl_c_before_a_batch_is_launched_leaves_its_trials_waiting_not_failed(tmp_path):
+    """Ctrl-C between trials recorded the trials asked for the next batch, never launched, as
+    failed. They wait in the study instead (Optuna's state for a trial not run yet), and the
+    same command runs them first, with the values drawn for them."""
+    launcher = FakeLauncher([job(JobStatus.COMPLETED, 0.5), job(JobStatus.COMPLETED, 0.75)])
+    with pytest.raises(KeyboardInterrupt):
+        fake_sweep(tmp_path, launcher, n_trials=6, validate=interrupt_at_call(2))
+    study = optuna.load_study(study_name="fake", storage=f"sqlite:///{tmp_path / 'fake.db'}")
+    assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 2 + [TrialState.WAITING] * 2
+    assert len(launcher.calls) == 1  # the second batch never reached the launcher
+    results = read_results(tmp_path)
+    assert (results["n_trials"], results["n_failed"], results["new_trials"]) == (2, 0, [0, 1])
+    waiting = {t.number: t.params["x"] for t in study.trials[2:]}
+
+    again = FakeLauncher([job(JobStatus.COMPLETED, 0.25), job(JobStatus.COMPLETED, 1.0)])
+    study = fake_sweep(tmp_path, again, n_trials=2)
+    ((batch, first_job),) = again.calls
+    assert (batch, first_job) == ([["trainer=debug", f"x={waiting[n]!r}"] for n in (2, 3)], 2)
+    assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 4
+    assert [t.value for t in study.trials] == [0.5, 0.75, 0.25, 1.0]
+
+
+class InterruptedWhileSampling(optuna.samplers.RandomSampler):
+    """A sampler drawing trial 2 when Ctrl-C comes (SIGINT, delivered as the terminal does)."""
+
+    def sample_independent(self, study, trial, param_name, param_distribution):
+        if trial.number == 2:
+            signal.raise_signal(signal.SIGINT)
+        return super().sample_independent(study, trial, param_name, param_distribution)
+
+
+def test_ctrl_c_while_optuna_draws_a_trial_leaves_no_trial_running(tmp_path):
+    """study.ask stores a trial before it returns it: a Ctrl-C in between left it RUNNING in
+    the stored study for ever. The interrupt waits until the batch is in hand."""
+    launcher = FakeLauncher([job(JobStatus.COMPLETED, 0.5), job(JobStatus.COMPLETED, 0.75)])
+    sampler = f"{__name__}.InterruptedWhileSampling"
+    with pytest.raises(KeyboardInterrupt):
+        fake_sweep(tmp_path, launcher, n_trials=6, sampler=sampler)
+    study = optuna.load_study(study_name="fake", storage=f"sqlite:///{tmp_path / 'fake.db'}")
+    assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 2 + [TrialState.WAITING] * 2
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # put back
 
 
 def test_a_search_without_a_monitored_metric_needs_one_named():

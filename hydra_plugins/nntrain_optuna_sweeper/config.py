@@ -157,7 +157,8 @@ class NntrainOptunaSweeperConf:
     # auto: the direction of what the trials return (trainer.early_stopping.mode; minimize for
     # a regression's val/loss; with `metrics`, minimize a loss, rmse or mae and maximize the
     # rest), or maximize / minimize (`max` / `min` too), or a list of them for several
-    # objectives: [maximize, maximize].
+    # objectives: [maximize, maximize]. One that would seek the worst value of what the trials
+    # return (maximize a loss, minimize an accuracy) is refused.
     direction: Any = "auto"
     # The objectives by name, read from each job's metrics.json (one per direction), e.g.
     # [val/acc, train/samples_per_sec]; null: the job's return value (nntrain's: the monitored

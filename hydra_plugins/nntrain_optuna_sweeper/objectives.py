@@ -149,10 +149,93 @@ def is_auto(setting: Any) -> bool:
     return isinstance(setting, str) and setting.strip().lower() == "auto"
 
 
+# What a metric's name says of it (the Trainer's figures): a loss or an error is best low, an
+# accuracy or R² high. Other names (train/samples_per_sec) say nothing.
+LOWER_IS_BETTER = ("loss", "rmse", "mae")
+HIGHER_IS_BETTER = ("acc", "r2")
+
+# The keys that decide what an nntrain job returns. Searched, or fixed by hydra.sweeper.params
+# (which the sweeper's own config does not hold), they leave it to the first trial to say.
+DECIDING_KEYS = (
+    "data.task",
+    "data._target_",
+    "trainer.early_stopping.monitor",
+    "trainer.early_stopping.mode",
+    "experiment",
+)
+
+
+def natural_direction(metric: str) -> str | None:
+    """minimize for a loss or an error (…/loss, …/rmse, …/mae), maximize for an accuracy or
+    R² (…/acc, …/r2); None for a name that does not say."""
+    name = metric.rsplit("/", 1)[-1]
+    if name in LOWER_IS_BETTER:
+        return "minimize"
+    return "maximize" if name in HIGHER_IS_BETTER else None
+
+
 def guessed_direction(metric: str) -> str:
     """direction=auto for a metric named in hydra.sweeper.metrics: minimize a loss or an
     error (…/loss, …/rmse, …/mae, as the Trainer's own monitors), maximize the rest."""
-    return "minimize" if metric.rsplit("/", 1)[-1] in ("loss", "rmse", "mae") else "maximize"
+    return natural_direction(metric) or "maximize"
+
+
+def decides_objective(key: str) -> bool:
+    """Whether an override of `key` (data, +data.task, trainer@x) can change what a job returns."""
+    name = key.lstrip("+~").split("@", 1)[0]
+    return any(
+        name == k or k.startswith(f"{name}.") or name.startswith(f"{k}.") for k in DECIDING_KEYS
+    )
+
+
+def task_in(config: Any) -> str | None:
+    """classification or regression where the config says so before any data is read:
+    data.task, or one of nntrain's own data sets, which are classifications unless they have a
+    task; None otherwise (data.task=auto is known only once the table is read)."""
+    data = OmegaConf.select(config, "data")
+    if not OmegaConf.is_dict(data):
+        return None
+    task = data.get("task")
+    if task in ("classification", "regression"):
+        return str(task)
+    if "task" not in data and str(data.get("_target_") or "").startswith("nntrain.data."):
+        return "classification"
+    return None
+
+
+def nntrain_returns(monitor: str | None, task: str | None) -> str | None:
+    """The metric an nntrain job returns (commands/train.py): the monitored one, but val/loss
+    for a regression, which has no accuracy; None while that hangs on an unknown task."""
+    if monitor is None or not monitor.endswith("/acc"):
+        return monitor
+    if task == "regression":
+        return "val/loss"
+    return monitor if task == "classification" else None
+
+
+def setting_text(setting: Any) -> str:
+    """hydra.sweeper.direction as the user gave it: max, or [maximize,minimize]."""
+    if is_sequence(setting):
+        return "[" + ",".join(str(getattr(m, "name", m)) for m in setting) + "]"
+    return str(getattr(setting, "name", setting))
+
+
+def wrong_way(
+    setting: Any, directions: list[str], index: int, metric: str, source: str
+) -> str | None:
+    """The sentence that refuses a direction seeking the worst value of `metric` (a loss
+    maximized, an accuracy minimized); None when it goes the right way or the name does not
+    say. source: who gives the metric, e.g. "a regression's trials return"."""
+    better = natural_direction(metric)
+    if better is None or better == directions[index]:
+        return None
+    fixed = [better if i == index else d for i, d in enumerate(directions)]
+    fix = better if len(fixed) == 1 else "[" + ",".join(fixed) + "]"
+    worse = "lower is better" if better == "minimize" else "higher is better"
+    return (
+        f"hydra.sweeper.direction={setting_text(setting)} would {directions[index]} {metric}, "
+        f"which {source} ({worse}); set hydra.sweeper.direction={fix}."
+    )
 
 
 def first_line(text: str) -> str:

@@ -7,11 +7,18 @@ raised, or returned NaN or another non-finite value, is told as a failed trial a
 goes on (one bad corner of the search space must not end a long search) unless more than
 `max_failure_rate` of its trials failed. Only this process touches the study's storage; jobs
 know nothing of Optuna.
+
+The objective is named by what the trials return (a regression's nntrain jobs return val/loss,
+not the val/acc they monitor by default), and a direction that would seek its worst value is
+refused: before any trial where the config says what the trials return, else when the first
+one says it (data.task=auto). A Ctrl-C before a batch is launched leaves its trials waiting in
+the study, not failed (interrupts.py).
 """
 
 from __future__ import annotations
 
 import logging
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
@@ -22,7 +29,9 @@ from hydra.plugins.sweeper import Sweeper
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf
 
+from .interrupts import give_back, sigint_held
 from .objectives import (
+    decides_objective,
     direction_from_mode,
     directions_from,
     first_line,
@@ -30,7 +39,10 @@ from .objectives import (
     guessed_direction,
     is_auto,
     job_directory,
+    nntrain_returns,
     objective,
+    task_in,
+    wrong_way,
 )
 from .samplers import build_sampler, grid_for, grid_size, sampler_settings
 from .search_space import SearchSpace, params_to_overrides, parse_search_space
@@ -107,6 +119,12 @@ class NntrainOptunaSweeper(Sweeper):
         # wrong (a regression's val/loss under the default monitor val/acc).
         self.learn_direction = False
         self.followed: tuple[str, str] | None = None  # (metric, direction) a job reported
+        # What an nntrain job will return, where its config says so before any trial runs.
+        self.expected: str | None = None
+        self.task: str | None = None  # classification or regression, where the config says
+        # Why the search must stop, said by the first trial's objective (see tell).
+        self.refusal: str | None = None
+        self.earlier_trials = 0  # trials a stored study held before this sweep
         self.study: Study | None = None
         self.sampling: tuple[dict[str, Any] | None, dict[str, Any] | None] = (None, None)
         self.earlier_complete = 0  # finished trials of a stored study from earlier sweeps
@@ -154,8 +172,16 @@ class NntrainOptunaSweeper(Sweeper):
         if self.metrics:
             return self.metrics
         if len(self.directions) == 1:
-            return [self.followed[0] if self.followed else self.monitor or "value"]
+            return [self.followed[0] if self.followed else self.expected or self.monitor or "value"]
         return [f"value {i}" for i in range(len(self.directions))]
+
+    def known_metric_names(self) -> list[str] | None:
+        """The objectives' names once they are certain (for study.set_metric_names): named in
+        `metrics`, said by a trial, or told by the config; None before that."""
+        if self.metrics:
+            return self.metrics
+        known = self.followed[0] if self.followed else self.expected
+        return [known] if known and len(self.directions) == 1 else None
 
     def objectives_text(self) -> str:
         pairs = zip(self.directions, self.metric_names, strict=True)
@@ -212,6 +238,48 @@ class NntrainOptunaSweeper(Sweeper):
         self.learn_direction = True
         return [direction_from_mode(mode) if mode else "minimize"]
 
+    def check_objective(self, space: SearchSpace) -> None:
+        """Before any trial: what the trials return, where the config says (data.task, one of
+        nntrain's own data sets, a metric named in `metrics`), and a refusal of a direction that
+        would seek its worst value, e.g. maximize a regression's val/loss. Unknown here
+        (data.task=auto, a searched data or monitor), the first trial says it (tell)."""
+        auto = is_auto(self.direction_setting)
+        if self.metrics:
+            for index, metric in enumerate(self.metrics):
+                refusal = None if auto else self.wrong_way(index, metric)
+                if refusal is not None:
+                    raise HydraException(refusal)
+            return
+        # params' fixed values are not in the sweeper's config; a custom search space may draw
+        # any key.
+        searched = [*space.distributions, *self.params]
+        if (
+            len(self.directions) != 1
+            or self.custom_search_space
+            or any(decides_objective(key) for key in searched)
+        ):
+            return
+        self.task = task_in(self.config)
+        self.expected = nntrain_returns(self.monitor, self.task)
+        if self.expected is None:
+            return
+        if auto and self.expected != self.monitor:  # a regression's val/loss: min (train.py)
+            self.directions = ["minimize"]
+        refusal = None if auto else self.wrong_way(0, self.expected)
+        if refusal is not None:
+            raise HydraException(refusal)
+
+    def wrong_way(self, index: int, metric: str) -> str | None:
+        """The sentence refusing hydra.sweeper.direction for objective `index`, if it would seek
+        the worst value of `metric`."""
+        if self.metrics:
+            source = "hydra.sweeper.metrics names"
+        elif self.task == "regression" or (metric != self.monitor and metric == "val/loss"):
+            source = "a regression's trials return"  # its monitor had no accuracy to follow
+        else:
+            source = "the trials return"
+        return wrong_way(self.direction_setting, self.directions, index, metric, source)
+
     def sweep(self, arguments: list[str]) -> None:
         """Run n_trials trials, n_jobs at a time; then write and log the best one(s)."""
         assert self.config is not None and self.hydra_context is not None
@@ -222,6 +290,7 @@ class NntrainOptunaSweeper(Sweeper):
         space = parse_search_space(
             params_to_overrides(self.params) + list(arguments), self.hydra_context.config_loader
         )
+        self.check_objective(space)
         self.extend_search_space = load_custom_search_space(self.custom_search_space)
         if not space.distributions and self.extend_search_space is None:
             log.warning("the search space is empty: every trial runs the same config")
@@ -264,9 +333,11 @@ class NntrainOptunaSweeper(Sweeper):
         while len(new_trials) < self.n_trials and not self.space_exhausted:
             assert self.study is not None
             study = self.study
-            trials = self.ask(study, space, min(self.n_jobs, self.n_trials - len(new_trials)))
-            new_trials += [trial.number for trial in trials]
-            self.run_batch(study, trials, space)
+            self.run_batch(
+                study, space, min(self.n_jobs, self.n_trials - len(new_trials)), new_trials
+            )
+            if self.refusal is not None:
+                self.refuse(study, self.refusal)
             if self.learn_direction and self.followed is not None:
                 self.settle_direction()
                 study = self.study
@@ -289,6 +360,7 @@ class NntrainOptunaSweeper(Sweeper):
         self.learn_direction = False
         metric, direction = self.followed
         if direction == self.directions[0]:
+            self.name_objectives(self.study)
             return
         log.info(
             f"the trials return {metric}: the search will {direction} it (hydra.sweeper."
@@ -307,6 +379,27 @@ class NntrainOptunaSweeper(Sweeper):
             directions=self.directions,
         )
         self.study.add_trials(trials)
+        self.name_objectives(self.study)
+
+    def refuse(self, study: Study, message: str) -> None:
+        """End the search with `message` (the first trial said what the trials return, and this
+        search goes the wrong way for it). A stored study that this sweep created holds only
+        that refused batch: it is deleted, so the corrected command starts it afresh."""
+        if self.storage and not self.earlier_trials:
+            import_optuna().delete_study(study_name=study.study_name, storage=self.storage)
+        raise HydraException(message)
+
+    def name_objectives(self, study: Study) -> None:
+        """Record the objectives' names in the study (Optuna's dashboard, trials_dataframe and
+        plots show them) once they are known."""
+        names = self.known_metric_names()
+        if names is None:
+            return
+        from optuna.exceptions import ExperimentalWarning
+
+        with warnings.catch_warnings():  # set_metric_names is marked experimental (Optuna 3.2)
+            warnings.simplefilter("ignore", ExperimentalWarning)
+            study.set_metric_names(names)
 
     def direction_conflict(self, study: Study) -> str | None:
         """Why a stored study cannot take what the trials return: it was made (and scored by
@@ -364,38 +457,37 @@ class NntrainOptunaSweeper(Sweeper):
                 "(trainer.early_stopping.mode), or start a new study with "
                 "hydra.sweeper.study_name=NAME."
             )
-        earlier = len(finished)
+        earlier = self.earlier_trials = len(finished)
         if earlier:
             # A seeded sampler built afresh would draw the first run's points again.
             study.sampler = build_sampler(settings, earlier, grid)
-        tentative = " (auto: until the first trial says what it returns)"
+        self.name_objectives(study)
+        tentative = ""
+        if self.learn_direction:
+            tentative = " (auto: until the first trial says what it returns)"
+        elif self.known_metric_names() is None and self.monitor:
+            tentative = " (or val/loss, if the first trial says the data is a regression)"
         log.info(
             f"Optuna study {study.study_name!r} ({self.storage or 'in memory'}, "
-            f"{type(study.sampler).__name__}): "
-            f"{self.objectives_text()}{tentative if self.learn_direction else ''}; "
+            f"{type(study.sampler).__name__}): {self.objectives_text()}{tentative}; "
             f"{earlier} earlier trials, {self.n_trials} to run, {self.n_jobs} at a time"
         )
         return study
 
-    def ask(self, study: Study, space: SearchSpace, count: int) -> list[Trial]:
-        """count new trials, their params drawn (and extended by custom_search_space)."""
-        trials: list[Trial] = []
+    def ask(self, study: Study, space: SearchSpace, count: int, trials: list[Trial]) -> None:
+        """Append count new trials to `trials`, their params drawn (and extended by
+        custom_search_space). The caller's list: whatever ends this, it holds every trial the
+        study made (Ctrl-C waits until study.ask has returned its trial)."""
         try:
-            for _ in range(count):
-                trials.append(study.ask(space.distributions))
-                self.extend(trials[-1], space)
+            with sigint_held():
+                for _ in range(count):
+                    trials.append(study.ask(space.distributions))
+                    self.extend(trials[-1], space)
         except ValueError as error:  # a stored study whose parameters had another kind
-            for trial in trials:
-                self.fail(study, trial)
             raise HydraException(
                 f"the search space does not fit study {study.study_name!r}: {error} Start a "
                 "new study with hydra.sweeper.study_name=NAME."
             ) from None
-        except BaseException:
-            for trial in trials:
-                self.fail(study, trial)
-            raise
-        return trials
 
     def extend(self, trial: Trial, space: SearchSpace) -> None:
         """Let custom_search_space add parameters that depend on those drawn."""
@@ -416,39 +508,71 @@ class NntrainOptunaSweeper(Sweeper):
                 "which the search fixes to one value; drop one of the two."
             )
 
-    def run_batch(self, study: Study, trials: list[Trial], space: SearchSpace) -> None:
-        """Launch one job per trial, as one batch, and tell the study each job's outcome."""
+    def run_batch(
+        self, study: Study, space: SearchSpace, count: int, new_trials: list[int]
+    ) -> None:
+        """Ask for count trials, launch them as one batch (their numbers appended to new_trials)
+        and tell the study each job's outcome. No trial stays RUNNING in a stored study."""
         assert self.config is not None and self.launcher is not None
-        batch = [space.overrides(trial.params) for trial in trials]
+        trials: list[Trial] = []
+        launching = False
         try:
+            self.ask(study, space, count, trials)
+            batch = [space.overrides(trial.params) for trial in trials]
             # A search space that does not compose is the user's mistake, not a failed trial:
             # it stops the sweep with Hydra's message before any job starts.
             self.validate_batch_is_legal(batch)
-            try:
-                returns = self.launcher.launch(batch, initial_job_idx=self.job_idx(trials))
-            except Exception as error:
-                # A launcher raises for a job it lost (a joblib worker killed for memory, a
-                # SLURM time limit): those trials failed. Before any batch ran, it is the
-                # launcher's setup that is wrong, and the user must hear of it.
-                if not self.launched:
-                    raise
-                configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
-                reason = first_line(f"{type(error).__name__}: {error}")
-                log.error(f"the launcher lost trials {[t.number for t in trials]}: {reason}")
-                for trial, overrides in zip(trials, batch, strict=True):
-                    trial.set_user_attr("overrides", overrides)
-                    self.fail(study, trial, reason)
-                return
-            self.launched = True
-            # Each job configured logging for its own log file; back to Hydra's console.
-            configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
-            for trial, overrides, job in zip(trials, batch, returns, strict=True):
-                self.tell(study, trial, overrides, job)
-        except BaseException:
-            # Ctrl-C or a config error: no trial may stay RUNNING in a stored study.
+            launching = True
+            new_trials.extend(trial.number for trial in trials)
+            returns = self.launch(study, trials, batch)
+            if returns is not None:  # None: a batch the launcher lost, told as failed
+                for trial, overrides, job in zip(trials, batch, returns, strict=True):
+                    self.tell(study, trial, overrides, job)
+        except (KeyboardInterrupt, SystemExit):
+            # Ctrl-C (a job ends with SystemExit) before the launch: those trials never ran,
+            # they wait in the study; after it, they were cut short and failed.
+            if launching:
+                for trial in trials:
+                    self.fail(study, trial)
+            else:
+                self.given_back(study, trials)
+            raise
+        except BaseException:  # a config error, the launcher's setup: not run, and failed
             for trial in trials:
                 self.fail(study, trial)
             raise
+
+    def launch(
+        self, study: Study, trials: list[Trial], batch: list[list[str]]
+    ) -> list[JobReturn] | None:
+        """The launcher's results, or None for a batch it lost (told as failed trials)."""
+        assert self.config is not None and self.launcher is not None
+        try:
+            returns = self.launcher.launch(batch, initial_job_idx=self.job_idx(trials))
+        except Exception as error:
+            # A launcher raises for a job it lost (a joblib worker killed for memory, a
+            # SLURM time limit): those trials failed. Before any batch ran, it is the
+            # launcher's setup that is wrong, and the user must hear of it.
+            if not self.launched:
+                raise
+            configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
+            reason = first_line(f"{type(error).__name__}: {error}")
+            log.error(f"the launcher lost trials {[t.number for t in trials]}: {reason}")
+            for trial, overrides in zip(trials, batch, strict=True):
+                trial.set_user_attr("overrides", overrides)
+                self.fail(study, trial, reason)
+            return None
+        self.launched = True
+        # Each job configured logging for its own log file; back to Hydra's console.
+        configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
+        return list(returns)
+
+    def given_back(self, study: Study, trials: list[Trial]) -> None:
+        """Trials asked for but not launched (Ctrl-C first) go back to the study's queue."""
+        numbers = give_back(study, trials)
+        if numbers:
+            again = "; running the same command again runs them first" if self.storage else ""
+            log.info(f"trials {numbers} were not launched: they wait in the study{again}")
 
     def fail(self, study: Study, trial: Trial, reason: str | None = None) -> None:
         """Tell the study a trial failed (unless it was told already)."""
@@ -477,12 +601,11 @@ class NntrainOptunaSweeper(Sweeper):
             trial.set_user_attr("job_dir", str(job_dir))
         values, error = objective(job, len(self.directions), self.metrics)
         job_name = f" (job {job_dir.name})" if job_dir is not None else ""
-        if values is not None and self.learn_direction and self.followed is None:
-            self.followed = followed_objective(job)
-            conflict = self.direction_conflict(study)
-            if conflict is not None:  # told as failed: its value is not this study's objective
-                self.fail(study, trial, conflict)
-                raise HydraException(conflict)
+        if values is not None and self.refusal is None and self.followed is None:
+            self.refusal = self.first_objective(study, job)
+        if self.refusal is not None:  # told as failed: its value is not this study's objective
+            self.fail(study, trial, self.refusal)
+            return
         if values is not None:
             shown = self.values_text(values)
             log.info(f"trial {trial.number}{job_name}: {shown}")
@@ -490,6 +613,22 @@ class NntrainOptunaSweeper(Sweeper):
         else:
             log.warning(f"trial {trial.number}{job_name} failed: {error}")
             self.fail(study, trial, error)
+
+    def first_objective(self, study: Study, job: JobReturn) -> str | None:
+        """The first trial that scored says what the trials return (status.json): the
+        objective is named by it, and a search that would seek its worst value (maximize a
+        regression's val/loss where data.task=auto hid the task) is refused: why, or None."""
+        if self.metrics is not None or len(self.directions) != 1:
+            return None
+        self.followed = followed_objective(job)
+        if self.followed is None:  # not an nntrain job, or one that did not say
+            return None
+        if self.learn_direction:
+            return self.direction_conflict(study)  # named once settled (settle_direction)
+        refusal = self.wrong_way(0, self.followed[0])
+        if refusal is None:
+            self.name_objectives(study)
+        return refusal
 
     def tell_study(self, study: Study, trial: Trial, **outcome: Any) -> None:
         """study.tell, where a sampler that has tried every point asks the study to stop.

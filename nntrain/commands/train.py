@@ -351,6 +351,7 @@ def train(cfg: DictConfig) -> float:
     from hydra.types import RunMode
 
     from nntrain.reporting.console import interactive, log
+    from nntrain.search_guard import refuse_a_search_without_multirun
     from nntrain.training import distributed
     from nntrain.training.signals import TrainingInterrupted
 
@@ -369,6 +370,7 @@ def train(cfg: DictConfig) -> float:
     status: dict[str, Any] = {"status": "ok", "error": None}
     accepted = []  # a resume refused before training must leave its run as it was
     try:
+        refuse_a_search_without_multirun(cfg, hydra_cfg)  # hparams_search=... without -m
         result = run(cfg, str(run_dir), show_progress, on_accepted=lambda: accepted.append(True))
         monitor = cfg.trainer.early_stopping.monitor
         # A regression has no accuracy: it followed val/loss instead (Trainer._stopper_for).
