@@ -239,6 +239,8 @@ def run(
         typed = [o for o in hydra_config.overrides.task if not o.split("=")[0].startswith("hydra.")]
         tree = console.print_config_tree(cfg, hydra_config.runtime.choices, typed)
     check_seed(cfg.seed)
+    absolute_data_files(cfg)
+    resume = resumed_state(cfg)  # before the data is read: a changed table is refused first
     trainer = build(cfg.trainer, "trainer", progress=show_progress and cfg.trainer.progress)
     data = build(cfg.data, "data")
     seed_everything(cfg.seed)  # right before the model: its initial weights follow the seed
@@ -249,12 +251,9 @@ def run(
     # The checkpoints' copy of the config: resume= is how this process started, not the run.
     saved = cast(dict[str, Any], OmegaConf.to_container(cfg, resolve=True))
     saved["resume"] = None
-    resume = None
-    if cfg.get("resume"):
-        from nntrain.checkpoint import load_resumable
+    if resume is not None:
         from nntrain.commands.resume import check_same_run, write_hydra_files
 
-        resume = load_resumable(cfg.resume)
         check_same_run(resume, saved, cfg.resume)
         if main_process:  # accepted: from here on the run's files may change
             write_hydra_files(Path(run_dir))
@@ -281,6 +280,37 @@ def run(
         wall_time = time.perf_counter() - started
         console.print_summary(result, run_dir, name=str(cfg.name), wall_time_s=wall_time)
     return result
+
+
+def absolute_data_files(cfg: DictConfig) -> None:
+    """The data files' paths made absolute (~ expanded) in the run's config, which its
+    checkpoints keep: nntrain-eval and resume= then read the very files the run read, from
+    whatever folder they are started in."""
+    from nntrain.commands.resume import DATA_FILE_KEYS
+
+    with open_dict(cfg):
+        for key in DATA_FILE_KEYS:
+            value = cfg.data.get(key)
+            if isinstance(value, str) and value and "://" not in value:  # not a URL
+                cfg.data[key] = str(Path(os.path.expanduser(value)).absolute())
+
+
+def resumed_state(cfg: DictConfig) -> dict[str, Any] | None:
+    """The checkpoint resume= names, or None; refused in one sentence (before anything of the
+    run changes) when a table it trained on has changed (nntrain.data.table_source)."""
+    if not cfg.get("resume"):
+        return None
+    from nntrain.checkpoint import load_resumable
+    from nntrain.data.table_source import changed_data
+
+    state = load_resumable(cfg.resume)
+    change = changed_data(state.get("inputs") or {}, cfg.data)
+    require(
+        change is None,
+        f"cannot resume {cfg.resume}: {change}; resume with the data the run trained on, or "
+        "train a new run on this data (without resume=).",
+    )
+    return state
 
 
 def command_line_overrides() -> list[str]:
