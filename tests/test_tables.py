@@ -109,6 +109,27 @@ def test_decimal_commas_with_any_separator_read_as_the_comma_file(separator, tmp
     assert any(f"local.csv ({name}, decimal commas)" in r.getMessage() for r in caplog.records)
 
 
+def test_quoted_decimal_commas_and_thousands_groups_are_numbers(tmp_path):
+    reference = CsvTable(target="diagnosis", path=str(cancer_table(tmp_path / "ref.csv")))
+    text = (tmp_path / "ref.csv").read_text().splitlines()
+    quoted = [text[0]] + [
+        ",".join(f'"{cell.replace(".", ",")}"' for cell in line.split(",")) for line in text[1:]
+    ]
+    (tmp_path / "quoted.csv").write_text("\n".join(quoted) + "\n")
+    table = CsvTable(target="diagnosis", path=str(tmp_path / "quoted.csv"))
+    assert torch.equal(table.splits["train"].inputs, reference.splits["train"].inputs)
+    lines = ["amount,label"] + [
+        f'"{i % 9},{i % 7}{i % 3}5.25",{"ab"[i % 9 > 4]}' for i in range(60)
+    ]
+    (tmp_path / "thousands.csv").write_text("\n".join(lines) + "\n")
+    grouped = CsvTable(target="label", path=str(tmp_path / "thousands.csv"))
+    assert grouped.feature_names == ["amount"]  # numbers (1,005.25 is 1005.25), not categories
+    column = grouped.columns[0]
+    raw = grouped.splits["train"].inputs[:, 0].double() * column["std"] + column["mean"]
+    expected = {float(f"{i % 9}{i % 7}{i % 3}5.25") for i in range(60)}
+    assert all(min(abs(value - e) for e in expected) < 1e-3 for value in raw.tolist())
+
+
 def test_utf16_is_read_and_other_encodings_are_one_sentence(tmp_path):
     text = cancer_table(tmp_path / "ref.csv").read_text()
     reference = CsvTable(target="diagnosis", path=str(tmp_path / "ref.csv"))

@@ -7,7 +7,8 @@ What is detected, from the file itself (README "Tables"):
 - the cell separator and the decimal mark, together: of `,` `;` tab `|`, the one that splits
   the header and every sampled row into the same number (> 1) of cells, the comma first when it
   does (a comma file never changes meaning); with another separator, numbers written 2,5 (or
-  1.234,5) are read as 2.5 (1234.5) when such cells outnumber those written 2.5.
+  1.234,5) are read as 2.5 (1234.5) when such cells outnumber those written 2.5 (the same for
+  a comma file's quoted cells "2,5"; there "1,234" and "1,234.5" are thousands, 1234 and 1234.5).
 
 Cells stay text here: which columns are numbers is decided from the training rows
 (nntrain.data.table_columns), and the same reader serves nntrain-predict's new rows, leniently:
@@ -35,8 +36,10 @@ MISSING = {"", "na", "n/a", "nan", "null", "none", "#n/a", "?", "-", "n.a."}
 CANDIDATES = ",;\t|"  # the comma first: it wins whenever it splits the file consistently
 SAMPLE_BYTES = 256 * 1024
 SAMPLE_ROWS = 200
-DECIMAL_COMMA = re.compile(r"[+-]?(\d{1,3}(\.\d{3})+|\d*),\d+([eE][+-]?\d+)?")
+# 2,5 and 1.234,5 (or 1 234,5, 1'234,5: thousands grouped by a point, space or apostrophe)
+DECIMAL_COMMA = re.compile(r"[+-]?(\d{1,3}([. \u00a0\u202f']\d{3})+|\d*),\d+([eE][+-]?\d+)?")
 DECIMAL_POINT = re.compile(r"[+-]?\d*\.\d+([eE][+-]?\d+)?")
+GROUPED_POINT = re.compile(r"[+-]?\d{1,3}(,\d{3})+(\.\d+)?")  # 1,234 and 1,234.5
 NAMES = {",": "commas", ";": "semicolons", "\t": "tabs", "|": "'|'"}
 
 
@@ -119,10 +122,10 @@ def read_table(given: str, key: str, lenient: bool = False) -> Table:
         raise UserError(
             f"{path} is not a readable CSV file ({error}); check its quoting."
         ) from error
-    if decimal_comma:  # a decimal-comma locale: 2,5 is the number 2.5
-        table.columns = {
-            name: [decimal_point(cell) for cell in cells] for name, cells in table.columns.items()
-        }
+    table.columns = {
+        name: [as_python_number(cell, decimal_comma) for cell in cells]
+        for name, cells in table.columns.items()
+    }
     table.delimiter, table.decimal_comma = delimiter, decimal_comma
     table.size, table.sha256 = len(raw), hashlib.sha256(raw).hexdigest()
     return table
@@ -192,12 +195,12 @@ def detect_format(text: str) -> tuple[str, bool]:
         delimiter = max(qualified, key=lambda m: (m == ",", len(splits[m][0])))
     else:  # ragged everywhere: the mark that makes most rows as wide as the header
         delimiter = max(CANDIDATES, key=lambda m: agreeing_rows(splits[m]))
-    if delimiter == ",":
-        return delimiter, False
     cells = [cell.strip() for record in splits[delimiter][1:] for cell in record]
-    commas = sum(bool(DECIMAL_COMMA.fullmatch(cell)) for cell in cells)
+    commas = [cell for cell in cells if DECIMAL_COMMA.fullmatch(cell)]
+    if delimiter == ",":  # a comma in a cell was quoted: "1,234" there is a thousands group
+        commas = [cell for cell in commas if not GROUPED_POINT.fullmatch(cell)]
     points = sum(bool(DECIMAL_POINT.fullmatch(cell)) for cell in cells)
-    return delimiter, commas > 0 and commas >= points
+    return delimiter, bool(commas) and len(commas) >= points
 
 
 def agreeing_rows(records: list[list[str]]) -> int:
@@ -248,12 +251,14 @@ def parse(path: Path, text: str, delimiter: str, lenient: bool) -> Table:
     return Table(path, header, columns, lines, list(range(1, len(lines) + 1)), problems)
 
 
-def decimal_point(cell: str) -> str:
-    """A number written with a decimal comma (2,5; 1.234,5) as Python reads it (2.5; 1234.5);
-    other cells as they are."""
-    if not DECIMAL_COMMA.fullmatch(cell):
-        return cell
-    return cell.replace(".", "").replace(",", ".")
+def as_python_number(cell: str, decimal_comma: bool) -> str:
+    """A number as Python reads it: with a decimal comma (2,5; 1.234,5; 1 234,5) in a
+    decimal-comma file, else with thousands commas (1,234.5) dropped; other cells as they are."""
+    if decimal_comma and DECIMAL_COMMA.fullmatch(cell):
+        return re.sub(r"[. \u00a0\u202f']", "", cell).replace(",", ".")
+    if not decimal_comma and GROUPED_POINT.fullmatch(cell):
+        return cell.replace(",", "")
+    return cell
 
 
 def check_header(path: Path, header: list[str]) -> None:
