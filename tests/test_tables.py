@@ -346,3 +346,28 @@ def test_predict_without_bad_rows_writes_no_reason_column(graded, tmp_path):
     with (tmp_path / "predictions.csv").open(newline="") as file:
         assert next(csv.reader(file)) == ["input", "predicted", "probability", "top_k"]
     assert "2 predicted; wrote predictions.csv" in done.stdout
+
+
+def test_spreadsheet_and_pandas_habits_read_as_the_plain_table(tmp_path):
+    """Excel's `sep=;` first line, a separator at the end of every line, and the unnamed index
+    column of pandas' DataFrame.to_csv give the plain file's inputs."""
+    plain = cancer_table(tmp_path / "plain.csv")
+    reference = CsvTable(target="diagnosis", path=str(plain))
+    lines = plain.read_text().splitlines()
+    variants = {
+        "excel.csv": "sep=;\n" + "\n".join(line.replace(",", ";") for line in lines),
+        "trailing.csv": "\n".join(line + "," for line in lines),
+        "pandas.csv": "\n".join([f",{lines[0]}"] + [f"{i},{x}" for i, x in enumerate(lines[1:])]),
+    }
+    for name, text in variants.items():
+        (tmp_path / name).write_text(text + "\n")
+        table = CsvTable(target="diagnosis", path=str(tmp_path / name))
+        assert table.feature_names == COLUMNS, name
+        assert torch.equal(table.splits["test"].inputs, reference.splits["test"].inputs), name
+    (tmp_path / "value.csv").write_text("a,b,\n1,x,\n2,y,3\n")
+    with pytest.raises(UserError) as caught:
+        CsvTable(target="b", path=str(tmp_path / "value.csv"))
+    assert str(caught.value) == (
+        f"{tmp_path / 'value.csv'} line 3 has a value in column 3, whose header has no name; "
+        "name every column."
+    )

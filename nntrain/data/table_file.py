@@ -191,7 +191,11 @@ def detect_format(text: str) -> tuple[str, bool]:
         )
 
     qualified = [mark for mark in CANDIDATES if consistent(mark)]
-    if qualified:
+    said = re.match(r"sep=(.)\r?\n", text)  # Excel's first line naming the separator
+    if said and said.group(1) in CANDIDATES:
+        delimiter = said.group(1)
+        splits[delimiter] = splits[delimiter][1:]
+    elif qualified:
         delimiter = max(qualified, key=lambda m: (m == ",", len(splits[m][0])))
     else:  # ragged everywhere: the mark that makes most rows as wide as the header
         delimiter = max(CANDIDATES, key=lambda m: agreeing_rows(splits[m]))
@@ -212,10 +216,13 @@ def agreeing_rows(records: list[list[str]]) -> int:
 def parse(path: Path, text: str, delimiter: str, lenient: bool) -> Table:
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
     header = [name.strip() for name in next(reader, [])]
+    if delimiter.join(header) == f"sep={delimiter}":  # Excel's "sep=;" first line
+        header = [name.strip() for name in next(reader, [])]
     require(
         any(header),
         f"{path} is empty; a table needs a header row naming the columns, then one row per sample.",
     )
+    header, unnamed = named_columns(header)
     check_header(path, header)
     cells: list[list[str]] = []
     lines: list[int] = []
@@ -233,6 +240,7 @@ def parse(path: Path, text: str, delimiter: str, lenient: bool) -> Table:
             cells.append([""] * len(header))
             lines.append(line)
         blank = []
+        row = without_unnamed(path, row, len(header), unnamed, reader.line_num)
         if len(row) != len(header):
             require(
                 lenient,
@@ -249,6 +257,29 @@ def parse(path: Path, text: str, delimiter: str, lenient: bool) -> Table:
     require(bool(cells), f"{path} has a header but no rows; the table is empty.")
     columns = {name: [row[i] for row in cells] for i, name in enumerate(header)}
     return Table(path, header, columns, lines, list(range(1, len(lines) + 1)), problems)
+
+
+def named_columns(header: list[str]) -> tuple[list[str], int]:
+    """The header without the unnamed columns a trailing separator makes (`a,b,c,`), and how
+    many there were; an unnamed first column is pandas' index (DataFrame.to_csv): `index`,
+    an identifier that training leaves out (and says so)."""
+    unnamed = len(header) - len("\0".join(header).rstrip("\0").split("\0"))
+    named = header[: len(header) - unnamed]
+    if len(named) > 1 and named[0] == "" and "index" not in named:
+        named[0] = "index"
+    return named, unnamed
+
+
+def without_unnamed(path: Path, row: list[str], width: int, unnamed: int, line: int) -> list[str]:
+    """A row without the cells of the header's trailing unnamed columns, which must be empty."""
+    if not unnamed or len(row) <= width:
+        return row
+    if any(cell.strip() for cell in row[width : width + unnamed]):
+        raise UserError(
+            f"{path} line {line} has a value in column {width + 1}, whose header has no name; "
+            "name every column."
+        )
+    return row[:width] + row[width + unnamed :]
 
 
 def as_python_number(cell: str, decimal_comma: bool) -> str:

@@ -44,8 +44,9 @@ def load_run(path: str | Path) -> TrainedRun:
     """The checkpoint at path (a .pt file, or a run dir: its checkpoints/best.pt)."""
     given = path
     path = resolve_checkpoint(path, "best")
-    if not path.is_file():
+    if not path.is_file() and path != resolve_checkpoint(given, "last"):
         explain_a_folder_without_best(Path(given).expanduser())
+        path = last_when_best_was_not_kept(path)
     state = load_checkpoint(path)
     require(
         bool(state.get("config")) and bool(state.get("class_names")) and bool(state.get("inputs")),
@@ -56,6 +57,26 @@ def load_run(path: str | Path) -> TrainedRun:
     return TrainedRun(
         path, run_dir_of(path), config, list(state["class_names"]), state["inputs"], state
     )
+
+
+def last_when_best_was_not_kept(best: Path) -> Path:
+    """A run directory without best.pt but with last.pt: a run resumed from a checkpoint kept
+    without its best.pt, where no later epoch was better; its test used last.pt, and so does
+    this (said once)."""
+    last = best.with_name("last.pt")
+    if not last.is_file():
+        return best
+    from nntrain.reporting.console import display_path, get_console, plain
+
+    get_console().print(
+        plain(
+            f"Note: {display_path(best.parent)} has no best.pt (the run was resumed from a "
+            "checkpoint kept without it, and no later epoch was better); using last.pt, the "
+            "checkpoint the run was tested with."
+        ),
+        soft_wrap=True,
+    )
+    return last
 
 
 def without_weight_files(model: DictConfig) -> tuple[DictConfig, bool]:
