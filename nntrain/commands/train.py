@@ -381,7 +381,7 @@ def train(cfg: DictConfig) -> float:
     from hydra.types import RunMode
 
     from nntrain.reporting.console import interactive, log
-    from nntrain.search_guard import refuse_a_search_without_multirun
+    from nntrain.commands.search_guard import refuse_a_search_without_multirun
     from nntrain.training import distributed
     from nntrain.training.signals import TrainingInterrupted
 
