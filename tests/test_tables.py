@@ -22,6 +22,7 @@ from nntrain.commands import train as cli
 from nntrain.data.csv_table import CsvTable, prepare_new_rows
 from nntrain.errors import UserError
 from tests.conftest import compose_config, read_metrics, run_nntrain
+from tests.test_evaluate import run_eval
 from tests.test_predict import read_csv, run_predict
 
 COLUMNS = ["radius", "texture", "capacitance"]
@@ -256,7 +257,7 @@ def test_a_changed_table_is_refused_by_resume_and_eval_and_changes_nothing(grade
     table.write_text(edit(original))
     try:
         resumed = run_nntrain(f"resume={run_dir}", "trainer.max_epochs=3", cwd=folder)
-        evaluated = run_nntrain_eval(f"ckpt={run_dir}", cwd=folder)
+        evaluated = run_eval(f"ckpt={run_dir}", cwd=folder)
     finally:
         table.write_text(original)
     last = run_dir / "checkpoints" / "last.pt"
@@ -277,26 +278,12 @@ def test_a_changed_table_is_refused_by_resume_and_eval_and_changes_nothing(grade
     assert json.loads((run_dir / "status.json").read_text())["status"] == "ok"
 
 
-def run_nntrain_eval(*args: str, cwd: Path):
-    import subprocess
-    import sys
-
-    return subprocess.run(
-        [str(Path(sys.executable).with_name("nntrain-eval")), *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=240,
-        stdin=subprocess.DEVNULL,
-    )
-
-
 def test_eval_and_resume_from_another_folder_read_the_file_the_run_read(graded, tmp_path):
     """data.path=grades.csv was kept relative: from another folder, eval and resume read
     whatever file had that name there (here: a decoy with other columns)."""
     _, run_dir, _ = graded
     (tmp_path / "grades.csv").write_text("other,passed\n1,yes\n2,no\n")
-    evaluated = run_nntrain_eval(f"ckpt={run_dir}", cwd=tmp_path)
+    evaluated = run_eval(f"ckpt={run_dir}", cwd=tmp_path)
     assert evaluated.returncode == 0, evaluated.stderr
     result = json.loads((run_dir / "eval_test.json").read_text())
     assert result["test/acc"] == pytest.approx(read_metrics(run_dir)["test/acc"])
