@@ -26,22 +26,72 @@ from nntrain.errors import UserError, first_line, require
 def user_errors_end_in_one_line() -> Iterator[None]:
     """A UserError raised inside ends as `Error: <its sentence>` on stderr and exit status 1;
     so does an error of OmegaConf's resolving a value (a bad ${...}, or a UserError that a
-    resolver raised, which OmegaConf wraps)."""
+    resolver raised, which OmegaConf wraps). After Ctrl-C, any error is the KeyboardInterrupt
+    it became (see ctrl_c), re-raised as one (inside a Hydra task: Hydra would print "Error
+    executing job" for any other)."""
     from omegaconf.errors import OmegaConfBaseException
 
     from nntrain.reporting.console import print_error
 
     try:
         yield
-    except UserError as error:
-        print_error(str(error))
-        sys.exit(1)
-    except OmegaConfBaseException as error:
-        if os.environ.get("NNTRAIN_DEBUG") == "1":
+    except Exception as error:
+        if CTRL_C["seen"]:  # what the KeyboardInterrupt became (see ctrl_c)
+            raise KeyboardInterrupt from error
+        if isinstance(error, UserError):
+            print_error(str(error))
+            sys.exit(1)
+        if not isinstance(error, OmegaConfBaseException) or os.environ.get("NNTRAIN_DEBUG") == "1":
             raise
         cause = user_error_in(error)
         print_error(str(cause) if cause is not None else describe_omegaconf_error(error))
         sys.exit(1)
+
+
+# Whether Ctrl-C has raised a KeyboardInterrupt in this process (set by ctrl_c).
+CTRL_C = {"seen": False}
+
+
+def ctrl_c(signum: int, frame: object) -> None:
+    """SIGINT while a command runs: Python's KeyboardInterrupt, remembered. Raised in the middle
+    of a library's import or lazy set-up it can leave that library half-initialised, and what
+    fails next fails with another error (numpy's lazy submodules: a RecursionError); that error
+    is the interrupt, reported as one (became_an_interrupt, user_errors_end_in_one_line), not
+    as a traceback."""
+    CTRL_C["seen"] = True
+    raise KeyboardInterrupt
+
+
+def deliver_a_swallowed_ctrl_c(unraisable: Any) -> None:
+    """sys.unraisablehook: a KeyboardInterrupt raised in a callback that Python cannot raise
+    from (a weakref's callback in the import system, a __del__) is lost there and printed as
+    "Exception ignored in ..." with a traceback; it is delivered to the main thread again
+    instead, to end the command as Ctrl-C does. Other errors go to the hook it replaced."""
+    import threading
+
+    if isinstance(unraisable.exc_type, type) and issubclass(unraisable.exc_type, KeyboardInterrupt):
+        # Sent again a moment later, by another thread: sent from here, SIGINT's handler would
+        # raise inside this hook, where the KeyboardInterrupt is swallowed once more.
+        again = threading.Timer(0.05, os.kill, (os.getpid(), signal.SIGINT))
+        again.daemon = True
+        again.start()
+        return
+    UNRAISABLE_HOOK["replaced"](unraisable)
+
+
+# The sys.unraisablehook that deliver_a_swallowed_ctrl_c hands other errors to.
+UNRAISABLE_HOOK: dict[str, Callable[[Any], object]] = {"replaced": sys.__unraisablehook__}
+
+
+@contextlib.contextmanager
+def became_an_interrupt() -> Iterator[None]:
+    """An error raised after Ctrl-C is re-raised as the KeyboardInterrupt it came from."""
+    try:
+        yield
+    except Exception as error:
+        if CTRL_C["seen"]:
+            raise KeyboardInterrupt from error
+        raise
 
 
 def user_error_in(error: BaseException) -> UserError | None:
@@ -294,6 +344,16 @@ def resolve_printed_config(argv: list[str]) -> list[str]:
     return argv
 
 
+def take_over_ctrl_c() -> None:
+    """From here on Ctrl-C is a KeyboardInterrupt (see ctrl_c), handled by run_app and in the
+    commands; nntrain/entry.py handles the moments before, while Python imports the command."""
+    CTRL_C["seen"] = False  # (a process may run several commands: tests)
+    signal.signal(signal.SIGINT, ctrl_c)
+    if sys.unraisablehook is not deliver_a_swallowed_ctrl_c:
+        UNRAISABLE_HOOK["replaced"] = sys.unraisablehook
+        sys.unraisablehook = deliver_a_swallowed_ctrl_c
+
+
 def run_app(
     app: Callable[[], Any],
     rewrite: Callable[[list[str]], list[str]] | None = None,
@@ -311,20 +371,21 @@ def run_app(
 
     from nntrain.reporting.console import print_error
 
-    # From here on Ctrl-C is Python's KeyboardInterrupt again, handled below and in the commands
-    # (see nntrain/commands/__init__.py for the moments before).
-    signal.signal(signal.SIGINT, signal.default_int_handler)
     # A log line that cannot be written (a full disk) is lost quietly, not printed as a
     # traceback; the error that follows says what happened.
     logging.raiseExceptions = False
     debugging = os.environ.get("HYDRA_FULL_ERROR") == "1"
     os.environ["HYDRA_FULL_ERROR"] = "1"
-    with user_errors_end_in_one_line():
-        check_override_words(sys.argv[1:], command)
-        argv = resolve_printed_config(quote_plain_values(expand_home_in_overrides(sys.argv[1:])))
-        sys.argv[1:] = rewrite(argv) if rewrite else argv
     try:
-        app()
+        # Inside the try, so that no moment is left between Ctrl-C's two handlings.
+        take_over_ctrl_c()
+        with became_an_interrupt():
+            with user_errors_end_in_one_line():
+                check_override_words(sys.argv[1:], command)
+                argv = expand_home_in_overrides(sys.argv[1:])
+                argv = resolve_printed_config(quote_plain_values(argv))
+                sys.argv[1:] = rewrite(argv) if rewrite else argv
+            app()
     except KeyboardInterrupt:  # before or after the task (composing, importing), or a sweep's
         from nntrain.reporting.sweep_summary import summarize_interrupted_sweep
 

@@ -38,8 +38,10 @@ class StopRequests:
         self.signum: int | None = None
         self._since = 0.0
         self._previous: dict[int, Any] = {}
+        self._pid = os.getpid()
 
     def __enter__(self) -> StopRequests:
+        self._pid = os.getpid()
         if threading.current_thread() is threading.main_thread():  # signals reach only it
             for signum in STOP_SIGNALS:
                 self._previous[signum] = signal.signal(signum, self._handle)
@@ -51,6 +53,11 @@ class StopRequests:
         self._previous.clear()
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
+        if os.getpid() != self._pid:
+            # A DataLoader worker, forked with this handler: Ctrl-C reaches every process of
+            # the terminal's process group, and only the training process stops the run (its
+            # loader ends the workers) and says so; a worker's notice would repeat it.
+            return
         if self.signum is not None:
             # Already stopping at the next step. Only Ctrl-C pressed again means "now": not a
             # copy of the first one that torchrun's agent forwards (to workers that got it from
