@@ -120,14 +120,7 @@ class Trainer:
         cuda_graphs: bool | str = "auto",
     ) -> None:
         self.max_epochs = check_positive_int("trainer.max_epochs", max_epochs, example=30)
-        self.world, self.rank = distributed.world_size(), distributed.rank()
-        # A frozen rank ends the job after this long (see README, Clusters).
-        distributed.set_timeout(check_dist_timeout(dist_timeout_s))
-        if self.world > 1 and torch.cuda.is_available() and str(device) == "auto":
-            device = f"cuda:{distributed.local_rank()}"  # one GPU per torchrun process
-        self.device = resolve_device(str(device))
-        self.precision = precision
-        self.autocast_dtype = resolve_precision(precision, self.device)
+        self._use_devices(device, precision, dist_timeout_s)
         self.grad_clip = check_grad_clip(grad_clip)
         self.grad_clip_mode = check_grad_clip_mode(grad_clip_mode)
         self.ema = EmaSettings(**settings_of("trainer.ema", ema, EmaSettings))
@@ -144,11 +137,8 @@ class Trainer:
         self.deterministic = check_true_false("trainer.deterministic", deterministic)
         self.progress = bool(progress)
         self.log_every_n_steps = check_positive_int("trainer.log_every_n_steps", log_every_n_steps)
-        require(
-            channels_last in ("auto", True, False),
-            f"trainer.channels_last must be auto, true or false, got {channels_last!r}.",
-        )
-        self.channels_last = channels_last  # the setting; each fit decides for its model
+        # The setting; each fit decides for its model.
+        self.channels_last = check_auto_true_false("trainer.channels_last", channels_last)
         self.checkpoint_every_n_steps = check_checkpoint_every(checkpoint)
         self.report_images = check_true_false("trainer.report_images", report_images)
         self.sync_batchnorm = bool(sync_batchnorm)
@@ -158,22 +148,23 @@ class Trainer:
             "implementation); leave it off on CPU.",
         )
         self.label_smoothing = check_label_smoothing(label_smoothing)
-        self.lookahead = Lookahead(**settings_of("trainer.lookahead", lookahead, Lookahead))
-        if self.lookahead.every_n_steps is not None and self.lookahead.start_epoch >= max_epochs:
-            log.warning(
-                f"trainer.lookahead.start_epoch={self.lookahead.start_epoch} comes after the "
-                f"last epoch (with trainer.max_epochs={max_epochs} they are 0 to "
-                f"{max_epochs - 1}): lookahead never runs"
-            )
+        self.lookahead = lookahead_settings(lookahead, self.max_epochs)
         self.test_time_augmentation = check_mode(test_time_augmentation)
         self.compile = check_compile(compile, self.device)
-        require(
-            fused_optimizer in ("auto", True, False),
-            f"trainer.fused_optimizer must be auto, true or false, got {fused_optimizer!r}.",
-        )
-        self.fused_optimizer = fused_optimizer
+        self.fused_optimizer = check_auto_true_false("trainer.fused_optimizer", fused_optimizer)
         self.cuda_graphs = check_cuda_graphs(cuda_graphs, self.device)
         self.overfit_batches = check_overfit_batches(overfit_batches)
+
+    def _use_devices(self, device: str, precision: str | int, dist_timeout_s: float) -> None:
+        """This process's place in a torchrun job (world, rank), its device and precision."""
+        self.world, self.rank = distributed.world_size(), distributed.rank()
+        # A frozen rank ends the job after this long (see README, Clusters).
+        distributed.set_timeout(check_dist_timeout(dist_timeout_s))
+        if self.world > 1 and torch.cuda.is_available() and str(device) == "auto":
+            device = f"cuda:{distributed.local_rank()}"  # one GPU per torchrun process
+        self.device = resolve_device(str(device))
+        self.precision = precision
+        self.autocast_dtype = resolve_precision(precision, self.device)
 
     def compute_for(self, model: nn.Module) -> Compute:
         """Device, autocast dtype and memory layout for model (channels_last=auto: conv models)."""
@@ -998,6 +989,23 @@ def describe_parameters(model: nn.Module) -> str:
 def check_true_false(key: str, value: object) -> bool:
     require(isinstance(value, bool), f"{key} must be true or false, got {value!r}.")
     return bool(value)
+
+
+def check_auto_true_false(key: str, value: object) -> bool | str:
+    require(value in ("auto", True, False), f"{key} must be auto, true or false, got {value!r}.")
+    return value  # type: ignore[return-value]
+
+
+def lookahead_settings(lookahead: Mapping[str, Any] | None, max_epochs: int) -> Lookahead:
+    """trainer.lookahead, checked; a start_epoch that training never reaches is warned of."""
+    settings = Lookahead(**settings_of("trainer.lookahead", lookahead, Lookahead))
+    if settings.every_n_steps is not None and settings.start_epoch >= max_epochs:
+        log.warning(
+            f"trainer.lookahead.start_epoch={settings.start_epoch} comes after the last epoch "
+            f"(with trainer.max_epochs={max_epochs} they are 0 to {max_epochs - 1}): lookahead "
+            "never runs"
+        )
+    return settings
 
 
 def check_dist_timeout(seconds: object) -> float:
