@@ -358,3 +358,23 @@ def test_spreadsheet_and_pandas_habits_read_as_the_plain_table(tmp_path):
         f"{tmp_path / 'value.csv'} line 3 has a value in column 3, whose header has no name; "
         "name every column."
     )
+
+
+def test_a_built_in_sets_model_and_extreme_values_leave_only_their_rows_unscored(graded, tmp_path):
+    """A built-in tabular set's model has no imputation: a missing cell costs its row, as does
+    a value too far from the training values for float32 (a data=csv model too)."""
+    spec = {"kind": "tabular", "feature_names": ["age", "income"], "mean": [40.0, 5e4]}
+    spec["std"] = [10.0, 2e4]
+    (tmp_path / "new.csv").write_text("income,age\n60000,30\n70000,n/a\n1e300,20\n")
+    new = prepare_new_rows(str(tmp_path / "new.csv"), spec)
+    assert new.problems == {
+        1: "column 'age' is empty",
+        2: "column 'income' holds 1e+300, too far from the training values (mean 50000) for "
+        "the model's 32-bit floats",
+    }
+    assert new.inputs[0].tolist() == pytest.approx([-1.0, 0.5])
+    _, run_dir, _ = graded
+    inputs = torch.load(run_dir / "checkpoints" / "best.pt", weights_only=True)["inputs"]
+    (tmp_path / "far.csv").write_text("score,grade\n1e300,A\n50,B\n")
+    far = prepare_new_rows(str(tmp_path / "far.csv"), inputs)
+    assert list(far.problems) == [0] and far.problems[0].startswith("column 'score' holds 1e+300")
