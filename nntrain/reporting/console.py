@@ -8,6 +8,7 @@ above the live progress bar instead of tearing it.
 
 from __future__ import annotations
 
+import functools
 import io
 import logging
 import sys
@@ -361,10 +362,64 @@ def print_summary(
 
 class ConsoleHandler(logging.Handler):
     """Log records as plain lines through rich's console: printed above a live progress bar,
-    never wrapped (log files and pipes keep one record per line)."""
+    never wrapped (log files and pipes keep one record per line). Libraries' INFO and DEBUG
+    records stay out of it and of train.log (see keep_library_chatter_out)."""
+
+    def __init__(self, level: int = logging.NOTSET) -> None:
+        super().__init__(level)
+        self.addFilter(keep_library_chatter_out)
+        self._filtering_the_log_file = False
+
+    def handle(self, record: logging.LogRecord) -> bool:
+        if not self._filtering_the_log_file:
+            # Hydra's logging config (configs/hydra/job_logging/nntrain.yaml) makes this handler
+            # before train.log's; by the first record both hang on the root logger, in that
+            # order, and train.log's gets the same filter before it sees that record.
+            for handler in logging.getLogger().handlers:
+                if keep_library_chatter_out not in handler.filters:
+                    handler.addFilter(keep_library_chatter_out)
+            self._filtering_the_log_file = True
+        return bool(super().handle(record))
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
             get_console().print(self.format(record), markup=False, highlight=False, soft_wrap=True)
         except Exception:
             self.handleError(record)
+
+
+# Loggers whose INFO lines are part of nntrain's output: nntrain's own, Hydra's (a sweep's
+# "Launching ... jobs") and nntrain's Hydra plugins (hydra_plugins.nntrain_*).
+OWN_LOGGERS = ("nntrain", "hydra", "hydra_plugins")
+
+
+def keep_library_chatter_out(record: logging.LogRecord) -> bool:
+    """Whether a log record belongs in the terminal and train.log: warnings and errors always;
+    INFO and DEBUG lines of nntrain, Hydra and the user's own code, but not those of installed
+    libraries, which the root logger's INFO level lets through when they propagate (torch's
+    "FakeTensor cache stats" at exit, once a torch logger's level is set; matplotlib's
+    "generated new fontManager"). `hydra.verbose=true` (the root at DEBUG) shows them all."""
+    if record.levelno >= logging.WARNING or logging.getLogger().level <= logging.DEBUG:
+        return True
+    if record.name.split(".")[0] in OWN_LOGGERS:
+        return True
+    return not in_installed_library(record.pathname)
+
+
+def in_installed_library(pathname: str) -> bool:
+    """Whether a source file belongs to Python's standard library or an installed package."""
+    if not pathname or pathname.startswith("<"):  # "<frozen ...>": Python's own
+        return bool(pathname)
+    path = Path(pathname).resolve()
+    return any(path.is_relative_to(folder) for folder in library_folders())
+
+
+@functools.cache
+def library_folders() -> tuple[Path, ...]:
+    """Where the standard library and installed packages live (an editable install of nntrain
+    or the user's code on PYTHONPATH lies outside them)."""
+    import sysconfig
+
+    paths = sysconfig.get_paths()
+    keys = ("stdlib", "platstdlib", "purelib", "platlib")
+    return tuple({Path(paths[key]).resolve() for key in keys if paths.get(key)})
