@@ -593,7 +593,7 @@ def test_eval_has_its_own_help_and_help_survives_a_closed_pipe(tmp_path):
 
 def interrupt_after_start(command: str, *args: str, delay: float, cwd: Path) -> tuple[int, str]:
     """Run a console script, send it SIGINT `delay` seconds after nntrain's first line ran (the
-    import of nntrain.entry, which Python reports with PYTHONPROFILEIMPORTTIME: before it,
+    import of nntrain.commands.entry, which Python reports with PYTHONPROFILEIMPORTTIME: before it,
     Python itself is starting, and no program handles Ctrl-C there); its exit status and stderr
     without the import-time lines."""
     process = subprocess.Popen(
@@ -609,10 +609,10 @@ def interrupt_after_start(command: str, *args: str, delay: float, cwd: Path) -> 
     lines = []
     for line in process.stderr:
         lines.append(line)
-        if line.rstrip().endswith("| nntrain.entry"):
+        if line.rstrip().endswith("| nntrain.commands.entry"):
             break
     else:
-        raise AssertionError(f"nntrain.entry was not imported: {''.join(lines)[-3000:]}")
+        raise AssertionError(f"nntrain.commands.entry was not imported: {''.join(lines)[-3000:]}")
     # The pipe is read on while the command runs: a full pipe would hold it in a write.
     reader = threading.Thread(target=lambda: lines.extend(process.stderr or ()))
     reader.start()

@@ -16,8 +16,8 @@ from sklearn.datasets import load_diabetes
 
 from hydra_plugins.nntrain_optuna_sweeper.optuna_sweeper import NntrainOptunaSweeper
 from hydra_plugins.nntrain_optuna_sweeper.search_space import parse_search_space
-from nntrain.errors import UserError
 from nntrain.commands.search_guard import refuse_a_search_without_multirun
+from nntrain.errors import UserError
 from tests.conftest import read_metrics, run_nntrain
 
 MAXIMIZED_LOSS = (

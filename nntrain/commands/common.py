@@ -346,7 +346,7 @@ def resolve_printed_config(argv: list[str]) -> list[str]:
 
 def take_over_ctrl_c() -> None:
     """From here on Ctrl-C is a KeyboardInterrupt (see ctrl_c), handled by run_app and in the
-    commands; nntrain/entry.py handles the moments before, while Python imports the command."""
+    commands; nntrain/commands/entry.py handles the moments before, while Python imports the command."""
     CTRL_C["seen"] = False  # (a process may run several commands: tests)
     signal.signal(signal.SIGINT, ctrl_c)
     if sys.unraisablehook is not deliver_a_swallowed_ctrl_c:

@@ -32,7 +32,6 @@ def evaluate_checkpoint(cfg: DictConfig) -> tuple[dict[str, Any], TrainedRun, Sc
     from nntrain.inference.logits import score
     from nntrain.inference.metrics import classification_report
     from nntrain.inference.trained_run import build_model, load_run, run_compute
-    from nntrain.instantiate import build
 
     require(cfg.split in SPLITS, f"split must be one of {', '.join(SPLITS)}, got {cfg.split!r}.")
     if cfg.batch_size is not None:  # named as the user typed it, not as data.batch_size
@@ -45,25 +44,7 @@ def evaluate_checkpoint(cfg: DictConfig) -> tuple[dict[str, Any], TrainedRun, Sc
         "checkpoint's run): make it writable, or copy the run directory somewhere writable "
         "and evaluate the copy.",
     )
-    data_config = run.config.data.copy()
-    with open_dict(data_config):
-        data_config.merge_with(cfg.data)
-        if cfg.batch_size is not None:
-            data_config.batch_size = cfg.batch_size
-    check_same_data(run, cfg, data_config)
-    data = build(data_config, "data")
-    require(
-        list(data.class_names) == run.class_names,
-        f"the data's classes {data.class_names} are not the ones the model was trained on "
-        f"{run.class_names}; point data.root at the run's data set.",
-    )
-    trained_on = run.inputs.get("feature_names")
-    require(
-        trained_on is None or list(getattr(data, "feature_names", trained_on)) == trained_on,
-        f"the data's inputs ({', '.join(getattr(data, 'feature_names', [])[:8])}...) are not "
-        f"the ones the model was trained on ({', '.join(list(trained_on or [])[:8])}...); give "
-        "a table with the run's columns and categories.",
-    )
+    data, data_config = run_data(run, cfg)
     model = build_model(run, device)
     data.setup(device)
     compute = run_compute(run, device, model)
@@ -107,6 +88,33 @@ def evaluate_checkpoint(cfg: DictConfig) -> tuple[dict[str, Any], TrainedRun, Sc
         run,
         scores,
     )
+
+
+def run_data(run: TrainedRun, cfg: DictConfig) -> tuple[Any, DictConfig]:
+    """The run's data (its config with the user's data.* changes) and that config, checked to
+    be what the model was trained on: the same table files, classes and inputs."""
+    from nntrain.instantiate import build
+
+    data_config = run.config.data.copy()
+    with open_dict(data_config):
+        data_config.merge_with(cfg.data)
+        if cfg.batch_size is not None:
+            data_config.batch_size = cfg.batch_size
+    check_same_data(run, cfg, data_config)
+    data = build(data_config, "data")
+    require(
+        list(data.class_names) == run.class_names,
+        f"the data's classes {data.class_names} are not the ones the model was trained on "
+        f"{run.class_names}; point data.root at the run's data set.",
+    )
+    trained_on = run.inputs.get("feature_names")
+    require(
+        trained_on is None or list(getattr(data, "feature_names", trained_on)) == trained_on,
+        f"the data's inputs ({', '.join(getattr(data, 'feature_names', [])[:8])}...) are not "
+        f"the ones the model was trained on ({', '.join(list(trained_on or [])[:8])}...); give "
+        "a table with the run's columns and categories.",
+    )
+    return data, data_config
 
 
 def check_same_data(run: TrainedRun, cfg: DictConfig, data_config: DictConfig) -> None:

@@ -380,8 +380,8 @@ def train(cfg: DictConfig) -> float:
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
-    from nntrain.reporting.console import interactive, log
     from nntrain.commands.search_guard import refuse_a_search_without_multirun
+    from nntrain.reporting.console import interactive, log
     from nntrain.training import distributed
     from nntrain.training.signals import TrainingInterrupted
 

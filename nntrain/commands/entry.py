@@ -44,10 +44,6 @@ if os.path.basename(sys.argv[0]) in SCRIPTS:
 def run(command: str) -> None:
     """Import nntrain.commands.<command> under the handler and run its main()."""
     handle_ctrl_c_while_starting()
-    # nntrain.commands (the package) installs a handler of its own for the console scripts;
-    # this one, which cannot be swallowed by an import, stays while the command is imported.
-    __import__("nntrain.commands")
-    handle_ctrl_c_while_starting()
     main = __import__(f"nntrain.commands.{command}", fromlist=["main"]).main
     try:
         main()
