@@ -348,10 +348,15 @@ def print_summary(
     to_log_file(rendered(table))
     # Paths and commands below the table, each on one line however long (a table cell would
     # cut or fold them, and a folded path cannot be copied).
+    kept = (
+        "best.pt (best epoch), last.pt"
+        if (Path(run_dir) / "checkpoints" / "best.pt").is_file() or "tested_epoch" not in metrics
+        else f"last.pt (tested; best.pt of epoch {metrics.get('best_epoch')} was not kept)"
+    )
     run_dir = display_path(run_dir)
     for key, value in (
         ("run dir", run_dir),
-        ("checkpoints", f"{run_dir}/checkpoints/best.pt (best epoch), last.pt"),
+        ("checkpoints", f"{run_dir}/checkpoints/{kept}"),
         ("tensorboard", f"tensorboard --logdir {run_dir}"),
         ("evaluate", f"nntrain-eval ckpt={run_dir}"),
     ):

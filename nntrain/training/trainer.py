@@ -587,13 +587,9 @@ class Trainer:
                 raise RuntimeError("the ranks' weights differ after training: a DDP bug")
         if self.world > 1:
             log.info(f"weights identical on all {self.world} ranks")
+        tested = self._tested(run)
         test = self.test(
-            run.model,
-            run.data.test_loader(),
-            run.compute,
-            self._tested(run),
-            run.task,
-            run.target_scale,
+            run.model, run.data.test_loader(), run.compute, tested, run.task, run.target_scale
         )
         # The first epoch pays for warm-up (allocations, kernel selection): left out when
         # there are others.
@@ -604,6 +600,8 @@ class Trainer:
             **{key: value for key, value in test.items() if key != "test/loss"},  # test/acc
             "test/loss": test["test/loss"],
             "best_epoch": stopper.best_epoch + 1,
+            # best.pt was not kept (a resume from a loose last.pt): the test is last.pt's
+            **({"tested_epoch": state.epoch} if tested.name == "last.pt" else {}),
             "epochs_run": state.epoch,
             "train/samples_per_sec": sum(train_speed) / len(train_speed),
             # torch.compile's first step or a CUDA graph's set-up: in no epoch's time or samples/s
