@@ -378,3 +378,15 @@ def test_a_built_in_sets_model_and_extreme_values_leave_only_their_rows_unscored
     (tmp_path / "far.csv").write_text("score,grade\n1e300,A\n50,B\n")
     far = prepare_new_rows(str(tmp_path / "far.csv"), inputs)
     assert list(far.problems) == [0] and far.problems[0].startswith("column 'score' holds 1e+300")
+
+
+def test_figures_of_a_target_in_tiny_or_huge_units_are_not_hidden():
+    from nntrain.reporting.console import figure
+
+    assert [figure(v) for v in (5.839e-11, 0.0, 0.4169, 59.2031, 5.92e13)] == [
+        "5.839e-11",
+        "0.0000",
+        "0.4169",
+        "59.2031",
+        "5.92e+13",
+    ]

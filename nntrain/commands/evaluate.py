@@ -274,7 +274,7 @@ def write_results(
 def print_results(results: dict[str, Any], files: list[Path], checkpoint: str = "") -> None:
     from rich.table import Table
 
-    from nntrain.reporting.console import display_path, get_console, plain
+    from nntrain.reporting.console import display_path, figure, get_console, plain
 
     console, split = get_console(), results["split"]
     # a line of its own: a table's title wraps at the (narrow) table's width
@@ -286,7 +286,7 @@ def print_results(results: dict[str, Any], files: list[Path], checkpoint: str = 
         if f"{split}/{key}" in results:
             value = results[f"{split}/{key}"]
             figures.add_row(
-                f"{split}/{key}", f"{value:.4f}" if isinstance(value, float) else str(value)
+                f"{split}/{key}", figure(value) if isinstance(value, float) else str(value)
             )
     console.print(figures)
     if f"{split}/per_class" in results:

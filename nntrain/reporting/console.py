@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import io
 import logging
+import math
 import sys
 import time
 from collections.abc import Mapping
@@ -288,13 +289,22 @@ class EpochTable:
         return [*header, row + ("  *" if improved else "")]
 
 
+def figure(value: float) -> str:
+    """A figure with 4 decimals, or 4 significant digits where those would hide it: an RMSE of
+    a target measured in farads (3.1e-12) is not 0.0000, nor one in picofarads of 1e12 a
+    20-digit number."""
+    if value != 0 and (abs(value) < 1e-3 or abs(value) >= 1e6) and math.isfinite(value):
+        return f"{value:.4g}"
+    return f"{value:.4f}"
+
+
 def epoch_cells(epoch: int, max_epochs: int, metrics: Mapping[str, float]) -> dict[str, str]:
     """An epoch's figures by column name: train loss and accuracy, every validation metric
     (a regression: loss, rmse, mae, r2), the learning rate, samples/s, the epoch's time."""
     cells = {"epoch": f"{epoch + 1}/{max_epochs}"}
     for key, value in metrics.items():
         if key.startswith("val/") or key in ("train/loss", "train/acc"):
-            cells[key] = f"{value:.4f}"
+            cells[key] = figure(value)
     cells["lr"] = f"{metrics['lr']:.2e}"
     cells["samples/s"] = f"{metrics['train/samples_per_sec']:,.0f}"
     cells["time"] = f"{metrics['epoch_time']:.1f}s"
@@ -342,7 +352,7 @@ def print_summary(
         if key.endswith("samples_per_sec") or (isinstance(value, int) and value >= 10_000):
             shown = f"{value:,.0f}"
         else:
-            shown = f"{value:.4f}" if isinstance(value, float) else str(value)
+            shown = figure(value) if isinstance(value, float) else str(value)
         table.add_row(plain(key), plain(shown))
     get_console().print(table)
     to_log_file(rendered(table))

@@ -35,7 +35,7 @@ from nntrain.models.contract import training_fault
 from nntrain.models.hooks import EpochAware, InitializedFromData
 from nntrain.optim.optimizers import build_optimizer
 from nntrain.optim.schedules import PlateauSchedule
-from nntrain.reporting.console import TrainProgress, display_path
+from nntrain.reporting.console import TrainProgress, display_path, figure
 from nntrain.reporting.model_summary import model_summary
 from nntrain.reporting.tensorboard import NullLogger, RunLogger, TensorBoardLogger
 from nntrain.training import distributed
@@ -647,7 +647,7 @@ class Trainer:
                 "test/loss": figures.loss,
                 **{f"test/{k}": v for k, v in figures.figures.items()},
             }
-            shown = "  ".join(f"{key} {value:.4f}" for key, value in test.items())
+            shown = "  ".join(f"{key} {figure(value)}" for key, value in test.items())
             log.info(f"test with {checkpoint.name} (epoch {saved['epoch']}): {shown}")
             return test
         tta = self.test_time_augmentation
