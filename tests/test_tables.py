@@ -146,6 +146,14 @@ def test_utf16_is_read_and_other_encodings_are_one_sentence(tmp_path):
         "Windows-1252 file); save it as UTF-8 (in Excel: Save As 'CSV UTF-8'), e.g. iconv -f "
         "cp1252 -t utf-8 latin.csv > utf8.csv."
     )
+    (tmp_path / "book.csv").write_bytes(b"PK\x03\x04" + bytes(range(256)))  # an .xlsx, renamed
+    with pytest.raises(UserError) as caught:
+        CsvTable(target="label", path=str(tmp_path / "book.csv"))
+    assert str(caught.value) == (
+        f"{tmp_path / 'book.csv'} is not a text CSV file (it holds an Excel workbook or another "
+        "zip file); save or export the table as CSV (UTF-8) and give that file "
+        "(data.path=~/customers.csv)."
+    )
 
 
 def test_a_mostly_numeric_column_with_stray_text_is_said(tmp_path, caplog):

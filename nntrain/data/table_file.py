@@ -134,6 +134,13 @@ def read_table(given: str, key: str, lenient: bool = False) -> Table:
 def decoded(path: Path, raw: bytes, example: str) -> str:
     """The file's text: UTF-8 (Excel's byte-order mark dropped) or UTF-16; other bytes are one
     sentence saying what the file seems to be and how to save it."""
+    workbook = raw.startswith((b"PK\x03\x04", b"\xd0\xcf\x11\xe0"))  # .xlsx (a zip), .xls
+    if workbook or raw.startswith(b"\x80"):  # ... or a pickle, e.g. a checkpoint of torch < 1.6
+        what = "an Excel workbook or another zip file" if workbook else "binary data"
+        raise UserError(
+            f"{path} is not a text CSV file (it holds {what}); save or export the table as CSV "
+            f"(UTF-8) and give that file ({example})."
+        )
     if raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
         encoding = "utf-16"
     elif len(raw) >= 4 and raw[1:40:2].count(0) >= len(raw[1:40:2]) * 0.9:
@@ -145,11 +152,11 @@ def decoded(path: Path, raw: bytes, example: str) -> str:
     try:
         return raw.decode(encoding)
     except UnicodeDecodeError as error:
-        if raw.startswith(b"PK\x03\x04") or b"\0" in raw[:4096]:
-            what = "an Excel workbook or another zip file" if raw[:2] == b"PK" else "binary data"
+        head = raw[:4096]
+        if sum(byte < 9 or 13 < byte < 32 for byte in head) > len(head) / 100:  # control codes
             raise UserError(
-                f"{path} is not a text CSV file (it holds {what}); save or export the table as "
-                f"CSV (UTF-8) and give that file ({example})."
+                f"{path} is not a text CSV file (it holds binary data); save or export the table "
+                f"as CSV (UTF-8) and give that file ({example})."
             ) from error
         bad = raw[error.start : error.start + 1].hex()
         line = raw[: error.start].count(b"\n") + 1
