@@ -194,34 +194,39 @@ def describe_config_error(error: Exception, command: str = "nntrain") -> str:
             f"{key}='{value}'."
         )
     if lines and lines[0].startswith("Could not override"):
-        key = lines[0].removeprefix("Could not override ").strip("'.")
-        append = (
-            lines[1].removeprefix("To append to your config use ")
-            if len(lines) > 1
-            else f"+{key}=..."
-        )
-        value = append.partition("=")[2] or "..."
-        if key in MIXING_KEYS:  # a table's data config does not have them
-            return (
-                f"{key} is a key of the image data (data=digits, mnist, fashion_mnist, cifar10, "
-                "cifar100, imagefolder) only: MixUp and CutMix mix images; leave it out for "
-                "table data."
-            )
-        if key in MOVED_KEYS:
-            new_key, where = MOVED_KEYS[key]
-            return f"{key} moved to {new_key}{where}; use {new_key}={value} instead."
-        if command != "nntrain" and key in TRAINING_KEYS_ELSEWHERE:
-            own = TRAINING_KEYS_ELSEWHERE[key]
-            return f"{key} is a training key; {command} takes {own}=, e.g. {own}={value}."
-        return (
-            f"'{key}' is not a key of the config; check its spelling (`{command} --cfg job` lists "
-            f"every key), or add a new key deliberately with {append}."
-        )
+        return describe_unknown_key(lines, command)
     if "Config search path:" in lines:
         lines = lines[: lines.index("Config search path:")]
     cause = error.__cause__
     detail = [str(cause).splitlines()[0]] if cause is not None and str(cause) else []
     return " ".join(lines + detail)
+
+
+def describe_unknown_key(lines: list[str], command: str) -> str:
+    """Hydra's 'Could not override' (a key the config does not have), as one sentence: a key
+    of another data family, a key that moved, a training key given to another command, or a
+    misspelling."""
+    key = lines[0].removeprefix("Could not override ").strip("'.")
+    append = (
+        lines[1].removeprefix("To append to your config use ") if len(lines) > 1 else f"+{key}=..."
+    )
+    value = append.partition("=")[2] or "..."
+    if key in MIXING_KEYS:  # a table's data config does not have them
+        return (
+            f"{key} is a key of the image data (data=digits, mnist, fashion_mnist, cifar10, "
+            "cifar100, imagefolder) only: MixUp and CutMix mix images; leave it out for "
+            "table data."
+        )
+    if key in MOVED_KEYS:
+        new_key, where = MOVED_KEYS[key]
+        return f"{key} moved to {new_key}{where}; use {new_key}={value} instead."
+    if command != "nntrain" and key in TRAINING_KEYS_ELSEWHERE:
+        own = TRAINING_KEYS_ELSEWHERE[key]
+        return f"{key} is a training key; {command} takes {own}=, e.g. {own}={value}."
+    return (
+        f"'{key}' is not a key of the config; check its spelling (`{command} --cfg job` lists "
+        f"every key), or add a new key deliberately with {append}."
+    )
 
 
 def describe_omegaconf_error(error: Exception) -> str:
@@ -354,6 +359,16 @@ def take_over_ctrl_c() -> None:
         sys.unraisablehook = deliver_a_swallowed_ctrl_c
 
 
+def prepared_command_line(
+    argv: list[str], rewrite: Callable[[list[str]], list[str]] | None, command: str
+) -> list[str]:
+    """The overrides as Hydra should read them: words checked, `~` expanded, plain values
+    quoted, then the command's own rewrite (e.g. resume=)."""
+    check_override_words(argv, command)
+    argv = resolve_printed_config(quote_plain_values(expand_home_in_overrides(argv)))
+    return rewrite(argv) if rewrite else argv
+
+
 def run_app(
     app: Callable[[], Any],
     rewrite: Callable[[list[str]], list[str]] | None = None,
@@ -381,10 +396,7 @@ def run_app(
         take_over_ctrl_c()
         with became_an_interrupt():
             with user_errors_end_in_one_line():
-                check_override_words(sys.argv[1:], command)
-                argv = expand_home_in_overrides(sys.argv[1:])
-                argv = resolve_printed_config(quote_plain_values(argv))
-                sys.argv[1:] = rewrite(argv) if rewrite else argv
+                sys.argv[1:] = prepared_command_line(sys.argv[1:], rewrite, command)
             app()
     except KeyboardInterrupt:  # before or after the task (composing, importing), or a sweep's
         from nntrain.reporting.sweep_summary import summarize_interrupted_sweep

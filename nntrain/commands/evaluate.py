@@ -27,7 +27,7 @@ SPLITS = ("test", "val", "train")
 
 def evaluate_checkpoint(cfg: DictConfig) -> tuple[dict[str, Any], TrainedRun, Scores | None]:
     """Score cfg.ckpt on cfg.split; returns what eval_<split>.json holds, the run, and the
-    split's scores (its logits and targets, for the figures)."""
+    split's scores (its logits and targets, for the figures; None for a regression)."""
     from nntrain.devices import resolve_device
     from nntrain.inference.logits import score
     from nntrain.inference.metrics import classification_report
@@ -50,26 +50,10 @@ def evaluate_checkpoint(cfg: DictConfig) -> tuple[dict[str, Any], TrainedRun, Sc
     compute = run_compute(run, device, model)
     loader = getattr(data, f"{cfg.split}_loader")()
     check_has_samples(loader, cfg.split, data_config)
-    # Permutation importance is measured on the validation split; a run without one (data.
-    # val_fraction=0, README "Offline sets") is scored all the same, without it.
-    val_loader = data.val_loader() if len(data.val_loader()) > 0 else None
-    if val_loader is None and run.inputs["kind"] in ("tabular", "table"):
-        from nntrain.reporting.console import get_console
-
-        get_console().print(
-            "feature importance: not measured (the data has no validation split to measure it on)"
-        )
+    val_loader = importance_loader(data, run)
     if run.inputs.get("task") == "regression":
         report = regression_results(model, loader, val_loader, compute, run.inputs)
-        return (
-            {
-                "checkpoint": str(run.checkpoint_path.relative_to(run.run_dir)),
-                "split": cfg.split,
-                **{f"{cfg.split}/{key}": value for key, value in report.items()},
-            },
-            run,
-            None,
-        )
+        return results_of(run, cfg.split, report), run, None
     # The run's test score came from this same call (with its test-time augmentation).
     scores = score(model, loader, compute, run.test_time_augmentation, gather=True)
     assert scores.logits is not None and scores.targets is not None
@@ -79,15 +63,30 @@ def evaluate_checkpoint(cfg: DictConfig) -> tuple[dict[str, Any], TrainedRun, Sc
         report["importance"] = feature_importance(
             model, val_loader, compute, run.inputs["feature_names"], run.inputs.get("groups")
         )
-    return (
-        {
-            "checkpoint": str(run.checkpoint_path.relative_to(run.run_dir)),
-            "split": cfg.split,
-            **{f"{cfg.split}/{key}": value for key, value in report.items()},
-        },
-        run,
-        scores,
-    )
+    return results_of(run, cfg.split, report), run, scores
+
+
+def results_of(run: TrainedRun, split: str, report: dict[str, Any]) -> dict[str, Any]:
+    """What eval_<split>.json holds: the checkpoint (within its run), the split, its figures."""
+    return {
+        "checkpoint": str(run.checkpoint_path.relative_to(run.run_dir)),
+        "split": split,
+        **{f"{split}/{key}": value for key, value in report.items()},
+    }
+
+
+def importance_loader(data: Any, run: TrainedRun) -> Any | None:
+    """The validation split, where a table's permutation importance is measured; a run without
+    one (data.val_fraction=0, README "Offline sets") is scored all the same, without it."""
+    if len(data.val_loader()) > 0:
+        return data.val_loader()
+    if run.inputs["kind"] in ("tabular", "table"):
+        from nntrain.reporting.console import get_console
+
+        get_console().print(
+            "feature importance: not measured (the data has no validation split to measure it on)"
+        )
+    return None
 
 
 def run_data(run: TrainedRun, cfg: DictConfig) -> tuple[Any, DictConfig]:

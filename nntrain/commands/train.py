@@ -227,17 +227,7 @@ def run(
     started = time.perf_counter()
     check_no_missing_values(cfg)
     main_process = distributed.is_main_process()
-    if not main_process:  # under torchrun only rank 0 speaks; the others report only problems
-        console.log.setLevel("WARNING")
-    # A resume may be refused: its run's train.log takes nothing until it is accepted.
-    console.LOG_FILE["enabled"] = not cfg.get("resume")
-    tree = None
-    if main_process:
-        from hydra.core.hydra_config import HydraConfig
-
-        hydra_config = HydraConfig.get()
-        typed = [o for o in hydra_config.overrides.task if not o.split("=")[0].startswith("hydra.")]
-        tree = console.print_config_tree(cfg, hydra_config.runtime.choices, typed)
+    tree = start_reporting(cfg, main_process)
     check_seed(cfg.seed)
     absolute_data_files(cfg)
     resume = resumed_state(cfg)  # before the data is read: a changed table is refused first
@@ -252,17 +242,7 @@ def run(
     saved = cast(dict[str, Any], OmegaConf.to_container(cfg, resolve=True))
     saved["resume"] = None
     if resume is not None:
-        from nntrain.commands.resume import check_same_run, write_hydra_files
-
-        check_same_run(resume, saved, cfg.resume)
-        if main_process:  # accepted: from here on the run's files may change
-            write_hydra_files(Path(run_dir))
-            files.write_text(Path(run_dir) / ".hydra" / "config.yaml", OmegaConf.to_yaml(cfg))
-            if runs.run_dir_of(Path(cfg.resume)) != Path(run_dir):
-                adopt_checkpoint(Path(cfg.resume), resume, Path(run_dir))
-    if cfg.get("resume") and main_process:
-        console.LOG_FILE["enabled"] = True
-        console.to_log_file(console.rendered(tree))
+        accept_resume(cfg, resume, saved, Path(run_dir), main_process, tree)
     if on_accepted is not None:
         on_accepted()
     # A frozen or lost rank ends the run as one sentence.
@@ -280,6 +260,47 @@ def run(
         wall_time = time.perf_counter() - started
         console.print_summary(result, run_dir, name=str(cfg.name), wall_time_s=wall_time)
     return result
+
+
+def start_reporting(cfg: DictConfig, main_process: bool) -> Any:
+    """The config tree printed (by rank 0 only: the other ranks report only problems), and
+    returned for train.log, which takes nothing until a resume is accepted."""
+    from nntrain.reporting import console
+
+    if not main_process:
+        console.log.setLevel("WARNING")
+    console.LOG_FILE["enabled"] = not cfg.get("resume")
+    if not main_process:
+        return None
+    from hydra.core.hydra_config import HydraConfig
+
+    hydra_config = HydraConfig.get()
+    typed = [o for o in hydra_config.overrides.task if not o.split("=")[0].startswith("hydra.")]
+    return console.print_config_tree(cfg, hydra_config.runtime.choices, typed)
+
+
+def accept_resume(
+    cfg: DictConfig,
+    resume: dict[str, Any],
+    saved: dict[str, Any],
+    run_dir: Path,
+    main_process: bool,
+    tree: Any,
+) -> None:
+    """A resume whose config matches its run's (else one sentence): from here on the run's
+    files may change: its .hydra/ is rewritten, a loose checkpoint adopted, train.log opened."""
+    from nntrain.commands.resume import check_same_run, write_hydra_files
+    from nntrain.reporting import console
+
+    check_same_run(resume, saved, cfg.resume)
+    if not main_process:
+        return
+    write_hydra_files(run_dir)
+    files.write_text(run_dir / ".hydra" / "config.yaml", OmegaConf.to_yaml(cfg))
+    if runs.run_dir_of(Path(cfg.resume)) != run_dir:
+        adopt_checkpoint(Path(cfg.resume), resume, run_dir)
+    console.LOG_FILE["enabled"] = True
+    console.to_log_file(console.rendered(tree))
 
 
 def absolute_data_files(cfg: DictConfig) -> None:
@@ -392,23 +413,16 @@ def train(cfg: DictConfig) -> float:
     # No live progress in multirun: its logs would fill with redraws.
     show_progress = interactive() and not multirun
     if multirun:
-        device = device_for_job(cfg.trainer.device, hydra_cfg.job.num)
-        if device != cfg.trainer.device:
-            with open_dict(cfg):
-                cfg.trainer.device = device
+        with open_dict(cfg):
+            cfg.trainer.device = device_for_job(cfg.trainer.device, hydra_cfg.job.num)
     start = time.perf_counter()
     status: dict[str, Any] = {"status": "ok", "error": None}
     accepted = []  # a resume refused before training must leave its run as it was
     try:
         refuse_a_search_without_multirun(cfg, hydra_cfg)  # hparams_search=... without -m
         result = run(cfg, str(run_dir), show_progress, on_accepted=lambda: accepted.append(True))
-        monitor = cfg.trainer.early_stopping.monitor
-        # A regression has no accuracy: it followed val/loss instead (Trainer._stopper_for).
-        followed = monitor if monitor in result else "val/loss"
-        mode = cfg.trainer.early_stopping.mode if followed == monitor else "min"
-        # What the value returned is, for a search that optimizes it (direction=auto).
-        status["objective"] = {"metric": followed, "mode": str(mode)}
-        return result[followed]
+        status["objective"] = objective_of(cfg, result)
+        return result[status["objective"]["metric"]]
     except TrainingInterrupted as stop:  # Ctrl-C stops the whole sweep, not one job
         status = {"status": "interrupted", "error": str(stop)}
         if multirun:  # the sweep's table says how to continue this job
@@ -436,15 +450,35 @@ def train(cfg: DictConfig) -> float:
         return float("nan")
     finally:
         status["wall_time_s"] = round(time.perf_counter() - start, 3)
-        in_place = bool(cfg.get("resume")) and runs.run_dir_of(Path(cfg.resume)) == run_dir
-        if not distributed.is_main_process():
-            pass  # under torchrun or srun rank 0 writes the run's files, and knows the same
-        elif in_place and not accepted:
-            pass  # refused: the run's status.json still tells how it last ended
-        elif multirun or status["status"] == "ok" or runs.saved_any(run_dir):
-            files.write_json(run_dir / "status.json", status)
-        else:  # a run refused or stopped before it saved anything leaves no directory behind
-            runs.remove_unsaved(run_dir)
+        leave_status(cfg, run_dir, status, multirun, accepted=bool(accepted))
+
+
+def objective_of(cfg: DictConfig, result: dict[str, float]) -> dict[str, str]:
+    """What the value a job returns is, for a search that optimizes it (direction=auto): the
+    monitor, or val/loss for a regression, which has no accuracy (Trainer._stopper_for)."""
+    monitor = cfg.trainer.early_stopping.monitor
+    followed = monitor if monitor in result else "val/loss"
+    mode = cfg.trainer.early_stopping.mode if followed == monitor else "min"
+    return {"metric": followed, "mode": str(mode)}
+
+
+def leave_status(
+    cfg: DictConfig, run_dir: Path, status: dict[str, Any], multirun: bool, accepted: bool
+) -> None:
+    """status.json in the run directory; or nothing, for a refused resume (its status.json
+    still tells how the run last ended) and for a run refused or stopped before it saved
+    anything (its directory is removed)."""
+    from nntrain.training import distributed
+
+    in_place = bool(cfg.get("resume")) and runs.run_dir_of(Path(cfg.resume)) == run_dir
+    if not distributed.is_main_process():
+        return  # under torchrun or srun rank 0 writes the run's files, and knows the same
+    if in_place and not accepted:
+        return
+    if multirun or status["status"] == "ok" or runs.saved_any(run_dir):
+        files.write_json(run_dir / "status.json", status)
+    else:
+        runs.remove_unsaved(run_dir)
 
 
 def build_model(cfg: DictConfig, data: Any) -> Any:

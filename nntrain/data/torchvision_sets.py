@@ -148,6 +148,21 @@ def decode(cls: Any, root: Path, train: bool) -> tuple[Any, str | None]:
     return (dataset, None) if problem is None else (None, problem)
 
 
+def normalization(
+    spec: VisionSpec, channels: int, imagenet_normalization: bool, resize: int | None
+) -> Normalize:
+    """The set's own mean and std (in stored units, 0..255), or ImageNet's for a model
+    pretrained on it (their average for grayscale images); resized on the device when asked."""
+    mean, std = spec.mean, spec.std
+    if imagenet_normalization:
+        mean, std = IMAGENET_MEAN, IMAGENET_STD
+        if channels == 1:
+            mean, std = (sum(mean) / 3,), (sum(std) / 3,)
+    return Normalize(
+        255 * torch.tensor(mean).view(-1, 1, 1), 255 * torch.tensor(std).view(-1, 1, 1), resize
+    )
+
+
 class TorchvisionData(InMemoryData):
     """One of `mnist`, `fashion_mnist`, `cifar10`, `cifar100` as uint8 tensors on the device.
 
@@ -178,14 +193,7 @@ class TorchvisionData(InMemoryData):
         mix_switch_prob: float = 0.5,
         mix_prob: float = 1.0,
     ) -> None:
-        super().__init__(
-            batch_size,
-            val_fraction,
-            test_fraction=0.0,
-            seed=seed,
-            class_weights=class_weights,
-            sampler=sampler,
-        )
+        super().__init__(batch_size, val_fraction, 0.0, seed, class_weights, sampler)
         self.mixing = Mixing(mixup_alpha, cutmix_alpha, mix_switch_prob, mix_prob, seed)
         require(
             dataset in SPECS,
@@ -212,16 +220,9 @@ class TorchvisionData(InMemoryData):
         self._set_splits(train_images, train_targets, test=as_tensors(test_set))
 
         channels = train_images.shape[1]
-        mean, std = spec.mean, spec.std
-        if imagenet_normalization:  # what a model pretrained on ImageNet saw
-            mean, std = IMAGENET_MEAN, IMAGENET_STD
-            if channels == 1:
-                mean, std = (sum(mean) / 3,), (sum(std) / 3,)
         if resize is not None:
             check_positive_int("data.resize", resize, example=224)
-        self.transform = Normalize(
-            255 * torch.tensor(mean).view(-1, 1, 1), 255 * torch.tensor(std).view(-1, 1, 1), resize
-        )
+        self.transform = normalization(spec, channels, imagenet_normalization, resize)
         self.augment = (
             CropFlip(crop_padding, padding_mode)
             if (spec.augment if augment is None else augment)

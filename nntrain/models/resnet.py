@@ -98,6 +98,43 @@ def unwrapped(state: dict[str, Any]) -> dict[str, Any]:
     return state
 
 
+def check_settings(
+    input_shape: Sequence[int],
+    pretrained: object,
+    freeze_backbone: object,
+    unfreeze_at_epoch: object,
+    dropout: object,
+    backbone_lr_scale: object,
+) -> None:
+    """model=resnet18's settings, each refused in one sentence when it cannot work."""
+    require(
+        len(input_shape) == 3,
+        f"model=resnet18 needs image data shaped (channels, height, width), but this data set "
+        f"gives {len(input_shape)}-dimensional inputs {tuple(input_shape)}; use model=mlp.",
+    )
+    for key, value in (("pretrained", pretrained), ("freeze_backbone", freeze_backbone)):
+        # A string such as `no` from the command line is truthy: it would freeze or download.
+        require(
+            isinstance(value, bool),
+            f"model.{key} must be true or false, got {value!r}; e.g. model.{key}=true.",
+        )
+    require(
+        unfreeze_at_epoch is None or bool(freeze_backbone),
+        "model.unfreeze_at_epoch needs model.freeze_backbone=true (it unfreezes a frozen backbone).",
+    )
+    if unfreeze_at_epoch is not None:
+        check_positive_int("model.unfreeze_at_epoch", unfreeze_at_epoch, example=3)
+    require(
+        is_number(dropout) and 0 <= dropout < 1,  # type: ignore[operator]
+        f"model.dropout must be a number in [0, 1), got {dropout!r}.",
+    )
+    require(
+        is_number(backbone_lr_scale) and backbone_lr_scale >= 0,  # type: ignore[operator]
+        f"model.backbone_lr_scale must be a number >= 0, got {backbone_lr_scale!r}; "
+        "e.g. model.backbone_lr_scale=0.1.",
+    )
+
+
 class ResNet18(nn.Module):
     """ResNet-18 backbone + the tutorial's head; optional pretrained weights and freezing.
 
@@ -125,31 +162,8 @@ class ResNet18(nn.Module):
         super().__init__()
         from torchvision.models import resnet18
 
-        require(
-            len(input_shape) == 3,
-            f"model=resnet18 needs image data shaped (channels, height, width), but this data set "
-            f"gives {len(input_shape)}-dimensional inputs {tuple(input_shape)}; use model=mlp.",
-        )
-        for key, value in (("pretrained", pretrained), ("freeze_backbone", freeze_backbone)):
-            # A string such as `no` from the command line is truthy: it would freeze or download.
-            require(
-                isinstance(value, bool),
-                f"model.{key} must be true or false, got {value!r}; e.g. model.{key}=true.",
-            )
-        require(
-            unfreeze_at_epoch is None or freeze_backbone,
-            "model.unfreeze_at_epoch needs model.freeze_backbone=true (it unfreezes a frozen backbone).",
-        )
-        if unfreeze_at_epoch is not None:
-            check_positive_int("model.unfreeze_at_epoch", unfreeze_at_epoch, example=3)
-        require(
-            is_number(dropout) and 0 <= dropout < 1,
-            f"model.dropout must be a number in [0, 1), got {dropout!r}.",
-        )
-        require(
-            is_number(backbone_lr_scale) and backbone_lr_scale >= 0,
-            f"model.backbone_lr_scale must be a number >= 0, got {backbone_lr_scale!r}; "
-            "e.g. model.backbone_lr_scale=0.1.",
+        check_settings(
+            input_shape, pretrained, freeze_backbone, unfreeze_at_epoch, dropout, backbone_lr_scale
         )
         self.backbone_lr_scale = float(backbone_lr_scale)
         channels, height, width = input_shape

@@ -182,17 +182,7 @@ def one_cycle(
     check_phases(float(pct_start), total_steps, three_phase)
     scale = (max_lr / peak) if max_lr is not None and peak > 0 else 1.0
     if cycle_momentum:
-        require(
-            all("momentum" in group or "betas" in group for group in optimizer.param_groups),
-            f"scheduler=onecycle cycles the momentum, and {type(optimizer).__name__} has none; "
-            "set scheduler.cycle_momentum=false.",
-        )
-        # SGD with momentum=0 would be cycled to 0.85..0.95: a different optimizer than asked.
-        require(
-            all(group.get("momentum", 1) != 0 for group in optimizer.param_groups),
-            "scheduler=onecycle cycles the momentum between 0.85 and 0.95, and the optimizer's "
-            "momentum is 0; set optimizer.momentum=0.9 or scheduler.cycle_momentum=false.",
-        )
+        check_cyclable_momentum(optimizer)
     return OneCycle(
         optimizer,
         max_lr=[group["lr"] * scale for group in optimizer.param_groups],
@@ -203,6 +193,21 @@ def one_cycle(
         final_div_factor=final_div_factor,
         three_phase=three_phase,
         cycle_momentum=cycle_momentum,
+    )
+
+
+def check_cyclable_momentum(optimizer: torch.optim.Optimizer) -> None:
+    """OneCycle's momentum cycle needs a momentum (or Adam's betas) other than 0."""
+    require(
+        all("momentum" in group or "betas" in group for group in optimizer.param_groups),
+        f"scheduler=onecycle cycles the momentum, and {type(optimizer).__name__} has none; "
+        "set scheduler.cycle_momentum=false.",
+    )
+    # SGD with momentum=0 would be cycled to 0.85..0.95: a different optimizer than asked.
+    require(
+        all(group.get("momentum", 1) != 0 for group in optimizer.param_groups),
+        "scheduler=onecycle cycles the momentum between 0.85 and 0.95, and the optimizer's "
+        "momentum is 0; set optimizer.momentum=0.9 or scheduler.cycle_momentum=false.",
     )
 
 

@@ -124,16 +124,11 @@ class Trainer:
         self.grad_clip = check_grad_clip(grad_clip)
         self.grad_clip_mode = check_grad_clip_mode(grad_clip_mode)
         self.ema = EmaSettings(**settings_of("trainer.ema", ema, EmaSettings))
-        self.accumulate = check_positive_int(
-            "trainer.accumulate_grad_batches", accumulate_grad_batches, example=2
-        )
+        self._use_batches(accumulate_grad_batches, limit_train_batches, limit_val_batches)
         # Checked here, before any data is loaded; each fit starts a restarted copy.
         self.early_stopping = EarlyStopping(
             **settings_of("trainer.early_stopping", early_stopping, EarlyStopping)
         )
-        limit_batches(1, limit_train_batches, "trainer.limit_train_batches")
-        limit_batches(1, limit_val_batches, "trainer.limit_val_batches")
-        self.limit_train_batches, self.limit_val_batches = limit_train_batches, limit_val_batches
         self.deterministic = check_true_false("trainer.deterministic", deterministic)
         self.progress = bool(progress)
         self.log_every_n_steps = check_positive_int("trainer.log_every_n_steps", log_every_n_steps)
@@ -142,11 +137,7 @@ class Trainer:
         self.checkpoint_every_n_steps = check_checkpoint_every(checkpoint)
         self.report_images = check_true_false("trainer.report_images", report_images)
         self.sync_batchnorm = bool(sync_batchnorm)
-        require(
-            not (self.sync_batchnorm and self.world > 1 and self.device.type != "cuda"),
-            "trainer.sync_batchnorm=true needs CUDA devices (PyTorch's SyncBatchNorm has no CPU "
-            "implementation); leave it off on CPU.",
-        )
+        check_sync_batchnorm(self.sync_batchnorm, self.world, self.device)
         self.label_smoothing = check_label_smoothing(label_smoothing)
         self.lookahead = lookahead_settings(lookahead, self.max_epochs)
         self.test_time_augmentation = check_mode(test_time_augmentation)
@@ -154,6 +145,20 @@ class Trainer:
         self.fused_optimizer = check_auto_true_false("trainer.fused_optimizer", fused_optimizer)
         self.cuda_graphs = check_cuda_graphs(cuda_graphs, self.device)
         self.overfit_batches = check_overfit_batches(overfit_batches)
+
+    def _use_batches(
+        self,
+        accumulate_grad_batches: int,
+        limit_train_batches: int | float,
+        limit_val_batches: int | float,
+    ) -> None:
+        """Batches per optimizer step, and how many of each epoch's batches are used."""
+        self.accumulate = check_positive_int(
+            "trainer.accumulate_grad_batches", accumulate_grad_batches, example=2
+        )
+        limit_batches(1, limit_train_batches, "trainer.limit_train_batches")
+        limit_batches(1, limit_val_batches, "trainer.limit_val_batches")
+        self.limit_train_batches, self.limit_val_batches = limit_train_batches, limit_val_batches
 
     def _use_devices(self, device: str, precision: str | int, dist_timeout_s: float) -> None:
         """This process's place in a torchrun job (world, rank), its device and precision."""
@@ -251,9 +256,7 @@ class Trainer:
         check_data_fits(data, self.test_time_augmentation, task)
         log_class_weights(data)
         configure_determinism(self.deterministic, self.device)
-        if self.rank == 0:
-            for stale in runs.remove_stale_temporaries(run_dir):
-                log.info(f"removed {stale.name}, left by a checkpoint write that was cut short")
+        self._tidy_run_dir(run_dir)
         data.setup(self.device)
         compute = self.compute_for(model)
         model = self._place_model(model, data, compute, resuming)
@@ -268,20 +271,7 @@ class Trainer:
         opt = build_optimizer(optimizer, model, self.fused_optimizer)
         schedule = scheduler(opt, total_steps=total_steps, steps_per_epoch=steps_per_epoch)
         captured = self._choose_step(model, compute, opt, schedule)
-        stopper = self._stopper_for(task)
-        state = RunState(
-            model=model,
-            optimizer=opt,
-            scheduler=schedule,
-            scaler=torch.amp.GradScaler(
-                self.device.type, enabled=compute.autocast_dtype == torch.float16
-            ),
-            stopper=stopper,
-            lookahead=self.lookahead.restarted(),
-            ema=self.ema.start(model),  # of the plain module: DDP's ranks hold the same one
-        )
-        if isinstance(state.scheduler, PlateauSchedule):
-            follow_monitor(state.scheduler, stopper, task)
+        state = self._fresh_state(model, opt, schedule, compute, task)
         log.info(
             f"{describe_parameters(model)} (layers: model_summary.txt) | device {self.device} | "
             f"{compute.precision_name}{describe_capture(captured, self.device)} | {train_batches} "
@@ -309,6 +299,37 @@ class Trainer:
             task=task,
             target_scale=float(getattr(data, "target_std", 1.0)),
         )
+
+    def _tidy_run_dir(self, run_dir: Path) -> None:
+        """Temporary files of a checkpoint write cut short (a kill mid-save) are removed, said."""
+        if self.rank == 0:
+            for stale in runs.remove_stale_temporaries(run_dir):
+                log.info(f"removed {stale.name}, left by a checkpoint write that was cut short")
+
+    def _fresh_state(
+        self,
+        model: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        schedule: torch.optim.lr_scheduler.LRScheduler,
+        compute: Compute,
+        task: str,
+    ) -> RunState:
+        """A run's state at its first step: what a checkpoint restores when resuming."""
+        stopper = self._stopper_for(task)
+        state = RunState(
+            model=model,
+            optimizer=optimizer,
+            scheduler=schedule,
+            scaler=torch.amp.GradScaler(
+                self.device.type, enabled=compute.autocast_dtype == torch.float16
+            ),
+            stopper=stopper,
+            lookahead=self.lookahead.restarted(),
+            ema=self.ema.start(model),  # of the plain module: DDP's ranks hold the same one
+        )
+        if isinstance(state.scheduler, PlateauSchedule):
+            follow_monitor(state.scheduler, stopper, task)
+        return state
 
     def _choose_step(
         self,
@@ -1069,3 +1090,11 @@ def check_compile(setting: object, device: torch.device) -> bool | str:
     if setting and device.type == "cpu":
         require_a_cxx_compiler("trainer.compile on a CPU", "trainer.compile=false")
     return setting  # type: ignore[return-value]
+
+
+def check_sync_batchnorm(sync_batchnorm: bool, world: int, device: torch.device) -> None:
+    require(
+        not (sync_batchnorm and world > 1 and device.type != "cuda"),
+        "trainer.sync_batchnorm=true needs CUDA devices (PyTorch's SyncBatchNorm has no CPU "
+        "implementation); leave it off on CPU.",
+    )
