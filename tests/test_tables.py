@@ -131,6 +131,13 @@ def test_quoted_decimal_commas_and_thousands_groups_are_numbers(tmp_path):
     assert all(min(abs(value - e) for e in expected) < 1e-3 for value in raw.tolist())
 
 
+def refusal(path: Path, target: str = "label") -> str:
+    """The sentence data=csv refuses the table at `path` with."""
+    with pytest.raises(UserError) as caught:
+        CsvTable(target=target, path=str(path))
+    return str(caught.value)
+
+
 def test_utf16_is_read_and_other_encodings_are_one_sentence(tmp_path):
     text = cancer_table(tmp_path / "ref.csv").read_text()
     reference = CsvTable(target="diagnosis", path=str(tmp_path / "ref.csv"))
@@ -139,17 +146,13 @@ def test_utf16_is_read_and_other_encodings_are_one_sentence(tmp_path):
         table = CsvTable(target="diagnosis", path=str(tmp_path / "enc.csv"))
         assert torch.equal(table.splits["test"].inputs, reference.splits["test"].inputs), encoding
     (tmp_path / "latin.csv").write_bytes("city,label\nZürich,a\nBern,b\n".encode("cp1252"))
-    with pytest.raises(UserError) as caught:
-        CsvTable(target="label", path=str(tmp_path / "latin.csv"))
-    assert str(caught.value) == (
+    assert refusal(tmp_path / "latin.csv") == (
         f"{tmp_path / 'latin.csv'} is not UTF-8 text (byte 0xfc on line 2, as in a Latin-1 or "
         "Windows-1252 file); save it as UTF-8 (in Excel: Save As 'CSV UTF-8'), e.g. iconv -f "
         "cp1252 -t utf-8 latin.csv > utf8.csv."
     )
     (tmp_path / "book.csv").write_bytes(b"PK\x03\x04" + bytes(range(256)))  # an .xlsx, renamed
-    with pytest.raises(UserError) as caught:
-        CsvTable(target="label", path=str(tmp_path / "book.csv"))
-    assert str(caught.value) == (
+    assert refusal(tmp_path / "book.csv") == (
         f"{tmp_path / 'book.csv'} is not a text CSV file (it holds an Excel workbook or another "
         "zip file); save or export the table as CSV (UTF-8) and give that file "
         "(data.path=~/customers.csv)."
