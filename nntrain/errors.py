@@ -10,11 +10,14 @@ class UserError(Exception):
     """A problem with the user's input (config value, data, file); the message says how to fix it."""
 
 
-def first_line(error: BaseException) -> str:
-    """The first line of an exception's message, or its type's name when it has none (EOFError
-    from a 0-byte file says nothing)."""
+def first_line(error: BaseException | str) -> str:
+    """The first line of an exception's message (or of a text): the rest is most often a long
+    hint (CUDA_LAUNCH_BLOCKING) or a traceback. An exception without a message gives its type's
+    name (EOFError from a 0-byte file says nothing)."""
     lines = str(error).strip().splitlines()
-    return lines[0] if lines else type(error).__name__
+    if lines:
+        return lines[0]
+    return type(error).__name__ if isinstance(error, BaseException) else ""
 
 
 def require(condition: bool, message: str) -> None:

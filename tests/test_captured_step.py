@@ -25,9 +25,9 @@ from nntrain.errors import UserError
 from nntrain.inference.metrics import RunningClassification
 from nntrain.optim.optimizers import load_optimizer_state
 from nntrain.optim.schedules import one_cycle, warmup_cosine
-from nntrain.training import cuda_graph
-from nntrain.training.captured import CompiledStep, captured_mode
-from nntrain.training.cuda_graph import GraphedStep
+from nntrain.training import graphed_step
+from nntrain.training.compiled_step import CompiledStep, captured_mode
+from nntrain.training.graphed_step import GraphedStep
 from nntrain.training.signals import TrainingInterrupted
 from nntrain.training.step import StepParts, update_weights
 from nntrain.training.step_check import StepSnapshot
@@ -246,7 +246,7 @@ def test_a_step_that_cannot_be_recorded_runs_eagerly_after_one_warning(
             param.grad = torch.full_like(param, float("nan"))
         raise RuntimeError("CUDA error: operation not permitted when stream is capturing\nmore")
 
-    monkeypatch.setattr(cuda_graph.CallAgain, "record", fails)
+    monkeypatch.setattr(graphed_step.CallAgain, "record", fails)
     # The aborted recording's gradients are dropped: the run goes on as an eager one.
     runs_as_eager_after_one_warning(
         tmp_path, caplog, "CUDA error: operation not permitted when stream is capturing", net
@@ -275,7 +275,7 @@ def test_a_graph_whose_replay_differs_from_the_eager_step_is_dropped_before_it_t
     """The one-time check (step_check.py): a graph that replays nothing (as one reading stale
     inputs or a frozen host value would replay something else) is caught at its first replay,
     the eager step's state is put back, and the run is the eager run, bitwise."""
-    monkeypatch.setattr(cuda_graph.CallAgain, "replay", lambda self: None)
+    monkeypatch.setattr(graphed_step.CallAgain, "replay", lambda self: None)
     runs_as_eager_after_one_warning(
         tmp_path,
         caplog,
@@ -288,7 +288,7 @@ def test_a_graph_whose_first_replay_fails_is_dropped_too(tmp_path, monkeypatch, 
     def fails(self):
         raise RuntimeError("CUDA error: an illegal memory access was encountered\nCompile with")
 
-    monkeypatch.setattr(cuda_graph.CallAgain, "replay", fails)
+    monkeypatch.setattr(graphed_step.CallAgain, "replay", fails)
     runs_as_eager_after_one_warning(
         tmp_path, caplog, "its replay failed: CUDA error: an illegal memory access was encountered"
     )
@@ -396,14 +396,14 @@ def test_a_capturable_optimizer_keeps_its_step_count_on_the_device():
     optimizer = torch.optim.AdamW(net.parameters(), lr=0.1, foreach=True)
     net(torch.ones(1, 3)).sum().backward()
     optimizer.step()  # a step count on the host (foreach, not capturable)
-    cuda_graph.make_capturable(optimizer)
+    graphed_step.make_capturable(optimizer)
     assert optimizer.param_groups[0]["capturable"] is True
     assert optimizer.state[net.weight]["step"].dtype == torch.float32
 
 
 def test_the_compiled_step_keeps_its_lr_in_a_device_tensor_the_schedule_fills():
     optimizer = torch.optim.AdamW(nn.Linear(3, 2).parameters(), lr=0.1)
-    cuda_graph.lr_as_tensor(optimizer, torch.device("cpu"))
+    graphed_step.lr_as_tensor(optimizer, torch.device("cpu"))
     group = optimizer.param_groups[0]
     lr = group["lr"]
     assert isinstance(lr, torch.Tensor)
@@ -423,7 +423,7 @@ def test_a_recorded_step_reads_each_groups_lr_from_a_device_tensor_updated_befor
     optimizer = torch.optim.AdamW([{"params": decay}, {"params": rest, "weight_decay": 0.0}])
     seen: list[tuple[list[float], list[float]]] = []  # at each replay: (tensor's, schedule's)
 
-    class ReadsTheRecordedLr(cuda_graph.CallAgain):
+    class ReadsTheRecordedLr(graphed_step.CallAgain):
         def record(self, step):
             super().record(step)
             self.views = [group["lr"] for group in optimizer.param_groups]
@@ -434,7 +434,7 @@ def test_a_recorded_step_reads_each_groups_lr_from_a_device_tensor_updated_befor
             seen.append(([view.item() for view in self.views], floats))
             super().replay()
 
-    monkeypatch.setattr(cuda_graph, "CallAgain", ReadsTheRecordedLr)
+    monkeypatch.setattr(graphed_step, "CallAgain", ReadsTheRecordedLr)
     parts = StepParts(
         model=net, forward=net, optimizer=optimizer, scheduler=warmup_cosine(
             optimizer, total_steps=10, steps_per_epoch=5, warmup_epochs=1
@@ -465,8 +465,8 @@ def test_a_checkpoint_of_the_cuda_graph_step_resumes_with_this_runs_own_optimize
     graphed = torch.optim.AdamW(net.parameters(), lr=0.1, foreach=True)
     net(torch.ones(4, 3)).sum().backward()
     graphed.step()
-    cuda_graph.make_capturable(graphed)  # what a CUDA run saves (the compiled step's lr:
-    cuda_graph.lr_as_tensor(graphed, torch.device("cpu"))  # a tensor; the graph's: a float)
+    graphed_step.make_capturable(graphed)  # what a CUDA run saves (the compiled step's lr:
+    graphed_step.lr_as_tensor(graphed, torch.device("cpu"))  # a tensor; the graph's: a float)
     saved = graphed.state_dict()
     assert saved["param_groups"][0]["capturable"] is True
     resumed = torch.optim.AdamW(net.parameters(), lr=0.1, foreach=True)

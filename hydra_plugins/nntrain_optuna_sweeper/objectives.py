@@ -19,6 +19,8 @@ from hydra.core.utils import JobReturn
 from hydra.errors import HydraException
 from omegaconf import OmegaConf
 
+from nntrain.errors import first_line
+
 # trainer.early_stopping.mode says max/min; Optuna says maximize/minimize. Both are accepted.
 DIRECTIONS = {"max": "maximize", "maximize": "maximize", "min": "minimize", "minimize": "minimize"}
 METRICS_FILE = "metrics.json"
@@ -236,7 +238,3 @@ def wrong_way(
         f"hydra.sweeper.direction={setting_text(setting)} would {directions[index]} {metric}, "
         f"which {source} ({worse}); set hydra.sweeper.direction={fix}."
     )
-
-
-def first_line(text: str) -> str:
-    return text.strip().splitlines()[0] if text.strip() else text

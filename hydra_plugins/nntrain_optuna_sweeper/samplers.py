@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Any
 from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
 
+from nntrain.errors import first_line
+
 from .search_space import SearchSpace
 
 if TYPE_CHECKING:
@@ -116,7 +118,3 @@ def grid_for(settings: dict[str, Any] | None, space: SearchSpace) -> dict[str, l
     if given is not None:
         return {str(key): list(values) for key, values in given.items()}
     return grid_of(space.distributions)
-
-
-def first_line(text: str) -> str:
-    return text.strip().splitlines()[0] if text.strip() else text

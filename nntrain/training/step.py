@@ -63,7 +63,7 @@ def update_weights(
     measure_grad_norm: bool = False,
 ) -> torch.Tensor | None:
     """train_step without the schedule: everything that runs on the device, which
-    captured.py compiles (and on CUDA captures) as a unit."""
+    compiled_step.py compiles (and graphed_step.py records as a CUDA graph) as a unit."""
     group_size = len(micro_batches)
     for index, (inputs, targets) in enumerate(micro_batches):
         last = index == group_size - 1

@@ -39,19 +39,18 @@ from nntrain.reporting.console import TrainProgress, display_path, figure
 from nntrain.reporting.model_summary import model_summary
 from nntrain.reporting.tensorboard import NullLogger, RunLogger, TensorBoardLogger
 from nntrain.training import distributed
-from nntrain.training.captured import (
-    CompiledStep,
-    captured_mode,
-    check_cuda_graphs,
-    describe_capture,
-)
 from nntrain.training.compilation import (
     CacheCounts,
     describe_compilation,
     require_a_cxx_compiler,
     use_persistent_cache,
 )
-from nntrain.training.cuda_graph import GraphedStep, describe_recording
+from nntrain.training.compiled_step import (
+    CompiledStep,
+    captured_mode,
+    check_cuda_graphs,
+    describe_capture,
+)
 from nntrain.training.early_stopping import (
     MONITORS,
     NO_MONITOR,
@@ -59,6 +58,7 @@ from nntrain.training.early_stopping import (
     EarlyStopping,
 )
 from nntrain.training.ema import EmaSettings
+from nntrain.training.graphed_step import GraphedStep, describe_recording
 from nntrain.training.lookahead import Lookahead
 from nntrain.training.overfit import check_overfit_batches, overfit_loader
 from nntrain.training.seeding import configure_determinism

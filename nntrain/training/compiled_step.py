@@ -2,7 +2,7 @@
 
 Two ways to run the whole optimizer step (step.py's update_weights) without ~100 kernel
 launches from the host, for small models where a CUDA step is launch-bound:
-- true: recorded as one CUDA graph with torch.cuda.graph and replayed (cuda_graph.py); no
+- true: recorded as one CUDA graph with torch.cuda.graph and replayed (graphed_step.py); no
   compilation. On a CPU the same bookkeeping runs with a stand-in that calls the step again.
 - reduce-overhead: compiled whole with torch.compile's `reduce-overhead` mode (CompiledStep
   below), which fuses kernels and replays CUDA graphs; dynamo splits the step at the backward
@@ -27,7 +27,7 @@ from nntrain.devices import is_large
 from nntrain.errors import require
 from nntrain.inference.metrics import RunningClassification, RunningRegression
 from nntrain.training.compilation import require_a_cxx_compiler, use_persistent_cache
-from nntrain.training.cuda_graph import can_capture, lr_as_tensor
+from nntrain.training.graphed_step import can_capture, lr_as_tensor
 from nntrain.training.step import Batch, StepParts, train_step, update_weights
 
 

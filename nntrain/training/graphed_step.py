@@ -49,6 +49,7 @@ from typing import Protocol
 import torch
 from torch import nn
 
+from nntrain.errors import first_line
 from nntrain.optim.optimizers import step_counts_on_device
 from nntrain.training.step import Batch, StepParts, update_weights
 from nntrain.training.step_check import Running, StepSnapshot
@@ -334,12 +335,6 @@ class GraphedStep:
         running.count += self._samples
         # The graph overwrites its output at the next replay: a copy for the log.
         return self._grad_norm.clone() if measure_grad_norm else None
-
-
-def first_line(error: Exception) -> str:
-    """A CUDA error's first line (the rest is a long hint about CUDA_LAUNCH_BLOCKING)."""
-    lines = str(error).strip().splitlines()
-    return lines[0] if lines else type(error).__name__
 
 
 def describe_recording(step: GraphedStep, seconds: float) -> str:
