@@ -306,6 +306,18 @@ def test_eval_and_resume_from_another_folder_read_the_file_the_run_read(graded, 
     assert read_metrics(copy)["epochs_run"] == 3
 
 
+def test_a_run_in_a_folder_with_spaces_and_non_ascii_letters_resumes(graded, tmp_path):
+    """resume=/tmp/dir with space/ü/run: nntrain quotes such a value for Hydra, and resume=
+    read the quotes as part of the path ('... does not exist')."""
+    _, run_dir, _ = graded
+    copy = tmp_path / "dir with space" / "ü" / "run"
+    shutil.copytree(run_dir, copy)
+    resumed = run_nntrain(f"resume={copy}", "trainer.max_epochs=3", cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resumed at epoch 3" in resumed.stdout
+    assert read_metrics(copy)["epochs_run"] == 3
+
+
 # -- 4. nntrain-predict: one output row per input row ---------------------------------------------
 
 

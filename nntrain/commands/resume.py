@@ -10,6 +10,7 @@ scheduler and seed must match; trainer settings (such as max_epochs) may change 
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -76,6 +77,20 @@ def find_checkpoint(target: str, outputs: Path = Path("outputs")) -> Path:
     )
     check_not_empty(checkpoint)  # before Hydra writes anything into the run
     return checkpoint
+
+
+def resume_values(argv: list[str]) -> list[str]:
+    """The values of resume= on the command line, as typed: without the quotes nntrain adds
+    to a value Hydra cannot read as it is (a path with spaces or non-ASCII letters)."""
+    return [unquoted(a.split("=", 1)[1]) for a in argv if override_key(a) == "resume" and "=" in a]
+
+
+def unquoted(value: str) -> str:
+    """A value without the quotes of nntrain.commands.common.quote_plain_values ('...', its
+    backslashes and quotes escaped); any other value as it is."""
+    if len(value) >= 2 and value[0] == value[-1] == "'":
+        return re.sub(r"\\(.)", r"\1", value[1:-1])
+    return value
 
 
 def override_key(override: str) -> str:
@@ -173,7 +188,7 @@ def with_moved_keys(saved: dict[str, Any], current: dict[str, Any]) -> dict[str,
 
 def rewrite_argv(argv: list[str]) -> list[str]:
     """The command line with resume=... expanded (see the module docstring); unchanged without."""
-    values = [a.split("=", 1)[1] for a in argv if override_key(a) == "resume" and "=" in a]
+    values = resume_values(argv)
     if values and ("-m" in argv or "--multirun" in argv):
         return resume_jobs(argv, values[-1])
     if not values:
@@ -332,7 +347,7 @@ def overrides_of_loose(checkpoint: Path, typed: set[str]) -> list[str]:
 def resumes_in_place(argv: list[str]) -> bool:
     """Whether the command line resumes a run in its own directory (resume= of a run directory
     or of a checkpoint in one), rather than a checkpoint kept on its own."""
-    values = [a.split("=", 1)[1] for a in argv if override_key(a) == "resume" and "=" in a]
+    values = resume_values(argv)
     return bool(values) and holds_a_run(run_dir_of(find_checkpoint(values[-1])))
 
 
