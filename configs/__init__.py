@@ -1,1 +1,26 @@
-"""The Hydra config tree of nntrain (installed as nntrain.configs so Hydra finds it via pkg://)."""
+"""The Hydra config tree of nntrain (installed as nntrain.configs so Hydra finds it via pkg://).
+
+Options whose settings are declared in a schema (nntrain.schema) have no YAML file: their
+defaults are stored in Hydra's ConfigStore here, under the same group and name a file would
+have (trainer=default). Hydra imports this package before it reads any option, so every way
+of composing nntrain's config (the commands, a sweep's jobs, tests) finds them."""
+
+from hydra.core.config_store import ConfigStore
+
+from nntrain.schema import defaults_of
+from nntrain.training.settings import RangeSettings, TrainerSettings
+
+# (group, option, its schema)
+SCHEMA_OPTIONS: list[tuple[str, str, type]] = [
+    ("trainer", "default", TrainerSettings),
+    ("lr_find", "default", RangeSettings),
+]
+
+
+def store_schema_options() -> None:
+    store = ConfigStore.instance()
+    for group, name, schema in SCHEMA_OPTIONS:
+        store.store(group=group, name=name, node=defaults_of(schema), provider="nntrain")
+
+
+store_schema_options()

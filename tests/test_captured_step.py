@@ -387,7 +387,8 @@ def test_auto_captures_small_models_on_cuda_only_and_refuses_what_a_graph_cannot
         with pytest.raises(UserError) as error:
             Trainer(device="cpu", cuda_graphs=bad)
         assert str(error.value) == (
-            f"trainer.cuda_graphs must be auto, true, false or reduce-overhead, got {bad!r}."
+            f"trainer.cuda_graphs must be auto, true, false or reduce-overhead, got {bad!r}; "
+            "for example trainer.cuda_graphs=auto."
         )
 
 

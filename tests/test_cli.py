@@ -156,7 +156,7 @@ def test_help_lists_the_config_groups_and_their_options(tmp_path):
         ),
         (
             "trainer.max_epoch=3",
-            "'trainer.max_epoch' is not a key of the config; check its spelling (`nntrain --cfg job` lists every key), or add a new key deliberately with +trainer.max_epoch=3.",
+            "trainer.max_epoch is not a setting of trainer; did you mean trainer.max_epochs?",
         ),
         (  # keys that moved out of the optimizer group name their new place
             "optimizer.fused=false",

@@ -95,7 +95,7 @@ def test_a_bad_decay_is_one_sentence(tmp_path):
     done = run_nntrain("trainer=debug", "trainer.ema.decay=1.5", cwd=tmp_path)
     assert done.returncode == 1
     assert done.stderr.strip() == (
-        "Error: trainer.ema.decay must be a number in (0, 1) (e.g. 0.999) or null (off), got 1.5."
+        "Error: trainer.ema.decay must be a number in (0, 1) (e.g. 0.999) or null (off), got 1.5; for example trainer.ema.decay=0.999."
     )
     with pytest.raises(UserError, match=r"^trainer.ema.warmup must be true or false, got 'yes'"):
         Trainer(ema={"decay": 0.99, "warmup": "yes"})

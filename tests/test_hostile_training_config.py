@@ -327,8 +327,8 @@ def run_lr_find(*args: str, cwd: Path):
     [
         (
             ("lr_find=abc",),
-            "lr_find must hold the range test's settings, got 'abc'; set them one by one, e.g. "
-            "lr_find.steps=100 lr_find.max_lr=1.",
+            "lr_find=abc is not an option of 'lr_find'; choose one of: default (e.g. "
+            "lr_find=default).",
         ),
         (
             ("lr_find.steps=10", "data.batch_size=1"),
@@ -366,7 +366,8 @@ def test_the_range_test_lrs_stay_finite_over_a_range_wider_than_a_float():
         ),
         (
             ("trainer.lookahead.start_epoch=true",),
-            "trainer.lookahead.start_epoch must be an integer >= 0, got True.",
+            "trainer.lookahead.start_epoch must be an integer >= 0, got True; for example "
+            "trainer.lookahead.start_epoch=0.",
         ),
     ],
     ids=["seed over 64 bits", "lookahead start_epoch true"],
@@ -384,7 +385,10 @@ def test_seed_and_lookahead_edges_are_one_sentence(tmp_path, overrides, message)
             "trainer.ema must be a group of settings (decay, warmup), e.g. trainer.ema.decay=..., "
             "got 'abc'.",
         ),
-        ("+trainer.ema.foo=1", "trainer.ema has no setting foo; its settings are decay, warmup."),
+        (
+            "+trainer.ema.foo=1",
+            "trainer.ema.foo is not a setting of trainer.ema; its settings are decay, warmup.",
+        ),
         (
             "trainer.lookahead=abc",
             "trainer.lookahead must be a group of settings (every_n_steps, decay, decay_power, "
@@ -392,12 +396,13 @@ def test_seed_and_lookahead_edges_are_one_sentence(tmp_path, overrides, message)
         ),
         (
             "+trainer.checkpoint.every_n_step=5",  # the typo was ignored: no mid-epoch saves
-            "trainer.checkpoint has no setting every_n_step; its settings are every_n_steps.",
+            "trainer.checkpoint.every_n_step is not a setting of trainer.checkpoint; did you mean "
+            "trainer.checkpoint.every_n_steps?",
         ),
         (
             "+trainer.early_stopping.patiance=3",
-            "trainer.early_stopping has no setting patiance; its settings are monitor, mode, "
-            "patience, min_delta.",
+            "trainer.early_stopping.patiance is not a setting of trainer.early_stopping; did you "
+            "mean trainer.early_stopping.patience?",
         ),
     ],
     ids=["ema not a group", "ema unknown key", "lookahead not a group", "checkpoint typo",

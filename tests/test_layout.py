@@ -23,7 +23,7 @@ FORBIDDEN = {
     "commands": set(),
     "shared": {"commands", "training", "inference", "reporting", "data", "models", "optim"},
 }
-SHARED = {"errors", "files", "runs", "checkpoint", "devices", "instantiate", "__init__"}
+SHARED = {"errors", "files", "runs", "checkpoint", "devices", "instantiate", "schema", "__init__"}
 
 
 def part_of(module: str) -> str:

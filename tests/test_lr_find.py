@@ -113,7 +113,7 @@ def test_the_printed_command_replaces_only_the_lr():
             {"min_lr": 1.0, "max_lr": 0.1},
             "lr_find.min_lr (1.0) must be below lr_find.max_lr (0.1).",
         ),
-        ({"divergence": 1}, "lr_find.divergence must be a number > 1, got 1; e.g. 4."),
+        ({"divergence": 1}, "lr_find.divergence must be a number > 1, got 1; for example lr_find.divergence=4.0."),
     ],
 )
 def test_bad_settings_are_one_sentence(settings, message):
@@ -130,7 +130,7 @@ def test_cli_refuses_a_bad_max_lr_and_leaves_no_run_dir(tmp_path):
     assert done.returncode == 1
     assert (
         done.stderr.strip()
-        == "Error: lr_find.max_lr must be a number > 0, got -1; e.g. lr_find.max_lr=10."
+        == "Error: lr_find.max_lr must be a number > 0, got -1; for example lr_find.max_lr=10.0."
     )
     assert list(tmp_path.iterdir()) == []  # not even an empty outputs/
 

@@ -12,7 +12,8 @@ from nntrain.devices import Compute
 from nntrain.errors import UserError
 from nntrain.inference.logits import score
 from nntrain.models.mlp import MLP
-from nntrain.training.overfit import FixedBatches, check_overfit_batches, overfit_loader
+from nntrain.training.overfit import FixedBatches, overfit_loader
+from nntrain.training.trainer import Trainer
 from tests.conftest import compose_config, run_nntrain
 
 
@@ -61,11 +62,12 @@ def test_digits_mlp_fits_two_batches_and_validates_on_exactly_them(tmp_path):
 @pytest.mark.parametrize("value", [-1, 1.5, "two", True])
 def test_bad_overfit_batches_are_refused(value):
     with pytest.raises(UserError, match=r"^trainer.overfit_batches must be a number of batches"):
-        check_overfit_batches(value)
+        Trainer(device="cpu", overfit_batches=value)
 
 
 def test_off_values():
-    assert check_overfit_batches(None) == 0 and check_overfit_batches(0) == 0
+    assert Trainer(device="cpu", overfit_batches=None).overfit_batches == 0
+    assert Trainer(device="cpu", overfit_batches=0).overfit_batches == 0
 
 
 def test_cli_refuses_a_negative_overfit_batches_in_one_sentence(tmp_path):

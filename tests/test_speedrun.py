@@ -284,10 +284,10 @@ def test_reflected_translation_fills_the_border_with_the_mirrored_image():
 @pytest.mark.parametrize(
     ("key", "value", "message"),
     [
-        ("compile", "fast", "trainer.compile must be true, false or a torch.compile mode (default, reduce-overhead, max-autotune, max-autotune-no-cudagraphs), got 'fast'."),
-        ("test_time_augmentation", "mirror", "trainer.test_time_augmentation must be one of none, flip, flip_translate, got 'mirror'."),
-        ("label_smoothing", 1.5, "trainer.label_smoothing must be a number in [0, 1), got 1.5."),
-        ("lookahead", {"every_n_steps": 0}, "trainer.lookahead.every_n_steps must be a positive integer, got 0; for example trainer.lookahead.every_n_steps=5."),
+        ("compile", "fast", "trainer.compile must be true, false or a torch.compile mode (default, reduce-overhead, max-autotune, max-autotune-no-cudagraphs), got 'fast'; for example trainer.compile=false."),
+        ("test_time_augmentation", "mirror", "trainer.test_time_augmentation must be one of none, flip, flip_translate, got 'mirror'; for example trainer.test_time_augmentation=none."),
+        ("label_smoothing", 1.5, "trainer.label_smoothing must be a number in [0, 1), got 1.5; for example trainer.label_smoothing=0.0."),
+        ("lookahead", {"every_n_steps": 0}, "trainer.lookahead.every_n_steps must be a positive integer or null (off), got 0; for example trainer.lookahead.every_n_steps=5."),
     ],
 )  # fmt: skip
 def test_bad_trainer_settings_are_one_sentence(key, value, message):

@@ -221,15 +221,16 @@ def test_accumulated_micro_batches_equal_one_large_batch(tmp_path):
 
 
 def test_limit_batches_takes_a_count_or_a_fraction():
-    assert limit_batches(50, 1.0, "k") == 50
-    assert limit_batches(50, 0.1, "k") == 5
-    assert limit_batches(50, 7, "k") == 7
-    assert limit_batches(50, 500, "k") == 50
+    assert limit_batches(50, 1.0) == 50
+    assert limit_batches(50, 0.1) == 5
+    assert limit_batches(50, 7) == 7
+    assert limit_batches(50, 500) == 50
     with pytest.raises(
         UserError,
-        match=r"^k must be a number of batches \(int >= 1\) or a fraction in \(0, 1\], got 1.5.$",
+        match=r"^trainer.limit_val_batches must be a number of batches \(int >= 1\) or a "
+        r"fraction in \(0, 1\], got 1.5; for example trainer.limit_val_batches=1.0.$",
     ):
-        limit_batches(50, 1.5, "k")
+        Trainer(limit_val_batches=1.5)
 
 
 def test_bad_trainer_values_are_one_sentence_each():

@@ -223,6 +223,11 @@ def describe_unknown_key(lines: list[str], command: str) -> str:
     if command != "nntrain" and key in TRAINING_KEYS_ELSEWHERE:
         own = TRAINING_KEYS_ELSEWHERE[key]
         return f"{key} is a training key; {command} takes {own}=, e.g. {own}={value}."
+    from nntrain.commands.schema_check import unknown_key_sentence
+
+    declared = unknown_key_sentence(key)
+    if declared is not None:
+        return declared
     return (
         f"'{key}' is not a key of the config; check its spelling (`{command} --cfg job` lists "
         f"every key), or add a new key deliberately with {append}."

@@ -12,10 +12,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import hydra
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from nntrain import files, runs
 from nntrain.commands.common import check_no_missing_values, run_app, user_errors_end_in_one_line
+from nntrain.commands.schema_check import check_settings
 from nntrain.commands.train import refuse_a_taken_run_dir
 from nntrain.errors import require
 from nntrain.instantiate import build
@@ -43,19 +44,8 @@ def find_lr(cfg: DictConfig, run_dir: Path) -> RangeTest:
         distributed.world_size() == 1,
         "nntrain-lr-find runs in one process (one device); start it without torchrun.",
     )
-    require(
-        isinstance(cfg.get("lr_find"), DictConfig),
-        f"lr_find must hold the range test's settings, got {cfg.get('lr_find')!r}; set them one "
-        "by one, e.g. lr_find.steps=100 lr_find.max_lr=1.",
-    )
-    given = dict(OmegaConf.to_container(cfg.lr_find))  # type: ignore[arg-type]
-    unknown = sorted(set(given) - set(RangeSettings.__dataclass_fields__))
-    require(
-        not unknown,
-        f"lr_find.{unknown[0] if unknown else ''} is not a setting of the range test; "
-        "it takes lr_find.steps, min_lr, max_lr, divergence and smoothing.",
-    )
-    settings = RangeSettings(**given)
+    settings = check_settings(cfg)["lr_find"]
+    assert isinstance(settings, RangeSettings)
     check_seed(cfg.seed)
     trainer = build(cfg.trainer, "trainer", progress=False)
     data = build(cfg.data, "data")

@@ -24,6 +24,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from nntrain import files, runs
 from nntrain.commands.common import check_no_missing_values, run_app, user_errors_end_in_one_line
+from nntrain.commands.schema_check import check_settings
 from nntrain.errors import UserError, require
 from nntrain.instantiate import build
 
@@ -226,6 +227,7 @@ def run(
 
     started = time.perf_counter()
     check_no_missing_values(cfg)
+    check_settings(cfg)  # every value, before anything is built or written
     main_process = distributed.is_main_process()
     tree = start_reporting(cfg, main_process)
     check_seed(cfg.seed)

@@ -17,12 +17,6 @@ from nntrain.errors import require
 MODES = ("none", "flip", "flip_translate")
 
 
-def check_mode(mode: object) -> str:
-    require(
-        mode in MODES,
-        f"trainer.test_time_augmentation must be one of {', '.join(MODES)}, got {mode!r}.",
-    )
-    return str(mode)
 
 
 def _mirrored(model: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor) -> torch.Tensor:

@@ -6,8 +6,6 @@ import copy
 import math
 from typing import Any
 
-from nntrain.errors import is_number, require
-
 MONITORS = ("val/acc", "val/loss", "train/acc", "train/loss")
 NO_MONITOR = "none"  # no figure picks the weights: the final ones are kept and tested
 # A regression's figures (data.task=regression), in the target's units; R² is best at its max.
@@ -41,24 +39,7 @@ class EarlyStopping:
         patience: int | None = 7,
         min_delta: float = 0.0,
     ) -> None:
-        require(
-            monitor in (*MONITORS, NO_MONITOR, *REGRESSION_MONITORS),
-            f"trainer.early_stopping.monitor must be one of {', '.join(MONITORS)}, none (for a "
-            f"regression also {', '.join(REGRESSION_MONITORS)}), got {monitor!r}.",
-        )
-        require(
-            mode in ("min", "max"),
-            f"trainer.early_stopping.mode must be 'min' or 'max', got {mode!r}.",
-        )
-        require(
-            patience is None
-            or (isinstance(patience, int) and not isinstance(patience, bool) and patience >= 1),
-            f"trainer.early_stopping.patience must be a positive integer or null (never stop), got {patience!r}.",
-        )
-        require(
-            is_number(min_delta) and min_delta >= 0,
-            f"trainer.early_stopping.min_delta must be a number >= 0, got {min_delta!r}.",
-        )
+        # Checked as trainer.early_stopping (nntrain.training.settings).
         self.monitor = monitor
         self.mode = mode
         self.patience = patience

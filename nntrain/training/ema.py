@@ -19,29 +19,12 @@ import torch
 from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
-from nntrain.errors import is_number, require
+from nntrain.training.settings import EmaSettings
 
 
-class EmaSettings:
-    """trainer.ema: checked when the Trainer is built; each fit makes its own WeightEma."""
-
-    def __init__(self, decay: float | None = None, warmup: bool = False) -> None:
-        require(
-            decay is None or (is_number(decay) and 0 < decay < 1),
-            f"trainer.ema.decay must be a number in (0, 1) (e.g. 0.999) or null (off), got {decay!r}.",
-        )
-        require(
-            isinstance(warmup, bool),
-            f"trainer.ema.warmup must be true or false, got {warmup!r}.",
-        )
-        self.decay, self.warmup = decay, warmup
-
-    @property
-    def enabled(self) -> bool:
-        return self.decay is not None
-
-    def start(self, model: nn.Module) -> WeightEma | None:
-        return WeightEma(model, self.decay, self.warmup) if self.decay is not None else None
+def start_ema(settings: EmaSettings, model: nn.Module) -> WeightEma | None:
+    """The average trainer.ema asks for (None: off); each fit makes its own."""
+    return WeightEma(model, settings.decay, settings.warmup) if settings.decay is not None else None
 
 
 class WeightEma:

@@ -17,8 +17,6 @@ from typing import Any
 import torch
 from torch import nn
 
-from nntrain.errors import check_positive_int, is_number, require
-
 
 class Lookahead:
     def __init__(
@@ -28,21 +26,7 @@ class Lookahead:
         decay_power: float = 3.0,
         start_epoch: int = 0,
     ) -> None:
-        if every_n_steps is not None:
-            check_positive_int("trainer.lookahead.every_n_steps", every_n_steps, example=5)
-        require(
-            is_number(decay) and 0 <= decay <= 1,
-            f"trainer.lookahead.decay must be a number in [0, 1], got {decay!r}.",
-        )
-        require(
-            is_number(decay_power) and decay_power >= 0,
-            f"trainer.lookahead.decay_power must be a number >= 0, got {decay_power!r}.",
-        )
-        require(
-            # bool is an int to Python: start_epoch=true started at epoch 1 without a word.
-            isinstance(start_epoch, int) and not isinstance(start_epoch, bool) and start_epoch >= 0,
-            f"trainer.lookahead.start_epoch must be an integer >= 0, got {start_epoch!r}.",
-        )
+        # Checked as trainer.lookahead (nntrain.training.settings).
         self.every_n_steps = every_n_steps
         self.decay, self.decay_power, self.start_epoch = decay, decay_power, start_epoch
         self.slow: list[torch.Tensor] | None = None

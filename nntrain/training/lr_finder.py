@@ -27,57 +27,15 @@ from typing import Any
 import torch
 
 from nntrain.data.protocols import DataModule, Loader, task_of
-from nntrain.errors import UserError, check_positive_int, is_number, require
+from nntrain.errors import UserError, require
 from nntrain.inference.metrics import RunningClassification, RunningRegression
 from nntrain.models.contract import training_fault
 from nntrain.optim.optimizers import build_optimizer
+from nntrain.training.settings import RangeSettings
 from nntrain.training.step import Batch, StepParts, optimizer_step_groups, train_step
 from nntrain.training.trainer import Trainer, loss_weights, mixing_of
 
 RULE = "minimum of the smoothed loss / 10"
-
-
-@dataclass(frozen=True)
-class RangeSettings:
-    """lr_find.* of the config, checked."""
-
-    steps: int = 100
-    min_lr: float = 1e-7
-    max_lr: float = 10.0
-    divergence: float = 4.0  # stop when the smoothed loss exceeds this times its best
-    smoothing: float = 0.9  # the moving average's beta (0 = raw losses)
-
-    def __post_init__(self) -> None:
-        check_positive_int("lr_find.steps", self.steps, example=100)
-        require(
-            self.steps >= 10,
-            f"lr_find.steps must be at least 10, got {self.steps}; e.g. lr_find.steps=100.",
-        )
-        for key, example in (("min_lr", "1e-7"), ("max_lr", "10")):
-            value = getattr(self, key)
-            require(
-                is_number(value) and value > 0,
-                f"lr_find.{key} must be a number > 0, got {value!r}; e.g. lr_find.{key}={example}.",
-            )
-        require(
-            self.min_lr < self.max_lr,
-            f"lr_find.min_lr ({self.min_lr}) must be below lr_find.max_lr ({self.max_lr}).",
-        )
-        require(
-            is_number(self.divergence) and self.divergence > 1,
-            f"lr_find.divergence must be a number > 1, got {self.divergence!r}; e.g. 4.",
-        )
-        require(
-            is_number(self.smoothing) and 0 <= self.smoothing < 1,
-            f"lr_find.smoothing must be a number in [0, 1), got {self.smoothing!r}; e.g. 0.9.",
-        )
-
-    def lr_at(self, step: int) -> float:
-        """min_lr * (max_lr / min_lr) ** (step / (steps - 1)): evenly spaced on a log scale."""
-        # In logs: max_lr / min_lr overflows to inf for a range over 308 decades (1e-300 to
-        # 1e300), which made every lr after the first inf.
-        low, high = math.log(self.min_lr), math.log(self.max_lr)
-        return math.exp(low + (high - low) * step / (self.steps - 1))
 
 
 @dataclass

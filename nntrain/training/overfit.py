@@ -14,21 +14,10 @@ import logging
 from collections.abc import Iterator
 
 from nntrain.data.protocols import Batch, DataModule, Loader, task_of
-from nntrain.errors import require
 
 log = logging.getLogger("nntrain")
 
 
-def check_overfit_batches(value: object) -> int:
-    """0 (off) or a number of batches >= 1; null means off too."""
-    if value is None:
-        return 0
-    require(
-        isinstance(value, int) and not isinstance(value, bool) and value >= 0,
-        f"trainer.overfit_batches must be a number of batches >= 1 (or 0 / null: off), got "
-        f"{value!r}; for example trainer.overfit_batches=2.",
-    )
-    return value  # type: ignore[return-value]
 
 
 class FixedBatches:

@@ -13,7 +13,7 @@ import logging
 import math
 import signal
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,10 +27,9 @@ from nntrain.data.class_weights import describe as describe_class_weights
 from nntrain.data.mixing import Mixing
 from nntrain.data.protocols import DataModule, Loader, task_of
 from nntrain.devices import Compute, resolve_device, resolve_precision
-from nntrain.errors import UserError, check_positive_int, is_number, require, settings_of
+from nntrain.errors import UserError, require
 from nntrain.inference.logits import classify, score, score_regression
 from nntrain.inference.metrics import TASK_METRICS, RunningClassification, RunningRegression
-from nntrain.inference.tta import check_mode
 from nntrain.models.contract import training_fault
 from nntrain.models.hooks import EpochAware, InitializedFromData
 from nntrain.optim.optimizers import build_optimizer
@@ -38,6 +37,7 @@ from nntrain.optim.schedules import PlateauSchedule
 from nntrain.reporting.console import TrainProgress, display_path, figure
 from nntrain.reporting.model_summary import model_summary
 from nntrain.reporting.tensorboard import NullLogger, RunLogger, TensorBoardLogger
+from nntrain.schema import checked
 from nntrain.training import distributed
 from nntrain.training.compilation import (
     CacheCounts,
@@ -57,114 +57,68 @@ from nntrain.training.early_stopping import (
     REGRESSION_MONITORS,
     EarlyStopping,
 )
-from nntrain.training.ema import EmaSettings
+from nntrain.training.ema import start_ema
 from nntrain.training.graphed_step import GraphedStep, describe_recording
 from nntrain.training.lookahead import Lookahead
-from nntrain.training.overfit import check_overfit_batches, overfit_loader
+from nntrain.training.overfit import overfit_loader
 from nntrain.training.seeding import configure_determinism
+from nntrain.training.settings import TrainerSettings
 from nntrain.training.signals import StopRequests, TrainingInterrupted
 from nntrain.training.state import Run, RunState
 from nntrain.training.step import Batch, StepParts, optimizer_step_groups, train_step
 
 log = logging.getLogger("nntrain")
 
-COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
-
-
 class NonFiniteLoss(UserError):
     """The training loss became NaN or infinite."""
 
 
-def limit_batches(available: int, limit: object, key: str) -> int:
-    """Lightning's convention: an int is a number of batches, a float a fraction of them."""
-    if isinstance(limit, int) and not isinstance(limit, bool):
-        require(limit >= 1, f"{key} must be >= 1 batch or a fraction in (0, 1], got {limit}.")
+def limit_batches(available: int, limit: int | float) -> int:
+    """Lightning's convention: an int is a number of batches, a float a fraction of them
+    (checked by TrainerSettings)."""
+    if isinstance(limit, int):
         return min(available, limit)
-    require(
-        is_number(limit) and 0 < limit <= 1,  # type: ignore[operator]
-        f"{key} must be a number of batches (int >= 1) or a fraction in (0, 1], got {limit!r}.",
-    )
-    return max(1, int(available * limit))  # type: ignore[operator]
+    return max(1, int(available * limit))
 
 
 class Trainer:
     """Holds the training settings (checked when built, before any data is loaded) and runs
     fit: train + validate per epoch, early stopping, checkpoints, resume, then the test."""
 
-    def __init__(
-        self,
-        max_epochs: int = 30,
-        device: str = "auto",
-        precision: str | int = "auto",
-        grad_clip: float | None = 1.0,
-        accumulate_grad_batches: int = 1,
-        early_stopping: Mapping[str, Any] | None = None,
-        limit_train_batches: int | float = 1.0,
-        limit_val_batches: int | float = 1.0,
-        deterministic: bool = False,
-        progress: bool = True,
-        log_every_n_steps: int = 10,
-        channels_last: bool | str = "auto",
-        checkpoint: Mapping[str, Any] | None = None,
-        report_images: bool = True,
-        sync_batchnorm: bool = False,
-        label_smoothing: float = 0.0,
-        lookahead: Mapping[str, Any] | None = None,
-        test_time_augmentation: str = "none",
-        compile: bool | str = False,  # shadows the builtin: the name users know from torch
-        fused_optimizer: bool | str = "auto",
-        overfit_batches: int | None = 0,
-        grad_clip_mode: str = "norm",
-        ema: Mapping[str, Any] | None = None,
-        dist_timeout_s: float = distributed.DEFAULT_TIMEOUT_S,
-        cuda_graphs: bool | str = "auto",
-    ) -> None:
-        self.max_epochs = check_positive_int("trainer.max_epochs", max_epochs, example=30)
-        self._use_devices(device, precision, dist_timeout_s)
-        self.grad_clip = check_grad_clip(grad_clip)
-        self.grad_clip_mode = check_grad_clip_mode(grad_clip_mode)
-        self.ema = EmaSettings(**settings_of("trainer.ema", ema, EmaSettings))
-        self._use_batches(accumulate_grad_batches, limit_train_batches, limit_val_batches)
-        # Checked here, before any data is loaded; each fit starts a restarted copy.
-        self.early_stopping = EarlyStopping(
-            **settings_of("trainer.early_stopping", early_stopping, EarlyStopping)
+    def __init__(self, settings: TrainerSettings | None = None, **values: Any) -> None:
+        """settings: the trainer node, checked (nntrain.schema.checked); or the settings as
+        keyword arguments (Trainer(max_epochs=3)), checked here. Nothing is loaded yet."""
+        s = settings if settings is not None else checked(TrainerSettings, values)
+        self.settings = s
+        self.max_epochs = s.max_epochs
+        self._use_devices(s.device, s.precision, s.dist_timeout_s)
+        self.grad_clip, self.grad_clip_mode = s.grad_clip, s.grad_clip_mode
+        self.ema = s.ema
+        self.accumulate = s.accumulate_grad_batches
+        self.limit_train_batches, self.limit_val_batches = (
+            s.limit_train_batches, s.limit_val_batches,
         )
-        self.deterministic = check_true_false("trainer.deterministic", deterministic)
-        self.progress = bool(progress)
-        self.log_every_n_steps = check_positive_int("trainer.log_every_n_steps", log_every_n_steps)
-        # The setting; each fit decides for its model.
-        self.channels_last = check_auto_true_false("trainer.channels_last", channels_last)
-        self.checkpoint_every_n_steps = check_checkpoint_every(checkpoint)
-        self.report_images = check_true_false("trainer.report_images", report_images)
-        self.sync_batchnorm = bool(sync_batchnorm)
+        # Each fit starts a restarted copy.
+        self.early_stopping = EarlyStopping(**vars(s.early_stopping))
+        self.deterministic, self.progress = s.deterministic, s.progress
+        self.log_every_n_steps = s.log_every_n_steps
+        self.channels_last = s.channels_last  # the setting; each fit decides for its model
+        self.checkpoint_every_n_steps = s.checkpoint.every_n_steps
+        self.report_images, self.sync_batchnorm = s.report_images, s.sync_batchnorm
         check_sync_batchnorm(self.sync_batchnorm, self.world, self.device)
-        self.label_smoothing = check_label_smoothing(label_smoothing)
-        self.lookahead = lookahead_settings(lookahead, self.max_epochs)
-        self.test_time_augmentation = check_mode(test_time_augmentation)
-        self.compile = check_compile(compile, self.device)
-        self.fused_optimizer = check_auto_true_false("trainer.fused_optimizer", fused_optimizer)
-        self.cuda_graphs = check_cuda_graphs(cuda_graphs, self.device)
-        self.overfit_batches = check_overfit_batches(overfit_batches)
-
-    def _use_batches(
-        self,
-        accumulate_grad_batches: int,
-        limit_train_batches: int | float,
-        limit_val_batches: int | float,
-    ) -> None:
-        """Batches per optimizer step, and how many of each epoch's batches are used."""
-        self.accumulate = check_positive_int(
-            "trainer.accumulate_grad_batches", accumulate_grad_batches, example=2
-        )
-        limit_batches(1, limit_train_batches, "trainer.limit_train_batches")
-        limit_batches(1, limit_val_batches, "trainer.limit_val_batches")
-        self.limit_train_batches, self.limit_val_batches = limit_train_batches, limit_val_batches
+        self.label_smoothing = s.label_smoothing
+        self.lookahead = Lookahead(**vars(s.lookahead))
+        self.test_time_augmentation = s.test_time_augmentation
+        self.compile = check_compile(s.compile, self.device)
+        self.fused_optimizer = s.fused_optimizer
+        self.cuda_graphs = check_cuda_graphs(s.cuda_graphs or False, self.device)
+        self.overfit_batches = s.overfit_batches or 0
 
     def _use_devices(self, device: str, precision: str | int, dist_timeout_s: float) -> None:
         """This process's place in a torchrun job (world, rank), its device and precision."""
         self.world, self.rank = distributed.world_size(), distributed.rank()
         # A frozen rank ends the job after this long (see README, Clusters).
-        distributed.set_timeout(check_dist_timeout(dist_timeout_s))
+        distributed.set_timeout(dist_timeout_s)
         if self.world > 1 and torch.cuda.is_available() and str(device) == "auto":
             device = f"cuda:{distributed.local_rank()}"  # one GPU per torchrun process
         self.device = resolve_device(str(device))
@@ -325,7 +279,7 @@ class Trainer:
             ),
             stopper=stopper,
             lookahead=self.lookahead.restarted(),
-            ema=self.ema.start(model),  # of the plain module: DDP's ranks hold the same one
+            ema=start_ema(self.ema, model),  # of the plain module: DDP's ranks hold the same one
         )
         if isinstance(state.scheduler, PlateauSchedule):
             follow_monitor(state.scheduler, stopper, task)
@@ -363,12 +317,8 @@ class Trainer:
         """Batches an epoch trains and validates on (this rank's shard, after limit_*)."""
         if self.world > 1:  # each rank trains on its own shard of every epoch's order
             train_loader.shard(self.rank, self.world)
-        train_batches = limit_batches(
-            len(train_loader), self.limit_train_batches, "trainer.limit_train_batches"
-        )
-        val_batches = limit_batches(
-            len(val_loader), self.limit_val_batches, "trainer.limit_val_batches"
-        )
+        train_batches = limit_batches(len(train_loader), self.limit_train_batches)
+        val_batches = limit_batches(len(val_loader), self.limit_val_batches)
         check_validation(len(val_loader), self.early_stopping.monitor)
         return train_batches, val_batches
 
@@ -1005,42 +955,14 @@ def describe_parameters(model: nn.Module) -> str:
     return f"{type(model).__name__}: {trainable:,} trainable / {total:,} parameters"
 
 
-def check_true_false(key: str, value: object) -> bool:
-    require(isinstance(value, bool), f"{key} must be true or false, got {value!r}.")
-    return bool(value)
 
 
-def check_auto_true_false(key: str, value: object) -> bool | str:
-    require(value in ("auto", True, False), f"{key} must be auto, true or false, got {value!r}.")
-    return value  # type: ignore[return-value]
 
 
-def lookahead_settings(lookahead: Mapping[str, Any] | None, max_epochs: int) -> Lookahead:
-    """trainer.lookahead, checked; a start_epoch that training never reaches is warned of."""
-    settings = Lookahead(**settings_of("trainer.lookahead", lookahead, Lookahead))
-    if settings.every_n_steps is not None and settings.start_epoch >= max_epochs:
-        log.warning(
-            f"trainer.lookahead.start_epoch={settings.start_epoch} comes after the last epoch "
-            f"(with trainer.max_epochs={max_epochs} they are 0 to {max_epochs - 1}): lookahead "
-            "never runs"
-        )
-    return settings
 
 
-def check_dist_timeout(seconds: object) -> float:
-    require(
-        is_number(seconds) and seconds > 0,  # type: ignore[operator]
-        f"trainer.dist_timeout_s must be a number of seconds > 0, got {seconds!r}.",
-    )
-    return float(seconds)  # type: ignore[arg-type]
 
 
-def check_label_smoothing(value: object) -> float:
-    require(
-        is_number(value) and 0 <= value < 1,  # type: ignore[operator]
-        f"trainer.label_smoothing must be a number in [0, 1), got {value!r}.",
-    )
-    return float(value)  # type: ignore[arg-type]
 
 
 def check_validation(val_batches: int, monitor: str) -> None:
@@ -1053,43 +975,19 @@ def check_validation(val_batches: int, monitor: str) -> None:
     )
 
 
-def check_grad_clip(grad_clip: object) -> float | None:
-    require(
-        grad_clip is None or (is_number(grad_clip) and grad_clip > 0),  # type: ignore[operator]
-        f"trainer.grad_clip must be a number > 0 or null (off), got {grad_clip!r}.",
-    )
-    return grad_clip  # type: ignore[return-value]
 
 
-def check_grad_clip_mode(mode: object) -> str:
-    require(
-        mode in ("norm", "value"),
-        f"trainer.grad_clip_mode must be norm (the gradient's norm) or value (each element), "
-        f"got {mode!r}.",
-    )
-    return mode  # type: ignore[return-value]
 
 
-def check_checkpoint_every(checkpoint: Mapping[str, Any] | None) -> int | None:
-    every = settings_of("trainer.checkpoint", checkpoint, checkpoint_settings).get("every_n_steps")
-    if every is not None:
-        check_positive_int("trainer.checkpoint.every_n_steps", every, example=100)
-    return every
 
 
-def checkpoint_settings(every_n_steps: int | None = None) -> None:
-    """trainer.checkpoint's settings (settings_of reads its signature)."""
 
 
-def check_compile(setting: object, device: torch.device) -> bool | str:
-    require(
-        setting in (True, False) or setting in COMPILE_MODES,
-        f"trainer.compile must be true, false or a torch.compile mode "
-        f"({', '.join(COMPILE_MODES)}), got {setting!r}.",
-    )
+def check_compile(setting: bool | str, device: torch.device) -> bool | str:
+    """trainer.compile on a CPU needs a C++ compiler on this machine."""
     if setting and device.type == "cpu":
         require_a_cxx_compiler("trainer.compile on a CPU", "trainer.compile=false")
-    return setting  # type: ignore[return-value]
+    return setting
 
 
 def check_sync_batchnorm(sync_batchnorm: bool, world: int, device: torch.device) -> None:

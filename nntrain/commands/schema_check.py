@@ -1,0 +1,73 @@
+"""The composed config checked against the schema (nntrain.schema), before anything is built:
+each group whose option is one of nntrain's own (its _target_ is the schema's) must hold only
+the schema's keys, of its types and in its ranges. A group that names a class of the user's
+(data._target_=mydata.Rings) is that class's to check."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterator
+from typing import Any
+
+from omegaconf import DictConfig
+
+from nntrain.configs import SCHEMA_OPTIONS
+from nntrain.schema import Settings, checked, fields_of, unknown_message
+
+
+def schemas_of(group: str) -> list[type[Settings]]:
+    """The schemas of a config group's options (several data options share one schema)."""
+    found = [schema for g, _, schema in SCHEMA_OPTIONS if g == group]
+    return list(dict.fromkeys(found))
+
+
+def schema_for(group: str, node: object) -> type[Settings] | None:
+    """The schema of the option a node was composed from, known by its _target_."""
+    if not isinstance(node, DictConfig):
+        return None
+    target = node.get("_target_")
+    for schema in schemas_of(group):
+        declared = fields_of(schema).get("_target_")
+        if declared is None or declared.default == target:  # a command's own settings
+            return schema
+    return None
+
+
+def check_settings(cfg: DictConfig) -> dict[str, Settings]:
+    """Every group of cfg that has a schema, checked; returns the checked settings by group."""
+    result = {}
+    for group in dict.fromkeys(g for g, _, _ in SCHEMA_OPTIONS):
+        schema = schema_for(group, cfg.get(group))
+        if schema is not None:
+            result[group] = checked(schema, cfg[group])
+    return result
+
+
+def nested_schemas(schema: type[Settings]) -> Iterator[type[Settings]]:
+    yield schema
+    for field in fields_of(schema).values():
+        value = field.default_factory() if callable(field.default_factory) else None
+        if isinstance(value, Settings):
+            yield from nested_schemas(type(value))
+
+
+def unknown_key_sentence(key: str) -> str | None:
+    """For Hydra's 'Could not override <key>': the schema's sentence with a did-you-mean,
+    when the key's parent is a group of settings the schema declares."""
+    parent, _, name = key.rpartition(".")
+    group = parent.split(".")[0]
+    candidates: list[Any] = [
+        nested
+        for schema in schemas_of(group)
+        for nested in nested_schemas(schema)
+        if parent == nested.KEY
+    ]
+    if not candidates:
+        return None
+    # Of several (the data options), the one whose keys come nearest.
+    best = max(candidates, key=lambda schema: closeness(name, list(fields_of(schema))))
+    return unknown_message(best, name)
+
+
+def closeness(name: str, known: list[str]) -> float:
+    return max((difflib.SequenceMatcher(None, name, k).ratio() for k in known), default=0.0)
