@@ -23,8 +23,8 @@ CONFIG = ROOT / "docs" / "mkdocs.yml"
 MARKED = [ROOT / "README.md", *sorted((ROOT / "docs" / "pages").glob("**/*.md"))]
 MARKER = "<!-- runnable -->"
 PROGRAMS = ("nntrain", "nntrain-eval", "nntrain-predict", "nntrain-export", "nntrain-lr-find")
-# One epoch shows that a training command works, in seconds; Hydra keeps a key's last value.
-# The end-of-run figures (about 1.5 s a run) are tested in test_figures.py, not here.
+# Appended to each command unless it sets the key itself: one epoch shows that a training
+# command works, in seconds; the end-of-run figures (about 1.5 s a run) are test_figures.py's.
 SMALL = {"nntrain": ("trainer.max_epochs=1", "trainer.report_images=false")}
 # outputs/<date>/<time>-<name>, as the examples write a run directory: it stands for the newest run
 # of that name the block made (the name itself may hold '-', so it ends at '/' or the argument's end).
@@ -90,6 +90,11 @@ def newest_run(cwd: Path, name: str) -> Path:
     return runs[-1].relative_to(cwd)
 
 
+def given(key: str, arguments: list[str]) -> bool:
+    """Whether the command sets `key` itself."""
+    return any(argument.startswith(f"{key}=") for argument in arguments)
+
+
 def as_run(command: tuple[str, ...], cwd: Path) -> list[str]:
     """The command as the test runs it: the installed script, run paths resolved, small settings."""
     program, *arguments = command
@@ -98,8 +103,10 @@ def as_run(command: tuple[str, ...], cwd: Path) -> list[str]:
         RUN_DIR.sub(lambda match: str(newest_run(cwd, match.group(1))), argument)
         for argument in arguments
     ]
+    # A setting the command gives itself is kept (a resumed run's own trainer.max_epochs).
+    small = [s for s in SMALL.get(program, ()) if not given(s.split("=")[0], arguments)]
     script = Path(sys.executable).with_name(program)
-    return [str(script), *resolved, *SMALL.get(program, ())]
+    return [str(script), *resolved, *small]
 
 
 def make_inputs(cwd: Path) -> None:
