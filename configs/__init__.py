@@ -7,6 +7,18 @@ of composing nntrain's config (the commands, a sweep's jobs, tests) finds them."
 
 from hydra.core.config_store import ConfigStore
 
+from nntrain.optim.settings import (
+    AdamSettings,
+    AdamWSettings,
+    ConstantSettings,
+    CosineSettings,
+    OneCycleSettings,
+    PlateauSettings,
+    RMSpropSettings,
+    SGDSettings,
+    StepSettings,
+    TriangleSettings,
+)
 from nntrain.schema import defaults_of
 from nntrain.training.settings import RangeSettings, TrainerSettings
 
@@ -14,6 +26,16 @@ from nntrain.training.settings import RangeSettings, TrainerSettings
 SCHEMA_OPTIONS: list[tuple[str, str, type]] = [
     ("trainer", "default", TrainerSettings),
     ("lr_find", "default", RangeSettings),
+    ("optimizer", "adam", AdamSettings),
+    ("optimizer", "adamw", AdamWSettings),
+    ("optimizer", "rmsprop", RMSpropSettings),
+    ("optimizer", "sgd", SGDSettings),
+    ("scheduler", "constant", ConstantSettings),
+    ("scheduler", "cosine", CosineSettings),
+    ("scheduler", "onecycle", OneCycleSettings),
+    ("scheduler", "plateau", PlateauSettings),
+    ("scheduler", "step", StepSettings),
+    ("scheduler", "triangle", TriangleSettings),
 ]
 
 

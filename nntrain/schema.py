@@ -31,11 +31,19 @@ MISSING = "???"  # OmegaConf's mark of a value the user must give (data.target=?
 SettingsT = TypeVar("SettingsT", bound="Settings")
 
 
-def setting(default: Any, doc: str, *, expects: str | None = None, example: Any = None) -> Any:
+def setting(
+    default: Any,
+    doc: str,
+    *,
+    expects: str | None = None,
+    example: Any = None,
+    extra: bool = False,
+) -> Any:
     """A field of a settings dataclass: its default, one line of docs, and optionally what its
     values are in words (`expects`, e.g. "a positive integer") and an example value for error
-    messages (else the default)."""
-    metadata = {"doc": doc, "expects": expects, "example": example}
+    messages (else the default). An `extra` setting is not in the composed config; a user adds
+    it (+optimizer.eps=1e-6) and it is checked as any other (torch's rarer optimizer keys)."""
+    metadata = {"doc": doc, "expects": expects, "example": example, "extra": extra}
     if isinstance(default, list | dict):
         return dataclasses.field(default_factory=lambda: copy.deepcopy(default), metadata=metadata)
     return dataclasses.field(default=default, metadata=metadata)
@@ -251,6 +259,8 @@ def defaults_of(schema: type) -> dict[str, Any]:
     """The schema's defaults as the plain node Hydra composes (nested groups as nested dicts)."""
     result: dict[str, Any] = {}
     for name, field in fields_of(schema).items():
+        if field.metadata.get("extra"):
+            continue
         value = default_of(field)
         result[name] = defaults_of(type(value)) if isinstance(value, Settings) else value
     return result
@@ -267,4 +277,6 @@ def reference_rows(schema: type) -> Iterator[tuple[str, str, str, str]]:
             yield from reference_rows(type(value))
             continue
         wanted = field.metadata.get("expects") or describe(hints[name])
-        yield key_of(schema, name), wanted, override_text(value), field.metadata.get("doc", "")
+        key = key_of(schema, name)
+        shown = f"+{key}" if field.metadata.get("extra") else key  # added, not overridden
+        yield shown, wanted, override_text(value), field.metadata.get("doc", "")

@@ -264,10 +264,11 @@ def test_words_that_are_not_overrides_are_named(argv, bad):
 
 
 def test_no_setting_takes_nan_or_inf():
-    from nntrain.optim.optimizers import check_config_lr
+    from nntrain.optim.settings import AdamWSettings
+    from nntrain.schema import checked
 
     for value in (float("inf"), float("nan"), -1.0, 0):
         with pytest.raises(UserError, match=r"^optimizer.lr must be a number > 0, got "):
-            check_config_lr(value)
+            checked(AdamWSettings, {"lr": value})
     with pytest.raises(UserError, match=r"^trainer.ema.decay must be"):
         Trainer(ema={"decay": float("nan")})

@@ -38,8 +38,12 @@ CONFIGS = Path(str(importlib.resources.files("nntrain.configs")))
 
 
 def options(group: str) -> list[str]:
-    """The options of a config group: the YAML files in configs/<group>/."""
-    return sorted(path.stem for path in (CONFIGS / group).glob("*.yaml"))
+    """The options of a config group: the YAML files in configs/<group>/ and the options
+    declared by a schema (stored in Hydra's ConfigStore by nntrain.configs)."""
+    from nntrain.configs import SCHEMA_OPTIONS
+
+    files = {path.stem for path in (CONFIGS / group).glob("*.yaml")}
+    return sorted(files | {name for g, name, _ in SCHEMA_OPTIONS if g == group})
 
 
 def test_the_options_are_discovered():

@@ -178,13 +178,18 @@ def test_a_model_meeting_the_contract_still_trains(code, tmp_path):
     [
         (
             ("optimizer=sgd", "optimizer.nesterov=abc"),
-            "optimizer.nesterov must be true or false, got 'abc'.",
+            "optimizer.nesterov must be true or false, got 'abc'; for example "
+            "optimizer.nesterov=true.",
         ),
-        (("+optimizer.maximize=null",), "optimizer.maximize must be true or false, got None."),
+        (
+            ("+optimizer.maximize=null",),
+            "optimizer.maximize must be true or false, got None; for example "
+            "optimizer.maximize=false.",
+        ),
         (
             ("optimizer.weight_decay=abc",),
             "optimizer.weight_decay must be a number >= 0, got 'abc'; for example "
-            "optimizer.weight_decay=0.01.",
+            "optimizer.weight_decay=0.0001.",
         ),
         (
             ("+optimizer.eps=-1",),
@@ -207,9 +212,7 @@ def test_optimizer_values_of_the_wrong_type_are_one_sentence(tmp_path, overrides
     [
         (
             ("+scheduler.foo=1",),
-            "could not build scheduler from nntrain.optim.schedules.warmup_cosine: got an "
-            "unexpected keyword argument 'foo'; check the scheduler.* values (`nntrain --cfg "
-            "job` shows them).",
+            "scheduler.foo is not a setting of scheduler; its settings are warmup_epochs, min_lr.",
         ),
         (
             (
@@ -246,11 +249,13 @@ def test_scheduler_arguments_are_checked_when_built(tmp_path, overrides, message
         ),
         (
             ("scheduler=onecycle", "scheduler.three_phase=abc"),
-            "scheduler.three_phase must be true or false, got 'abc'.",
+            "scheduler.three_phase must be true or false, got 'abc'; for example "
+            "scheduler.three_phase=false.",
         ),
         (
             ("scheduler=onecycle", "scheduler.cycle_momentum=no"),
-            "scheduler.cycle_momentum must be true or false, got 'no'.",
+            "scheduler.cycle_momentum must be true or false, got 'no'; for example "
+            "scheduler.cycle_momentum=true.",
         ),
         (
             ("scheduler=onecycle", "scheduler.pct_start=1"),
@@ -281,10 +286,12 @@ def test_scheduler_arguments_are_checked_when_built(tmp_path, overrides, message
 def test_schedule_values_that_trained_wrongly_or_crashed_are_one_sentence(
     tmp_path, overrides, message
 ):
-    """Checked where the Trainer builds the schedule (in process: trainer=debug's 5 steps, the
-    default optimizer's lr); the first case also from the command line."""
+    """Checked as the schema says, or where the Trainer builds the schedule (in process:
+    trainer=debug's 5 steps, the default optimizer's lr); the first case also from the command
+    line."""
     import torch
 
+    from nntrain.commands.schema_check import check_settings
     from nntrain.errors import UserError
     from nntrain.instantiate import build
     from tests.conftest import compose_config
@@ -295,6 +302,7 @@ def test_schedule_values_that_trained_wrongly_or_crashed_are_one_sentence(
     cfg = compose_config("trainer=debug", *overrides)
     optimizer = torch.optim.AdamW(torch.nn.Linear(2, 2).parameters(), lr=cfg.optimizer.lr)
     with pytest.raises(UserError) as error:
+        check_settings(cfg)
         build(cfg.scheduler, "scheduler")(optimizer, total_steps=5, steps_per_epoch=5)
     assert str(error.value) == message
 

@@ -12,6 +12,7 @@ from nntrain.models.hooks import PretrainedBackbone
 from nntrain.models.mlp import MLP
 from nntrain.optim.optimizers import build_optimizer, param_groups
 from nntrain.optim.schedules import constant, step_decay, warmup_cosine
+from nntrain.training.trainer import Trainer
 from tests.conftest import compose_config
 
 
@@ -192,9 +193,10 @@ def test_fused_true_on_an_optimizer_without_a_fused_kernel_is_refused():
 @pytest.mark.parametrize("setting", [1.0, 0, "yes", "fused"])
 def test_a_fused_setting_other_than_auto_true_or_false_is_refused(setting):
     with pytest.raises(UserError) as error:
-        build_optimizer(partial(torch.optim.AdamW, lr=1e-3), MLP((4,), 2, hidden=[8]), setting)
+        Trainer(device="cpu", fused_optimizer=setting)
     assert str(error.value) == (
-        f"trainer.fused_optimizer must be auto, true or false, got {setting!r}."
+        f"trainer.fused_optimizer must be auto, true or false, got {setting!r}; for example "
+        "trainer.fused_optimizer=auto."
     )
 
 

@@ -13,6 +13,8 @@ from nntrain.devices import Compute
 from nntrain.errors import UserError
 from nntrain.inference.metrics import RunningClassification
 from nntrain.optim.schedules import constant, one_cycle, plateau
+from nntrain.optim.settings import PlateauSettings
+from nntrain.schema import checked
 from nntrain.training.step import StepParts, train_step
 from tests.conftest import compose_config, run_nntrain
 from tests.helpers import BlobData
@@ -189,7 +191,7 @@ def test_a_bad_schedule_or_clip_value_is_one_sentence(tmp_path):
 
         Trainer(grad_clip_mode="sideways")
     with pytest.raises(UserError, match=r"^scheduler.factor must be a number in \(0, 1\), got 2"):
-        plateau(torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=0.1), 1, 1, factor=2)
+        checked(PlateauSettings, {"factor": 2})
     optimizer = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=0.1)  # no momentum
     with pytest.raises(UserError, match=r"the optimizer's momentum is 0; set optimizer\.momentum"):
         one_cycle(optimizer, 10, 5)

@@ -29,7 +29,6 @@ def find_lr(cfg: DictConfig, run_dir: Path) -> RangeTest:
     """Build the data, model and optimizer as nntrain would, run the range test, write its
     files into run_dir; returns the test."""
     from nntrain.models.contract import build_checked
-    from nntrain.optim.optimizers import check_config_lr
     from nntrain.training import distributed
     from nntrain.training.lr_finder import RangeSettings, range_test
     from nntrain.training.seeding import check_seed, seed_everything
@@ -51,7 +50,6 @@ def find_lr(cfg: DictConfig, run_dir: Path) -> RangeTest:
     data = build(cfg.data, "data")
     seed_everything(cfg.seed)  # the same initial weights as `nntrain` with this config
     model = build_checked(cfg.model, tuple(data.input_shape), data.num_classes)
-    check_config_lr(cfg.optimizer.get("lr"))
     optimizer = build(cfg.optimizer, "optimizer")
     test = range_test(trainer, model, data, optimizer, settings)
     write_results(test, run_dir)

@@ -220,16 +220,15 @@ def run(
     """Build everything from the composed config, fit, test; returns the run's metrics.
     on_accepted is called once every value is checked (and a resume matches its run), right
     before training: until then nothing of an existing run has changed."""
-    from nntrain.optim.optimizers import check_config_lr
     from nntrain.reporting import console
     from nntrain.training import distributed
     from nntrain.training.seeding import check_seed, seed_everything
 
     started = time.perf_counter()
     check_no_missing_values(cfg)
-    check_settings(cfg)  # every value, before anything is built or written
     main_process = distributed.is_main_process()
-    tree = start_reporting(cfg, main_process)
+    tree = start_reporting(cfg, main_process)  # (a resume's train.log is kept closed)
+    check_settings(cfg)  # every value, before anything is built or written
     check_seed(cfg.seed)
     absolute_data_files(cfg)
     resume = resumed_state(cfg)  # before the data is read: a changed table is refused first
@@ -237,7 +236,6 @@ def run(
     data = build(cfg.data, "data")
     seed_everything(cfg.seed)  # right before the model: its initial weights follow the seed
     model = build_model(cfg, data)
-    check_config_lr(cfg.optimizer.get("lr"))
     optimizer = build(cfg.optimizer, "optimizer")
     scheduler = build(cfg.scheduler, "scheduler")
     # The checkpoints' copy of the config: resume= is how this process started, not the run.

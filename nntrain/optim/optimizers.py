@@ -11,7 +11,7 @@ from typing import Any, cast
 import torch
 from torch import nn
 
-from nntrain.errors import UserError, is_number, require
+from nntrain.errors import UserError, require
 from nntrain.models.hooks import PretrainedBackbone
 
 NORM_LAYERS = (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm, nn.LocalResponseNorm)
@@ -58,45 +58,14 @@ def param_groups(model: nn.Module, lr: float | None = None) -> list[dict[str, An
     return result
 
 
-def check_config_lr(lr: object) -> None:
-    """optimizer.lr as the command line gives it: a number > 0 (or absent: the class default)."""
-    require(
-        lr is None or not isinstance(lr, int | float) or (is_number(lr) and lr > 0),
-        f"optimizer.lr must be a number > 0, got {lr!r}; for example optimizer.lr=1e-3.",
-    )
-
-
 def build_optimizer(
     optimizer: Callable[..., torch.optim.Optimizer], model: nn.Module, fused: bool | str = "auto"
 ) -> torch.optim.Optimizer:
     """Call the config's partial optimizer with the model's parameter groups, with the kernel
     trainer.fused_optimizer asks for (see with_fastest_kernel)."""
-    keywords = getattr(optimizer, "keywords", {})
-    lr = keywords.get("lr")
-    require(
-        ("lr" not in keywords or lr is not None) and (lr is None or (is_number(lr) and lr >= 0)),
-        f"optimizer.lr must be a number > 0, got {lr!r}; for example optimizer.lr=1e-3.",
-    )
-    betas = keywords.get("betas")
-    require(
-        betas is None
-        or (
-            isinstance(betas, Sequence)  # a list, tuple or OmegaConf ListConfig
-            and not isinstance(betas, str)
-            and len(betas) == 2
-            and all(is_number(b) for b in betas)
-        ),
-        f"optimizer.betas must be two numbers in [0, 1), got {betas!r}; for example "
-        "optimizer.betas=[0.9,0.999].",
-    )
-    for key in ("momentum", "alpha"):  # torch accepts any value >= 0; >= 1 makes steps grow
-        value = keywords.get(key)
-        require(
-            value is None or (is_number(value) and 0 <= value < 1),
-            f"optimizer.{key} must be a number in [0, 1), got {value!r}; for example "
-            f"optimizer.{key}={0.9 if key == 'momentum' else 0.99}.",
-        )
-    check_value_types(optimizer)
+    # The values were checked as the schema says (nntrain.optim.settings); a class of the
+    # user's own checks its own, and what it refuses is said below.
+    lr = getattr(optimizer, "keywords", {}).get("lr")
     device = next(model.parameters()).device
     optimizer = with_fastest_kernel(optimizer, device, fused)
     try:
@@ -106,33 +75,6 @@ def build_optimizer(
             f"the optimizer rejected its settings ({error}); fix the optimizer.* value, "
             "e.g. optimizer.lr=1e-3."
         ) from error
-
-
-def check_value_types(optimizer: Callable[..., torch.optim.Optimizer]) -> None:
-    """Each optimizer.* value of the type of the optimizer's own default for it: torch checks
-    few of them, so optimizer.nesterov=abc ended in a traceback from inside the first step's
-    kernel, and weight_decay=abc in a comparison error. torch's optimizers only: a user's own
-    class may give its settings other meanings (a negative number as "off", say)."""
-    target = getattr(optimizer, "func", None)
-    if not inspect.isclass(target) or not target.__module__.startswith("torch.optim"):
-        return
-    defaults = {
-        name: parameter.default
-        for name, parameter in inspect.signature(target).parameters.items()
-        if parameter.default is not inspect.Parameter.empty
-    }
-    for key, value in getattr(optimizer, "keywords", {}).items():
-        default = defaults.get(key)
-        if isinstance(default, bool):  # before numbers: a bool is an int to Python
-            require(
-                isinstance(value, bool), f"optimizer.{key} must be true or false, got {value!r}."
-            )
-        elif isinstance(default, int | float) and key != "lr":  # lr has its own sentence
-            require(
-                is_number(value) and value >= 0,
-                f"optimizer.{key} must be a number >= 0, got {value!r}; for example "
-                f"optimizer.{key}={default}.",
-            )
 
 
 # Device types whose fused Adam/AdamW/SGD kernels torch ships (torch>=2.4 has them on CPU too).
@@ -152,11 +94,6 @@ def with_fastest_kernel(
     optimizer config that sets fused or foreach itself keeps its choice under auto.
     false leaves the choice to torch; true insists on fused and refuses an optimizer without it.
     """
-    # Exactly true, false or auto: a number here (1.0 == True) is a mistake, not a yes.
-    require(
-        fused is None or isinstance(fused, bool) or fused == "auto",
-        f"trainer.fused_optimizer must be auto, true or false, got {fused!r}.",
-    )
     keywords = dict(getattr(optimizer, "keywords", {}))
     target = getattr(optimizer, "func", None)
     accepts = set(inspect.signature(target).parameters) if inspect.isclass(target) else set()

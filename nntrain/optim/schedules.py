@@ -14,17 +14,15 @@ from typing import Any
 import torch
 from torch.optim.lr_scheduler import LambdaLR, OneCycleLR, ReduceLROnPlateau
 
-from nntrain.errors import is_number, require
+from nntrain.errors import require
 
 
 def _warmup_steps(warmup_epochs: float, steps_per_epoch: int, total_steps: int) -> int:
     """Warmup length in optimizer steps; a warmup longer than the run is cut to the run (a
-    one-epoch smoke test with the default one-epoch warmup is then all warmup, not an error)."""
+    one-epoch smoke test with the default one-epoch warmup is then all warmup, not an error).
+    The schedules' values are checked as scheduler.* (nntrain.optim.settings); what is left
+    here compares them with the optimizer and the run."""
     require(total_steps >= 1, "the schedule has no steps: the training set yields no batches.")
-    require(
-        is_number(warmup_epochs) and warmup_epochs >= 0,
-        f"scheduler.warmup_epochs must be a number >= 0, got {warmup_epochs!r}.",
-    )
     return min(round(warmup_epochs * steps_per_epoch), total_steps)
 
 
@@ -49,7 +47,7 @@ def warmup_cosine(
     warmup_steps = _warmup_steps(warmup_epochs, steps_per_epoch, total_steps)
     peak = max(group["lr"] for group in optimizer.param_groups)
     require(
-        is_number(min_lr) and 0 <= min_lr <= peak,
+        min_lr <= peak,
         f"scheduler.min_lr must be between 0 and the optimizer's lr ({peak}), got {min_lr!r}.",
     )
     floor = min_lr / peak if peak > 0 else 0.0
@@ -74,15 +72,6 @@ def triangle(
 ) -> LambdaLR:
     """Linear from start_factor x lr up to lr at peak_fraction of the run, then linear down to
     end_factor x lr at its end (the airbench speedruns' schedule; a one-cycle shape)."""
-    require(
-        is_number(peak_fraction) and 0 <= peak_fraction <= 1,
-        f"scheduler.peak_fraction must be a number in [0, 1], got {peak_fraction!r}.",
-    )
-    for key, value in (("start_factor", start_factor), ("end_factor", end_factor)):
-        require(
-            is_number(value) and value >= 0,
-            f"scheduler.{key} must be a number >= 0, got {value!r}.",
-        )
     require(total_steps >= 1, "the schedule has no steps: the training set yields no batches.")
     peak = round(peak_fraction * total_steps)
 
@@ -104,17 +93,6 @@ def step_decay(
     warmup_epochs: float = 0.0,
 ) -> LambdaLR:
     """Multiply the lr by gamma every step_epochs epochs (after an optional linear warmup)."""
-    require(
-        is_number(step_epochs) and step_epochs > 0,
-        f"scheduler.step_epochs must be a number > 0, got {step_epochs!r}.",
-    )
-    # A negative gamma flips the lr's sign (gradient ascent), 0 stops training, > 1 grows it:
-    # none is a step decay, and each trained without a word.
-    require(
-        is_number(gamma) and 0 < gamma <= 1,
-        f"scheduler.gamma must be a number in (0, 1] (the lr's factor at each step), got "
-        f"{gamma!r}; for example scheduler.gamma=0.1.",
-    )
     warmup_steps = _warmup_steps(warmup_epochs, steps_per_epoch, total_steps)
     period = max(1, round(step_epochs * steps_per_epoch))
 
@@ -160,25 +138,6 @@ def one_cycle(
     others keep their ratio to it, as min_lr does for the cosine schedule."""
     require(total_steps >= 1, "the schedule has no steps: the training set yields no batches.")
     peak = max(group["lr"] for group in optimizer.param_groups)
-    require(
-        max_lr is None or (is_number(max_lr) and max_lr > 0),
-        f"scheduler.max_lr must be a number > 0 or null (the optimizer's lr), got {max_lr!r}.",
-    )
-    require(
-        is_number(pct_start) and 0 <= pct_start <= 1,
-        f"scheduler.pct_start must be a number in [0, 1], got {pct_start!r}.",
-    )
-    require(
-        anneal_strategy in ("cos", "linear"),
-        f"scheduler.anneal_strategy must be cos or linear, got {anneal_strategy!r}.",
-    )
-    for key, value in (("div_factor", div_factor), ("final_div_factor", final_div_factor)):
-        require(
-            is_number(value) and value > 0, f"scheduler.{key} must be a number > 0, got {value!r}."
-        )
-    # Any text is truthy: three_phase=no would have run the three phases.
-    for key, flag in (("three_phase", three_phase), ("cycle_momentum", cycle_momentum)):
-        require(isinstance(flag, bool), f"scheduler.{key} must be true or false, got {flag!r}.")
     check_phases(float(pct_start), total_steps, three_phase)
     scale = (max_lr / peak) if max_lr is not None and peak > 0 else 1.0
     if cycle_momentum:
@@ -287,31 +246,6 @@ def plateau(
 ) -> PlateauSchedule:
     """Multiply the lr by factor when the monitored figure has not improved for `patience`
     epochs (torch's ReduceLROnPlateau, stepped per epoch after validation)."""
-    require(
-        mode in (None, "min", "max"),
-        f"scheduler.mode must be min, max or null (that of the monitored figure), got {mode!r}.",
-    )
-    require(
-        is_number(factor) and 0 < factor < 1,
-        f"scheduler.factor must be a number in (0, 1), got {factor!r}.",
-    )
-    require(
-        isinstance(patience, int) and not isinstance(patience, bool) and patience >= 0,
-        f"scheduler.patience must be an integer >= 0 (epochs), got {patience!r}.",
-    )
-    require(
-        isinstance(cooldown, int) and not isinstance(cooldown, bool) and cooldown >= 0,
-        f"scheduler.cooldown must be an integer >= 0 (epochs), got {cooldown!r}.",
-    )
-    require(
-        threshold_mode in ("rel", "abs"),
-        f"scheduler.threshold_mode must be rel or abs, got {threshold_mode!r}.",
-    )
-    for key, value in (("threshold", threshold), ("min_lr", min_lr)):
-        require(
-            is_number(value) and value >= 0,
-            f"scheduler.{key} must be a number >= 0, got {value!r}.",
-        )
     # torch never raises an lr to min_lr: one above the optimizer's lr would silently mean
     # that the lr is never reduced.
     peak = max(group["lr"] for group in optimizer.param_groups)
