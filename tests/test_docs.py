@@ -2,7 +2,10 @@
 
 A fenced block right after a line `<!-- runnable -->`, in README.md or docs/pages/*.md, is run
 here: its commands in order, in a fresh directory, each expected to exit 0 (the convention is
-described in docs/pages/development.md, "The manual")."""
+described in docs/pages/development.md, "The manual").
+
+The configuration reference (scripts/config_reference.py, a page of the manual through
+docs/hooks.py) holds every setting of every option the schema declares."""
 
 from __future__ import annotations
 
@@ -14,12 +17,18 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
+from typing import ClassVar
 
 import numpy as np
 import pytest
+from nntrain.configs import SCHEMA_OPTIONS
+
+from nntrain.schema import Settings, reference_rows, setting
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG = ROOT / "docs" / "mkdocs.yml"
+REFERENCE_SCRIPT = ROOT / "scripts" / "config_reference.py"
 MARKED = [ROOT / "README.md", *sorted((ROOT / "docs" / "pages").glob("**/*.md"))]
 MARKER = "<!-- runnable -->"
 PROGRAMS = ("nntrain", "nntrain-eval", "nntrain-predict", "nntrain-export", "nntrain-lr-find")
@@ -175,3 +184,81 @@ def test_the_manual_builds_strictly(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert (site / "index.html").is_file() and (site / "configuration" / "index.html").is_file()
+    reference = (site / "reference" / "index.html").read_text(encoding="utf-8")
+    missing = [key for _, _, key in schema_keys() if f"<code>{key}</code>" not in reference]
+    assert not missing, f"the built configuration reference lacks {missing}"
+
+
+# -- the configuration reference ------------------------------------------------------------------
+
+
+def config_reference() -> ModuleType:
+    """scripts/config_reference.py as a module (scripts/ is no package)."""
+    spec = importlib.util.spec_from_file_location("config_reference", REFERENCE_SCRIPT)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def schema_keys() -> list[tuple[str, str, str]]:
+    """(group, option, key) of every setting of every option composed from a schema."""
+    return [
+        (group, option, key)
+        for group, option, schema in SCHEMA_OPTIONS
+        for key, *_ in reference_rows(schema)
+    ]
+
+
+def option_sections(markdown: str) -> dict[str, list[str]]:
+    """{"group=option": the lines of its section} (a section lists the options sharing a schema)."""
+    sections: dict[str, list[str]] = {}
+    lines: list[str] = []
+    for line in markdown.splitlines():
+        if line.startswith("#"):
+            lines = []  # what follows belongs to this heading alone
+        if line.startswith("### "):
+            for option in line.removeprefix("### ").split(", "):
+                assert option not in sections, f"{option} has two sections"
+                sections[option] = lines
+        lines.append(line)
+    return sections
+
+
+def test_the_configuration_reference_has_every_setting_of_every_option() -> None:
+    sections = option_sections(config_reference().reference_markdown())
+    for group, option, schema in SCHEMA_OPTIONS:
+        lines = sections.get(f"{group}={option}")
+        assert lines is not None, f"the reference has no section for {group}={option}"
+        rows = [line for line in lines if line.startswith("| `")]
+        keys = [key for key, *_ in reference_rows(schema)]
+        shown = [row.split(" | ")[0].removeprefix("| ").strip("`") for row in rows]
+        assert shown == keys, f"{group}={option}: the reference's keys are not the schema's"
+    assert any(key.startswith("+") for _, _, key in schema_keys())  # extras are marked
+
+
+def test_python_scripts_config_reference_prints_the_page() -> None:
+    done = subprocess.run(
+        [sys.executable, str(REFERENCE_SCRIPT)], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == config_reference().reference_markdown()
+
+
+@dataclass
+class Piped(Settings):
+    """A demo | with * markup."""
+
+    KEY: ClassVar[str] = "demo"
+
+    mode: str = setting("a|b", "either a|b or c, as in `x|y`; _target_ **not bold**")
+
+
+def test_a_pipe_or_markup_in_the_schema_keeps_the_table_whole() -> None:
+    markdown = pytest.importorskip("markdown")
+    page = "\n".join(config_reference().option_section("demo", Piped, ["one"]))
+    html = markdown.markdown(page, extensions=["tables"])
+    assert html.count("<td>") == 4, html
+    assert "<code>a|b</code>" in html and "<code>x|y</code>" in html, html
+    assert "either a|b or c" in html and "_target_ **not bold**" in html, html
+    assert "A demo | with * markup." in html, html
