@@ -10,11 +10,12 @@ from omegaconf import DictConfig
 
 from nntrain.errors import UserError, first_line
 
-# What nntrain calls a model or data class with (README: "Your own model", "Your own data").
+# What nntrain calls a model or data class with (manual: docs/pages/your-own-model.md and
+# your-own-data.md).
 CONTRACTS = {
     "model": "a model class must take the keyword arguments input_shape (a tuple) and "
-    "num_classes (an int; 1 for regression) plus the keys of its config file (README: "
-    '"Your own model").',
+    "num_classes (an int; 1 for regression) plus the keys of its config file (manual: "
+    "docs/pages/your-own-model.md).",
 }
 
 

@@ -1,5 +1,5 @@
 """Values of the optimizer, scheduler, trainer and lr finder typed wrongly, and a user's own
-model that breaks the contract (README: "Your own model"): one sentence, exit status 1, no
+model that breaks the contract (docs/pages/your-own-model.md): one sentence, exit status 1, no
 traceback, no run directory left behind."""
 
 from __future__ import annotations
@@ -90,7 +90,7 @@ def refused(done, message: str, cwd: Path) -> None:
     assert not list(cwd.glob("outputs/*/*"))
 
 
-OWN = 'README: "Your own model"'
+OWN = "manual: docs/pages/your-own-model.md"
 
 
 @pytest.mark.parametrize(

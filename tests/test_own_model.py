@@ -1,6 +1,6 @@
 """A user's own model class and data class, from a package outside this repository, chosen
 through the user's config folder (--config-dir): train, resume, sweep, nntrain-eval and
-nntrain-predict, and the one-sentence errors (README: "Your own model", "Your own data")."""
+nntrain-predict, and the one-sentence errors (docs/pages/your-own-model.md, your-own-data.md)."""
 
 from __future__ import annotations
 
@@ -175,7 +175,7 @@ def test_a_sweep_over_the_users_model(user_folder, tmp_path):
             "could not build model from mynet.OldNet: OldNet.__init__() got an unexpected keyword "
             "argument 'input_shape'; a model class must take the keyword arguments input_shape (a "
             "tuple) and num_classes (an int; 1 for regression) plus the keys of its config file "
-            '(README: "Your own model").',
+            "(manual: docs/pages/your-own-model.md).",
         ),
         (
             ("model=mynet", "+model.depth=3"),

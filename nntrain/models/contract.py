@@ -1,4 +1,4 @@
-"""What nntrain needs of a model (README: "Your own model"), checked once it is built, so that a
+"""What nntrain needs of a model (docs/pages/your-own-model.md), checked once it is built, so that a
 user's model that breaks the contract is refused in one sentence before any data is trained on,
 instead of with a traceback from inside the training step (or, for a wrong number of outputs,
 not at all: a classifier with more outputs than classes trains without complaint)."""
@@ -19,7 +19,7 @@ from nntrain.errors import UserError, first_line, require
 from nntrain.instantiate import build
 from nntrain.models.hooks import EpochAware
 
-HOW = 'README: "Your own model"'
+HOW = "manual: docs/pages/your-own-model.md"
 
 
 def build_checked(node: DictConfig, input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
