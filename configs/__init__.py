@@ -7,6 +7,18 @@ of composing nntrain's config (the commands, a sweep's jobs, tests) finds them."
 
 from hydra.core.config_store import ConfigStore
 
+from nntrain.data.settings import (
+    Cifar10Settings,
+    Cifar100Settings,
+    CsvSettings,
+    DigitsSettings,
+    FashionMnistSettings,
+    ImageFolderSettings,
+    MnistSettings,
+    MoonsSettings,
+    SubscriptionSettings,
+    XorSettings,
+)
 from nntrain.optim.settings import (
     AdamSettings,
     AdamWSettings,
@@ -36,6 +48,16 @@ SCHEMA_OPTIONS: list[tuple[str, str, type]] = [
     ("scheduler", "plateau", PlateauSettings),
     ("scheduler", "step", StepSettings),
     ("scheduler", "triangle", TriangleSettings),
+    ("data", "cifar10", Cifar10Settings),
+    ("data", "cifar100", Cifar100Settings),
+    ("data", "csv", CsvSettings),
+    ("data", "digits", DigitsSettings),
+    ("data", "fashion_mnist", FashionMnistSettings),
+    ("data", "imagefolder", ImageFolderSettings),
+    ("data", "mnist", MnistSettings),
+    ("data", "moons", MoonsSettings),
+    ("data", "subscription", SubscriptionSettings),
+    ("data", "xor", XorSettings),
 ]
 
 

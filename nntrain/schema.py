@@ -255,10 +255,23 @@ def default_of(field: dataclasses.Field[Any]) -> Any:
 # -- what Hydra composes, and what the docs show ---------------------------------------------------
 
 
+def in_display_order(schema: type) -> list[dataclasses.Field[Any]]:
+    """_target_ and _partial_ first, then each class's own settings from the most derived one
+    up: an option's own keys (data.dataset, data.root) before those all options share."""
+    fields = fields_of(schema)
+    names = [name for name in ("_target_", "_partial_") if name in fields]
+    for cls in schema.__mro__:
+        for name in vars(cls).get("__annotations__", {}):
+            if name in fields and name not in names:
+                names.append(name)
+    return [fields[name] for name in names]
+
+
 def defaults_of(schema: type) -> dict[str, Any]:
     """The schema's defaults as the plain node Hydra composes (nested groups as nested dicts)."""
     result: dict[str, Any] = {}
-    for name, field in fields_of(schema).items():
+    for field in in_display_order(schema):
+        name = field.name
         if field.metadata.get("extra"):
             continue
         value = default_of(field)
@@ -269,7 +282,8 @@ def defaults_of(schema: type) -> dict[str, Any]:
 def reference_rows(schema: type) -> Iterator[tuple[str, str, str, str]]:
     """(key, what it takes, default, docs) for every setting, nested groups expanded."""
     hints = type_hints(schema)
-    for name, field in fields_of(schema).items():
+    for field in in_display_order(schema):
+        name = field.name
         if name.startswith("_"):
             continue
         value = default_of(field)

@@ -13,10 +13,12 @@ from sklearn.utils.class_weight import compute_class_weight
 
 from nntrain.data.class_weights import balanced_weights
 from nntrain.data.in_memory import InMemoryData
+from nntrain.data.settings import DigitsSettings
 from nntrain.errors import UserError
 from nntrain.inference.logits import score
 from nntrain.models.mlp import MLP
 from nntrain.optim.schedules import constant
+from nntrain.schema import checked
 from nntrain.training.trainer import Trainer
 from tests.conftest import compose_config, run_nntrain
 
@@ -162,7 +164,7 @@ def test_the_balanced_sampler_raises_the_minority_recall_too(plain_recall, tmp_p
 
 def test_bad_sampler_values_are_one_sentence():
     with pytest.raises(UserError) as raised:
-        ImbalancedBlobs(n=100, sampler="oversample")
+        checked(DigitsSettings, {"sampler": "oversample"})
     assert str(raised.value) == (
         "data.sampler must be null (shuffle every sample once per epoch) or balanced (draw every "
         "class equally often), got 'oversample'."

@@ -16,9 +16,11 @@ import torch
 from nntrain.commands import train as cli
 from nntrain.data.csv_table import CsvTable, prepare_new_rows
 from nntrain.data.in_memory import split_indices
+from nntrain.data.settings import CsvSettings
 from nntrain.data.tabular import Subscription
 from nntrain.errors import UserError
 from nntrain.inference.trained_run import build_model, load_run
+from nntrain.schema import checked
 from tests.conftest import compose_config, read_metrics, run_nntrain
 from tests.test_predict import read_csv, run_predict
 
@@ -201,7 +203,7 @@ def test_separate_files_and_chosen_columns(tmp_path):
     assert data.feature_names[0] == "income" and len(data.feature_names) == 1 + 400
     assert data.task == "classification"
     with pytest.raises(UserError, match=r"^data.val_path and data.test_path go with data.train"):
-        CsvTable(target="bought", path=str(tmp_path / "train.csv"), val_path="val.csv")
+        checked(CsvSettings, {"target": "bought", "path": "train.csv", "val_path": "val.csv"})
 
 
 def error_of(tmp_path: Path, text: str | None, **options) -> str:

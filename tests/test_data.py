@@ -3,8 +3,10 @@ import torch
 
 from nntrain.data.digits import Digits
 from nntrain.data.in_memory import TensorLoader, split_indices
+from nntrain.data.settings import DigitsSettings
 from nntrain.data.tabular import Moons, Subscription, Xor
 from nntrain.errors import UserError
+from nntrain.schema import checked
 
 
 def test_digits_are_the_real_sklearn_set_as_uint8_images():
@@ -93,10 +95,10 @@ def test_xor_labels_are_the_xor_of_the_nearest_corner():
 
 def test_bad_fraction_is_one_clear_sentence():
     with pytest.raises(UserError) as error:
-        Digits(val_fraction=1.5)
+        checked(DigitsSettings, {"val_fraction": 1.5})
     assert str(error.value) == (
-        "data.val_fraction must be a number between 0 and 1 (exclusive), got 1.5; "
-        "for example data.val_fraction=0.1."
+        "data.val_fraction must be a number between 0 and 1 (exclusive), or 0 (no validation "
+        "split), got 1.5; for example data.val_fraction=0.1."
     )
     with pytest.raises(UserError, match="leave no training samples"):
         Moons(val_fraction=0.5, test_fraction=0.5)

@@ -13,7 +13,9 @@ from PIL import Image
 
 from nntrain.commands import train as cli
 from nntrain.data.image_folder import ImageFolderData, list_images, load_rgb
+from nntrain.data.settings import ImageFolderSettings
 from nntrain.errors import UserError
+from nntrain.schema import checked
 from tests.conftest import compose_config
 
 COLOURS = {"cat": (220, 40, 40), "dog": (40, 200, 60), "emu": (30, 60, 210)}
@@ -174,7 +176,9 @@ def test_empty_class_folder_and_bad_settings(root):
         f"class folder {root}/train/fox has no images (.jpg .jpeg .png .ppm .bmp .pgm .tif "
         ".tiff .webp); add images to it or remove it."
     )
-    assert error_of(root, num_workers=-1) == (
+    with pytest.raises(UserError) as caught:
+        checked(ImageFolderSettings, {"root": str(root), "num_workers": -1})
+    assert str(caught.value) == (
         "data.num_workers must be auto or an integer >= 0, got -1; for example data.num_workers=4."
     )
 

@@ -17,11 +17,13 @@ from torch import nn
 
 from nntrain.checkpoint import load_checkpoint
 from nntrain.commands.train import run
-from nntrain.data.augment import CropFlip, random_crop
+from nntrain.data.augment import random_crop
+from nntrain.data.settings import Cifar10Settings
 from nntrain.errors import UserError
 from nntrain.inference.tta import tta_logits
 from nntrain.models.speedrun import SpeedrunNet
 from nntrain.optim.schedules import constant, triangle
+from nntrain.schema import checked
 from nntrain.training.lookahead import Lookahead
 from nntrain.training.signals import TrainingInterrupted
 from nntrain.training.trainer import Trainer
@@ -277,8 +279,11 @@ def test_reflected_translation_fills_the_border_with_the_mirrored_image():
         windows = [source[:, y : y + 4, x : x + 4] for y in range(5) for x in range(5)]
         assert any(torch.equal(image, window) for window in windows)
     with pytest.raises(UserError) as error:
-        CropFlip(2, "wrap")
-    assert str(error.value) == "data.padding_mode must be one of constant, reflect, got 'wrap'."
+        checked(Cifar10Settings, {"crop_padding": 2, "padding_mode": "wrap"})
+    assert str(error.value) == (
+        "data.padding_mode must be one of constant, reflect, got 'wrap'; for example "
+        "data.padding_mode=constant."
+    )
 
 
 @pytest.mark.parametrize(

@@ -15,6 +15,7 @@ import hydra
 from omegaconf import DictConfig, open_dict
 
 from nntrain import files
+from nntrain.commands.schema_check import check_group
 from nntrain.errors import UserError, check_positive_int, require
 
 if TYPE_CHECKING:
@@ -100,6 +101,7 @@ def run_data(run: TrainedRun, cfg: DictConfig) -> tuple[Any, DictConfig]:
         if cfg.batch_size is not None:
             data_config.batch_size = cfg.batch_size
     check_same_data(run, cfg, data_config)
+    check_group("data", data_config)  # the run's data settings with the changes asked for
     data = build(data_config, "data")
     require(
         list(data.class_names) == run.class_names,

@@ -37,10 +37,16 @@ def check_settings(cfg: DictConfig) -> dict[str, Settings]:
     """Every group of cfg that has a schema, checked; returns the checked settings by group."""
     result = {}
     for group in dict.fromkeys(g for g, _, _ in SCHEMA_OPTIONS):
-        schema = schema_for(group, cfg.get(group))
-        if schema is not None:
-            result[group] = checked(schema, cfg[group])
+        settings = check_group(group, cfg.get(group))
+        if settings is not None:
+            result[group] = settings
     return result
+
+
+def check_group(group: str, node: object) -> Settings | None:
+    """One group's node checked against its option's schema (None: a class of the user's)."""
+    schema = schema_for(group, node)
+    return checked(schema, node) if schema is not None else None
 
 
 def nested_schemas(schema: type[Settings]) -> Iterator[type[Settings]]:

@@ -9,10 +9,6 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from nntrain.errors import require
-
-PADDING_MODES = ("constant", "reflect")
-
 
 def random_crop(
     images: torch.Tensor, padding: int, generator: torch.Generator, mode: str = "constant"
@@ -42,14 +38,7 @@ class CropFlip:
     (the airbench speedruns: padding 2, reflected)."""
 
     def __init__(self, padding: int = 4, mode: str = "constant") -> None:
-        require(
-            isinstance(padding, int) and padding >= 0,
-            f"data.crop_padding must be an integer >= 0, got {padding!r}.",
-        )
-        require(
-            mode in PADDING_MODES,
-            f"data.padding_mode must be one of {', '.join(PADDING_MODES)}, got {mode!r}.",
-        )
+        # Checked as data.crop_padding and data.padding_mode (nntrain.data.settings).
         self.padding, self.mode = padding, mode
 
     def __call__(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:

@@ -23,7 +23,6 @@ import torch
 
 from nntrain.data.in_memory import InMemoryData, Split, split_indices
 from nntrain.data.table_columns import (
-    MISSING_POLICIES,
     column_groups,
     describe_unseen,
     encode,
@@ -42,8 +41,6 @@ from nntrain.errors import require
 
 log = logging.getLogger("nntrain")
 
-TASKS = ("auto", "classification", "regression")
-MISSING_TARGET_POLICIES = ("drop", "error")
 FLOAT32_MAX = float(torch.finfo(torch.float32).max)
 MAX_AUTO_CLASSES = 20
 ID_NAMES = re.compile(r"(.*[_ .-])?(id|uuid|guid)|index|row_?(number|num)?", re.IGNORECASE)
@@ -101,34 +98,8 @@ def labelled_rows(table: Table, target: str, policy: str) -> Table:
     return table.rows([i for i in range(len(table)) if i not in empty_set])
 
 
-def check_policies(task: str, missing: str, missing_target: str) -> None:
-    require(task in TASKS, f"data.task must be one of {', '.join(TASKS)}, got {task!r}.")
-    require(
-        missing in MISSING_POLICIES,
-        f"data.missing must be one of {', '.join(MISSING_POLICIES)}, got {missing!r}.",
-    )
-    require(
-        missing_target in MISSING_TARGET_POLICIES,
-        f"data.missing_target must be one of {', '.join(MISSING_TARGET_POLICIES)}, got "
-        f"{missing_target!r}.",
-    )
 
 
-def check_files(
-    path: str | None, train_path: str | None, val_path: str | None, test_path: str | None
-) -> None:
-    """One file to split (data.path) or the splits' own files (data.train_path, ...)."""
-    require(
-        (path is None) != (train_path is None),
-        "give the table as data.path=FILE (split into train/val/test) or as "
-        "data.train_path=FILE (with optional data.val_path and data.test_path), not both "
-        "and not neither.",
-    )
-    require(
-        train_path is not None or (val_path is None and test_path is None),
-        "data.val_path and data.test_path go with data.train_path; with data.path the "
-        "splits are drawn from that one file (set data.path=null to give the files).",
-    )
 
 
 class CsvTable(InMemoryData):
@@ -157,8 +128,6 @@ class CsvTable(InMemoryData):
         sampler: str | None = None,  # data.sampler
     ) -> None:
         super().__init__(batch_size, val_fraction, test_fraction, seed, class_weights, sampler)
-        check_policies(task, missing, missing_target)
-        check_files(path, train_path, val_path, test_path)
         self.target, self.missing_target = str(target), missing_target
         tables = self._read_splits(path, train_path, val_path, test_path)
         train = tables["train"]

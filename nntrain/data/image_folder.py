@@ -28,14 +28,12 @@ from torchvision.transforms import v2
 
 from nntrain.data.class_weights import (
     balanced_sample_weights,
-    check_sampler,
-    check_setting,
     epoch_order,
     loss_weights,
 )
 from nntrain.data.in_memory import IMAGENET_MEAN, IMAGENET_STD, epoch_generator, split_indices
 from nntrain.data.mixing import Mixing
-from nntrain.errors import UserError, check_fraction, check_positive_int, require
+from nntrain.errors import UserError, require
 
 if TYPE_CHECKING:
     from nntrain.data.protocols import DataModule, Loader
@@ -391,26 +389,17 @@ class ImageFolderData:
         mix_switch_prob: float = 0.5,
         mix_prob: float = 1.0,
     ) -> None:
-        self.image_size = check_positive_int("data.image_size", image_size, example=224)
+        # Checked as data.* (nntrain.data.settings).
+        self.image_size = image_size
         self.mixing = Mixing(mixup_alpha, cutmix_alpha, mix_switch_prob, mix_prob, seed)
-        self.batch_size = check_positive_int("data.batch_size", batch_size, example=32)
-        self.val_fraction = check_fraction("data.val_fraction", val_fraction)
-        self.test_fraction = check_fraction("data.test_fraction", test_fraction)
-        if num_workers == "auto":
-            num_workers = auto_workers()
-        require(
-            isinstance(num_workers, int) and not isinstance(num_workers, bool) and num_workers >= 0,
-            f"data.num_workers must be auto or an integer >= 0, got {num_workers!r}; "
-            "for example data.num_workers=4.",
-        )
-        require(
-            isinstance(imagenet_normalization, bool),
-            f"data.imagenet_normalization must be true or false, got {imagenet_normalization!r}.",
-        )
-        self.num_workers: int = num_workers  # type: ignore[assignment]
+        self.batch_size = batch_size
+        self.val_fraction, self.test_fraction = val_fraction, test_fraction
+        self.num_workers = auto_workers() if num_workers == "auto" else int(num_workers)
         self.seed, self.device = seed, torch.device("cpu")
-        self.class_weights_setting = check_setting(class_weights)
-        self.sampler = check_sampler(sampler)
+        self.class_weights_setting = (
+            list(class_weights) if isinstance(class_weights, list | tuple) else class_weights
+        )
+        self.sampler = sampler
         self.root = Path(str(root)).expanduser().absolute()
         self.samples = self._read_splits()
         self.num_classes = len(self.class_names)

@@ -16,12 +16,10 @@ import torch
 
 from nntrain.data.class_weights import (
     balanced_sample_weights,
-    check_sampler,
-    check_setting,
     epoch_order,
     loss_weights,
 )
-from nntrain.errors import check_fraction, check_positive_int, require
+from nntrain.errors import require
 
 if TYPE_CHECKING:
     from nntrain.data.protocols import DataModule, Loader
@@ -193,20 +191,15 @@ class InMemoryData:
         """test_fraction=0: the data set brings its own test split (see _set_splits);
         class_weights and sampler: data.class_weights and data.sampler
         (nntrain.data.class_weights)."""
-        self.batch_size = check_positive_int("data.batch_size", batch_size, example=64)
-        # 0: no validation split, every training sample trains (e.g. the speedrun, which
-        # tests its final weights: trainer.early_stopping.monitor=none).
-        self.val_fraction = (
-            0.0 if val_fraction == 0 else check_fraction("data.val_fraction", val_fraction)
-        )
-        self.test_fraction = (
-            check_fraction("data.test_fraction", test_fraction, example=0.2)
-            if test_fraction
-            else 0.0
-        )
+        # Checked as data.* (nntrain.data.settings). val_fraction 0: no validation split, every
+        # training sample trains (the speedrun, which tests its final weights).
+        self.batch_size = batch_size
+        self.val_fraction, self.test_fraction = float(val_fraction), float(test_fraction)
         self.seed = seed
-        self.class_weights_setting = check_setting(class_weights)
-        self.sampler = check_sampler(sampler)
+        self.class_weights_setting = (
+            list(class_weights) if isinstance(class_weights, list | tuple) else class_weights
+        )
+        self.sampler = sampler
         self.splits: dict[str, Split] = {}
         self.transform: Normalize | None = None
         self.augment: BatchAugment | None = None

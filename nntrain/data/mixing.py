@@ -22,15 +22,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from nntrain.errors import is_number, require
-
 Batch = tuple[torch.Tensor, torch.Tensor]
 
 
 @dataclass(frozen=True)
 class Mixing:
     """data.mixup_alpha, data.cutmix_alpha (0 = off), data.mix_switch_prob (CutMix's share of
-    the mixed batches when both are on) and data.mix_prob (the share of batches mixed)."""
+    the mixed batches when both are on) and data.mix_prob (the share of batches mixed);
+    checked as data.* (nntrain.data.settings)."""
 
     mixup_alpha: float = 0.0
     cutmix_alpha: float = 0.0
@@ -38,17 +37,6 @@ class Mixing:
     prob: float = 1.0
     seed: int = 0
 
-    def __post_init__(self) -> None:
-        for key, value in (("mixup_alpha", self.mixup_alpha), ("cutmix_alpha", self.cutmix_alpha)):
-            require(
-                is_number(value) and value >= 0,
-                f"data.{key} must be a number >= 0 (0 = off; 0.2 to 1 are usual), got {value!r}.",
-            )
-        for key, value in (("mix_switch_prob", self.switch_prob), ("mix_prob", self.prob)):
-            require(
-                is_number(value) and 0 <= value <= 1,
-                f"data.{key} must be a probability in [0, 1], got {value!r}.",
-            )
 
     @property
     def enabled(self) -> bool:

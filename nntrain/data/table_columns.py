@@ -25,7 +25,6 @@ from nntrain.errors import UserError, require
 log = logging.getLogger("nntrain")
 
 MISSING_CATEGORY = "(missing)"
-MISSING_POLICIES = ("impute", "error")
 # A column whose non-missing cells are at least this share numbers is numeric, and its other
 # cells are mistakes (named); below it, the column is text.
 NUMERIC_SHARE = 0.9

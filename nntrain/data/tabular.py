@@ -16,7 +16,6 @@ import torch
 from nntrain import files
 from nntrain.data.in_memory import InMemoryData
 from nntrain.data.table_columns import mean_and_std, standardize
-from nntrain.errors import check_positive_int, is_number, require
 
 
 class TabularData(InMemoryData):
@@ -60,12 +59,6 @@ class TabularData(InMemoryData):
         return files.write_csv(Path(path), rows)
 
 
-def _check_noise(noise: object) -> float:
-    require(
-        is_number(noise) and noise >= 0,  # type: ignore[operator]
-        f"data.noise must be a number >= 0, got {noise!r}; for example data.noise=0.2.",
-    )
-    return float(noise)  # type: ignore[arg-type]
 
 
 class Moons(TabularData):
@@ -86,14 +79,14 @@ class Moons(TabularData):
         sampler: str | None = None,  # data.sampler
     ) -> None:
         super().__init__(batch_size, val_fraction, test_fraction, seed, class_weights, sampler)
-        n = check_positive_int("data.n_samples", n_samples, example=1000)
+        n = n_samples  # checked as data.n_samples
         gen = torch.Generator().manual_seed(generator_seed)
         n_outer = n // 2
         angle_outer = torch.linspace(0, math.pi, n_outer)
         angle_inner = torch.linspace(0, math.pi, n - n_outer)
         outer = torch.stack([angle_outer.cos(), angle_outer.sin()], dim=1)
         inner = torch.stack([1 - angle_inner.cos(), 0.5 - angle_inner.sin()], dim=1)
-        points = torch.cat([outer, inner]) + _check_noise(noise) * torch.randn(n, 2, generator=gen)
+        points = torch.cat([outer, inner]) + noise * torch.randn(n, 2, generator=gen)
         labels = torch.cat([torch.zeros(n_outer), torch.ones(n - n_outer)])
         self.feature_names = ["x", "y"]
         self.class_names = ["outer", "inner"]
@@ -118,10 +111,10 @@ class Xor(TabularData):
         sampler: str | None = None,  # data.sampler
     ) -> None:
         super().__init__(batch_size, val_fraction, test_fraction, seed, class_weights, sampler)
-        n = check_positive_int("data.n_samples", n_samples, example=400)
+        n = n_samples  # checked as data.n_samples
         gen = torch.Generator().manual_seed(generator_seed)
         corners = torch.randint(0, 2, (n, 2), generator=gen)
-        points = corners.float() + _check_noise(noise) * torch.randn(n, 2, generator=gen)
+        points = corners.float() + noise * torch.randn(n, 2, generator=gen)
         labels = corners[:, 0] ^ corners[:, 1]
         self.feature_names = ["x", "y"]
         self.class_names = ["0", "1"]
@@ -150,7 +143,7 @@ class Subscription(TabularData):
         sampler: str | None = None,  # data.sampler
     ) -> None:
         super().__init__(batch_size, val_fraction, test_fraction, seed, class_weights, sampler)
-        n = check_positive_int("data.n_samples", n_samples, example=500)
+        n = n_samples  # checked as data.n_samples
         gen = torch.Generator().manual_seed(generator_seed)
 
         def uniform(low: float, high: float) -> torch.Tensor:

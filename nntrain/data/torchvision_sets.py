@@ -19,7 +19,7 @@ from nntrain.data.augment import CropFlip
 from nntrain.data.downloads import network_timeout, unreachable_reason
 from nntrain.data.in_memory import IMAGENET_MEAN, IMAGENET_STD, InMemoryData, Normalize
 from nntrain.data.mixing import Mixing
-from nntrain.errors import UserError, check_positive_int, first_line, require
+from nntrain.errors import UserError, first_line, require
 
 
 @dataclass(frozen=True)
@@ -195,10 +195,6 @@ class TorchvisionData(InMemoryData):
     ) -> None:
         super().__init__(batch_size, val_fraction, 0.0, seed, class_weights, sampler)
         self.mixing = Mixing(mixup_alpha, cutmix_alpha, mix_switch_prob, mix_prob, seed)
-        require(
-            dataset in SPECS,
-            f"data.dataset must be one of {', '.join(SPECS)}, got {dataset!r}.",
-        )
         spec = SPECS[dataset]
         self.name = dataset
         self.root = Path(os.path.expanduser(root or default_root()))
@@ -220,8 +216,6 @@ class TorchvisionData(InMemoryData):
         self._set_splits(train_images, train_targets, test=as_tensors(test_set))
 
         channels = train_images.shape[1]
-        if resize is not None:
-            check_positive_int("data.resize", resize, example=224)
         self.transform = normalization(spec, channels, imagenet_normalization, resize)
         self.augment = (
             CropFlip(crop_padding, padding_mode)

@@ -50,7 +50,7 @@ class AdamSettings(OptimizerSettings):
     """Adam (optimizer=adam)."""
 
     _target_: str = setting("torch.optim.Adam", "the optimizer class")
-    betas: list[float] = setting(  # noqa: RUF009 (setting() copies a list default per instance)
+    betas: list[float] = setting(
         [0.9, 0.999],
         "decay rates of the gradient's running mean and square",
         expects="two numbers in [0, 1)",

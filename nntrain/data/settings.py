@@ -1,0 +1,346 @@
+"""data.*: the settings of nntrain's data options, declared once (nntrain.schema). Every data
+option shares the loader settings (batch size, splits, class weights, sampler, seed); image
+options add MixUp/CutMix. A data class of the user's own (data._target_=...) brings its own.
+
+Checks that need the files (does data.path exist, is the target a column) stay with the data
+classes: they are about the data, not the values."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal
+
+from nntrain.errors import require
+from nntrain.schema import Settings, setting
+
+SEED = "${seed}"  # the run's seed, unless data.seed is set
+WEIGHTS = "null (off), balanced, or one weight per class such as [1.0,5.0]"
+PRETRAINED = (
+    "${nntrain.starts_pretrained:${oc.select:model.pretrained,false},"
+    "${oc.select:model.weights_path,null}}"
+)
+FRACTION = "a number between 0 and 1 (exclusive)"
+VAL_FRACTION = f"{FRACTION}, or 0 (no validation split)"
+COLUMNS = "a list of column names"
+
+
+@dataclass
+class DataSettings(Settings):
+    """What every data option has: batches, splits, class balance and the seed."""
+
+    KEY: ClassVar[str] = "data"
+
+    _target_: str = setting("nntrain.data.digits.Digits", "the data class")
+    batch_size: int = setting(32, "samples per batch", expects="a positive integer", example=64)
+    val_fraction: float = setting(
+        0.1,
+        "of the training samples, drawn with `seed`; 0 = no validation split",
+        expects=VAL_FRACTION,
+    )
+    class_weights: str | list[float] | None = setting(
+        None,
+        "training-loss weight per class: null, balanced, or a list such as [1.0,5.0]",
+        expects=WEIGHTS,
+    )
+    sampler: Literal["balanced"] | None = setting(
+        None,
+        "null: every training sample once per epoch; balanced: classes drawn equally often",
+        expects="null (shuffle every sample once per epoch) or balanced (draw every class "
+        "equally often)",
+    )
+    seed: int = setting(SEED, "seeds the validation split and the data order (the run's seed)")
+
+    def __post_init__(self) -> None:
+        self.must("batch_size", self.batch_size >= 1)
+        self.must("val_fraction", self.val_fraction == 0 or 0 < self.val_fraction < 1)
+        weights = self.class_weights
+        self.must(
+            "class_weights", weights is None or weights == "balanced" or isinstance(weights, list)
+        )
+
+
+@dataclass
+class HeldOutSettings(DataSettings):
+    """Options that hold out their own test split (torchvision's sets bring an official one)."""
+
+    test_fraction: float = setting(
+        0.2,
+        "fixed held-out samples, the same in every run; 0 = no test split",
+        expects=f"{FRACTION}, or 0 (no test split)",
+        example=0.2,
+    )
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.must("test_fraction", 0 <= self.test_fraction < 1)
+
+
+@dataclass
+class MixingSettings(DataSettings):
+    """Image options: MixUp and CutMix on training batches."""
+
+    mixup_alpha: float = setting(
+        0.0,
+        "MixUp on training batches: lam ~ Beta(alpha, alpha); 0 = off (0.2 to 1 are usual)",
+        expects="a number >= 0 (0 = off; 0.2 to 1 are usual)",
+    )
+    cutmix_alpha: float = setting(
+        0.0,
+        "CutMix on training batches; 0 = off (1.0 is usual)",
+        expects="a number >= 0 (0 = off; 0.2 to 1 are usual)",
+    )
+    mix_switch_prob: float = setting(
+        0.5,
+        "with both on: the share of mixed batches that use CutMix",
+        expects="a probability in [0, 1]",
+    )
+    mix_prob: float = setting(
+        1.0, "the share of training batches mixed at all", expects="a probability in [0, 1]"
+    )
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.must("mixup_alpha", self.mixup_alpha >= 0)
+        self.must("cutmix_alpha", self.cutmix_alpha >= 0)
+        self.must("mix_switch_prob", 0 <= self.mix_switch_prob <= 1)
+        self.must("mix_prob", 0 <= self.mix_prob <= 1)
+
+
+@dataclass
+class DigitsSettings(MixingSettings, HeldOutSettings):
+    """scikit-learn's bundled 8x8 digits: offline, seconds on a CPU (data=digits, the default)."""
+
+    _target_: str = setting("nntrain.data.digits.Digits", "the data class")
+    batch_size: int = setting(64, "samples per batch", expects="a positive integer", example=64)
+
+
+@dataclass
+class GeneratedTableSettings(HeldOutSettings):
+    """A table generated from a fixed seed (data=moons, xor, subscription)."""
+
+    n_samples: int = setting(1000, "rows generated", expects="a positive integer")
+    generator_seed: int = setting(0, "the data set itself; `seed` does not change it")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.must("n_samples", self.n_samples >= 1)
+
+
+@dataclass
+class MoonsSettings(GeneratedTableSettings):
+    """Two interleaved half-moons, 2 features (data=moons)."""
+
+    _target_: str = setting("nntrain.data.tabular.Moons", "the data class")
+    noise: float = setting(0.2, "Gaussian noise on the points", expects="a number >= 0")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.must("noise", self.noise >= 0)
+
+
+@dataclass
+class XorSettings(MoonsSettings):
+    """The four corners of a square, labelled by XOR, 2 features (data=xor)."""
+
+    _target_: str = setting("nntrain.data.tabular.Xor", "the data class")
+    n_samples: int = setting(400, "rows generated", expects="a positive integer")
+    noise: float = setting(0.15, "Gaussian noise on the points", expects="a number >= 0")
+
+
+@dataclass
+class SubscriptionSettings(GeneratedTableSettings):
+    """The tutorial's tabular exercise: will a customer subscribe? 4 features
+    (data=subscription)."""
+
+    _target_: str = setting("nntrain.data.tabular.Subscription", "the data class")
+    n_samples: int = setting(500, "rows generated", expects="a positive integer")
+
+
+@dataclass
+class CsvSettings(HeldOutSettings):
+    """Your own table: a CSV file with a header row, one row per sample (data=csv)."""
+
+    _target_: str = setting("nntrain.data.csv_table.CsvTable", "the data class")
+    path: str | None = setting(
+        None, "one CSV file, split into train/val/test like the built-in sets"
+    )
+    target: str = setting("???", "the column to predict", example="bought")
+    train_path: str | None = setting(
+        None,
+        "or separate files: train (required), val and test (optional; drawn from train "
+        "when absent)",
+    )
+    val_path: str | None = setting(None, "the validation rows' file (with train_path)")
+    test_path: str | None = setting(None, "the test rows' file (with train_path)")
+    features: list[str | int | float] | None = setting(
+        None,
+        "the input columns; null = every column but the target, data.drop and identifiers",
+        expects=COLUMNS,
+        example="[age,income]",
+    )
+    drop: list[str | int | float] = setting(
+        [], "columns to leave out", expects=COLUMNS, example="[age,income]"
+    )
+    categorical: list[str | int | float] = setting(
+        [],
+        "numeric-looking columns to treat as categories (e.g. codes such as zip)",
+        expects=COLUMNS,
+        example="[age,income]",
+    )
+    task: Literal["auto", "classification", "regression"] = setting(
+        "auto",
+        "classification, regression, or auto (regression for a numeric target with > 20 values)",
+        expects="one of auto, classification, regression",
+    )
+    missing: Literal["impute", "error"] = setting(
+        "impute",
+        "impute: numeric -> training median + a missing-indicator input, text -> its own "
+        "category; error: refuse",
+        expects="one of impute, error",
+    )
+    missing_target: Literal["drop", "error"] = setting(
+        "drop",
+        "rows whose target is empty: drop (left out, said in one line) or error (refused)",
+        expects="one of drop, error",
+    )
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_files(self.path, self.train_path, self.val_path, self.test_path)
+
+
+def check_files(
+    path: str | None, train_path: str | None, val_path: str | None, test_path: str | None
+) -> None:
+    """One file to split (data.path) or the splits' own files (data.train_path, ...)."""
+    require(
+        (path is None) != (train_path is None),
+        "give the table as data.path=FILE (split into train/val/test) or as "
+        "data.train_path=FILE (with optional data.val_path and data.test_path), not both "
+        "and not neither.",
+    )
+    require(
+        train_path is not None or (val_path is None and test_path is None),
+        "data.val_path and data.test_path go with data.train_path; with data.path the "
+        "splits are drawn from that one file (set data.path=null to give the files).",
+    )
+
+
+@dataclass
+class ImageFolderSettings(MixingSettings, HeldOutSettings):
+    """Your own images: one sub-folder per class under train/ (and optional val/, test/)
+    (data=imagefolder)."""
+
+    _target_: str = setting("nntrain.data.image_folder.ImageFolderData", "the data class")
+    root: str = setting(
+        "???", "the folder that holds train/ (and val/, test/)", example="~/flowers"
+    )
+    image_size: int = setting(
+        224,
+        "side of the square crops the model sees (3 x image_size x image_size)",
+        expects="a positive integer",
+    )
+    val_fraction: float = setting(
+        0.1,
+        "of train/, drawn with `seed`; used only when there is no val/ folder",
+        expects=FRACTION,
+    )
+    test_fraction: float = setting(
+        0.1,
+        "of train/, the same in every run; used only when there is no test/ folder",
+        expects=FRACTION,
+    )
+    num_workers: int | Literal["auto"] = setting(
+        "auto",
+        "DataLoader processes that decode images: auto = 4, or fewer on a machine with fewer "
+        "CPUs; 0 = in the training process",
+        expects="auto or an integer >= 0",
+        example=4,
+    )
+    imagenet_normalization: Any = setting(
+        PRETRAINED, "ImageNet mean/std (on for a pretrained model)", expects="true or false"
+    )
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.must("val_fraction", 0 < self.val_fraction < 1)
+        self.must("test_fraction", 0 < self.test_fraction < 1)
+        self.must("image_size", self.image_size >= 1)
+        self.must("num_workers", self.num_workers == "auto" or self.num_workers >= 0)
+        self.must("imagenet_normalization", isinstance(self.imagenet_normalization, bool))
+
+
+@dataclass
+class TorchvisionSettings(MixingSettings):
+    """MNIST, Fashion-MNIST, CIFAR-10 and CIFAR-100 through torchvision (data=mnist,
+    fashion_mnist, cifar10, cifar100): the official test split, downloaded once."""
+
+    _target_: str = setting("nntrain.data.torchvision_sets.TorchvisionData", "the data class")
+    dataset: Literal["mnist", "fashion_mnist", "cifar10", "cifar100"] = setting(
+        "???", "which set (set by the data= option)", example="cifar10"
+    )
+    root: str | None = setting(None, "null = $NNTRAIN_DATA_DIR, else ~/.cache/nntrain/data")
+    download: bool = setting(True, "false = never touch the network; stop if files are missing")
+    batch_size: int = setting(128, "samples per batch", expects="a positive integer", example=64)
+    augment: bool | None = setting(
+        None, "null = default (random crop + flip for CIFAR, none for the MNIST family)"
+    )
+    crop_padding: int = setting(
+        4,
+        "the augmentation's random translation: up to this many pixels",
+        expects="an integer >= 0",
+    )
+    padding_mode: Literal["constant", "reflect"] = setting(
+        "constant", "how the border is filled for it: constant (zeros) or reflect"
+    )
+    imagenet_normalization: Any = setting(
+        PRETRAINED, "ImageNet mean/std (on for a pretrained model)", expects="true or false"
+    )
+    resize: int | None = setting(
+        None,
+        "e.g. 224: resize batches on the device (ImageNet-pretrained ResNet)",
+        expects="a positive integer or null",
+        example=224,
+    )
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.must("crop_padding", self.crop_padding >= 0)
+        self.must("resize", self.resize is None or self.resize >= 1)
+        self.must("imagenet_normalization", isinstance(self.imagenet_normalization, bool))
+
+
+@dataclass
+class MnistSettings(TorchvisionSettings):
+    """MNIST's handwritten digits, 28x28 grey (data=mnist)."""
+
+    dataset: Literal["mnist", "fashion_mnist", "cifar10", "cifar100"] = setting(
+        "mnist", "which set (set by the data= option)"
+    )
+
+
+@dataclass
+class FashionMnistSettings(TorchvisionSettings):
+    """Fashion-MNIST's clothes, 28x28 grey (data=fashion_mnist)."""
+
+    dataset: Literal["mnist", "fashion_mnist", "cifar10", "cifar100"] = setting(
+        "fashion_mnist", "which set (set by the data= option)"
+    )
+
+
+@dataclass
+class Cifar10Settings(TorchvisionSettings):
+    """CIFAR-10: 32x32 colour photos of 10 classes (data=cifar10)."""
+
+    dataset: Literal["mnist", "fashion_mnist", "cifar10", "cifar100"] = setting(
+        "cifar10", "which set (set by the data= option)"
+    )
+
+
+@dataclass
+class Cifar100Settings(TorchvisionSettings):
+    """CIFAR-100: 32x32 colour photos of 100 classes (data=cifar100)."""
+
+    dataset: Literal["mnist", "fashion_mnist", "cifar10", "cifar100"] = setting(
+        "cifar100", "which set (set by the data= option)"
+    )
