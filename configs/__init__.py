@@ -7,6 +7,7 @@ of composing nntrain's config (the commands, a sweep's jobs, tests) finds them."
 
 from hydra.core.config_store import ConfigStore
 
+from nntrain.commands.settings import EvalSettings, ExportSettings, PredictSettings
 from nntrain.data.settings import (
     Cifar10Settings,
     Cifar100Settings,
@@ -61,10 +62,21 @@ SCHEMA_OPTIONS: list[tuple[str, str, type]] = [
 ]
 
 
+# The commands' own top-level keys: (their config's name in ConfigStore, the command, schema).
+# configs/eval.yaml, predict.yaml and export.yaml start from these (their defaults lists).
+COMMAND_SETTINGS: list[tuple[str, str, type]] = [
+    ("eval_settings", "nntrain-eval", EvalSettings),
+    ("predict_settings", "nntrain-predict", PredictSettings),
+    ("export_settings", "nntrain-export", ExportSettings),
+]
+
+
 def store_schema_options() -> None:
     store = ConfigStore.instance()
     for group, name, schema in SCHEMA_OPTIONS:
         store.store(group=group, name=name, node=defaults_of(schema), provider="nntrain")
+    for name, _, schema in COMMAND_SETTINGS:
+        store.store(name=name, node=defaults_of(schema), provider="nntrain")
 
 
 store_schema_options()

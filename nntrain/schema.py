@@ -54,6 +54,7 @@ class Settings:
     (trainer, trainer.early_stopping, data; "" for a command's own top-level keys)."""
 
     KEY: ClassVar[str] = ""
+    COMMAND: ClassVar[str] = ""  # for a command's own top-level settings: its name
 
     def must(self, name: str, condition: bool, expects: str | None = None) -> None:
         """Refuse this setting's value unless condition holds, saying what it takes."""
@@ -202,7 +203,7 @@ def unknown_message(schema: type, name: str) -> str:
     """A key the schema does not declare, with the nearest ones it does."""
     known = list(fields_of(schema))
     close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
-    where = getattr(schema, "KEY", "") or "the command"
+    where = getattr(schema, "KEY", "") or getattr(schema, "COMMAND", "the command")
     if close:
         return f"{key_of(schema, name)} is not a setting of {where}; did you mean {key_of(schema, close[0])}?"
     shown = [name for name in known if not name.startswith("_")]

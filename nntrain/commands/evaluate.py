@@ -16,7 +16,9 @@ from omegaconf import DictConfig, open_dict
 
 from nntrain import files
 from nntrain.commands.schema_check import check_group
-from nntrain.errors import UserError, check_positive_int, require
+from nntrain.commands.settings import EvalSettings
+from nntrain.errors import UserError, require
+from nntrain.schema import checked
 
 if TYPE_CHECKING:
     from nntrain.inference.logits import Scores
@@ -34,9 +36,7 @@ def evaluate_checkpoint(cfg: DictConfig) -> tuple[dict[str, Any], TrainedRun, Sc
     from nntrain.inference.metrics import classification_report
     from nntrain.inference.trained_run import build_model, load_run, run_compute
 
-    require(cfg.split in SPLITS, f"split must be one of {', '.join(SPLITS)}, got {cfg.split!r}.")
-    if cfg.batch_size is not None:  # named as the user typed it, not as data.batch_size
-        check_positive_int("batch_size", cfg.batch_size, example=64)
+    checked(EvalSettings, cfg)
     device = resolve_device(str(cfg.device), key="device")
     run = load_run(cfg.ckpt)
     require(

@@ -12,12 +12,14 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from nntrain import files
+from nntrain.commands.settings import ExportSettings
 from nntrain.errors import UserError, require
+from nntrain.schema import checked
 
 
 def export(cfg: DictConfig) -> list[Path]:
     """Export cfg.ckpt's model in cfg.format; returns the files written."""
-    from nntrain.inference.export import FORMATS, check_format, export_model
+    from nntrain.inference.export import FORMATS, export_model
     from nntrain.inference.trained_run import build_model, load_run
 
     missing = sorted(OmegaConf.missing_keys(cfg))  # ckpt and format have no default
@@ -26,7 +28,7 @@ def export(cfg: DictConfig) -> list[Path]:
             f"{missing[0]} has no value; set it on the command line, e.g. nntrain-export "
             "ckpt=outputs/2026-11-25/10-00-00-mlp-digits format=onnx."
         )
-    fmt = check_format(cfg.format)
+    fmt = checked(ExportSettings, cfg).format
     checkpoint = Path(str(cfg.ckpt)).expanduser()
     require(
         checkpoint.exists(),

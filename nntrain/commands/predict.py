@@ -17,7 +17,9 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from nntrain import files
-from nntrain.errors import UserError, check_positive_int, require
+from nntrain.commands.settings import PredictSettings
+from nntrain.errors import UserError, require
+from nntrain.schema import checked
 
 if TYPE_CHECKING:  # torch is imported where it is used, so --help and typos answer at once
     import torch
@@ -212,9 +214,7 @@ def predict(cfg: DictConfig) -> Path:
             f"{missing[0]} has no value; set it on the command line, e.g. nntrain-predict "
             "ckpt=outputs/2026-11-25/10-00-00-resnet18-imagefolder inputs=~/photos."
         )
-    check_positive_int("top_k", cfg.top_k, example=3)
-    if cfg.batch_size is not None:
-        check_positive_int("batch_size", cfg.batch_size, example=64)
+    checked(PredictSettings, cfg)
     output = Path(str(cfg.output)).absolute()
     # Refused before any work: a folder cannot be replaced, and the inputs must not be.
     clash = clash_with_inputs(output, Path(str(cfg.inputs)))

@@ -11,7 +11,7 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from nntrain.configs import SCHEMA_OPTIONS
+from nntrain.configs import COMMAND_SETTINGS, SCHEMA_OPTIONS
 from nntrain.schema import Settings, checked, fields_of, unknown_message
 
 
@@ -57,10 +57,14 @@ def nested_schemas(schema: type[Settings]) -> Iterator[type[Settings]]:
             yield from nested_schemas(type(value))
 
 
-def unknown_key_sentence(key: str) -> str | None:
+def unknown_key_sentence(key: str, command: str = "nntrain") -> str | None:
     """For Hydra's 'Could not override <key>': the schema's sentence with a did-you-mean,
-    when the key's parent is a group of settings the schema declares."""
+    when the key's parent is a group of settings the schema declares (or, for a top-level
+    key, the command's own settings)."""
     parent, _, name = key.rpartition(".")
+    if not parent:
+        own = [schema for _, name_, schema in COMMAND_SETTINGS if name_ == command]
+        return unknown_message(own[0], name) if own else None
     group = parent.split(".")[0]
     candidates: list[Any] = [
         nested

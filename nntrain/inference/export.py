@@ -22,7 +22,7 @@ from omegaconf import OmegaConf
 from torch import nn
 
 from nntrain import files
-from nntrain.errors import UserError, first_line, require
+from nntrain.errors import UserError, first_line
 from nntrain.inference.trained_run import TrainedRun
 
 FORMATS = {
@@ -33,12 +33,6 @@ FORMATS = {
 INPUT_NAME, OUTPUT_NAME = "input", "logits"
 
 
-def check_format(value: object) -> str:
-    require(
-        value in FORMATS,
-        f"format must be one of {', '.join(FORMATS)}, got {value!r}; e.g. format=onnx.",
-    )
-    return str(value)
 
 
 def example_input(run: TrainedRun) -> torch.Tensor:
