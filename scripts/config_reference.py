@@ -1,6 +1,7 @@
 """The configuration reference, in Markdown, generated from the settings schema (nntrain.schema):
-every option of nntrain.configs.SCHEMA_OPTIONS with its docs and a table of its settings (key,
-what it takes, default, what it does), so the reference cannot drift from the code.
+every option of nntrain.configs.SCHEMA_OPTIONS, and every command's own settings
+(COMMAND_SETTINGS), with its docs and a table of its settings (key, what it takes, default, what
+it does), so the reference cannot drift from the code.
 
 The manual's page "Configuration reference" is this text: docs/hooks.py calls `reference_markdown`
 while MkDocs builds. Printed here for a terminal or a diff:
@@ -16,7 +17,7 @@ import re
 import sys
 from collections.abc import Iterable, Iterator
 
-from nntrain.configs import SCHEMA_OPTIONS
+from nntrain.configs import COMMAND_SETTINGS, SCHEMA_OPTIONS
 
 from nntrain.schema import MISSING, reference_rows
 
@@ -35,7 +36,16 @@ in [Configuration](configuration.md).
   `+` is not in the composed config: add it with `+key=value` (`nntrain +optimizer.eps=1e-6`).
 - **takes**: the values the key accepts. Any other value stops the run before anything is built,
   with one sentence naming the key (see [Mistakes](mistakes.md)).
-- **default**: the option's value, as written on the command line (`null`, `true`, `[0.9,0.999]`).
+- **default**: the option's value, as written on the command line (`null`, `true`, `[0.9,0.999]`);
+  *required* when there is none and the key must be given.
+"""
+
+COMMANDS = """\
+## commands
+
+The settings of the commands that work from a trained run are top-level keys:
+`nntrain-eval ckpt=outputs/2026-11-25/10-00-00-mlp-digits split=val`. nntrain-lr-find takes
+nntrain's config and [lr_find](#lr_find).
 """
 
 # What Markdown would read as markup in a table cell's text: the cell separator |, a backslash,
@@ -43,6 +53,8 @@ in [Configuration](configuration.md).
 # (early_stopping) and brackets not followed by a link's (...) are plain text already. A docstring's
 # `code` stays code: MkDocs' Markdown does not split a cell inside a code span.
 MARKUP = re.compile(r"[\\*|]|(?<!\w)_|_(?!\w)")
+# A < that could open an HTML tag (<run dir> would vanish as one); a < before a space stays.
+TAG = re.compile(r"<(?=[A-Za-z/!?])")
 CODE_SPAN = re.compile(r"(`[^`]+`)")
 
 
@@ -51,7 +63,7 @@ def escaped(text: str) -> str:
     outside its code spans."""
     parts = CODE_SPAN.split(text)  # odd parts are code spans
     return "".join(
-        part if index % 2 else MARKUP.sub(lambda match: "\\" + match.group(0), part)
+        part if index % 2 else TAG.sub("&lt;", MARKUP.sub(lambda m: "\\" + m.group(0), part))
         for index, part in enumerate(parts)
     )
 
@@ -107,13 +119,29 @@ def option_section(group: str, schema: type, options: Iterable[str]) -> Iterator
     yield ""
 
 
+def command_section(command: str, schema: type) -> Iterator[str]:
+    """A command's own settings: its name as the heading, its docs, its table."""
+    yield f"### {command}"
+    yield ""
+    doc = summary(schema)
+    if doc:
+        yield escaped(doc)
+        yield ""
+    yield from table(schema)
+    yield ""
+
+
 def reference_markdown() -> str:
-    """The whole page: the introduction, then per group its options' sections."""
+    """The whole page: the introduction, per group its options' sections, then the commands'."""
     lines = [INTRODUCTION]
     for group, schemas in grouped_options().items():
         lines += [f"## {group}", ""]
         for schema, options in schemas.items():
             lines += option_section(group, schema, options)
+    if COMMAND_SETTINGS:
+        lines.append(COMMANDS)
+        for _, command, schema in COMMAND_SETTINGS:
+            lines += command_section(command, schema)
     return "\n".join(lines).rstrip() + "\n"
 
 

@@ -22,7 +22,7 @@ from typing import ClassVar
 
 import numpy as np
 import pytest
-from nntrain.configs import SCHEMA_OPTIONS
+from nntrain.configs import COMMAND_SETTINGS, SCHEMA_OPTIONS
 
 from nntrain.schema import Settings, reference_rows, setting
 
@@ -185,7 +185,7 @@ def test_the_manual_builds_strictly(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stdout + done.stderr
     assert (site / "index.html").is_file() and (site / "configuration" / "index.html").is_file()
     reference = (site / "reference" / "index.html").read_text(encoding="utf-8")
-    missing = [key for _, _, key in schema_keys() if f"<code>{key}</code>" not in reference]
+    missing = [key for _, key in schema_keys() if f"<code>{key}</code>" not in reference]
     assert not missing, f"the built configuration reference lacks {missing}"
 
 
@@ -201,17 +201,21 @@ def config_reference() -> ModuleType:
     return module
 
 
-def schema_keys() -> list[tuple[str, str, str]]:
-    """(group, option, key) of every setting of every option composed from a schema."""
-    return [
-        (group, option, key)
-        for group, option, schema in SCHEMA_OPTIONS
-        for key, *_ in reference_rows(schema)
-    ]
+def documented() -> list[tuple[str, type]]:
+    """(its section's name, schema) of every option composed from a schema ("optimizer=sgd")
+    and of every command's own settings ("nntrain-eval")."""
+    options = [(f"{group}={option}", schema) for group, option, schema in SCHEMA_OPTIONS]
+    return options + [(command, schema) for _, command, schema in COMMAND_SETTINGS]
+
+
+def schema_keys() -> list[tuple[str, str]]:
+    """(section, key) of every setting of every option and command declared in a schema."""
+    return [(name, key) for name, schema in documented() for key, *_ in reference_rows(schema)]
 
 
 def option_sections(markdown: str) -> dict[str, list[str]]:
-    """{"group=option": the lines of its section} (a section lists the options sharing a schema)."""
+    """{"group=option" or "nntrain-eval": the lines of its section} (a section may list several
+    options: those sharing a schema)."""
     sections: dict[str, list[str]] = {}
     lines: list[str] = []
     for line in markdown.splitlines():
@@ -227,14 +231,14 @@ def option_sections(markdown: str) -> dict[str, list[str]]:
 
 def test_the_configuration_reference_has_every_setting_of_every_option() -> None:
     sections = option_sections(config_reference().reference_markdown())
-    for group, option, schema in SCHEMA_OPTIONS:
-        lines = sections.get(f"{group}={option}")
-        assert lines is not None, f"the reference has no section for {group}={option}"
+    for name, schema in documented():
+        lines = sections.get(name)
+        assert lines is not None, f"the reference has no section for {name}"
         rows = [line for line in lines if line.startswith("| `")]
         keys = [key for key, *_ in reference_rows(schema)]
         shown = [row.split(" | ")[0].removeprefix("| ").strip("`") for row in rows]
-        assert shown == keys, f"{group}={option}: the reference's keys are not the schema's"
-    assert any(key.startswith("+") for _, _, key in schema_keys())  # extras are marked
+        assert shown == keys, f"{name}: the reference's keys are not the schema's"
+    assert any(key.startswith("+") for _, key in schema_keys())  # extras are marked
 
 
 def test_python_scripts_config_reference_prints_the_page() -> None:
@@ -251,7 +255,7 @@ class Piped(Settings):
 
     KEY: ClassVar[str] = "demo"
 
-    mode: str = setting("a|b", "either a|b or c, as in `x|y`; _target_ **not bold**")
+    mode: str = setting("a|b", "either a|b or c, as in `x|y`; _target_ **not bold**; <run dir>")
 
 
 def test_a_pipe_or_markup_in_the_schema_keeps_the_table_whole() -> None:
@@ -260,5 +264,5 @@ def test_a_pipe_or_markup_in_the_schema_keeps_the_table_whole() -> None:
     html = markdown.markdown(page, extensions=["tables"])
     assert html.count("<td>") == 4, html
     assert "<code>a|b</code>" in html and "<code>x|y</code>" in html, html
-    assert "either a|b or c" in html and "_target_ **not bold**" in html, html
+    assert "either a|b or c" in html and "_target_ **not bold**; &lt;run dir&gt;" in html, html
     assert "A demo | with * markup." in html, html
