@@ -266,3 +266,12 @@ def test_a_pipe_or_markup_in_the_schema_keeps_the_table_whole() -> None:
     assert "<code>a|b</code>" in html and "<code>x|y</code>" in html, html
     assert "either a|b or c" in html and "_target_ **not bold**; &lt;run dir&gt;" in html, html
     assert "A demo | with * markup." in html, html
+
+
+def test_options_that_share_a_schema_appear_once_with_their_names() -> None:
+    module = config_reference()  # a fresh copy: its option lists are this test's to change
+    module.SCHEMA_OPTIONS = [("demo", "one", Piped), ("demo", "two", Piped)]
+    module.COMMAND_SETTINGS = []
+    page = module.reference_markdown()
+    assert "## demo\n\n### demo=one, demo=two\n" in page, page
+    assert page.count("| `demo.mode` |") == 1, page
