@@ -56,11 +56,14 @@ class Settings:
     KEY: ClassVar[str] = ""
     COMMAND: ClassVar[str] = ""  # for a command's own top-level settings: its name
 
-    def must(self, name: str, condition: bool, expects: str | None = None) -> None:
+    def must(
+        self, name: str, condition: bool, expects: str | None = None, example: Any = None
+    ) -> None:
         """Refuse this setting's value unless condition holds, saying what it takes."""
         if not condition:
             field = fields_of(type(self))[name]
-            raise UserError(value_message(type(self), field, getattr(self, name), expects))
+            value = getattr(self, name)
+            raise UserError(value_message(type(self), field, value, expects, example))
 
 
 def key_of(schema: type, name: str) -> str:
@@ -161,6 +164,12 @@ def fits(value: Any, kind: Any) -> bool:
     return fits_plain(value, kind)
 
 
+def is_extra(schema: type, name: str) -> bool:
+    """Whether name is one of the schema's extras (added with +, not in the composed config)."""
+    field = fields_of(schema).get(name)
+    return field is not None and bool(field.metadata.get("extra"))
+
+
 def fits_plain(value: Any, kind: Any) -> bool:
     if kind is type(None) or kind is None:
         return value is None
@@ -186,12 +195,17 @@ def converted(value: Any, kind: Any) -> Any:
 
 
 def value_message(
-    schema: type, field: dataclasses.Field[Any], value: Any, expects: str | None = None
+    schema: type,
+    field: dataclasses.Field[Any],
+    value: Any,
+    expects: str | None = None,
+    example: Any = None,
 ) -> str:
     """`<key> must be <what it takes>, got <value>; for example <key>=<example>.`"""
     key = key_of(schema, field.name)
     wanted = expects or field.metadata.get("expects") or describe(type_hints(schema)[field.name])
-    example = field.metadata.get("example")
+    if example is None:
+        example = field.metadata.get("example")
     if example is None:
         example = default_of(field)
     shown = override_text(example)
@@ -224,6 +238,8 @@ def describe(kind: Any) -> str:
     if origin is list:
         (item,) = typing.get_args(kind) or (Any,)
         return f"a list of {PLURALS.get(item, 'values')}"
+    if origin is dict:
+        return WORDS[dict]
     return WORDS.get(kind, getattr(kind, "__name__", str(kind)))
 
 
@@ -257,14 +273,20 @@ def default_of(field: dataclasses.Field[Any]) -> Any:
 
 
 def in_display_order(schema: type) -> list[dataclasses.Field[Any]]:
-    """_target_ and _partial_ first, then each class's own settings from the most derived one
-    up: an option's own keys (data.dataset, data.root) before those all options share."""
+    """_target_ and _partial_ first, then the option's own settings (data.dataset, data.root),
+    then those it shares with other options (classes marked SHARED: batch size, splits), the
+    run's seed last: the order of --cfg job and of the config tree a run prints."""
     fields = fields_of(schema)
-    names = [name for name in ("_target_", "_partial_") if name in fields]
-    for cls in schema.__mro__:
+    owner: dict[str, type] = {}  # the class that declared a setting first
+    for cls in reversed(schema.__mro__):
         for name in vars(cls).get("__annotations__", {}):
-            if name in fields and name not in names:
-                names.append(name)
+            owner.setdefault(name, cls)
+    first = [name for name in ("_target_", "_partial_") if name in fields]
+    rest = [name for name in fields if name not in first]
+    shared = [name for name in rest if vars(owner[name]).get("SHARED")]
+    own = [name for name in rest if name not in shared]
+    last = [name for name in shared if name == "seed"]
+    names = first + own + [name for name in shared if name not in last] + last
     return [fields[name] for name in names]
 
 

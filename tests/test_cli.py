@@ -152,7 +152,7 @@ def test_help_lists_the_config_groups_and_their_options(tmp_path):
         ),
         (
             "data.val_fraction=1.5",
-            "data.val_fraction must be a number between 0 and 1 (exclusive), got 1.5; for example data.val_fraction=0.1.",
+            "data.val_fraction must be a number between 0 and 1 (exclusive), or 0 (no validation split), got 1.5; for example data.val_fraction=0.1.",
         ),
         (
             "trainer.max_epoch=3",

@@ -77,7 +77,9 @@ def test_eval_mistakes_are_one_sentence(digits_run, tmp_path):
         == f"Error: checkpoint {tmp_path}/nothing.pt does not exist; pass the path of a .pt file in a run's checkpoints/ folder."
     )
     done = run_eval(f"ckpt={digits_run}", "split=holdout", cwd=tmp_path)
-    assert done.stderr.strip() == "Error: split must be one of test, val, train, got 'holdout'."
+    assert done.stderr.strip() == (
+        "Error: split must be one of test, val, train, got 'holdout'; for example split=test."
+    )
     done = run_eval(cwd=tmp_path)
     assert done.returncode == 1
     assert (

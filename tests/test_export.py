@@ -122,7 +122,7 @@ def test_cli_refuses_an_unknown_format_in_one_sentence(trained, tmp_path):
     )
     assert done.returncode == 1
     assert done.stderr.strip() == (
-        "Error: format must be one of onnx, torchscript, safetensors, got 'tflite'; e.g. "
+        "Error: format must be one of onnx, torchscript, safetensors, got 'tflite'; for example "
         "format=onnx."
     )
     assert not (trained / "export" / "model.tflite").exists()

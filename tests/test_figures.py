@@ -301,7 +301,8 @@ def test_a_run_killed_while_drawing_its_figures_keeps_metrics_json(tmp_path):
 
 def test_report_images_must_be_a_boolean_and_false_skips_the_figures(tmp_path):
     with pytest.raises(
-        UserError, match=r"^trainer.report_images must be true or false, got 'no'\.$"
+        UserError, match=r"^trainer.report_images must be true or false, got 'no'; for example "
+        r"trainer.report_images=true\.$"
     ):
         Trainer(device="cpu", report_images="no")
     run(compose_config("trainer=debug", "trainer.report_images=false"), str(tmp_path))

@@ -419,7 +419,8 @@ def smoke_run(tmp_path_factory) -> Path:
 def test_eval_names_its_own_keys_and_refuses_a_read_only_run(smoke_run, tmp_path):
     done = run_command("nntrain-eval", f"ckpt={smoke_run}", "batch_size=0", cwd=tmp_path)
     assert one_error_line(done) == (
-        "Error: batch_size must be a positive integer, got 0; for example batch_size=64."
+        "Error: batch_size must be a positive integer or null (the run's data.batch_size), got 0; "
+        "for example batch_size=64."
     )
     # A run's checkpoints/ folder names its best.pt too.
     done = run_command("nntrain-eval", f"ckpt={smoke_run}/checkpoints", cwd=tmp_path)

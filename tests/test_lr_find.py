@@ -108,7 +108,7 @@ def test_the_printed_command_replaces_only_the_lr():
 @pytest.mark.parametrize(
     "settings,message",
     [
-        ({"steps": 5}, "lr_find.steps must be at least 10, got 5; e.g. lr_find.steps=100."),
+        ({"steps": 5}, "lr_find.steps must be an integer >= 10, got 5; for example lr_find.steps=100."),
         (
             {"min_lr": 1.0, "max_lr": 0.1},
             "lr_find.min_lr (1.0) must be below lr_find.max_lr (0.1).",

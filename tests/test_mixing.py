@@ -154,7 +154,10 @@ def test_mixing_tabular_data_is_refused_in_one_sentence(tmp_path):
     negative = run_nntrain("trainer=debug", "data.cutmix_alpha=-1", cwd=tmp_path)
     assert negative.returncode == 1
     assert negative.stderr.strip() == (
-        "Error: data.cutmix_alpha must be a number >= 0 (0 = off; 0.2 to 1 are usual), got -1; for example data.cutmix_alpha=0.0."
+
+            "Error: data.cutmix_alpha must be a number >= 0 (0 = off; 1.0 is usual), got -1; for "
+            "example data.cutmix_alpha=0.0."
+
     )
 
 

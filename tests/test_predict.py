@@ -260,8 +260,7 @@ def bad_input(case: str, folder: Path, digits: Path, subscription: Path) -> tupl
         )
     if case == "misspelt key":
         return [image_model, "inputs=x.png", "topk=2"], (
-            "'topk' is not a key of the config; check its spelling (`nntrain-predict --cfg job` "
-            "lists every key), or add a new key deliberately with +topk=2."
+            "topk is not a setting of nntrain-predict; did you mean top_k?"
         )
     if case == "top_k=0":
         return [image_model, "inputs=x.png", "top_k=0"], (

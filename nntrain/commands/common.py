@@ -225,7 +225,7 @@ def describe_unknown_key(lines: list[str], command: str) -> str:
         return f"{key} is a training key; {command} takes {own}=, e.g. {own}={value}."
     from nntrain.commands.schema_check import unknown_key_sentence
 
-    declared = unknown_key_sentence(key, command)
+    declared = unknown_key_sentence(key, command, append)
     if declared is not None:
         return declared
     return (

@@ -43,9 +43,9 @@ def find_lr(cfg: DictConfig, run_dir: Path) -> RangeTest:
         distributed.world_size() == 1,
         "nntrain-lr-find runs in one process (one device); start it without torchrun.",
     )
+    check_seed(cfg.seed)  # before data.seed, which is ${seed}
     settings = check_settings(cfg)["lr_find"]
     assert isinstance(settings, RangeSettings)
-    check_seed(cfg.seed)
     trainer = build(cfg.trainer, "trainer", progress=False)
     data = build(cfg.data, "data")
     seed_everything(cfg.seed)  # the same initial weights as `nntrain` with this config

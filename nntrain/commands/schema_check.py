@@ -12,7 +12,7 @@ from typing import Any
 from omegaconf import DictConfig
 
 from nntrain.configs import COMMAND_SETTINGS, SCHEMA_OPTIONS
-from nntrain.schema import Settings, checked, fields_of, unknown_message
+from nntrain.schema import Settings, checked, fields_of, is_extra, unknown_message
 
 
 def schemas_of(group: str) -> list[type[Settings]]:
@@ -57,7 +57,7 @@ def nested_schemas(schema: type[Settings]) -> Iterator[type[Settings]]:
             yield from nested_schemas(type(value))
 
 
-def unknown_key_sentence(key: str, command: str = "nntrain") -> str | None:
+def unknown_key_sentence(key: str, command: str = "nntrain", append: str = "") -> str | None:
     """For Hydra's 'Could not override <key>': the schema's sentence with a did-you-mean,
     when the key's parent is a group of settings the schema declares (or, for a top-level
     key, the command's own settings)."""
@@ -76,6 +76,8 @@ def unknown_key_sentence(key: str, command: str = "nntrain") -> str | None:
         return None
     # Of several (the data options), the one whose keys come nearest.
     best = max(candidates, key=lambda schema: closeness(name, list(fields_of(schema))))
+    if is_extra(best, name):  # declared, but not in the composed config: added with +
+        return f"{key} is added, not overridden (it is not in the config until given): write {append or '+' + key + '=...'}."
     return unknown_message(best, name)
 
 

@@ -23,7 +23,7 @@ class EvalSettings(Settings):
 
     COMMAND: ClassVar[str] = "nntrain-eval"
 
-    ckpt: Path = setting("???", CKPT_DOC, example=RUN)
+    ckpt: Path = setting("???", CKPT_DOC, expects="a path", example=RUN)
     split: Literal["test", "val", "train"] = setting("test", "the split scored: test, val or train")
     device: str = setting("auto", DEVICE_DOC)
     batch_size: int | None = setting(
@@ -43,13 +43,16 @@ class PredictSettings(Settings):
 
     COMMAND: ClassVar[str] = "nntrain-predict"
 
-    ckpt: Path = setting("???", CKPT_DOC, example=RUN)
+    ckpt: Path = setting("???", CKPT_DOC, expects="a path", example=RUN)
     inputs: Path = setting(
         "???",
         "an image, a folder of images (recursively), or a CSV file for tabular models",
+        expects="a path",
         example="~/new_photos",
     )
-    output: Path = setting("predictions.csv", "the CSV written, relative to the current directory")
+    output: Path = setting(
+        "predictions.csv", "the CSV written, relative to the current directory", expects="a path"
+    )
     top_k: int = setting(
         3,
         "classes listed per input (at most the number of classes)",
@@ -74,8 +77,10 @@ class ExportSettings(Settings):
 
     COMMAND: ClassVar[str] = "nntrain-export"
 
-    ckpt: Path = setting("???", CKPT_DOC, example=RUN)
+    ckpt: Path = setting("???", CKPT_DOC, expects="a path", example=RUN)
     format: Literal["onnx", "torchscript", "safetensors"] = setting(
         "???", "onnx, torchscript or safetensors", example="onnx"
     )
-    output: Path | None = setting(None, "the folder written into; null = <run dir>/export")
+    output: Path | None = setting(
+        None, "the folder written into; null = <run dir>/export", expects="a path or null"
+    )

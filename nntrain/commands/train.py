@@ -228,8 +228,8 @@ def run(
     check_no_missing_values(cfg)
     main_process = distributed.is_main_process()
     tree = start_reporting(cfg, main_process)  # (a resume's train.log is kept closed)
+    check_seed(cfg.seed)  # before data.seed, which is ${seed}
     check_settings(cfg)  # every value, before anything is built or written
-    check_seed(cfg.seed)
     absolute_data_files(cfg)
     resume = resumed_state(cfg)  # before the data is read: a changed table is refused first
     trainer = build(cfg.trainer, "trainer", progress=show_progress and cfg.trainer.progress)

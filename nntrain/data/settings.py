@@ -28,6 +28,8 @@ COLUMNS = "a list of column names"
 class DataSettings(Settings):
     """What every data option has: batches, splits, class balance and the seed."""
 
+    SHARED: ClassVar[bool] = True  # listed after an option's own settings
+
     KEY: ClassVar[str] = "data"
 
     _target_: str = setting("nntrain.data.digits.Digits", "the data class")
@@ -48,10 +50,16 @@ class DataSettings(Settings):
         expects="null (shuffle every sample once per epoch) or balanced (draw every class "
         "equally often)",
     )
-    seed: int = setting(SEED, "seeds the validation split and the data order (the run's seed)")
+    seed: int = setting(
+        SEED,
+        "seeds the validation split and the data order (the run's seed)",
+        expects="an integer >= 0",
+        example=42,
+    )
 
     def __post_init__(self) -> None:
         self.must("batch_size", self.batch_size >= 1)
+        self.must("seed", self.seed >= 0)
         self.must("val_fraction", self.val_fraction == 0 or 0 < self.val_fraction < 1)
         weights = self.class_weights
         self.must(
@@ -62,6 +70,8 @@ class DataSettings(Settings):
 @dataclass
 class HeldOutSettings(DataSettings):
     """Options that hold out their own test split (torchvision's sets bring an official one)."""
+
+    SHARED: ClassVar[bool] = True  # listed after an option's own settings
 
     test_fraction: float = setting(
         0.2,
@@ -79,6 +89,8 @@ class HeldOutSettings(DataSettings):
 class MixingSettings(DataSettings):
     """Image options: MixUp and CutMix on training batches."""
 
+    SHARED: ClassVar[bool] = True  # listed after an option's own settings
+
     mixup_alpha: float = setting(
         0.0,
         "MixUp on training batches: lam ~ Beta(alpha, alpha); 0 = off (0.2 to 1 are usual)",
@@ -87,7 +99,7 @@ class MixingSettings(DataSettings):
     cutmix_alpha: float = setting(
         0.0,
         "CutMix on training batches; 0 = off (1.0 is usual)",
-        expects="a number >= 0 (0 = off; 0.2 to 1 are usual)",
+        expects="a number >= 0 (0 = off; 1.0 is usual)",
     )
     mix_switch_prob: float = setting(
         0.5,

@@ -96,6 +96,7 @@ class SGDSettings(OptimizerSettings):
             not self.nesterov or (self.momentum > 0 and self.dampening == 0),
             expects="false unless optimizer.momentum > 0 and optimizer.dampening = 0 (Nesterov "
             "momentum needs a momentum)",
+            example=False,
         )
 
 

@@ -261,8 +261,9 @@ class RangeSettings(Settings):
     KEY: ClassVar[str] = "lr_find"
 
     steps: int = setting(
-        100, "optimizer steps, the lr growing exponentially from min_lr to max_lr",
-        expects="a positive integer",
+        100,
+        "optimizer steps, the lr growing exponentially from min_lr to max_lr",
+        expects="an integer >= 10",
     )
     min_lr: float = setting(1e-7, "the first step's lr", expects="a number > 0")
     max_lr: float = setting(10.0, "the last step's lr", expects="a number > 0")
@@ -274,11 +275,7 @@ class RangeSettings(Settings):
     )
 
     def __post_init__(self) -> None:
-        self.must("steps", self.steps >= 1)
-        require(
-            self.steps >= 10,
-            f"lr_find.steps must be at least 10, got {self.steps}; e.g. lr_find.steps=100.",
-        )
+        self.must("steps", self.steps >= 10)
         self.must("min_lr", self.min_lr > 0)
         self.must("max_lr", self.max_lr > 0)
         require(
