@@ -38,12 +38,21 @@ def setting(
     expects: str | None = None,
     example: Any = None,
     extra: bool = False,
+    fallback: Any = None,
 ) -> Any:
     """A field of a settings dataclass: its default, one line of docs, and optionally what its
     values are in words (`expects`, e.g. "a positive integer") and an example value for error
     messages (else the default). An `extra` setting is not in the composed config; a user adds
-    it (+optimizer.eps=1e-6) and it is checked as any other (torch's rarer optimizer keys)."""
-    metadata = {"doc": doc, "expects": expects, "example": example, "extra": extra}
+    it (+optimizer.eps=1e-6) and it is checked as any other (torch's rarer optimizer keys).
+    A default that refers to another key (${seed}) needs a `fallback`: the value it takes when
+    the settings are built in Python, outside a config (Digits(batch_size=32))."""
+    metadata = {
+        "doc": doc,
+        "expects": expects,
+        "example": example,
+        "extra": extra,
+        "fallback": fallback,
+    }
     if isinstance(default, list | dict):
         return dataclasses.field(default_factory=lambda: copy.deepcopy(default), metadata=metadata)
     return dataclasses.field(default=default, metadata=metadata)
@@ -102,10 +111,17 @@ def checked(schema: type[SettingsT], values: object) -> SettingsT:
             raise UserError(unknown_message(schema, str(name)))
     hints = type_hints(schema)
     given = {
-        name: checked_value(schema, known[name], hints[name], value)
+        name: checked_value(schema, known[name], hints[name], plain(value))
         for name, value in values.items()
     }
+    for name, field in known.items():  # ${...} defaults have no config to refer to here
+        if name not in given and is_interpolation(default_of(field)):
+            given[name] = field.metadata.get("fallback")
     return schema(**given)
+
+
+def is_interpolation(value: object) -> bool:
+    return isinstance(value, str) and value.startswith("${")
 
 
 def checked_value(schema: type, field: dataclasses.Field[Any], kind: Any, value: Any) -> Any:

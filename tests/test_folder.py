@@ -47,7 +47,7 @@ def root(tmp_path: Path) -> Path:
 
 def folder_data(root: Path, **kwargs) -> ImageFolderData:
     options = {"image_size": 16, "batch_size": 4, "num_workers": 0, "seed": 1, **kwargs}
-    data = ImageFolderData(str(root), **options)
+    data = ImageFolderData(root=str(root), **options)
     data.setup(CPU)
     return data
 

@@ -134,7 +134,7 @@ def test_a_class_whose_only_image_the_split_takes_is_refused(tmp_path):
     for split in ("val", "test"):  # with its own val/ and test/, emu trains
         write_pngs(tmp_path / "pets" / split / "cat", 1)
         write_pngs(tmp_path / "pets" / split / "emu", 1)
-    data = ImageFolderData(str(tmp_path / "pets"), image_size=16, num_workers=0)
+    data = ImageFolderData(root=str(tmp_path / "pets"), image_size=16, num_workers=0)
     assert [p.name for p, t in data.samples["train"] if t == 1] == ["00.png"]
 
 
@@ -147,7 +147,7 @@ def test_files_training_does_not_read_are_named_in_a_warning(tmp_path, caplog):
     Image.new("RGB", (16, 16)).save(train / "stray.jpg")  # beside the class folders
     (train / "dog" / ".DS_Store").write_bytes(b"hidden: not mentioned")
     with caplog.at_level(logging.WARNING, logger="nntrain"):
-        data = ImageFolderData(str(tmp_path / "pets"), image_size=16, num_workers=0)
+        data = ImageFolderData(root=str(tmp_path / "pets"), image_size=16, num_workers=0)
     assert sum(len(samples) for samples in data.samples.values()) == 9
     assert caplog.messages == [
         f"{train}: 2 files not used, outside the class folders or not of a type nntrain reads "
@@ -164,7 +164,7 @@ def test_pils_size_and_palette_warnings_do_not_reach_the_user(tmp_path, monkeypa
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 300)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        data = ImageFolderData(str(tmp_path / "pets"), image_size=16, num_workers=0)
+        data = ImageFolderData(root=str(tmp_path / "pets"), image_size=16, num_workers=0)
         data.setup(torch.device("cpu"))
         batches = [len(y) for _, y in data.train_loader()]
     assert batches == [7] and [str(w.message) for w in caught] == []

@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 
 from nntrain.data.in_memory import InMemoryData, Split, split_indices
+from nntrain.data.settings import CsvSettings
 from nntrain.data.table_columns import (
     column_groups,
     describe_unseen,
@@ -46,12 +46,9 @@ MAX_AUTO_CLASSES = 20
 ID_NAMES = re.compile(r"(.*[_ .-])?(id|uuid|guid)|index|row_?(number|num)?", re.IGNORECASE)
 
 
-def names_list(key: str, value: object) -> list[str]:
-    require(
-        value is None or (isinstance(value, Sequence) and not isinstance(value, str)),
-        f"{key} must be a list of column names, got {value!r}; for example {key}=[age,income].",
-    )
-    return [str(name) for name in value or []]  # type: ignore[attr-defined]
+def names_list(value: list[str | int | float] | None) -> list[str]:
+    """Column names as text (a header "2024" is read as a number from the command line)."""
+    return [str(name) for name in value or []]
 
 
 def looks_like_id(table: Table, name: str) -> bool:
@@ -98,60 +95,37 @@ def labelled_rows(table: Table, target: str, policy: str) -> Table:
     return table.rows([i for i in range(len(table)) if i not in empty_set])
 
 
-
-
-
-
 class CsvTable(InMemoryData):
     """A CSV table as a classification or regression data set (see the module docstring)."""
 
     name = "csv"
 
-    def __init__(
-        self,
-        target: str,
-        path: str | None = None,
-        train_path: str | None = None,
-        val_path: str | None = None,
-        test_path: str | None = None,
-        features: Sequence[str] | None = None,
-        drop: Sequence[str] | None = None,
-        categorical: Sequence[str] | None = None,
-        task: str = "auto",
-        missing: str = "impute",
-        missing_target: str = "drop",
-        batch_size: int = 32,
-        val_fraction: float = 0.1,
-        test_fraction: float = 0.2,
-        seed: int = 42,
-        class_weights: str | list[float] | None = None,  # data.class_weights
-        sampler: str | None = None,  # data.sampler
-    ) -> None:
-        super().__init__(batch_size, val_fraction, test_fraction, seed, class_weights, sampler)
-        self.target, self.missing_target = str(target), missing_target
-        tables = self._read_splits(path, train_path, val_path, test_path)
+    def __init__(self, settings: CsvSettings | None = None, **values: Any) -> None:
+        """data=csv: settings checked (nntrain.data.settings.CsvSettings), or given as keyword
+        arguments (CsvTable(target="bought", path="customers.csv"))."""
+        s = self._start(CsvSettings, settings, values)
+        self.target, self.missing_target = str(s.target), s.missing_target
+        tables = self._read_splits(s.path, s.train_path, s.val_path, s.test_path)
         train = tables["train"]
-        chosen = self._choose_features(
-            train, names_list("data.features", features), names_list("data.drop", drop)
-        )
+        chosen = self._choose_features(train, names_list(s.features), names_list(s.drop))
         self._check_columns(tables, chosen, "data.features")
-        forced = names_list("data.categorical", categorical)
+        forced = names_list(s.categorical)
         unknown = [name for name in forced if name not in chosen]
         require(
             not unknown,
             f"data.categorical names {', '.join(unknown)}, which are not feature columns "
             f"({', '.join(chosen)}).",
         )
-        if missing == "error":
+        if s.missing == "error":
             for table in tables.values():
                 refuse_missing(table, chosen)
         self.columns = fit_scaling(train, fit_columns(train, chosen, set(forced)))
-        targets = self._targets(tables, task)
+        targets = self._targets(tables, s.task)
         for split, table in tables.items():
             self.splits[split] = Split(encode(table, self.columns), targets[split])
         self.feature_names = feature_names(self.columns)
         self.input_shape = (len(self.feature_names),)
-        self.missing = missing
+        self.missing = s.missing
         self._say_what_was_read(tables)
 
     # -- reading and splitting ----------------------------------------------------------------

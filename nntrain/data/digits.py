@@ -5,12 +5,14 @@ from __future__ import annotations
 import gzip
 import importlib.util
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
 from nntrain.data.in_memory import InMemoryData, Normalize
 from nntrain.data.mixing import Mixing
+from nntrain.data.settings import DigitsSettings
 from nntrain.errors import UserError
 
 
@@ -33,21 +35,9 @@ class Digits(InMemoryData):
     name = "digits"
     pixel_max = 16.0  # scikit-learn's digits are 4-bit grey levels
 
-    def __init__(
-        self,
-        batch_size: int = 64,
-        val_fraction: float = 0.1,
-        test_fraction: float = 0.2,
-        seed: int = 42,
-        class_weights: str | list[float] | None = None,  # data.class_weights
-        sampler: str | None = None,  # data.sampler
-        mixup_alpha: float = 0.0,
-        cutmix_alpha: float = 0.0,
-        mix_switch_prob: float = 0.5,
-        mix_prob: float = 1.0,
-    ) -> None:
-        super().__init__(batch_size, val_fraction, test_fraction, seed, class_weights, sampler)
-        self.mixing = Mixing(mixup_alpha, cutmix_alpha, mix_switch_prob, mix_prob, seed)
+    def __init__(self, settings: DigitsSettings | None = None, **values: Any) -> None:
+        s = self._start(DigitsSettings, settings, values)
+        self.mixing = Mixing.of(s)
         table = read_bundled_digits()
         images = torch.from_numpy(table[:, :-1]).to(torch.uint8).view(-1, 1, 8, 8)
         targets = torch.from_numpy(table[:, -1]).long()

@@ -33,7 +33,9 @@ from nntrain.data.class_weights import (
 )
 from nntrain.data.in_memory import IMAGENET_MEAN, IMAGENET_STD, epoch_generator, split_indices
 from nntrain.data.mixing import Mixing
+from nntrain.data.settings import ImageFolderSettings
 from nntrain.errors import UserError, require
+from nntrain.schema import checked
 
 if TYPE_CHECKING:
     from nntrain.data.protocols import DataModule, Loader
@@ -372,41 +374,24 @@ class ImageFolderData:
     class_names: list[str]  # sorted folder names of train/
     input_shape: tuple[int, ...]
 
-    def __init__(
-        self,
-        root: str,
-        image_size: int = 224,
-        batch_size: int = 32,
-        val_fraction: float = 0.1,
-        test_fraction: float = 0.1,
-        num_workers: int | str = "auto",
-        imagenet_normalization: bool = False,
-        seed: int = 42,
-        class_weights: str | list[float] | None = None,  # data.class_weights
-        sampler: str | None = None,  # data.sampler
-        mixup_alpha: float = 0.0,
-        cutmix_alpha: float = 0.0,
-        mix_switch_prob: float = 0.5,
-        mix_prob: float = 1.0,
-    ) -> None:
-        # Checked as data.* (nntrain.data.settings).
-        self.image_size = image_size
-        self.mixing = Mixing(mixup_alpha, cutmix_alpha, mix_switch_prob, mix_prob, seed)
-        self.batch_size = batch_size
-        self.val_fraction, self.test_fraction = val_fraction, test_fraction
-        self.num_workers = auto_workers() if num_workers == "auto" else int(num_workers)
-        self.seed, self.device = seed, torch.device("cpu")
-        self.class_weights_setting = (
-            list(class_weights) if isinstance(class_weights, list | tuple) else class_weights
-        )
-        self.sampler = sampler
-        self.root = Path(str(root)).expanduser().absolute()
+    def __init__(self, settings: ImageFolderSettings | None = None, **values: Any) -> None:
+        """data=imagefolder: settings checked (nntrain.data.settings.ImageFolderSettings), or
+        given as keyword arguments (ImageFolderData(root="~/flowers", image_size=64))."""
+        s = settings if settings is not None else checked(ImageFolderSettings, values)
+        self.image_size = image_size = s.image_size
+        self.mixing = Mixing.of(s)
+        self.batch_size = s.batch_size
+        self.val_fraction, self.test_fraction = s.val_fraction, s.test_fraction
+        self.num_workers = auto_workers() if s.num_workers == "auto" else int(s.num_workers)
+        self.seed, self.device = s.seed, torch.device("cpu")
+        self.class_weights_setting, self.sampler = s.class_weights, s.sampler
+        self.root = Path(str(s.root)).expanduser().absolute()
         self.samples = self._read_splits()
         self.num_classes = len(self.class_names)
         self.input_shape = (3, image_size, image_size)
 
         imagenet = (IMAGENET_MEAN, IMAGENET_STD)
-        self.mean, self.std = imagenet if imagenet_normalization else self._measure()
+        self.mean, self.std = imagenet if s.imagenet_normalization else self._measure()
         normalize = v2.Normalize(list(self.mean), list(self.std))
         crop = [v2.RandomResizedCrop(image_size, antialias=True), v2.RandomHorizontalFlip()]
         self.train_transform = v2.Compose([*crop, *to_float(), normalize])

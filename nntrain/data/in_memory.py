@@ -19,7 +19,9 @@ from nntrain.data.class_weights import (
     epoch_order,
     loss_weights,
 )
+from nntrain.data.settings import DataSettings
 from nntrain.errors import require
+from nntrain.schema import SettingsT, checked
 
 if TYPE_CHECKING:
     from nntrain.data.protocols import DataModule, Loader
@@ -204,6 +206,22 @@ class InMemoryData:
         self.transform: Normalize | None = None
         self.augment: BatchAugment | None = None
         self.device = torch.device("cpu")
+
+    def _start(self, schema: type[SettingsT], settings: SettingsT | None, values: Any) -> SettingsT:
+        """An option's own start (Digits, Moons, ...): its settings, checked as its schema says
+        (given checked, or as keyword arguments, Moons(n_samples=200)), then the loader's."""
+        s = settings if settings is not None else checked(schema, values)
+        assert isinstance(s, DataSettings)
+        InMemoryData.__init__(
+            self,
+            batch_size=s.batch_size,
+            val_fraction=s.val_fraction,
+            test_fraction=getattr(s, "test_fraction", 0.0),  # 0: the set brings its own
+            seed=s.seed,
+            class_weights=s.class_weights,
+            sampler=s.sampler,
+        )
+        return s
 
     def _set_splits(
         self,

@@ -22,6 +22,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from nntrain.data.settings import MixingSettings
+
 Batch = tuple[torch.Tensor, torch.Tensor]
 
 
@@ -37,6 +39,15 @@ class Mixing:
     prob: float = 1.0
     seed: int = 0
 
+    @classmethod
+    def of(cls, settings: MixingSettings) -> Mixing:
+        return cls(
+            settings.mixup_alpha,
+            settings.cutmix_alpha,
+            settings.mix_switch_prob,
+            settings.mix_prob,
+            settings.seed,
+        )
 
     @property
     def enabled(self) -> bool:

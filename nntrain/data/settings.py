@@ -55,6 +55,7 @@ class DataSettings(Settings):
         "seeds the validation split and the data order (the run's seed)",
         expects="an integer >= 0",
         example=42,
+        fallback=42,
     )
 
     def __post_init__(self) -> None:
@@ -270,7 +271,11 @@ class ImageFolderSettings(MixingSettings, HeldOutSettings):
         example=4,
     )
     imagenet_normalization: Any = setting(
-        PRETRAINED, "ImageNet mean/std (on for a pretrained model)", expects="true or false"
+        PRETRAINED,
+        "ImageNet mean/std (on for a pretrained model)",
+        expects="true or false",
+        example="true",
+        fallback=False,
     )
 
     def __post_init__(self) -> None:
@@ -306,7 +311,11 @@ class TorchvisionSettings(MixingSettings):
         "constant", "how the border is filled for it: constant (zeros) or reflect"
     )
     imagenet_normalization: Any = setting(
-        PRETRAINED, "ImageNet mean/std (on for a pretrained model)", expects="true or false"
+        PRETRAINED,
+        "ImageNet mean/std (on for a pretrained model)",
+        expects="true or false",
+        example="true",
+        fallback=False,
     )
     resize: int | None = setting(
         None,

@@ -15,6 +15,7 @@ import torch
 
 from nntrain import files
 from nntrain.data.in_memory import InMemoryData
+from nntrain.data.settings import MoonsSettings, SubscriptionSettings, XorSettings
 from nntrain.data.table_columns import mean_and_std, standardize
 
 
@@ -59,28 +60,15 @@ class TabularData(InMemoryData):
         return files.write_csv(Path(path), rows)
 
 
-
-
 class Moons(TabularData):
     """The tutorial's noisy two-moons "crescent": two interleaving half circles, 2 classes."""
 
     name = "moons"
 
-    def __init__(
-        self,
-        n_samples: int = 1000,
-        noise: float = 0.2,
-        generator_seed: int = 0,
-        batch_size: int = 32,
-        val_fraction: float = 0.1,
-        test_fraction: float = 0.2,
-        seed: int = 42,
-        class_weights: str | list[float] | None = None,  # data.class_weights
-        sampler: str | None = None,  # data.sampler
-    ) -> None:
-        super().__init__(batch_size, val_fraction, test_fraction, seed, class_weights, sampler)
-        n = n_samples  # checked as data.n_samples
-        gen = torch.Generator().manual_seed(generator_seed)
+    def __init__(self, settings: MoonsSettings | None = None, **values: Any) -> None:
+        s = self._start(MoonsSettings, settings, values)
+        n, noise = s.n_samples, s.noise
+        gen = torch.Generator().manual_seed(s.generator_seed)
         n_outer = n // 2
         angle_outer = torch.linspace(0, math.pi, n_outer)
         angle_inner = torch.linspace(0, math.pi, n - n_outer)
@@ -98,21 +86,10 @@ class Xor(TabularData):
 
     name = "xor"
 
-    def __init__(
-        self,
-        n_samples: int = 400,
-        noise: float = 0.15,
-        generator_seed: int = 0,
-        batch_size: int = 32,
-        val_fraction: float = 0.1,
-        test_fraction: float = 0.2,
-        seed: int = 42,
-        class_weights: str | list[float] | None = None,  # data.class_weights
-        sampler: str | None = None,  # data.sampler
-    ) -> None:
-        super().__init__(batch_size, val_fraction, test_fraction, seed, class_weights, sampler)
-        n = n_samples  # checked as data.n_samples
-        gen = torch.Generator().manual_seed(generator_seed)
+    def __init__(self, settings: XorSettings | None = None, **values: Any) -> None:
+        s = self._start(XorSettings, settings, values)
+        n, noise = s.n_samples, s.noise
+        gen = torch.Generator().manual_seed(s.generator_seed)
         corners = torch.randint(0, 2, (n, 2), generator=gen)
         points = corners.float() + noise * torch.randn(n, 2, generator=gen)
         labels = corners[:, 0] ^ corners[:, 1]
@@ -131,20 +108,10 @@ class Subscription(TabularData):
     name = "subscription"
     target_name = "bought"
 
-    def __init__(
-        self,
-        n_samples: int = 500,
-        generator_seed: int = 0,
-        batch_size: int = 32,
-        val_fraction: float = 0.1,
-        test_fraction: float = 0.2,
-        seed: int = 42,
-        class_weights: str | list[float] | None = None,  # data.class_weights
-        sampler: str | None = None,  # data.sampler
-    ) -> None:
-        super().__init__(batch_size, val_fraction, test_fraction, seed, class_weights, sampler)
-        n = n_samples  # checked as data.n_samples
-        gen = torch.Generator().manual_seed(generator_seed)
+    def __init__(self, settings: SubscriptionSettings | None = None, **values: Any) -> None:
+        s = self._start(SubscriptionSettings, settings, values)
+        n = s.n_samples
+        gen = torch.Generator().manual_seed(s.generator_seed)
 
         def uniform(low: float, high: float) -> torch.Tensor:
             return low + (high - low) * torch.rand(n, generator=gen)

@@ -19,6 +19,7 @@ from nntrain.data.augment import CropFlip
 from nntrain.data.downloads import network_timeout, unreachable_reason
 from nntrain.data.in_memory import IMAGENET_MEAN, IMAGENET_STD, InMemoryData, Normalize
 from nntrain.data.mixing import Mixing
+from nntrain.data.settings import TorchvisionSettings
 from nntrain.errors import UserError, first_line, require
 
 
@@ -173,38 +174,19 @@ class TorchvisionData(InMemoryData):
     batches to resize x resize pixels on the device (e.g. for ImageNet-pretrained models).
     """
 
-    def __init__(
-        self,
-        dataset: str,
-        root: str | None = None,
-        download: bool = True,
-        batch_size: int = 128,
-        val_fraction: float = 0.1,
-        augment: bool | None = None,
-        crop_padding: int = 4,
-        padding_mode: str = "constant",
-        imagenet_normalization: bool = False,
-        resize: int | None = None,
-        seed: int = 42,
-        class_weights: str | list[float] | None = None,  # data.class_weights
-        sampler: str | None = None,  # data.sampler
-        mixup_alpha: float = 0.0,
-        cutmix_alpha: float = 0.0,
-        mix_switch_prob: float = 0.5,
-        mix_prob: float = 1.0,
-    ) -> None:
-        super().__init__(batch_size, val_fraction, 0.0, seed, class_weights, sampler)
-        self.mixing = Mixing(mixup_alpha, cutmix_alpha, mix_switch_prob, mix_prob, seed)
-        spec = SPECS[dataset]
-        self.name = dataset
-        self.root = Path(os.path.expanduser(root or default_root()))
+    def __init__(self, settings: TorchvisionSettings | None = None, **values: Any) -> None:
+        s = self._start(TorchvisionSettings, settings, values)
+        self.mixing = Mixing.of(s)
+        spec = SPECS[s.dataset]
+        self.name = s.dataset
+        self.root = Path(os.path.expanduser(s.root or default_root()))
         require(
             not self.root.exists() or self.root.is_dir(),
             f"data.root {self.root} is a file, not a folder; set data.root (or NNTRAIN_DATA_DIR) "
             "to the folder that holds the data sets, e.g. data.root=~/data.",
         )
-        train_set = self._load(spec, download, train=True)
-        test_set = self._load(spec, download, train=False)
+        train_set = self._load(spec, s.download, train=True)
+        test_set = self._load(spec, s.download, train=False)
         train_images, train_targets = as_tensors(train_set)
         sizes = [tuple(split.data.shape[1:]) for split in (train_set, test_set)]
         require(
@@ -216,16 +198,16 @@ class TorchvisionData(InMemoryData):
         self._set_splits(train_images, train_targets, test=as_tensors(test_set))
 
         channels = train_images.shape[1]
-        self.transform = normalization(spec, channels, imagenet_normalization, resize)
+        self.transform = normalization(spec, channels, s.imagenet_normalization, s.resize)
         self.augment = (
-            CropFlip(crop_padding, padding_mode)
-            if (spec.augment if augment is None else augment)
+            CropFlip(s.crop_padding, s.padding_mode)
+            if (spec.augment if s.augment is None else s.augment)
             else None
         )
         self.num_classes = len(train_set.classes)
         self.class_names = list(train_set.classes)
         height, width = train_images.shape[-2:]
-        self.input_shape = (channels, resize, resize) if resize else (channels, height, width)
+        self.input_shape = (channels, s.resize, s.resize) if s.resize else (channels, height, width)
 
     def _load(self, spec: VisionSpec, download: bool, train: bool) -> Any:
         """torchvision's data set object. Archives placed by hand are checked (md5) and
