@@ -7,6 +7,7 @@ classes: they are about the data, not the values."""
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
@@ -22,6 +23,7 @@ PRETRAINED = (
 FRACTION = "a number between 0 and 1 (exclusive)"
 VAL_FRACTION = f"{FRACTION}, or 0 (no validation split)"
 COLUMNS = "a list of column names"
+Dataset = Literal["mnist", "fashion_mnist", "cifar10", "cifar100"]
 
 
 @dataclass
@@ -293,9 +295,7 @@ class TorchvisionSettings(MixingSettings):
     fashion_mnist, cifar10, cifar100): the official test split, downloaded once."""
 
     _target_: str = setting("nntrain.data.torchvision_sets.TorchvisionData", "the data class")
-    dataset: Literal["mnist", "fashion_mnist", "cifar10", "cifar100"] = setting(
-        "???", "which set (set by the data= option)", example="cifar10"
-    )
+    dataset: Dataset = setting("???", "which set (set by the data= option)", example="cifar10")
     root: str | None = setting(None, "null = $NNTRAIN_DATA_DIR, else ~/.cache/nntrain/data")
     download: bool = setting(True, "false = never touch the network; stop if files are missing")
     batch_size: int = setting(128, "samples per batch", expects="a positive integer", example=64)
@@ -331,37 +331,28 @@ class TorchvisionSettings(MixingSettings):
         self.must("imagenet_normalization", isinstance(self.imagenet_normalization, bool))
 
 
-@dataclass
-class MnistSettings(TorchvisionSettings):
-    """MNIST's handwritten digits, 28x28 grey (data=mnist)."""
-
-    dataset: Literal["mnist", "fashion_mnist", "cifar10", "cifar100"] = setting(
-        "mnist", "which set (set by the data= option)"
-    )
-
-
-@dataclass
-class FashionMnistSettings(TorchvisionSettings):
-    """Fashion-MNIST's clothes, 28x28 grey (data=fashion_mnist)."""
-
-    dataset: Literal["mnist", "fashion_mnist", "cifar10", "cifar100"] = setting(
-        "fashion_mnist", "which set (set by the data= option)"
-    )
+def torchvision_set(name: str, dataset: Dataset, doc: str) -> type[TorchvisionSettings]:
+    """The option data=<dataset>: TorchvisionSettings with that set as data.dataset."""
+    field = ("dataset", Dataset, setting(dataset, "which set (set by the data= option)"))
+    option = dataclasses.make_dataclass(name, [field], bases=(TorchvisionSettings,))
+    option.__doc__ = doc
+    option.__module__ = __name__
+    return option
 
 
-@dataclass
-class Cifar10Settings(TorchvisionSettings):
-    """CIFAR-10: 32x32 colour photos of 10 classes (data=cifar10)."""
-
-    dataset: Literal["mnist", "fashion_mnist", "cifar10", "cifar100"] = setting(
-        "cifar10", "which set (set by the data= option)"
-    )
-
-
-@dataclass
-class Cifar100Settings(TorchvisionSettings):
-    """CIFAR-100: 32x32 colour photos of 100 classes (data=cifar100)."""
-
-    dataset: Literal["mnist", "fashion_mnist", "cifar10", "cifar100"] = setting(
-        "cifar100", "which set (set by the data= option)"
-    )
+MnistSettings = torchvision_set(
+    "MnistSettings", "mnist", "MNIST's handwritten digits, 28x28 grey (data=mnist)."
+)
+FashionMnistSettings = torchvision_set(
+    "FashionMnistSettings",
+    "fashion_mnist",
+    "Fashion-MNIST's clothes, 28x28 grey (data=fashion_mnist).",
+)
+Cifar10Settings = torchvision_set(
+    "Cifar10Settings", "cifar10", "CIFAR-10: 32x32 colour photos of 10 classes (data=cifar10)."
+)
+Cifar100Settings = torchvision_set(
+    "Cifar100Settings",
+    "cifar100",
+    "CIFAR-100: 32x32 colour photos of 100 classes (data=cifar100).",
+)

@@ -9,6 +9,7 @@ reference implementations), so a figure's AUC is the AUC nntrain-eval reports.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -110,6 +111,21 @@ def _binary(truth: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarr
     return truth, scores
 
 
+def _square_axes() -> tuple[Any, Any]:
+    """A ROC or precision-recall chart's figure and its square [0, 1] axes."""
+    figure = new_figure(5.2, 5.0)
+    axes = figure.add_subplot()
+    figure.subplots_adjust(**margins(figure, 0.75, 0.25, 0.45, 0.6))
+    axes.set(xlim=(0, 1), ylim=(0, 1.02), aspect="equal")
+    return figure, axes
+
+
+def _label(axes: Any, x: str, y: str, title: str) -> None:
+    axes.set_xlabel(x)
+    axes.set_ylabel(y)
+    axes.set_title(title)
+
+
 @styled
 def roc_figure(
     truth: np.ndarray, scores: np.ndarray, positive: str = "1", title: str = "ROC curve"
@@ -121,17 +137,12 @@ def roc_figure(
     truth, scores = _binary(truth, scores)
     fpr, tpr, _ = metrics.roc_curve(truth, scores)
     auc = float(metrics.roc_auc_score(truth, scores))
-    figure = new_figure(5.2, 5.0)
-    axes = figure.add_subplot()
-    figure.subplots_adjust(**margins(figure, 0.75, 0.25, 0.45, 0.6))
+    figure, axes = _square_axes()
     axes.plot(fpr, tpr, color=TRAIN, label="roc", drawstyle="default")
     axes.fill_between(fpr, tpr, alpha=0.12, color=TRAIN)
     axes.plot([0, 1], [0, 1], "--", color=GREY, linewidth=1, label="chance")
-    axes.set(xlim=(0, 1), ylim=(0, 1.02), aspect="equal")
-    axes.set_xlabel("false positive rate")
-    axes.set_ylabel(f"true positive rate (recall of {short(positive)})")
     title = f"{title}: AUC = {auc:.4f}"
-    axes.set_title(title)
+    _label(axes, "false positive rate", f"true positive rate (recall of {short(positive)})", title)
     axes.legend(loc="lower right")
     return render(figure, title, {**dict(plotted(axes)), "auc": auc})
 
@@ -148,16 +159,11 @@ def pr_figure(
     truth, scores = _binary(truth, scores)
     precision, recall, _ = metrics.precision_recall_curve(truth, scores)
     average = float(metrics.average_precision_score(truth, scores))
-    figure = new_figure(5.2, 5.0)
-    axes = figure.add_subplot()
-    figure.subplots_adjust(**margins(figure, 0.75, 0.25, 0.45, 0.6))
+    figure, axes = _square_axes()
     axes.plot(recall, precision, color=VAL, drawstyle="steps-post", label="precision-recall")
     axes.axhline(truth.mean(), color=GREY, linestyle="--", linewidth=1, label="positive rate")
-    axes.set(xlim=(0, 1), ylim=(0, 1.02), aspect="equal")
-    axes.set_xlabel(f"recall of {short(positive)}")
-    axes.set_ylabel("precision")
     title = f"{title}: average precision = {average:.4f}"
-    axes.set_title(title)
+    _label(axes, f"recall of {short(positive)}", "precision", title)
     axes.legend(loc="lower left")
     return render(figure, title, {**dict(plotted(axes)), "average_precision": average})
 
