@@ -370,7 +370,7 @@ def eval_app(cfg: DictConfig) -> float:
 
 
 def open_data_overrides(argv: list[str]) -> list[str]:
-    """data.root=x -> ++data.root=x: eval.yaml's data node is empty (the run's data config is
+    """data.root=x -> ++data.root=x: nntrain-eval's data node is empty (the run's data config is
     only known once the checkpoint is read), and Hydra adds keys only with ++."""
     return [f"++{a}" if a.startswith("data.") and "=" in a else a for a in argv]
 

@@ -1,5 +1,5 @@
-"""Learning-rate schedules: configs/scheduler/*.yaml instantiate to one of these as a partial,
-called by the Trainer with the optimizer and the run's step counts.
+"""Learning-rate schedules: each scheduler option (nntrain.optim.settings) instantiates to one
+of these as a partial, called by the Trainer with the optimizer and the run's step counts.
 
 Every schedule steps once per optimizer step, not per epoch, so warmup and decay are smooth and
 do not depend on the number of batches per epoch; except plateau, which reacts to a validation
