@@ -2,10 +2,12 @@
 
 update() is a few tensor ops with no host synchronisation, so it can sit in the training step;
 compute() moves the sums to the host once (per log step or per evaluation). The per-step cost is
-kept to what a careful hand loop adds for its own running loss plus the accuracy's three ops
-(argmax, eq, sum): update() runs without autograd (no detach), adds into views of the sums
-made once (no indexing per step) and counts the samples on the host, where the batch size is
-already known (tests/test_op_count.py holds the training step to this).
+kept to what a careful hand loop adds for its own running loss: update() runs without autograd
+(no detach), adds into views of the sums made once (no indexing per step), counts the samples on
+the host, where the batch size is already known, and (deferred, the eager training step) keeps
+each step's predicted and true labels, comparing and counting them in one go when the sums are
+read: two ops a step, the loss's add and the argmax (tests/test_op_count.py holds the training
+step to this).
 """
 
 from __future__ import annotations
@@ -19,9 +21,20 @@ import torch
 
 
 class RunningClassification:
-    """Sums of loss, correct predictions and samples; loss is given as a batch mean."""
+    """Sums of loss, correct predictions and samples; loss is given as a batch mean.
 
-    def __init__(self, device: torch.device, sums: torch.Tensor | None = None) -> None:
+    deferred: update() keeps each step's predicted and true labels and counts the correct ones
+    only when the sums are read (snapshot, compute) or PENDING_LIMIT steps have piled up (memory
+    stays bounded however rarely they are read); the counts, whole numbers, come out the same.
+    Only for an eager step: a CUDA graph or a compiled step records update() as ops on `sums`,
+    and a Python list of tensors is not something either can replay.
+    """
+
+    PENDING_LIMIT = 64
+
+    def __init__(
+        self, device: torch.device, sums: torch.Tensor | None = None, deferred: bool = False
+    ) -> None:
         self.device = device
         # float64 keeps counts exact past 2**24 samples; MPS has no float64.
         dtype = torch.float32 if device.type == "mps" else torch.float64
@@ -30,14 +43,18 @@ class RunningClassification:
         if sums is not None:  # continuing an epoch from a checkpoint
             self.sums.copy_(sums)
             self.count = int(sums[2])
+        self.deferred = deferred
+        self._pending: list[tuple[torch.Tensor, torch.Tensor]] = []  # (predicted, targets)
         self._make_views()
 
     def _make_views(self) -> None:
-        self._loss_sum, self._correct = self.sums[0], self.sums[1]  # views: no select per step
+        # views made once: no select per step
+        self._loss_sum, self._correct, self._count_entry = self.sums.unbind()
 
     def store_sums_in(self, buffer: torch.Tensor) -> None:
         """Keep the sums in `buffer` from now on (the captured step's static tensor, which
         its CUDA graph adds into): the sums so far are copied there."""
+        self._count_pending()
         buffer.copy_(self.sums)
         self.sums = buffer
         self._make_views()
@@ -47,11 +64,26 @@ class RunningClassification:
         n = targets.shape[0]
         # In-place adds: promoted to the sums' dtype in place, no host-to-device copy, no sync.
         self._loss_sum.add_(loss, alpha=n)
-        self._correct.add_((logits.argmax(dim=1) == targets).sum())
+        predicted = logits.argmax(dim=1)
+        if self.deferred:
+            self._pending.append((predicted, targets))
+            if len(self._pending) == self.PENDING_LIMIT:
+                self._count_pending()
+        else:
+            self._correct.add_((predicted == targets).sum())
         self.count += n
 
+    @torch.no_grad()
+    def _count_pending(self) -> None:
+        """Add the correct predictions of the steps kept by a deferred update() to the sums."""
+        if self._pending:
+            predicted, targets = (torch.cat(labels) for labels in zip(*self._pending, strict=True))
+            self._correct.add_((predicted == targets).sum())
+            self._pending.clear()
+
     def snapshot(self) -> torch.Tensor:
-        return current_sums(self.sums, self.count)
+        self._count_pending()
+        return current_sums(self._count_entry, self.count, self.sums)
 
     def compute(
         self,
@@ -77,11 +109,12 @@ class RunningClassification:
         return {"loss": loss_sum / count, "acc": correct / count, "count": int(count)}
 
 
-def current_sums(sums: torch.Tensor, count: int) -> torch.Tensor:
-    """A copy of a running metric's sums with the host's sample count as its last entry."""
-    copy = sums.clone()
-    copy[-1] = count
-    return copy
+def current_sums(count_entry: torch.Tensor, count: int, sums: torch.Tensor) -> torch.Tensor:
+    """A copy of a running metric's sums with the host's sample count as its last entry: written
+    into the sums' own count entry (a view, filled in one op: nothing on the device adds to it),
+    then copied."""
+    count_entry.fill_(count)
+    return sums.clone()
 
 
 def confusion_matrix(
@@ -179,7 +212,7 @@ class RunningRegression:
         self.count += n
 
     def snapshot(self) -> torch.Tensor:
-        return current_sums(self.sums, self.count)
+        return current_sums(self._parts[-1], self.count, self.sums)
 
     def compute(
         self,

@@ -783,7 +783,9 @@ class Trainer:
     ) -> RunningClassification | RunningRegression:
         if run.task == "regression":
             return RunningRegression(self.device, run.target_scale, sums=carried)
-        return RunningClassification(self.device, sums=carried)
+        # The eager step counts correct predictions at reads (fewer ops a step); a captured
+        # one records update() into the sums tensor as it is (see RunningClassification).
+        return RunningClassification(self.device, sums=carried, deferred=self._step is train_step)
 
     def _score(self, run: Run, loader: Loader, limit: int | None) -> tuple[float, dict[str, float]]:
         """(loss, figures) on an evaluation loader: accuracy, or RMSE, MAE and R²; of the
