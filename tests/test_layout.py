@@ -23,7 +23,19 @@ FORBIDDEN = {
     "commands": set(),
     "shared": {"commands", "training", "inference", "reporting", "data", "models", "optim"},
 }
-SHARED = {"errors", "files", "runs", "checkpoint", "devices", "instantiate", "schema", "__init__"}
+# tasks: what a classification and a regression each own (loss, metrics, monitors), read by
+# data, training, inference, commands and the sweeper alike.
+SHARED = {
+    "errors",
+    "files",
+    "runs",
+    "checkpoint",
+    "devices",
+    "instantiate",
+    "schema",
+    "tasks",
+    "__init__",
+}
 
 
 def part_of(module: str) -> str:

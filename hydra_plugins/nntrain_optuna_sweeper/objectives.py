@@ -20,6 +20,7 @@ from hydra.errors import HydraException
 from omegaconf import OmegaConf
 
 from nntrain.errors import first_line
+from nntrain.tasks import CLASSIFICATION, TASKS, Task, natural_direction
 
 # trainer.early_stopping.mode says max/min; Optuna says maximize/minimize. Both are accepted.
 DIRECTIONS = {"max": "maximize", "maximize": "maximize", "min": "minimize", "minimize": "minimize"}
@@ -151,11 +152,6 @@ def is_auto(setting: Any) -> bool:
     return isinstance(setting, str) and setting.strip().lower() == "auto"
 
 
-# What a metric's name says of it (the Trainer's figures): a loss or an error is best low, an
-# accuracy or R² high. Other names (train/samples_per_sec) say nothing.
-LOWER_IS_BETTER = ("loss", "rmse", "mae")
-HIGHER_IS_BETTER = ("acc", "r2")
-
 # The keys that decide what an nntrain job returns. Searched, or fixed by hydra.sweeper.params
 # (which the sweeper's own config does not hold), they leave it to the first trial to say.
 DECIDING_KEYS = (
@@ -165,15 +161,6 @@ DECIDING_KEYS = (
     "trainer.early_stopping.mode",
     "experiment",
 )
-
-
-def natural_direction(metric: str) -> str | None:
-    """minimize for a loss or an error (…/loss, …/rmse, …/mae), maximize for an accuracy or
-    R² (…/acc, …/r2); None for a name that does not say."""
-    name = metric.rsplit("/", 1)[-1]
-    if name in LOWER_IS_BETTER:
-        return "minimize"
-    return "maximize" if name in HIGHER_IS_BETTER else None
 
 
 def guessed_direction(metric: str) -> str:
@@ -190,29 +177,30 @@ def decides_objective(key: str) -> bool:
     )
 
 
-def task_in(config: Any) -> str | None:
-    """classification or regression where the config says so before any data is read:
-    data.task, or one of nntrain's own data sets, which are classifications unless they have a
-    task; None otherwise (data.task=auto is known only once the table is read)."""
+def task_in(config: Any) -> Task | None:
+    """The task where the config says so before any data is read: data.task, or one of
+    nntrain's own data sets, which are classifications unless they have a task; None otherwise
+    (data.task=auto is known only once the table is read)."""
     data = OmegaConf.select(config, "data")
     if not OmegaConf.is_dict(data):
         return None
     task = data.get("task")
-    if task in ("classification", "regression"):
-        return str(task)
+    if task in TASKS:
+        return TASKS[str(task)]
     if "task" not in data and str(data.get("_target_") or "").startswith("nntrain.data."):
-        return "classification"
+        return CLASSIFICATION
     return None
 
 
-def nntrain_returns(monitor: str | None, task: str | None) -> str | None:
+def nntrain_returns(monitor: str | None, task: Task | None) -> str | None:
     """The metric an nntrain job returns (commands/train.py): the monitored one, but val/loss
-    for a regression, which has no accuracy; None while that hangs on an unknown task."""
+    (the task's default) for a regression, which has no accuracy; None while that hangs on an
+    unknown task."""
     if monitor is None or not monitor.endswith("/acc"):
         return monitor
-    if task == "regression":
-        return "val/loss"
-    return monitor if task == "classification" else None
+    if task is None:
+        return None
+    return monitor if task.offers(monitor) else task.default_monitor
 
 
 def setting_text(setting: Any) -> str:

@@ -54,6 +54,8 @@ if TYPE_CHECKING:
     from optuna import Study
     from optuna.trial import FrozenTrial, Trial
 
+    from nntrain.tasks import Task
+
 __all__ = ["NntrainOptunaSweeper", "direction_from_mode", "import_optuna", "objective"]
 
 log = logging.getLogger(__name__)
@@ -121,7 +123,7 @@ class NntrainOptunaSweeper(Sweeper):
         self.followed: tuple[str, str] | None = None  # (metric, direction) a job reported
         # What an nntrain job will return, where its config says so before any trial runs.
         self.expected: str | None = None
-        self.task: str | None = None  # classification or regression, where the config says
+        self.task: Task | None = None  # CLASSIFICATION or REGRESSION, where the config says
         # Why the search must stop, said by the first trial's objective (see tell).
         self.refusal: str | None = None
         self.earlier_trials = 0  # trials a stored study held before this sweep
@@ -274,7 +276,9 @@ class NntrainOptunaSweeper(Sweeper):
         the worst value of `metric`."""
         if self.metrics:
             source = "hydra.sweeper.metrics names"
-        elif self.task == "regression" or (metric != self.monitor and metric == "val/loss"):
+        elif (self.task is not None and not self.task.has_classes) or (
+            metric != self.monitor and metric == "val/loss"
+        ):
             source = "a regression's trials return"  # its monitor had no accuracy to follow
         else:
             source = "the trials return"

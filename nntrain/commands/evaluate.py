@@ -19,6 +19,7 @@ from nntrain.commands.schema_check import check_group
 from nntrain.commands.settings import EvalSettings
 from nntrain.errors import UserError, require
 from nntrain.schema import checked
+from nntrain.tasks import task_of_spec
 
 if TYPE_CHECKING:
     from nntrain.inference.logits import Scores
@@ -52,7 +53,7 @@ def evaluate_checkpoint(cfg: DictConfig) -> tuple[dict[str, Any], TrainedRun, Sc
     loader = getattr(data, f"{cfg.split}_loader")()
     check_has_samples(loader, cfg.split, data_config)
     val_loader = importance_loader(data, run)
-    if run.inputs.get("task") == "regression":
+    if not task_of_spec(run.inputs).has_classes:  # a regression
         report = regression_results(model, loader, val_loader, compute, run.inputs)
         return results_of(run, cfg.split, report), run, None
     # The run's test score came from this same call (with its test-time augmentation).

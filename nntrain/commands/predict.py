@@ -20,6 +20,7 @@ from nntrain import files
 from nntrain.commands.settings import PredictSettings
 from nntrain.errors import UserError, require
 from nntrain.schema import checked
+from nntrain.tasks import task_of_spec
 
 if TYPE_CHECKING:  # torch is imported where it is used, so --help and typos answer at once
     import torch
@@ -239,7 +240,7 @@ def predict(cfg: DictConfig) -> Path:
     model = build_model(run, device)
     # The inference path of the run's own test score: its precision, layout and TTA.
     compute = run_compute(run, device, model)
-    if run.inputs.get("task") == "regression":  # the predicted value, in the target's units
+    if not task_of_spec(run.inputs).has_classes:  # a regression: its value, in target units
         from nntrain.inference.logits import predicted_values
 
         spec = run.inputs

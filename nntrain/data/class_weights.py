@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 import torch
 
 from nntrain.errors import is_number, require
+from nntrain.tasks import CLASSIFICATION, Task
 
 
 def check_setting(setting: object) -> object:
@@ -58,13 +59,13 @@ def loss_weights(
     setting: object,
     train_targets: Callable[[], torch.Tensor],
     class_names: Sequence[str],
-    task: str = "classification",
+    task: Task = CLASSIFICATION,
 ) -> torch.Tensor | None:
     """The per-class weights of the training loss that `setting` asks for (None: unweighted)."""
     if setting is None:
         return None
     require(
-        task != "regression",
+        task.has_classes,
         "data.class_weights weighs the classes of a classification, and this data is a "
         "regression; leave data.class_weights null.",
     )
@@ -85,11 +86,11 @@ def check_sampler(sampler: object) -> str | None:
     return sampler  # type: ignore[return-value]
 
 
-def balanced_sample_weights(targets: torch.Tensor, task: str = "classification") -> torch.Tensor:
+def balanced_sample_weights(targets: torch.Tensor, task: Task = CLASSIFICATION) -> torch.Tensor:
     """data.sampler=balanced: each training sample's chance of being drawn, 1 / (its class's
     count), so that every class is drawn equally often (torch's WeightedRandomSampler recipe)."""
     require(
-        task != "regression",
+        task.has_classes,
         "data.sampler=balanced draws the classes of a classification equally often, and this "
         "data is a regression; leave data.sampler null.",
     )

@@ -38,6 +38,7 @@ from nntrain.data.table_columns import (
 from nntrain.data.table_file import Table, is_missing, parse_number, read_table
 from nntrain.data.table_source import fingerprint
 from nntrain.errors import require
+from nntrain.tasks import CLASSIFICATION, REGRESSION, task_named
 
 log = logging.getLogger("nntrain")
 
@@ -221,15 +222,15 @@ class CsvTable(InMemoryData):
         distinct = sorted(set(cells), key=lambda c: (parse_number(c) or 0.0, c) if numeric else c)
         if task == "auto":
             task = (
-                "regression" if numeric and len(distinct) > MAX_AUTO_CLASSES else "classification"
-            )
+                REGRESSION if numeric and len(distinct) > MAX_AUTO_CLASSES else CLASSIFICATION
+            ).name
             log.info(
                 f"data: the target '{name}' has {len(distinct)} distinct "
                 f"{'numeric ' if numeric else ''}values, so this is {task} (data.task=auto; set "
                 "data.task=classification or regression to choose)"
             )
         self.task = task
-        if task == "regression":
+        if not task_named(task).has_classes:
             return self._regression_targets(tables)
         require(
             len(distinct) >= 2,
@@ -296,7 +297,7 @@ class CsvTable(InMemoryData):
             "task": self.task,
             "source": self.source,  # the files read, to tell when they change (table_source)
         }
-        if self.task == "regression":
+        if not task_named(self.task).has_classes:  # a regression: values in the target's units
             spec["target_mean"], spec["target_std"] = self.target_mean, self.target_std
         return spec
 

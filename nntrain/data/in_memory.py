@@ -19,6 +19,7 @@ from nntrain.data.class_weights import (
     epoch_order,
     loss_weights,
 )
+from nntrain.data.protocols import task_of
 from nntrain.data.settings import DataSettings
 from nntrain.errors import require
 from nntrain.schema import SettingsT, checked
@@ -260,8 +261,7 @@ class InMemoryData:
         )
 
     def _sample_weights(self) -> torch.Tensor:
-        task = str(getattr(self, "task", "classification"))
-        return balanced_sample_weights(self.splits["train"].targets, task)
+        return balanced_sample_weights(self.splits["train"].targets, task_of(self))
 
     def train_loader(self) -> TensorLoader:
         return self._loader("train", train=True)
@@ -277,8 +277,9 @@ class InMemoryData:
     @functools.cached_property
     def class_weights(self) -> torch.Tensor | None:
         """The training loss's weight per class that data.class_weights asks for (None: off)."""
-        task = str(getattr(self, "task", "classification"))
-        return loss_weights(self.class_weights_setting, self.train_targets, self.class_names, task)
+        return loss_weights(
+            self.class_weights_setting, self.train_targets, self.class_names, task_of(self)
+        )
 
     def val_loader(self) -> TensorLoader:
         return self._loader("val", train=False)

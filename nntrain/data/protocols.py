@@ -11,6 +11,8 @@ from typing import Any, Protocol
 
 import torch
 
+from nntrain.tasks import CLASSIFICATION, Task, task_named
+
 Batch = tuple[torch.Tensor, torch.Tensor]  # (inputs, integer class targets), on the device
 
 
@@ -29,7 +31,7 @@ class Loader(Protocol):
 
 class DataModule(Protocol):
     """A data set, built from its config node (`_target_` and the constructor's keyword
-    arguments). A regression data set also has `task = "regression"`, num_classes 1 (the
+    arguments). A regression data set also has `task = REGRESSION.name`, num_classes 1 (the
     model's one output), float targets and `target_mean` / `target_std` (the training target's
     statistics; figures are reported in its units). Optional too: `class_weights`, a tensor of
     one training-loss weight per class, or None (data.class_weights; nntrain.data.class_weights).
@@ -53,10 +55,10 @@ class DataModule(Protocol):
     def split_sizes(self) -> dict[str, int]: ...
 
 
-def task_of(data: object) -> str:
-    """classification, or regression for data that says so (an optional `task` attribute;
-    then num_classes is 1, the model's one output, and targets are floats)."""
-    return str(getattr(data, "task", "classification"))
+def task_of(data: object) -> Task:
+    """CLASSIFICATION, or REGRESSION for data that says so (an optional `task` attribute, the
+    task's name; then num_classes is 1, the model's one output, and targets are floats)."""
+    return task_named(str(getattr(data, "task", CLASSIFICATION.name)))
 
 
 def collect(loader: Loader, limit: int | None = None) -> Batch:

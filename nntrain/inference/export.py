@@ -24,6 +24,7 @@ from torch import nn
 from nntrain import files
 from nntrain.errors import UserError, first_line
 from nntrain.inference.trained_run import TrainedRun
+from nntrain.tasks import task_of_spec
 
 FORMATS = {
     "onnx": "model.onnx",
@@ -167,19 +168,19 @@ def write_description(run: TrainedRun, fmt: str, folder: Path) -> Path:
         if before.get("checkpoint") == checkpoint:
             exported = {**before.get("files", {}), **exported}
     spec = dict(run.inputs)
-    regression = spec.get("task") == "regression"
+    task = task_of_spec(spec)
     description = {
         "checkpoint": checkpoint,
         "epoch": run.state.get("epoch"),
         "files": exported,
-        "task": "regression" if regression else "classification",
+        "task": task.name,
         "class_names": run.class_names,
         "input": {"name": INPUT_NAME, "shape": [None, *run.input_shape], "dtype": "float32"},
         "output": {
             "name": OUTPUT_NAME,
             "shape": [None, len(run.class_names)],
             "meaning": "the standardised value: times target_std plus target_mean"
-            if regression
+            if not task.has_classes
             else "one logit per class in class_names; softmax gives probabilities",
         },
         "preprocessing": {"steps": describe_inputs(spec), **spec},

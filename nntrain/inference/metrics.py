@@ -19,6 +19,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from nntrain.tasks import Task
+
 
 class RunningClassification:
     """Sums of loss, correct predictions and samples; loss is given as a batch mean.
@@ -244,9 +246,19 @@ class RunningRegression:
         }
 
 
-# The figures each task reports per split, besides the loss (epoch lines, TensorBoard,
-# metrics.json); the first is the progress bar's.
-TASK_METRICS = {"classification": ("acc",), "regression": ("rmse", "mae", "r2")}
+def running_metrics(
+    task: Task,
+    device: torch.device,
+    scale: float = 1.0,
+    sums: torch.Tensor | None = None,
+    deferred: bool = False,
+) -> RunningClassification | RunningRegression:
+    """The running figures of a task's training (task.metrics and the loss): a classification
+    counts correct predictions (deferred: at reads, see RunningClassification), a regression
+    sums its errors in the target's units (times `scale`, the training target's std)."""
+    if task.has_classes:
+        return RunningClassification(device, sums=sums, deferred=deferred)
+    return RunningRegression(device, scale, sums=sums)
 
 
 def regression_report(predicted: torch.Tensor, truth: torch.Tensor) -> dict[str, Any]:

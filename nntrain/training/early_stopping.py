@@ -6,12 +6,10 @@ import copy
 import math
 from typing import Any
 
-MONITORS = ("val/acc", "val/loss", "train/acc", "train/loss")
-NO_MONITOR = "none"  # no figure picks the weights: the final ones are kept and tested
-# A regression's figures (data.task=regression), in the target's units; R² is best at its max.
-REGRESSION_MONITORS = tuple(
-    f"{split}/{name}" for split in ("val", "train") for name in ("rmse", "mae", "r2")
-)
+# The figures a run may monitor are its task's (nntrain.tasks); re-exported for the settings.
+from nntrain.tasks import MONITORS, NO_MONITOR, REGRESSION_MONITORS
+
+__all__ = ["MONITORS", "NO_MONITOR", "REGRESSION_MONITORS", "TIE_BREAKERS", "EarlyStopping"]
 
 
 # An accuracy on a small split moves in coarse steps (1/15 on iris' validation rows), so several

@@ -28,7 +28,7 @@ import torch
 
 from nntrain.data.protocols import DataModule, Loader, task_of
 from nntrain.errors import UserError, require
-from nntrain.inference.metrics import RunningClassification, RunningRegression
+from nntrain.inference.metrics import RunningClassification, RunningRegression, running_metrics
 from nntrain.models.contract import training_fault
 from nntrain.optim.optimizers import build_optimizer
 from nntrain.training.settings import RangeSettings
@@ -104,7 +104,7 @@ def range_test(
         "group's lr in its ratio to it; leave optimizer.lr at its default or set e.g. 1e-3.",
     )
     schedule = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: settings.lr_at(step) / base)
-    regression = task_of(data) == "regression"
+    task = task_of(data)
     parts = StepParts(
         model=model,
         forward=model,
@@ -117,15 +117,11 @@ def range_test(
         grad_clip=trainer.grad_clip,
         label_smoothing=trainer.label_smoothing,
         distributed=False,
-        regression=regression,
+        task=task,
         class_weights=loss_weights(data, trainer.device),
         grad_clip_mode=trainer.grad_clip_mode,
     )
-    running: RunningClassification | RunningRegression = (
-        RunningRegression(trainer.device, 1.0)
-        if regression
-        else RunningClassification(trainer.device)
-    )
+    running = running_metrics(task, trainer.device)
     test = RangeTest()
     model.train()
     try:

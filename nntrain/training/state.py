@@ -21,6 +21,7 @@ from nntrain.devices import Compute
 from nntrain.optim.optimizers import load_optimizer_state
 from nntrain.reporting.console import EpochTable
 from nntrain.reporting.tensorboard import RunLogger
+from nntrain.tasks import CLASSIFICATION, Task
 from nntrain.training.early_stopping import EarlyStopping
 from nntrain.training.ema import WeightEma
 from nntrain.training.lookahead import Lookahead
@@ -123,7 +124,7 @@ class Run:
     # and predict rebuild the model from them.
     metadata: dict[str, Any]
     tensorboard: RunLogger
-    task: str = "classification"  # or regression (the data's task)
+    task: Task = CLASSIFICATION  # or REGRESSION (the data's task)
     target_scale: float = 1.0  # a regression target's training std: errors in its units
     epoch_table: EpochTable = field(default_factory=EpochTable)  # the epoch lines' columns
 

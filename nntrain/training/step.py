@@ -13,12 +13,12 @@ from contextlib import nullcontext
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from nntrain.data.mixing import dominant_labels
 from nntrain.devices import Compute
 from nntrain.inference.metrics import RunningClassification, RunningRegression
+from nntrain.tasks import CLASSIFICATION, Task
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 
@@ -36,7 +36,7 @@ class StepParts:
     grad_clip: float | None
     label_smoothing: float
     distributed: bool  # DDP: skip the gradient all-reduce on all but the last micro-batch
-    regression: bool = False  # MSE on the model's one output instead of cross-entropy
+    task: Task = CLASSIFICATION  # its loss: cross-entropy, or a regression's MSE
     class_weights: torch.Tensor | None = None  # data.class_weights (training loss only)
     grad_clip_mode: str = "norm"  # clip the gradient's norm to grad_clip, or each element (value)
 
@@ -72,18 +72,12 @@ def update_weights(
         with sync:
             with parts.compute.autocast():
                 logits = parts.forward(parts.compute.to_model_layout(inputs))
-                if parts.regression:
-                    loss = F.mse_loss(logits.reshape(targets.shape), targets)
-                else:
-                    loss = F.cross_entropy(
-                        logits,
-                        targets,
-                        weight=parts.class_weights,
-                        label_smoothing=parts.label_smoothing,
-                    )
+                loss = parts.task.loss(logits, targets, parts.class_weights, parts.label_smoothing)
             parts.scaler.scale(loss / group_size if group_size > 1 else loss).backward()
         # Soft (MixUp/CutMix) targets: accuracy counts the label a target is mostly made of.
-        running.update(loss, logits, targets if parts.regression else dominant_labels(targets))
+        running.update(
+            loss, logits, dominant_labels(targets) if parts.task.has_classes else targets
+        )
     grad_norm = None
     if parts.grad_clip is not None or measure_grad_norm:
         # Clip (and log) the true gradient, not the loss-scaled one.

@@ -29,7 +29,7 @@ from nntrain.data.protocols import DataModule, Loader, task_of
 from nntrain.devices import Compute, resolve_device, resolve_precision
 from nntrain.errors import UserError, require
 from nntrain.inference.logits import classify, score, score_regression
-from nntrain.inference.metrics import TASK_METRICS, RunningClassification, RunningRegression
+from nntrain.inference.metrics import RunningClassification, RunningRegression, running_metrics
 from nntrain.models.contract import training_fault
 from nntrain.models.hooks import EpochAware, InitializedFromData
 from nntrain.optim.optimizers import build_optimizer
@@ -38,6 +38,7 @@ from nntrain.reporting.console import TrainProgress, display_path, figure
 from nntrain.reporting.model_summary import model_summary
 from nntrain.reporting.tensorboard import NullLogger, RunLogger, TensorBoardLogger
 from nntrain.schema import checked
+from nntrain.tasks import CLASSIFICATION, Task
 from nntrain.training import distributed
 from nntrain.training.compilation import (
     CacheCounts,
@@ -51,12 +52,7 @@ from nntrain.training.compiled_step import (
     check_cuda_graphs,
     describe_capture,
 )
-from nntrain.training.early_stopping import (
-    MONITORS,
-    NO_MONITOR,
-    REGRESSION_MONITORS,
-    EarlyStopping,
-)
+from nntrain.training.early_stopping import NO_MONITOR, EarlyStopping
 from nntrain.training.ema import start_ema
 from nntrain.training.graphed_step import GraphedStep, describe_recording
 from nntrain.training.lookahead import Lookahead
@@ -68,6 +64,7 @@ from nntrain.training.state import Run, RunState
 from nntrain.training.step import Batch, StepParts, optimizer_step_groups, train_step
 
 log = logging.getLogger("nntrain")
+
 
 class NonFiniteLoss(UserError):
     """The training loss became NaN or infinite."""
@@ -96,7 +93,8 @@ class Trainer:
         self.ema = s.ema
         self.accumulate = s.accumulate_grad_batches
         self.limit_train_batches, self.limit_val_batches = (
-            s.limit_train_batches, s.limit_val_batches,
+            s.limit_train_batches,
+            s.limit_val_batches,
         )
         # Each fit starts a restarted copy.
         self.early_stopping = EarlyStopping(**vars(s.early_stopping))
@@ -266,7 +264,7 @@ class Trainer:
         optimizer: torch.optim.Optimizer,
         schedule: torch.optim.lr_scheduler.LRScheduler,
         compute: Compute,
-        task: str,
+        task: Task,
     ) -> RunState:
         """A run's state at its first step: what a checkpoint restores when resuming."""
         stopper = self._stopper_for(task)
@@ -495,7 +493,7 @@ class Trainer:
             distributed.broadcast_buffers(state.ema.module)
         val_loss, val = self._score(run, run.val_loader, run.val_batches)  # nan: no val split
         state.epoch, state.batches_done, state.running_sums = state.epoch + 1, 0, None
-        names = TASK_METRICS[run.task]  # acc; a regression's rmse, mae, r2
+        names = run.task.metrics  # acc; a regression's rmse, mae, r2
         metrics = {
             "train/loss": train["loss"],
             **{f"train/{name}": train[name] for name in names},
@@ -605,14 +603,14 @@ class Trainer:
         loader: Loader,
         compute: Compute,
         checkpoint: Path,
-        task: str = "classification",
+        task: Task = CLASSIFICATION,
         target_scale: float = 1.0,
     ) -> dict[str, float]:
         """Load the checkpoint's weights into model and score it on loader with the run's
         test-time augmentation (a regression: its RMSE, MAE and R², in the target's units)."""
         saved = load_checkpoint(checkpoint, map_location=self.device)
         model.load_state_dict(saved["model"])
-        if task == "regression":
+        if not task.has_classes:
             figures = score_regression(model, loader, compute, target_scale)
             test = {
                 "test/loss": figures.loss,
@@ -645,7 +643,7 @@ class Trainer:
             grad_clip=self.grad_clip,
             label_smoothing=self.label_smoothing,
             distributed=self.world > 1,
-            regression=run.task == "regression",
+            task=run.task,
             class_weights=loss_weights(run.data, self.device),
             grad_clip_mode=self.grad_clip_mode,
         )
@@ -674,7 +672,7 @@ class Trainer:
         self._check_finite(stats["loss"], run)
         now = time.perf_counter()
         norm, lrs = host[0], host[1:]
-        names = TASK_METRICS[run.task]
+        names = run.task.metrics
         run.tensorboard.scalars(
             {
                 "train/loss": stats["loss"],
@@ -688,7 +686,7 @@ class Trainer:
             },
             state.step,
         )
-        main = names[-1]  # acc, or a regression's r2
+        main = run.task.main_metric  # acc, or a regression's r2
         rate = stats["count"] / (now - window.start)
         progress.show(stats["loss"], stats[main], lrs[0], rate, metric=main)
         return LogWindow(sums, now)
@@ -725,7 +723,7 @@ class Trainer:
 
         overrides = run.metadata.get("overrides") or []
         label = run_label(run.metadata["config"], overrides)
-        if run.task == "regression":
+        if not run.task.has_classes:
             self._write_regression_figures(run, result, overrides, label)
             return
         data_name = getattr(run.data, "name", type(run.data).__name__)
@@ -760,38 +758,39 @@ class Trainer:
 
     # -- the task switch: classification (the default) or regression -------------------------
 
-    def _stopper_for(self, task: str) -> EarlyStopping:
+    def _stopper_for(self, task: Task) -> EarlyStopping:
         """The run's early stopping; a regression has no accuracy: a monitor of one becomes
-        val/loss (min), and the log says so."""
+        its default, val/loss (min), and the log says so."""
         stopper = self.early_stopping.restarted()
+        if task.offers(stopper.monitor):
+            return stopper
         require(
-            task == "regression" or stopper.monitor in (*MONITORS, NO_MONITOR),
+            not task.has_classes,
             f"trainer.early_stopping.monitor={stopper.monitor} is a regression figure and this "
             "data is a classification; monitor val/acc or val/loss.",
         )
-        if task == "regression" and stopper.monitor.endswith("/acc"):
-            log.info(
-                f"regression: early stopping and best.pt follow val/loss (min) instead of "
-                f"{stopper.monitor}; set trainer.early_stopping.monitor=val/r2 "
-                "trainer.early_stopping.mode=max (or val/rmse, val/mae) to choose"
-            )
-            return EarlyStopping("val/loss", "min", stopper.patience, stopper.min_delta)
-        return stopper
+        monitor, mode = task.default_monitor, task.default_mode
+        log.info(
+            f"{task.name}: early stopping and best.pt follow {monitor} ({mode}) instead of "
+            f"{stopper.monitor}; set trainer.early_stopping.monitor=val/r2 "
+            "trainer.early_stopping.mode=max (or val/rmse, val/mae) to choose"
+        )
+        return EarlyStopping(monitor, mode, stopper.patience, stopper.min_delta)
 
     def _running(
         self, run: Run, carried: torch.Tensor | None
     ) -> RunningClassification | RunningRegression:
-        if run.task == "regression":
-            return RunningRegression(self.device, run.target_scale, sums=carried)
         # The eager step counts correct predictions at reads (fewer ops a step); a captured
         # one records update() into the sums tensor as it is (see RunningClassification).
-        return RunningClassification(self.device, sums=carried, deferred=self._step is train_step)
+        return running_metrics(
+            run.task, self.device, run.target_scale, carried, deferred=self._step is train_step
+        )
 
     def _score(self, run: Run, loader: Loader, limit: int | None) -> tuple[float, dict[str, float]]:
         """(loss, figures) on an evaluation loader: accuracy, or RMSE, MAE and R²; of the
         weights' EMA when trainer.ema is on."""
         model = run.state.evaluated_model
-        if run.task == "regression":
+        if not run.task.has_classes:
             scores = score_regression(model, loader, run.compute, run.target_scale, limit)
             return scores.loss, scores.figures
         val = score(model, loader, run.compute, limit=limit)
@@ -895,18 +894,19 @@ def first_inputs(data: DataModule, compute: Compute, count: int) -> torch.Tensor
     return torch.cat(batches)[:count]
 
 
-def check_data_fits(data: DataModule, tta: str, task: str = "classification") -> None:
+def check_data_fits(data: DataModule, tta: str, task: Task = CLASSIFICATION) -> None:
     """What would otherwise fail (or mean nothing) only after the whole training."""
     require(
-        task == "regression" or data.num_classes >= 2,
+        not task.has_classes or data.num_classes >= 2,
         f"the data has {data.num_classes} class ({', '.join(data.class_names)}); a classifier "
         "needs at least two: add the images of another class (for an image folder, another "
         "sub-folder of train/).",
     )
     require(
-        mixing_of(data) is None or (task == "classification" and len(data.input_shape) == 3),
+        mixing_of(data) is None or (task.has_classes and len(data.input_shape) == 3),
         f"data.mixup_alpha and data.cutmix_alpha mix images of a classification, and this data "
-        f"has {len(data.input_shape)}-D inputs {tuple(data.input_shape)} ({task}); set both to 0.",
+        f"has {len(data.input_shape)}-D inputs {tuple(data.input_shape)} ({task.name}); set both "
+        "to 0.",
     )
     require(
         tta == "none" or len(data.input_shape) == 3,
@@ -934,10 +934,10 @@ def mixing_of(data: DataModule) -> Mixing | None:
     return mixing if isinstance(mixing, Mixing) and mixing.enabled else None
 
 
-def follow_monitor(schedule: PlateauSchedule, stopper: EarlyStopping, task: str) -> None:
+def follow_monitor(schedule: PlateauSchedule, stopper: EarlyStopping, task: Task) -> None:
     """scheduler=plateau follows trainer.early_stopping's figure unless it names its own, which
     must be one the run computes."""
-    figures = (*REGRESSION_MONITORS, "val/loss", "train/loss") if task == "regression" else MONITORS
+    figures = task.monitors
     require(
         schedule.monitor is None or schedule.monitor in figures,
         f"scheduler.monitor={schedule.monitor} is not a figure of this run; use one of "
@@ -957,16 +957,6 @@ def describe_parameters(model: nn.Module) -> str:
     return f"{type(model).__name__}: {trainable:,} trainable / {total:,} parameters"
 
 
-
-
-
-
-
-
-
-
-
-
 def check_validation(val_batches: int, monitor: str) -> None:
     """A run without a validation split (data.val_fraction=0) cannot pick its weights by one."""
     require(
@@ -975,14 +965,6 @@ def check_validation(val_batches: int, monitor: str) -> None:
         f"{monitor} needs one; set trainer.early_stopping.monitor=none (test the final weights) "
         "or a data.val_fraction above 0.",
     )
-
-
-
-
-
-
-
-
 
 
 def check_compile(setting: bool | str, device: torch.device) -> bool | str:
