@@ -53,6 +53,7 @@ class Task:
     # figures. Without them the model has one output, a float target in standardised units.
     has_classes: bool
     overfit_success: str  # trainer.overfit_batches: what a model that fits its batches reaches
+    hparams_metrics: tuple[str, ...]  # the HParams record's figures, on val and test
 
     @property
     def main_metric(self) -> str:
@@ -87,6 +88,7 @@ CLASSIFICATION = Task(
     default_mode="max",
     has_classes=True,
     overfit_success="a training loss near 0 and 100 % accuracy on them",
+    hparams_metrics=("acc",),
 )
 REGRESSION = Task(
     name="regression",
@@ -95,7 +97,8 @@ REGRESSION = Task(
     default_monitor="val/loss",
     default_mode="min",
     has_classes=False,
-    overfit_success=("a training loss near 0 on them (val/rmse and val/mae near 0, val/r2 near 1)"),
+    overfit_success="a training loss near 0 on them (val/rmse and val/mae near 0, val/r2 near 1)",
+    hparams_metrics=("rmse", "r2"),
 )
 TASKS = {task.name: task for task in (CLASSIFICATION, REGRESSION)}
 

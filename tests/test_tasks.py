@@ -33,6 +33,7 @@ def test_classification():
     assert (task.default_monitor, task.default_mode) == ("val/acc", "max")
     assert task.offers("val/acc") and task.offers(NO_MONITOR) and not task.offers("val/r2")
     assert task.overfit_success == "a training loss near 0 and 100 % accuracy on them"
+    assert task.hparams_metrics == ("acc",)
 
 
 def test_regression():
@@ -44,6 +45,7 @@ def test_regression():
     assert (task.default_monitor, task.default_mode) == ("val/loss", "min")
     assert task.offers("val/r2") and task.offers(NO_MONITOR) and not task.offers("val/acc")
     assert "val/r2 near 1" in task.overfit_success
+    assert task.hparams_metrics == ("rmse", "r2")
 
 
 def test_objective_directions():

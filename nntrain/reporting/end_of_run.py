@@ -25,6 +25,7 @@ from nntrain.data.protocols import DataModule, Loader, collect
 from nntrain.inference.metrics import confusion_matrix
 from nntrain.reporting.figure_style import Picture
 from nntrain.reporting.tensorboard import RunLogger
+from nntrain.tasks import CLASSIFICATION, Task
 
 log = logging.getLogger("nntrain")
 
@@ -109,13 +110,21 @@ def write_hparams(
 ) -> None:
     """The HParams record: the run's hyperparameters with its validation and test accuracy;
     the keys the user set come first and are shown, and the run is listed under its label."""
-    metrics = {
-        "val/acc": float(result.get("val/acc", float("nan"))),
-        "test/acc": float(result["test/acc"]),
-        "best_epoch": float(result["best_epoch"]),
-    }
+    metrics = hparams_metrics(CLASSIFICATION, result)
     hparams = chosen_hparams(config_yaml, model_name, data_name, overrides)
     tensorboard.hparams(hparams, metrics, first=override_keys(overrides), label=label)
+
+
+def hparams_metrics(task: Task, result: Mapping[str, Any]) -> dict[str, float]:
+    """The HParams record's figures: the task's (task.hparams_metrics) on the validation and
+    test splits (nan where the run has none), and the best epoch."""
+    metrics = {
+        f"{split}/{name}": float(result.get(f"{split}/{name}", float("nan")))
+        for split in ("val", "test")
+        for name in task.hparams_metrics
+    }
+    metrics["best_epoch"] = float(result["best_epoch"])
+    return metrics
 
 
 def write_figures(

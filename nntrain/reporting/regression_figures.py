@@ -14,8 +14,9 @@ from typing import Any
 
 import numpy as np
 
-from nntrain.reporting.end_of_run import chosen_hparams, override_keys
+from nntrain.reporting.end_of_run import chosen_hparams, hparams_metrics, override_keys
 from nntrain.reporting.tensorboard import RunLogger
+from nntrain.tasks import REGRESSION
 
 
 def write_predicted_vs_true(
@@ -45,12 +46,7 @@ def write_regression_end_of_run(
     """The HParams record with the regression figures, then (unless figures is false) the best
     model's predicted-vs-true figure on the validation split (target units) in TensorBoard and
     as pred_vs_true.png in the run directory."""
-    metrics = {
-        f"{split}/{name}": float(result.get(f"{split}/{name}", float("nan")))
-        for split in ("val", "test")
-        for name in ("rmse", "r2")
-    }
-    metrics["best_epoch"] = float(result["best_epoch"])
+    metrics = hparams_metrics(REGRESSION, result)
     hparams = chosen_hparams(config_yaml, model_name, data_name, overrides)
     tensorboard.hparams(hparams, metrics, first=override_keys(overrides), label=label)
     if not figures:
