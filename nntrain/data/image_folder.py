@@ -374,9 +374,11 @@ class ImageFolderData:
     class_names: list[str]  # sorted folder names of train/
     input_shape: tuple[int, ...]
 
-    def __init__(self, settings: ImageFolderSettings | None = None, **values: Any) -> None:
+    def __init__(self, settings: ImageFolderSettings | str | None = None, **values: Any) -> None:
         """data=imagefolder: settings checked (nntrain.data.settings.ImageFolderSettings), or
-        given as keyword arguments (ImageFolderData(root="~/flowers", image_size=64))."""
+        as keyword arguments, the root first: ImageFolderData("~/flowers", image_size=64)."""
+        if isinstance(settings, str):
+            settings, values = None, {"root": settings, **values}
         s = settings if settings is not None else checked(ImageFolderSettings, values)
         self.image_size = image_size = s.image_size
         self.mixing = Mixing.of(s)

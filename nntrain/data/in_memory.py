@@ -212,7 +212,11 @@ class InMemoryData:
         """An option's own start (Digits, Moons, ...): its settings, checked as its schema says
         (given checked, or as keyword arguments, Moons(n_samples=200)), then the loader's."""
         s = settings if settings is not None else checked(schema, values)
-        assert isinstance(s, DataSettings)
+        if not isinstance(s, schema) or not isinstance(s, DataSettings):
+            raise TypeError(
+                f"{type(self).__name__} takes its settings as a {schema.__name__} or as keyword "
+                f"arguments, got {settings!r}"
+            )
         InMemoryData.__init__(
             self,
             batch_size=s.batch_size,

@@ -174,7 +174,11 @@ class TorchvisionData(InMemoryData):
     batches to resize x resize pixels on the device (e.g. for ImageNet-pretrained models).
     """
 
-    def __init__(self, settings: TorchvisionSettings | None = None, **values: Any) -> None:
+    def __init__(self, settings: TorchvisionSettings | str | None = None, **values: Any) -> None:
+        """data=mnist, fashion_mnist, cifar10, cifar100: settings checked, or as keyword
+        arguments, the set's name first: TorchvisionData("cifar10", root="~/data")."""
+        if isinstance(settings, str):
+            settings, values = None, {"dataset": settings, **values}
         s = self._start(TorchvisionSettings, settings, values)
         self.mixing = Mixing.of(s)
         spec = SPECS[s.dataset]
