@@ -109,19 +109,16 @@ def table(schema: type) -> Iterator[str]:
 
 def option_section(group: str, schema: type, options: Iterable[str]) -> Iterator[str]:
     """One schema: its options as a heading, its docs, its table."""
-    yield "### " + ", ".join(f"{group}={option}" for option in options)
-    yield ""
-    doc = summary(schema)
-    if doc:
-        yield escaped(doc)
-        yield ""
-    yield from table(schema)
-    yield ""
+    yield from section(", ".join(f"{group}={option}" for option in options), schema)
 
 
 def command_section(command: str, schema: type) -> Iterator[str]:
     """A command's own settings: its name as the heading, its docs, its table."""
-    yield f"### {command}"
+    yield from section(command, schema)
+
+
+def section(heading: str, schema: type) -> Iterator[str]:
+    yield f"### {heading}"
     yield ""
     doc = summary(schema)
     if doc:

@@ -78,14 +78,19 @@ def count(model: str, data: str, batches: int) -> collections.Counter[str]:
     return counter.ops
 
 
-def count_hand(model: str, data: str, batches: int) -> collections.Counter[str]:
-    """The careful hand loop over the first `batches` batches of the run's own loader."""
+def hand_loop_parts(model: str, data: str, batches: int) -> tuple[Any, ...]:
+    """The run's config, the hand loop's model, optimizer and schedule, and the run's loader."""
     cfg = compose_run(model, data, batches)
     data_module = build(cfg.data, "data")
-    device = torch.device("cpu")
-    net, opt, sched = careful_hand_loop(cfg, data_module, device, batches)
+    net, opt, sched = careful_hand_loop(cfg, data_module, torch.device("cpu"), batches)
     loader = data_module.train_loader()
     loader.set_epoch(0)
+    return cfg, net, opt, sched, loader
+
+
+def count_hand(model: str, data: str, batches: int) -> collections.Counter[str]:
+    """The careful hand loop over the first `batches` batches of the run's own loader."""
+    cfg, net, opt, sched, loader = hand_loop_parts(model, data, batches)
     total = torch.zeros(())
     with OpCounter() as counter:
         for index, (x, y) in enumerate(loader):
@@ -100,12 +105,7 @@ def count_in_memory(model: str, data: str, batches: int) -> collections.Counter[
     """The careful hand loop as one writes it over tensors already in memory: the training
     batches gathered once (normalised, on the device) and shuffled by a permutation drawn once;
     a step's only data ops are a slice of the permutation and two index ops."""
-    cfg = compose_run(model, data, batches)
-    data_module = build(cfg.data, "data")
-    device = torch.device("cpu")
-    net, opt, sched = careful_hand_loop(cfg, data_module, device, batches)
-    loader = data_module.train_loader()
-    loader.set_epoch(0)
+    cfg, net, opt, sched, loader = hand_loop_parts(model, data, batches)
     gathered = list(itertools.islice(loader, batches))
     inputs = torch.cat([x for x, _ in gathered])
     targets = torch.cat([y for _, y in gathered])
