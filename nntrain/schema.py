@@ -98,8 +98,8 @@ def checked(schema: type[SettingsT], values: object) -> SettingsT:
     naming the first setting that is wrong."""
     values = plain(values)
     prefix = schema.KEY or "the command"
-    if values is None:
-        values = {}
+    # A group set to null (trainer.early_stopping=null) is refused, not read as its defaults:
+    # "no early stopping" is what it seems to say, and other code reads the group's keys.
     if not isinstance(values, Mapping):
         raise UserError(
             f"{prefix} must be a group of settings ({', '.join(fields_of(schema))}), e.g. "

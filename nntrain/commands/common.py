@@ -202,6 +202,21 @@ def describe_config_error(error: Exception, command: str = "nntrain") -> str:
     return " ".join(lines + detail)
 
 
+# Hydra's ValueErrors that a command line causes: two modes at once (-m with --cfg), a group
+# set to null (optimizer=null), which Hydra's defaults list cannot hold.
+HYDRA_USAGE_ERRORS = ("Only one of --run", "Config group override must be a string")
+
+
+def describe_usage_error(error: ValueError, argv: list[str], command: str) -> str:
+    if str(error).startswith("Only one of --run"):
+        return f"{error}; use one of them at a time."
+    nulled = next((a.partition("=")[0] for a in argv if a.partition("=")[2] == "null"), "a group")
+    return (
+        f"{nulled}=null: a config group needs one of its options; choose one "
+        f"(`{command} --help` lists them), or leave {nulled}= out for its default."
+    )
+
+
 def describe_unknown_key(lines: list[str], command: str) -> str:
     """Hydra's 'Could not override' (a key the config does not have), as one sentence: a key
     of another data family, a key that moved, a training key given to another command, or a
@@ -430,7 +445,7 @@ def run_app(
         remove_what_a_failed_start_made()
         sys.exit(1)
     except ValueError as error:
-        if debugging or not str(error).startswith("Only one of --run"):
+        if debugging or not str(error).startswith(HYDRA_USAGE_ERRORS):
             raise
-        print_error(f"{error}; use one of them at a time.")  # e.g. -m together with --cfg
+        print_error(describe_usage_error(error, sys.argv[1:], command))
         sys.exit(1)

@@ -12,7 +12,8 @@ from typing import Any
 from omegaconf import DictConfig
 
 from nntrain.configs import COMMAND_SETTINGS, SCHEMA_OPTIONS
-from nntrain.schema import Settings, checked, fields_of, is_extra, unknown_message
+from nntrain.errors import UserError
+from nntrain.schema import Settings, checked, defaults_of, fields_of, is_extra, unknown_message
 
 
 def schemas_of(group: str) -> list[type[Settings]]:
@@ -46,7 +47,31 @@ def check_settings(cfg: DictConfig) -> dict[str, Settings]:
 def check_group(group: str, node: object) -> Settings | None:
     """One group's node checked against its option's schema (None: a class of the user's)."""
     schema = schema_for(group, node)
-    return checked(schema, node) if schema is not None else None
+    if schema is None:
+        return None
+    removed = next(missing_keys(defaults_of(schema), node, group), None)
+    if removed is not None:
+        raise UserError(removed_sentence(removed))
+    return checked(schema, node)
+
+
+def missing_keys(declared: dict[str, Any], node: object, prefix: str) -> Iterator[str]:
+    """Keys the option declares that the node lacks (removed with ~key), nested ones too."""
+    if not isinstance(node, DictConfig):
+        return
+    for name, default in declared.items():
+        if name not in node:
+            yield f"{prefix}.{name}"
+        elif isinstance(default, dict):
+            yield from missing_keys(default, node[name], f"{prefix}.{name}")
+
+
+def removed_sentence(key: str) -> str:
+    parent = key.rpartition(".")[0]
+    return (
+        f"{key} cannot be removed: every setting of {parent} has a value; set it instead "
+        f"(`nntrain --cfg job` shows its default)."
+    )
 
 
 def nested_schemas(schema: type[Settings]) -> Iterator[type[Settings]]:
@@ -76,6 +101,8 @@ def unknown_key_sentence(key: str, command: str = "nntrain", append: str = "") -
         return None
     # Of several (the data options), the one whose keys come nearest.
     best = max(candidates, key=lambda schema: closeness(name, list(fields_of(schema))))
+    if name in fields_of(best) and not is_extra(best, name):  # removed with ~, then set
+        return removed_sentence(key)
     if is_extra(best, name):  # declared, but not in the composed config: added with +
         return f"{key} is added, not overridden (it is not in the config until given): write {append or '+' + key + '=...'}."
     return unknown_message(best, name)
