@@ -101,9 +101,10 @@ def checked(schema: type[SettingsT], values: object) -> SettingsT:
     # A group set to null (trainer.early_stopping=null) is refused, not read as its defaults:
     # "no early stopping" is what it seems to say, and other code reads the group's keys.
     if not isinstance(values, Mapping):
+        names = [name for name in fields_of(schema) if not name.startswith("_")]
         raise UserError(
-            f"{prefix} must be a group of settings ({', '.join(fields_of(schema))}), e.g. "
-            f"{key_of(schema, next(iter(fields_of(schema))))}=..., got {values!r}."
+            f"{prefix} must be a group of settings ({', '.join(names)}), e.g. "
+            f"{key_of(schema, names[0])}=..., got {values!r}."
         )
     known = fields_of(schema)
     for name in values:
@@ -128,7 +129,8 @@ def checked_value(schema: type, field: dataclasses.Field[Any], kind: Any, value:
     """One setting's value, checked against its declared type (nested groups recursively)."""
     key = key_of(schema, field.name)
     if value == MISSING:
-        raise UserError(f"{key} has no value; set it on the command line, e.g. {key}=VALUE.")
+        example = override_text(field.metadata.get("example") or "VALUE")
+        raise UserError(f"{key} has no value; set it on the command line, e.g. {key}={example}.")
     nested = nested_schema(kind)
     if nested is not None:
         return None if value is None and allows_none(kind) else checked(nested, value)
