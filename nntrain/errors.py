@@ -1,9 +1,6 @@
 """Errors a user can cause and fix: the CLI prints their message as one sentence, no traceback."""
 
-import inspect
 import math
-from collections.abc import Callable, Mapping
-from typing import Any
 
 
 class UserError(Exception):
@@ -40,34 +37,3 @@ def check_positive_int(key: str, value: object, example: int = 10) -> int:
     )
     return value  # type: ignore[return-value]
 
-
-def check_fraction(key: str, value: object, example: float = 0.1) -> float:
-    """Return value if it is a number strictly between 0 and 1, else raise a UserError."""
-    require(
-        is_number(value) and 0 < value < 1,  # type: ignore[operator]
-        f"{key} must be a number between 0 and 1 (exclusive), got {value!r}; "
-        f"for example {key}={example}.",
-    )
-    return float(value)  # type: ignore[arg-type]
-
-
-def settings_of(key: str, value: object, takes: Callable[..., object]) -> dict[str, Any]:
-    """A group of settings (trainer.ema, trainer.lookahead, ...) as keyword arguments for
-    `takes`: null is none given; a value that is no group (trainer.ema=abc) or a key `takes`
-    does not know (+trainer.ema.foo=1, silently ignored or a TypeError otherwise) is refused."""
-    if value is None:
-        return {}
-    known = [name for name in inspect.signature(takes).parameters if name != "self"]
-    require(
-        isinstance(value, Mapping),
-        f"{key} must be a group of settings ({', '.join(known)}), e.g. {key}.{known[0]}=..., "
-        f"got {value!r}.",
-    )
-    assert isinstance(value, Mapping)
-    unknown = sorted(str(name) for name in value if name not in known)
-    require(
-        not unknown,
-        f"{key} has no setting {unknown[0] if unknown else ''}; its settings are "
-        f"{', '.join(known)}.",
-    )
-    return dict(value)

@@ -21,19 +21,6 @@ from nntrain.errors import is_number, require
 from nntrain.tasks import CLASSIFICATION, Task
 
 
-def check_setting(setting: object) -> object:
-    """The setting as plain Python (a list, not OmegaConf's), refused unless null, balanced or
-    a list (checked when the data is built, before anything is loaded)."""
-    if setting is not None and not isinstance(setting, str) and hasattr(setting, "__iter__"):
-        setting = list(setting)
-    require(
-        setting is None or setting == "balanced" or isinstance(setting, list),
-        f"data.class_weights must be null (off), balanced, or one weight per class such as "
-        f"[1.0,5.0], got {setting!r}.",
-    )
-    return setting
-
-
 def balanced_weights(targets: torch.Tensor, num_classes: int) -> torch.Tensor:
     """n / (k * count_c) per class c; a class absent from the training split gets weight 0
     (it has no sample to weigh, and an infinite weight would mean nothing)."""
@@ -74,16 +61,6 @@ def loss_weights(
     return explicit_weights(setting, class_names)  # type: ignore[arg-type]
 
 
-SAMPLERS = (None, "balanced")
-
-
-def check_sampler(sampler: object) -> str | None:
-    require(
-        sampler in SAMPLERS,
-        f"data.sampler must be null (shuffle every sample once per epoch) or balanced (draw "
-        f"every class equally often), got {sampler!r}.",
-    )
-    return sampler  # type: ignore[return-value]
 
 
 def balanced_sample_weights(targets: torch.Tensor, task: Task = CLASSIFICATION) -> torch.Tensor:

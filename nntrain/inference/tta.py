@@ -14,10 +14,6 @@ import torch.nn.functional as F
 
 from nntrain.errors import require
 
-MODES = ("none", "flip", "flip_translate")
-
-
-
 
 def _mirrored(model: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor) -> torch.Tensor:
     return 0.5 * model(images) + 0.5 * model(images.flip(-1))
