@@ -182,7 +182,7 @@ def test_bad_sampler_values_are_one_sentence():
 
 
 def test_a_run_saved_before_the_keys_existed_still_resumes():
-    from nntrain.commands.resume import config_differences
+    from nntrain.launch.resume import config_differences
 
     current = {"data": {"batch_size": 32, "class_weights": None, "sampler": None}, "seed": 1}
     before_the_keys = {"data": {"batch_size": 32}, "seed": 1}

@@ -7,8 +7,8 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from nntrain.checkpoint import load_checkpoint
 from nntrain.commands.common import expand_home_in_overrides
-from nntrain.commands.train import path_safe
 from nntrain.errors import UserError
+from nntrain.launch.resolvers import path_safe
 from nntrain.training.trainer import Trainer
 from tests.conftest import compose_config, read_metrics, run_nntrain, single_run_dir
 from tests.test_evaluate import run_eval

@@ -74,7 +74,7 @@ def make_sweep(sweep_dir, statuses):
 
 def test_resume_of_a_sweep_takes_its_unfinished_jobs_back_to_the_slurm_launcher(tmp_path):
     from hydra_plugins.nntrain_slurm_launcher.slurm_launcher import with_own_overrides
-    from nntrain.commands.resume import rewrite_argv
+    from nntrain.launch.resume_command_line import rewrite_argv
 
     sweep_dir = tmp_path / "sweep"
     make_sweep(sweep_dir, ["ok", "interrupted", None])  # job 2 was killed before status.json
@@ -94,8 +94,8 @@ def test_resume_of_a_sweep_takes_its_unfinished_jobs_back_to_the_slurm_launcher(
 def test_resume_of_a_sweep_is_refused_in_one_sentence_when_it_cannot_work(tmp_path):
     import pytest
 
-    from nntrain.commands.resume import rewrite_argv
     from nntrain.errors import UserError
+    from nntrain.launch.resume_command_line import rewrite_argv
 
     sweep_dir = tmp_path / "sweep"
     make_sweep(sweep_dir, ["ok", "ok"])

@@ -1,6 +1,6 @@
 """The package's layout is its architecture: imports point one way (README, "Layout").
 
-commands -> (training, inference, data, models, optim) -> reporting, and everything may use
+commands -> launch -> (training, inference, data, models, optim) -> reporting, and everything may use
 the shared ground (errors, files, runs, checkpoint, devices, instantiate). Read from the source
 with ast, so a lazy import inside a function counts as much as one at the top.
 """
@@ -13,15 +13,27 @@ import pytest
 PACKAGE = Path(__file__).resolve().parent.parent / "nntrain"
 
 # For each part of the package, the parts it must never import.
+# launch (run directories, resume, resolvers) sits between the commands and the rest: the
+# commands and nntrain's SLURM launcher use it, and it uses everything but the commands.
 FORBIDDEN = {
-    "models": {"commands", "training", "inference", "reporting", "optim"},
-    "data": {"commands", "training", "inference", "reporting", "models", "optim"},
-    "optim": {"commands", "training", "inference", "reporting", "data"},
-    "reporting": {"commands", "training", "models", "optim"},
-    "inference": {"commands", "training", "optim"},
-    "training": {"commands"},
+    "models": {"commands", "launch", "training", "inference", "reporting", "optim"},
+    "data": {"commands", "launch", "training", "inference", "reporting", "models", "optim"},
+    "optim": {"commands", "launch", "training", "inference", "reporting", "data"},
+    "reporting": {"commands", "launch", "training", "models", "optim"},
+    "inference": {"commands", "launch", "training", "optim"},
+    "training": {"commands", "launch"},
+    "launch": {"commands"},
     "commands": set(),
-    "shared": {"commands", "training", "inference", "reporting", "data", "models", "optim"},
+    "shared": {
+        "commands",
+        "launch",
+        "training",
+        "inference",
+        "reporting",
+        "data",
+        "models",
+        "optim",
+    },
 }
 # tasks: what a classification and a regression each own (loss, metrics, monitors), read by
 # data, training, inference, commands and the sweeper alike.
@@ -87,4 +99,13 @@ def test_the_package_is_grouped_by_role():
         f"top-level modules beyond the shared ground: {set(top) - SHARED}"
     )
     folders = sorted(p.name for p in PACKAGE.iterdir() if (p / "__init__.py").is_file())
-    assert folders == ["commands", "data", "inference", "models", "optim", "reporting", "training"]
+    assert folders == [
+        "commands",
+        "data",
+        "inference",
+        "launch",
+        "models",
+        "optim",
+        "reporting",
+        "training",
+    ]

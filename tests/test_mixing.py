@@ -164,7 +164,7 @@ def test_mixing_tabular_data_is_refused_in_one_sentence(tmp_path):
 def test_a_run_saved_before_the_mix_keys_existed_resumes_as_the_same_run():
     from omegaconf import OmegaConf
 
-    from nntrain.commands.resume import config_differences
+    from nntrain.launch.resume import config_differences
     from tests.conftest import compose_config
 
     current = OmegaConf.to_container(compose_config(), resolve=True)

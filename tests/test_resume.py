@@ -126,7 +126,7 @@ def test_resume_latest_and_a_moved_run_directory(tmp_path):
 def test_a_run_copied_without_its_hidden_hydra_folder_resumes_with_its_own_overrides(tmp_path):
     """`cp -r run/* elsewhere/` leaves .hydra/ behind: the resume replayed no overrides, so the
     run's config was compared with the defaults and refused. Its checkpoint keeps them."""
-    from nntrain.commands.resume import rewrite_argv
+    from nntrain.launch.resume_command_line import rewrite_argv
 
     run_dir = tmp_path / "elsewhere"
     save_checkpoint(
@@ -142,7 +142,7 @@ def test_a_run_copied_without_its_hidden_hydra_folder_resumes_with_its_own_overr
 
 def test_a_resume_in_place_refuses_a_run_directory_elsewhere(tmp_path, monkeypatch):
     """hydra.run.dir=elsewhere was silently ignored: the run went on in its own directory."""
-    from nntrain.commands.resume import rewrite_argv
+    from nntrain.launch.resume_command_line import rewrite_argv
 
     monkeypatch.chdir(tmp_path)
     (tmp_path / "run" / ".hydra").mkdir(parents=True)

@@ -141,8 +141,8 @@ def test_a_sweep_of_no_job_is_an_error(tmp_path):
     option is found once the sweep has composed, and ends the command with status 1."""
     import pytest
 
-    from nntrain.commands.train import refuse_an_empty_range
     from nntrain.errors import UserError
+    from nntrain.launch.run_dirs import refuse_an_empty_range
 
     refuse_an_empty_range(["-m", "data.batch_size=range(16,33,16)", "seed=1,2"])  # 16 and 32
     with pytest.raises(UserError) as error:
@@ -163,8 +163,8 @@ def test_a_sweep_directory_must_not_be_the_current_folder(tmp_path, monkeypatch)
     summary.csv among their files); hydra.sweep.dir=. was refused as 'empty'."""
     import pytest
 
-    from nntrain.commands.train import claim_a_given_sweep_dir
     from nntrain.errors import UserError
+    from nntrain.launch.run_dirs import claim_a_given_sweep_dir
 
     monkeypatch.chdir(tmp_path)
     for given in (".", str(tmp_path)):
@@ -180,7 +180,7 @@ def test_a_sweep_directory_must_not_be_the_current_folder(tmp_path, monkeypatch)
 
 @pytest.mark.parametrize("value", ["0", "-2", "abc"])
 def test_a_max_batch_size_hydras_sweeper_asserts_on_is_one_sentence(value):
-    from nntrain.commands.train import check_max_batch_size
+    from nntrain.launch.run_dirs import check_max_batch_size
 
     with pytest.raises(UserError) as error:
         check_max_batch_size(["-m", "seed=1,2", f"hydra.sweeper.max_batch_size={value}"])

@@ -6,7 +6,7 @@
   continue from that last.pt in its own directory, up to max_num_timeout times for time limits.
 - A job that ends without a result (cancelled, stopped by SIGTERM, out of requeues, killed)
   is recorded, not raised: the sweep's other jobs finish, and summary.csv says what happened.
-- resume=<job dir> or resume=<sweep dir> (see nntrain.commands.resume.rewrite_argv): each job
+- resume=<job dir> or resume=<sweep dir> (nntrain.launch.resume_command_line.rewrite_argv): each job
   runs again with its own overrides, in its own directory, from its last.pt.
 - sbatch's refusal (a partition, memory or GPUs the cluster does not have) is one sentence.
 
@@ -112,7 +112,7 @@ class SlurmLauncher(SubmititSlurmLauncher):
         job_dir = self.job_dir
         if job_dir is not None and runs.checkpoint_path(job_dir, "last").is_file():
             last = runs.checkpoint_path(job_dir, "last")
-            from nntrain.commands.resume import quoted
+            from nntrain.launch.resume_command_line import quoted
 
             overrides = [
                 *(o for o in overrides if not o.startswith("resume=")),
@@ -195,7 +195,8 @@ def unfinished(overrides: Sequence[str]) -> JobReturn:
 def with_own_overrides(overrides: list[str]) -> list[str]:
     """A job of resume=<job dir>: that job's own overrides, its directory (hydra.sweep.subdir)
     and its last.pt (when it saved one; else it starts over there). Other jobs: as given."""
-    from nntrain.commands.resume import override_key, quoted, quoted_value, saved_overrides
+    from nntrain.launch.resume import override_key
+    from nntrain.launch.resume_command_line import quoted, quoted_value, saved_overrides
 
     given = [o.split("=", 1)[1].strip("'\"") for o in overrides if override_key(o) == "resume"]
     if not given:

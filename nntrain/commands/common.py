@@ -20,6 +20,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from nntrain.errors import UserError, first_line, require
+from nntrain.launch.resume import MOVED_KEYS
 
 
 @contextlib.contextmanager
@@ -132,17 +133,6 @@ def expand_home_in_overrides(argv: list[str]) -> list[str]:
             arg = f"{key}={os.path.expanduser(value)}"
         expanded.append(arg)
     return expanded
-
-
-# Keys that moved to another group: an old command line gets told where they live now.
-# old key -> (new key, where it exists if not everywhere)
-MOVED_KEYS = {
-    "optimizer.fused": ("trainer.fused_optimizer", ""),
-    "optimizer.backbone_lr_scale": (
-        "model.backbone_lr_scale",
-        " (a setting of the models with a pretrained backbone, such as model=resnet18)",
-    ),
-}
 
 
 # MixUp/CutMix keys (nntrain.data.mixing): only the image data configs have them.

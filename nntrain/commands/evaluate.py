@@ -124,8 +124,8 @@ def check_same_data(run: TrainedRun, cfg: DictConfig, data_config: DictConfig) -
     changed file scores other rows, or reads a renamed category as another one. Files the
     user names anew (nntrain-eval data.path=FILE) are theirs to choose; their columns are
     checked once the data is read."""
-    from nntrain.commands.resume import DATA_FILE_KEYS
     from nntrain.data.table_source import changed_data
+    from nntrain.launch.resume import DATA_FILE_KEYS
 
     if any(key in cfg.data for key in DATA_FILE_KEYS):
         return

@@ -17,9 +17,9 @@ from omegaconf import DictConfig
 from nntrain import files, runs
 from nntrain.commands.common import check_no_missing_values, run_app, user_errors_end_in_one_line
 from nntrain.commands.schema_check import check_settings
-from nntrain.commands.train import refuse_a_taken_run_dir
 from nntrain.errors import require
 from nntrain.instantiate import build
+from nntrain.launch.run_dirs import refuse_a_taken_run_dir
 
 if TYPE_CHECKING:
     from nntrain.training.lr_finder import RangeTest

@@ -1,10 +1,8 @@
-"""`nntrain resume=<run dir | checkpoint | latest>`: continue a run in its own directory.
-
-Before Hydra composes the config, the command line is rewritten: the run's own overrides (from
-its .hydra/overrides.yaml) come first, then the user's new ones, and Hydra's run dir becomes the
-run's directory, so TensorBoard, train.log and metrics.json continue where they were. The
-checkpoint's config is then compared with the composed one: the model, data, optimizer,
-scheduler and seed must match; trainer settings (such as max_epochs) may change deliberately.
+"""`nntrain resume=<run dir | checkpoint | latest>`, before Hydra composes: the command line
+is rewritten. The run's own overrides (from its .hydra/overrides.yaml) come first, then the
+user's new ones, and Hydra's run dir becomes the run's directory, so TensorBoard, train.log and
+metrics.json continue where they were. After composition nntrain.launch.resume compares the
+configs and continues the run.
 """
 
 from __future__ import annotations
@@ -12,9 +10,9 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Any
 
-from nntrain.errors import UserError, require
+from nntrain.errors import require
+from nntrain.launch.resume import DATA_FILE_KEYS, MOVED_KEYS, override_key
 from nntrain.runs import (
     CHECKPOINTS,
     check_not_empty,
@@ -23,33 +21,6 @@ from nntrain.runs import (
     resolve_checkpoint,
     run_dir_of,
 )
-
-# Keys whose change would make the resumed run a different run.
-FROZEN_GROUPS = ("model", "data", "optimizer", "scheduler", "seed")
-# ...except these, which say where things are, not what is trained (a table's files are
-# compared by their contents instead: nntrain.data.table_source).
-MAY_DIFFER = {
-    "data.root",
-    "data.download",
-    "data.num_workers",
-    "data.path",
-    "data.train_path",
-    "data.val_path",
-    "data.test_path",
-}
-# The settings of data=csv (and of a user's data class alike) that name files.
-DATA_FILE_KEYS = ("path", "train_path", "val_path", "test_path")
-# Keys added to the frozen groups after runs were saved without them, with the value that
-# changes nothing (MixUp/CutMix off; no class weights, no balanced sampler): such a run resumes
-# as the same run.
-ADDED_KEYS = {
-    "data.mixup_alpha": 0.0,
-    "data.cutmix_alpha": 0.0,
-    "data.mix_switch_prob": 0.5,
-    "data.mix_prob": 1.0,
-    "data.class_weights": None,
-    "data.sampler": None,
-}
 
 
 def find_checkpoint(target: str, outputs: Path = Path("outputs")) -> Path:
@@ -91,10 +62,6 @@ def unquoted(value: str) -> str:
     if len(value) >= 2 and value[0] == value[-1] == "'":
         return re.sub(r"\\(.)", r"\1", value[1:-1])
     return value
-
-
-def override_key(override: str) -> str:
-    return override.split("=", 1)[0].lstrip("+~")
 
 
 def saved_overrides(run_dir: Path) -> list[str]:
@@ -161,29 +128,9 @@ def run_config_dir(run_dir: Path) -> list[str]:
 def with_moved_key(override: str) -> str:
     """A replayed override of a key that has moved since the run started, under its new key
     (optimizer.fused=false -> trainer.fused_optimizer=false): the run resumes as it was."""
-    from nntrain.commands.common import MOVED_KEYS
-
     prefix = override[: len(override) - len(override.lstrip("+~"))]
     key, sep, value = override[len(prefix) :].partition("=")
     return f"{prefix}{MOVED_KEYS[key][0]}{sep}{value}" if key in MOVED_KEYS else override
-
-
-def with_moved_keys(saved: dict[str, Any], current: dict[str, Any]) -> dict[str, Any]:
-    """A run's saved config with the keys that moved out of the optimizer group since it
-    started (see nntrain.commands.train.MOVED_KEYS) where the current config keeps them, so
-    that a run started before they moved is compared like with like."""
-    optimizer = dict(saved.get("optimizer") or {})
-    fused = optimizer.pop("fused", None)
-    scale = optimizer.pop("backbone_lr_scale", None)
-    if fused is None and scale is None:
-        return saved
-    saved = {**saved, "optimizer": optimizer}
-    if fused is not None:  # trainer settings are not compared, but keep the record whole
-        saved["trainer"] = {"fused_optimizer": fused, **(saved.get("trainer") or {})}
-    model = saved.get("model") or {}
-    if scale is not None and "backbone_lr_scale" in (current.get("model") or {}):
-        saved["model"] = {**model, "backbone_lr_scale": model.get("backbone_lr_scale", scale)}
-    return saved
 
 
 def rewrite_argv(argv: list[str]) -> list[str]:
@@ -253,7 +200,7 @@ def with_recorded_files(replayed: list[str], checkpoint: Path) -> list[str]:
 def resume_jobs(argv: list[str], target: str) -> list[str]:
     """`nntrain -m hydra/launcher=slurm resume=<job dir | sweep dir>`: the job, or every job of
     the sweep that did not finish, again in the sweep's directory. The launcher
-    (nntrain.commands.slurm_launcher) gives each its own overrides, directory and last.pt."""
+    (hydra_plugins.nntrain_slurm_launcher) gives each its own overrides, directory and last.pt."""
     require(
         target != "latest",
         "resume=latest continues one run, without -m: nntrain resume=latest; in a sweep (-m) "
@@ -356,61 +303,7 @@ def quoted_value(text: str) -> str:
     return f"'{escaped}'"
 
 
-def write_hydra_files(run_dir: Path) -> None:
-    """The run's .hydra/ (config, hydra, overrides) as Hydra writes it at a run's start, for an
-    accepted resume: the next plain resume= replays these overrides."""
-    from hydra.core.hydra_config import HydraConfig
-    from omegaconf import OmegaConf
-
-    from nntrain import files
-
-    hydra_config = HydraConfig.get()
-    overrides = [o for o in hydra_config.overrides.task if not o.startswith("hydra.output_subdir")]
-    folder = run_dir / ".hydra"
-    files.write_text(folder / "overrides.yaml", OmegaConf.to_yaml(OmegaConf.create(overrides)))
-    files.write_text(folder / "hydra.yaml", OmegaConf.to_yaml({"hydra": hydra_config}))
-
-
 def quoted(path: Path) -> str:
     """A path as a quoted Hydra override value: spaces, commas or = in it stay literal."""
     return quoted_value(str(path))
 
-
-def flatten(node: Any, prefix: str = "") -> dict[str, Any]:
-    if isinstance(node, dict):
-        flat: dict[str, Any] = {}
-        for key, value in node.items():
-            flat.update(flatten(value, f"{prefix}{key}."))
-        return flat
-    return {prefix.rstrip("."): node}
-
-
-def config_differences(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
-    """'key (run: a, now: b)' for every key of the frozen groups that differs."""
-    saved_flat = {k: v for k, v in flatten(saved).items() if k.split(".")[0] in FROZEN_GROUPS}
-    current_flat = {k: v for k, v in flatten(current).items() if k.split(".")[0] in FROZEN_GROUPS}
-    missing = object()
-    differences = []
-    for key in sorted(set(saved_flat) | set(current_flat)):
-        if key in MAY_DIFFER:
-            continue
-        before, now = saved_flat.get(key, missing), current_flat.get(key, missing)
-        if before is missing and key in ADDED_KEYS and now == ADDED_KEYS[key]:
-            continue
-        if before != now:
-            shown = ["absent" if v is missing else repr(v) for v in (before, now)]
-            differences.append(f"{key} (run: {shown[0]}, now: {shown[1]})")
-    return differences
-
-
-def check_same_run(checkpoint: dict[str, Any], current: dict[str, Any], path: Path) -> None:
-    import yaml
-
-    saved = with_moved_keys(yaml.safe_load(checkpoint.get("config") or "") or {}, current)
-    differences = config_differences(saved, current)
-    if differences:
-        raise UserError(
-            f"cannot resume {path}: the config differs from the run's in {'; '.join(differences)}; "
-            "resume with the run's values (drop those overrides), or start a new run without "
-            "resume=. Trainer settings such as trainer.max_epochs may change."
-        )
