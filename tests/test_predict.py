@@ -17,8 +17,8 @@ import torch
 from PIL import Image
 
 from nntrain.commands import train as cli
-from nntrain.commands.predict import load_image
 from nntrain.data.image_folder import load_rgb
+from nntrain.data.new_inputs import load_image
 from nntrain.inference.trained_run import build_model, load_run
 from nntrain.instantiate import build
 from tests.conftest import compose_config
@@ -433,7 +433,7 @@ def test_pils_large_image_warning_does_not_reach_the_user(tmp_path, monkeypatch)
 
     from PIL import Image
 
-    from nntrain.commands.predict import load_image
+    from nntrain.data.new_inputs import load_image
 
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)
     Image.new("L", (12, 12), 128).save(tmp_path / "large.png")  # 144 pixels: warned, not refused

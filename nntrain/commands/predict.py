@@ -18,6 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from nntrain import files
 from nntrain.commands.settings import PredictSettings
+from nntrain.data.new_inputs import is_image_name, read_inputs
 from nntrain.errors import UserError, require
 from nntrain.schema import checked
 from nntrain.tasks import task_of_spec
@@ -28,107 +29,6 @@ if TYPE_CHECKING:  # torch is imported where it is used, so --help and typos ans
 HEADER = ["input", "predicted", "probability", "top_k"]
 REGRESSION_HEADER = ["input", "predicted"]  # a regression model's value (6 significant digits)
 SHOWN_ROWS = 20
-
-
-def image_extensions() -> tuple[str, ...]:
-    # Imported when needed: torchvision takes a second to import, and tabular models never do.
-    from torchvision.datasets.folder import IMG_EXTENSIONS
-
-    return IMG_EXTENSIONS
-
-
-def is_image_name(name: str) -> bool:
-    from nntrain.data.image_folder import is_image_name
-
-    return is_image_name(name)
-
-
-def load_image(path: Path, spec: dict[str, Any]) -> torch.Tensor:
-    """One image as model input (C, H, W), preprocessed exactly as evaluation did in training."""
-    import torch
-    from PIL import Image
-    from torchvision.transforms.v2 import functional as F
-
-    from nntrain.data.image_folder import check_mode, quiet_pil, too_large, unreadable, upright
-
-    try:
-        # PIL warns about palette transparency and large images (the latter while opening);
-        # neither is the user's error.
-        with quiet_pil(), Image.open(path) as image:
-            check_mode(image, path)
-            # upright as in training (EXIF orientation); convert loads the pixels
-            converted = upright(image).convert("L" if spec["channels"] == 1 else "RGB")
-    except Image.DecompressionBombError as error:
-        raise UserError(too_large(path)) from error
-    except (OSError, SyntaxError, ValueError) as error:  # corrupt, truncated, not an image
-        raise UserError(unreadable(path)) from error
-    size = list(spec["size"])
-    if spec.get("resize_shorter"):  # the imagefolder evaluation transform: resize, centre crop
-        resized = F.resize(converted, [spec["resize_shorter"]], antialias=True)
-        converted = F.center_crop(resized, size)
-    elif [converted.height, converted.width] != size:
-        converted = F.resize(converted, size, antialias=True)
-    x = F.pil_to_tensor(converted).float() * (spec["pixel_max"] / 255)  # the stored data's units
-    mean, std = (torch.tensor(spec[key]).view(-1, 1, 1) for key in ("mean", "std"))
-    return (x - mean) / std
-
-
-def table_columns(spec: dict[str, Any]) -> list[str]:
-    """The CSV columns a tabular model reads (for a data=csv model: its table's columns)."""
-    if spec["kind"] == "table":
-        return [column["name"] for column in spec["columns"]]
-    return list(spec["feature_names"])
-
-
-def read_inputs(
-    given: str, spec: dict[str, Any], batch_size: int
-) -> tuple[list[str], Any, dict[int, str]]:
-    """The names of the inputs (the input column), an iterable of model-input batches, and
-    why some inputs (table rows) cannot be scored, by index (their batch rows are placeholders).
-    Images are decoded batch by batch, so a big folder never sits in memory at once."""
-    import torch
-
-    path, tabular = Path(given), spec["kind"] in ("tabular", "table")
-    if tabular:
-        columns = ", ".join(table_columns(spec))
-        takes, wanted = "tabular features", f"a CSV file with the columns {columns}"
-    else:
-        takes, wanted = f"{spec['channels']}-channel images", "an image file or a folder of images"
-    require(path.exists(), f"inputs {given} does not exist; give {wanted}.")
-    is_csv = path.is_file() and path.suffix.lower() == ".csv"
-    is_image = path.is_file() and not is_csv and is_image_name(path.name)
-    found = "a folder" if path.is_dir() else "an image" if is_image else "a CSV file"
-    require(
-        (not path.is_dir() and not is_image) if tabular else not is_csv,
-        f"the model takes {takes}, so inputs must be {wanted}; {given} is {found}.",
-    )
-    if tabular:  # text columns, missing values, identifiers; one result per row
-        from nntrain.data.csv_table import prepare_new_rows
-        from nntrain.reporting.console import get_console, plain
-
-        rows = prepare_new_rows(given, spec)
-        if rows.note:  # said once, whatever the number of rows
-            get_console().print(plain(f"Note: {rows.note}"))
-        return rows.names, rows.inputs.split(batch_size), rows.problems
-    extensions = " ".join(image_extensions())
-    if path.is_dir():
-        from nntrain.data.image_folder import list_images
-
-        names = [file.relative_to(path).as_posix() for file in list_images(path)]
-        require(
-            bool(names),
-            f"{given} has no images ({extensions}); put the images to predict in it, "
-            "or give an image file.",
-        )
-        paths = [Path(given, name) for name in names]  # errors name files as the user sees them
-    else:
-        require(is_image, f"{given} is not an image file ({extensions}); give {wanted}.")
-        names, paths = [given], [path]
-    batches = (
-        torch.stack([load_image(file, spec) for file in paths[start : start + batch_size]])
-        for start in range(0, len(paths), batch_size)
-    )
-    return names, batches, {}
 
 
 def with_reasons(
@@ -231,12 +131,16 @@ def predict(cfg: DictConfig) -> Path:
     from nntrain.devices import resolve_device
     from nntrain.inference.logits import probabilities
     from nntrain.inference.trained_run import build_model, load_run, run_compute
+    from nntrain.reporting.console import get_console, plain
 
     device = resolve_device(str(cfg.device), key="device")
     run = load_run(str(cfg.ckpt))
     # The run's batch size by default: its test score was computed in batches of that size.
     batch_size = cfg.batch_size or run.config.data.get("batch_size") or 64
-    names, batches, problems = read_inputs(str(cfg.inputs), run.inputs, batch_size)
+    inputs = read_inputs(str(cfg.inputs), run.inputs, batch_size)
+    if inputs.note:  # said once, whatever the number of rows
+        get_console().print(plain(f"Note: {inputs.note}"))
+    names, batches, problems = inputs.names, inputs.batches, inputs.problems
     model = build_model(run, device)
     # The inference path of the run's own test score: its precision, layout and TTA.
     compute = run_compute(run, device, model)
