@@ -316,20 +316,21 @@ def wall_time(command: list[str], cwd: str) -> float:
     return time.perf_counter() - start
 
 
-# Run as `python -c`: nntrain's own entry point, with the trainer's train_step wrapped so that
-# the process ends (os._exit, no clean-up) right after the first optimizer step.
+# Run as `python -c`: nntrain's own entry point, with the train_step a fit chooses
+# (nntrain.training.fit_step) wrapped so that the process ends (os._exit, no clean-up) right
+# after the first optimizer step.
 FIRST_STEP = """
 import os, sys
 import torch
-from nntrain.training import trainer
-step = trainer.train_step
+from nntrain.training import fit_step
+step = fit_step.train_step
 def first_step_then_exit(*args, **kwargs):
     step(*args, **kwargs)
     if torch.cuda.is_available():
         torch.cuda.synchronize()
     print("first optimizer step done", flush=True)
     os._exit(0)
-trainer.train_step = first_step_then_exit
+fit_step.train_step = first_step_then_exit
 sys.argv[0] = "nntrain"
 from nntrain.commands.train import main
 main()
@@ -346,8 +347,8 @@ import torch
 from nntrain.training import trainer
 choose, events = trainer.Trainer._choose_step, []
 def choose_timed(self, *args, **kwargs):
-    captured = choose(self, *args, **kwargs)
-    step = self._step
+    fit_step = choose(self, *args, **kwargs)
+    step = fit_step.call
     def timed_step(*args, **kwargs):
         start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
         start.record()
@@ -355,8 +356,8 @@ def choose_timed(self, *args, **kwargs):
         end.record()
         events.append((start, end))
         return result
-    self._step = timed_step
-    return captured
+    fit_step.call = timed_step
+    return fit_step
 def report():
     torch.cuda.synchronize()
     first_start, first_end = events[0]

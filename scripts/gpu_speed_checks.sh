@@ -73,9 +73,10 @@ for setting in (True, "reduce-overhead"):
                 report_images=False)
     r = t.fit(m, BlobData(n=4000, batch_size=128), functools.partial(torch.optim.AdamW, lr=1e-3),
               functools.partial(constant), f"/tmp/cg_graphs_{setting}")
-    print(setting, type(t._step).__name__, "set-up s", round(t.compile_seconds, 2),
-          "recordings", getattr(t._step, "recordings", None), "eager steps",
-          t._step.eager_steps, "test/acc", r["test/acc"], "samples/s",
+    step = t.last_step.call
+    print(setting, type(step).__name__, "set-up s", round(t.last_step.set_up_seconds, 2),
+          "recordings", getattr(step, "recordings", None), "eager steps",
+          step.eager_steps, "test/acc", r["test/acc"], "samples/s",
           round(r["train/samples_per_sec"]))
 print("dynamo:", dict(counters["stats"]), "graph breaks:", sum(counters["graph_break"].values()))
 print("cudagraph:", {k: v for k, v in counters["inductor"].items() if "cudagraph" in k})

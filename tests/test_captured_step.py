@@ -110,10 +110,10 @@ def captured_against_eager(tmp_path: Path, device: str, mode: bool | str) -> Non
     eager, eager_result, _ = fit(tmp_path / "eager", device, False)
     captured, result, trainer = fit(tmp_path / "captured", device, mode)
     step_type = GraphedStep if mode is True else CompiledStep
-    assert isinstance(trainer._step, step_type) and trainer.compile_seconds > 0
-    assert result["compile_seconds"] == trainer.compile_seconds
+    assert isinstance(trainer.last_step.call, step_type) and trainer.last_step.set_up_seconds > 0
+    assert result["compile_seconds"] == trainer.last_step.set_up_seconds
     # 15 batches an epoch in pairs: the last step of each epoch (one batch) runs eagerly.
-    assert trainer._step.eager_steps == 2
+    assert trainer.last_step.call.eager_steps == 2
     assert_same_weights(eager, captured, exact)
     assert result["test/acc"] == pytest.approx(eager_result["test/acc"], abs=0.02)
     # Both epochs' training figures: the sums the graph adds into, adopted by epoch 2.
@@ -197,7 +197,7 @@ class UnfreezesAtEpoch1(nn.Module):
 def test_a_backbone_unfrozen_mid_run_is_recorded_again_and_trains_the_eager_weights(tmp_path):
     eager, _, _ = fit(tmp_path / "eager", "cpu", False, net=UnfreezesAtEpoch1())
     graphed, _, trainer = fit(tmp_path / "graphed", "cpu", True, net=UnfreezesAtEpoch1())
-    assert trainer._step.recordings == 2  # one per set of trainable parameters
+    assert trainer.last_step.call.recordings == 2  # one per set of trainable parameters
     assert not torch.equal(graphed.layers[0].weight, model()[0].weight)  # it did train
     assert_same_weights(eager, graphed, exact=True)
 
@@ -226,7 +226,7 @@ def test_a_regression_through_the_graphed_step_reports_the_eager_figures(tmp_pat
     graphed, result, trainer = fit(
         tmp_path / "graphed", "cpu", True, net=regressor(), data=LinearTargets()
     )
-    assert trainer._step.recordings == 1 and trainer._step.eager_steps == 2
+    assert trainer.last_step.call.recordings == 1 and trainer.last_step.call.eager_steps == 2
     assert_same_weights(eager, graphed, exact=True)
     history = load_checkpoint(tmp_path / "graphed" / "checkpoints" / "last.pt")["history"]
     eager_history = load_checkpoint(tmp_path / "eager" / "checkpoints" / "last.pt")["history"]
@@ -258,7 +258,7 @@ def runs_as_eager_after_one_warning(tmp_path, caplog, reason: str, net=None) -> 
     eager, _, _ = fit(tmp_path / "eager", "cpu", False)
     with caplog.at_level(logging.INFO, logger="nntrain"):
         graphed, _, trainer = fit(tmp_path / "graphed", "cpu", True, net=net)
-    assert trainer._step.recordings == 0 and trainer._step.ready
+    assert trainer.last_step.call.recordings == 0 and trainer.last_step.call.ready
     assert caplog.text.count("could not be recorded") == 1
     assert (
         f"trainer.cuda_graphs: the training step could not be recorded as a CUDA graph ({reason}"
@@ -504,7 +504,7 @@ def test_a_loss_that_turns_nan_under_the_graphed_step_stops_the_run_at_its_log_s
             TurnsNanAt(7), BlobData(), partial(torch.optim.AdamW, lr=1e-2),
             partial(warmup_cosine), run_dir=tmp_path,
         )  # fmt: skip
-    assert isinstance(trainer._step, GraphedStep) and trainer._step.recordings == 1
+    assert isinstance(trainer.last_step.call, GraphedStep) and trainer.last_step.call.recordings == 1
     assert str(error.value).startswith(
         "the training loss became nan in epoch 1, by optimizer step 6 (checked every "
         "trainer.log_every_n_steps=1 steps);"

@@ -24,6 +24,7 @@ from nntrain.reporting.tensorboard import RunLogger
 from nntrain.tasks import CLASSIFICATION, Task
 from nntrain.training.early_stopping import EarlyStopping
 from nntrain.training.ema import WeightEma
+from nntrain.training.fit_step import FitStep
 from nntrain.training.lookahead import Lookahead
 from nntrain.training.seeding import capture_rng_state, restore_rng_state
 
@@ -124,6 +125,7 @@ class Run:
     # and predict rebuild the model from them.
     metadata: dict[str, Any]
     tensorboard: RunLogger
+    fit_step: FitStep  # the step it trains with (train_step or a captured one) and its set-up
     task: Task = CLASSIFICATION  # or REGRESSION (the data's task)
     target_scale: float = 1.0  # a regression target's training std: errors in its units
     epoch_table: EpochTable = field(default_factory=EpochTable)  # the epoch lines' columns

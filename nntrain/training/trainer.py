@@ -40,28 +40,18 @@ from nntrain.reporting.tensorboard import NullLogger, RunLogger, TensorBoardLogg
 from nntrain.schema import checked
 from nntrain.tasks import CLASSIFICATION, Task
 from nntrain.training import distributed
-from nntrain.training.compilation import (
-    CacheCounts,
-    describe_compilation,
-    require_a_cxx_compiler,
-    use_persistent_cache,
-)
-from nntrain.training.compiled_step import (
-    CompiledStep,
-    captured_mode,
-    check_cuda_graphs,
-    describe_capture,
-)
+from nntrain.training.compilation import require_a_cxx_compiler, use_persistent_cache
+from nntrain.training.compiled_step import captured_mode, check_cuda_graphs, describe_capture
 from nntrain.training.early_stopping import NO_MONITOR, EarlyStopping
 from nntrain.training.ema import start_ema
-from nntrain.training.graphed_step import GraphedStep, describe_recording
+from nntrain.training.fit_step import FitStep
 from nntrain.training.lookahead import Lookahead
 from nntrain.training.overfit import overfit_loader
 from nntrain.training.seeding import configure_determinism
 from nntrain.training.settings import TrainerSettings
 from nntrain.training.signals import StopRequests, TrainingInterrupted
 from nntrain.training.state import Run, RunState
-from nntrain.training.step import Batch, StepParts, optimizer_step_groups, train_step
+from nntrain.training.step import StepParts, optimizer_step_groups
 
 log = logging.getLogger("nntrain")
 
@@ -111,6 +101,9 @@ class Trainer:
         self.fused_optimizer = s.fused_optimizer
         self.cuda_graphs = check_cuda_graphs(s.cuda_graphs or False, self.device)
         self.overfit_batches = s.overfit_batches or 0
+        # The step the last fit trained with and its set-up time: an outcome, read by tests and
+        # benchmarks; the loop reads its own fit's (Run.fit_step).
+        self.last_step: FitStep | None = None
 
     def _use_devices(self, device: str, precision: str | int, dist_timeout_s: float) -> None:
         """This process's place in a torchrun job (world, rank), its device and precision."""
@@ -212,9 +205,7 @@ class Trainer:
         data.setup(self.device)
         compute = self.compute_for(model)
         model = self._place_model(model, data, compute, resuming)
-        if self.rank == 0:
-            summary = model_summary(model, tuple(data.input_shape), self.device)
-            files.write_text(run_dir / "model_summary.txt", summary)
+        self._write_model_summary(model, data, run_dir)
         forward = self._wrap_for_training(model)
         train_loader, val_loader = self._loaders(data)
         train_batches, val_batches = self._batch_counts(train_loader, val_loader)
@@ -222,12 +213,12 @@ class Trainer:
         total_steps = steps_per_epoch * self.max_epochs
         opt = build_optimizer(optimizer, model, self.fused_optimizer)
         schedule = scheduler(opt, total_steps=total_steps, steps_per_epoch=steps_per_epoch)
-        captured = self._choose_step(model, compute, opt, schedule)
+        fit_step = self._choose_step(model, compute, opt, schedule)
         state = self._fresh_state(model, opt, schedule, compute, task)
         log.info(
             f"{describe_parameters(model)} (layers: model_summary.txt) | device {self.device} | "
-            f"{compute.precision_name}{describe_capture(captured, self.device)} | {train_batches} "
-            f"batches, {steps_per_epoch} optimizer steps per epoch"
+            f"{compute.precision_name}{describe_capture(fit_step.mode, self.device)} | "
+            f"{train_batches} batches, {steps_per_epoch} optimizer steps per epoch"
         )
         return Run(
             state=state,
@@ -248,9 +239,16 @@ class Trainer:
                 "inputs": data.input_spec(),
             },
             tensorboard=NullLogger(),  # opened by fit once the run's first step is known
+            fit_step=fit_step,
             task=task,
             target_scale=float(getattr(data, "target_std", 1.0)),
         )
+
+    def _write_model_summary(self, model: nn.Module, data: DataModule, run_dir: Path) -> None:
+        """model_summary.txt: the layers, their output shapes and parameters (rank 0 only)."""
+        if self.rank == 0:
+            summary = model_summary(model, tuple(data.input_shape), self.device)
+            files.write_text(run_dir / "model_summary.txt", summary)
 
     def _tidy_run_dir(self, run_dir: Path) -> None:
         """Temporary files of a checkpoint write cut short (a kill mid-save) are removed, said."""
@@ -289,8 +287,8 @@ class Trainer:
         compute: Compute,
         optimizer: torch.optim.Optimizer,
         schedule: torch.optim.lr_scheduler.LRScheduler,
-    ) -> str | None:
-        """train_step, or a captured step (trainer.cuda_graphs): its mode, None for the former."""
+    ) -> FitStep:
+        """train_step, or a captured step (trainer.cuda_graphs), with its set-up to time."""
         captured = captured_mode(
             self.cuda_graphs,
             self.device,
@@ -300,16 +298,9 @@ class Trainer:
             optimizer,
             schedule,
         )
-        self._step: Callable[..., torch.Tensor | None] = train_step
-        if captured == "graph":
-            self._step = GraphedStep(self.device)
-        elif captured == "reduce-overhead":
-            self._step = CompiledStep(self.device)
-        # Compilation and a graph's warm-up are timed apart (see _set_up_step).
-        self._compile_pending = bool(self.compile) or captured is not None
-        self._timed_set_up, self.compile_seconds = self._compile_pending, 0.0
-        self._cache_before: CacheCounts | None = None
-        return captured
+        fit_step = FitStep.choose(captured, self.device, compiled=bool(self.compile))
+        self.last_step = fit_step
+        return fit_step
 
     def _batch_counts(self, train_loader: Loader, val_loader: Loader) -> tuple[int, int]:
         """Batches an epoch trains and validates on (this rank's shard, after limit_*)."""
@@ -427,14 +418,13 @@ class Trainer:
                 micro_batches = mixing.mix_group(
                     micro_batches, run.data.num_classes, state.epoch, first, self.rank
                 )
-            if self._compile_pending:  # timed on its own, left out of the epoch's figures
-                grad_norm, seconds = self._set_up_step(parts, micro_batches, running, log_step)
+            setting_up = run.fit_step.set_up_pending
+            grad_norm, seconds = run.fit_step(parts, micro_batches, running, log_step)
+            if setting_up:  # timed on its own, left out of the epoch's figures
                 compile_seconds += seconds
                 epoch_start += seconds
                 window = LogWindow(window.sums, window.start + seconds)
                 resumed_count += sum(len(targets) for _, targets in micro_batches)
-            else:
-                grad_norm = self._step(parts, micro_batches, running, measure_grad_norm=log_step)
             progress.advance(len(micro_batches))
             state.step += 1
             state.batches_done = batches_done
@@ -450,37 +440,6 @@ class Trainer:
         epoch_stats["samples_per_sec"] = trained_here / max(time.perf_counter() - epoch_start, 1e-9)
         epoch_stats["compile_seconds"] = compile_seconds
         return epoch_stats
-
-    def _set_up_step(
-        self,
-        parts: StepParts,
-        micro_batches: list[Batch],
-        running: RunningClassification | RunningRegression,
-        log_step: bool,
-    ) -> tuple[torch.Tensor | None, float]:
-        """A step of the run's set-up, timed to its end on the device: the first step under
-        torch.compile (which compiles it or loads it from the persistent cache), or a CUDA
-        graph's warm-up steps and recording. Logged once the set-up is over."""
-        if self._cache_before is None:
-            self._cache_before = CacheCounts.now()
-        start = time.perf_counter()
-        grad_norm = self._step(parts, micro_batches, running, measure_grad_norm=log_step)
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
-        seconds = time.perf_counter() - start
-        self.compile_seconds += seconds
-        graphed = self._step if isinstance(self._step, GraphedStep) else None
-        self._compile_pending = graphed is not None and not graphed.ready
-        if not self._compile_pending:
-            if graphed is None or self.compile:
-                log.info(
-                    describe_compilation(
-                        self.compile_seconds, self._cache_before, CacheCounts.now()
-                    )
-                )
-            if graphed is not None and graphed.recordings:
-                log.info(describe_recording(graphed, self.compile_seconds))
-        return grad_norm, seconds
 
     def _end_epoch(
         self, run: Run, train: dict[str, float], epoch_start: float, stop: StopRequests
@@ -574,7 +533,11 @@ class Trainer:
             "epochs_run": state.epoch,
             "train/samples_per_sec": sum(train_speed) / len(train_speed),
             # torch.compile's first step or a CUDA graph's set-up: in no epoch's time or samples/s
-            **({"compile_seconds": self.compile_seconds} if self._timed_set_up else {}),
+            **(
+                {"compile_seconds": run.fit_step.set_up_seconds}
+                if run.fit_step.timed_set_up
+                else {}
+            ),
             # the model's size, e.g. an objective to minimise in a multi-objective search
             "parameters": sum(p.numel() for p in run.model.parameters()),
         }
@@ -783,7 +746,7 @@ class Trainer:
         # The eager step counts correct predictions at reads (fewer ops a step); a captured
         # one records update() into the sums tensor as it is (see RunningClassification).
         return running_metrics(
-            run.task, self.device, run.target_scale, carried, deferred=self._step is train_step
+            run.task, self.device, run.target_scale, carried, deferred=run.fit_step.eager
         )
 
     def _score(self, run: Run, loader: Loader, limit: int | None) -> tuple[float, dict[str, float]]:
