@@ -28,7 +28,7 @@ from nntrain.data.mixing import Mixing
 from nntrain.data.protocols import DataModule, Loader, task_of
 from nntrain.devices import Compute, resolve_device, resolve_precision
 from nntrain.errors import UserError, require
-from nntrain.inference.logits import classify, score, score_regression
+from nntrain.inference.logits import score, score_regression
 from nntrain.inference.metrics import RunningClassification, RunningRegression, running_metrics
 from nntrain.models.contract import training_fault
 from nntrain.models.hooks import EpochAware, InitializedFromData
@@ -44,6 +44,7 @@ from nntrain.training.compilation import require_a_cxx_compiler, use_persistent_
 from nntrain.training.compiled_step import captured_mode, check_cuda_graphs, describe_capture
 from nntrain.training.early_stopping import NO_MONITOR, EarlyStopping
 from nntrain.training.ema import start_ema
+from nntrain.training.end_of_run import write_end_of_run
 from nntrain.training.fit_step import FitStep
 from nntrain.training.lookahead import Lookahead
 from nntrain.training.overfit import overfit_loader
@@ -543,7 +544,8 @@ class Trainer:
         }
         if self.rank == 0:
             files.write_json(run.run_dir / "metrics.json", result)
-            self._write_end_of_run(run, result)  # after metrics.json: a kill here loses no result
+            # after metrics.json: a kill here loses no result
+            write_end_of_run(run, result, self.report_images)
         return result
 
     def _tested(self, run: Run) -> Path:
@@ -679,46 +681,6 @@ class Trainer:
         if signum is not None:  # another rank may have been the one signalled
             raise TrainingInterrupted(signum, state.step)
 
-    def _write_end_of_run(self, run: Run, result: dict[str, Any]) -> None:
-        """The HParams record, then (unless trainer.report_images=false) the best model's
-        figures on the validation split."""
-        from nntrain.reporting.end_of_run import run_label, write_figures, write_hparams
-
-        overrides = run.metadata.get("overrides") or []
-        label = run_label(run.metadata["config"], overrides)
-        if not run.task.has_classes:
-            self._write_regression_figures(run, result, overrides, label)
-            return
-        data_name = getattr(run.data, "name", type(run.data).__name__)
-        model_name = type(run.model).__name__
-        write_hparams(
-            run.tensorboard,
-            result,
-            run.metadata["config"],
-            model_name,
-            data_name,
-            overrides=overrides,
-            label=label,
-        )
-        if not self.report_images:
-            return
-        if not len(run.data.val_loader()):
-            log.info("no validation split (data.val_fraction=0): no figures drawn")
-            return
-        val = score(run.model, run.data.val_loader(), run.compute, gather=True)
-        assert val.logits is not None and val.targets is not None
-        write_figures(
-            run.tensorboard,
-            run.run_dir,
-            run.data,
-            run.state.history,
-            result,
-            run.state.stopper.monitor,
-            (val.logits, val.targets),
-            classify=lambda inputs: classify(run.model, inputs, run.compute),
-            step=run.state.step,
-        )
-
     # -- the task switch: classification (the default) or regression -------------------------
 
     def _stopper_for(self, task: Task) -> EarlyStopping:
@@ -758,38 +720,6 @@ class Trainer:
             return scores.loss, scores.figures
         val = score(model, loader, run.compute, limit=limit)
         return val.loss, {"acc": val.acc}
-
-    def _write_regression_figures(
-        self, run: Run, result: dict[str, Any], overrides: list[str], label: str
-    ) -> None:
-        from nntrain.reporting.regression_figures import write_regression_end_of_run
-
-        scale = run.target_scale
-        mean = float(getattr(run.data, "target_mean", 0.0))
-        val = score_regression(run.model, run.data.val_loader(), run.compute, scale, gather=True)
-        assert val.outputs is not None and val.targets is not None
-        write_regression_end_of_run(
-            run.tensorboard,
-            (val.outputs * scale + mean).numpy(),
-            (val.targets * scale + mean).numpy(),
-            run.data.class_names[0],
-            result,
-            run.metadata["config"],
-            type(run.model).__name__,
-            getattr(run.data, "name", type(run.data).__name__),
-            run.state.step,
-            run_dir=run.run_dir,
-            overrides=overrides,
-            label=label,
-            figures=self.report_images,
-        )
-        if self.report_images and run.state.history:  # loss, RMSE, MAE, R² per epoch
-            from nntrain.reporting.metric_figures import training_curves
-
-            monitor = run.state.stopper.monitor
-            curves = training_curves(run.state.history, int(result["best_epoch"]), monitor)
-            curves.save(run.run_dir / "curves.png")
-            run.tensorboard.image("train/curves", curves.image, run.state.step)
 
     def _open_logger(self, run_dir: Path, purge_step: int | None) -> RunLogger:
         if self.rank != 0:
