@@ -96,8 +96,8 @@ def test_every_option_composes_to_its_schema_defaults():
         ),
         (
             "+optimizer.capturable=true",
-            "optimizer.capturable is not a setting of optimizer; its "
-            "settings are lr, weight_decay, maximize, foreach, fused, betas, eps, amsgrad.",
+            "optimizer.capturable is not a setting of optimizer; its settings are lr, "
+            "weight_decay, maximize, foreach, fused, layer_decay, betas, eps, amsgrad.",
         ),
     ],
     ids=["removed", "added misspelt", "undeclared torch argument"],

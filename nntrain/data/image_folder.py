@@ -43,7 +43,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("nntrain")
 
 STATS_IMAGES = 200  # enough for stable per-channel statistics, quick to decode at start-up
-EVAL_CROP_FRACTION = 0.875  # evaluation resizes to size / 0.875 and centre-crops, as for ImageNet
 
 Sample = tuple[Path, int]  # (image file, class index)
 
@@ -222,8 +221,11 @@ def to_float() -> list[Any]:
     return [v2.ToImage(), v2.ToDtype(torch.float32, scale=True)]  # uint8 PIL -> float in [0, 1]
 
 
-def eval_steps(image_size: int) -> list[Any]:
-    resize = v2.Resize(round(image_size / EVAL_CROP_FRACTION), antialias=True)
+def eval_steps(image_size: int, crop_fraction: float, interpolation: str) -> list[Any]:
+    """Resize the shorter side to image_size / crop_fraction, centre-crop (0.875 for ImageNet's
+    classic 256 -> 224; a timm model's pretrained config may have another)."""
+    mode = v2.InterpolationMode(interpolation)
+    resize = v2.Resize(round(image_size / crop_fraction), interpolation=mode, antialias=True)
     return [resize, v2.CenterCrop(image_size), *to_float()]
 
 
@@ -364,10 +366,12 @@ class ImageFolderData:
 
     A missing val/ or test/ is split off train/ (test: a fixed split, the same for every seed;
     val: drawn with seed). Training: RandomResizedCrop + horizontal flip; evaluation: resize to
-    image_size / 0.875, centre crop. Normalisation: ImageNet's mean and std if
-    imagenet_normalization (what pretrained weights expect), else the per-channel mean and std
-    of up to 200 training images spread evenly over the sorted file list, measured once here
-    after the evaluation resize and crop.
+    image_size / crop_fraction, centre crop; both with the interpolation setting (the image
+    size, crop fraction and interpolation default to the model's pretrained config:
+    data.settings.model_data). Normalisation: data.mean and data.std when given (by default a
+    pretrained model's own), else ImageNet's if imagenet_normalization (what pretrained weights
+    expect), else the per-channel mean and std of up to 200 training images spread evenly over
+    the sorted file list, measured once here after the evaluation resize and crop.
     """
 
     name = "imagefolder"
@@ -381,6 +385,7 @@ class ImageFolderData:
             settings, values = None, {"root": settings, **values}
         s = settings if settings is not None else checked(ImageFolderSettings, values)
         self.image_size = image_size = s.image_size
+        self.crop_fraction, self.interpolation = float(s.crop_fraction), str(s.interpolation)
         self.mixing = Mixing.of(s)
         self.batch_size = s.batch_size
         self.val_fraction, self.test_fraction = s.val_fraction, s.test_fraction
@@ -392,12 +397,20 @@ class ImageFolderData:
         self.num_classes = len(self.class_names)
         self.input_shape = (3, image_size, image_size)
 
-        imagenet = (IMAGENET_MEAN, IMAGENET_STD)
-        self.mean, self.std = imagenet if s.imagenet_normalization else self._measure()
+        self.mean, self.std = self._normalization(s)
         normalize = v2.Normalize(list(self.mean), list(self.std))
-        crop = [v2.RandomResizedCrop(image_size, antialias=True), v2.RandomHorizontalFlip()]
-        self.train_transform = v2.Compose([*crop, *to_float(), normalize])
-        self.eval_transform = v2.Compose([*eval_steps(image_size), normalize])
+        mode = v2.InterpolationMode(self.interpolation)
+        crop = v2.RandomResizedCrop(image_size, interpolation=mode, antialias=True)
+        self.train_transform = v2.Compose([crop, v2.RandomHorizontalFlip(), *to_float(), normalize])
+        self.eval_transform = v2.Compose([*self._eval_steps(), normalize])
+
+    def _eval_steps(self) -> list[Any]:
+        return eval_steps(self.image_size, self.crop_fraction, self.interpolation)
+
+    def _normalization(self, s: ImageFolderSettings) -> tuple[tuple[float, ...], tuple[float, ...]]:
+        if s.mean is not None and s.std is not None:
+            return tuple(s.mean), tuple(s.std)
+        return (IMAGENET_MEAN, IMAGENET_STD) if s.imagenet_normalization else self._measure()
 
     def _read_splits(self) -> dict[str, list[Sample]]:
         root, train_dir = self.root, self.root / "train"
@@ -454,8 +467,8 @@ class ImageFolderData:
         train = self.samples["train"]
         count = min(STATS_IMAGES, len(train))
         picks = [train[i * len(train) // count] for i in range(count)]
-        draft = round(self.image_size / EVAL_CROP_FRACTION)
-        dataset = ImageDataset(picks, v2.Compose(eval_steps(self.image_size)), draft)
+        draft = round(self.image_size / self.crop_fraction)
+        dataset = ImageDataset(picks, v2.Compose(self._eval_steps()), draft)
         loader = FolderLoader(dataset, self.batch_size, False, 0, self.num_workers, self.device)
         total, squares, pixels = torch.zeros(3, dtype=torch.float64), torch.zeros(3).double(), 0
         for images, _ in loader:
@@ -472,7 +485,7 @@ class ImageFolderData:
 
     def input_spec(self) -> dict[str, Any]:
         """The evaluation transform as data (see InMemoryData.input_spec): resize the shorter
-        side, centre-crop, scale to [0, 1], normalise."""
+        side (with `interpolation`), centre-crop, scale to [0, 1], normalise."""
         return {
             "kind": "image",
             "channels": 3,
@@ -480,7 +493,8 @@ class ImageFolderData:
             "pixel_max": 1.0,
             "mean": list(self.mean),
             "std": list(self.std),
-            "resize_shorter": round(self.image_size / EVAL_CROP_FRACTION),
+            "resize_shorter": round(self.image_size / self.crop_fraction),
+            "interpolation": self.interpolation,
         }
 
     def _loader(self, split: str, train: bool) -> FolderLoader:

@@ -66,7 +66,8 @@ def load_image(path: Path, spec: dict[str, Any]) -> torch.Tensor:
         raise UserError(unreadable(path)) from error
     size = list(spec["size"])
     if spec.get("resize_shorter"):  # the imagefolder evaluation transform: resize, centre crop
-        resized = F.resize(converted, [spec["resize_shorter"]], antialias=True)
+        mode = F.InterpolationMode(spec.get("interpolation", "bilinear"))  # older runs: bilinear
+        resized = F.resize(converted, [spec["resize_shorter"]], interpolation=mode, antialias=True)
         converted = F.center_crop(resized, size)
     elif [converted.height, converted.width] != size:
         converted = F.resize(converted, size, antialias=True)

@@ -11,6 +11,8 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
+from omegaconf import OmegaConf
+
 from nntrain.errors import require
 from nntrain.schema import Settings, setting
 
@@ -21,6 +23,43 @@ PRETRAINED = (
     "${oc.select:model.weights_path,null}}"
 )
 FRACTION = "a number between 0 and 1 (exclusive)"
+Interpolation = Literal["bilinear", "bicubic", "nearest"]
+
+
+def model_data(key: str, default: Any, *, _parent_: Any, _root_: Any) -> Any:
+    """${nntrain.model_data:KEY,DEFAULT}: an image setting's default taken from the model's own
+    data config (model=timm: its pretrained config, timm's resolve_data_config; model=torchvision:
+    its weights' preprocessing), else DEFAULT. A value the user sets replaces the interpolation,
+    so the model's config applies exactly where the user said nothing.
+
+    The model's class is asked by the name model._target_ gives, as Hydra finds it to build it:
+    a class with a data_config(settings) staticmethod offers one (models/timm_backbone.py). The
+    mean and std are the pretrained weights': taken only while data.imagenet_normalization is
+    on (by default: the model starts pretrained). Nothing here fails: a model that cannot be
+    built says why when it is built, in one sentence."""
+    if key in ("mean", "std") and _parent_.get("imagenet_normalization") is not True:
+        return default
+    try:
+        from hydra.utils import get_object
+
+        model = _root_.get("model")
+        target = get_object(str(model.get("_target_")))
+        data_config = getattr(target, "data_config", None)
+        if not callable(data_config):
+            return default
+        settings = OmegaConf.to_container(model, resolve=True)
+        return data_config(settings).get(key, default)
+    except Exception:
+        return default
+
+
+OmegaConf.register_new_resolver("nntrain.model_data", model_data, replace=True)
+
+
+def from_model(key: str, default: str) -> str:
+    return f"${{nntrain.model_data:{key},{default}}}"
+
+
 VAL_FRACTION = f"{FRACTION}, or 0 (no validation split)"
 COLUMNS = "a list of column names"
 Dataset = Literal["mnist", "fashion_mnist", "cifar10", "cifar100"]
@@ -251,9 +290,43 @@ class ImageFolderSettings(MixingSettings, HeldOutSettings):
         "???", "the folder that holds train/ (and val/, test/)", example="~/flowers"
     )
     image_size: int = setting(
-        224,
-        "side of the square crops the model sees (3 x image_size x image_size)",
+        from_model("image_size", "224"),
+        "side of the square crops the model sees (3 x image_size x image_size); default: the "
+        "model's pretrained input size (model=timm, torchvision), else 224",
         expects="a positive integer",
+        example=224,
+        fallback=224,
+    )
+    interpolation: Interpolation = setting(
+        from_model("interpolation", "bilinear"),
+        "how images are resized: bilinear, bicubic or nearest; default: the model's pretrained "
+        "config's, else bilinear",
+        expects="one of bilinear, bicubic, nearest",
+        example="bicubic",
+        fallback="bilinear",
+    )
+    crop_fraction: float = setting(
+        from_model("crop_fraction", "0.875"),
+        "evaluation resizes the shorter side to image_size / crop_fraction, then centre-crops; "
+        "default: the model's pretrained config's, else 0.875",
+        expects="a number in (0, 1]",
+        example=0.875,
+        fallback=0.875,
+    )
+    mean: list[float] | None = setting(
+        from_model("mean", "null"),
+        "per-channel mean to normalise with (with data.std); null = ImageNet's with "
+        "imagenet_normalization, else measured; default: the pretrained model's own",
+        expects="three numbers or null",
+        example="[0.5,0.5,0.5]",
+        fallback=None,
+    )
+    std: list[float] | None = setting(
+        from_model("std", "null"),
+        "per-channel standard deviation to normalise with (with data.mean)",
+        expects="three numbers > 0 or null",
+        example="[0.5,0.5,0.5]",
+        fallback=None,
     )
     val_fraction: float = setting(
         0.1,
@@ -285,8 +358,16 @@ class ImageFolderSettings(MixingSettings, HeldOutSettings):
         self.must("val_fraction", 0 < self.val_fraction < 1)
         self.must("test_fraction", 0 < self.test_fraction < 1)
         self.must("image_size", self.image_size >= 1)
+        self.must("crop_fraction", 0 < self.crop_fraction <= 1)
         self.must("num_workers", self.num_workers == "auto" or self.num_workers >= 0)
         self.must("imagenet_normalization", isinstance(self.imagenet_normalization, bool))
+        self.must("mean", self.mean is None or len(self.mean) == 3)
+        self.must("std", self.std is None or (len(self.std) == 3 and min(self.std) > 0))
+        require(
+            (self.mean is None) == (self.std is None),
+            "data.mean and data.std go together; set both (e.g. data.mean=[0.5,0.5,0.5] "
+            "data.std=[0.5,0.5,0.5]) or neither.",
+        )
 
 
 @dataclass

@@ -38,3 +38,19 @@ class PretrainedBackbone(Protocol):
     backbone: nn.Module
     pretrained_backbone: bool
     backbone_lr_scale: float  # model.backbone_lr_scale
+
+
+@runtime_checkable
+class NamesNoDecayParameters(Protocol):
+    """Names parameters, beyond biases and normalisation weights, that get no weight decay
+    (timm's convention, e.g. a ViT's position embedding; model=timm and model=torchvision)."""
+
+    def no_weight_decay(self) -> set[str]: ...  # names as in model.named_parameters()
+
+
+@runtime_checkable
+class LayeredModel(Protocol):
+    """Says which layer each parameter is in, for layer-wise lr decay (optimizer.layer_decay):
+    {parameter name: layer, 0 = nearest the input} and the number of layers (model=timm)."""
+
+    def parameter_layers(self) -> tuple[dict[str, int], int]: ...

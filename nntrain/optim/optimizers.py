@@ -1,10 +1,12 @@
 """Optimizers: parameter groups (no weight decay on biases and norms, a scaled lr for a
-pretrained backbone) and torch's fastest implementation of the update for the device."""
+pretrained backbone, or layer-wise lr decay) and torch's fastest implementation of the update
+for the device."""
 
 from __future__ import annotations
 
 import functools
 import inspect
+import logging
 from collections.abc import Callable, Sequence
 from typing import Any, cast
 
@@ -12,7 +14,9 @@ import torch
 from torch import nn
 
 from nntrain.errors import UserError, require
-from nntrain.models.hooks import PretrainedBackbone
+from nntrain.models.hooks import LayeredModel, NamesNoDecayParameters, PretrainedBackbone
+
+log = logging.getLogger("nntrain")
 
 NORM_LAYERS = (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm, nn.LocalResponseNorm)
 
@@ -24,16 +28,28 @@ def pretrained_backbone(model: nn.Module) -> nn.Module | None:
     return None
 
 
-def param_groups(model: nn.Module, lr: float | None = None) -> list[dict[str, Any]]:
+def no_decay_names(model: nn.Module) -> set[str]:
+    """The parameters the model itself names for no weight decay (models.hooks)."""
+    return set(model.no_weight_decay()) if isinstance(model, NamesNoDecayParameters) else set()
+
+
+def param_groups(
+    model: nn.Module, lr: float | None = None, layer_decay: float | None = None
+) -> list[dict[str, Any]]:
     """The model's parameters split into groups: with and without weight decay, and, for a
     model with a pretrained backbone (models.hooks.PretrainedBackbone), the backbone's at the
-    model's backbone_lr_scale x lr.
+    model's backbone_lr_scale x lr; with layer_decay, one group per layer (layer_groups).
 
     Biases and normalisation weights get no decay: shrinking them towards zero only fights the
-    normalisation and does not regularise. Frozen parameters are included too: they have no
-    gradient, so the optimizer leaves them alone until they are unfrozen, and the scheduler
-    already drives their group when that happens.
+    normalisation and does not regularise (nor do the parameters a model names itself, such as
+    a ViT's position embedding). Frozen parameters are included too: they have no gradient, so
+    the optimizer leaves them alone until they are unfrozen, and the scheduler already drives
+    their group when that happens.
     """
+    if layer_decay is not None:
+        return layer_groups(model, lr, layer_decay)
+    names = no_decay_names(model)
+    named = {id(p) for n, p in model.named_parameters() if n in names}
     backbone = pretrained_backbone(model)
     in_backbone = {id(p) for p in backbone.parameters()} if backbone is not None else set()
     groups: dict[str, list[nn.Parameter]] = {
@@ -41,7 +57,8 @@ def param_groups(model: nn.Module, lr: float | None = None) -> list[dict[str, An
     }  # fmt: skip
     for module in model.modules():
         for name, param in module.named_parameters(recurse=False):
-            kind = "no_decay" if isinstance(module, NORM_LAYERS) or name == "bias" else "decay"
+            plain = isinstance(module, NORM_LAYERS) or name == "bias" or id(param) in named
+            kind = "no_decay" if plain else "decay"
             groups[f"backbone_{kind}" if id(param) in in_backbone else kind].append(param)
     result = []
     for name, params in groups.items():
@@ -58,6 +75,47 @@ def param_groups(model: nn.Module, lr: float | None = None) -> list[dict[str, An
     return result
 
 
+def layer_groups(model: nn.Module, lr: float | None, decay: float) -> list[dict[str, Any]]:
+    """Layer-wise lr decay (optimizer.layer_decay, timm's and BEiT's fine-tuning recipe): the
+    head at lr, each layer below it at `decay` x the lr of the one above, so that the layers
+    nearest the input, the most general, change least. It replaces model.backbone_lr_scale.
+    Weight decay as in param_groups."""
+    require(
+        isinstance(model, LayeredModel),
+        f"optimizer.layer_decay needs a model that says which layer each parameter is in "
+        f"(model=timm does); {type(model).__name__} does not, so remove optimizer.layer_decay.",
+    )
+    require(lr is not None, "optimizer.lr must be set for optimizer.layer_decay.")
+    assert isinstance(model, LayeredModel) and lr is not None
+    layers, count = model.parameter_layers()
+    named = no_decay_names(model)
+    norm_params = {
+        id(p) for m in model.modules() if isinstance(m, NORM_LAYERS) for p in m.parameters()
+    }
+    groups: dict[tuple[int, str], dict[str, Any]] = {}
+    for name, param in model.named_parameters():
+        layer = layers.get(name, count - 1)
+        plain = id(param) in norm_params or name.rsplit(".", 1)[-1] == "bias" or name in named
+        kind = "no_decay" if plain else "decay"
+        group = groups.setdefault(
+            (layer, kind),
+            {
+                "params": [],
+                "name": f"layer_{layer}_{kind}",
+                "lr": lr * decay ** (count - 1 - layer),
+            },
+        )
+        if plain:
+            group["weight_decay"] = 0.0
+        group["params"].append(param)
+    log.info(
+        f"optimizer.layer_decay={decay}: {count} layers, the lr from {decay ** (count - 1):.3g} x "
+        "optimizer.lr at the stem up to optimizer.lr at the head (model.backbone_lr_scale is "
+        "not applied)"
+    )
+    return [groups[key] for key in sorted(groups)]
+
+
 def build_optimizer(
     optimizer: Callable[..., torch.optim.Optimizer], model: nn.Module, fused: bool | str = "auto"
 ) -> torch.optim.Optimizer:
@@ -66,15 +124,29 @@ def build_optimizer(
     # The values were checked as the schema says (nntrain.optim.settings); a class of the
     # user's own checks its own, and what it refuses is said below.
     lr = getattr(optimizer, "keywords", {}).get("lr")
+    optimizer, layer_decay = without_layer_decay(optimizer)
     device = next(model.parameters()).device
     optimizer = with_fastest_kernel(optimizer, device, fused)
     try:
-        return optimizer(param_groups(model, lr))
+        return optimizer(param_groups(model, lr, layer_decay))
     except (ValueError, TypeError, IndexError) as error:
         raise UserError(
             f"the optimizer rejected its settings ({error}); fix the optimizer.* value, "
             "e.g. optimizer.lr=1e-3."
         ) from error
+
+
+def without_layer_decay(
+    optimizer: Callable[..., torch.optim.Optimizer],
+) -> tuple[Callable[..., torch.optim.Optimizer], float | None]:
+    """The partial optimizer without +optimizer.layer_decay, which is nntrain's (it makes the
+    parameter groups), not an argument of torch's optimizers; and its value."""
+    keywords = dict(getattr(optimizer, "keywords", {}))
+    if "layer_decay" not in keywords:
+        return optimizer, None
+    assert isinstance(optimizer, functools.partial)  # what has keywords: Hydra's _partial_
+    decay = keywords.pop("layer_decay")
+    return functools.partial(optimizer.func, *optimizer.args, **keywords), decay
 
 
 # Device types whose fused Adam/AdamW/SGD kernels torch ships (torch>=2.4 has them on CPU too).

@@ -39,10 +39,19 @@ class OptimizerSettings(Settings):
     fused: bool | None = setting(
         None, "torch's fused kernel (trainer.fused_optimizer chooses by default)", extra=True
     )
+    layer_decay: float | None = setting(
+        None,
+        "layer-wise lr decay: each layer below the head at this x the lr of the one above "
+        "(model=timm; replaces model.backbone_lr_scale)",
+        expects="a number in (0, 1]",
+        example=0.75,
+        extra=True,
+    )
 
     def __post_init__(self) -> None:
         self.must("lr", self.lr > 0)
         self.must("weight_decay", self.weight_decay >= 0)
+        self.must("layer_decay", self.layer_decay is None or 0 < self.layer_decay <= 1)
 
 
 @dataclass
