@@ -31,6 +31,9 @@ WAIT_S=${SLURM_LOCAL_WAIT_S:-120}
 # MariaDB flushes its tables, which takes a few seconds on a busy machine.
 STOP_WAIT_S=30
 ACTION=${1:-}
+# The first line of the slurm.conf written here: tests that stop and start the cluster
+# (tests/test_slurm.py) do so only where it is this one, never on a real cluster.
+WRITTEN_BY="# Written by nntrain's scripts/slurm_local.sh: a single-node cluster for trying nntrain."
 
 log() { echo "slurm_local: $*"; }
 fail() {
@@ -105,6 +108,7 @@ check_programs() {
 write_configs() {
   mkdir -p "$CONF" "$LOGS" /var/spool/slurmctld /var/spool/slurmd /run/munge /run/mysqld
   cat >"$CONF/slurm.conf" <<EOF
+$WRITTEN_BY
 ClusterName=local
 SlurmctldHost=$NODE
 SlurmUser=root
@@ -252,6 +256,7 @@ up() {
   start slurmd "$LOGS/slurmd.log" slurmd
   wait_for_node
   check_a_job_runs
+  wait_for_node # (the test job leaves the node `completing` for a moment)
   log "up in $((SECONDS - began)) s: node $NODE $(node_state) in partition local, $PROOF (sinfo, squeue, sacct work; stop with: bash $0 down)"
 }
 

@@ -1,19 +1,27 @@
-"""hydra/launcher=slurm on a real SLURM cluster: sweeps, SIGTERM, time limits, DDP over srun.
+"""hydra/launcher=slurm on a real SLURM cluster: sweeps, SIGTERM, time limits, DDP over srun,
+jobs that cannot start; and scripts/slurm_local.sh's down and up.
 
-Run with a cluster up (a single-node one on this machine: README "Clusters"):
+Run with a cluster up (a single-node one on this machine: docs/pages/clusters.md):
 
     bash scripts/slurm_local.sh up && pytest -m slurm
 
-They take minutes (SLURM schedules, requeues and polls in seconds), so a plain `pytest` skips
-them, as it does where no cluster answers. The runs are tiny (digits, CPU).
+They take about 6 minutes (SLURM schedules, requeues and polls in seconds; one job runs into
+its 2-minute time limit), so a plain `pytest` skips them, as it does where no cluster answers.
+The runs are tiny (digits, CPU). The tests of down and up come first in this file (pytest runs
+a file in order, on one worker), so that every other test runs after a down/up cycle; they run
+only on the cluster slurm_local.sh made (its slurm.conf says so), never on a real one.
 """
 
 from __future__ import annotations
 
 import csv
 import json
+import os
+import re
 import shutil
+import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -26,6 +34,8 @@ from tests.conftest import read_metrics, run_nntrain
 pytestmark = pytest.mark.slurm
 
 SMALL = ("trainer=debug", "trainer.report_images=false", "trainer.early_stopping.patience=null")
+ROOT = Path(__file__).resolve().parent.parent
+SLURM_LOCAL = ROOT / "scripts" / "slurm_local.sh"
 
 
 def cluster_answers() -> str | None:
@@ -70,6 +80,103 @@ def squeue_ids(name: str) -> list[str]:
         ["squeue", "-h", "-n", name, "-o", "%i"], capture_output=True, text=True, check=True
     ).stdout
     return out.split()
+
+
+# --- scripts/slurm_local.sh: down and up (first: the tests below run after these cycles) -----
+
+
+def slurm_local(action: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    """The local cluster's script, as a user runs it (a generous limit: down waits up to 30 s
+    per daemon, up up to 120 s for the node on a busy machine)."""
+    return subprocess.run(
+        ["bash", str(SLURM_LOCAL), action],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, **(env or {})},
+        stdin=subprocess.DEVNULL,
+    )
+
+
+@pytest.fixture
+def local_cluster():
+    """Skips unless the cluster is slurm_local.sh's own (and we may stop it: root); brings it
+    back up whatever the test did."""
+    conf = Path("/etc/slurm/slurm.conf")
+    if not (conf.is_file() and conf.read_text().startswith("# Written by nntrain's")):
+        pytest.skip("not the cluster scripts/slurm_local.sh made: down/up is not tried on it")
+    if os.geteuid() != 0:
+        pytest.skip("scripts/slurm_local.sh needs root")
+    yield
+    up = slurm_local("up")
+    assert up.returncode == 0, up.stderr
+
+
+def node_state() -> str:
+    return subprocess.run(
+        ["sinfo", "-h", "-N", "-o", "%T"], capture_output=True, text=True, timeout=60
+    ).stdout.strip()
+
+
+def test_down_then_up_twice_ends_with_a_responding_node_each_time(local_cluster, tmp_path):
+    for _ in range(2):
+        down = slurm_local("down")
+        assert down.returncode == 0, down.stderr
+        assert down.stdout.splitlines()[-1].endswith("every daemon has exited")
+        for daemon in ("slurmd", "slurmctld", "slurmdbd", "mariadbd", "munged"):
+            alive = subprocess.run(["ps", "-C", daemon, "-o", "stat="], capture_output=True)
+            assert all(s.startswith("Z") for s in alive.stdout.decode().split()), daemon
+        up = slurm_local("up")
+        assert up.returncode == 0, up.stderr
+        assert re.fullmatch(
+            r"slurm_local: up in \d+ s: node \S+ idle in partition local, a test job ran "
+            r"\(sinfo, squeue, sacct work; stop with: bash \S+ down\)",
+            up.stdout.splitlines()[-1],
+        ), up.stdout
+        assert node_state() == "idle"  # not idle*: it answers
+        # and runs a job to its end
+        out = tmp_path / "job.out"
+        job = subprocess.run(
+            ["sbatch", "--wait", "-t", "1", "-o", str(out), "--wrap", "echo ran on $(hostname)"],
+            capture_output=True, text=True, timeout=300,
+        )  # fmt: skip
+        assert job.returncode == 0, job.stderr
+        assert out.read_text().startswith("ran on ")
+
+
+def fake_program(folder: Path, name: str, script: str) -> dict:
+    """An environment whose PATH finds a stand-in for `name` first: a broken install."""
+    folder.mkdir(exist_ok=True)
+    (folder / name).write_text(f"#!/bin/sh\n{script}\n")
+    (folder / name).chmod(0o755)
+    return {"PATH": f"{folder}:{os.environ['PATH']}", "SLURM_LOCAL_WAIT_S": "10"}
+
+
+def test_up_on_a_broken_install_fails_in_one_sentence(local_cluster, tmp_path):
+    assert slurm_local("down").returncode == 0
+    refusing = fake_program(
+        tmp_path / "bin", "slurmd", "echo 'slurmd: fatal: stand-in' >&2; exit 1"
+    )
+    up = slurm_local("up", env=refusing)
+    assert up.returncode == 1
+    assert up.stderr == (
+        "slurm_local: up failed: slurmd did not start (exit 1); last error in "
+        "/var/log/slurm/slurmd.out: slurmd: fatal: stand-in.\n"
+    )
+    # a slurmd that returns as if it had started, and does not run: the node never answers
+    silent = fake_program(tmp_path / "bin", "slurmd", "exit 0")
+    up = slurm_local("up", env=silent)
+    assert up.returncode == 1
+    assert re.fullmatch(
+        r"slurm_local: up failed: the node \S+ is \S+ after 10 s: not (idle|responding \(the \* "
+        r"means slurmd does not answer the controller\)), and slurmd is not running; [^\n]+\.\n",
+        up.stderr,
+    ), up.stderr
+    assert "Traceback" not in up.stderr and "up in" not in up.stdout
+    # the fixture's up (the real slurmd) brings the node back
+
+
+# --- the launcher ------------------------------------------------------------------------
 
 
 def test_a_two_job_sweep_runs_every_job_and_writes_the_summary(tmp_path):
@@ -163,9 +270,55 @@ def test_two_tasks_of_one_job_train_one_ddp_run(tmp_path):
     assert status(job)["status"] == "ok"
 
 
-def start_nntrain(args: list[str], cwd: Path) -> subprocess.Popen:
-    import sys
+def test_a_sweep_whose_jobs_cannot_start_says_why_and_ctrl_c_cancels_them(tmp_path):
+    # --begin=now+1hour holds the jobs pending (SLURM's reason: BeginTime)
+    name = f"nntrain-pending-{time.time_ns()}"
+    command = [
+        "-m", "hydra/launcher=slurm", f"hydra.launcher.name={name}", *SMALL,
+        "+hydra.launcher.additional_parameters.begin=now+1hour",
+        "hydra.launcher.pending_report_s=2", "optimizer.lr=1e-3,3e-3", "hydra.sweep.dir=sweep",
+    ]  # fmt: skip
+    out, err = tmp_path / "stdout", tmp_path / "stderr"
+    with out.open("w") as stdout, err.open("w") as stderr:
+        sweep_process = subprocess.Popen(
+            [str(Path(sys.executable).with_name("nntrain")), *command],
+            cwd=tmp_path, stdout=stdout, stderr=stderr, stdin=subprocess.DEVNULL, text=True,
+        )  # fmt: skip
+    try:
+        # (the first line may come before the scheduler has looked at the jobs: reason None)
+        said = lambda: "BeginTime" in out.read_text() + err.read_text()  # noqa: E731
+        wait_until(said, sweep_process)
+        (array_id,) = {i.split("_")[0] for i in squeue_ids(name)}
+        line = next(
+            line for line in (out.read_text() + err.read_text()).splitlines() if "BeginTime" in line
+        )
+        assert re.search(
+            r"SLURM jobs after \d+ s: 2 pending: BeginTime \(not before its start time: --begin, "
+            rf"or a requeued job's delay\); cancel them with: scancel {array_id}$",
+            line,
+        ), line
+        sweep_process.send_signal(signal.SIGINT)  # Ctrl-C
+        assert sweep_process.wait(timeout=120) == 130
+    finally:
+        sweep_process.kill()
+    assert err.read_text().strip().splitlines()[-1] == (
+        f"Error: interrupted: cancelled the sweep's SLURM jobs (scancel {array_id}); continue "
+        "the sweep with: nntrain -m hydra/launcher=slurm resume=sweep"
+    )
+    assert "Traceback" not in err.read_text()
+    assert squeue_ids(name) == []
+    # The sweep is resumable: both jobs (they never ran) run now, with their own overrides
+    resumed = run_nntrain("-m", "hydra/launcher=slurm", "resume=sweep", cwd=tmp_path, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    rows = summary(tmp_path / "sweep")
+    assert [(r["status"], r["epochs"]) for r in rows] == [("ok", "2"), ("ok", "2")]
+    assert [r["overrides"].split()[-1] for r in rows] == [
+        "optimizer.lr=0.001",
+        "optimizer.lr=0.003",
+    ]
 
+
+def start_nntrain(args: list[str], cwd: Path) -> subprocess.Popen:
     return subprocess.Popen(
         [str(Path(sys.executable).with_name("nntrain")), *args],
         cwd=cwd,

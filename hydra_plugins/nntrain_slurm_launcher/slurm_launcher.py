@@ -9,6 +9,9 @@
 - resume=<job dir> or resume=<sweep dir> (nntrain.launch.resume_command_line.rewrite_argv): each job
   runs again with its own overrides, in its own directory, from its last.pt.
 - sbatch's refusal (a partition, memory or GPUs the cluster does not have) is one sentence.
+- While the jobs wait to start, a line every pending_report_s says their state and SLURM's
+  reason, and how to cancel them; Ctrl-C cancels them (waiting.py). Each job's directory and
+  overrides are written as it is submitted, so resume=<sweep dir> finds a job that never ran.
 
 Needs the cluster extra: pip install 'nntrain[cluster]'.
 """
@@ -27,6 +30,7 @@ from typing import Any, cast
 
 from hydra.core.utils import JobReturn, JobStatus
 
+from hydra_plugins.nntrain_slurm_launcher import waiting
 from nntrain import files, runs
 
 try:
@@ -125,8 +129,18 @@ class SlurmLauncher(SubmititSlurmLauncher):
     ) -> Sequence[JobReturn]:
         """Submit the jobs (those of resume= with their own overrides and directories), wait
         for them, and return a result for every one, whatever happened to it."""
+        report_every = pending_report_s(self.params)
         jobs = [with_own_overrides(list(overrides)) for overrides in job_overrides]
         submitted = self._submit(jobs, initial_job_idx)
+        assert self.config is not None
+        sweep_dir = Path(str(self.config.hydra.sweep.dir))
+        if numbered_job_dirs(self.config):
+            for number, overrides in enumerate(jobs, start=initial_job_idx):
+                record_job(sweep_dir, number, overrides)
+        from nntrain.reporting.console import display_path
+
+        resume_with = f"nntrain -m hydra/launcher=slurm resume={display_path(sweep_dir)}"
+        waiting.wait_for(submitted, report_every, resume_with)
         return [
             result_or_unfinished(job, overrides)
             for job, overrides in zip(submitted, jobs, strict=True)
@@ -144,6 +158,7 @@ class SlurmLauncher(SubmititSlurmLauncher):
 
         assert self.config is not None
         params = dict(self.params)
+        params.pop("pending_report_s", None)  # nntrain's, not submitit's
         folder, max_num_timeout = params.pop("submitit_folder"), params.pop("max_num_timeout")
         executor = submitit.AutoExecutor(
             cluster=self._EXECUTOR, folder=folder, slurm_max_num_timeout=max_num_timeout
@@ -212,6 +227,44 @@ def with_own_overrides(overrides: list[str]) -> list[str]:
         *([f"resume={quoted(last)}"] if last.is_file() else []),
         f"hydra.sweep.subdir={quoted_value(job_dir.name)}",
     ]
+
+
+def pending_report_s(params: dict[str, Any]) -> float:
+    """hydra.launcher.pending_report_s, checked before any job is submitted."""
+    every = params.get("pending_report_s", 60.0)
+    if not isinstance(every, int | float) or every <= 0:
+        from nntrain.reporting.console import print_error
+
+        print_error(
+            f"hydra.launcher.pending_report_s={every}: it is how often (in seconds) a sweep says "
+            "why its SLURM jobs wait to start, so it must be a number above 0 (default 60)."
+        )
+        sys.exit(1)
+    return float(every)
+
+
+def numbered_job_dirs(config: Any) -> bool:
+    """Whether a job's directory is <sweep dir>/<job number>, as nntrain's config has it (a
+    hydra.sweep.subdir of the user's own is left to Hydra)."""
+    from omegaconf import OmegaConf
+
+    sweep = OmegaConf.to_container(config.hydra.sweep, resolve=False)
+    return isinstance(sweep, dict) and sweep.get("subdir") == "${hydra.job.num}"
+
+
+def record_job(sweep_dir: Path, number: int, overrides: list[str]) -> None:
+    """The job's directory and its .hydra/overrides.yaml, as Hydra writes them once the job
+    runs: a job cancelled before it started is then still a job of the sweep, which
+    resume=<sweep dir> runs (and the sweep's table lists as unfinished). A job of resume=
+    (hydra.sweep.subdir=...) has its directory already."""
+    import yaml
+
+    if any(o.startswith("hydra.sweep.subdir=") for o in overrides):
+        return
+    record = sweep_dir / str(number) / ".hydra" / "overrides.yaml"
+    if not record.exists():
+        record.parent.mkdir(parents=True, exist_ok=True)
+        files.write_text(record, yaml.safe_dump(list(overrides), default_flow_style=False))
 
 
 def submitit_rank() -> int:
