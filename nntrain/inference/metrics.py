@@ -22,7 +22,34 @@ import torch
 from nntrain.tasks import Task
 
 
-class RunningClassification:
+class RunningSums:
+    """Metric sums kept on the device through an epoch, read as figures only when asked:
+    compute() is the one host synchronisation. Each task's class says what it sums
+    (snapshot) and how the sums become figures (figures)."""
+
+    def snapshot(self) -> torch.Tensor:
+        raise NotImplementedError
+
+    def figures(self, sums: list[float]) -> dict[str, float]:
+        raise NotImplementedError
+
+    def compute(
+        self,
+        since: torch.Tensor | None = None,
+        reduce: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    ) -> dict[str, float]:
+        """The figures over everything seen, or since an earlier snapshot(); reduce: how to
+        sum the sums over the ranks of a torchrun job (each sees its own shard), e.g.
+        nntrain.training.distributed.all_reduce_sum."""
+        sums = self.snapshot()
+        if since is not None:
+            sums = sums - since
+        if reduce is not None:
+            sums = reduce(sums)
+        return self.figures(sums.tolist())
+
+
+class RunningClassification(RunningSums):
     """Sums of loss, correct predictions and samples; loss is given as a batch mean.
 
     deferred: update() keeps each step's predicted and true labels and counts the correct ones
@@ -87,23 +114,7 @@ class RunningClassification:
         self._count_pending()
         return current_sums(self._count_entry, self.count, self.sums)
 
-    def compute(
-        self,
-        since: torch.Tensor | None = None,
-        reduce: Callable[[torch.Tensor], torch.Tensor] | None = None,
-    ) -> dict[str, float]:
-        """Mean loss and accuracy over everything seen, or since an earlier snapshot();
-        reduce: how to sum the sums over the ranks of a torchrun job (each sees its own shard),
-        e.g. nntrain.training.distributed.all_reduce_sum."""
-        sums = self.snapshot()
-        if since is not None:
-            sums = sums - since
-        if reduce is not None:
-            sums = reduce(sums)
-        return self.figures(sums.tolist())
-
-    @staticmethod
-    def figures(sums: list[float]) -> dict[str, float]:
+    def figures(self, sums: list[float]) -> dict[str, float]:
         """Mean loss and accuracy from sums read back to the host (compute's last part)."""
         loss_sum, correct, count = sums
         if count == 0:
@@ -175,7 +186,7 @@ def classification_report(
     return report
 
 
-class RunningRegression:
+class RunningRegression(RunningSums):
     """Sums for MSE loss, RMSE, MAE and R² over standardised targets (loss given as a batch
     mean); compute() reports RMSE and MAE in the target's own units (times `scale`, its
     training std), R² being the same in either."""
@@ -215,20 +226,6 @@ class RunningRegression:
 
     def snapshot(self) -> torch.Tensor:
         return current_sums(self._parts[-1], self.count, self.sums)
-
-    def compute(
-        self,
-        since: torch.Tensor | None = None,
-        reduce: Callable[[torch.Tensor], torch.Tensor] | None = None,
-    ) -> dict[str, float]:
-        """Mean loss, RMSE, MAE (target units) and R² over everything seen, or since an
-        earlier snapshot(); reduce as for RunningClassification."""
-        sums = self.snapshot()
-        if since is not None:
-            sums = sums - since
-        if reduce is not None:
-            sums = reduce(sums)
-        return self.figures(sums.tolist())
 
     def figures(self, sums: list[float]) -> dict[str, float]:
         """Mean loss, RMSE, MAE and R² from sums read back to the host (compute's last part)."""

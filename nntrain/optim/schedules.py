@@ -9,6 +9,7 @@ figure and so steps once per epoch, after validation (the Trainer sees a Plateau
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -26,9 +27,16 @@ def _warmup_steps(warmup_epochs: float, steps_per_epoch: int, total_steps: int) 
     return min(round(warmup_epochs * steps_per_epoch), total_steps)
 
 
-def _linear_warmup(step: int, warmup_steps: int) -> float:
-    # Step 0 already trains at lr/warmup_steps rather than at 0, so no step is wasted.
-    return (step + 1) / warmup_steps
+def _after_warmup(
+    optimizer: torch.optim.Optimizer, warmup_steps: int, after: Callable[[int], float]
+) -> LambdaLR:
+    """A linear warmup over warmup_steps, then the factor after(t), t counting the steps after
+    it. Step 0 already trains at lr/warmup_steps rather than at 0, so no step is wasted."""
+
+    def factor(step: int) -> float:
+        return (step + 1) / warmup_steps if step < warmup_steps else after(step - warmup_steps)
+
+    return LambdaLR(optimizer, factor)
 
 
 def warmup_cosine(
@@ -51,15 +59,12 @@ def warmup_cosine(
         f"scheduler.min_lr must be between 0 and the optimizer's lr ({peak}), got {min_lr!r}.",
     )
     floor = min_lr / peak if peak > 0 else 0.0
-    decay_steps = max(1, total_steps - warmup_steps)
-
-    def factor(step: int) -> float:
-        if step < warmup_steps:
-            return _linear_warmup(step, warmup_steps)
-        t = min(step - warmup_steps, decay_steps)
-        return floor + 0.5 * (1 - floor) * (1 + math.cos(math.pi * t / decay_steps))
-
-    return LambdaLR(optimizer, factor)
+    decay = max(1, total_steps - warmup_steps)
+    return _after_warmup(
+        optimizer,
+        warmup_steps,
+        lambda t: floor + 0.5 * (1 - floor) * (1 + math.cos(math.pi * min(t, decay) / decay)),
+    )
 
 
 def triangle(
@@ -74,12 +79,12 @@ def triangle(
     end_factor x lr at its end (the airbench speedruns' schedule; a one-cycle shape)."""
     require(total_steps >= 1, "the schedule has no steps: the training set yields no batches.")
     peak = round(peak_fraction * total_steps)
+    down = max(1, total_steps - peak)
 
     def factor(step: int) -> float:
         if step < peak:
             return start_factor + (1 - start_factor) * step / peak
-        remaining = max(1, total_steps - peak)
-        return 1 + (end_factor - 1) * min(step - peak, remaining) / remaining
+        return 1 + (end_factor - 1) * min(step - peak, down) / down
 
     return LambdaLR(optimizer, factor)
 
@@ -95,13 +100,7 @@ def step_decay(
     """Multiply the lr by gamma every step_epochs epochs (after an optional linear warmup)."""
     warmup_steps = _warmup_steps(warmup_epochs, steps_per_epoch, total_steps)
     period = max(1, round(step_epochs * steps_per_epoch))
-
-    def factor(step: int) -> float:
-        if step < warmup_steps:
-            return _linear_warmup(step, warmup_steps)
-        return gamma ** ((step - warmup_steps) // period)
-
-    return LambdaLR(optimizer, factor)
+    return _after_warmup(optimizer, warmup_steps, lambda t: gamma ** (t // period))
 
 
 def constant(
@@ -112,11 +111,7 @@ def constant(
 ) -> LambdaLR:
     """The optimizer's lr throughout (after an optional linear warmup)."""
     warmup_steps = _warmup_steps(warmup_epochs, steps_per_epoch, total_steps)
-
-    def factor(step: int) -> float:
-        return _linear_warmup(step, warmup_steps) if step < warmup_steps else 1.0
-
-    return LambdaLR(optimizer, factor)
+    return _after_warmup(optimizer, warmup_steps, lambda t: 1.0)
 
 
 def one_cycle(

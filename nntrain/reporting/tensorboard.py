@@ -7,31 +7,17 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
 
-class RunLogger(Protocol):
-    """What the trainer writes to TensorBoard (rank 0) or to nowhere (the other ranks)."""
+class RunLogger:
+    """What the trainer writes to TensorBoard: on ranks other than 0 (and before a fit opens
+    its event file), nothing; TensorBoardLogger writes it."""
 
     def scalars(self, values: Mapping[str, float], step: int) -> None: ...
     def image(self, tag: str, image: np.ndarray, step: int) -> None: ...
-    def hparams(
-        self,
-        hparams: Mapping[str, float | int | str | bool],
-        metrics: Mapping[str, float],
-        first: Sequence[str] = (),
-        label: str | None = None,
-    ) -> None: ...
-    def close(self) -> None: ...
-
-
-class NullLogger:
-    """TensorBoard on ranks other than 0: nothing is written."""
-
-    def scalars(self, *args: Any) -> None: ...
-    def image(self, *args: Any) -> None: ...
     def hparams(self, *args: Any, **kwargs: Any) -> None: ...
     def close(self) -> None: ...
 
@@ -54,7 +40,7 @@ MAIN_CURVES = {
 HPARAMS_GROUP = "~hparams"
 
 
-class TensorBoardLogger:
+class TensorBoardLogger(RunLogger):
     """Scalars and images against the global optimizer step, written under <run dir>/tb."""
 
     def __init__(self, log_dir: str | Path, purge_step: int | None = None) -> None:

@@ -72,19 +72,10 @@ class FitStep:
         log_step: bool,
     ) -> tuple[torch.Tensor | None, float]:
         """One optimizer step: (the gradient norm on a log step, the seconds it spent setting
-        up, 0.0 once the set-up is over)."""
+        up: 0.0 once the set-up is over). A step of the set-up is timed to its end on the
+        device, and the set-up logged once it is over."""
         if not self.set_up_pending:
             return self.call(parts, micro_batches, running, measure_grad_norm=log_step), 0.0
-        return self._set_up(parts, micro_batches, running, log_step)
-
-    def _set_up(
-        self,
-        parts: StepParts,
-        micro_batches: list[Batch],
-        running: RunningClassification | RunningRegression,
-        log_step: bool,
-    ) -> tuple[torch.Tensor | None, float]:
-        """A step of the set-up, timed to its end on the device; logged once it is over."""
         if self.cache_before is None:
             self.cache_before = CacheCounts.now()
         start = time.perf_counter()
@@ -96,10 +87,11 @@ class FitStep:
         graphed = self.call if isinstance(self.call, GraphedStep) else None
         self.set_up_pending = graphed is not None and not graphed.ready
         if not self.set_up_pending:
-            if graphed is None or self.compiled:
-                log.info(
-                    describe_compilation(self.set_up_seconds, self.cache_before, CacheCounts.now())
-                )
-            if graphed is not None and graphed.recordings:
-                log.info(describe_recording(graphed, self.set_up_seconds))
+            self._log_set_up(graphed)
         return grad_norm, seconds
+
+    def _log_set_up(self, graphed: GraphedStep | None) -> None:
+        if (graphed is None or self.compiled) and self.cache_before is not None:
+            log.info(describe_compilation(self.set_up_seconds, self.cache_before, CacheCounts.now()))
+        if graphed is not None and graphed.recordings:
+            log.info(describe_recording(graphed, self.set_up_seconds))

@@ -36,7 +36,7 @@ from nntrain.optim.optimizers import build_optimizer
 from nntrain.optim.schedules import PlateauSchedule
 from nntrain.reporting.console import TrainProgress, display_path, figure
 from nntrain.reporting.model_summary import model_summary
-from nntrain.reporting.tensorboard import NullLogger, RunLogger, TensorBoardLogger
+from nntrain.reporting.tensorboard import RunLogger, TensorBoardLogger
 from nntrain.schema import checked
 from nntrain.tasks import CLASSIFICATION, Task
 from nntrain.training import distributed
@@ -239,7 +239,7 @@ class Trainer:
                 **record,
                 "inputs": data.input_spec(),
             },
-            tensorboard=NullLogger(),  # opened by fit once the run's first step is known
+            tensorboard=RunLogger(),  # opened by fit once the run's first step is known
             fit_step=fit_step,
             task=task,
             target_scale=float(getattr(data, "target_std", 1.0)),
@@ -723,7 +723,7 @@ class Trainer:
 
     def _open_logger(self, run_dir: Path, purge_step: int | None) -> RunLogger:
         if self.rank != 0:
-            return NullLogger()
+            return RunLogger()
         return TensorBoardLogger(run_dir / "tb", purge_step=purge_step)
 
     def _save(self, checkpoint: dict[str, Any], path: Path) -> None:
