@@ -135,6 +135,11 @@ class Compute:
             use_channels_last(channels_last, device, model),
         )
 
+    def grad_scaler(self) -> torch.amp.GradScaler:
+        """The loss scaler a training step uses: on for float16 autocast only (bfloat16 has
+        float32's range and needs none)."""
+        return torch.amp.GradScaler(self.device.type, enabled=self.autocast_dtype == torch.float16)
+
     @property
     def precision_name(self) -> str:
         return PRECISION_NAMES[self.autocast_dtype]

@@ -136,7 +136,7 @@ def test_cli_refuses_a_bad_max_lr_and_leaves_no_run_dir(tmp_path):
 
 
 def test_the_figure_plots_the_losses_against_the_lrs(digits_test):
-    from nntrain.reporting.lr_find_figure import lr_find_figure
+    from nntrain.reporting.metric_figures import lr_find_figure
 
     test, _ = digits_test
     picture = lr_find_figure(test.lrs, test.losses, test.smoothed, test.suggestion, test.rule)

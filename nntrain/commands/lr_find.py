@@ -57,7 +57,7 @@ def find_lr(cfg: DictConfig, run_dir: Path) -> RangeTest:
 
 
 def write_results(test: RangeTest, run_dir: Path) -> None:
-    from nntrain.reporting.lr_find_figure import lr_find_figure
+    from nntrain.reporting.metric_figures import lr_find_figure
     from nntrain.reporting.tensorboard import TensorBoardLogger
 
     files.write_json(run_dir / "lr_find.json", test.as_dict())

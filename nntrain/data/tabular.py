@@ -9,14 +9,21 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 
 from nntrain import files
 from nntrain.data.in_memory import InMemoryData
-from nntrain.data.settings import MoonsSettings, SubscriptionSettings, XorSettings
+from nntrain.data.settings import (
+    GeneratedTableSettings,
+    MoonsSettings,
+    SubscriptionSettings,
+    XorSettings,
+)
 from nntrain.data.table_columns import mean_and_std, standardize
+
+GeneratedT = TypeVar("GeneratedT", bound=GeneratedTableSettings)
 
 
 class TabularData(InMemoryData):
@@ -27,6 +34,14 @@ class TabularData(InMemoryData):
 
     feature_names: list[str]
     target_name = "label"  # the target's column in write_csv
+
+    def _generated(
+        self, schema: type[GeneratedT], settings: GeneratedT | None, values: Any
+    ) -> tuple[GeneratedT, torch.Generator]:
+        """A generated table's settings and the random generator its rows come from: seeded
+        by data.generator_seed, so the table is the same whatever `seed` the run trains with."""
+        s = self._start(schema, settings, values)
+        return s, torch.Generator().manual_seed(s.generator_seed)
 
     def _set_features(self, features: torch.Tensor, targets: torch.Tensor) -> None:
         self.raw = (features.float(), targets.long())  # as generated, for write_csv
@@ -66,9 +81,8 @@ class Moons(TabularData):
     name = "moons"
 
     def __init__(self, settings: MoonsSettings | None = None, **values: Any) -> None:
-        s = self._start(MoonsSettings, settings, values)
+        s, gen = self._generated(MoonsSettings, settings, values)
         n, noise = s.n_samples, s.noise
-        gen = torch.Generator().manual_seed(s.generator_seed)
         n_outer = n // 2
         angle_outer = torch.linspace(0, math.pi, n_outer)
         angle_inner = torch.linspace(0, math.pi, n - n_outer)
@@ -87,11 +101,9 @@ class Xor(TabularData):
     name = "xor"
 
     def __init__(self, settings: XorSettings | None = None, **values: Any) -> None:
-        s = self._start(XorSettings, settings, values)
-        n, noise = s.n_samples, s.noise
-        gen = torch.Generator().manual_seed(s.generator_seed)
-        corners = torch.randint(0, 2, (n, 2), generator=gen)
-        points = corners.float() + noise * torch.randn(n, 2, generator=gen)
+        s, gen = self._generated(XorSettings, settings, values)
+        corners = torch.randint(0, 2, (s.n_samples, 2), generator=gen)
+        points = corners.float() + s.noise * torch.randn(s.n_samples, 2, generator=gen)
         labels = corners[:, 0] ^ corners[:, 1]
         self.feature_names = ["x", "y"]
         self.class_names = ["0", "1"]
@@ -109,9 +121,8 @@ class Subscription(TabularData):
     target_name = "bought"
 
     def __init__(self, settings: SubscriptionSettings | None = None, **values: Any) -> None:
-        s = self._start(SubscriptionSettings, settings, values)
+        s, gen = self._generated(SubscriptionSettings, settings, values)
         n = s.n_samples
-        gen = torch.Generator().manual_seed(s.generator_seed)
 
         def uniform(low: float, high: float) -> torch.Tensor:
             return low + (high - low) * torch.rand(n, generator=gen)

@@ -110,9 +110,7 @@ def range_test(
         forward=model,
         optimizer=opt,
         scheduler=schedule,
-        scaler=torch.amp.GradScaler(
-            trainer.device.type, enabled=compute.autocast_dtype == torch.float16
-        ),
+        scaler=compute.grad_scaler(),
         compute=compute,
         grad_clip=trainer.grad_clip,
         label_smoothing=trainer.label_smoothing,

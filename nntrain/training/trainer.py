@@ -271,9 +271,7 @@ class Trainer:
             model=model,
             optimizer=optimizer,
             scheduler=schedule,
-            scaler=torch.amp.GradScaler(
-                self.device.type, enabled=compute.autocast_dtype == torch.float16
-            ),
+            scaler=compute.grad_scaler(),
             stopper=stopper,
             lookahead=self.lookahead.restarted(),
             ema=start_ema(self.ema, model),  # of the plain module: DDP's ranks hold the same one
