@@ -105,6 +105,14 @@ check_programs() {
   done
 }
 
+# A real cluster's slurm.conf is never overwritten, nor its daemons stopped (older versions
+# of this script wrote theirs without the first line, but with this cluster's name next).
+check_the_cluster_is_ours() {
+  if [[ -f $CONF/slurm.conf ]] && ! head -n 2 "$CONF/slurm.conf" | grep -qxE "$WRITTEN_BY|ClusterName=local"; then
+    fail "$CONF/slurm.conf was not written by this script (a real cluster's?), so this machine's SLURM is left alone; move that file away to try the local cluster, or use the cluster it configures."
+  fi
+}
+
 write_configs() {
   mkdir -p "$CONF" "$LOGS" /var/spool/slurmctld /var/spool/slurmd /run/munge /run/mysqld
   cat >"$CONF/slurm.conf" <<EOF
@@ -246,6 +254,7 @@ check_a_job_runs() {
 up() {
   local began=$SECONDS
   require_root_on_debian
+  check_the_cluster_is_ours
   install_packages
   check_programs
   write_configs
@@ -328,6 +337,7 @@ kill_leftover_steps() {
 down() {
   local began=$SECONDS daemon
   require_root_on_debian
+  check_the_cluster_is_ours
   cancel_jobs
   for daemon in slurmd slurmctld slurmdbd mariadbd munged; do
     stop "$daemon"
