@@ -17,7 +17,7 @@ is in sys.modules, and dataclasses cannot resolve string annotations then.
 """
 
 import importlib.util
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, make_dataclass
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
@@ -48,97 +48,49 @@ class SamplerConf:
     seed: Any = None
 
 
-@dataclass
-class TPESamplerConf(SamplerConf):
-    _target_: str = "optuna.samplers.TPESampler"
-    n_startup_trials: Any = None
-    n_ei_candidates: Any = None
-    multivariate: Any = None
-    group: Any = None
-    constant_liar: Any = None
-    consider_prior: Any = None
-    prior_weight: Any = None
-    consider_magic_clip: Any = None
-    consider_endpoints: Any = None
-    warn_independent_sampling: Any = None
-
-
-@dataclass
-class RandomSamplerConf(SamplerConf):
-    _target_: str = "optuna.samplers.RandomSampler"
-
-
-@dataclass
-class GridSamplerConf(SamplerConf):
-    # The grid is built from hydra.sweeper.params (every value of each choice and range);
-    # a search_space given here ({key: [values]}) is used instead.
-    _target_: str = "optuna.samplers.GridSampler"
-    search_space: Any = None
-
-
-@dataclass
-class CmaEsSamplerConf(SamplerConf):
-    _target_: str = "optuna.samplers.CmaEsSampler"
-    x0: Any = None
-    sigma0: Any = None
-    n_startup_trials: Any = None
-    warn_independent_sampling: Any = None
-    consider_pruned_trials: Any = None
-    restart_strategy: Any = None
-    popsize: Any = None
-    inc_popsize: Any = None
-    use_separable_cma: Any = None
-    with_margin: Any = None
-    lr_adapt: Any = None
-
-
-@dataclass
-class NSGAIISamplerConf(SamplerConf):
-    _target_: str = "optuna.samplers.NSGAIISampler"
-    population_size: Any = None
-    mutation_prob: Any = None
-    crossover_prob: Any = None
-    swapping_prob: Any = None
-
-
-@dataclass
-class QMCSamplerConf(SamplerConf):
-    _target_: str = "optuna.samplers.QMCSampler"
-    qmc_type: Any = None
-    scramble: Any = None
-    warn_asynchronous_seeding: Any = None
-    warn_independent_sampling: Any = None
-
-
-@dataclass
-class GPSamplerConf(SamplerConf):
-    _target_: str = "optuna.samplers.GPSampler"
-    n_startup_trials: Any = None
-    deterministic_objective: Any = None
-    warn_independent_sampling: Any = None
-
-
-@dataclass
-class BruteForceSamplerConf(SamplerConf):
-    _target_: str = "optuna.samplers.BruteForceSampler"
-    avoid_premature_stop: Any = None
-
-
-@dataclass
-class MOTPESamplerConf(SamplerConf):
-    _target_: str = "hydra_plugins.nntrain_optuna_sweeper.config.motpe_removed"
+def optuna_conf(target: str, *keywords: str, base: type = SamplerConf) -> type:
+    """The config dataclass of an Optuna class: its _target_, and each keyword it takes at
+    null (not passed: Optuna's own default), so that setting one needs no `+`."""
+    fields = [
+        ("_target_", str, field(default=target)),
+        *((keyword, Any, field(default=None)) for keyword in keywords),
+    ]
+    return make_dataclass(target.rsplit(".", 1)[-1] + "Conf", fields, bases=(base,))
 
 
 SAMPLERS = {
-    "tpe": TPESamplerConf,
-    "random": RandomSamplerConf,
-    "grid": GridSamplerConf,
-    "cmaes": CmaEsSamplerConf,
-    "nsgaii": NSGAIISamplerConf,
-    "qmc": QMCSamplerConf,
-    "gp": GPSamplerConf,
-    "bruteforce": BruteForceSamplerConf,
-    "motpe": MOTPESamplerConf,  # says that it is gone
+    "tpe": optuna_conf(
+        "optuna.samplers.TPESampler",
+        *("n_startup_trials", "n_ei_candidates", "multivariate", "group", "constant_liar"),
+        *("consider_prior", "prior_weight", "consider_magic_clip", "consider_endpoints"),
+        "warn_independent_sampling",
+    ),
+    "random": optuna_conf("optuna.samplers.RandomSampler"),
+    # The grid is built from hydra.sweeper.params (every value of each choice and range); a
+    # search_space given here ({key: [values]}) is used instead.
+    "grid": optuna_conf("optuna.samplers.GridSampler", "search_space"),
+    "cmaes": optuna_conf(
+        "optuna.samplers.CmaEsSampler",
+        *("x0", "sigma0", "n_startup_trials", "warn_independent_sampling"),
+        *("consider_pruned_trials", "restart_strategy", "popsize", "inc_popsize"),
+        *("use_separable_cma", "with_margin", "lr_adapt"),
+    ),
+    "nsgaii": optuna_conf(
+        "optuna.samplers.NSGAIISampler",
+        *("population_size", "mutation_prob", "crossover_prob", "swapping_prob"),
+    ),
+    "qmc": optuna_conf(
+        "optuna.samplers.QMCSampler",
+        *("qmc_type", "scramble", "warn_asynchronous_seeding", "warn_independent_sampling"),
+    ),
+    "gp": optuna_conf(
+        "optuna.samplers.GPSampler",
+        *("n_startup_trials", "deterministic_objective", "warn_independent_sampling"),
+    ),
+    "bruteforce": optuna_conf("optuna.samplers.BruteForceSampler", "avoid_premature_stop"),
+    "motpe": optuna_conf(  # says that it is gone
+        "hydra_plugins.nntrain_optuna_sweeper.config.motpe_removed",
+    ),
 }
 
 
