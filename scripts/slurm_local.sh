@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # A single-node SLURM cluster on this machine, from Debian's packages, for trying nntrain's
-# SLURM launcher for real (and for `pytest -m slurm`). Needs root on Debian/Ubuntu; ~3 minutes
-# the first time (apt), seconds after.
+# SLURM launcher for real (and for `pytest -m slurm`). Needs root on Debian/Ubuntu; the first time
+# apt installs ~100 packages (15-30 s here, minutes on a slow network), then `up` takes seconds.
 #
 #   bash scripts/slurm_local.sh up      # install if needed, configure, start; returns once the
 #                                       # node is idle, responding, and has run a test job
@@ -89,7 +89,7 @@ install_packages() {
     dpkg -s "$package" >/dev/null 2>&1 || missing+=("$package")
   done
   ((${#missing[@]})) || return 0
-  log "installing ${missing[*]} (about 3 minutes; apt's output goes to $apt_log)"
+  log "installing ${missing[*]} (under a minute on a fast network; apt's output goes to $apt_log)"
   if ! { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}"; } \
     </dev/null >"$apt_log" 2>&1; then
     fail "apt-get could not install ${missing[*]}: $(grep -E '^(E|Err):' "$apt_log" | tail -n 1 || true) (its output: $apt_log); check the network and apt's sources, then run up again."

@@ -137,3 +137,12 @@ def test_an_interval_that_is_not_above_0_is_one_sentence(every, capsys):
         f"Error: hydra.launcher.pending_report_s={every}: it is how often (in seconds) a sweep "
         "says why its SLURM jobs wait to start, so it must be a number above 0 (default 60).\n"
     )
+
+
+def test_ctrl_c_in_a_search_leaves_the_continuing_to_its_sweeper(slurm, capsys):
+    slurm(["5_0|RUNNING|None"])
+    with pytest.raises(SystemExit):
+        waiting.stop_on_ctrl_c(["5_0"], resume_with=None)
+    assert capsys.readouterr().err == (
+        "Error: interrupted: cancelled the sweep's SLURM jobs (scancel 5).\n"
+    )

@@ -139,8 +139,10 @@ class SlurmLauncher(SubmititSlurmLauncher):
                 record_job(sweep_dir, number, overrides)
         from nntrain.reporting.console import display_path
 
+        # resume= runs a sweep's unfinished jobs again; a search's trials are its sweeper's.
+        search = "optuna" in str(self.config.hydra.sweeper.get("_target_", "")).lower()
         resume_with = f"nntrain -m hydra/launcher=slurm resume={display_path(sweep_dir)}"
-        waiting.wait_for(submitted, report_every, resume_with)
+        waiting.wait_for(submitted, report_every, None if search else resume_with)
         return [
             result_or_unfinished(job, overrides)
             for job, overrides in zip(submitted, jobs, strict=True)

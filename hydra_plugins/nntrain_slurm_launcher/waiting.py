@@ -53,10 +53,10 @@ class Queued(NamedTuple):
     reason: str
 
 
-def wait_for(jobs: Sequence[Any], every_s: float, resume_with: str) -> None:
+def wait_for(jobs: Sequence[Any], every_s: float, resume_with: str | None) -> None:
     """Until every job (submitit's) is done, with a line every every_s seconds while one of
     them waits to start. Ctrl-C cancels those not done and ends the command (exit 130),
-    saying how to continue: resume_with."""
+    saying how to continue: resume_with (None: a search, which its sweeper continues)."""
     began = time.monotonic()
     next_report = began + every_s
     try:
@@ -144,16 +144,16 @@ def duration(seconds: float) -> str:
     return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.0f} min"
 
 
-def stop_on_ctrl_c(job_ids: Sequence[str], resume_with: str) -> None:
+def stop_on_ctrl_c(job_ids: Sequence[str], resume_with: str | None) -> None:
     """Cancel the jobs that did not end, wait a little for them to go (a running job saves its
     last.pt on the SIGTERM), and end the command with one sentence: what became of the jobs,
-    and the command that continues the sweep."""
+    and the command that continues the sweep (none for a search: its sweeper says what became
+    of its trials)."""
     from nntrain.reporting.console import print_error
 
+    then = f"continue the sweep with: {resume_with}" if resume_with else ""
     if not job_ids:
-        print_error(
-            f"interrupted; every SLURM job had ended; continue the sweep with: {resume_with}"
-        )
+        print_error(sentence("interrupted; every SLURM job of the sweep had ended", then))
         sys.exit(130)
     command = cancel_command(job_ids)
     # A second Ctrl-C must not cut the cancelling short (and end in a traceback).
@@ -163,22 +163,27 @@ def stop_on_ctrl_c(job_ids: Sequence[str], resume_with: str) -> None:
     finally:
         signal.signal(signal.SIGINT, previous)
     if refused:
-        print_error(
-            f"interrupted; SLURM did not cancel the sweep's jobs ({refused}): cancel them with: "
-            f"{command}; then continue the sweep with: {resume_with}"
+        told = (
+            f"interrupted; SLURM did not cancel the sweep's jobs ({refused}): cancel them "
+            f"with: {command}"
         )
+        print_error(sentence(told, f"then {then}" if then else ""))
         sys.exit(130)
     gone = wait_until(lambda: read_queue(job_ids) == ([], ""), CANCEL_WAIT_S)
-    then = (
-        "continue the sweep with"
-        if gone
-        else (
-            "they are still stopping (a running job saves its last.pt first); once squeue no "
-            "longer lists them, continue the sweep with"
+    if not gone:
+        then = sentence(
+            "they are still stopping (a running job saves its last.pt first)",
+            f"once squeue no longer lists them, {then}" if then else "",
         )
-    )
-    print_error(f"interrupted: cancelled the sweep's SLURM jobs ({command}); {then}: {resume_with}")
+    print_error(sentence(f"interrupted: cancelled the sweep's SLURM jobs ({command})", then))
     sys.exit(130)
+
+
+def sentence(*parts: str) -> str:
+    """The parts joined with '; ', ending with a full stop unless a command ends it (a stop
+    after a command would be copied with it)."""
+    text = "; ".join(part for part in parts if part)
+    return text if ": nntrain " in text.rsplit(";", 1)[-1] else f"{text.rstrip('.')}."
 
 
 def run_quietly(command: list[str]) -> str:
