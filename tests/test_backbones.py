@@ -481,3 +481,29 @@ def test_onnx_export_agrees_with_predict_on_a_folder(timm_run, tmp_path):
         chosen = float(image_probabilities[data.class_names.index(row["predicted"])])
         assert chosen == pytest.approx(float(row["probability"]), abs=1e-4)
         assert float(image_probabilities.max()) <= chosen + 1e-4
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:FutureWarning")
+def test_torchscript_and_safetensors_exports_are_the_model(timm_run, tmp_path):
+    from omegaconf import OmegaConf
+    from safetensors.torch import load_file
+
+    from nntrain.commands.export import export
+
+    def exported(fmt: str) -> Path:
+        settings = {"ckpt": str(timm_run), "format": fmt, "output": str(tmp_path)}
+        return export(OmegaConf.create(settings))[0]
+
+    model = build_model(load_run(timm_run))
+    x = torch.randn(3, 3, 32, 32, generator=torch.Generator().manual_seed(2))
+    traced = torch.jit.load(str(exported("torchscript")))
+    with torch.no_grad():
+        torch.testing.assert_close(traced(x), model(x), rtol=1e-5, atol=1e-5)
+    weights = load_file(str(exported("safetensors")))
+    # the weights load into a model built from its config: timm's body and the head
+    rebuilt = TimmModel(
+        (3, 32, 32), 3, name="test_vit", weights_path=str(tmp_path / "model.safetensors")
+    )
+    rebuilt.head.load_state_dict({"weight": weights["head.weight"], "bias": weights["head.bias"]})
+    with torch.no_grad():
+        torch.testing.assert_close(rebuilt.eval()(x), model(x), rtol=1e-6, atol=1e-6)
