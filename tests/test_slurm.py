@@ -5,7 +5,7 @@ Run with a cluster up (a single-node one on this machine: docs/pages/clusters.md
 
     bash scripts/slurm_local.sh up && pytest -m slurm
 
-They take about 7 minutes (SLURM schedules, requeues and polls in seconds; one job runs into
+They take 7-11 minutes (SLURM schedules, requeues and polls in seconds; one job runs into
 its 2-minute time limit), so a plain `pytest` skips them, as it does where no cluster answers.
 The runs are tiny (digits, CPU). The tests of down and up come first in this file (pytest runs
 a file in order, on one worker), so that every other test runs after a down/up cycle; they run
