@@ -261,6 +261,32 @@ def test_pretrained_torchvision_weights_come_from_the_torch_hub_cache(tmp_path, 
     assert "classifier.3.weight" not in loaded and model.head.out_features == 3
 
 
+def test_grayscale_images_get_the_rgb_stem_summed(tmp_path):
+    """One input channel: the pretrained stem's weights summed over RGB, which gives exactly
+    its output on the gray image repeated to three channels (timm and torchvision alike)."""
+    import torchvision
+    from safetensors.torch import save_file
+
+    state = timm_state("test_resnet")
+    torch.save(state, tmp_path / "timm.pt")
+    gray = TimmModel((1, 32, 32), 3, name="test_resnet", weights_path=str(tmp_path / "timm.pt"))
+    stem = state["conv1.0.weight"].sum(dim=1, keepdim=True)
+    assert torch.equal(gray.backbone.state_dict()["conv1.0.weight"], stem)
+    torch.manual_seed(4)
+    rgb = torchvision.models.mobilenet_v3_small(weights=None)
+    save_file(rgb.state_dict(), str(tmp_path / "tv.safetensors"))
+    model = TorchvisionModel(
+        (1, 32, 32), 3, name="mobilenet_v3_small", weights_path=str(tmp_path / "tv.safetensors")
+    )
+    assert model.head.out_features == 3 and model.pretrained_backbone
+    image = torch.rand(2, 1, 32, 32)
+    with torch.no_grad():  # the same features as the RGB model on the repeated gray image
+        rgb.classifier[3] = torch.nn.Identity()
+        torch.testing.assert_close(
+            model.eval().backbone(image), rgb.eval()(image.expand(-1, 3, -1, -1)), atol=1e-5, rtol=0
+        )
+
+
 def test_a_wrong_architectures_weights_are_one_sentence(tmp_path):
     file = tmp_path / "convnext.pt"
     torch.save(timm_state("test_convnext"), file)

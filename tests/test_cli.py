@@ -123,7 +123,7 @@ def test_help_lists_the_config_groups_and_their_options(tmp_path):
     for line in (
         "data: cifar10, cifar100, csv, digits, fashion_mnist, imagefolder, mnist, moons, subscription, xor",
         "experiment: cifar10_cnn, cifar10_resnet18_finetune, cifar10_speedrun, fashion_mnist_cnn, mnist_mlp",
-        "model: cnn, mlp, resnet18, speedrun",
+        "model: cnn, mlp, resnet18, speedrun, timm, torchvision",
         "optimizer: adam, adamw, rmsprop, sgd",
         "scheduler: constant, cosine, onecycle, plateau, step, triangle",
         "trainer: debug, default",
@@ -144,7 +144,8 @@ def test_help_lists_the_config_groups_and_their_options(tmp_path):
     [
         (
             "model=nope",
-            "model=nope is not an option of 'model'; choose one of: cnn, mlp, resnet18, speedrun (e.g. model=cnn).",
+            "model=nope is not an option of 'model'; choose one of: cnn, mlp, resnet18, speedrun, "
+            "timm, torchvision (e.g. model=cnn).",
         ),
         (
             "trainer.max_epochs=abc",

@@ -185,7 +185,7 @@ def test_a_sweep_over_the_users_model(user_folder, tmp_path):
         (
             ("model=theirnet",),
             "model=theirnet is not an option of 'model'; choose one of: cnn, mlp, mynet, "
-            "oldnet, resnet18, speedrun (e.g. model=cnn).",
+            "oldnet, resnet18, speedrun, timm, torchvision (e.g. model=cnn).",
         ),
     ],
     ids=["wrong constructor", "a key it does not take", "not in the folder"],

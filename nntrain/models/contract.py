@@ -117,12 +117,28 @@ def check_output(
     )
 
 
-def model_files(model: nn.Module) -> set[Path]:
-    """The source files of the model's own classes: its modules' classes defined outside torch
-    and nntrain (a user's model.py)."""
+# The model libraries nntrain builds models from (model=timm, model=torchvision, resnet18): an
+# error raised in their code is theirs or torch's, not the user's to fix in a model file.
+MODEL_LIBRARIES = ("torchvision", "timm")
+
+
+def library_folders() -> list[Path]:
+    import importlib.util
+
     import nntrain
 
-    libraries = [Path(torch.__file__).parent, Path(nntrain.__file__).parent]
+    folders = [Path(torch.__file__).parent, Path(nntrain.__file__).parent]
+    for name in MODEL_LIBRARIES:
+        spec = importlib.util.find_spec(name)
+        if spec is not None and spec.origin:
+            folders.append(Path(spec.origin).parent)
+    return folders
+
+
+def model_files(model: nn.Module) -> set[Path]:
+    """The source files of the model's own classes: its modules' classes defined outside torch,
+    nntrain and the model libraries (a user's model.py)."""
+    libraries = library_folders()
     found: set[Path] = set()
     for module in model.modules():
         try:
