@@ -533,3 +533,23 @@ def test_torchscript_and_safetensors_exports_are_the_model(timm_run, tmp_path):
     rebuilt.head.load_state_dict({"weight": weights["head.weight"], "bias": weights["head.bias"]})
     with torch.no_grad():
         torch.testing.assert_close(rebuilt.eval()(x), model(x), rtol=1e-6, atol=1e-6)
+
+
+def test_ddp_unfreezing_a_timm_backbone_keeps_the_ranks_identical(tmp_path):
+    """torchrun, 2 CPU ranks: a frozen pretrained backbone, unfrozen at the second epoch."""
+    torch.save(timm_state("test_resnet"), tmp_path / "w.pt")
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+    overrides = ["model=timm", "model.name=test_resnet", "model.weights_path=w.pt"]
+    overrides += ["model.freeze_backbone=true", "model.unfreeze_at_epoch=2", "data=digits"]
+    done = subprocess.run(
+        [*torchrun, "-m", "nntrain", *overrides, "trainer=debug", "trainer.report_images=false"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        stdin=subprocess.DEVNULL,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    (log,) = [path.read_text() for path in (tmp_path / "outputs").glob("*/*/train.log")]
+    assert "backbone unfrozen: trainable 373,370 / total 373,370 parameters" in log
+    assert "weights identical on all 2 ranks" in log
