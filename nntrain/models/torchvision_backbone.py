@@ -96,7 +96,9 @@ def data_config_of(name: str) -> dict[str, Any]:
     }
 
 
-def build_options(name: str, input_shape: Sequence[int], drop_path_rate: float | None) -> dict:
+def build_options(
+    name: str, input_shape: Sequence[int], drop_path_rate: float | None
+) -> dict[str, Any]:
     options: dict[str, Any] = {}
     if name in GOOGLE_NETS:
         options.update(aux_logits=False, transform_input=True)
