@@ -453,3 +453,19 @@ def test_lightning_hydra_templates_optuna_config_runs(tmp_path):
         "optimizer.weight_decay",
     }
     assert [p.name for p in (tmp_path / "outputs").iterdir()] == ["multirun"]  # no single run
+
+
+def test_a_composed_sampler_config_pickles_as_its_named_class():
+    """A SLURM job's saved state pickles the composed config, which names each structured
+    config's dataclass: the sampler configs, made from one table, must be found by name."""
+    import pickle
+
+    from omegaconf import OmegaConf
+
+    from hydra_plugins.nntrain_optuna_sweeper import config
+
+    for name, conf in SAMPLERS.items():
+        node = pickle.loads(pickle.dumps(OmegaConf.structured(conf)))
+        assert OmegaConf.get_type(node) is getattr(config, conf.__name__), name
+    assert config.TPESamplerConf is SAMPLERS["tpe"]
+    assert config.MOTPESamplerConf is SAMPLERS["motpe"]

@@ -48,14 +48,22 @@ class SamplerConf:
     seed: Any = None
 
 
-def optuna_conf(target: str, *keywords: str, base: type = SamplerConf) -> type:
-    """The config dataclass of an Optuna class: its _target_, and each keyword it takes at
-    null (not passed: Optuna's own default), so that setting one needs no `+`."""
+def optuna_conf(
+    target: str, *keywords: str, base: type = SamplerConf, name: str | None = None
+) -> type:
+    """The config dataclass of an Optuna class (TPESamplerConf for optuna.samplers.TPESampler):
+    its _target_, and each keyword it takes at null (not passed: Optuna's own default), so that
+    setting one needs no `+`. A module attribute like a class written out: a composed config
+    names its dataclass, and pickling it (a SLURM job's saved state) looks the class up here."""
     fields = [
         ("_target_", str, field(default=target)),
         *((keyword, Any, field(default=None)) for keyword in keywords),
     ]
-    return make_dataclass(target.rsplit(".", 1)[-1] + "Conf", fields, bases=(base,))
+    name = name or target.rsplit(".", 1)[-1] + "Conf"
+    conf = make_dataclass(name, fields, bases=(base,))
+    conf.__module__ = __name__
+    globals()[name] = conf
+    return conf
 
 
 SAMPLERS = {
@@ -89,7 +97,7 @@ SAMPLERS = {
     ),
     "bruteforce": optuna_conf("optuna.samplers.BruteForceSampler", "avoid_premature_stop"),
     "motpe": optuna_conf(  # says that it is gone
-        "hydra_plugins.nntrain_optuna_sweeper.config.motpe_removed",
+        "hydra_plugins.nntrain_optuna_sweeper.config.motpe_removed", name="MOTPESamplerConf"
     ),
 }
 

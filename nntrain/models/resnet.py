@@ -16,7 +16,8 @@ import torch
 from torch import Tensor, nn
 
 from nntrain.data.downloads import network_timeout, unreachable_reason
-from nntrain.errors import UserError, check_positive_int, first_line, is_number, require
+from nntrain.errors import UserError, first_line, is_number, require
+from nntrain.models.backbones import FineTuned, check_backbone_settings
 from nntrain.models.layers import Dropout
 
 log = logging.getLogger("nntrain")
@@ -106,36 +107,24 @@ def check_settings(
     dropout: object,
     backbone_lr_scale: object,
 ) -> None:
-    """model=resnet18's settings, each refused in one sentence when it cannot work."""
-    require(
-        len(input_shape) == 3,
-        f"model=resnet18 needs image data shaped (channels, height, width), but this data set "
-        f"gives {len(input_shape)}-dimensional inputs {tuple(input_shape)}; use model=mlp.",
+    """model=resnet18's settings, each refused in one sentence when it cannot work: those
+    every fine-tuned backbone shares, then its head's dropout."""
+    check_backbone_settings(
+        "resnet18",
+        input_shape,
+        pretrained,
+        freeze_backbone,
+        unfreeze_at_epoch,
+        backbone_lr_scale,
+        drop_path_rate=None,
     )
-    for key, value in (("pretrained", pretrained), ("freeze_backbone", freeze_backbone)):
-        # A string such as `no` from the command line is truthy: it would freeze or download.
-        require(
-            isinstance(value, bool),
-            f"model.{key} must be true or false, got {value!r}; e.g. model.{key}=true.",
-        )
-    require(
-        unfreeze_at_epoch is None or bool(freeze_backbone),
-        "model.unfreeze_at_epoch needs model.freeze_backbone=true (it unfreezes a frozen backbone).",
-    )
-    if unfreeze_at_epoch is not None:
-        check_positive_int("model.unfreeze_at_epoch", unfreeze_at_epoch, example=3)
     require(
         is_number(dropout) and 0 <= dropout < 1,  # type: ignore[operator]
         f"model.dropout must be a number in [0, 1), got {dropout!r}.",
     )
-    require(
-        is_number(backbone_lr_scale) and backbone_lr_scale >= 0,  # type: ignore[operator]
-        f"model.backbone_lr_scale must be a number >= 0, got {backbone_lr_scale!r}; "
-        "e.g. model.backbone_lr_scale=0.1.",
-    )
 
 
-class ResNet18(nn.Module):
+class ResNet18(FineTuned):
     """ResNet-18 backbone + the tutorial's head; optional pretrained weights and freezing.
 
     freeze_backbone trains only the head (the frozen backbone, BatchNorm included, stays in
@@ -159,17 +148,15 @@ class ResNet18(nn.Module):
         dropout: float = 0.4,
         backbone_lr_scale: float = 0.1,
     ) -> None:
-        super().__init__()
         from torchvision.models import resnet18
 
         check_settings(
             input_shape, pretrained, freeze_backbone, unfreeze_at_epoch, dropout, backbone_lr_scale
         )
-        self.backbone_lr_scale = float(backbone_lr_scale)
         channels, height, width = input_shape
         backbone = resnet18(weights=None)
-        self.pretrained_backbone = bool(pretrained or weights_path)
-        if self.pretrained_backbone:
+        pretrained_backbone = bool(pretrained or weights_path)
+        if pretrained_backbone:
             state = local_state_dict(weights_path) if weights_path else imagenet_state_dict()
             load_backbone_weights(backbone, state, source=weights_path or "ImageNet")
         require(
@@ -177,49 +164,27 @@ class ResNet18(nn.Module):
             f"model.small_input must be true, false or null (auto), got {small_input!r}.",
         )
         if small_input is None:
-            small_input = min(height, width) < 64 and not self.pretrained_backbone
+            small_input = min(height, width) < 64 and not pretrained_backbone
         if small_input:
             backbone.conv1 = nn.Conv2d(channels, 64, kernel_size=3, stride=1, padding=1, bias=False)
             backbone.maxpool = nn.Identity()
         elif channels != 3:
-            backbone.conv1 = adapt_stem(backbone.conv1, channels, self.pretrained_backbone)
+            backbone.conv1 = adapt_stem(backbone.conv1, channels, pretrained_backbone)
         backbone.fc = nn.Identity()
-        self.backbone = backbone
-        self.head = nn.Sequential(
+        head = nn.Sequential(
             nn.Linear(512, head_hidden),
             nn.ReLU(inplace=True),
             Dropout(dropout),
             nn.Linear(head_hidden, num_classes),
         )
-        self.unfreeze_at_epoch = unfreeze_at_epoch
-        self.backbone_frozen = False
-        if freeze_backbone:
-            self.set_backbone_frozen(True)
-
-    def set_backbone_frozen(self, frozen: bool) -> None:
-        self.backbone_frozen = frozen
-        for param in self.backbone.parameters():
-            param.requires_grad_(not frozen)
-        self.train(self.training)  # puts a frozen backbone's BatchNorm layers in eval mode
-        trainable = sum(p.numel() for p in self.parameters() if p.requires_grad)
-        total = sum(p.numel() for p in self.parameters())
-        state = "frozen" if frozen else "unfrozen"
-        log.info(f"backbone {state}: trainable {trainable:,} / total {total:,} parameters")
-
-    def on_epoch_start(self, epoch: int) -> None:
-        """Called by the Trainer before each epoch (0-based) to unfreeze at the chosen epoch."""
-        if self.backbone_frozen and self.unfreeze_at_epoch and epoch + 1 >= self.unfreeze_at_epoch:
-            self.set_backbone_frozen(False)
-
-    def train(self, mode: bool = True) -> ResNet18:
-        super().train(mode)
-        if self.backbone_frozen:
-            # Frozen BatchNorm layers keep their (pretrained) running statistics.
-            self.backbone.eval()
-        return self
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.head(self.backbone(x))
+        super().__init__(
+            backbone,
+            head,
+            pretrained_backbone,
+            freeze_backbone,
+            unfreeze_at_epoch,
+            backbone_lr_scale,
+        )
 
 
 def load_backbone_weights(backbone: nn.Module, state: dict[str, Any], source: str) -> None:
