@@ -464,8 +464,9 @@ def test_a_composed_sampler_config_pickles_as_its_named_class():
 
     from hydra_plugins.nntrain_optuna_sweeper import config
 
-    for name, conf in SAMPLERS.items():
+    # (Hydra's plugin scan may run the module again: its classes are read from this copy.)
+    for name, conf in config.SAMPLERS.items():
         node = pickle.loads(pickle.dumps(OmegaConf.structured(conf)))
         assert OmegaConf.get_type(node) is getattr(config, conf.__name__), name
-    assert config.TPESamplerConf is SAMPLERS["tpe"]
-    assert config.MOTPESamplerConf is SAMPLERS["motpe"]
+    assert config.TPESamplerConf is config.SAMPLERS["tpe"]
+    assert config.MOTPESamplerConf is config.SAMPLERS["motpe"]
