@@ -5,9 +5,8 @@ Run with a cluster up (a single-node one on this machine: docs/pages/clusters.md
 
     bash scripts/slurm_local.sh up && pytest -m slurm
 
-They take 7-11 minutes (SLURM schedules, requeues and polls in seconds; one job runs into
-its 2-minute time limit), so a plain `pytest` skips them, as it does where no cluster answers.
-The runs are tiny (digits, CPU). The tests of down and up come first in this file (pytest runs
+They take a few minutes (SLURM schedules, requeues and polls in seconds), so a plain `pytest`
+skips them, as it does where no cluster answers. The runs are tiny (digits, CPU). The tests of down and up come first in this file (pytest runs
 a file in order, on one worker), so that every other test runs after a down/up cycle; they run
 only on the cluster slurm_local.sh made (its slurm.conf says so), never on a real one.
 """
@@ -242,27 +241,42 @@ def test_a_job_stopped_by_sigterm_leaves_the_sweep_going_and_resumes_through_the
     assert read_metrics(long_job)["epochs_run"] == 3
 
 
-def test_a_job_at_its_time_limit_is_requeued_and_ends_as_an_uninterrupted_run(tmp_path):
-    # SLURM warns signal_delay_s before the 2-minute limit (give or take its 60 s resolution):
-    # nntrain saves last.pt, submitit requeues the job, and it continues from last.pt. The run
-    # must outlast the first warning on an idle machine too (50 epochs took 24 s there: no
-    # warning came), and fit in its requeues on a busy one: 300 epochs, up to 10 requeues.
-    deterministic = (*SMALL, "trainer.deterministic=true", "trainer.max_epochs=300")
+def test_a_job_warned_before_its_time_limit_is_requeued_and_ends_as_an_uninterrupted_run(
+    tmp_path,
+):
+    # SLURM warns a job signal_delay_s before its time limit with SIGUSR2 to its steps (submitit
+    # asks sbatch for --signal=USR2@signal_delay_s): nntrain saves last.pt, submitit requeues
+    # the job, and it continues from last.pt. The test sends that signal itself once the job
+    # has saved an epoch (scancel --signal=USR2, what SLURM's timer does), so that neither an
+    # idle machine (the run ends before SLURM's 60 s timer fires) nor a busy one decides
+    # whether the warning comes. With timeout_min=10 submitit counts it as a time-out (any
+    # warning in the last 10 minutes of a job is one), so it is requeued as after a time limit.
+    name = f"nntrain-limit-{time.time_ns()}"
+    deterministic = (*SMALL, "trainer.deterministic=true", "trainer.max_epochs=600")
     reference = start_nntrain([*deterministic, "hydra.run.dir=reference"], tmp_path)
-    done = sweep(
-        "hydra.launcher.timeout_min=2", "hydra.launcher.signal_delay_s=60",
-        "hydra.launcher.max_num_timeout=10", *deterministic, cwd=tmp_path, timeout=1800,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr[-3000:]
+    command = [
+        "-m", "hydra/launcher=slurm", f"hydra.launcher.name={name}",
+        "hydra.launcher.timeout_min=10", "hydra.launcher.max_num_timeout=3", *deterministic,
+        "hydra.sweep.dir=sweep",
+    ]  # fmt: skip
+    background = start_nntrain(command, tmp_path)
     job = tmp_path / "sweep" / "0"
+    wait_until(lambda: (job / "checkpoints" / "last.pt").is_file(), background)
+    (job_id,) = squeue_ids(name)
+    subprocess.run(["scancel", "--signal=USR2", job_id], check=True)
+    _, err = background.communicate(timeout=900)
+    assert background.returncode == 0, err[-3000:]
     log = (job / "train.log").read_text()
     assert "interrupted by SIGUSR2" in log and "resumed at epoch" in log
+    assert "this job is timed-out" in log  # submitit's words: requeued as after a time limit
     assert status(job)["status"] == "ok"
+    (script,) = (tmp_path / "sweep" / ".submitit").glob("*/*_submission.sh")
+    assert "#SBATCH --signal=USR2@120\n" in script.read_text()  # SLURM's own timer, asked for
     _, err = reference.communicate(timeout=900)
     assert reference.returncode == 0, err[-3000:]
     requeued = load_checkpoint(job / "checkpoints" / "last.pt")
     uninterrupted = load_checkpoint(tmp_path / "reference" / "checkpoints" / "last.pt")
-    assert requeued["step"] == uninterrupted["step"] == 1500
+    assert requeued["step"] == uninterrupted["step"] == 3000
     for key, value in uninterrupted["model"].items():
         assert torch.equal(requeued["model"][key], value), key
 
