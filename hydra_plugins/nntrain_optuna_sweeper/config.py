@@ -49,15 +49,21 @@ class SamplerConf:
 
 
 def optuna_conf(
-    target: str, *keywords: str, base: type = SamplerConf, name: str | None = None
+    target: str,
+    *keywords: str,
+    base: type = SamplerConf,
+    name: str | None = None,
+    required: dict[str, Any] | None = None,
 ) -> type:
     """The config dataclass of an Optuna class (TPESamplerConf for optuna.samplers.TPESampler):
     its _target_, and each keyword it takes at null (not passed: Optuna's own default), so that
     setting one needs no `+`. A module attribute like a class written out: a composed config
-    names its dataclass, and pickling it (a SLURM job's saved state) looks the class up here."""
+    names its dataclass, and pickling it (a SLURM job's saved state) looks the class up here.
+    required: keywords Optuna has no default for, with ours."""
+    given = required or {}
     fields = [
         ("_target_", str, field(default=target)),
-        *((keyword, Any, field(default=None)) for keyword in keywords),
+        *((keyword, Any, field(default=given.get(keyword))) for keyword in keywords),
     ]
     name = name or target.rsplit(".", 1)[-1] + "Conf"
     conf = make_dataclass(name, fields, bases=(base,))
@@ -103,17 +109,63 @@ SAMPLERS = {
 
 
 @dataclass
+class PrunerConf:
+    _target_: str = MISSING
+
+
+# hydra/sweeper/pruner=median (fields as Optuna's pruners; null: Optuna's default). A trial
+# reports its monitored metric at every epoch's end; the pruner may stop it there.
+PRUNERS = {
+    "nop": optuna_conf("optuna.pruners.NopPruner", base=PrunerConf),
+    "median": optuna_conf(
+        "optuna.pruners.MedianPruner",
+        *("n_startup_trials", "n_warmup_steps", "interval_steps", "n_min_trials"),
+        base=PrunerConf,
+    ),
+    "percentile": optuna_conf(
+        "optuna.pruners.PercentilePruner",
+        *("percentile", "n_startup_trials", "n_warmup_steps", "interval_steps", "n_min_trials"),
+        base=PrunerConf,
+        # the 25th percentile: a trial in the worst quarter at an epoch stops
+        required={"percentile": 25.0},
+    ),
+    "successive_halving": optuna_conf(
+        "optuna.pruners.SuccessiveHalvingPruner",
+        *("min_resource", "reduction_factor", "min_early_stopping_rate", "bootstrap_count"),
+        base=PrunerConf,
+    ),
+    "hyperband": optuna_conf(
+        "optuna.pruners.HyperbandPruner",
+        *("min_resource", "max_resource", "reduction_factor", "bootstrap_count"),
+        base=PrunerConf,
+    ),
+    "threshold": optuna_conf(
+        "optuna.pruners.ThresholdPruner",
+        *("lower", "upper", "n_warmup_steps", "interval_steps"),
+        base=PrunerConf,
+    ),
+}
+
+
+@dataclass
 class NntrainOptunaSweeperConf:
     _target_: str = "hydra_plugins.nntrain_optuna_sweeper.optuna_sweeper.NntrainOptunaSweeper"
     # The sweeper builds the sampler itself: Hydra would build it before the sweeper runs, and
     # without optuna installed that fails with an import error instead of our install hint.
     _recursive_: bool = False
-    defaults: list[Any] = field(default_factory=lambda: [{"sampler": "tpe"}])
+    defaults: list[Any] = field(default_factory=lambda: [{"sampler": "tpe"}, {"pruner": "nop"}])
 
     # hydra/sweeper/sampler=random (or any Optuna sampler given by _target_). A seeded sampler
     # gets the seed plus the number of trials already in the study, so a continued study draws
     # new points.
     sampler: Any = MISSING  # MISSING: the group entry (merged before this node) stays
+    # hydra/sweeper/pruner=median (also percentile, successive_halving, hyperband, threshold;
+    # nop: none): each trial reports its monitored metric at every epoch's end, and a trial
+    # the pruner stops ends there like an early stop (status pruned, PRUNED in the study).
+    pruner: Any = MISSING
+    # Whether a pruned trial is still tested (a pass over the test split): off, as for a run
+    # that is not worth finishing.
+    test_pruned: bool = False
     # auto: the direction of what the trials return (trainer.early_stopping.mode; minimize for
     # a regression's val/loss; with `metrics`, minimize a loss, rmse or mae and maximize the
     # rest), or maximize / minimize (`max` / `min` too), or a list of them for several
@@ -124,17 +176,28 @@ class NntrainOptunaSweeperConf:
     # [val/acc, train/samples_per_sec]; null: the job's return value (nntrain's: the monitored
     # metric, trainer.early_stopping.monitor).
     metrics: list[str] | None = None
-    # An optuna storage URL (sqlite:///search.db) to keep the study; null keeps it in memory.
+    # An Optuna storage URL: sqlite:///search.db on one machine, postgresql+psycopg://... for
+    # sweepers on several machines sharing one study; null keeps the study in
+    # <sweep dir>/optuna.db (SQLite), so the same command with the same hydra.sweep.dir
+    # continues it.
     storage: str | None = None
-    # With a storage, the study to create or continue (load_if_exists).
+    # The study to create or continue (load_if_exists); null: "nntrain".
     study_name: str | None = None
-    # Trials this sweep runs; with a stored study, that many more.
+    # The study's total of finished trials (complete + pruned): a search that was stopped
+    # (Ctrl-C, a crash, kill -9, a preempted sweeper) and started again, or several sweepers
+    # sharing the study, run only what is missing.
     n_trials: int = 20
-    # Trials asked at once and launched as one batch (parallel with hydra/launcher=joblib).
+    # Trials in flight at once: a new one starts the moment any ends (hydra/launcher=joblib
+    # with hydra.launcher.n_jobs=K runs them in parallel, as does hydra/launcher=slurm).
     n_jobs: int = 1
-    # Stop the search when more than this share of its trials have failed (checked after each
-    # batch); 1.0 never stops early. A search whose every trial failed ends with an error.
+    # Stop the search when more than this share of its trials have failed (checked as each
+    # trial ends); 1.0 never stops early. A search whose every trial failed ends with an error.
     max_failure_rate: float = 1.0
+    # Seconds between a running trial's heartbeats (recorded by its job and by this sweeper),
+    # and how long without one (null: twice that) makes the trial stale: its job or its
+    # sweeper died, and the trial runs again with the same parameters from its last.pt.
+    heartbeat_interval: int = 60
+    grace_period: int | None = None
     # module.function(cfg, trial) called for each trial after the params are drawn: it may add
     # parameters that depend on them (trial.suggest_float("z", trial.params["x"], ...)).
     custom_search_space: str | None = None
@@ -155,6 +218,10 @@ def register() -> None:
             name=name,
             node=NntrainOptunaSweeperConf,
             provider="nntrain_optuna_sweeper",
+        )
+    for name, node in PRUNERS.items():
+        store.store(
+            group="hydra/sweeper/pruner", name=name, node=node, provider="nntrain_optuna_sweeper"
         )
     if not upstream:  # with it, its own sampler configs (same names, same samplers) stay
         for name, node in SAMPLERS.items():

@@ -13,7 +13,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import hydra
 from omegaconf import DictConfig, OmegaConf, open_dict
@@ -31,16 +31,21 @@ from nntrain.launch.resume import (
 )
 from nntrain.launch.run_dirs import leave_status, refuse_a_taken_run_dir
 
+if TYPE_CHECKING:
+    from nntrain.training.epoch_judge import EpochJudge
+
 
 def run(
     cfg: DictConfig,
     run_dir: str,
     show_progress: bool = False,
     on_accepted: Callable[[], None] | None = None,
+    judge: EpochJudge | None = None,
 ) -> dict[str, float]:
     """Build everything from the composed config, fit, test; returns the run's metrics.
     on_accepted is called once every value is checked (and a resume matches its run), right
-    before training: until then nothing of an existing run has changed."""
+    before training: until then nothing of an existing run has changed. judge: a search's
+    pruner, asked at each epoch's end."""
     from nntrain.reporting import console
     from nntrain.training import distributed
     from nntrain.training.seeding import check_seed, seed_everything
@@ -54,6 +59,7 @@ def run(
     absolute_data_files(cfg)
     resume = resumed_state(cfg)  # before the data is read: a changed table is refused first
     trainer = build(cfg.trainer, "trainer", progress=show_progress and cfg.trainer.progress)
+    trainer.judge = judge
     data = build(cfg.data, "data")
     seed_everything(cfg.seed)  # right before the model: its initial weights follow the seed
     model = build_model(cfg, data)
@@ -123,6 +129,7 @@ def train(cfg: DictConfig) -> float:
     from hydra.types import RunMode
 
     from nntrain.commands.search_guard import refuse_a_search_without_multirun
+    from nntrain.launch.search_trial import joined_trial
     from nntrain.reporting.console import interactive, log
     from nntrain.training import distributed
     from nntrain.training.signals import TrainingInterrupted
@@ -141,7 +148,12 @@ def train(cfg: DictConfig) -> float:
     accepted = []  # a resume refused before training must leave its run as it was
     try:
         refuse_a_search_without_multirun(cfg, hydra_cfg)  # hparams_search=... without -m
-        result = run(cfg, str(run_dir), show_progress, on_accepted=lambda: accepted.append(True))
+        with joined_trial(distributed.is_main_process()) as trial:  # None outside a search
+            result = run(
+                cfg, str(run_dir), show_progress, lambda: accepted.append(True), judge=trial
+            )
+        if "pruned_epoch" in result:
+            status["status"] = "pruned"
         status["objective"] = objective_of(cfg, result)
         return result[status["objective"]["metric"]]
     except TrainingInterrupted as stop:  # Ctrl-C stops the whole sweep, not one job

@@ -114,7 +114,7 @@ def explain_a_folder_without_best(folder: Path) -> None:
     status_file = folder / "status.json"
     if status_file.is_file() and not (folder / "checkpoints").is_dir():
         status = json.loads(status_file.read_text())
-        ended = {"failed": "failed", "interrupted": "was interrupted"}
+        ended = {"failed": "failed", "interrupted": "was interrupted", "pruned": "was pruned"}
         how = ended.get(str(status.get("status")), f"ended ({status.get('status')})")
         why = str(status.get("error") or "").strip().rstrip(".")
         raise UserError(

@@ -47,6 +47,8 @@ class EarlyStopping:
         self.improved_epoch = -1  # the epoch that first reached the best value
         self.best_tie_break = math.inf  # the loss at best_epoch (accuracy monitors)
         self.wait = 0
+        # The epoch (0-based) at whose end a search's pruner stopped the run, if it did.
+        self.pruned_epoch: int | None = None
 
     @property
     def tie_breaker(self) -> str | None:
@@ -79,10 +81,17 @@ class EarlyStopping:
         fresh.best = math.inf if self.mode == "min" else -math.inf
         fresh.best_epoch, fresh.improved_epoch, fresh.wait = -1, -1, 0
         fresh.best_tie_break = math.inf
+        fresh.pruned_epoch = None
         return fresh
+
+    def prune(self, epoch: int) -> None:
+        """Stop after this epoch: a search's pruner judged the run not worth finishing."""
+        self.pruned_epoch = epoch
 
     @property
     def should_stop(self) -> bool:
+        if self.pruned_epoch is not None:
+            return True
         return self.patience is not None and self.wait >= self.patience
 
     def state_dict(self) -> dict[str, Any]:
@@ -92,6 +101,7 @@ class EarlyStopping:
             "improved_epoch": self.improved_epoch,
             "best_tie_break": self.best_tie_break,
             "wait": self.wait,
+            "pruned_epoch": self.pruned_epoch,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -99,3 +109,4 @@ class EarlyStopping:
         # Checkpoints written before ties were broken have neither.
         self.improved_epoch = state.get("improved_epoch", self.best_epoch)
         self.best_tie_break = state.get("best_tie_break", math.inf)
+        self.pruned_epoch = state.get("pruned_epoch")

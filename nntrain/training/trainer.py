@@ -45,6 +45,7 @@ from nntrain.training.compiled_step import captured_mode, check_cuda_graphs, des
 from nntrain.training.early_stopping import NO_MONITOR, EarlyStopping
 from nntrain.training.ema import start_ema
 from nntrain.training.end_of_run import write_end_of_run
+from nntrain.training.epoch_judge import EpochJudge
 from nntrain.training.fit_step import FitStep
 from nntrain.training.lookahead import Lookahead
 from nntrain.training.overfit import overfit_loader
@@ -105,6 +106,8 @@ class Trainer:
         # The step the last fit trained with and its set-up time: an outcome, read by tests and
         # benchmarks; the loop reads its own fit's (Run.fit_step).
         self.last_step: FitStep | None = None
+        # A search's pruner (nntrain.launch.search_trial), set by the job that runs a trial.
+        self.judge: EpochJudge | None = None
 
     def _use_devices(self, device: str, precision: str | int, dist_timeout_s: float) -> None:
         """This process's place in a torchrun job (world, rank), its device and precision."""
@@ -472,6 +475,7 @@ class Trainer:
         )
         if improved:
             state.best_metrics = {"val/loss": val_loss, **{f"val/{n}": val[n] for n in names}}
+        verdict = self._judged(run, metrics)  # before the save: last.pt knows it was pruned
         checkpoint = state.checkpoint(metrics=metrics, **run.metadata)
         if improved:
             self._save(checkpoint, run.checkpoints / "best.pt")
@@ -483,11 +487,13 @@ class Trainer:
         )
         for line in run.epoch_table.lines(state.epoch - 1, self.max_epochs, metrics, improved):
             log.info(line)
+        if verdict:
+            log.info(f"pruned after epoch {state.epoch}: {verdict}")
         # Agreed by all ranks (a signal may have reached one alone, or come during validation).
         signum = distributed.agreed_signal(stop.signum, self.device)
         if signum is not None:
             raise TrainingInterrupted(signum, state.step)
-        if stopper.should_stop:
+        if stopper.should_stop and not verdict:
             tie = (
                 f"; best.pt is epoch {stopper.best_epoch + 1}, of those epochs the one with the "
                 f"lowest {stopper.tie_breaker}"
@@ -498,6 +504,21 @@ class Trainer:
                 f"early stopping: {stopper.monitor} has not improved for {stopper.wait} epochs "
                 f"(best {stopper.best:.4f}, first at epoch {stopper.improved_epoch + 1}{tie})"
             )
+
+    def _judged(self, run: Run, metrics: dict[str, float]) -> str | None:
+        """Ask the search's pruner (on rank 0: one report per epoch) whether the run should
+        stop here; every rank follows its verdict, which stops the run like an early stop."""
+        if self.judge is None:
+            return None
+        state = run.state
+        verdict = None
+        if self.rank == 0:
+            verdict = self.judge.judge(state.epoch, metrics, state.stopper.monitor)
+        if self.world > 1:
+            verdict = distributed.broadcast_from_main(verdict)
+        if verdict:
+            state.stopper.prune(state.epoch - 1)
+        return verdict
 
     def _finish(self, run: Run) -> dict[str, float]:
         """Test the best checkpoint on every rank; rank 0 writes metrics.json and the figures."""
@@ -515,9 +536,12 @@ class Trainer:
         if self.world > 1:
             log.info(f"weights identical on all {self.world} ranks")
         tested = self._tested(run)
-        test = self.test(
-            run.model, run.data.test_loader(), run.compute, tested, run.task, run.target_scale
-        )
+        pruned = stopper.pruned_epoch is not None
+        test: dict[str, float] = {}
+        if not pruned or (self.judge is not None and self.judge.test_when_stopped):
+            test = self.test(
+                run.model, run.data.test_loader(), run.compute, tested, run.task, run.target_scale
+            )
         # The first epoch pays for warm-up (allocations, kernel selection): left out when
         # there are others.
         train_speed = state.samples_per_sec[1:] or state.samples_per_sec
@@ -525,8 +549,9 @@ class Trainer:
             **state.best_metrics,
             **({} if stopper.monitor == NO_MONITOR else {stopper.monitor: stopper.best}),
             **{key: value for key, value in test.items() if key != "test/loss"},  # test/acc
-            "test/loss": test["test/loss"],
+            **({"test/loss": test["test/loss"]} if test else {}),
             "best_epoch": stopper.best_epoch + 1,
+            **({"pruned_epoch": stopper.pruned_epoch + 1} if stopper.pruned_epoch is not None else {}),
             # best.pt was not kept (a resume from a loose last.pt): the test is last.pt's
             **({"tested_epoch": state.epoch} if tested.name == "last.pt" else {}),
             "epochs_run": state.epoch,
