@@ -114,6 +114,19 @@ def test_a_torchvision_model_trains_an_epoch(photos, tmp_path):
 # --- the model's data config: the image folder's defaults, unless set -----------------------
 
 
+def test_the_start_up_line_says_the_models_data_config(caplog):
+    with caplog.at_level("INFO", logger="nntrain"):
+        TimmModel((3, 32, 32), 3, name="test_vit")
+        TorchvisionModel((3, 32, 32), 3, name="mobilenet_v3_small")
+    said = [r.getMessage() for r in caplog.records if "data config" in r.getMessage()]
+    assert said[0].endswith(
+        "its pretrained data config: 160 px only, bicubic, crop 0.95, mean [0.5, 0.5, 0.5], "
+        "std [0.5, 0.5, 0.5] (the data's defaults where not set)"
+    )
+    assert said[1].startswith("torchvision mobilenet_v3_small: ")
+    assert "its pretrained data config: 224 px, bilinear, crop 0.875" in said[1]
+
+
 def test_the_model_data_config_is_the_default_and_the_users_values_win(photos):
     vit = train_config(photos, "model=timm", "model.name=test_vit").data
     assert (vit.image_size, vit.interpolation, vit.crop_fraction) == (160, "bicubic", 0.95)
@@ -154,6 +167,119 @@ def test_the_image_folder_applies_interpolation_crop_and_mean(photos):
     assert (data.mean, data.std) == ((0.5,) * 3, (0.25,) * 3)
     spec = data.input_spec()
     assert spec["interpolation"] == "bicubic" and spec["resize_shorter"] == 30
+
+
+def test_the_in_memory_sets_take_the_models_size_interpolation_and_mean():
+    """data=mnist, cifar10, ...: resized to the model's input size where the model needs it
+    (pretrained weights, or a ViT's one size), with its interpolation; its mean and std while
+    it starts pretrained; a value the user sets wins; models without a data config as before."""
+    def seen(*overrides: str) -> tuple:
+        data = compose_config("data=cifar10", *overrides).data
+        return data.resize, data.interpolation, data.mean, data.std
+
+    half = [0.5, 0.5, 0.5]
+    assert seen("model=timm", "model.name=test_resnet") == (None, "bilinear", None, None)
+    pretrained = seen("model=timm", "model.name=test_resnet", "model.weights_path=w.pt")
+    assert pretrained == (160, "bilinear", half, half)
+    assert seen("model=timm", "model.name=test_vit") == (160, "bicubic", None, None)  # one size
+    own = seen(
+        "model=timm",
+        "model.name=test_vit",
+        "model.pretrained=true",
+        "data.resize=null",
+        "data.interpolation=nearest",
+        "data.mean=[0.4]",
+        "data.std=[0.2]",
+    )
+    assert own == (None, "nearest", [0.4], [0.2])
+    assert seen("model=torchvision", "model.name=vit_b_16")[:2] == (224, "bilinear")
+    imagenet = seen("model=torchvision", "model.name=resnet18", "model.pretrained=true")
+    assert imagenet == (224, "bilinear", [0.485, 0.456, 0.406], [0.229, 0.224, 0.225])
+    assert seen("model=resnet18", "model.pretrained=true") == (None, "bilinear", None, None)
+    assert seen("model=cnn") == (None, "bilinear", None, None)
+
+
+@pytest.fixture(scope="module")
+def mnist_vit_run(tmp_path_factory) -> Path:
+    """test_vit (160 px only, bicubic, mean/std 0.5) from a weights file, one epoch on a small
+    MNIST written in torchvision's format: grey 28 px digits resized on the device."""
+    from tests.fake_data import write_mnist
+
+    folder = tmp_path_factory.mktemp("mnist")
+    write_mnist(folder / "data", n_train=40, n_test=12)
+    torch.save(timm_state("test_vit"), folder / "vit.pt")
+    cfg = compose_config(
+        "data=mnist",
+        f"data.root={folder / 'data'}",
+        "data.download=false",
+        "data.batch_size=12",
+        "model=timm",
+        "model.name=test_vit",
+        f"model.weights_path={folder / 'vit.pt'}",
+        "trainer=debug",
+        "trainer.max_epochs=1",
+        "trainer.report_images=false",
+    )
+    cli.run(cfg, str(folder / "run"))
+    return folder / "run"
+
+
+def test_an_in_memory_set_is_resized_and_normalised_for_the_model_in_eval_predict_and_export(
+    mnist_vit_run, tmp_path
+):
+    import onnxruntime
+    from omegaconf import OmegaConf
+
+    from nntrain.commands.export import export
+
+    run = load_run(mnist_vit_run)
+    spec = run.inputs
+    assert (spec["size"], spec["interpolation"], spec["channels"]) == ([160, 160], "bicubic", 1)
+    assert spec["mean"] == [127.5] and spec["std"] == [127.5]  # 0.5 of 0..255, grey: one channel
+    data = build(run.config.data, "data")  # as nntrain-eval rebuilds it
+    images, _ = next(iter(data.test_loader()))
+    assert images.shape[1:] == (1, 160, 160)
+    # predict: a test image saved as PNG becomes exactly the batch evaluation scored
+    stored = data.splits["test"].inputs[:3]
+    files = []
+    for i, image in enumerate(stored):
+        files.append(tmp_path / f"{i}.png")
+        Image.fromarray(image[0].numpy()).save(files[-1])
+    for file, image in zip(files, images, strict=False):
+        torch.testing.assert_close(load_image(file, spec), image, atol=1e-5, rtol=0)
+    model = build_model(run)
+    onnx_file = export(
+        OmegaConf.create({"ckpt": str(mnist_vit_run), "format": "onnx", "output": str(tmp_path)})
+    )[0]
+    session = onnxruntime.InferenceSession(str(onnx_file), providers=["CPUExecutionProvider"])
+    (logits,) = session.run(["logits"], {"input": images[:3].numpy()})
+    with torch.no_grad():
+        torch.testing.assert_close(torch.tensor(logits), model(images[:3]), atol=1e-4, rtol=1e-4)
+    done = run_command("nntrain-eval", f"ckpt={mnist_vit_run}", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    scored = json.loads((mnist_vit_run / "eval_test.json").read_text())
+    assert scored["test/acc"] == pytest.approx(read_metrics(mnist_vit_run)["test/acc"])
+
+
+def test_images_too_small_for_a_model_say_what_to_set():
+    with pytest.raises(UserError) as caught:
+        TimmModel((1, 8, 8), 3, name="test_vit")
+    assert str(caught.value).endswith(
+        "; set data.image_size=160 (data=imagefolder) or data.resize=160 (data=mnist, "
+        "fashion_mnist, cifar10, cifar100), its pretrained size."
+    )
+
+
+def test_a_run_saved_before_the_data_config_keys_resumes_as_the_same_run():
+    from nntrain.launch.resume import config_differences
+
+    current = {"data": {"interpolation": "bilinear", "crop_fraction": 0.875, "mean": None}}
+    current["data"]["std"] = None
+    assert config_differences({"data": {}}, current) == []
+    current["data"]["interpolation"] = "bicubic"
+    assert config_differences({"data": {}}, current) == [
+        "data.interpolation (run: absent, now: 'bicubic')"
+    ]
 
 
 # --- weights: from a file, from the library's cache; the head is replaced -----------------------
@@ -327,6 +453,26 @@ def test_freeze_unfreeze_and_the_backbone_lr_scale(tmp_path):
     assert all(p.requires_grad for p in model.parameters()) and model.backbone.training
 
 
+def test_a_torchvision_backbone_freezes_and_trains_at_its_lr_scale(tmp_path):
+    import torchvision
+
+    torch.save(torchvision.models.mobilenet_v3_small().state_dict(), tmp_path / "w.pt")
+    model = TorchvisionModel(
+        (3, 32, 32),
+        3,
+        name="mobilenet_v3_small",
+        weights_path=str(tmp_path / "w.pt"),
+        freeze_backbone=True,
+        unfreeze_at_epoch=2,
+        backbone_lr_scale=0.2,
+    )
+    assert not any(p.requires_grad for p in model.backbone.parameters())
+    groups = {g["name"]: g for g in param_groups(model, lr=1e-3)}
+    assert groups["backbone_decay"]["lr"] == pytest.approx(2e-4)
+    model.on_epoch_start(1)
+    assert all(p.requires_grad for p in model.parameters())
+
+
 def test_layer_decay_gives_each_parameter_timms_lr_scale_and_weight_decay():
     from timm.optim import param_groups_layer_decay
 
@@ -446,6 +592,36 @@ def test_ema_mixup_channels_last_and_resume_work_with_a_timm_model(photos, tmp_p
     resumed = run_nntrain(f"resume={tmp_path / 'run'}", "trainer.max_epochs=2", cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stderr
     assert read_metrics(tmp_path / "run")["epochs_run"] == 2
+
+
+def test_bf16_and_compile_train_a_timm_model(photos, tmp_path):
+    """Mixed precision (bf16: the CPU's; fp16 and CUDA graphs need a GPU) and torch.compile."""
+    cfg = train_config(
+        photos,
+        "model=timm",
+        "model.name=test_resnet",
+        "data.image_size=32",
+        "trainer.max_epochs=1",
+        "trainer.precision=bf16",
+        "trainer.compile=true",
+    )
+    cli.run(cfg, str(tmp_path / "run"))
+    assert read_metrics(tmp_path / "run")["epochs_run"] == 1
+
+
+def test_the_captured_steps_auto_rule_counts_a_backbones_parameters():
+    """trainer.cuda_graphs=auto records the step of a model under 5 M parameters on CUDA (the
+    rule is checked here without a GPU: only the decision, not the recording)."""
+    from nntrain.training.compiled_step import captured_mode
+
+    cuda = torch.device("cuda")
+    small = TimmModel((3, 32, 32), 3, name="test_resnet")
+    large = TorchvisionModel((3, 32, 32), 3, name="resnet18")  # 11 M parameters
+    for model, expected in ((small, "graph"), (large, None)):
+        optimizer = torch.optim.AdamW(param_groups(model, lr=1e-3, layer_decay=None))
+        assert captured_mode("auto", cuda, model, None, 1, optimizer) == expected
+    layered = torch.optim.AdamW(param_groups(small, lr=1e-3, layer_decay=0.75))
+    assert captured_mode("auto", cuda, small, None, 1, layered) == "graph"
 
 
 def run_command(program: str, *args: str, cwd: Path) -> subprocess.CompletedProcess:

@@ -111,7 +111,8 @@ def test_every_data_option_builds_and_yields_batches(option, tmp_path, monkeypat
 
 # data=mnist, fashion_mnist, cifar10 and cifar100 as they were when each was a whole file (before
 # they shared one schema, nntrain.data.settings.TorchvisionSettings): the schema must not change
-# what they compose to.
+# what they compose to. Since then: the model's data config (issue 31) is the default of resize,
+# interpolation, mean and std (null, bilinear, null, null without one, as before).
 TORCHVISION_DATA = {
     "_target_": "nntrain.data.torchvision_sets.TorchvisionData",
     "dataset": None,  # the option's name
@@ -126,7 +127,10 @@ TORCHVISION_DATA = {
         "${nntrain.starts_pretrained:${oc.select:model.pretrained,false},"
         "${oc.select:model.weights_path,null}}"
     ),
-    "resize": None,
+    "resize": "${nntrain.model_data:resize,null}",
+    "interpolation": "${nntrain.model_data:interpolation,bilinear}",
+    "mean": "${nntrain.model_data:mean,null}",
+    "std": "${nntrain.model_data:std,null}",
     "class_weights": None,
     "sampler": None,
     "mixup_alpha": 0.0,

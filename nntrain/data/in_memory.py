@@ -120,21 +120,35 @@ class TensorLoader:
 
 class Normalize:
     """uint8 (or any) batch -> float32, (x - mean) / std with per-channel statistics (given in
-    the units of the stored data, e.g. 0..255), then optionally resized to size x size."""
+    the units of the stored data, e.g. 0..255), then optionally resized to size x size with
+    `interpolation` (bilinear, bicubic or nearest)."""
 
-    def __init__(self, mean: torch.Tensor, std: torch.Tensor, size: int | None = None) -> None:
+    def __init__(
+        self,
+        mean: torch.Tensor,
+        std: torch.Tensor,
+        size: int | tuple[int, int] | None = None,
+        interpolation: str = "bilinear",
+    ) -> None:
         self.mean = mean
         self.std = std
         self.size = size
+        self.interpolation = interpolation
 
     def to(self, device: torch.device) -> Normalize:
-        return Normalize(self.mean.to(device), self.std.to(device), self.size)
+        return Normalize(self.mean.to(device), self.std.to(device), self.size, self.interpolation)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         x = (x.float() - self.mean) / self.std
-        if self.size is not None and x.shape[-2:] != (self.size, self.size):
+        size = (self.size, self.size) if isinstance(self.size, int) else self.size
+        if size is not None and x.shape[-2:] != tuple(size):
+            smooth = self.interpolation != "nearest"  # antialias and align_corners: not for nearest
             x = torch.nn.functional.interpolate(
-                x, size=(self.size, self.size), mode="bilinear", antialias=True, align_corners=False
+                x,
+                size=tuple(size),
+                mode=self.interpolation,
+                antialias=smooth,
+                align_corners=False if smooth else None,
             )
         return x
 
@@ -315,6 +329,7 @@ class InMemoryData:
             "mean": normalize.mean.flatten().tolist(),
             "std": normalize.std.flatten().tolist(),
             "resize_shorter": None,
+            "interpolation": normalize.interpolation,
         }
 
 

@@ -65,15 +65,18 @@ def load_image(path: Path, spec: dict[str, Any]) -> torch.Tensor:
     except (OSError, SyntaxError, ValueError) as error:  # corrupt, truncated, not an image
         raise UserError(unreadable(path)) from error
     size = list(spec["size"])
+    interpolation = spec.get("interpolation", "bilinear")  # older runs: bilinear
     if spec.get("resize_shorter"):  # the imagefolder evaluation transform: resize, centre crop
-        mode = F.InterpolationMode(spec.get("interpolation", "bilinear"))  # older runs: bilinear
+        mode = F.InterpolationMode(interpolation)
         resized = F.resize(converted, [spec["resize_shorter"]], interpolation=mode, antialias=True)
         converted = F.center_crop(resized, size)
-    elif [converted.height, converted.width] != size:
-        converted = F.resize(converted, size, antialias=True)
     x = F.pil_to_tensor(converted).float() * (spec["pixel_max"] / 255)  # the stored data's units
     mean, std = (torch.tensor(spec[key]).view(-1, 1, 1) for key in ("mean", "std"))
-    return (x - mean) / std
+    # Else normalised, then resized to the model's size as the in-memory sets resize batches
+    # (data.resize): an image of the set's own size becomes exactly what evaluation gave.
+    from nntrain.data.in_memory import Normalize
+
+    return Normalize(mean, std, (size[0], size[1]), interpolation)(x[None])[0]
 
 
 def table_columns(spec: dict[str, Any]) -> list[str]:

@@ -35,8 +35,10 @@ def model_data(key: str, default: Any, *, _parent_: Any, _root_: Any) -> Any:
     The model's class is asked by the name model._target_ gives, as Hydra finds it to build it:
     a class with a data_config(settings) staticmethod offers one (models/timm_backbone.py). The
     mean and std are the pretrained weights': taken only while data.imagenet_normalization is
-    on (by default: the model starts pretrained). Nothing here fails: a model that cannot be
-    built says why when it is built, in one sentence."""
+    on (by default: the model starts pretrained). RESIZE (an in-memory set's data.resize) is the
+    model's input size where the model needs it: pretrained weights (they saw images of that
+    scale) or a fixed input size (a ViT's position embedding). Nothing here fails: a model that
+    cannot be built says why when it is built, in one sentence."""
     if key in ("mean", "std") and _parent_.get("imagenet_normalization") is not True:
         return default
     try:
@@ -48,9 +50,26 @@ def model_data(key: str, default: Any, *, _parent_: Any, _root_: Any) -> Any:
         if not callable(data_config):
             return default
         settings = OmegaConf.to_container(model, resolve=True)
-        return data_config(settings).get(key, default)
+        assert isinstance(settings, dict)
+        config = data_config(settings)
+        if key == "resize":  # an in-memory set's images: see RESIZE
+            pretrained = starts_pretrained(settings.get("pretrained"), settings.get("weights_path"))
+            wanted = config.get("fixed_input_size") or pretrained
+            return config.get("image_size", default) if wanted else default
+        return config.get(key, default)
     except Exception:
         return default
+
+
+def starts_pretrained(pretrained: object, weights_path: object) -> bool:
+    """Whether the model starts from pretrained weights, downloaded (model.pretrained) or from
+    a file (model.weights_path: a state dict, trained on ImageNet-normalised images); the
+    default of data.imagenet_normalization (${nntrain.starts_pretrained:...}, registered by
+    nntrain.launch.resolvers). A pretrained that is no bool counts as false here: the model
+    refuses it under its own name."""
+    if weights_path not in (None, ""):
+        return True
+    return pretrained if isinstance(pretrained, bool) else False
 
 
 OmegaConf.register_new_resolver("nntrain.model_data", model_data, replace=True)
@@ -361,13 +380,19 @@ class ImageFolderSettings(MixingSettings, HeldOutSettings):
         self.must("crop_fraction", 0 < self.crop_fraction <= 1)
         self.must("num_workers", self.num_workers == "auto" or self.num_workers >= 0)
         self.must("imagenet_normalization", isinstance(self.imagenet_normalization, bool))
-        self.must("mean", self.mean is None or len(self.mean) == 3)
-        self.must("std", self.std is None or (len(self.std) == 3 and min(self.std) > 0))
-        require(
-            (self.mean is None) == (self.std is None),
-            "data.mean and data.std go together; set both (e.g. data.mean=[0.5,0.5,0.5] "
-            "data.std=[0.5,0.5,0.5]) or neither.",
-        )
+        check_mean_std(self, (3,))
+
+
+def check_mean_std(settings: Settings, lengths: tuple[int, ...]) -> None:
+    """data.mean and data.std (as many numbers as lengths allows, std > 0): both or neither."""
+    mean, std = getattr(settings, "mean"), getattr(settings, "std")  # noqa: B009
+    settings.must("mean", mean is None or len(mean) in lengths)
+    settings.must("std", std is None or (len(std) in lengths and min(std) > 0))
+    require(
+        (mean is None) == (std is None) and len(mean or ()) == len(std or ()),
+        "data.mean and data.std go together; set both, as many numbers each (e.g. "
+        "data.mean=[0.5,0.5,0.5] data.std=[0.5,0.5,0.5]), or neither.",
+    )
 
 
 @dataclass
@@ -399,10 +424,37 @@ class TorchvisionSettings(MixingSettings):
         fallback=False,
     )
     resize: int | None = setting(
-        None,
-        "e.g. 224: resize batches on the device (ImageNet-pretrained ResNet)",
+        from_model("resize", "null"),
+        "e.g. 224: resize batches on the device to resize x resize; default: the model's input "
+        "size when it starts pretrained or takes one size only (model=timm, torchvision), else "
+        "null (the set's own size)",
         expects="a positive integer or null",
         example=224,
+        fallback=None,
+    )
+    interpolation: Interpolation = setting(
+        from_model("interpolation", "bilinear"),
+        "how data.resize resizes: bilinear, bicubic or nearest; default: the model's "
+        "pretrained config's, else bilinear",
+        expects="one of bilinear, bicubic, nearest",
+        example="bicubic",
+        fallback="bilinear",
+    )
+    mean: list[float] | None = setting(
+        from_model("mean", "null"),
+        "per-channel mean to normalise with (with data.std; a grey set takes their average); "
+        "null = ImageNet's with imagenet_normalization, else the set's own; default: the "
+        "pretrained model's own",
+        expects="three numbers (or one for a grey set) or null",
+        example="[0.5,0.5,0.5]",
+        fallback=None,
+    )
+    std: list[float] | None = setting(
+        from_model("std", "null"),
+        "per-channel standard deviation to normalise with (with data.mean)",
+        expects="three numbers > 0 (or one for a grey set) or null",
+        example="[0.5,0.5,0.5]",
+        fallback=None,
     )
 
     def __post_init__(self) -> None:
@@ -410,6 +462,7 @@ class TorchvisionSettings(MixingSettings):
         self.must("crop_padding", self.crop_padding >= 0)
         self.must("resize", self.resize is None or self.resize >= 1)
         self.must("imagenet_normalization", isinstance(self.imagenet_normalization, bool))
+        check_mean_std(self, (1, 3))
 
 
 def torchvision_set(name: str, dataset: Dataset, doc: str) -> type[TorchvisionSettings]:

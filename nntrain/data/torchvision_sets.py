@@ -149,18 +149,27 @@ def decode(cls: Any, root: Path, train: bool) -> tuple[Any, str | None]:
     return (dataset, None) if problem is None else (None, problem)
 
 
-def normalization(
-    spec: VisionSpec, channels: int, imagenet_normalization: bool, resize: int | None
-) -> Normalize:
-    """The set's own mean and std (in stored units, 0..255), or ImageNet's for a model
-    pretrained on it (their average for grayscale images); resized on the device when asked."""
+def normalization(spec: VisionSpec, channels: int, s: TorchvisionSettings) -> Normalize:
+    """The set's own mean and std (in stored units, 0..255), or data.mean/data.std (by default
+    a pretrained model's own), or ImageNet's for a model pretrained on it; three values for a
+    grey set are averaged. Resized on the device to data.resize with data.interpolation."""
     mean, std = spec.mean, spec.std
-    if imagenet_normalization:
+    if s.mean is not None and s.std is not None:
+        mean, std = tuple(s.mean), tuple(s.std)
+    elif s.imagenet_normalization:
         mean, std = IMAGENET_MEAN, IMAGENET_STD
-        if channels == 1:
-            mean, std = (sum(mean) / 3,), (sum(std) / 3,)
+    if channels == 1 and len(mean) == 3:
+        mean, std = (sum(mean) / 3,), (sum(std) / 3,)
+    require(
+        len(mean) == channels,
+        f"data.mean and data.std give {len(mean)} numbers, but {spec.title}'s images have "
+        f"{channels} channels; give {channels} numbers each, or null.",
+    )
     return Normalize(
-        255 * torch.tensor(mean).view(-1, 1, 1), 255 * torch.tensor(std).view(-1, 1, 1), resize
+        255 * torch.tensor(mean).view(-1, 1, 1),
+        255 * torch.tensor(std).view(-1, 1, 1),
+        s.resize,
+        s.interpolation,
     )
 
 
@@ -171,7 +180,9 @@ class TorchvisionData(InMemoryData):
     official test split is the test split. `augment` (null = the data set's default: crop +
     flip for CIFAR, none for the MNIST family) runs per batch on the device; crop_padding and
     padding_mode (constant or reflect) set its random translation. `resize` scales
-    batches to resize x resize pixels on the device (e.g. for ImageNet-pretrained models).
+    batches to resize x resize pixels on the device with `interpolation` (by default a
+    pretrained timm/torchvision model's input size and interpolation), normalised with `mean`
+    and `std` (by default such a model's own, else ImageNet's or the set's).
     """
 
     def __init__(self, settings: TorchvisionSettings | str | None = None, **values: Any) -> None:
@@ -202,7 +213,7 @@ class TorchvisionData(InMemoryData):
         self._set_splits(train_images, train_targets, test=as_tensors(test_set))
 
         channels = train_images.shape[1]
-        self.transform = normalization(spec, channels, s.imagenet_normalization, s.resize)
+        self.transform = normalization(spec, channels, s)
         self.augment = (
             CropFlip(s.crop_padding, s.padding_mode)
             if (spec.augment if s.augment is None else s.augment)

@@ -15,6 +15,7 @@ import sys
 from omegaconf import OmegaConf
 
 from nntrain import runs
+from nntrain.data.settings import starts_pretrained
 from nntrain.errors import UserError
 
 
@@ -31,16 +32,6 @@ def path_safe(name: object) -> str:
 # cache into every job's config, so all jobs of `-m model=cnn,mlp` share one sweep dir (named
 # as the config composes without the swept values) instead of one each per <model>-<data>.
 OmegaConf.register_new_resolver("nntrain.path_safe", path_safe, replace=True, use_cache=True)
-
-
-def starts_pretrained(pretrained: object, weights_path: object) -> bool:
-    """data.imagenet_normalization's default: whether the model starts from pretrained weights,
-    downloaded (model.pretrained) or from a file (model.weights_path: a resnet18 state dict,
-    trained on ImageNet-normalised images). A pretrained that is no bool counts as false here:
-    the model refuses it under its own name."""
-    if weights_path not in (None, ""):
-        return True
-    return pretrained if isinstance(pretrained, bool) else False
 
 
 OmegaConf.register_new_resolver("nntrain.starts_pretrained", starts_pretrained, replace=True)

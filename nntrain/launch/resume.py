@@ -40,8 +40,9 @@ DATA_FILE_KEYS = ("path", "train_path", "val_path", "test_path")
 
 
 # Keys added to the frozen groups after runs were saved without them, with the value that
-# changes nothing (MixUp/CutMix off; no class weights, no balanced sampler): such a run resumes
-# as the same run.
+# changes nothing (MixUp/CutMix off; no class weights, no balanced sampler; the images resized
+# and normalised as before the model's data config: bilinear, crop 0.875, no mean/std given):
+# such a run resumes as the same run.
 ADDED_KEYS = {
     "data.mixup_alpha": 0.0,
     "data.cutmix_alpha": 0.0,
@@ -49,6 +50,10 @@ ADDED_KEYS = {
     "data.mix_prob": 1.0,
     "data.class_weights": None,
     "data.sampler": None,
+    "data.interpolation": "bilinear",
+    "data.crop_fraction": 0.875,
+    "data.mean": None,
+    "data.std": None,
 }
 
 # Keys that moved to another group: an old command line gets told where they live now.

@@ -147,6 +147,22 @@ class FineTuned(nn.Module):
         return self.head(self.backbone(x))
 
 
+def described(model: nn.Module, source: str | None, config: dict[str, Any]) -> str:
+    """The start-up line's words after the model's name: its size, where its weights came
+    from, and its data config (the data's defaults where the user set nothing)."""
+    total = sum(p.numel() for p in model.parameters())
+    weights = f"; weights from {source}" if source else ""
+    fixed = " only" if config.get("fixed_input_size") else ""
+    said = (
+        f"; its pretrained data config: {config['image_size']} px{fixed}, "
+        f"{config.get('interpolation', 'bilinear')}, crop {config['crop_fraction']}, mean "
+        f"{config['mean']}, std {config['std']} (the data's defaults where not set)"
+        if config
+        else ""
+    )
+    return f"{total:,} parameters{weights}{said}"
+
+
 def read_weights(path: str) -> dict[str, Any]:
     """The tensors of model.weights_path: a .safetensors file, or a state dict saved with
     torch.save (read with weights_only=True: a weights file is data, never code)."""
@@ -251,6 +267,14 @@ def load_exactly(body: nn.Module, state: dict[str, Any], source: str, what: str)
         "saved from that architecture, or set model.name to the one they were saved from.",
     )
     body.load_state_dict(state)
+
+
+def resize_hint(size: object) -> str:
+    """What to set for images of `size` px, in the data options that have a setting for it."""
+    return (
+        f"set data.image_size={size} (data=imagefolder) or data.resize={size} (data=mnist, "
+        "fashion_mnist, cifar10, cifar100)"
+    )
 
 
 def check_forward(body: nn.Module, input_shape: Sequence[int], what: str, fix: str) -> int:

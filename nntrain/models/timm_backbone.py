@@ -4,8 +4,8 @@ timm is an optional extra (pip install 'nntrain[models]'). Pretrained weights co
 Hugging Face's cache ($HF_HOME/hub, where timm keeps them) or timm's older torch hub cache,
 downloaded into it when the hub is reachable; model.weights_path loads a file instead. The
 model's pretrained config (timm's resolve_data_config: input size, interpolation, crop fraction,
-mean and std) is the image folder's default (TimmModel.data_config, read by
-nntrain.data.settings), and its layers are grouped as timm groups them for layer-wise lr decay.
+mean and std) is the data's default (TimmModel.data_config, read by nntrain.data.settings:
+data=imagefolder's image settings, and the in-memory sets' resize, interpolation, mean, std), and its layers are grouped as timm groups them for layer-wise lr decay.
 """
 
 from __future__ import annotations
@@ -30,8 +30,10 @@ from nntrain.models.backbones import (
     check_backbone_settings,
     check_forward,
     closest_names,
+    described,
     load_exactly,
     read_weights,
+    resize_hint,
     unwrapped,
     without_keys,
 )
@@ -98,8 +100,15 @@ def pretrained_config(name: str) -> dict[str, Any]:
 INTERPOLATIONS = ("bilinear", "bicubic", "nearest")
 
 
+def pretrained_size(name: str) -> int:
+    """The image size of the name's pretrained config (224 when it has none)."""
+    return int((pretrained_config(name).get("input_size") or (3, 224, 224))[1])
+
+
 def data_config_of(name: str) -> dict[str, Any]:
-    """The data settings timm's resolve_data_config gives the model's pretrained config."""
+    """The data settings timm's resolve_data_config gives the model's pretrained config, and
+    whether the model takes that input size only (fixed_input_size: a ViT's position
+    embedding; an in-memory set is then resized to it by default, data.settings)."""
     config = pretrained_config(name)
     if not config:
         return {}
@@ -111,6 +120,7 @@ def data_config_of(name: str) -> dict[str, Any]:
         "crop_fraction": float(resolved["crop_pct"]),
         "mean": [float(v) for v in resolved["mean"]],
         "std": [float(v) for v in resolved["std"]],
+        "fixed_input_size": bool(config.get("fixed_input_size")),
     }
     if resolved.get("interpolation") in INTERPOLATIONS:
         found["interpolation"] = resolved["interpolation"]
@@ -141,8 +151,7 @@ def create_body(
     except Exception as error:  # e.g. an image size a windowed attention cannot split
         raise UserError(
             f"timm could not build {name} for inputs of shape {tuple(input_shape)} "
-            f"({first_line(error)}); set data.image_size to its pretrained size, "
-            f"{config.get('input_size', ['', 224])[1]}."
+            f"({first_line(error)}); {resize_hint(pretrained_size(name))}, its pretrained size."
         ) from error
     classifier = model.get_classifier()
     if isinstance(classifier, tuple | list):  # a distilled model's two heads: the first
@@ -195,7 +204,10 @@ class TimmModel(FineTuned):
         if pretrained or weights_path:
             source = load_weights(body, name, weights_path, input_shape[0])
         width = check_forward(
-            body, input_shape, f"timm's {name}", "use images of its pretrained size"
+            body,
+            input_shape,
+            f"timm's {name}",
+            f"{resize_hint(pretrained_size(name))}, its pretrained size",
         )
         if not (isinstance(head, nn.Linear) and head.in_features == width):
             head = nn.Linear(width, num_classes)  # a convolutional classifier, as a Linear
@@ -207,8 +219,9 @@ class TimmModel(FineTuned):
 
     @staticmethod
     def data_config(settings: Mapping[str, Any]) -> dict[str, Any]:
-        """The image settings of the model's pretrained config (data.image_size,
-        data.interpolation, data.crop_fraction, data.mean, data.std); {} when there is none."""
+        """The image settings of the model's pretrained config (data.image_size or
+        data.resize, data.interpolation, data.crop_fraction, data.mean, data.std, and
+        fixed_input_size); {} when there is none."""
         name = settings.get("name")
         return data_config_of(name) if isinstance(name, str) and name else {}
 
@@ -244,17 +257,7 @@ class TimmModel(FineTuned):
 
 
 def describe(name: str, model: FineTuned, source: str | None) -> str:
-    total = sum(p.numel() for p in model.parameters())
-    weights = f"; weights from {source}" if source else ""
-    config = data_config_of(name)
-    said = (
-        f"; its pretrained data config: {config['image_size']} px, "
-        f"{config.get('interpolation', 'bilinear')}, crop {config['crop_fraction']}, mean "
-        f"{config['mean']}, std {config['std']} (data=imagefolder's defaults)"
-        if config
-        else ""
-    )
-    return f"timm {name}: {total:,} parameters{weights}{said}"
+    return f"timm {name}: {described(model, source, data_config_of(name))}"
 
 
 def load_weights(body: nn.Module, name: str, weights_path: str | None, channels: int) -> str:

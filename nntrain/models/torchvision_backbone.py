@@ -4,7 +4,8 @@ fine-tuned with a new head.
 Pretrained weights are torchvision's default ones for the name (its weights API), from torch's
 hub cache ($TORCH_HOME/hub/checkpoints) or downloaded into it when the host is reachable;
 model.weights_path loads a file instead. The weights' own preprocessing (resize, crop, mean,
-std, interpolation) is the image folder's default (TorchvisionModel.data_config).
+std, interpolation) is the data's default (TorchvisionModel.data_config: data=imagefolder's
+image settings, the in-memory sets' resize, interpolation, mean and std).
 
 torchvision has no notion of "the classifier"; every classification model it has ends in one
 Linear layer with the 1000 ImageNet outputs (squeezenet, a convolution, is refused), which is
@@ -30,8 +31,10 @@ from nntrain.models.backbones import (
     check_backbone_settings,
     check_forward,
     closest_names,
+    described,
     load_exactly,
     read_weights,
+    resize_hint,
     unwrapped,
     without_keys,
 )
@@ -45,6 +48,7 @@ DOWNLOAD_TIMEOUT_S = 30.0
 # weights (a checkpoint is rebuilt without them).
 GOOGLE_NETS = {"googlenet", "inception_v3"}
 AUXILIARY = ("aux1", "aux2", "AuxLogits")
+FIXED_SIZE = ("vit_", "maxvit_")  # models built for one input size (their weights' crop size)
 
 
 @functools.lru_cache(maxsize=1)
@@ -82,7 +86,9 @@ def default_weights(name: str) -> Any:
 
 @functools.lru_cache(maxsize=32)
 def data_config_of(name: str) -> dict[str, Any]:
-    """The data settings of the name's default weights' own preprocessing."""
+    """The data settings of the name's default weights' own preprocessing, and whether the
+    model takes that input size only (fixed_input_size: ViT's position embedding, MaxViT's
+    windows; an in-memory set is then resized to it by default, data.settings)."""
     if name not in classification_models():
         return {}
     transforms = default_weights(name).transforms()
@@ -93,6 +99,7 @@ def data_config_of(name: str) -> dict[str, Any]:
         "interpolation": str(transforms.interpolation.value),
         "mean": [float(v) for v in transforms.mean],
         "std": [float(v) for v in transforms.std],
+        "fixed_input_size": name.startswith(FIXED_SIZE),
     }
 
 
@@ -127,7 +134,7 @@ def create(
     except ValueError as error:  # weights for another image size than the data's
         raise UserError(
             f"torchvision could not build {name} for inputs of shape {tuple(input_shape)} "
-            f"({first_line(error)}); set data.image_size={default_weights(name).meta['min_size'][0]}."
+            f"({first_line(error)}); {resize_hint(default_weights(name).meta['min_size'][0])}."
         ) from error
     except (RuntimeError, EOFError) as error:  # a damaged file in the hub cache
         raise UserError(
@@ -248,7 +255,10 @@ class TorchvisionModel(FineTuned):
         if weights_path:
             source = load_file_weights(body, name, weights_path, path)
         adapt_stem(body, int(input_shape[0]), bool(source))
-        width = check_forward(body, input_shape, f"torchvision's {name}", "use larger images")
+        size = data_config_of(name).get("image_size", 224)
+        width = check_forward(
+            body, input_shape, f"torchvision's {name}", f"use larger images: {resize_hint(size)}"
+        )
         super().__init__(
             body,
             nn.Linear(width, num_classes),
@@ -258,9 +268,7 @@ class TorchvisionModel(FineTuned):
             backbone_lr_scale,
         )
         self.name = name
-        total = sum(p.numel() for p in self.parameters())
-        weights = f"; weights from {source}" if source else ""
-        log.info(f"torchvision {name}: {total:,} parameters{weights}")
+        log.info(f"torchvision {name}: {described(self, source, data_config_of(name))}")
 
     @staticmethod
     def data_config(settings: Mapping[str, Any]) -> dict[str, Any]:
