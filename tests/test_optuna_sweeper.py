@@ -9,6 +9,7 @@ import math
 import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -59,8 +60,10 @@ def test_a_search_runs_each_trial_as_a_job_and_writes_the_best(tmp_path):
     assert done.returncode == 0, done.stderr
     (sweep_dir,) = sweep_dirs(tmp_path)
     assert sorted(p.name for p in sweep_dir.iterdir() if p.is_dir()) == ["0", "1", "2"]
-    # n_jobs=2: trials are asked two at a time and launched as one batch
-    assert "Launching 2 jobs locally" in done.stdout and "Launching 1 jobs locally" in done.stdout
+    # n_jobs=2 with the basic launcher (jobs in this process): one trial at a time, each asked
+    # when the one before has ended (the sampler learns from every trial)
+    assert done.stdout.count("Launching 1 jobs locally") == 3
+    assert "Launching 2 jobs" not in done.stdout
 
     results = read_results(sweep_dir)
     rows = read_summary(sweep_dir)  # nntrain's own sweep summary still runs at the end
@@ -121,14 +124,24 @@ def test_a_diverging_trial_is_a_failed_trial_and_the_search_goes_on(tmp_path):
 def test_a_stored_study_continues_and_minimizes_a_metric_with_mode_min(tmp_path):
     command = (
         *SEARCH,
-        "hydra.sweeper.n_trials=2",
         "hydra.sweeper.storage=sqlite:///search.db",
         "hydra.sweeper.study_name=moons",
         "trainer.early_stopping.monitor=val/loss",
     )
-    for _ in range(2):  # stop, then the same command again: two more trials
-        done = run_nntrain(*command, "trainer.early_stopping.mode=min", cwd=tmp_path)
+    # n_trials is the study's total: 2, then the same study continued to 4 (two more trials)
+    for total in (2, 4):
+        done = run_nntrain(
+            *command, f"hydra.sweeper.n_trials={total}", "trainer.early_stopping.mode=min",
+            cwd=tmp_path,
+        )  # fmt: skip
         assert done.returncode == 0, done.stderr
+    assert "4 of 4 trials finished" not in done.stdout and "2 of 4 trials finished" in done.stdout
+    # the same command again: the study has its 4 trials, and runs none
+    again = run_nntrain(
+        *command, "hydra.sweeper.n_trials=4", "trainer.early_stopping.mode=min", cwd=tmp_path
+    )
+    assert again.returncode == 0, again.stderr
+    assert "4 of 4 trials finished" in again.stdout and "Launching" not in again.stdout
 
     storage = f"sqlite:///{tmp_path / 'search.db'}"
     study = optuna.load_study(study_name="moons", storage=storage)
@@ -138,7 +151,7 @@ def test_a_stored_study_continues_and_minimizes_a_metric_with_mode_min(tmp_path)
     # the continued run draws new points (its seeded sampler does not start over)
     assert len({t.params["optimizer.lr"] for t in study.trials}) == 4
 
-    _, second = sweep_dirs(tmp_path)
+    _, second, _ = sweep_dirs(tmp_path)
     assert sorted(p.name for p in second.iterdir() if p.is_dir()) == ["2", "3"]  # = trial numbers
     results = read_results(second)
     assert results["direction"] == "minimize" and results["metric"] == "val/loss"
@@ -149,6 +162,7 @@ def test_a_stored_study_continues_and_minimizes_a_metric_with_mode_min(tmp_path)
     # direction given (before any trial: it would maximize a loss), or (auto) once the first
     # trial says it returns a figure to maximize; that trial is told as failed, so the study's
     # best stays what it was.
+    command = (*command, "hydra.sweeper.n_trials=5")
     done = run_nntrain(*command, "hydra.sweeper.direction=max", cwd=tmp_path)
     assert done.returncode == 1 and done.stderr == (
         "Error: hydra.sweeper.direction=max would maximize val/loss, which the trials return "
@@ -267,18 +281,31 @@ def test_a_job_that_raised_or_returned_no_finite_number_is_a_failure():
 
 
 class FakeLauncher:
-    """Stands in for Hydra's launcher: answers each batch from a list of outcomes."""
+    """Stands in for Hydra's launcher: answers job n (one per call, as the sweeper launches
+    them) with outcomes[n]. Job n answers only once every job before it has answered, so the
+    order of events does not depend on how the threads that wait for the jobs are scheduled."""
 
-    def __init__(self, *outcomes: list[JobReturn] | BaseException) -> None:
+    def __init__(self, *outcomes: JobReturn | BaseException, first: int = 0) -> None:
         self.outcomes = list(outcomes)
+        self.first = first  # the first job of this sweep (a continued study's: not 0)
         self.calls: list[tuple[list[list[str]], int]] = []
+        self.answered: set[int] = set()
+        self.turn = threading.Condition()
 
     def launch(self, batch: list[list[str]], initial_job_idx: int) -> list[JobReturn]:
-        self.calls.append((batch, initial_job_idx))
-        outcome = self.outcomes.pop(0)
-        if isinstance(outcome, BaseException):
-            raise outcome
-        return outcome
+        with self.turn:
+            self.calls.append((batch, initial_job_idx))
+            before = set(range(self.first, initial_job_idx))
+            self.turn.wait_for(lambda: self.answered >= before, timeout=60)
+        try:
+            outcome = self.outcomes[initial_job_idx]
+            if isinstance(outcome, BaseException):
+                raise outcome
+            return [outcome]
+        finally:
+            with self.turn:
+                self.answered.add(initial_job_idx)
+                self.turn.notify_all()
 
 
 def fake_sweep(
@@ -320,20 +347,24 @@ def fake_sweep(
 
 
 def test_jobs_a_launcher_lost_are_failed_trials_and_the_search_goes_on(tmp_path):
+    lost = RuntimeError("a worker was killed")
     launcher = FakeLauncher(
-        [job(JobStatus.COMPLETED, 0.5), job(JobStatus.FAILED, RuntimeError("boom"))],
-        RuntimeError("a worker was killed"),
-        [job(JobStatus.COMPLETED, 0.25)],
+        job(JobStatus.COMPLETED, 0.5),
+        job(JobStatus.FAILED, RuntimeError("boom")),
+        lost,
+        lost,
+        job(JobStatus.COMPLETED, 0.25),
     )
     study = fake_sweep(tmp_path, launcher, n_trials=5)
-    # n_jobs=2: batches of 2, 2 and 1; job numbers are trial numbers
-    assert [(len(batch), first_job) for batch, first_job in launcher.calls] == [
-        (2, 0),
-        (2, 2),
-        (1, 4),
-    ]
+    # one job per launch, numbered as its trial; n_jobs=2 keeps two in flight (no batches)
+    assert sorted(first_job for _, first_job in launcher.calls) == [0, 1, 2, 3, 4]
+    assert all(len(batch) == 1 for batch, _ in launcher.calls)
     assert all(
-        b[0] == "trainer=debug" and b[1].startswith("x=") for c in launcher.calls for b in c[0]
+        b[0] == "trainer=debug"
+        and b[1].startswith("x=")
+        and b[2].startswith("+hydra.job.env_set.NNTRAIN_SEARCH_TRIAL=")
+        for c in launcher.calls
+        for b in c[0]
     )
     states = [t.state for t in study.trials]
     assert states == [TrialState.COMPLETE] + [TrialState.FAIL] * 3 + [TrialState.COMPLETE]
@@ -346,20 +377,30 @@ def test_jobs_a_launcher_lost_are_failed_trials_and_the_search_goes_on(tmp_path)
 
 def test_ctrl_c_still_writes_the_results_of_the_trials_that_ran(tmp_path):
     """optimization_results.yaml was written only by a search that ended or stopped itself: a
-    Ctrl-C after many trials of an in-memory study left no record of the best one."""
+    Ctrl-C after many trials left no record of the best one. The trial the Ctrl-C cut short
+    fails, and a copy of it waits in the study to run first when the command runs again."""
+    # Ctrl-C reaches the two jobs in flight (2 and 3)
     launcher = FakeLauncher(
-        [job(JobStatus.COMPLETED, 0.5), job(JobStatus.COMPLETED, 0.75)], KeyboardInterrupt()
+        job(JobStatus.COMPLETED, 0.5),
+        job(JobStatus.COMPLETED, 0.75),
+        KeyboardInterrupt(),
+        KeyboardInterrupt(),
     )
     with pytest.raises(KeyboardInterrupt):
         fake_sweep(tmp_path, launcher, n_trials=6)
     results = read_results(tmp_path)
     assert (results["best_trial"], results["best_value"]) == (1, 0.75)
-    assert (results["n_trials"], results["n_failed"], results["new_trials"]) == (4, 2, [0, 1, 2, 3])
+    assert results["new_trials"] == [0, 1, 2, 3]
+    study = optuna.load_study(study_name="fake", storage=f"sqlite:///{tmp_path / 'fake.db'}")
+    states = [t.state for t in study.trials]
+    assert states == [TrialState.COMPLETE] * 2 + [TrialState.FAIL] * 2 + [TrialState.WAITING] * 2
+    copies = {t.system_attrs["failed_trial"]: t.params for t in study.trials[4:]}
+    assert copies == {2: study.trials[2].params, 3: study.trials[3].params}
 
 
 def interrupt_at_call(number: int):
-    """A stand-in for Hydra's composing of a batch that is interrupted (Ctrl-C) at its
-    `number`th call: after that batch's trials were asked for, before they were launched."""
+    """A stand-in for Hydra's composing of a trial's config that is interrupted (Ctrl-C) at
+    its `number`th call: after that trial was asked for, before it was launched."""
     calls = []
 
     def validate(batch: list[list[str]]) -> None:
@@ -370,24 +411,26 @@ def interrupt_at_call(number: int):
     return validate
 
 
-def test_ctrl_c_before_a_batch_is_launched_leaves_its_trials_waiting_not_failed(tmp_path):
-    """Ctrl-C between trials recorded the trials asked for the next batch, never launched, as
-    failed. They wait in the study instead (Optuna's state for a trial not run yet), and the
-    same command runs them first, with the values drawn for them."""
-    launcher = FakeLauncher([job(JobStatus.COMPLETED, 0.5), job(JobStatus.COMPLETED, 0.75)])
+def test_ctrl_c_before_a_trial_is_launched_leaves_it_waiting_not_failed(tmp_path):
+    """Ctrl-C between trials recorded the trial asked for next, never launched, as failed. It
+    waits in the study instead (Optuna's state for a trial not run yet), and the same command
+    runs it first, with the values drawn for it; the budget is the study's total."""
+    launcher = FakeLauncher(job(JobStatus.COMPLETED, 0.5), job(JobStatus.COMPLETED, 0.75))
     with pytest.raises(KeyboardInterrupt):
-        fake_sweep(tmp_path, launcher, n_trials=6, validate=interrupt_at_call(2))
+        fake_sweep(tmp_path, launcher, n_trials=4, validate=interrupt_at_call(3))
     study = optuna.load_study(study_name="fake", storage=f"sqlite:///{tmp_path / 'fake.db'}")
-    assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 2 + [TrialState.WAITING] * 2
-    assert len(launcher.calls) == 1  # the second batch never reached the launcher
+    assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 2 + [TrialState.WAITING]
+    assert sorted(n for _, n in launcher.calls) == [0, 1]  # trial 2 never reached it
     results = read_results(tmp_path)
     assert (results["n_trials"], results["n_failed"], results["new_trials"]) == (2, 0, [0, 1])
-    waiting = {t.number: t.params["x"] for t in study.trials[2:]}
+    waiting = study.trials[2].params["x"]
 
-    again = FakeLauncher([job(JobStatus.COMPLETED, 0.25), job(JobStatus.COMPLETED, 1.0)])
-    study = fake_sweep(tmp_path, again, n_trials=2)
-    ((batch, first_job),) = again.calls
-    assert (batch, first_job) == ([["trainer=debug", f"x={waiting[n]!r}"] for n in (2, 3)], 2)
+    again = FakeLauncher(*[job(JobStatus.COMPLETED, v) for v in (0, 0, 0.25, 1.0)], first=2)
+    study = fake_sweep(tmp_path, again, n_trials=4)
+    assert sorted(n for _, n in again.calls) == [2, 3]  # 4 in all: the 2 missing
+    (first,) = [batch for batch, n in again.calls if n == 2]
+    # (and its job's link to the study: the trial's id, in its environment)
+    assert first == [["trainer=debug", f"x={waiting!r}", "+hydra.job.env_set.NNTRAIN_SEARCH_TRIAL=3"]]
     assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 4
     assert [t.value for t in study.trials] == [0.5, 0.75, 0.25, 1.0]
 
@@ -403,13 +446,13 @@ class InterruptedWhileSampling(optuna.samplers.RandomSampler):
 
 def test_ctrl_c_while_optuna_draws_a_trial_leaves_no_trial_running(tmp_path):
     """study.ask stores a trial before it returns it: a Ctrl-C in between left it RUNNING in
-    the stored study for ever. The interrupt waits until the batch is in hand."""
-    launcher = FakeLauncher([job(JobStatus.COMPLETED, 0.5), job(JobStatus.COMPLETED, 0.75)])
+    the stored study for ever. The interrupt waits until the trial is in hand."""
+    launcher = FakeLauncher(job(JobStatus.COMPLETED, 0.5), job(JobStatus.COMPLETED, 0.75))
     sampler = f"{__name__}.InterruptedWhileSampling"
     with pytest.raises(KeyboardInterrupt):
         fake_sweep(tmp_path, launcher, n_trials=6, sampler=sampler)
     study = optuna.load_study(study_name="fake", storage=f"sqlite:///{tmp_path / 'fake.db'}")
-    assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 2 + [TrialState.WAITING] * 2
+    assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 2 + [TrialState.WAITING]
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # put back
 
 
@@ -498,14 +541,15 @@ def test_a_regression_search_minimizes_the_val_loss_its_trials_return(tmp_path):
     write_rows(tmp_path / "prices.csv", planted_rows())
     command = (
         "-m", "hparams_search=optuna", "trainer=debug", "data=csv", "data.path=prices.csv",
-        "data.target=price", "hydra.sweeper.n_trials=3", "hydra.sweeper.storage=sqlite:///s.db",
+        "data.target=price", "hydra.sweeper.storage=sqlite:///s.db",
         "hydra.sweeper.study_name=prices", "hydra.sweeper.params=null",
         "optimizer.lr=choice(1e-5,3e-2)",
     )  # fmt: skip
-    done = run_nntrain(*command, cwd=tmp_path)
+    done = run_nntrain(*command, "hydra.sweeper.n_trials=3", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert "the trials return val/loss: the search will minimize it" in done.stdout
-    again = run_nntrain(*command, cwd=tmp_path)  # the stored study continues, minimizing
+    # the stored study continues to 6 trials, minimizing
+    again = run_nntrain(*command, "hydra.sweeper.n_trials=6", cwd=tmp_path)
     assert again.returncode == 0, again.stderr
     assert "the trials return" not in again.stdout
 

@@ -292,12 +292,13 @@ def test_the_search_stops_when_more_than_max_failure_rate_of_its_trials_failed(t
         tmp_path, "+error=true", "hydra.sweeper.n_jobs=2", "hydra.sweeper.max_failure_rate=0.5"
     )
     assert done.returncode != 0
+    # checked as each trial ends (no batches): the first failure is already more than half
     assert (
-        "the search stopped: 2 of its 2 trials failed, more than "
-        "hydra.sweeper.max_failure_rate=0.5 allows (trial 1: RuntimeError: cfg.error is True)."
+        "the search stopped: 1 of its 1 trials failed, more than "
+        "hydra.sweeper.max_failure_rate=0.5 allows (trial 0: RuntimeError: cfg.error is True)."
     ) in done.stderr
-    assert len(job_overrides(tmp_path / "sweep")) == 2  # the first batch only, of 4 trials
-    assert results(tmp_path)["n_failed"] == 2
+    assert len(job_overrides(tmp_path / "sweep")) == 1  # of 4 trials
+    assert results(tmp_path)["n_failed"] == 1
 
 
 def test_a_search_whose_every_trial_failed_exits_non_zero(tmp_path):

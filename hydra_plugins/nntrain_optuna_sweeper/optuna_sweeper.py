@@ -18,8 +18,10 @@ the study, not failed (interrupts.py).
 from __future__ import annotations
 
 import logging
+import time
 import warnings
 from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
@@ -29,6 +31,19 @@ from hydra.plugins.sweeper import Sweeper
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf
 
+from .in_flight import (
+    ENV_OVERRIDE,
+    Heartbeats,
+    Launched,
+    fail_stale,
+    finished,
+    has_last_checkpoint,
+    retried_number,
+    retry_later,
+    room_for_another,
+    state_counts,
+    surplus,
+)
 from .interrupts import give_back, sigint_held
 from .objectives import (
     decides_objective,
@@ -39,6 +54,7 @@ from .objectives import (
     guessed_direction,
     is_auto,
     job_directory,
+    job_status,
     nntrain_returns,
     objective,
     task_in,
@@ -61,6 +77,9 @@ __all__ = ["NntrainOptunaSweeper", "direction_from_mode", "import_optuna", "obje
 log = logging.getLogger(__name__)
 
 RESULTS_FILE = "optimization_results.yaml"
+LINK_VARIABLE = "NNTRAIN_SEARCH_TRIAL"  # nntrain.launch.search_trial.ENVIRONMENT_VARIABLE
+# The study of a search given no hydra.sweeper.storage, in its sweep dir.
+STUDY_FILE = "optuna.db"
 
 
 def import_optuna() -> ModuleType:
@@ -73,6 +92,24 @@ def import_optuna() -> ModuleType:
             "pip install 'nntrain[sweep]'."
         ) from None
     return optuna
+
+
+def build_pruner(settings: dict[str, Any] | None) -> Any:
+    """The Optuna pruner of hydra.sweeper.pruner (None: Optuna's default, which prunes nothing
+    here: no trial reports without a pruner)."""
+    from hydra.utils import instantiate
+
+    if settings is None:
+        return None
+    try:
+        return instantiate(settings)
+    except Exception as error:  # a misspelt field, a value Optuna refuses
+        cause = error.__cause__ or error
+        raise HydraException(
+            f"hydra.sweeper.pruner ({settings.get('_target_')}) cannot be built: "
+            f"{first_line(f'{type(cause).__name__}: {cause}')}; check its fields against "
+            "Optuna's pruner (e.g. hydra.sweeper.pruner.n_warmup_steps=2)."
+        ) from None
 
 
 def load_custom_search_space(path: str | None) -> Callable[[DictConfig, Trial], None] | None:
@@ -96,6 +133,14 @@ def load_custom_search_space(path: str | None) -> Callable[[DictConfig, Trial], 
         hydra_utils_log.disabled = was_disabled
 
 
+def absolute_sqlite(url: str) -> str:
+    """A relative SQLite path made absolute: every job opens the same file, wherever it runs."""
+    prefix = "sqlite:///"
+    if not url.startswith(prefix) or url.startswith(prefix + "/") or ":memory:" in url:
+        return url
+    return prefix + str(Path(url[len(prefix) :]).resolve())
+
+
 class NntrainOptunaSweeper(Sweeper):
     """hydra/sweeper=nntrain_optuna: Optuna's ask/tell loop over Hydra jobs."""
 
@@ -111,6 +156,10 @@ class NntrainOptunaSweeper(Sweeper):
         metrics: list[str] | None = None,
         max_failure_rate: float = 1.0,
         custom_search_space: str | None = None,
+        pruner: DictConfig | None = None,
+        test_pruned: bool = False,
+        heartbeat_interval: int = 60,
+        grace_period: int | None = None,
     ) -> None:
         # Checked in sweep(), not here: Hydra would wrap an error raised here in its own text.
         self.sampler_config = sampler
@@ -144,11 +193,26 @@ class NntrainOptunaSweeper(Sweeper):
         self.config: DictConfig | None = None
         self.hydra_context: HydraContext | None = None
         self.launcher: Launcher | None = None
-        self.next_job_idx = 0
-        self.launched = False  # whether a batch of this sweep has run
+        self.pruner_config, self.test_pruned = pruner, bool(test_pruned)
+        self.heartbeat_interval, self.grace_period = heartbeat_interval, grace_period
+        self.storage_url = storage  # storage, or the SQLite file in the sweep dir (sweep)
+        self.pruner_settings: dict[str, Any] | None = None
+        self.start_progress()
+
+    @property
+    def shown_storage(self) -> str:
+        """The storage as the user gave it (the study's file in the sweep dir otherwise)."""
+        return str(self.storage or self.storage_url)
+
+    def start_progress(self) -> None:
+        """What the sweep learns as its trials run."""
+        self.launched_any = False  # whether a trial of this sweep has run
+        self.next_wait_line = 0.0  # when to say again that other trials are waited for
+        self.next_stale_check = 0.0
         # Set when a sampler that enumerates a finite space (grid, brute force) has tried it all.
         self.space_exhausted = False
         self.failures: dict[int, str] = {}  # this sweep's failed trials: number -> why
+        self.ended = 0  # trials of this sweep that ended (told), for max_failure_rate
 
     def setup(
         self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig
@@ -200,6 +264,13 @@ class NntrainOptunaSweeper(Sweeper):
                 f"hydra.sweeper.n_trials={self.n_trials}, hydra.sweeper.n_jobs={self.n_jobs}: "
                 "n_trials must be 0 or more and n_jobs 1 or more."
             )
+        grace = self.grace_period
+        if self.heartbeat_interval < 1 or (grace is not None and grace <= self.heartbeat_interval):
+            raise HydraException(
+                f"hydra.sweeper.heartbeat_interval={self.heartbeat_interval}, "
+                f"hydra.sweeper.grace_period={grace}: give whole seconds, the interval 1 or "
+                "more and the grace period longer than it (or null: twice the interval)."
+            )
         if not 0.0 <= float(self.max_failure_rate) <= 1.0:
             raise HydraException(
                 f"hydra.sweeper.max_failure_rate={self.max_failure_rate} is not a share of "
@@ -239,6 +310,29 @@ class NntrainOptunaSweeper(Sweeper):
         mode = OmegaConf.select(self.config, "trainer.early_stopping.mode")
         self.learn_direction = True
         return [direction_from_mode(mode) if mode else "minimize"]
+
+    def checked_pruner(self) -> dict[str, Any] | None:
+        """The pruner's settings (None: no pruning), built once here so that a wrong field is
+        one sentence before any trial; a pruner needs one objective that the trials have at
+        every epoch's end."""
+        settings = sampler_settings(self.pruner_config)
+        if settings is None or str(settings.get("_target_", "")).endswith("NopPruner"):
+            return None
+        build_pruner(settings)
+        if len(self.directions) > 1:
+            raise HydraException(
+                f"hydra.sweeper.pruner ({settings['_target_']}) works on one objective and this "
+                f"search has {len(self.directions)}; drop the pruner (hydra/sweeper/pruner=nop) "
+                "or search one objective."
+            )
+        per_epoch = ("val/", "train/")
+        if self.metrics and not self.metrics[0].startswith(per_epoch):
+            raise HydraException(
+                f"hydra.sweeper.pruner needs a figure the trials have at every epoch's end, and "
+                f"hydra.sweeper.metrics names {self.metrics[0]}; search a val/ or train/ figure "
+                "(e.g. val/acc, val/loss) or drop the pruner (hydra/sweeper/pruner=nop)."
+            )
+        return settings
 
     def check_objective(self, space: SearchSpace) -> None:
         """Before any trial: what the trials return, where the config says (data.task, one of
@@ -304,10 +398,15 @@ class NntrainOptunaSweeper(Sweeper):
             log.info(f"the grid has {grid_size(grid)} points: running that many trials")
             self.n_trials = grid_size(grid)
         self.sampling = (settings, grid)
-        self.study = self.open_study(optuna, settings, grid)
+        self.pruner_settings = self.checked_pruner()
         sweep_dir = Path(self.config.hydra.sweep.dir)
         sweep_dir.mkdir(parents=True, exist_ok=True)
+        if self.storage is None:  # the study lives with its sweep: the same command continues it
+            self.storage_url = f"sqlite:///{(sweep_dir / STUDY_FILE).resolve()}"
+            self.study_name = self.study_name or "nntrain"
+        self.study = self.open_study(optuna, settings, grid)
         OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
+        self.write_search_file(sweep_dir)
 
         new_trials: list[int] = []
         try:
@@ -332,29 +431,245 @@ class NntrainOptunaSweeper(Sweeper):
         self.report(study, sweep_dir, new_trials)
 
     def run_trials(self, space: SearchSpace, sweep_dir: Path, new_trials: list[int]) -> None:
-        """n_trials trials in batches of n_jobs (their numbers appended to new_trials), unless
-        the sampler has tried every point or too many failed."""
-        while len(new_trials) < self.n_trials and not self.space_exhausted:
-            assert self.study is not None
-            study = self.study
-            self.run_batch(
-                study, space, min(self.n_jobs, self.n_trials - len(new_trials)), new_trials
+        """Keep n_jobs trials in flight until the study has n_trials finished ones: a new trial
+        starts the moment any ends (no batches), unless the sampler has tried every point or
+        too many failed. Trials of other sweepers of the study, or stale ones, count too."""
+        assert self.study is not None and self.launcher is not None
+        parallel = self.n_jobs > 1 and type(self.launcher).__name__ != "BasicLauncher"
+        pool = ThreadPoolExecutor(self.n_jobs, "trial") if parallel else None
+        flying: dict[Future[JobReturn], Launched] = {}
+        with Heartbeats(self.study._storage, self.heartbeat_interval) as beats:
+            try:
+                while True:
+                    self.revive_stale()
+                    self.fill(space, sweep_dir, new_trials, flying, pool, beats)
+                    if not flying:
+                        if not self.others_running():
+                            return
+                        time.sleep(min(5.0, self.heartbeat_interval))
+                        continue
+                    done, _ = wait(list(flying), timeout=1.0, return_when=FIRST_COMPLETED)
+                    for future in done:
+                        self.end_trial(flying.pop(future), future, beats, sweep_dir, new_trials)
+            except (KeyboardInterrupt, SystemExit):
+                self.cut_short(flying, beats, interrupted=True)
+                raise
+            except BaseException:
+                self.cut_short(flying, beats, interrupted=False)
+                raise
+            finally:
+                if pool is not None:
+                    pool.shutdown(wait=False, cancel_futures=True)
+
+    def fill(
+        self,
+        space: SearchSpace,
+        sweep_dir: Path,
+        new_trials: list[int],
+        flying: dict[Future[JobReturn], Launched],
+        pool: ThreadPoolExecutor | None,
+        beats: Heartbeats,
+    ) -> None:
+        """Start trials while fewer than n_jobs are in flight (one until direction=auto has
+        learnt what the trials return) and the study has room for them."""
+        limit = 1 if self.learn_direction else self.n_jobs
+        while len(flying) < limit and not self.space_exhausted and self.room():
+            launched = self.start_trial(space, sweep_dir, new_trials, beats)
+            if launched is None:
+                return
+            if pool is not None:
+                flying[pool.submit(self.launch_one, launched)] = launched
+                continue
+            future: Future[JobReturn] = Future()
+            flying[future] = launched
+            try:  # in this process: it runs now, and its end is read as a thread's would be
+                future.set_result(self.launch_one(launched))
+            except BaseException as error:  # Ctrl-C included: told in end_trial
+                future.set_exception(error)
+            return
+
+    def room(self) -> bool:
+        assert self.study is not None
+        return room_for_another(self.study, self.n_trials)
+
+    def others_running(self) -> bool:
+        """Trials of the study still running (another sweeper's, or one whose sweeper died and
+        that is not stale yet): this sweeper waits for them, in case one must run again."""
+        assert self.study is not None
+        running = state_counts(self.study).get("RUNNING", 0)
+        if running and finished(self.study) < self.n_trials:
+            if time.monotonic() >= self.next_wait_line:
+                log.info(f"waiting for {running} running trial(s) of the study (another sweeper's, or stale after hydra.sweeper.grace_period)")
+                self.next_wait_line = time.monotonic() + 60
+            return True
+        return False
+
+    def revive_stale(self) -> None:
+        """Trials whose heartbeat stopped are failed and queued to run again (in_flight.py)."""
+        assert self.study is not None
+        if time.monotonic() < self.next_stale_check:
+            return
+        self.next_stale_check = time.monotonic() + min(5.0, self.heartbeat_interval)
+        stale = fail_stale(self.study)
+        if stale:
+            log.warning(f"trials {stale} stopped beating (their job or sweeper died): they run again with the same parameters, from their last.pt")
+
+    def start_trial(
+        self, space: SearchSpace, sweep_dir: Path, new_trials: list[int], beats: Heartbeats
+    ) -> Launched | None:
+        """Ask for a trial, note its job's directory and overrides in the study, and give its
+        job the link to the study; None when another sweeper took the last place."""
+        assert self.study is not None
+        study = self.study
+        trials: list[Trial] = []
+        try:
+            self.ask(study, space, 1, trials)
+            (trial,) = trials
+            beats.add(trial._trial_id)
+            if surplus(study, trial, self.n_trials):
+                beats.remove(trial._trial_id)
+                give_back(study, [trial])
+                return None
+            overrides = space.overrides(trial.params)
+            # A search space that does not compose is the user's mistake, not a failed trial:
+            # it stops the sweep with Hydra's message.
+            self.validate_batch_is_legal([overrides])
+        except (KeyboardInterrupt, SystemExit):  # Ctrl-C before the launch: it waits
+            self.given_back(study, trials)
+            raise
+        except BaseException:  # a config error: not run, and failed
+            for asked in trials:
+                self.fail(study, asked)
+            raise
+        finally:
+            for asked in trials:
+                beats.remove(asked._trial_id)
+        beats.add(trial._trial_id)
+        launched = self.launched(trial, overrides, sweep_dir)
+        new_trials.append(trial.number)
+        return launched
+
+    def launched(self, trial: Trial, overrides: list[str], sweep_dir: Path) -> Launched:
+        """The trial as its job: in its own directory (its number), or, for a trial that runs a
+        stale or interrupted one again, in that one's directory, resumed from its last.pt."""
+        from nntrain.launch.resume_command_line import quoted
+
+        number, resumed_from = trial.number, retried_number(trial)
+        if resumed_from is not None:
+            number = int(trial.user_attrs.get("job_number", resumed_from))
+            job_dir = sweep_dir / str(number)
+            if has_last_checkpoint(job_dir):
+                overrides = [*overrides, f"resume={quoted(job_dir / 'checkpoints' / 'last.pt')}"]
+            log.info(f"trial {trial.number} runs trial {resumed_from} again (job {number})")
+        trial.set_user_attr("job_number", number)
+        trial.set_user_attr("job_dir", str(sweep_dir / str(number)))
+        trial.set_user_attr("overrides", [o for o in overrides if not o.startswith("resume=")])
+        extra = [f"+{ENV_OVERRIDE}.{LINK_VARIABLE}={trial._trial_id}"]
+        return Launched(trial, number, overrides, resumed_from, extra)
+
+    def write_search_file(self, sweep_dir: Path) -> None:
+        """What the trials' jobs need to reach the study (nntrain.launch.search_trial)."""
+        from nntrain.launch.search_trial import write_search_file
+
+        assert self.study is not None
+        write_search_file(
+            sweep_dir,
+            {
+                "storage": self.storage_url,
+                "study": self.study.study_name,
+                "pruner": self.pruner_settings,
+                "metric": self.metrics[0] if self.metrics else None,
+                "heartbeat_s": self.heartbeat_interval,
+                "grace_s": self.grace_period,
+                "test_pruned": self.test_pruned,
+            },
+        )
+
+    def launch_one(self, launched: Launched) -> JobReturn:
+        """The launcher's result for one trial's job (in a thread of its own when parallel)."""
+        assert self.launcher is not None
+        returns = self.launcher.launch(
+            [[*launched.overrides, *launched.extra]], initial_job_idx=launched.number
+        )
+        (job,) = returns
+        return job
+
+    def end_trial(
+        self,
+        launched: Launched,
+        future: Future[JobReturn],
+        beats: Heartbeats,
+        sweep_dir: Path,
+        new_trials: list[int],
+    ) -> None:
+        """Tell the study how the trial ended; then the checks that may stop the search."""
+        assert self.study is not None and self.config is not None
+        beats.remove(launched.trial._trial_id)
+        configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
+        try:
+            job = future.result()
+        except (KeyboardInterrupt, SystemExit):  # stopped (its last.pt saved): it runs again
+            self.fail(self.study, launched.trial, "interrupted")
+            retry_later(self.study, launched.trial)
+            raise
+        except Exception as error:
+            # A launcher raises for a job it lost (a joblib worker killed for memory). Before
+            # any trial ran, it is the launcher's setup that is wrong: the user must hear it.
+            if not self.launched_any:
+                self.fail(self.study, launched.trial)
+                raise
+            reason = first_line(f"{type(error).__name__}: {error}")
+            log.error(f"the launcher lost trial {launched.trial.number}: {reason}")
+            self.fail(self.study, launched.trial, reason)
+        else:
+            self.launched_any = True
+            self.tell(self.study, launched.trial, launched.overrides, job)
+        self.ended += 1
+        self.after_trial(sweep_dir, new_trials)
+
+    def after_trial(self, sweep_dir: Path, new_trials: list[int]) -> None:
+        assert self.study is not None
+        if self.refusal is not None:
+            self.refuse(self.study, self.refusal)
+        if self.learn_direction and self.followed is not None:
+            self.settle_direction()
+        if self.ended and len(self.failures) / self.ended > self.max_failure_rate:
+            last = max(self.failures)
+            self.stop(
+                self.study,
+                sweep_dir,
+                new_trials,
+                f"the search stopped: {len(self.failures)} of its {self.ended} trials "
+                f"failed, more than hydra.sweeper.max_failure_rate={self.max_failure_rate} "
+                f"allows (trial {last}: {self.failures[last]}).",
             )
-            if self.refusal is not None:
-                self.refuse(study, self.refusal)
-            if self.learn_direction and self.followed is not None:
-                self.settle_direction()
-                study = self.study
-            if len(self.failures) / len(new_trials) > self.max_failure_rate:
-                last = max(self.failures)
-                self.stop(
-                    study,
-                    sweep_dir,
-                    new_trials,
-                    f"the search stopped: {len(self.failures)} of its {len(new_trials)} trials "
-                    f"failed, more than hydra.sweeper.max_failure_rate={self.max_failure_rate} "
-                    f"allows (trial {last}: {self.failures[last]}).",
-                )
+
+    def cut_short(
+        self, flying: dict[Future[JobReturn], Launched], beats: Heartbeats, interrupted: bool
+    ) -> None:
+        """The search stops with trials in flight: those that ended are told; on Ctrl-C the
+        others were stopped (each job saved its last.pt): they fail, and a copy of each waits
+        in the study, so that running the command again resumes them first (a SLURM launcher
+        cancels its jobs). On an error the others fail."""
+        assert self.study is not None
+        cancel = getattr(self.launcher, "cancel_waiting", None)
+        if callable(cancel) and flying:
+            cancel()
+        if flying:
+            wait(list(flying), timeout=60)
+        for future, launched in flying.items():
+            beats.remove(launched.trial._trial_id)
+            job = None
+            if future.done() and not future.cancelled() and future.exception() is None:
+                job = future.result()
+            if job is not None and job_status(job).get("status") != "interrupted":
+                self.tell(self.study, launched.trial, launched.overrides, job)  # it ended
+                continue
+            if not interrupted:
+                self.fail(self.study, launched.trial, "the search stopped")
+                continue
+            self.fail(self.study, launched.trial, "interrupted")
+            retry_later(self.study, launched.trial)
 
     def settle_direction(self) -> None:
         """direction=auto: the first job that succeeded said what it returned; a study made to
@@ -372,14 +687,14 @@ class NntrainOptunaSweeper(Sweeper):
         )
         optuna = import_optuna()
         trials = self.study.get_trials(deepcopy=True)
-        name = self.study.study_name
-        if self.storage:
-            optuna.delete_study(study_name=name, storage=self.storage)
+        name, storage = self.study.study_name, self.study._storage
+        optuna.delete_study(study_name=name, storage=storage)
         self.directions = [direction]
         self.study = optuna.create_study(
             study_name=name,
-            storage=self.storage,
+            storage=storage,
             sampler=build_sampler(self.sampling[0], len(trials), self.sampling[1]),
+            pruner=self.study.pruner,
             directions=self.directions,
         )
         self.study.add_trials(trials)
@@ -389,8 +704,8 @@ class NntrainOptunaSweeper(Sweeper):
         """End the search with `message` (the first trial said what the trials return, and this
         search goes the wrong way for it). A stored study that this sweep created holds only
         that refused batch: it is deleted, so the corrected command starts it afresh."""
-        if self.storage and not self.earlier_trials:
-            import_optuna().delete_study(study_name=study.study_name, storage=self.storage)
+        if not self.earlier_trials:
+            import_optuna().delete_study(study_name=study.study_name, storage=study._storage)
         raise HydraException(message)
 
     def name_objectives(self, study: Study) -> None:
@@ -414,7 +729,7 @@ class NntrainOptunaSweeper(Sweeper):
         if direction == self.directions[0] or not self.earlier_complete:
             return None
         return (
-            f"study {study.study_name!r} in {self.storage} was created to "
+            f"study {study.study_name!r} in {self.shown_storage} was created to "
             f"{self.directions[0]} its objective, and the trials return {metric}, which is to "
             f"{direction}; continue it with the same trainer.early_stopping.monitor and mode, or "
             "start a new study with hydra.sweeper.study_name=NAME."
@@ -432,36 +747,40 @@ class NntrainOptunaSweeper(Sweeper):
         self, optuna: ModuleType, settings: dict[str, Any] | None, grid: dict[str, Any] | None
     ) -> Study:
         """Create the study, or continue the stored one of the same name."""
+        from nntrain.launch.search_trial import open_storage
+
         sampler = build_sampler(settings, 0, grid)
+        self.storage_url = absolute_sqlite(str(self.storage_url))
         try:
             study = optuna.create_study(
                 study_name=self.study_name,
-                storage=self.storage,
+                storage=open_storage(self.storage_url, self.heartbeat_interval, self.grace_period),
                 sampler=sampler,
+                pruner=build_pruner(self.pruner_settings),
                 directions=self.directions,
                 load_if_exists=True,
             )
         except Exception as error:  # SQLAlchemy's: a folder that does not exist, a bad URL
             raise HydraException(
-                f"hydra.sweeper.storage={self.storage} cannot be opened "
+                f"hydra.sweeper.storage={self.shown_storage} cannot be opened "
                 f"({first_line(f'{type(error).__name__}: {error}')}); give an Optuna storage "
                 "URL in a folder that exists, e.g. hydra.sweeper.storage=sqlite:///search.db "
                 "(relative to where you run nntrain)."
             ) from None
         stored = [d.name.lower() for d in study.directions]
-        finished = study.get_trials(deepcopy=False)
-        self.earlier_complete = sum(t.state.name == "COMPLETE" for t in finished)
+        earlier_trials = study.get_trials(deepcopy=False)
+        self.earlier_complete = sum(t.state.name == "COMPLETE" for t in earlier_trials)
         if self.learn_direction:
             self.directions = stored  # checked against the first job's objective
         if stored != self.directions:
             raise HydraException(
-                f"study {study.study_name!r} in {self.storage} was created to "
+                f"study {study.study_name!r} in {self.shown_storage} was created to "
                 f"{' and '.join(stored)} its objective(s), this search would "
                 f"{' and '.join(self.directions)}; continue it with the same directions "
                 "(trainer.early_stopping.mode), or start a new study with "
                 "hydra.sweeper.study_name=NAME."
             )
-        earlier = self.earlier_trials = len(finished)
+        earlier = self.earlier_trials = len(earlier_trials)
         if earlier:
             # A seeded sampler built afresh would draw the first run's points again.
             study.sampler = build_sampler(settings, earlier, grid)
@@ -471,10 +790,11 @@ class NntrainOptunaSweeper(Sweeper):
             tentative = " (auto: until the first trial says what it returns)"
         elif self.known_metric_names() is None and self.monitor:
             tentative = " (or val/loss, if the first trial says the data is a regression)"
+        pruner = type(study.pruner).__name__
         log.info(
-            f"Optuna study {study.study_name!r} ({self.storage or 'in memory'}, "
-            f"{type(study.sampler).__name__}): {self.objectives_text()}{tentative}; "
-            f"{earlier} earlier trials, {self.n_trials} to run, {self.n_jobs} at a time"
+            f"Optuna study {study.study_name!r} ({self.shown_storage}, "
+            f"{type(study.sampler).__name__}, {pruner}): {self.objectives_text()}{tentative}; "
+            f"{finished(study)} of {self.n_trials} trials finished, {self.n_jobs} at a time"
         )
         return study
 
@@ -483,7 +803,10 @@ class NntrainOptunaSweeper(Sweeper):
         custom_search_space). The caller's list: whatever ends this, it holds every trial the
         study made (Ctrl-C waits until study.ask has returned its trial)."""
         try:
-            with sigint_held():
+            with sigint_held(), warnings.catch_warnings():
+                # study.ask with a storage that keeps heartbeats says they are for
+                # study.optimize: this sweeper records them itself (in_flight.Heartbeats).
+                warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed")
                 for _ in range(count):
                     trials.append(study.ask(space.distributions))
                     self.extend(trials[-1], space)
@@ -512,70 +835,13 @@ class NntrainOptunaSweeper(Sweeper):
                 "which the search fixes to one value; drop one of the two."
             )
 
-    def run_batch(
-        self, study: Study, space: SearchSpace, count: int, new_trials: list[int]
-    ) -> None:
-        """Ask for count trials, launch them as one batch (their numbers appended to new_trials)
-        and tell the study each job's outcome. No trial stays RUNNING in a stored study."""
-        assert self.config is not None and self.launcher is not None
-        trials: list[Trial] = []
-        launching = False
-        try:
-            self.ask(study, space, count, trials)
-            batch = [space.overrides(trial.params) for trial in trials]
-            # A search space that does not compose is the user's mistake, not a failed trial:
-            # it stops the sweep with Hydra's message before any job starts.
-            self.validate_batch_is_legal(batch)
-            launching = True
-            new_trials.extend(trial.number for trial in trials)
-            returns = self.launch(study, trials, batch)
-            if returns is not None:  # None: a batch the launcher lost, told as failed
-                for trial, overrides, job in zip(trials, batch, returns, strict=True):
-                    self.tell(study, trial, overrides, job)
-        except (KeyboardInterrupt, SystemExit):
-            # Ctrl-C (a job ends with SystemExit) before the launch: those trials never ran,
-            # they wait in the study; after it, they were cut short and failed.
-            if launching:
-                for trial in trials:
-                    self.fail(study, trial)
-            else:
-                self.given_back(study, trials)
-            raise
-        except BaseException:  # a config error, the launcher's setup: not run, and failed
-            for trial in trials:
-                self.fail(study, trial)
-            raise
-
-    def launch(
-        self, study: Study, trials: list[Trial], batch: list[list[str]]
-    ) -> list[JobReturn] | None:
-        """The launcher's results, or None for a batch it lost (told as failed trials)."""
-        assert self.config is not None and self.launcher is not None
-        try:
-            returns = self.launcher.launch(batch, initial_job_idx=self.job_idx(trials))
-        except Exception as error:
-            # A launcher raises for a job it lost (a joblib worker killed for memory, a
-            # SLURM time limit): those trials failed. Before any batch ran, it is the
-            # launcher's setup that is wrong, and the user must hear of it.
-            if not self.launched:
-                raise
-            configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
-            reason = first_line(f"{type(error).__name__}: {error}")
-            log.error(f"the launcher lost trials {[t.number for t in trials]}: {reason}")
-            for trial, overrides in zip(trials, batch, strict=True):
-                trial.set_user_attr("overrides", overrides)
-                self.fail(study, trial, reason)
-            return None
-        self.launched = True
-        # Each job configured logging for its own log file; back to Hydra's console.
-        configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
-        return list(returns)
-
     def given_back(self, study: Study, trials: list[Trial]) -> None:
         """Trials asked for but not launched (Ctrl-C first) go back to the study's queue."""
         numbers = give_back(study, trials)
         if numbers:
-            again = "; running the same command again runs them first" if self.storage else ""
+            again = "; running the same command again runs them first"
+            if self.storage is None and self.config is not None:
+                again += f" (with hydra.sweep.dir={self.config.hydra.sweep.dir})"
             log.info(f"trials {numbers} were not launched: they wait in the study{again}")
 
     def fail(self, study: Study, trial: Trial, reason: str | None = None) -> None:
@@ -586,16 +852,6 @@ class NntrainOptunaSweeper(Sweeper):
             trial.set_user_attr("error", reason)
             self.failures[trial.number] = reason
         self.tell_study(study, trial, state=TrialState.FAIL, skip_if_finished=True)
-
-    def job_idx(self, trials: list[Trial]) -> int:
-        """The first job number of a batch: the trial number when the batch's trials are
-        numbered in a row (job dir 7 is trial 7, also when a stored study continues), else
-        the next unused number of this sweep (another process is asking the same study)."""
-        first = trials[0].number
-        in_a_row = [trial.number for trial in trials] == list(range(first, first + len(trials)))
-        start = first if in_a_row and first >= self.next_job_idx else self.next_job_idx
-        self.next_job_idx = start + len(trials)
-        return start
 
     def tell(self, study: Study, trial: Trial, overrides: list[str], job: JobReturn) -> None:
         """Record the job's directory and overrides with the trial, then its values or failure."""
@@ -610,7 +866,13 @@ class NntrainOptunaSweeper(Sweeper):
         if self.refusal is not None:  # told as failed: its value is not this study's objective
             self.fail(study, trial, self.refusal)
             return
-        if values is not None:
+        if values is not None and job_status(job).get("status") == "pruned":
+            from optuna.trial import TrialState
+
+            epoch = job_status(job).get("pruned_epoch") or "?"
+            log.info(f"trial {trial.number}{job_name}: pruned after epoch {epoch}")
+            self.tell_study(study, trial, state=TrialState.PRUNED)
+        elif values is not None:
             shown = self.values_text(values)
             log.info(f"trial {trial.number}{job_name}: {shown}")
             self.tell_study(study, trial, values=values)
@@ -655,24 +917,29 @@ class NntrainOptunaSweeper(Sweeper):
 
         finished = [t for t in study.get_trials(deepcopy=False) if t.state.is_finished()]
         n_failed = sum(t.state == TrialState.FAIL for t in finished)
+        n_pruned = sum(t.state == TrialState.PRUNED for t in finished)
         complete = any(t.state == TrialState.COMPLETE for t in finished)
         results: dict[str, Any] = {
             "name": "optuna",
             "study_name": study.study_name,
-            "storage": self.storage,
+            "storage": self.storage_url,
         }
         if len(self.directions) == 1:
             results.update(self.best_results(study.best_trial if complete else None))
         else:
             results.update(self.pareto_results(study.best_trials if complete else []))
         # The study's trials, this sweep's and those of earlier runs of a stored study.
-        results.update(n_trials=len(finished), n_failed=n_failed, new_trials=new_trials)
+        results.update(
+            n_trials=len(finished), n_failed=n_failed, n_pruned=n_pruned, new_trials=new_trials
+        )
         path = sweep_dir / RESULTS_FILE
         OmegaConf.save(OmegaConf.create(results), path)
         if not complete:
             log.warning(f"no trial of study {study.study_name!r} succeeded; see {path}")
             return
-        log.info(f"{len(finished)} trials, {n_failed} failed; results: {path}")
+        log.info(
+            f"{len(finished)} trials, {n_pruned} pruned, {n_failed} failed; results: {path}"
+        )
 
     def best_results(self, best: FrozenTrial | None) -> dict[str, Any]:
         if best is not None:

@@ -107,6 +107,10 @@ class SlurmLauncher(SubmititSlurmLauncher):
         if submitit_rank() != 0:  # rank 0 requeues the job; SLURM ends this task with it
             sys.exit(0)
 
+    def cancel_waiting(self) -> None:
+        """Ctrl-C in a search whose trials wait for their jobs in threads: cancel those jobs."""
+        waiting.CANCEL.set()
+
     def checkpoint(self, *args: Any, **kwargs: Any) -> Any:
         """submitit's checkpointing protocol: what to run when the job is requeued. The same
         job, told to continue from its last.pt (without it, it would start over)."""

@@ -17,6 +17,7 @@ import logging
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -53,14 +54,21 @@ class Queued(NamedTuple):
     reason: str
 
 
+# Set by a search's sweeper on Ctrl-C: its trials wait for their jobs in threads of their own,
+# which no KeyboardInterrupt reaches.
+CANCEL = threading.Event()
+
+
 def wait_for(jobs: Sequence[Any], every_s: float, resume_with: str | None) -> None:
     """Until every job (submitit's) is done, with a line every every_s seconds while one of
-    them waits to start. Ctrl-C cancels those not done and ends the command (exit 130),
-    saying how to continue: resume_with (None: a search, which its sweeper continues)."""
+    them waits to start. Ctrl-C (or CANCEL) cancels those not done and ends the command (exit
+    130), saying how to continue: resume_with (None: a search, which its sweeper continues)."""
     began = time.monotonic()
     next_report = began + every_s
     try:
         while not all(job.done() for job in jobs):
+            if CANCEL.is_set():
+                raise KeyboardInterrupt
             if time.monotonic() >= next_report:
                 line = waiting_line(unfinished_ids(jobs), time.monotonic() - began)
                 if line:
@@ -156,12 +164,15 @@ def stop_on_ctrl_c(job_ids: Sequence[str], resume_with: str | None) -> None:
         print_error(sentence("interrupted; every SLURM job of the sweep had ended", then))
         sys.exit(130)
     command = cancel_command(job_ids)
-    # A second Ctrl-C must not cut the cancelling short (and end in a traceback).
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # A second Ctrl-C must not cut the cancelling short (and end in a traceback); only the
+    # main thread may change handlers (a search's trials wait in threads of their own).
+    main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if main else None
     try:
         refused = run_quietly(command.split())
     finally:
-        signal.signal(signal.SIGINT, previous)
+        if main:
+            signal.signal(signal.SIGINT, previous)
     if refused:
         told = (
             f"interrupted; SLURM did not cancel the sweep's jobs ({refused}): cancel them "

@@ -129,7 +129,6 @@ def train(cfg: DictConfig) -> float:
     from hydra.types import RunMode
 
     from nntrain.commands.search_guard import refuse_a_search_without_multirun
-    from nntrain.launch.search_trial import joined_trial
     from nntrain.reporting.console import interactive, log
     from nntrain.training import distributed
     from nntrain.training.signals import TrainingInterrupted
@@ -145,15 +144,12 @@ def train(cfg: DictConfig) -> float:
             cfg.trainer.device = device_for_job(cfg.trainer.device, hydra_cfg.job.num)
     start = time.perf_counter()
     status: dict[str, Any] = {"status": "ok", "error": None}
-    accepted = []  # a resume refused before training must leave its run as it was
+    accepted: list[bool] = []  # a resume refused before training leaves its run as it was
     try:
         refuse_a_search_without_multirun(cfg, hydra_cfg)  # hparams_search=... without -m
-        with joined_trial(distributed.is_main_process()) as trial:  # None outside a search
-            result = run(
-                cfg, str(run_dir), show_progress, lambda: accepted.append(True), judge=trial
-            )
+        result = run_as_trial(cfg, Path(hydra_cfg.sweep.dir), run_dir, show_progress, accepted)
         if "pruned_epoch" in result:
-            status["status"] = "pruned"
+            status.update(status="pruned", pruned_epoch=int(result["pruned_epoch"]))
         status["objective"] = objective_of(cfg, result)
         return result[status["objective"]["metric"]]
     except TrainingInterrupted as stop:  # Ctrl-C stops the whole sweep, not one job
@@ -184,6 +180,18 @@ def train(cfg: DictConfig) -> float:
     finally:
         status["wall_time_s"] = round(time.perf_counter() - start, 3)
         leave_status(cfg, run_dir, status, multirun, accepted=bool(accepted))
+
+
+def run_as_trial(
+    cfg: DictConfig, sweep_dir: Path, run_dir: Path, show_progress: bool, accepted: list[bool]
+) -> dict[str, float]:
+    """run(), as a trial of its search when an Optuna search started this job (it reports each
+    epoch's figure to the study and may be pruned); `accepted` gets True once training starts."""
+    from nntrain.launch.search_trial import joined_trial
+    from nntrain.training import distributed
+
+    with joined_trial(sweep_dir, distributed.is_main_process()) as trial:  # None: no search
+        return run(cfg, str(run_dir), show_progress, lambda: accepted.append(True), judge=trial)
 
 
 def objective_of(cfg: DictConfig, result: dict[str, float]) -> dict[str, str]:

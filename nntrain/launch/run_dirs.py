@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from hydra.experimental.callback import Callback
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from nntrain import files, runs
 from nntrain.errors import UserError, require
@@ -114,6 +114,12 @@ def claim_a_given_sweep_dir(argv: list[str]) -> list[str]:
     if not given or "${" in given[-1]:
         return argv
     folder = Path(given[-1].strip("'\"")).expanduser()
+    if is_a_search(argv) and a_search_may_use(folder):
+        # Its own folder again (the same command, continuing the study after it stopped), or
+        # shared with other sweepers of the study: the jobs are the study's trials, one folder
+        # each, so nothing is overwritten.
+        folder.mkdir(parents=True, exist_ok=True)
+        return argv
     # Empty, or the folder the command runs in: the jobs would land among the user's files.
     require(
         str(folder) != "." and folder.resolve() != Path.cwd().resolve(),
@@ -166,3 +172,30 @@ def leave_status(
     else:
         runs.remove_unsaved(run_dir)
 
+
+
+def is_a_search(argv: list[str]) -> bool:
+    """An Optuna search, as the command line says (hparams_search=..., or its sweeper)."""
+    return any(
+        arg.split("=", 1)[0] == "hparams_search"
+        or (arg.split("=", 1)[0] == "hydra/sweeper" and "optuna" in arg)
+        for arg in argv
+    )
+
+
+def a_search_may_use(folder: Path) -> bool:
+    """New or empty, or a search's own folder (its multirun.yaml names an Optuna sweeper)."""
+    if not folder.exists():
+        return True
+    if not folder.is_dir():
+        return False
+    if not any(folder.iterdir()):
+        return True
+    saved = folder / "multirun.yaml"
+    if not saved.is_file():
+        return False
+    try:
+        target = OmegaConf.select(OmegaConf.load(saved), "hydra.sweeper._target_")
+    except Exception:  # not a YAML Hydra wrote
+        return False
+    return "optuna" in str(target or "").lower()

@@ -494,16 +494,7 @@ class Trainer:
         if signum is not None:
             raise TrainingInterrupted(signum, state.step)
         if stopper.should_stop and not verdict:
-            tie = (
-                f"; best.pt is epoch {stopper.best_epoch + 1}, of those epochs the one with the "
-                f"lowest {stopper.tie_breaker}"
-                if stopper.best_epoch != stopper.improved_epoch
-                else ""
-            )
-            log.info(
-                f"early stopping: {stopper.monitor} has not improved for {stopper.wait} epochs "
-                f"(best {stopper.best:.4f}, first at epoch {stopper.improved_epoch + 1}{tie})"
-            )
+            log.info(early_stop_line(stopper))
 
     def _judged(self, run: Run, metrics: dict[str, float]) -> str | None:
         """Ask the search's pruner (on rank 0: one report per epoch) whether the run should
@@ -865,6 +856,19 @@ def follow_monitor(schedule: PlateauSchedule, stopper: EarlyStopping, task: Task
         "scheduler.monitor (e.g. train/loss) or another trainer.early_stopping.monitor.",
     )
     schedule.follow(stopper.monitor, stopper.mode)
+
+
+def early_stop_line(stopper: EarlyStopping) -> str:
+    tie = (
+        f"; best.pt is epoch {stopper.best_epoch + 1}, of those epochs the one with the "
+        f"lowest {stopper.tie_breaker}"
+        if stopper.best_epoch != stopper.improved_epoch
+        else ""
+    )
+    return (
+        f"early stopping: {stopper.monitor} has not improved for {stopper.wait} epochs "
+        f"(best {stopper.best:.4f}, first at epoch {stopper.improved_epoch + 1}{tie})"
+    )
 
 
 def describe_parameters(model: nn.Module) -> str:
