@@ -641,7 +641,7 @@ def test_the_hparams_record_names_the_model(timm_run):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
     from tensorboard.plugins.hparams import plugin_data_pb2
 
-    events = EventAccumulator(str(timm_run / "tb"))
+    events = EventAccumulator(str(timm_run))
     events.Reload()
     start = plugin_data_pb2.HParamsPluginData.FromString(
         events.PluginTagToContent("hparams")["_hparams_/session_start_info"]

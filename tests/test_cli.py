@@ -41,7 +41,7 @@ def test_default_run_trains_digits_to_95_percent_and_writes_the_run_dir(tmp_path
     best = load_checkpoint(run_dir / "checkpoints" / "best.pt")
     assert best["epoch"] == metrics["best_epoch"]
 
-    events = EventAccumulator(str(run_dir / "tb"))
+    events = EventAccumulator(str(run_dir))  # a run's events are in its run dir
     events.Reload()
     tags = set(events.Tags()["scalars"])
     assert {
@@ -49,8 +49,8 @@ def test_default_run_trains_digits_to_95_percent_and_writes_the_run_dir(tmp_path
         "train/acc",
         "val/loss",
         "val/acc",
-        "train/lr",
-        "train/samples_per_sec",
+        "~optimizer/lr",
+        "~speed/samples_per_sec",
     } <= tags
     assert len(events.Scalars("val/acc")) == metrics["epochs_run"]
 

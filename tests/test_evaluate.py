@@ -136,29 +136,38 @@ def test_top5_with_more_than_five_classes():
 
 
 def test_tensorboard_has_scalars_images_and_hparams(digits_run):
-    events = EventAccumulator(str(digits_run / "tb"))
+    events = EventAccumulator(str(digits_run))  # a single run's events are in its run dir
     events.Reload()
     tags = events.Tags()
-    expected = {"train/loss", "train/acc", "train/grad_norm", "val/loss", "val/acc", "train/lr",
-                "train/lr_decay", "train/lr_no_decay", "train/samples_per_sec", "train/epoch_time",
-                "~hparams/val/acc", "~hparams/test/acc", "~hparams/best_epoch"}  # fmt: skip
+    expected = {"train/loss", "train/acc", "val/loss", "val/acc", "~optimizer/grad_norm",
+                "~optimizer/lr", "~optimizer/lr_decay", "~optimizer/lr_no_decay",
+                "~speed/samples_per_sec", "~speed/epoch_time", "~hparams/val/acc",
+                "~hparams/val/loss", "~hparams/test/acc", "~hparams/test/loss",
+                "~hparams/best_epoch"}  # fmt: skip
     assert set(tags["scalars"]) == expected
-    # TensorBoard opens the first two groups (ASCII order): train/* and val/*, nothing before
-    assert sorted({tag.split("/")[0] for tag in tags["scalars"]}) == ["train", "val", "~hparams"]
-    assert {"val/confusion_matrix", "val/samples"} <= set(tags["images"])
-    image = events.Images("val/samples")[0]
+    # TensorBoard opens the first groups (ASCII order): the task's curves, train/* and val/*
+    groups = sorted({tag.split("/")[0] for tag in tags["scalars"]})
+    assert groups == ["train", "val", "~hparams", "~optimizer", "~speed"]
+    assert {"~figures/val_confusion_matrix", "~figures/val_samples"} <= set(tags["images"])
+    assert "~figures/test_confusion_matrix" in tags["images"]
+    image = events.Images("~figures/val_samples")[0]
     assert image.width > 100 and image.height > 100
     assert events.Scalars("~hparams/test/acc")[0].value == pytest.approx(
         read_metrics(digits_run)["test/acc"]
     )
-    # the Custom Scalars tab opens on train and val curves together
+    # the Custom Scalars tab opens on train and val curves together; the rest is closed
     from tensorboard.plugins.custom_scalar import layout_pb2
 
-    (written,) = events.Tensors("custom_scalars__config__")
+    written = events.Tensors("custom_scalars__config__")[-1]
     layout = layout_pb2.Layout.FromString(written.tensor_proto.string_val[0])
-    charts = {c.title: list(c.multiline.tag) for c in layout.category[0].chart}
-    assert charts["loss (train, val)"] == ["train/loss", "val/loss"]
-    assert charts["accuracy (train, val)"] == ["train/acc", "val/acc"]
+    curves, more = layout.category
+    charts = {c.title: list(c.multiline.tag) for c in curves.chart}
+    assert charts == {
+        "loss (train, val)": ["^(train|val)/loss$"],
+        "accuracy (train, val)": ["^(train|val)/acc$"],
+        "learning rate": ["^~optimizer/lr$"],
+    }
+    assert not curves.closed and more.closed
     hparams = events.PluginTagToContent("hparams")
     assert set(hparams) == {
         "_hparams_/experiment",
@@ -174,25 +183,29 @@ def test_tensorboard_has_scalars_images_and_hparams(digits_run):
     assert start.hparams["data"].string_value == "digits"
     assert start.hparams["optimizer"].string_value == "AdamW"
     assert start.hparams["optimizer.lr"].number_value == pytest.approx(1e-3)
+    assert start.hparams["status"].string_value == "ok"
     # whole numbers as text (the tab shows a number as 64.000)
     assert start.hparams["data.batch_size"].string_value == "64"
     assert start.hparams["seed"].string_value == "42"
     assert start.hparams["trainer.max_epochs"].string_value == "4"
-    # the run's label is its Trial ID; what the user set leads the list, marked as differing
-    assert start.group_name == "mlp-digits max_epochs=4"
-    infos = plugin_data_pb2.HParamsPluginData.FromString(
+    # the Trial ID: the run directory's name (short: the tab's column shows about 17 characters)
+    assert start.group_name == digits_run.name
+    experiment = plugin_data_pb2.HParamsPluginData.FromString(
         hparams["_hparams_/experiment"]
-    ).experiment.hparam_infos
+    ).experiment
+    # what the user set leads the list, marked as differing (TensorBoard ticks those first)
+    infos = experiment.hparam_infos
     assert infos[0].name == "trainer.max_epochs" and infos[0].differs
     assert not any(info.differs for info in infos[1:])
-    metric_infos = plugin_data_pb2.HParamsPluginData.FromString(
-        hparams["_hparams_/experiment"]
-    ).experiment.metric_infos
-    assert [(m.name.tag, m.display_name) for m in metric_infos] == [
+    # a classification's figures first (TensorBoard shows five), a regression's after them
+    assert [(m.name.tag, m.display_name) for m in experiment.metric_infos][:5] == [
         ("~hparams/val/acc", "val/acc"),
+        ("~hparams/val/loss", "val/loss"),
         ("~hparams/test/acc", "test/acc"),
+        ("~hparams/test/loss", "test/loss"),
         ("~hparams/best_epoch", "best_epoch"),
     ]
+    assert {"val/rmse", "val/r2"} <= {m.display_name for m in experiment.metric_infos}
 
 
 def test_moons_run_draws_its_decision_boundary(tmp_path):
@@ -201,9 +214,9 @@ def test_moons_run_draws_its_decision_boundary(tmp_path):
         assert image.format == "PNG" and image.size[0] > 300
         colours = len(np.unique(np.asarray(image.convert("RGB")).reshape(-1, 3), axis=0))
     assert colours > 20  # regions, points and text, not a blank canvas
-    events = EventAccumulator(str(tmp_path / "tb"))
+    events = EventAccumulator(str(tmp_path))
     events.Reload()
-    assert "val/decision_boundary" in events.Tags()["images"]
+    assert "~figures/val_decision_boundary" in events.Tags()["images"]
 
 
 def test_subscription_importance_ranks_previous_purchases_last(tmp_path):
@@ -305,7 +318,7 @@ def test_a_run_shorter_than_a_log_window_still_has_its_train_curves(tmp_path):
         torch.nn.Linear(4, 3), BlobData(n=120, batch_size=16), partial(torch.optim.SGD, lr=0.1),
         partial(constant), run_dir=tmp_path,
     )  # fmt: skip
-    events = EventAccumulator(str(tmp_path / "tb"), size_guidance={"scalars": 0})
+    events = EventAccumulator(str(tmp_path), size_guidance={"scalars": 0})
     events.Reload()
-    for tag in ("train/loss", "train/acc", "train/grad_norm", "train/lr", "val/acc"):
+    for tag in ("train/loss", "train/acc", "~optimizer/grad_norm", "~optimizer/lr", "val/acc"):
         assert [e.step for e in events.Scalars(tag)] == [4, 8], tag

@@ -308,7 +308,7 @@ def test_report_images_must_be_a_boolean_and_false_skips_the_figures(tmp_path):
     run(compose_config("trainer=debug", "trainer.report_images=false"), str(tmp_path))
     assert read_metrics(tmp_path)["epochs_run"] == 2
     assert not list(tmp_path.glob("*.png"))
-    events = EventAccumulator(str(tmp_path / "tb"))
+    events = EventAccumulator(str(tmp_path))
     events.Reload()
     assert events.Tags()["images"] == [] and "~hparams/test/acc" in events.Tags()["scalars"]
 
@@ -318,7 +318,7 @@ def test_report_images_must_be_a_boolean_and_false_skips_the_figures(tmp_path):
 
 def test_a_digits_run_saves_its_figures_and_logs_them_to_tensorboard(tmp_path):
     run(compose_config("trainer=debug"), str(tmp_path))  # two epochs
-    for name in ("curves.png", "confusion_matrix.png", "samples.png"):
+    for name in ("curves.png", "confusion_matrix.png", "samples.png", "confusion_test.png"):
         assert_png(tmp_path / name)
     assert not (tmp_path / "roc_curve.png").exists()  # ten classes: no ROC curve
     # resumed for a third epoch: the history comes back with the checkpoint, the curves grow
@@ -331,24 +331,35 @@ def test_a_digits_run_saves_its_figures_and_logs_them_to_tensorboard(tmp_path):
     )
     assert redrawn.data["acc/val"][:, 1].tolist() == [row["val/acc"] for row in history]
     with Image.open(tmp_path / "curves.png") as saved:
-        assert np.array_equal(np.asarray(saved), redrawn.image)  # the run drew the same curves
-    events = EventAccumulator(str(tmp_path / "tb"))
+        drawn = np.asarray(saved)
+    # the run drew the same curves, under a caption naming the run (a band of grey text)
+    band = drawn.shape[0] - redrawn.image.shape[0]
+    assert np.array_equal(drawn[band:], redrawn.image) and 15 < band < 40
+    assert len(np.unique(drawn[:band].reshape(-1, 3), axis=0)) > 5  # text, not a blank band
+    events = EventAccumulator(str(tmp_path))
     events.Reload()
-    assert {"train/curves", "val/confusion_matrix", "val/samples"} <= set(events.Tags()["images"])
+    images = set(events.Tags()["images"])
+    assert {"~figures/curves", "~figures/val_confusion_matrix", "~figures/val_samples"} <= images
+    assert "~figures/test_confusion_matrix" in images  # the run was tested: its test figures too
+    # TensorBoard gets them narrower (it shows an image about 350 pixels wide): 16 samples in
+    # 4 columns, the curves one above the other; the PNGs keep their full size
     with Image.open(tmp_path / "samples.png") as saved:
-        assert events.Images("val/samples")[0].width == saved.size[0]
+        assert 300 < events.Images("~figures/val_samples")[0].width < saved.size[0]
+    board = events.Images("~figures/curves")[-1]
+    assert board.width <= 520 < drawn.shape[1] and board.height > board.width
 
 
 def test_a_moons_run_and_its_evaluation_draw_roc_and_precision_recall(tmp_path):
     run(compose_config("data=moons", "trainer=debug", "trainer.max_epochs=3"), str(tmp_path))
     for name in ("curves.png", "confusion_matrix.png", "roc_curve.png", "pr_curve.png",
-                 "decision_boundary.png"):  # fmt: skip
+                 "decision_boundary.png", "roc_test.png", "pr_test.png"):  # fmt: skip
         assert_png(tmp_path / name)
-    events = EventAccumulator(str(tmp_path / "tb"))
+    events = EventAccumulator(str(tmp_path))
     events.Reload()
-    assert {"val/roc_curve", "val/pr_curve", "val/decision_boundary"} <= set(
+    assert {"~figures/val_roc_curve", "~figures/val_pr_curve", "~figures/val_decision_boundary",
+            "~figures/test_roc_curve", "~figures/test_pr_curve"} <= set(
         events.Tags()["images"]
-    )
+    )  # fmt: skip
     done = subprocess.run(
         [str(Path(sys.executable).with_name("nntrain-eval")), f"ckpt={tmp_path}"],
         cwd=tmp_path, capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL,

@@ -78,7 +78,7 @@ def test_the_plot_json_and_tensorboard_are_in_the_run_dir(digits_test):
     assert saved["suggestion"] == test.suggestion and saved["losses"] == test.losses
     assert saved["rule"] == "minimum of the smoothed loss / 10"
     assert (run_dir / "lr_find.png").stat().st_size > 10_000
-    events = EventAccumulator(str(run_dir / "tb"))
+    events = EventAccumulator(str(run_dir))
     events.Reload()
     losses = [event.value for event in events.Scalars("lr_find/loss")]
     assert losses == pytest.approx(test.losses, rel=1e-6)

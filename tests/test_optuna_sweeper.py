@@ -59,7 +59,7 @@ def test_a_search_runs_each_trial_as_a_job_and_writes_the_best(tmp_path):
     done = run_nntrain(*SEARCH, "hydra.sweeper.n_trials=3", "hydra.sweeper.n_jobs=2", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     (sweep_dir,) = sweep_dirs(tmp_path)
-    assert sorted(p.name for p in sweep_dir.iterdir() if p.is_dir()) == ["0", "1", "2"]
+    assert sorted(p.name for p in sweep_dir.iterdir() if (p / ".hydra").is_dir()) == ["0", "1", "2"]
     # n_jobs=2 with the basic launcher (jobs in this process): one trial at a time, each asked
     # when the one before has ended (the sampler learns from every trial)
     assert done.stdout.count("Launching 1 jobs locally") == 3
@@ -152,7 +152,8 @@ def test_a_stored_study_continues_and_minimizes_a_metric_with_mode_min(tmp_path)
     assert len({t.params["optimizer.lr"] for t in study.trials}) == 4
 
     _, second, _ = sweep_dirs(tmp_path)
-    assert sorted(p.name for p in second.iterdir() if p.is_dir()) == ["2", "3"]  # = trial numbers
+    jobs = sorted(p.name for p in second.iterdir() if (p / ".hydra").is_dir())
+    assert jobs == ["2", "3"]  # = trial numbers
     results = read_results(second)
     assert results["direction"] == "minimize" and results["metric"] == "val/loss"
     assert results["n_trials"] == 4 and results["new_trials"] == [2, 3]

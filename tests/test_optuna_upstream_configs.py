@@ -76,7 +76,8 @@ def results(tmp_path: Path, sweep: str = "sweep") -> dict:
 
 
 def job_overrides(sweep_dir: Path) -> list[list[str]]:
-    jobs = sorted((d for d in sweep_dir.iterdir() if d.is_dir()), key=lambda d: int(d.name))
+    job_dirs = (d for d in sweep_dir.iterdir() if (d / ".hydra").is_dir())  # not the events' folders
+    jobs = sorted(job_dirs, key=lambda d: int(d.name))
     return [yaml.safe_load((d / ".hydra" / "overrides.yaml").read_text()) for d in jobs]
 
 

@@ -86,7 +86,7 @@ def test_a_planted_linear_relation_is_learned_and_reported_in_its_units(trained)
     best = torch.load(run_dir / "checkpoints/best.pt", weights_only=False)
     assert best["monitor"] == "val/loss" and best["best_metric"] == metrics["val/loss"]
 
-    events = EventAccumulator(str(run_dir / "tb"))
+    events = EventAccumulator(str(run_dir))
     events.Reload()
     scalars = set(events.Tags()["scalars"])
     assert {
@@ -97,7 +97,7 @@ def test_a_planted_linear_relation_is_learned_and_reported_in_its_units(trained)
         "val/r2",
         "~hparams/test/r2",
     } <= scalars
-    assert {"val/predicted_vs_true", "train/curves"} <= set(events.Tags()["images"])
+    assert {"~figures/val_predicted_vs_true", "~figures/curves"} <= set(events.Tags()["images"])
     # the figures of the run directory: predicted vs true, and one curve point per epoch
     from PIL import Image
 

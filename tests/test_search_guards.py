@@ -51,7 +51,7 @@ def test_a_regression_search_that_would_maximize_its_loss_stops_at_its_first_tri
     assert done.returncode == 1 and "Traceback" not in done.stderr
     assert done.stderr.strip().splitlines()[-1] == f"Error: {MAXIMIZED_LOSS}"
     (sweep_dir,) = (tmp_path / "outputs" / "multirun").glob("*/*")
-    assert sorted(p.name for p in sweep_dir.iterdir() if p.is_dir()) == ["0"]  # no further trial
+    assert sorted(p.name for p in sweep_dir.iterdir() if (p / ".hydra").is_dir()) == ["0"]  # no more
     # The study this command created holds nothing of worth: gone, so that the corrected
     # command below starts it afresh (it would be refused as made to maximize).
     assert optuna.get_all_study_names(storage=f"sqlite:///{tmp_path / 's.db'}") == []

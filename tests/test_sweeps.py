@@ -27,8 +27,13 @@ def test_a_sweep_summarises_every_job_and_survives_a_diverging_one(tmp_path):
     # job's own name would be mlp-moons or mlp-xor).
     (sweep_dir,) = (tmp_path / "outputs" / "multirun").glob("*/*")
     assert sweep_dir.name.endswith("-mlp-digits")
-    jobs = sorted(p.name for p in sweep_dir.iterdir() if p.is_dir())
+    jobs = sorted(p.name for p in sweep_dir.iterdir() if (p / ".hydra").is_dir())
     assert jobs == ["0", "1", "2", "3"]
+    # each job's TensorBoard events in a folder named by its label (a diverged job's too)
+    labels = sorted(p.name for p in sweep_dir.iterdir() if (p / ".job").is_file())
+    assert labels == [
+        f"mlp-{data} lr={lr}" for data in ("moons", "xor") for lr in ("0.001", "1e+12")
+    ]
     with (sweep_dir / "summary.csv").open() as file:
         rows = list(csv.DictReader(file))
     assert [r["job"] for r in rows] == ["0", "1", "2", "3"]
@@ -56,7 +61,8 @@ def test_a_sweep_summarises_every_job_and_survives_a_diverging_one(tmp_path):
     assert "\r" not in done.stdout  # no progress bars in a sweep's output
 
 
-def test_the_sweep_table_fits_80_columns_with_every_header_whole(tmp_path, monkeypatch):
+def print_table(rows: list[dict], monitor: str, monkeypatch, tmp_path, mode: str = "max"):
+    """The sweep table as an 80-column terminal shows it, line by line."""
     import io
 
     import rich
@@ -64,6 +70,14 @@ def test_the_sweep_table_fits_80_columns_with_every_header_whole(tmp_path, monke
 
     from nntrain.reporting import sweep_summary
 
+    console = Console(width=80, record=True, file=io.StringIO())
+    monkeypatch.setattr(rich, "_console", console)
+    monkeypatch.chdir(tmp_path.parent)  # paths shown relative to it, as a user's
+    sweep_summary.print_rows(rows, tmp_path, monitor, mode)
+    return console.export_text().splitlines()
+
+
+def test_the_sweep_table_fits_80_columns_with_every_header_whole(tmp_path, monkeypatch):
     def row(job: int, lr: str, status: str, best: float | None, error: str = "") -> dict:
         overrides = f"trainer=debug data=moons model.hidden=[512,512] optimizer.lr={lr}"
         return {
@@ -82,57 +96,80 @@ def test_the_sweep_table_fits_80_columns_with_every_header_whole(tmp_path, monke
         row(1, "1000000000000.0", "failed", None, "NonFiniteLoss: " + "the loss became nan " * 9),
         row(2, "0.003", "ok", 0.97),
         row(3, "0.01", "interrupted", None, "interrupted by SIGINT at step 3"),
+        row(4, "0.0013292918943162175", "pruned", 0.95),
     ]
-    console = Console(width=80, record=True, file=io.StringIO())
-    monkeypatch.setattr(rich, "_console", console)
-    sweep_summary.print_rows(rows, tmp_path, "val/acc", "max")
-    lines = console.export_text().splitlines()
+    lines = print_table(rows, "val/acc", monkeypatch, tmp_path)
     assert all(len(line) <= 80 for line in lines), lines
-    header = next(line for line in lines if "overrides" in line)
-    assert header.split() == [
-        "job",
-        "overrides",
-        "status",
-        "best_val",
-        "test/acc",
-        "epochs",
-        "time",
-    ]
-    statuses = {"ok", "failed", "interrupted"}
-    table = lines[: next(i for i, line in enumerate(lines) if line.startswith("best_val:"))]
+    header = next(line for line in lines if line.startswith("job"))
+    # one column per swept key (its short name), the monitored figure's name over the best
+    assert header.split() == ["job", "lr", "status", "val/acc", "test/acc", "epochs", "time"]
+    statuses = {"ok", "failed", "interrupted", "pruned"}
+    table = lines[: next(i for i, line in enumerate(lines) if line.startswith("val/acc:"))]
     body = [line.split() for line in table if statuses & set(line.split())]
-    # the best job first and marked; its wall time to a tenth of a second
-    assert body[0][:3] == ["2", "*", "optimizer.lr=0.003"] and body[0][-1] == "12.3s"
-    assert [b[0] for b in body] == ["2", "0", "1", "3"]
-    shared = "In every job: trainer=debug data=moons model.hidden=[512,512]"
-    assert shared in lines
+    # the best job first and marked; its wall time to a tenth of a second; values rounded
+    assert body[0][:3] == ["2", "*", "0.003"] and body[0][-1] == "12.3s"
+    # the finished jobs, then the pruned trial (a result, not a failure), then the failed
+    assert [b[0] for b in body] == ["2", "0", "4", "1", "3"]
+    assert body[2][:3] == ["4", "0.00133", "pruned"] and body[3][:3] == ["1", "1e+12", "failed"]
+    assert "In every job: trainer=debug data=moons model.hidden=[512,512]" in lines
+    errors = [line for line in lines if line.startswith("job 1: ")]
     assert (
-        lines[-2].startswith("job 1: NonFiniteLoss: the loss became nan") and lines[-2][-1] == "…"
+        errors[0].startswith("job 1: NonFiniteLoss: the loss became nan") and errors[0][-1] == "…"
     )
+    # the last lines: the one command that shows every job in TensorBoard
+    assert lines[-1] == f"tensorboard --logdir {tmp_path.name}"
+
+
+def test_pruned_trials_are_yellow_and_failed_jobs_red(tmp_path, monkeypatch):
+    from nntrain.reporting import sweep_summary
+
+    rows = [
+        {"job": str(job), "overrides": f"seed={job}", "status": status, "best_val": best,
+         "test/acc": None, "epochs": 1, "wall_time_s": 1.0, "error": ""}
+        for job, (status, best) in enumerate([("ok", 0.9), ("pruned", 0.5), ("failed", None)])
+    ]  # fmt: skip
+    ranked = sweep_summary.best_first(rows, "max")
+    styles = [sweep_summary.row_style(row, rank) for rank, row in enumerate(ranked)]
+    assert styles == ["bold green", "yellow", "red"]
 
 
 def test_a_sweep_without_a_monitored_metric_marks_no_job_best(tmp_path, monkeypatch):
     """trainer.early_stopping.monitor=none: the first job was starred as the best and the note
     read 'the best none of each job (max)'."""
-    import io
-
-    import rich
-    from rich.console import Console
-
-    from nntrain.reporting import sweep_summary
-
     rows = [
         {"job": str(job), "overrides": f"seed={job + 1}", "status": "ok", "best_val": None,
          "test/acc": acc, "epochs": 2, "wall_time_s": 1.0, "error": ""}
         for job, acc in enumerate((0.92, 0.93))
     ]  # fmt: skip
-    console = Console(width=80, record=True, file=io.StringIO())
-    monkeypatch.setattr(rich, "_console", console)
-    sweep_summary.print_rows(rows, tmp_path, "none", "max")
-    lines = console.export_text().splitlines()
+    lines = print_table(rows, "none", monkeypatch, tmp_path)
     body = [line.split() for line in lines if "ok" in line.split()]
-    assert [b[:2] for b in body] == [["0", "seed=1"], ["1", "seed=2"]]  # no "*"
+    assert [b[:2] for b in body] == [["0", "1"], ["1", "2"]]  # no "*"
     assert "best_val: none (trainer.early_stopping.monitor=none: no figure picks a job)." in lines
+
+
+def test_a_search_of_many_keys_shows_one_trial_a_line_at_80_columns(tmp_path, monkeypatch):
+    """An Optuna search's overrides carry 16-digit floats; the table rounds them to 3 digits
+    and names the keys short (lr, wd, bs), each trial on one line."""
+    overrides = (
+        "hparams_search=optuna trainer=debug optimizer.lr={} optimizer.weight_decay={} "
+        "data.batch_size={} model.dropout={}"
+    )
+    values = [
+        ("0.0013292918943162175", "0.006351221010640704", "32", "0.07799726016810132"),
+        ("0.00014936568554617635", "0.002925146245410916", "128", "0.48513441460024986"),
+        ("0.03142880890840111", "7.068974950624607e-06", "64", "0.2623782158161189"),
+    ]
+    rows = [
+        {"job": str(job), "overrides": overrides.format(*v), "status": "ok", "best_val": 0.9,
+         "test/acc": 0.91, "epochs": 20, "wall_time_s": 123.4, "error": ""}
+        for job, v in enumerate(values)
+    ]  # fmt: skip
+    lines = print_table(rows, "val/acc", monkeypatch, tmp_path)
+    assert all(len(line) <= 80 for line in lines), lines
+    header = next(line for line in lines if line.startswith("job"))
+    assert header.split()[:5] == ["job", "lr", "wd", "bs", "dropout"]
+    body = [line.split() for line in lines if "ok" in line.split()]
+    assert len(body) == 3 and body[1][1:5] == ["1.49e-4", "0.00293", "128", "0.485"]
 
 
 def test_a_sweep_of_no_job_is_an_error(tmp_path):

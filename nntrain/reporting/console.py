@@ -12,6 +12,7 @@ import functools
 import io
 import logging
 import math
+import re
 import sys
 import time
 from collections.abc import Mapping
@@ -97,6 +98,8 @@ def print_config_tree(
         if node is None:
             continue
         values = group_values(group, node, overridden)
+        if group == "trainer" and followed_monitor(config) is not None:
+            values["early_stopping.monitor"] = str(followed_monitor(config))
         line = Text.assemble((group, "bold cyan"), ": ", (str(choices.get(group, "")), "green"))
         for key, value in values.items():
             style = "yellow" if f"{group}.{key}" in overridden else ""
@@ -106,9 +109,49 @@ def print_config_tree(
     tree.add(Text.assemble(("seed", "bold cyan"), f": {config.get('seed')}"))
     if overrides:
         tree.add(Text.assemble(("overrides", "bold cyan"), ": ", (" ".join(overrides), "yellow")))
-    get_console().print(tree)
+    job = sweep_job()
+    if job is None:
+        get_console().print(tree)
+    else:  # a sweep's job: one line (Hydra's launch line gave its overrides; train.log the tree)
+        get_console().print(plain(job_line(job)), overflow="ellipsis", no_wrap=True)
     to_log_file(rendered(tree))
     return tree
+
+
+def sweep_job() -> Path | None:
+    """This process's job directory when it runs one job of a sweep (nntrain -m), else None."""
+    try:
+        from hydra.core.hydra_config import HydraConfig
+        from hydra.types import RunMode
+
+        if not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN:
+            return None
+        return Path(HydraConfig.get().runtime.output_dir)
+    except Exception:  # Hydra's config without a runtime (a test composing one)
+        return None
+
+
+def job_line(job_dir: Path) -> str:
+    """A sweep job's first line: its number and label (its TensorBoard run's name)."""
+    from nntrain.reporting.run_names import job_label
+
+    return f"job {job_dir.name}: {job_label(job_dir)}"
+
+
+def followed_monitor(config: Mapping[str, Any]) -> str | None:
+    """What a regression follows when the config's monitor is a classification figure (val/acc,
+    which it has not): its default, val/loss; with data.task=auto (the data says which task it
+    is, once read) both. None when the monitor is what the run follows."""
+    from nntrain.tasks import REGRESSION
+
+    data, trainer = config.get("data") or {}, config.get("trainer") or {}
+    task = str(data.get("task") or "classification")
+    monitor = str((trainer.get("early_stopping") or {}).get("monitor"))
+    if task not in ("auto", REGRESSION.name) or REGRESSION.offers(monitor):
+        return None
+    if task == REGRESSION.name:
+        return REGRESSION.default_monitor
+    return f"{monitor} (a regression: {REGRESSION.default_monitor})"
 
 
 def group_values(group: str, node: Mapping[str, Any], overridden: set[str]) -> dict[str, str]:
@@ -339,7 +382,8 @@ def print_summary(
     name: str | None = None,
     wall_time_s: float | None = None,
 ) -> None:
-    """The final table: the run's name and wall time, its figures, where its files are."""
+    """The final table: the run's name and wall time, its figures, where its files are. A
+    sweep's job prints one line (the table goes to its train.log; the sweep's summary follows)."""
     table = Table(title="nntrain: run summary", show_header=False, title_justify="left")
     table.add_column(style="bold")
     table.add_column()
@@ -354,6 +398,14 @@ def print_summary(
         else:
             shown = figure(value) if isinstance(value, float) else str(value)
         table.add_row(plain(key), plain(shown))
+    from nntrain.reporting.run_names import sweep_of, tensorboard_dir
+
+    if sweep_of(Path(run_dir)) is not None:
+        to_log_file(rendered(table))
+        line = job_summary(metrics, Path(run_dir), wall_time_s)
+        get_console().print(plain(line), overflow="ellipsis", no_wrap=True)
+        to_log_file(line)
+        return
     get_console().print(table)
     to_log_file(rendered(table))
     # Paths and commands below the table, each on one line however long (a table cell would
@@ -367,7 +419,7 @@ def print_summary(
     for key, value in (
         ("run dir", run_dir),
         ("checkpoints", f"{run_dir}/checkpoints/{kept}"),
-        ("tensorboard", f"tensorboard --logdir {run_dir}"),
+        ("tensorboard", f"tensorboard --logdir {display_path(tensorboard_dir(run_dir))}"),
         ("evaluate", f"nntrain-eval ckpt={run_dir}"),
     ):
         line = f"{key:<12} {value}"
@@ -375,9 +427,27 @@ def print_summary(
         to_log_file(line)
 
 
+def job_summary(metrics: Mapping[str, Any], job_dir: Path, wall_time_s: float | None) -> str:
+    """A sweep job's last line: its figures (validation and test), epochs and time."""
+    shown = [
+        f"{key} {figure(value)}"
+        for key, value in metrics.items()
+        if key.split("/")[0] in ("val", "test") and key != "test/loss" and isinstance(value, float)
+    ]
+    epochs = metrics.get("epochs_run")
+    pruned = metrics.get("pruned_epoch")
+    tail = [f"{epochs} epochs" if epochs is not None else ""]
+    if pruned is not None:
+        tail.append(f"pruned after epoch {pruned}")
+    if wall_time_s is not None:
+        tail.append(f"{wall_time_s:.0f} s")
+    return f"job {job_dir.name} done: " + "  ".join(shown) + ", " + ", ".join(t for t in tail if t)
+
+
 class ConsoleHandler(logging.Handler):
     """Log records as plain lines through rich's console: printed above a live progress bar,
-    never wrapped (log files and pipes keep one record per line). Libraries' INFO and DEBUG
+    folded at spaces on a terminal, never in a pipe or log file (one record per line there);
+    a launcher's line for a job with its values rounded (shortened). Libraries' INFO and DEBUG
     records stay out of it and of train.log (see keep_library_chatter_out)."""
 
     def __init__(self, level: int = logging.NOTSET) -> None:
@@ -398,9 +468,30 @@ class ConsoleHandler(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
-            get_console().print(self.format(record), markup=False, highlight=False, soft_wrap=True)
+            console = get_console()
+            text = shortened(record, self.format(record))
+            # A terminal folds a long line at a space, never inside a word or number; a pipe or
+            # a log file keeps one record per line.
+            console.print(text, markup=False, highlight=False, soft_wrap=not console.is_terminal)
         except Exception:
             self.handleError(record)
+
+
+LAUNCH_LINE = re.compile(r"^(\s*#\d+ : )(.*)$")
+
+
+def shortened(record: logging.LogRecord, text: str) -> str:
+    """A launcher's line for a job (Hydra's `#3 : optimizer.lr=0.0013292918943162175 ...`) with
+    its values rounded to 3 significant digits; any other line as it is."""
+    match = LAUNCH_LINE.match(text) if record.name.startswith("hydra") else None
+    if match is None:
+        return text
+    from nntrain.reporting.run_names import compact_value
+
+    parts = [o.partition("=") for o in match.group(2).split(" ")]
+    return match.group(1) + " ".join(
+        k + eq + (compact_value(v) if eq else "") for k, eq, v in parts
+    )
 
 
 # Loggers whose INFO lines are part of nntrain's output: nntrain's own, Hydra's (a sweep's

@@ -153,3 +153,26 @@ def plotted(axes: Axes) -> Iterator[tuple[str, np.ndarray]]:
 def short(name: str, length: int = 16) -> str:
     """A class name cut to length characters, so that ticks and titles stay readable."""
     return name if len(name) <= length else name[: length - 1] + "…"
+
+
+CAPTION_POINTS = 15  # pixels of the caption's font
+
+
+def captioned(picture: Picture, text: str) -> Picture:
+    """The picture with a line of grey text above it, in the figures' font: which run a figure
+    shows (a sweep's figures look alike). Text wider than the picture is cut, with '…'."""
+    from matplotlib import font_manager
+    from PIL import Image, ImageDraw, ImageFont
+
+    font = ImageFont.truetype(font_manager.findfont("DejaVu Sans"), CAPTION_POINTS)
+    height, width = picture.image.shape[:2]
+    band = CAPTION_POINTS + 10
+    canvas = Image.new("RGB", (width, height + band), "white")
+    canvas.paste(Image.fromarray(picture.image), (0, band))
+    draw = ImageDraw.Draw(canvas)
+    shown = text
+    while len(shown) > 2 and draw.textlength(shown, font=font) > width - 16:
+        shown = shown[:-2] + "…"
+    draw.text((8, 5), shown, fill=GREY, font=font)
+    image = np.ascontiguousarray(np.asarray(canvas))
+    return Picture(image=image, title=picture.title, data={**picture.data, "caption": shown})

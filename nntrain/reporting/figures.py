@@ -58,12 +58,17 @@ def cell_colours(rates: np.ndarray) -> np.ndarray:
 
 @styled
 def confusion_matrix_figure(
-    matrix: np.ndarray, class_names: Sequence[str], title: str = "confusion matrix"
+    matrix: np.ndarray,
+    class_names: Sequence[str],
+    title: str = "confusion matrix",
+    compact: bool = False,
 ) -> Picture:
     """Rows are the true class, columns the predicted class. Cells are coloured by the share of
     their row (blue on the diagonal, red off it: errors stand out), and up to
     MAX_ANNOTATED_CLASSES classes each non-empty cell shows its count (and its share, up to 15
-    classes). data: counts and rates."""
+    classes). compact: smaller cells with larger counts, no shares and no colour scales,
+    readable where TensorBoard shows an image (about 350 pixels wide). data: counts and
+    rates."""
     counts = np.asarray(matrix)
     n = len(class_names)
     if n == 0 or counts.shape != (n, n):
@@ -77,8 +82,10 @@ def confusion_matrix_figure(
     names = [short(str(name)) for name in class_names] if annotate else []
     label_w = text_width(names or [str(n)], 9) + 0.15
     side = float(np.clip(0.5 * n + 1.5, 3.5, 11))  # the matrix, in inches
+    if compact:
+        side = float(np.clip(0.36 * n + 0.8, 2.6, 8))
     turned = annotate and label_w > side / n  # names wider than a column: turn them
-    left, right, top = 0.45 + label_w, 1.9, 0.5
+    left, right, top = 0.45 + label_w, 0.3 if compact else 1.9, 0.5
     bottom = 0.5 + (0.72 * label_w if turned else 0.25)
     figure = new_figure(left + side + right, top + side + bottom)
     box = margins(figure, left, right, top, bottom)
@@ -88,7 +95,8 @@ def confusion_matrix_figure(
     axes.imshow(colours, aspect="auto")
     axes.grid(False)
     if annotate:
-        _annotate_cells(axes, counts, rates, colours, with_share=n <= 15)
+        size = (12 if n <= 10 else 9 if n <= 20 else 6) if compact else None
+        _annotate_cells(axes, counts, rates, colours, with_share=n <= 15 and not compact, size=size)
         axes.set_xticks(
             range(n),
             names,
@@ -101,17 +109,23 @@ def confusion_matrix_figure(
     axes.set_ylabel("true" if annotate else "true (class index)")
     errors = int(counts.sum() - np.trace(counts))
     title = f"{title}: {errors} of {int(counts.sum())} wrong"
-    axes.set_title(title)
-    _colour_bars(figure, box, rates)
+    axes.set_title(title.replace(": ", ":\n") if compact and len(title) > 40 else title)
+    if not compact:
+        _colour_bars(figure, box, rates)
     return render(figure, title, {"counts": counts, "rates": rates})
 
 
 def _annotate_cells(
-    axes, counts: np.ndarray, rates: np.ndarray, colours: np.ndarray, with_share: bool
+    axes,
+    counts: np.ndarray,
+    rates: np.ndarray,
+    colours: np.ndarray,
+    with_share: bool,
+    size: float | None = None,
 ) -> None:
     """The count of every non-empty cell, white on dark cells, with its row share below."""
     n = len(counts)
-    size = 10 if n <= 10 else 8 if n <= 20 else 6
+    size = size or (10 if n <= 10 else 8 if n <= 20 else 6)
     for row, column in zip(*np.nonzero(counts), strict=True):
         r, g, b = colours[row, column]
         dark = 0.299 * r + 0.587 * g + 0.114 * b < 0.55

@@ -33,23 +33,33 @@ MAX_BAR_CLASSES = 30  # beyond this a per-class bar chart is a wall of bars: the
 NOT_CURVES = ("lr", "samples_per_sec", "epoch_time", "grad_norm")  # not train/val metric pairs
 
 
+# The panels' order: the loss, then the figure a person compares runs by (accuracy; a
+# regression's RMSE and R²), then the others.
+CURVE_ORDER = ("loss", "acc", "rmse", "r2", "mae")
+
+
 def curve_metrics(history: Sequence[Mapping[str, float]]) -> list[str]:
-    """The metrics with a train or val value per epoch, loss first, at most three (loss and,
-    for a classifier, acc; a regression's own metric fits the same way)."""
+    """The metrics with a train or val value per epoch, in CURVE_ORDER, at most three (a
+    classifier's loss and accuracy; a regression's loss, RMSE and R²)."""
     names: list[str] = []
     for key in history[0] if history else ():
         split, _, name = key.partition("/")
         if split in ("train", "val") and name and name not in NOT_CURVES and name not in names:
             names.append(name)
-    return sorted(names, key=lambda name: name != "loss")[:3]
+    rank = {name: index for index, name in enumerate(CURVE_ORDER)}
+    return sorted(names, key=lambda name: rank.get(name, len(rank)))[:3]
 
 
 @styled
 def training_curves(
-    history: Sequence[Mapping[str, float]], best_epoch: int, monitor: str = "val/loss"
+    history: Sequence[Mapping[str, float]],
+    best_epoch: int,
+    monitor: str = "val/loss",
+    compact: bool = False,
 ) -> Picture:
     """Train and validation curves per epoch (one panel per metric), the learning rate beneath
-    them, and the best epoch marked in every panel.
+    them, and the best epoch marked in every panel. compact: the panels one above the other,
+    5 inches wide, readable where TensorBoard shows an image (about 350 pixels wide).
 
     history: one mapping per finished epoch with "epoch" (from 1) and its train/* and val/*
     metrics and "lr" (the learning rate at the end of the epoch). best_epoch counts from 1.
@@ -60,14 +70,19 @@ def training_curves(
     epochs = np.array([float(row["epoch"]) for row in history])
     metrics = curve_metrics(history) or ["loss"]
     lr = np.array([row.get("lr", np.nan) for row in history], dtype=np.float64)
-    figure = new_figure(4.4 * len(metrics), 5.4)
-    grid = figure.add_gridspec(
-        2, len(metrics), height_ratios=(3, 1), hspace=0.08, wspace=0.25,
-        **margins(figure, 0.8, 0.2, 0.75, 0.55),
-    )  # fmt: skip
+    n = len(metrics)
+    figure = new_figure(5.0, 3.1 * n + 1.0) if compact else new_figure(4.4 * n, 5.4)
+    box = margins(figure, 0.8, 0.2, 0.75, 0.55)
+    outer = (
+        figure.add_gridspec(n, 1, hspace=0.3, **box)
+        if compact
+        else figure.add_gridspec(1, n, wspace=0.25, **box)
+    )
     data: dict[str, np.ndarray] = {}
     for column, name in enumerate(metrics):
-        axes = figure.add_subplot(grid[0, column])
+        cell = outer[column, 0] if compact else outer[0, column]
+        inner = cell.subgridspec(2, 1, height_ratios=(3, 1), hspace=0.08)
+        axes = figure.add_subplot(inner[0])
         for split, colour in (("train", TRAIN), ("val", VAL)):
             values = [row.get(f"{split}/{name}", np.nan) for row in history]
             if not np.all(np.isnan(values)):
@@ -77,21 +92,32 @@ def training_curves(
         axes.set_title(name)
         axes.legend()
         axes.tick_params(labelbottom=False)
-        lr_axes = figure.add_subplot(grid[1, column], sharex=axes)  # beneath, epoch for epoch
-        lr_axes.plot(epochs, lr, "o-", color=GREY, label="lr")
-        lr_axes.axvline(best_epoch, color="black", linestyle="--", linewidth=0.9)
-        positive = lr[np.isfinite(lr) & (lr > 0)]
-        if len(positive) and positive.max() > 10 * positive.min():
-            lr_axes.set_yscale("log")
-        lr_axes.set_ylabel("lr")
-        lr_axes.set_xlabel("epoch")
-        lr_axes.xaxis.get_major_locator().set_params(integer=True)  # type: ignore[call-arg]
+        lr_axes = figure.add_subplot(inner[1], sharex=axes)  # beneath, epoch for epoch
+        _lr_panel(lr_axes, epochs, lr, best_epoch)
     data["lr"] = dict(plotted(lr_axes))["lr"]
     best = next((row for row in history if row["epoch"] == best_epoch), None)
     shown = f" ({monitor} {best[monitor]:.4f})" if best and monitor in best else ""
     title = f"training curves: best epoch {best_epoch} of {len(history)}{shown}"
-    figure.suptitle(title, y=1 - 0.12 / 5.4)
+    height = figure.get_size_inches()[1]
+    figure.suptitle(title.replace("training ", "") if compact else title, y=1 - 0.12 / height)
     return render(figure, title, data)
+
+
+def _lr_panel(axes, epochs: np.ndarray, lr: np.ndarray, best_epoch: int) -> None:
+    """The learning rate per epoch, on a log scale when it spans a factor 10 (symmetric-log when
+    the schedule ends at 0, which a log scale would drop)."""
+    axes.plot(epochs, lr, "o-", color=GREY, label="lr")
+    axes.axvline(best_epoch, color="black", linestyle="--", linewidth=0.9)
+    positive = lr[np.isfinite(lr) & (lr > 0)]
+    if len(positive) and positive.max() > 10 * positive.min():
+        if np.any(lr[np.isfinite(lr)] <= 0):
+            axes.set_yscale("symlog", linthresh=float(positive.min()))
+            axes.set_ylim(bottom=0)
+        else:
+            axes.set_yscale("log")
+    axes.set_ylabel("lr")
+    axes.set_xlabel("epoch")
+    axes.xaxis.get_major_locator().set_params(integer=True)
 
 
 def _mark_best(axes, best_epoch: int, history: Sequence[Mapping[str, float]], key: str) -> None:
@@ -213,9 +239,14 @@ def per_class_figure(per_class: Mapping[str, Sequence], title: str = "per class"
 
 @styled
 def predicted_vs_true(
-    truth: np.ndarray, predicted: np.ndarray, target: str = "target", title: str = "predictions"
+    truth: np.ndarray,
+    predicted: np.ndarray,
+    target: str = "target",
+    title: str = "predictions",
+    compact: bool = False,
 ) -> Picture:
-    """A regression's predictions against the true values with the identity line (left) and the
+    """A regression's predictions against the true values with the identity line (left; top
+    when compact, the two panels one above the other for TensorBoard's narrow images) and the
     residuals (predicted - true) against the prediction (right); R² and MAE in the title.
     data: "predicted" (true, predicted) and "residual" (predicted, residual) points as drawn
     (at most 20,000, evenly spaced, so a large split stays quick), "r2", "mae"."""
@@ -229,9 +260,9 @@ def predicted_vs_true(
     mae = float(metrics.mean_absolute_error(truth, predicted))
     shown = np.linspace(0, len(truth) - 1, min(len(truth), 20_000)).round().astype(int)
     x, y = truth[shown], predicted[shown]
-    figure = new_figure(10.0, 4.8)
-    left, right = figure.subplots(1, 2)
-    figure.subplots_adjust(wspace=0.3, **margins(figure, 0.8, 0.25, 0.55, 0.6))
+    figure = new_figure(5.0, 9.0) if compact else new_figure(10.0, 4.8)
+    left, right = figure.subplots(2, 1) if compact else figure.subplots(1, 2)
+    figure.subplots_adjust(wspace=0.3, hspace=0.3, **margins(figure, 0.8, 0.25, 0.75, 0.6))
     low, high = float(min(x.min(), y.min())), float(max(x.max(), y.max()))
     left.plot(x, y, "o", color=TRAIN, alpha=0.5, markersize=3, label="predicted")
     left.plot([low, high], [low, high], "--", color="black", linewidth=1, label="identity")
@@ -240,7 +271,7 @@ def predicted_vs_true(
     right.axhline(0, color="black", linestyle="--", linewidth=1)
     right.set(xlabel=f"predicted {target}", ylabel="residual (predicted - true)")
     title = f"{title}: R² = {r2:.4f}, MAE = {mae:.4g}"
-    figure.suptitle(title)
+    figure.suptitle(title.replace(": ", ":\n") if compact else title)
     data = {**dict(plotted(left)), **dict(plotted(right)), "r2": r2, "mae": mae}
     return render(figure, title, data)
 

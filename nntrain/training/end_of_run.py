@@ -1,10 +1,11 @@
 """What a finished run leaves beside metrics.json: its TensorBoard HParams record and, unless
-trainer.report_images=false, the best model's figures on the validation split.
+trainer.report_images=false, the best model's figures on the validation split and, when the run
+was tested (a pruned trial may not be), on the test split.
 
 Each task has its own writer (WRITERS): a classification's confusion matrix, misclassified
-examples, per-class report and calibration; a regression's predicted-against-true plot,
-residuals and curves of its error metrics. The Trainer calls write_end_of_run and never asks
-which task it trained.
+examples, ROC and precision-recall curves; a regression's predicted-against-true plots and
+curves of its error metrics. The Trainer calls write_end_of_run and never asks which task it
+trained.
 """
 
 from __future__ import annotations
@@ -22,11 +23,21 @@ log = logging.getLogger("nntrain")
 
 def write_end_of_run(run: Run, result: dict[str, Any], report_images: bool) -> None:
     """The HParams record and the figures of the run's task (rank 0 calls this once)."""
-    from nntrain.reporting.end_of_run import run_label
+    from nntrain.reporting.end_of_run import run_caption, run_label, write_hparams
+    from nntrain.reporting.run_names import trial_id
 
     overrides = run.metadata.get("overrides") or []
-    label = run_label(run.metadata["config"], overrides)
-    WRITERS[run.task](run, result, overrides, label, report_images)
+    # A sweep job's label is its TensorBoard folder's name (what it differs from the others by)
+    in_sweep = run.tensorboard.label is not None
+    label = run.tensorboard.label or run_label(run.metadata["config"], overrides)
+    model_name, data_name = names_of(run)
+    config = run.metadata["config"]
+    write_hparams(
+        run.tensorboard, run.task, result, config, model_name, data_name,
+        overrides=overrides, label=trial_id(run.run_dir), in_sweep=in_sweep,
+    )  # fmt: skip
+    if report_images:
+        WRITERS[run.task](run, result, run_caption(label, run.run_dir, job=in_sweep))
 
 
 def names_of(run: Run) -> tuple[str, str]:
@@ -34,23 +45,24 @@ def names_of(run: Run) -> tuple[str, str]:
     return type(run.model).__name__, getattr(run.data, "name", type(run.data).__name__)
 
 
-def write_classification(
-    run: Run, result: dict[str, Any], overrides: list[str], label: str, report_images: bool
-) -> None:
-    from nntrain.reporting.end_of_run import write_figures, write_hparams
+def tested(run: Run, result: dict[str, Any]) -> bool:
+    """Whether the run scored its test split (a trial pruned by its search may not have)."""
+    return "test/loss" in result and bool(len(run.data.test_loader()))
 
-    model_name, data_name = names_of(run)
-    config = run.metadata["config"]
-    write_hparams(
-        run.tensorboard, result, config, model_name, data_name, overrides=overrides, label=label
-    )
-    if not report_images:
-        return
+
+def write_classification(run: Run, result: dict[str, Any], caption: str) -> None:
+    from nntrain.reporting.end_of_run import write_figures
+
     if not len(run.data.val_loader()):
         log.info("no validation split (data.val_fraction=0): no figures drawn")
         return
     val = score(run.model, run.data.val_loader(), run.compute, gather=True)
     assert val.logits is not None and val.targets is not None
+    test = None
+    if tested(run, result):
+        scored = score(run.model, run.data.test_loader(), run.compute, gather=True)
+        if scored.logits is not None and scored.targets is not None:
+            test = (scored.logits, scored.targets)
     write_figures(
         run.tensorboard,
         run.run_dir,
@@ -61,44 +73,39 @@ def write_classification(
         (val.logits, val.targets),
         classify=lambda inputs: classify(run.model, inputs, run.compute),
         step=run.state.step,
+        test=test,
+        caption=caption,
     )
 
 
-def write_regression(
-    run: Run, result: dict[str, Any], overrides: list[str], label: str, report_images: bool
-) -> None:
-    from nntrain.reporting.regression_figures import write_regression_end_of_run
+def write_regression(run: Run, result: dict[str, Any], caption: str) -> None:
+    from nntrain.reporting.regression_figures import write_regression_figures
 
     scale = run.target_scale
     mean = float(getattr(run.data, "target_mean", 0.0))
-    val = score_regression(run.model, run.data.val_loader(), run.compute, scale, gather=True)
-    assert val.outputs is not None and val.targets is not None
-    model_name, data_name = names_of(run)
-    write_regression_end_of_run(
+    loaders = {"val": run.data.val_loader()}
+    if tested(run, result):
+        loaders["test"] = run.data.test_loader()
+    splits = {}
+    for split, loader in loaders.items():
+        scored = score_regression(run.model, loader, run.compute, scale, gather=True)
+        if scored.outputs is not None and scored.targets is not None:
+            predicted = (scored.outputs * scale + mean).numpy()
+            splits[split] = (predicted, (scored.targets * scale + mean).numpy())
+    write_regression_figures(
         run.tensorboard,
-        (val.outputs * scale + mean).numpy(),
-        (val.targets * scale + mean).numpy(),
+        run.run_dir,
+        splits,
         run.data.class_names[0],
-        result,
-        run.metadata["config"],
-        model_name,
-        data_name,
+        run.state.history,
+        int(result["best_epoch"]),
+        run.state.stopper.monitor,
         run.state.step,
-        run_dir=run.run_dir,
-        overrides=overrides,
-        label=label,
-        figures=report_images,
+        caption=caption,
     )
-    if report_images and run.state.history:  # loss, RMSE, MAE, R² per epoch
-        from nntrain.reporting.metric_figures import training_curves
-
-        monitor = run.state.stopper.monitor
-        curves = training_curves(run.state.history, int(result["best_epoch"]), monitor)
-        curves.save(run.run_dir / "curves.png")
-        run.tensorboard.image("train/curves", curves.image, run.state.step)
 
 
-EndOfRunWriter = Callable[[Run, dict[str, Any], list[str], str, bool], None]
+EndOfRunWriter = Callable[[Run, dict[str, Any], str], None]
 WRITERS: dict[Task, EndOfRunWriter] = {
     CLASSIFICATION: write_classification,
     REGRESSION: write_regression,
