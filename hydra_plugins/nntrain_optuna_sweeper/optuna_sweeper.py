@@ -18,6 +18,7 @@ the study, not failed (interrupts.py).
 from __future__ import annotations
 
 import logging
+import os
 import time
 import warnings
 from collections.abc import Callable
@@ -78,6 +79,9 @@ log = logging.getLogger(__name__)
 
 RESULTS_FILE = "optimization_results.yaml"
 LINK_VARIABLE = "NNTRAIN_SEARCH_TRIAL"  # nntrain.launch.search_trial.ENVIRONMENT_VARIABLE
+# Hydra's own sweepers' flow, for scripts/search_benchmark.py only: n_jobs trials at a time,
+# the next ones once all of them have ended.
+BATCHES = os.environ.get("NNTRAIN_SEARCH_BATCHES") == "1"
 # The study of a search given no hydra.sweeper.storage, in its sweep dir.
 STUDY_FILE = "optuna.db"
 
@@ -95,12 +99,11 @@ def import_optuna() -> ModuleType:
 
 
 def build_pruner(settings: dict[str, Any] | None) -> Any:
-    """The Optuna pruner of hydra.sweeper.pruner (None: Optuna's default, which prunes nothing
-    here: no trial reports without a pruner)."""
+    """The Optuna pruner of hydra.sweeper.pruner (None: none, Optuna's NopPruner)."""
     from hydra.utils import instantiate
 
     if settings is None:
-        return None
+        settings = {"_target_": "optuna.pruners.NopPruner"}
     try:
         return instantiate(settings)
     except Exception as error:  # a misspelt field, a value Optuna refuses
@@ -473,6 +476,8 @@ class NntrainOptunaSweeper(Sweeper):
         """Start trials while fewer than n_jobs are in flight (one until direction=auto has
         learnt what the trials return) and the study has room for them."""
         limit = 1 if self.learn_direction else self.n_jobs
+        if BATCHES and flying:  # (scripts/search_benchmark.py: the batched flow, to compare)
+            return
         while len(flying) < limit and not self.space_exhausted and self.room():
             launched = self.start_trial(space, sweep_dir, new_trials, beats)
             if launched is None:
@@ -934,12 +939,11 @@ class NntrainOptunaSweeper(Sweeper):
         )
         path = sweep_dir / RESULTS_FILE
         OmegaConf.save(OmegaConf.create(results), path)
+        counts = f"{len(finished)} trials, {n_pruned} pruned, {n_failed} failed"
         if not complete:
-            log.warning(f"no trial of study {study.study_name!r} succeeded; see {path}")
+            log.warning(f"no trial of study {study.study_name!r} completed ({counts}); see {path}")
             return
-        log.info(
-            f"{len(finished)} trials, {n_pruned} pruned, {n_failed} failed; results: {path}"
-        )
+        log.info(f"{counts}; results: {path}")
 
     def best_results(self, best: FrozenTrial | None) -> dict[str, Any]:
         if best is not None:
