@@ -121,10 +121,9 @@ def device_for_job(setting: str, job_number: int, cuda_devices: int | None = Non
 
 def train(cfg: DictConfig) -> float:
     """The Hydra job: run in Hydra's run dir; return the best monitored value (for sweepers).
-
-    Every job leaves status.json (ok or failed, the error, the wall time) in its directory: the
-    sweep summary reads it. In a multirun a failed job is recorded and the sweep goes on.
-    """
+    Every job leaves status.json (ok, pruned or failed, the error, the wall time) in its
+    directory: the sweep summary reads it. In a multirun a failed job is recorded and the sweep
+    goes on."""
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
