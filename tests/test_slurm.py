@@ -281,6 +281,28 @@ def test_a_job_warned_before_its_time_limit_is_requeued_and_ends_as_an_uninterru
         assert torch.equal(requeued["model"][key], value), key
 
 
+def test_a_search_keeps_two_trials_in_flight_and_its_jobs_report_to_the_study(tmp_path):
+    # Every trial is pruned after its second epoch (ThresholdPruner(upper=-1)): the jobs, on
+    # the cluster, reached the study (SQLite in the sweep dir) at each epoch's end.
+    import optuna
+
+    done = run_nntrain(
+        "-m", "hparams_search=optuna", "hydra/launcher=slurm", *SMALL,
+        "hydra.sweeper.n_trials=3", "hydra.sweeper.n_jobs=2", "trainer.max_epochs=4",
+        "hydra/sweeper/pruner=threshold", "hydra.sweeper.pruner.upper=-1",
+        "hydra.sweeper.pruner.n_warmup_steps=2", "hydra.sweep.dir=sweep",
+        cwd=tmp_path, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    storage = f"sqlite:///{tmp_path / 'sweep' / 'optuna.db'}"
+    trials = optuna.load_study(study_name="nntrain", storage=storage).trials
+    assert [t.state.name for t in trials] == ["PRUNED"] * 3
+    assert all(sorted(t.intermediate_values) == [1, 2] for t in trials)
+    # the first trial alone (it says what the trials return), then two at once
+    assert trials[2].datetime_start < trials[1].datetime_complete
+    assert [r["status"] for r in summary(tmp_path / "sweep")] == ["pruned"] * 3
+
+
 def test_two_tasks_of_one_job_train_one_ddp_run(tmp_path):
     done = sweep(*SMALL, "hydra.launcher.tasks_per_node=2", cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
