@@ -2,7 +2,7 @@
 
     <run dir>/checkpoints/best.pt   the best epoch (nntrain-eval and nntrain-predict use it)
     <run dir>/checkpoints/last.pt   the latest state (resume= continues from it)
-    <run dir>/metrics.json, status.json, train.log, tb/, .hydra/
+    <run dir>/metrics.json, status.json, train.log, TensorBoard's events, .hydra/
 
 Commands accept a run directory or a checkpoint file wherever they want a checkpoint.
 """
@@ -91,6 +91,8 @@ def remove_unsaved(run_dir: Path) -> None:
             shutil.rmtree(path, ignore_errors=True)
         else:
             path.unlink(missing_ok=True)
+    for events in run_dir.glob("events.out.tfevents.*"):  # TensorBoard's, in the run dir
+        events.unlink(missing_ok=True)
     (run_dir / CLAIM).unlink(missing_ok=True)
     if run_dir.resolve() in GIVEN_FOLDERS:
         return

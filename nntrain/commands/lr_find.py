@@ -63,7 +63,7 @@ def write_results(test: RangeTest, run_dir: Path) -> None:
     files.write_json(run_dir / "lr_find.json", test.as_dict())
     picture = lr_find_figure(test.lrs, test.losses, test.smoothed, test.suggestion, test.rule)
     picture.save(run_dir / "lr_find.png")
-    board = TensorBoardLogger(run_dir / "tb")
+    board = TensorBoardLogger(run_dir)
     try:
         for step, values in enumerate(zip(test.lrs, test.losses, test.smoothed, strict=True)):
             lr, loss, smoothed = values

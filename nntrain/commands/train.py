@@ -146,7 +146,7 @@ def train(cfg: DictConfig) -> float:
     accepted: list[bool] = []  # a resume refused before training leaves its run as it was
     try:
         refuse_a_search_without_multirun(cfg, hydra_cfg)  # hparams_search=... without -m
-        result = run_as_trial(cfg, Path(hydra_cfg.sweep.dir), run_dir, show_progress, accepted)
+        result = run_as_trial(cfg, hydra_cfg, run_dir, show_progress, accepted)
         if "pruned_epoch" in result:
             status.update(status="pruned", pruned_epoch=int(result["pruned_epoch"]))
         status["objective"] = objective_of(cfg, result)
@@ -182,13 +182,17 @@ def train(cfg: DictConfig) -> float:
 
 
 def run_as_trial(
-    cfg: DictConfig, sweep_dir: Path, run_dir: Path, show_progress: bool, accepted: list[bool]
+    cfg: DictConfig, hydra_cfg: Any, run_dir: Path, show_progress: bool, accepted: list[bool]
 ) -> dict[str, float]:
     """run(), as a trial of its search when an Optuna search started this job (it reports each
     epoch's figure to the study and may be pruned); `accepted` gets True once training starts."""
+    from hydra.types import RunMode
+
     from nntrain.launch.search_trial import joined_trial
     from nntrain.training import distributed
 
+    # (hydra.sweep.dir is not resolved outside a multirun: its default names a new folder)
+    sweep_dir = Path(hydra_cfg.sweep.dir) if hydra_cfg.mode == RunMode.MULTIRUN else None
     with joined_trial(sweep_dir, distributed.is_main_process()) as trial:  # None: no search
         return run(cfg, str(run_dir), show_progress, lambda: accepted.append(True), judge=trial)
 

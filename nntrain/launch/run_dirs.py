@@ -44,7 +44,7 @@ def refuse_a_taken_run_dir(argv: list[str]) -> list[str]:
     )
     folder = Path(given[-1].strip("'\"")).expanduser()
     # A run owns its directory: on a failed start it removes what it wrote there (train.log,
-    # tb/, ...), which in a folder of the user's could be their own files of those names.
+    # TensorBoard's events, ...), which in a folder of the user's could be their own files of those names.
     try:
         others = sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
     except OSError:  # an unreadable folder: claiming it below says why in one sentence

@@ -154,10 +154,12 @@ def link_from_environment(sweep_dir: Path) -> SearchTrial | None:
 
 
 @contextmanager
-def joined_trial(sweep_dir: Path, main_process: bool = True) -> Iterator[TrialReporter | None]:
+def joined_trial(
+    sweep_dir: Path | None, main_process: bool = True
+) -> Iterator[TrialReporter | None]:
     """The trial this job runs (None outside a search, and on ranks other than 0), its
     heartbeat recorded every heartbeat_s until the block ends."""
-    if not main_process or not os.environ.get(ENVIRONMENT_VARIABLE):
+    if sweep_dir is None or not main_process or not os.environ.get(ENVIRONMENT_VARIABLE):
         yield None
         return
     link = None

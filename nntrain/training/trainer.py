@@ -738,7 +738,7 @@ class Trainer:
     def _open_logger(self, run_dir: Path, purge_step: int | None) -> RunLogger:
         if self.rank != 0:
             return RunLogger()
-        return TensorBoardLogger(run_dir / "tb", purge_step=purge_step)
+        return TensorBoardLogger(run_dir, purge_step=purge_step)
 
     def _save(self, checkpoint: dict[str, Any], path: Path) -> None:
         if self.rank == 0:  # one writer; every rank holds the same state
