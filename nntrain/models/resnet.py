@@ -17,7 +17,7 @@ from torch import Tensor, nn
 
 from nntrain.data.downloads import network_timeout, unreachable_reason
 from nntrain.errors import UserError, first_line, is_number, require
-from nntrain.models.backbones import FineTuned, check_backbone_settings
+from nntrain.models.backbones import FineTuned, check_backbone_settings, unwrapped
 from nntrain.models.layers import Dropout
 
 log = logging.getLogger("nntrain")
@@ -70,33 +70,8 @@ def local_state_dict(path: str) -> dict[str, Tensor]:
             f"({first_line(error)}); save one with torch.save(model.state_dict(), path)."
         ) from error
     require(isinstance(state, dict), f"model.weights_path {file} does not hold a state dict.")
-    return unwrapped(state)
-
-
-# Containers a resnet18 state dict is commonly saved in: an nntrain checkpoint or a training
-# script's {"state_dict": ...} / {"model": ...} dict, and the key prefixes DataParallel and
-# DistributedDataParallel ("module."), torch.compile ("_orig_mod.") and nntrain's model
-# ("backbone.") put in front of torchvision's own names.
-CONTAINER_KEYS = ("state_dict", "model")
-KEY_PREFIXES = ("module.", "_orig_mod.", "backbone.")
-
-
-def unwrapped(state: dict[str, Any]) -> dict[str, Any]:
-    """The torchvision-named weights inside state: unpacked from a container dict and with the
-    wrappers' key prefixes removed (keys outside the prefix, such as nntrain's head, dropped)."""
-    for _ in range(len(CONTAINER_KEYS) + len(KEY_PREFIXES)):  # each layer peeled at most once
-        if "conv1.weight" in state:
-            break
-        inner = [k for k in CONTAINER_KEYS if isinstance(state.get(k), dict)]
-        prefix = [p for p in KEY_PREFIXES if f"{p}conv1.weight" in state]
-        if inner:
-            state = state[inner[0]]
-        elif prefix:
-            n = len(prefix[0])
-            state = {k[n:]: v for k, v in state.items() if k.startswith(prefix[0])}
-        else:
-            break
-    return state
+    # torchvision's names, unpacked from a container and without wrappers' key prefixes
+    return unwrapped(state, {"conv1.weight"})
 
 
 def check_settings(
