@@ -285,3 +285,29 @@ def test_two_sweepers_on_one_postgresql_study_finish_exactly_n_trials(
 ):
     storage = f"hydra.sweeper.storage={fresh_postgres_database}"
     check_shared(two_sweepers_share_a_study(tmp_path, storage), tmp_path / "sweep")
+
+
+def test_ctrl_c_in_a_trial_then_the_same_command_resumes_it_from_last_pt(tmp_path):
+    command = [
+        str(Path(sys.executable).with_name("nntrain")), *SEARCH, "hydra.sweeper.n_trials=1",
+        "trainer.max_epochs=100",
+    ]  # fmt: skip
+    sweeper = start(command, tmp_path)
+    job = tmp_path / "sweep" / "0"
+    wait_for(lambda: (job / "checkpoints" / "last.pt").is_file(), sweeper)
+    os.killpg(sweeper.pid, signal.SIGINT)  # as the terminal sends it
+    _, err = sweeper.communicate(timeout=300)
+    assert sweeper.returncode != 0 and "Traceback" not in err
+    assert err.strip().splitlines()[-1].endswith(
+        "continue the search with the same command and hydra.sweep.dir (or storage): this "
+        "trial runs again first, from its last.pt"
+    )
+    stopped_at = load_checkpoint(job / "checkpoints" / "last.pt")["epoch"]
+
+    again = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr
+    trials = study_in(tmp_path / "sweep").trials
+    assert [t.state for t in trials] == [TrialState.FAIL, TrialState.COMPLETE]
+    assert trials[1].params == trials[0].params
+    assert f"resumed at epoch {stopped_at + 1}" in (job / "train.log").read_text()
+    assert read_metrics(job)["epochs_run"] == 100

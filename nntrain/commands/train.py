@@ -23,6 +23,7 @@ from nntrain.commands.common import check_no_missing_values, run_app, user_error
 from nntrain.commands.schema_check import check_settings
 from nntrain.errors import UserError
 from nntrain.instantiate import build
+from nntrain.launch import search_trial
 from nntrain.launch.resume import (
     absolute_data_files,
     accept_resume,
@@ -33,6 +34,12 @@ from nntrain.launch.run_dirs import leave_status, refuse_a_taken_run_dir
 
 if TYPE_CHECKING:
     from nntrain.training.epoch_judge import EpochJudge
+
+# How a trial of an Optuna search that Ctrl-C stopped goes on: its sweeper queues it again.
+CONTINUE_THE_SEARCH = (
+    "continue the search with the same command and hydra.sweep.dir (or storage): this trial "
+    "runs again first, from its last.pt"
+)
 
 
 def run(
@@ -154,9 +161,7 @@ def train(cfg: DictConfig) -> float:
     except TrainingInterrupted as stop:  # Ctrl-C stops the whole sweep, not one job
         status = {"status": "interrupted", "error": str(stop)}
         if multirun:  # the sweep's table says how to continue this job
-            launcher = hydra_cfg.runtime.choices.get("hydra/launcher")
-            how = "nntrain -m hydra/launcher=slurm" if launcher == "slurm" else "nntrain"
-            status["error"] += f"; resume with: {how} resume={run_dir}"
+            status["error"] += f"; {how_to_continue(hydra_cfg, run_dir)}"
         raise
     except KeyboardInterrupt:  # outside the training loop: while starting, or in the test
         status = {"status": "interrupted", "error": "KeyboardInterrupt"}
@@ -179,6 +184,15 @@ def train(cfg: DictConfig) -> float:
     finally:
         status["wall_time_s"] = round(time.perf_counter() - start, 3)
         leave_status(cfg, run_dir, status, multirun, accepted=bool(accepted))
+
+
+def how_to_continue(hydra_cfg: Any, run_dir: Path) -> str:
+    """How to continue a sweep's job that was interrupted."""
+    if search_trial.ENVIRONMENT_VARIABLE in os.environ:  # a trial of an Optuna search
+        return CONTINUE_THE_SEARCH
+    launcher = hydra_cfg.runtime.choices.get("hydra/launcher")
+    how = "nntrain -m hydra/launcher=slurm" if launcher == "slurm" else "nntrain"
+    return f"resume with: {how} resume={run_dir}"
 
 
 def run_as_trial(
@@ -275,6 +289,9 @@ def train_app(cfg: DictConfig) -> float:
         how = f"nntrain resume={shown}"
         if distributed.world_size() > 1:
             how = f"the same torchrun or srun command, with -m nntrain resume={shown}"
+        if search_trial.ENVIRONMENT_VARIABLE in os.environ:  # a trial of an Optuna search
+            print_error(f"{stop} (saved to {shown}/checkpoints/last.pt); {CONTINUE_THE_SEARCH}")
+            sys.exit(stop.exit_code)
         print_error(f"{stop} (saved to {shown}/checkpoints/last.pt); resume with:\n  {how}")
         sys.exit(stop.exit_code)
     except KeyboardInterrupt:
