@@ -142,10 +142,10 @@ def followed_monitor(config: Mapping[str, Any]) -> str | None:
     """What a regression follows when the config's monitor is a classification figure (val/acc,
     which it has not): its default, val/loss; with data.task=auto (the data says which task it
     is, once read) both. None when the monitor is what the run follows."""
-    from nntrain.tasks import REGRESSION
+    from nntrain.tasks import CLASSIFICATION, REGRESSION
 
     data, trainer = config.get("data") or {}, config.get("trainer") or {}
-    task = str(data.get("task") or "classification")
+    task = str(data.get("task") or CLASSIFICATION.name)
     monitor = str((trainer.get("early_stopping") or {}).get("monitor"))
     if task not in ("auto", REGRESSION.name) or REGRESSION.offers(monitor):
         return None

@@ -55,7 +55,7 @@ def job_row(job_dir: Path, monitor: str) -> dict[str, Any]:
         "epochs": metrics.get("epochs_run"),
         "wall_time_s": status.get("wall_time_s"),
         "error": status.get("error") or "",
-        "regression": regression,  # not a column: which figures the HParams tab lists first
+        "followed_loss": regression,  # not a column: a regression (its HParams figures first)
     }
 
 
@@ -99,7 +99,7 @@ def write_sweep_experiment(sweep_dir: Path, rows: list[dict[str, Any]]) -> Path 
             recorded.append((folder, start_values(starts[-1])))  # a resumed job's last
     if not recorded:
         return None
-    regression = [row.get("regression") for row in rows]
+    regression = [row.get("followed_loss") for row in rows]
     tasks = [REGRESSION, CLASSIFICATION] if any(regression) else [CLASSIFICATION]
     if any(regression) and all(regression):
         tasks = [REGRESSION]
@@ -131,8 +131,6 @@ def print_rows(
     shared = shared_overrides(rows)
     keys = swept_columns(rows, shared, monitor, tested)
     table = Table(
-        title=plain(f"sweep summary: {display_path(sweep_dir)}/summary.csv"),
-        title_justify="left",
         box=box.SIMPLE_HEAD,
         show_edge=False,
         pad_edge=False,
@@ -152,6 +150,9 @@ def print_rows(
     for rank, row in enumerate(best_first(rows, mode)):
         table.add_row(*row_cells(row, rank, shared, keys, tested), style=row_style(row, rank))
     console = get_console()
+    # its own line, never folded to the table's width (a path to copy)
+    title = f"sweep summary: {display_path(sweep_dir)}/summary.csv"
+    console.print(title, markup=False, highlight=False, soft_wrap=True)
     console.print(table)
     for note in notes(rows, sweep_dir, monitor, mode, shared):
         if note.startswith("tensorboard --logdir"):  # a command to copy: never cut or folded
