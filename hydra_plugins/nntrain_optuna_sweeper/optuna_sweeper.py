@@ -1,18 +1,20 @@
 """The sweeper: ask Optuna for trials, run each as an ordinary Hydra job, tell Optuna the result.
 
-Each batch of `n_jobs` trials is asked at once and handed to the configured launcher as one
-batch (so hydra/launcher=joblib runs them in parallel); the job's return value is the
-objective, or, with `metrics`, the named values of its metrics.json (objectives.py). A job that
-raised, or returned NaN or another non-finite value, is told as a failed trial and the search
-goes on (one bad corner of the search space must not end a long search) unless more than
-`max_failure_rate` of its trials failed. Only this process touches the study's storage; jobs
-know nothing of Optuna.
+`n_jobs` trials stay in flight, each handed to the configured launcher on its own (in a thread
+of its own when the launcher runs jobs elsewhere: joblib's processes, SLURM), and a new one is
+asked the moment any ends (in_flight.py: the study's budget, heartbeats, trials run again);
+the job's return value is the objective, or, with `metrics`, the named values of its
+metrics.json (objectives.py). A job that raised, or returned NaN or another non-finite value,
+is told as a failed trial and the search goes on (one bad corner of the search space must not
+end a long search) unless more than `max_failure_rate` of its trials failed. An nntrain job
+reaches the study itself only to report its epochs, be pruned and beat
+(nntrain.launch.search_trial); this process asks and tells.
 
 The objective is named by what the trials return (a regression's nntrain jobs return val/loss,
 not the val/acc they monitor by default), and a direction that would seek its worst value is
 refused: before any trial where the config says what the trials return, else when the first
-one says it (data.task=auto). A Ctrl-C before a batch is launched leaves its trials waiting in
-the study, not failed (interrupts.py).
+one says it (data.task=auto). A Ctrl-C before a trial is launched leaves it waiting in the
+study, not failed (interrupts.py); one that cut trials short leaves a copy of each waiting.
 """
 
 from __future__ import annotations
