@@ -58,8 +58,8 @@ def evaluate_checkpoint(cfg: DictConfig) -> tuple[dict[str, Any], TrainedRun, Sc
         return results_of(run, cfg.split, report), run, None
     # The run's test score came from this same call (with its test-time augmentation).
     scores = score(model, loader, compute, run.test_time_augmentation, gather=True)
-    assert scores.logits is not None and scores.targets is not None
-    report = classification_report(scores.logits, scores.targets, run.class_names)
+    assert scores.outputs is not None and scores.targets is not None
+    report = classification_report(scores.outputs, scores.targets, run.class_names)
     report["loss"], report["acc"] = scores.loss, scores.acc  # summed as the run summed them
     if run.inputs["kind"] in ("tabular", "table") and val_loader is not None:
         report["importance"] = feature_importance(
@@ -257,9 +257,9 @@ def write_results(
         )
         keep(per_class, f"per_class_{split}.png")
     if f"{split}/auroc" in results:  # binary, both classes present
-        assert scores is not None and scores.logits is not None and scores.targets is not None
+        assert scores is not None and scores.outputs is not None and scores.targets is not None
         truth = scores.targets.numpy()
-        positive = scores.logits.float().softmax(dim=1)[:, 1].numpy()
+        positive = scores.outputs.float().softmax(dim=1)[:, 1].numpy()
         keep(
             metric_figures.roc_figure(truth, positive, class_names[1], f"ROC curve ({split})"),
             f"roc_{split}.png",

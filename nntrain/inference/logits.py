@@ -8,7 +8,7 @@ are the same numbers to the last digit.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 import torch
@@ -47,14 +47,19 @@ def logits_over(
 
 @dataclass
 class Scores:
-    """Mean loss and accuracy over labelled batches and, when gathered, every logit and
-    target (on the CPU)."""
+    """Mean loss and the task's figures over labelled batches (accuracy; or RMSE, MAE in the
+    target's units and R²) and, when gathered, every output (the logits; or the standardised
+    prediction) and target, on the CPU."""
 
     loss: float
-    acc: float
+    figures: dict[str, float]
     count: int
-    logits: torch.Tensor | None = None
+    outputs: torch.Tensor | None = None
     targets: torch.Tensor | None = None
+
+    @property
+    def acc(self) -> float:
+        return self.figures["acc"]
 
 
 def score(
@@ -68,19 +73,45 @@ def score(
     """Loss and accuracy of model over (the first `limit` of) labelled batches; gather=True
     also keeps every logit and target, moved to the CPU in one transfer at the end."""
     running = RunningClassification(compute.device)
-    outputs, labels = [], []
-    for logits, targets in logits_over(model, batches, compute, tta, limit):
+    batches_out = logits_over(model, batches, compute, tta, limit)
+    figures, logits, targets = _run_over(batches_out, running, _cross_entropy, gather)
+    count = int(figures.pop("count"))
+    return Scores(figures.pop("loss"), figures, count, logits, targets)
+
+
+def _cross_entropy(
+    logits: torch.Tensor, targets: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    return logits, F.cross_entropy(logits, targets)
+
+
+def _squared_error(raw: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    predicted = raw.reshape(targets.shape)  # (N, 1) -> (N,)
+    return predicted, F.mse_loss(predicted, targets)
+
+
+def _run_over(
+    outputs: Iterable[Batch],
+    running: RunningClassification | RunningRegression,
+    loss_of: Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]],
+    gather: bool,
+) -> tuple[dict[str, float], torch.Tensor | None, torch.Tensor | None]:
+    """Feed the running figures every batch's (prediction, loss) from loss_of(output, targets);
+    their figures and, with gather, every prediction and target moved to the CPU in one
+    transfer at the end (None when not gathered)."""
+    predictions, labels = [], []
+    for raw, targets in outputs:
         assert targets is not None
         with torch.inference_mode():
-            running.update(F.cross_entropy(logits, targets), logits, targets)
+            predicted, loss = loss_of(raw, targets)
+            running.update(loss, predicted, targets)
         if gather:
-            outputs.append(logits)
+            predictions.append(predicted)
             labels.append(targets)
     figures = running.compute()
-    scores = Scores(figures["loss"], figures["acc"], int(figures["count"]))
-    if gather and outputs:
-        scores.logits, scores.targets = torch.cat(outputs).cpu(), torch.cat(labels).cpu()
-    return scores
+    if not (gather and predictions):
+        return figures, None, None
+    return figures, torch.cat(predictions).cpu(), torch.cat(labels).cpu()
 
 
 def probabilities(
@@ -100,18 +131,6 @@ def classify(model: nn.Module, inputs: torch.Tensor, compute: Compute) -> torch.
     return logits.argmax(dim=1).cpu()
 
 
-@dataclass
-class RegressionScores:
-    """Mean loss (MSE on the standardised target), RMSE / MAE (target units) and R² over
-    labelled batches and, when gathered, every output and target (standardised, on the CPU)."""
-
-    loss: float
-    figures: dict[str, float]
-    count: int
-    outputs: torch.Tensor | None = None
-    targets: torch.Tensor | None = None
-
-
 def score_regression(
     model: nn.Module,
     batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
@@ -119,25 +138,14 @@ def score_regression(
     scale: float,
     limit: int | None = None,
     gather: bool = False,
-) -> RegressionScores:
+) -> Scores:
     """The regression counterpart of score(): the model's one output per input against the
     standardised targets; scale (the target's training std) turns errors back into its units."""
     running = RunningRegression(compute.device, scale)
-    outputs, labels = [], []
-    for raw, targets in logits_over(model, batches, compute, "none", limit):
-        assert targets is not None
-        predicted = raw.reshape(targets.shape)
-        with torch.inference_mode():
-            running.update(F.mse_loss(predicted, targets), predicted, targets)
-        if gather:
-            outputs.append(predicted)
-            labels.append(targets)
-    figures = running.compute()
+    batches_out = logits_over(model, batches, compute, "none", limit)
+    figures, outputs, targets = _run_over(batches_out, running, _squared_error, gather)
     count = int(figures.pop("count"))
-    scores = RegressionScores(figures.pop("loss"), figures, count)
-    if gather and outputs:
-        scores.outputs, scores.targets = torch.cat(outputs).cpu(), torch.cat(labels).cpu()
-    return scores
+    return Scores(figures.pop("loss"), figures, count, outputs, targets)
 
 
 def predicted_values(

@@ -57,12 +57,12 @@ def write_classification(run: Run, result: dict[str, Any], caption: str) -> None
         log.info("no validation split (data.val_fraction=0): no figures drawn")
         return
     val = score(run.model, run.data.val_loader(), run.compute, gather=True)
-    assert val.logits is not None and val.targets is not None
+    assert val.outputs is not None and val.targets is not None
     test = None
     if tested(run, result):
         scored = score(run.model, run.data.test_loader(), run.compute, gather=True)
-        if scored.logits is not None and scored.targets is not None:
-            test = (scored.logits, scored.targets)
+        if scored.outputs is not None and scored.targets is not None:
+            test = (scored.outputs, scored.targets)
     write_figures(
         run.tensorboard,
         run.run_dir,
@@ -70,7 +70,7 @@ def write_classification(run: Run, result: dict[str, Any], caption: str) -> None
         run.state.history,
         result,
         run.state.stopper.monitor,
-        (val.logits, val.targets),
+        (val.outputs, val.targets),
         classify=lambda inputs: classify(run.model, inputs, run.compute),
         step=run.state.step,
         test=test,

@@ -731,9 +731,9 @@ class Trainer:
         model = run.state.evaluated_model
         if not run.task.has_classes:
             scores = score_regression(model, loader, run.compute, run.target_scale, limit)
-            return scores.loss, scores.figures
-        val = score(model, loader, run.compute, limit=limit)
-        return val.loss, {"acc": val.acc}
+        else:
+            scores = score(model, loader, run.compute, limit=limit)
+        return scores.loss, scores.figures
 
     def _open_logger(self, run_dir: Path, purge_step: int | None) -> RunLogger:
         if self.rank != 0:
