@@ -366,6 +366,8 @@ class NntrainOptunaSweeper(Sweeper):
             return
         if auto and self.expected != self.monitor:  # a regression's val/loss: min (train.py)
             self.directions = ["minimize"]
+        # The config says what the trials return: no trial has to run alone to tell it.
+        self.learn_direction = False
         refusal = None if auto else self.wrong_way(0, self.expected)
         if refusal is not None:
             raise HydraException(refusal)
@@ -506,7 +508,9 @@ class NntrainOptunaSweeper(Sweeper):
         running = state_counts(self.study).get("RUNNING", 0)
         if running and finished(self.study) < self.n_trials:
             if time.monotonic() >= self.next_wait_line:
-                log.info(f"waiting for {running} running trial(s) of the study (another sweeper's, or stale after hydra.sweeper.grace_period)")
+                log.info(
+                    f"waiting for {running} running trial(s) of the study (another sweeper's, or stale after hydra.sweeper.grace_period)"
+                )
                 self.next_wait_line = time.monotonic() + 60
             return True
         return False
@@ -519,7 +523,9 @@ class NntrainOptunaSweeper(Sweeper):
         self.next_stale_check = time.monotonic() + min(5.0, self.heartbeat_interval)
         stale = fail_stale(self.study)
         if stale:
-            log.warning(f"trials {stale} stopped beating (their job or sweeper died): they run again with the same parameters, from their last.pt")
+            log.warning(
+                f"trials {stale} stopped beating (their job or sweeper died): they run again with the same parameters, from their last.pt"
+            )
 
     def start_trial(
         self, space: SearchSpace, sweep_dir: Path, new_trials: list[int], beats: Heartbeats
@@ -735,9 +741,12 @@ class NntrainOptunaSweeper(Sweeper):
         metric, direction = self.followed
         if direction == self.directions[0] or not self.earlier_complete:
             return None
+        return self.conflict(study, self.directions[0], metric, direction)
+
+    def conflict(self, study: Study, stored: str, metric: str, direction: str) -> str:
         return (
             f"study {study.study_name!r} in {self.shown_storage} was created to "
-            f"{self.directions[0]} its objective, and the trials return {metric}, which is to "
+            f"{stored} its objective, and the trials return {metric}, which is to "
             f"{direction}; continue it with the same trainer.early_stopping.monitor and mode, or "
             "start a new study with hydra.sweeper.study_name=NAME."
         )
@@ -749,6 +758,27 @@ class NntrainOptunaSweeper(Sweeper):
         self.report(study, sweep_dir, new_trials)
         self.hydra_context.callbacks.on_multirun_end(config=self.config)
         raise HydraException(message)
+
+    def check_stored_directions(self, study: Study, stored: list[str]) -> None:
+        """A continued study's directions against this search's; direction=auto with nothing
+        scored yet adopts them until the first trial says what it returns."""
+        config_said = is_auto(self.direction_setting) and self.expected is not None
+        if config_said and stored != self.directions:
+            if self.earlier_complete:  # scored the other way: refused before any trial
+                raise HydraException(
+                    self.conflict(study, stored[0], str(self.expected), self.directions[0])
+                )
+            self.learn_direction = True  # nothing scored yet: made again (settle_direction)
+        if self.learn_direction:
+            self.directions = stored  # checked against the first job's objective
+        if stored != self.directions:
+            raise HydraException(
+                f"study {study.study_name!r} in {self.shown_storage} was created to "
+                f"{' and '.join(stored)} its objective(s), this search would "
+                f"{' and '.join(self.directions)}; continue it with the same directions "
+                "(trainer.early_stopping.mode), or start a new study with "
+                "hydra.sweeper.study_name=NAME."
+            )
 
     def open_study(
         self, optuna: ModuleType, settings: dict[str, Any] | None, grid: dict[str, Any] | None
@@ -777,16 +807,7 @@ class NntrainOptunaSweeper(Sweeper):
         stored = [d.name.lower() for d in study.directions]
         earlier_trials = study.get_trials(deepcopy=False)
         self.earlier_complete = sum(t.state.name == "COMPLETE" for t in earlier_trials)
-        if self.learn_direction:
-            self.directions = stored  # checked against the first job's objective
-        if stored != self.directions:
-            raise HydraException(
-                f"study {study.study_name!r} in {self.shown_storage} was created to "
-                f"{' and '.join(stored)} its objective(s), this search would "
-                f"{' and '.join(self.directions)}; continue it with the same directions "
-                "(trainer.early_stopping.mode), or start a new study with "
-                "hydra.sweeper.study_name=NAME."
-            )
+        self.check_stored_directions(study, stored)
         earlier = self.earlier_trials = len(earlier_trials)
         if earlier:
             # A seeded sampler built afresh would draw the first run's points again.
