@@ -8,13 +8,17 @@ configurations, each in its own hydra.sweep.dir:
   B  hydra/sweeper/pruner=median (n_startup_trials=5, n_warmup_steps=1: a trial can stop from
      its first epoch on), one trial at a time;
   C  two trials at a time (hydra.sweeper.n_jobs=2, hydra/launcher=joblib hydra.launcher.n_jobs=2),
-     trainer.max_epochs searched too (a choice of --epochs/5 and 1.2 x --epochs: trials of
-     unequal length), with the same seed and settings in two flows:
+     trainer.max_epochs searched too (a choice of --epochs and 6 x --epochs: trials of unequal
+     length, as when some train ten epochs and others sixty), with the same seed and settings
+     in two flows:
        batched  NNTRAIN_SEARCH_BATCHES=1: new trials start only once all in flight have ended,
                 as Hydra's own sweepers do;
        flow     the sweeper's own flow: a new trial starts the moment any ends;
      --repeats times each, in the order batched, flow, flow, batched, ... (a machine whose load
-     drifts weighs on both alike); the goal compares the sums of their wall times. TPE learns
+     drifts weighs on both alike), the k-th pair with sampler seed k-1: how much a barrier
+     costs depends on the draw (two long or two short trials in one batch waste nothing, a long
+     and a short one half a worker), and one draw of 24 trials varies widely, so the pairs
+     cover several draws; the goal compares the sums of their wall times. TPE learns
      that the longer trials score better and, after its 10 random start-up trials, draws almost
      only those: the trials would grow alike. So C's TPE draws every trial as in its start-up
      (hydra.sweeper.sampler.n_startup_trials=--trials: at random, seeded, the same trials in
@@ -71,6 +75,7 @@ class Setup:
     overrides: list[str]
     environment: dict[str, str] = field(default_factory=dict)
     jobs: int = 1  # trials in flight at once
+    seed: int = 0  # the sampler's
 
 
 @dataclass
@@ -92,9 +97,10 @@ class Result:
 
 def setups(arguments: argparse.Namespace) -> list[Setup]:
     """A, B, then C's two flows --repeats times each in the order batched, flow, flow, batched
-    (a load that drifts weighs on both alike); C's trials train epochs/5 or 1.2 x epochs."""
+    (a load that drifts weighs on both alike), pair k with seed k-1; C's trials train epochs or
+    6 x epochs."""
     epochs, repeats = arguments.epochs, arguments.repeats
-    short, long = max(1, epochs // 5), epochs + max(1, epochs // 5)
+    short, long = epochs, 6 * epochs
     fixed = [f"trainer.max_epochs={epochs}"]
     median = [
         *fixed,
@@ -119,9 +125,9 @@ def setups(arguments: argparse.Namespace) -> list[Setup]:
         order = ["batched", "flow"] if index % 2 == 0 else ["flow", "batched"]
         for flow in order:
             name = f"C_{flow}" + (f"_{index + 1}" if repeats > 1 else "")
-            label = f"C: n_jobs=2, unequal, {flow}" + (f" #{index + 1}" if repeats > 1 else "")
+            label = f"C: n_jobs=2, unequal, {flow}" + (f", seed {index}" if repeats > 1 else "")
             environment = {"NNTRAIN_SEARCH_BATCHES": flows[flow]}
-            chosen.append(Setup(name, label, parallel, environment, jobs=2))
+            chosen.append(Setup(name, label, parallel, environment, jobs=2, seed=index))
     return chosen
 
 
@@ -133,7 +139,7 @@ def command(setup: Setup, sweep_dir: Path, arguments: argparse.Namespace) -> lis
         "-m",
         "hparams_search=optuna",
         f"hydra.sweeper.n_trials={arguments.trials}",
-        "hydra.sweeper.sampler.seed=0",
+        f"hydra.sweeper.sampler.seed={setup.seed}",
         f"data.val_fraction={arguments.val_fraction}",
         "trainer.early_stopping.patience=null",
         "trainer.report_images=false",
@@ -221,12 +227,10 @@ def seconds(trial: Any) -> float:
 
 def replayed(durations: list[float], jobs: int) -> tuple[float, float]:
     """The time these trials (in this order) take on `jobs` workers that do not slow each
-    other, in batches and in the flow; the first trial runs alone in both (the sweeper learns
-    what the trials return)."""
-    first, rest = durations[0], durations[1:]
-    batched = first + sum(max(rest[i : i + jobs]) for i in range(0, len(rest), jobs))
-    workers = [first] * jobs
-    for duration in rest:
+    other, in batches and in the flow."""
+    batched = sum(max(durations[i : i + jobs]) for i in range(0, len(durations), jobs))
+    workers = [0.0] * jobs
+    for duration in durations:
         workers[workers.index(min(workers))] += duration
     return batched, max(workers)
 
@@ -338,7 +342,9 @@ def parse_arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=None, help="trials per search (24)")
     parser.add_argument("--epochs", type=int, default=None, help="epochs per trial (10)")
-    parser.add_argument("--repeats", type=int, default=None, help="runs of each C flow (2)")
+    parser.add_argument(
+        "--repeats", type=int, default=None, help="runs of each C flow, each pair its own seed (3)"
+    )
     parser.add_argument("--quick", action="store_true", help="6 trials of 3 epochs, C once")
     parser.add_argument(
         "--learned-lengths",
@@ -354,7 +360,7 @@ def parse_arguments() -> argparse.Namespace:
     arguments = parser.parse_args()
     arguments.trials = arguments.trials or (6 if arguments.quick else 24)
     arguments.epochs = arguments.epochs or (3 if arguments.quick else 10)
-    arguments.repeats = arguments.repeats or (1 if arguments.quick else 2)
+    arguments.repeats = arguments.repeats or (1 if arguments.quick else 3)
     return arguments
 
 
@@ -382,7 +388,7 @@ def main() -> None:
         out.mkdir(parents=True, exist_ok=True)
         print(
             f"{arguments.trials} trials of {arguments.epochs} epochs (digits, val_fraction "
-            f"{arguments.val_fraction}, MLP, TPE seed 0; C's lengths "
+            f"{arguments.val_fraction}, MLP, TPE seed 0, C's k-th pair seed k-1; C's lengths "
             f"{'learnt by TPE' if arguments.learned_lengths else 'drawn at random'}) on "
             f"{platform.machine()}, {os.cpu_count()} CPUs, one thread a job; output in {out}"
         )

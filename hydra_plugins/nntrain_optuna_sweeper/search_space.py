@@ -163,3 +163,26 @@ def choice_value(value: Any) -> Any:
 def override_text(value: Any) -> str:
     """A sampled value as override text; string choices are override text already."""
     return value if isinstance(value, str) else Transformer.str(value)
+
+
+def composition_shape(overrides: list[str]) -> tuple[str, ...]:
+    """What decides whether a trial's overrides compose: each key with its value, numbers
+    replaced by their kind. Numbers drawn for a key compose alike (one of the wrong type fails
+    for every draw), a new string or config group option may not, so the sweeper asks Hydra to
+    compose a trial's config only for a shape it has not composed yet."""
+    shape = []
+    for override in overrides:
+        key, equals, value = override.partition("=")
+        shape.append(f"{key}{equals}{number_kind(value) or value}")
+    return tuple(shape)
+
+
+def number_kind(value: str) -> str | None:
+    """<int> or <float> for a number as an override writes it, else None."""
+    for kind, parse in (("<int>", int), ("<float>", float)):
+        try:
+            parse(value)
+        except ValueError:
+            continue
+        return None if value.strip().lower() in ("nan", "inf", "-inf", "+inf") else kind
+    return None
