@@ -58,9 +58,9 @@ def minority_recall(setting, tmp_path, sampler=None) -> tuple[float, torch.Tenso
     run_dir = tmp_path / f"{setting}-{sampler}"
     trainer.fit(model, data, optimizer, partial(constant), run_dir=run_dir)
     scores = score(model, data.test_loader(), trainer.compute_for(model), gather=True)
-    assert scores.logits is not None and scores.targets is not None
+    assert scores.outputs is not None and scores.targets is not None
     rare = scores.targets == 1
-    return float((scores.logits[rare].argmax(1) == 1).float().mean()), weights
+    return float((scores.outputs[rare].argmax(1) == 1).float().mean()), weights
 
 
 @pytest.fixture(scope="module")
