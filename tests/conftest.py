@@ -6,6 +6,8 @@ import json
 import os
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -57,3 +59,18 @@ def read_metrics(run_dir: Path) -> dict:
 @pytest.fixture
 def run_dir(tmp_path: Path) -> Path:
     return tmp_path / "run"
+
+
+def wait_until(
+    condition: Callable[[], bool],
+    process: subprocess.Popen,
+    timeout: float = 300,
+    every_s: float = 0.05,
+) -> None:
+    """Wait until condition() holds while a background nntrain process runs; fail with its
+    output if it ends first, or after timeout seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert process.poll() is None, process.communicate()
+        assert time.monotonic() < deadline, "timed out waiting"
+        time.sleep(every_s)

@@ -15,14 +15,13 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import optuna
 from optuna.trial import TrialState
 
 from nntrain.checkpoint import load_checkpoint
-from tests.conftest import read_metrics, run_nntrain
+from tests.conftest import read_metrics, run_nntrain, wait_until
 
 pytest_plugins = ("tests.postgres",)
 
@@ -66,9 +65,10 @@ def test_pruned_trials_stop_at_an_epoch_end_like_an_early_stop(tmp_path):
         assert status(job_dir)["status"] == "pruned"
         assert (job_dir / "checkpoints" / "best.pt").is_file()
         assert load_checkpoint(job_dir / "checkpoints" / "last.pt")["epoch"] == 2
-        assert "pruned after epoch 2: the search's pruner (ThresholdPruner" in (
-            job_dir / "train.log"
-        ).read_text()
+        assert (
+            "pruned after epoch 2: the search's pruner (ThresholdPruner"
+            in (job_dir / "train.log").read_text()
+        )
     assert "3 trials, 3 pruned, 0 failed" in done.stdout
     # the optuna command line lists them
     listed = subprocess.run(
@@ -117,7 +117,7 @@ def test_a_pruner_that_cannot_work_is_one_sentence(tmp_path):
 
 # --- no barrier between trials -------------------------------------------------------------
 
-APP = '''
+APP = """
 import sys, time
 from pathlib import Path
 
@@ -142,7 +142,7 @@ def main(cfg):
 
 if __name__ == "__main__":
     main()
-'''
+"""
 
 CONFIG = """
 defaults:
@@ -201,14 +201,6 @@ def start(command: list[str], cwd: Path) -> subprocess.Popen:
     )  # fmt: skip
 
 
-def wait_for(condition, process: subprocess.Popen, timeout: float = 300) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert process.poll() is None, process.communicate()
-        assert time.monotonic() < deadline, "timed out waiting"
-        time.sleep(0.05)
-
-
 def test_a_search_killed_with_sigkill_continues_and_resumes_its_trial_from_last_pt(tmp_path):
     nntrain = str(Path(sys.executable).with_name("nntrain"))
     command = [
@@ -218,7 +210,7 @@ def test_a_search_killed_with_sigkill_continues_and_resumes_its_trial_from_last_
     ]  # fmt: skip
     sweeper = start(command, tmp_path)
     first = tmp_path / "sweep" / "0"
-    wait_for(lambda: (first / "checkpoints" / "last.pt").is_file(), sweeper)
+    wait_until(lambda: (first / "checkpoints" / "last.pt").is_file(), sweeper)
     os.killpg(sweeper.pid, signal.SIGKILL)  # the sweeper and its job (in its process)
     sweeper.communicate()
     killed_at = load_checkpoint(first / "checkpoints" / "last.pt")["epoch"]
@@ -259,7 +251,7 @@ def two_sweepers_share_a_study(tmp_path: Path, *storage: str) -> optuna.Study:
         "hydra.sweeper.study_name=shared", *storage,
     )  # fmt: skip
     first = start(command, tmp_path)
-    wait_for(lambda: (tmp_path / "sweep" / "0").is_dir(), first)
+    wait_until(lambda: (tmp_path / "sweep" / "0").is_dir(), first)
     second = start(command, tmp_path)
     for sweeper in (first, second):
         _, err = sweeper.communicate(timeout=300)
@@ -294,13 +286,17 @@ def test_ctrl_c_in_a_trial_then_the_same_command_resumes_it_from_last_pt(tmp_pat
     ]  # fmt: skip
     sweeper = start(command, tmp_path)
     job = tmp_path / "sweep" / "0"
-    wait_for(lambda: (job / "checkpoints" / "last.pt").is_file(), sweeper)
+    wait_until(lambda: (job / "checkpoints" / "last.pt").is_file(), sweeper)
     os.killpg(sweeper.pid, signal.SIGINT)  # as the terminal sends it
     _, err = sweeper.communicate(timeout=300)
     assert sweeper.returncode != 0 and "Traceback" not in err
-    assert err.strip().splitlines()[-1].endswith(
-        "continue the search with the same command and hydra.sweep.dir (or storage): this "
-        "trial runs again first, from its last.pt"
+    assert (
+        err.strip()
+        .splitlines()[-1]
+        .endswith(
+            "continue the search with the same command and hydra.sweep.dir (or storage): this "
+            "trial runs again first, from its last.pt"
+        )
     )
     stopped_at = load_checkpoint(job / "checkpoints" / "last.pt")["epoch"]
 

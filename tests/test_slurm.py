@@ -28,7 +28,7 @@ import pytest
 import torch
 
 from nntrain.checkpoint import load_checkpoint
-from tests.conftest import read_metrics, run_nntrain
+from tests.conftest import read_metrics, run_nntrain, wait_until
 
 pytestmark = pytest.mark.slurm
 
@@ -217,7 +217,7 @@ def test_a_job_stopped_by_sigterm_leaves_the_sweep_going_and_resumes_through_the
     ]  # fmt: skip
     background = start_nntrain(command, tmp_path)
     long_job = tmp_path / "sweep" / "1"
-    wait_until(lambda: (long_job / "checkpoints" / "last.pt").is_file(), background)
+    wait_until(lambda: (long_job / "checkpoints" / "last.pt").is_file(), background, every_s=0.5)
     (array_id,) = {i.split("_")[0] for i in squeue_ids(name)}
     subprocess.run(["scancel", "--signal=TERM", f"{array_id}_1"], check=True)
     _, err = background.communicate(timeout=300)
@@ -335,7 +335,7 @@ def test_a_sweep_whose_jobs_cannot_start_says_why_and_ctrl_c_cancels_them(tmp_pa
     try:
         # (the first line may come before the scheduler has looked at the jobs: reason None)
         said = lambda: "BeginTime" in out.read_text() + err.read_text()  # noqa: E731
-        wait_until(said, sweep_process)
+        wait_until(said, sweep_process, every_s=0.5)
         (array_id,) = {i.split("_")[0] for i in squeue_ids(name)}
         line = next(
             line for line in (out.read_text() + err.read_text()).splitlines() if "BeginTime" in line
@@ -375,11 +375,3 @@ def start_nntrain(args: list[str], cwd: Path) -> subprocess.Popen:
         text=True,
         stdin=subprocess.DEVNULL,
     )
-
-
-def wait_until(condition, process: subprocess.Popen, timeout: float = 300) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert process.poll() is None, process.communicate()
-        assert time.monotonic() < deadline, "timed out waiting"
-        time.sleep(0.5)
