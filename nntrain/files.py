@@ -75,6 +75,14 @@ def write_csv(path: str | Path, rows: Iterable[Sequence[Any]]) -> Path:
     return write_text(path, buffer.getvalue())
 
 
+def load_yaml(text: str) -> Any:
+    """YAML as yaml.safe_load reads it, by libyaml's C parser where PyYAML has it (5-10x
+    faster: every sweep job reads its sweep's multirun.yaml and its own hydra.yaml)."""
+    import yaml
+
+    return yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+
+
 def writable_folder(folder: Path) -> bool:
     """Whether a file can be created in folder (or, when it does not exist yet, in the folder
     that would hold it): tried for real, as permission bits do not tell for root or /proc."""

@@ -135,6 +135,7 @@ def train(cfg: DictConfig) -> float:
     from hydra.types import RunMode
 
     from nntrain.commands.search_guard import refuse_a_search_without_multirun
+    from nntrain.launch.job_process import keep_collector_off_imports
     from nntrain.reporting.console import interactive, log
     from nntrain.training import distributed
     from nntrain.training.signals import TrainingInterrupted
@@ -145,7 +146,8 @@ def train(cfg: DictConfig) -> float:
     multirun = hydra_cfg.mode == RunMode.MULTIRUN
     # No live progress in multirun: its logs would fill with redraws.
     show_progress = interactive() and not multirun
-    if multirun:
+    if multirun:  # one job after another in this process (job_process.py says why)
+        keep_collector_off_imports()
         with open_dict(cfg):
             cfg.trainer.device = device_for_job(cfg.trainer.device, hydra_cfg.job.num)
     start = time.perf_counter()

@@ -11,6 +11,7 @@ import os
 import re
 from pathlib import Path
 
+from nntrain import files
 from nntrain.errors import require
 from nntrain.launch.resume import DATA_FILE_KEYS, MOVED_KEYS, override_key
 from nntrain.runs import (
@@ -66,12 +67,11 @@ def unquoted(value: str) -> str:
 
 def saved_overrides(run_dir: Path) -> list[str]:
     """The command-line overrides the run was started with (none if .hydra/ is gone)."""
-    import yaml
 
     file = run_dir / ".hydra" / "overrides.yaml"
     if not file.is_file():
         return []
-    overrides = yaml.safe_load(file.read_text()) or []
+    overrides = files.load_yaml(file.read_text()) or []
     return [
         with_moved_key(o)
         for o in overrides
@@ -114,12 +114,11 @@ def split_options(argv: list[str]) -> tuple[list[str], list[str]]:
 def run_config_dir(run_dir: Path) -> list[str]:
     """--config-dir DIR when the run was started with one (its .hydra/hydra.yaml records the
     config sources): resuming a run of a user's own model=... needs that folder again."""
-    import yaml
 
     file = run_dir / ".hydra" / "hydra.yaml"
     if not file.is_file():
         return []
-    hydra_config = (yaml.safe_load(file.read_text()) or {}).get("hydra", {})
+    hydra_config = (files.load_yaml(file.read_text()) or {}).get("hydra", {})
     sources = (hydra_config.get("runtime") or {}).get("config_sources") or []
     given = [s["path"] for s in sources if s.get("provider") == "command-line" and s.get("path")]
     return ["--config-dir", given[0]] if given else []
@@ -183,11 +182,10 @@ def with_recorded_files(replayed: list[str], checkpoint: Path) -> list[str]:
     keys = {f"data.{key}" for key in DATA_FILE_KEYS}
     if not any(override_key(o) in keys for o in replayed):
         return replayed
-    import yaml
 
     from nntrain.checkpoint import load_resumable
 
-    data = (yaml.safe_load(load_resumable(checkpoint).get("config") or "") or {}).get("data")
+    data = (files.load_yaml(load_resumable(checkpoint).get("config") or "") or {}).get("data")
     recorded = {f"data.{k}": v for k, v in (data or {}).items() if f"data.{k}" in keys}
     return [
         f"{override_key(o)}={quoted_value(str(recorded[override_key(o)]))}"
@@ -277,7 +275,6 @@ def overrides_of_loose(checkpoint: Path, typed: set[str]) -> list[str]:
     """The overrides a checkpoint's run was started with (kept in its checkpoints; none in
     those of nntrain before 2026-11-30, whose config is then compared with the defaults), and
     the new run's name, `<the run's name>-resumed`, unless the user or the run set one."""
-    import yaml
 
     from nntrain.checkpoint import load_resumable
 
@@ -285,7 +282,7 @@ def overrides_of_loose(checkpoint: Path, typed: set[str]) -> list[str]:
     overrides = [with_moved_key(str(o)) for o in saved.get("overrides") or []]
     if "name" in typed:
         return overrides
-    config = yaml.safe_load(saved.get("config") or "") or {}
+    config = files.load_yaml(saved.get("config") or "") or {}
     name = config.get("name") if isinstance(config, dict) else None
     renamed = f"name={quoted_value(f'{name or checkpoint.stem}-resumed')}"
     return [*[o for o in overrides if override_key(o) != "name"], renamed]

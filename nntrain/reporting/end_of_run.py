@@ -21,8 +21,8 @@ from typing import Any
 
 import numpy as np
 import torch
-import yaml
 
+from nntrain import files
 from nntrain.data.protocols import DataModule, Loader, collect
 from nntrain.inference.metrics import confusion_matrix
 from nntrain.reporting import run_names
@@ -47,7 +47,7 @@ def chosen_hparams(
     data, optimizer, scheduler) and the values that usually differ between the runs of a
     sweep, and how the run ended (status: ok, or pruned by a search). Whole numbers are text:
     the tab shows a number as 64.000."""
-    config = yaml.safe_load(config_yaml) if config_yaml else {}
+    config = files.load_yaml(config_yaml) if config_yaml else {}
     optimizer, scheduler = config.get("optimizer", {}), config.get("scheduler", {})
     trainer, data_config = config.get("trainer", {}), config.get("data", {})
     given = dict(override_parts(o) for o in overrides if "=" in o)
@@ -106,7 +106,7 @@ def run_label(config_yaml: str, overrides: Sequence[str]) -> str:
     figures' caption): its name and what the user set, keys shortened and values rounded
     (`cnn-digits lr=0.003 seed=2`); a choice already in the name (model=cnn in cnn-digits) is
     not repeated. A sweep job's label is its events folder's (nntrain.reporting.run_names)."""
-    config = yaml.safe_load(config_yaml) if config_yaml else {}
+    config = files.load_yaml(config_yaml) if config_yaml else {}
     return run_names.label(str(config.get("name") or "run"), overrides)
 
 

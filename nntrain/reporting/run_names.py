@@ -15,6 +15,7 @@ The same label is the HParams tab's Trial ID and a sweep table's row (nntrain.re
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 from collections.abc import Mapping, Sequence
@@ -22,6 +23,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+from nntrain import files
 
 JOB_MARKER = ".job"  # in a sweep job's events folder: the job directory's name
 MAX_FOLDER = 120  # characters of a label kept in a folder name (file systems allow 255 bytes)
@@ -122,7 +125,7 @@ def sweep_of(run_dir: Path) -> Path | None:
 
 def read_yaml(path: Path) -> Any:
     try:
-        return yaml.safe_load(path.read_text()) if path.is_file() else None
+        return files.load_yaml(path.read_text()) if path.is_file() else None
     except (OSError, yaml.YAMLError):
         return None
 
@@ -131,12 +134,24 @@ def swept_keys(sweep_dir: Path) -> list[str]:
     """The keys a sweep varies: those given several values on its command line
     (optimizer.lr=1e-3,3e-3, model=mlp,cnn, range(...), glob(...)) and those its sweeper
     searches (hydra.sweeper.params: an Optuna search's space), from its multirun.yaml."""
-    config = read_yaml(sweep_dir / "multirun.yaml") or {}
+    path = sweep_dir / "multirun.yaml"
+    try:
+        stamp: int | None = path.stat().st_mtime_ns
+    except OSError:
+        stamp = None
+    return list(_swept_keys(path, stamp))
+
+
+@functools.lru_cache(maxsize=8)
+def _swept_keys(path: Path, stamp: int | None) -> tuple[str, ...]:
+    """swept_keys, read once per version of multirun.yaml (stamp: its mtime): a job names
+    itself more than once, and Hydra's override parser takes ~10 ms an override."""
+    config = read_yaml(path) or {}
     hydra = config.get("hydra") or {}
     given = list((hydra.get("overrides") or {}).get("task") or [])
     params = (hydra.get("sweeper") or {}).get("params") or {}
     given += [f"{key}={value}" for key, value in params.items()]
-    return [key for key, sweep in map(parsed_sweep, given) if sweep and is_own_key(key)]
+    return tuple(key for key, sweep in map(parsed_sweep, given) if sweep and is_own_key(key))
 
 
 def parsed_sweep(override: str) -> tuple[str, bool]:

@@ -13,7 +13,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import yaml
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
@@ -38,7 +37,7 @@ def job_row(job_dir: Path, monitor: str) -> dict[str, Any]:
         return json.loads(path.read_text()) if path.is_file() else {}
 
     overrides_file = job_dir / ".hydra" / "overrides.yaml"
-    overrides = yaml.safe_load(overrides_file.read_text()) if overrides_file.is_file() else []
+    overrides = files.load_yaml(overrides_file.read_text()) if overrides_file.is_file() else []
     metrics, status = read_json("metrics.json"), read_json("status.json")
     regression = "val/rmse" in metrics
     return {
