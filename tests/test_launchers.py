@@ -1,6 +1,7 @@
 """Parallel jobs (joblib) and clusters (submitit): what can be checked without GPUs or SLURM."""
 
 import csv
+import re
 
 from nntrain.commands.train import device_for_job
 from tests.conftest import run_nntrain
@@ -27,6 +28,13 @@ def test_joblib_launcher_runs_jobs_in_parallel_processes(tmp_path):
         rows = list(csv.DictReader(file))
     assert [r["status"] for r in rows] == ["ok", "ok"]
     assert all((sweep / str(job) / "checkpoints" / "best.pt").is_file() for job in (0, 1))
+    # The two jobs' lines interleave on one terminal: each says whose it is, within 80 columns.
+    rows = [line for line in done.stdout.splitlines() if re.search(r"\b[12]/2 ", line)]
+    assert len(rows) == 4, done.stdout
+    assert sorted(row.split(" | ")[0] for row in rows) == ["job 0"] * 2 + ["job 1"] * 2
+    assert all(len(row) <= 80 for row in rows), rows
+    assert sum(line.startswith("job 0 | epoch ") for line in done.stdout.splitlines()) == 1
+    assert "job 0 | " not in (sweep / "0" / "train.log").read_text()  # its own file needs none
 
 
 def test_slurm_launcher_config_composes(tmp_path):

@@ -131,6 +131,19 @@ def sweep_job() -> Path | None:
         return None
 
 
+def job_prefix() -> str:
+    """`job 3 | ` where this process is one of several running a sweep's jobs side by side on
+    one terminal (hydra/launcher=joblib's workers): their lines interleave, so each says whose
+    it is. Empty in a sweep's own process (its jobs run one after another), a single run, or a
+    SLURM job (each writes its own file)."""
+    import multiprocessing
+
+    if multiprocessing.current_process().name == "MainProcess":
+        return ""
+    job = sweep_job()
+    return "" if job is None else f"job {job.name} | "
+
+
 def job_line(job_dir: Path) -> str:
     """A sweep job's first line: its number and label (its TensorBoard run's name)."""
     from nntrain.reporting.run_names import job_label
@@ -326,7 +339,8 @@ class EpochTable:
         cells = epoch_cells(epoch, max_epochs, metrics)
         header: list[str] = []
         if self._columns is None:
-            self._columns = fitting_columns(cells, self.WIDTH - len("  *"))
+            width = self.WIDTH - len("  *") - len(job_prefix())
+            self._columns = fitting_columns(cells, width)
             header = ["  ".join(name.rjust(width) for name, width in self._columns)]
         row = "  ".join(cells.get(name, "").rjust(width) for name, width in self._columns)
         return [*header, row + ("  *" if improved else "")]
@@ -470,6 +484,9 @@ class ConsoleHandler(logging.Handler):
         try:
             console = get_console()
             text = shortened(record, self.format(record))
+            prefix = job_prefix()
+            if prefix:  # every line of the record (a traceback's too)
+                text = "\n".join(prefix + line for line in text.splitlines())
             # A terminal folds a long line at a space, never inside a word or number; a pipe or
             # a log file keeps one record per line.
             console.print(text, markup=False, highlight=False, soft_wrap=not console.is_terminal)

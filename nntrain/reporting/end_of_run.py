@@ -218,11 +218,14 @@ def draw_all(
 def log_figures(written: Sequence[Path], seconds: float) -> None:
     """One line within 80 columns: the time and the PNGs (in the run dir and TensorBoard); the
     last names left out, counted, when they do not fit."""
+    from nntrain.reporting.console import job_prefix
+
     line = f"figures in {seconds:.1f} s:"
     names = [path.name for path in written]
-    if len(" ".join([line, *names])) > 80:
+    width = 80 - len(job_prefix())
+    if len(" ".join([line, *names])) > width:
         rest = f"… ({len(written)} PNGs)"
-        while names and len(" ".join([line, *names, rest])) > 80:
+        while names and len(" ".join([line, *names, rest])) > width:
             names.pop()
         names.append(rest)
     log.info(" ".join([line, *names]))
