@@ -28,7 +28,7 @@ from nntrain.inference.metrics import confusion_matrix
 from nntrain.reporting import run_names
 from nntrain.reporting.figure_style import Picture, captioned
 from nntrain.reporting.run_names import is_own_key, override_parts
-from nntrain.reporting.tensorboard import FIGURES_GROUP, RunLogger
+from nntrain.reporting.tensorboard import FIGURES_GROUP, RunLogger, metric_columns, task_metrics
 from nntrain.tasks import Task
 
 log = logging.getLogger("nntrain")
@@ -108,27 +108,6 @@ def run_label(config_yaml: str, overrides: Sequence[str]) -> str:
     not repeated. A sweep job's label is its events folder's (nntrain.reporting.run_names)."""
     config = files.load_yaml(config_yaml) if config_yaml else {}
     return run_names.label(str(config.get("name") or "run"), overrides)
-
-
-def task_metrics(task: Task) -> list[str]:
-    """The HParams tab's figures of a task, the one a person compares runs by first: the best
-    epoch's validation figures (accuracy, or the loss a regression follows, its RMSE and R²),
-    the test's, the best epoch."""
-    validation = [f"val/{name}" for name in task.hparams_metrics]
-    test = [f"test/{name}" for name in task.hparams_metrics]
-    if task.has_classes:
-        return [*validation, "val/loss", *test, "test/loss", "best_epoch"]
-    return ["val/loss", *validation, *test, "best_epoch", "test/loss"]
-
-
-def metric_columns(tasks: Sequence[Task]) -> list[str]:
-    """The HParams tab's metric columns: the given tasks' figures first (TensorBoard shows the
-    first five), then every other task's, so that a logdir of classifications and regressions
-    has a column for each whichever run's list TensorBoard reads."""
-    from nntrain.tasks import TASKS
-
-    ordered = [*tasks, *(task for task in TASKS.values() if task not in tasks)]
-    return list(dict.fromkeys(name for task in ordered for name in task_metrics(task)))
 
 
 def hparams_metrics(task: Task, result: Mapping[str, Any]) -> dict[str, float]:

@@ -78,11 +78,11 @@ def write_sweep_experiment(sweep_dir: Path, rows: list[dict[str, Any]]) -> Path 
     ticked, the figures of the sweep's task first. TensorBoard takes its columns from the first
     experiment it finds: the sweep's jobs write none of their own. None when no job wrote its
     HParams record (every job failed)."""
-    from nntrain.reporting.end_of_run import metric_columns
     from nntrain.reporting.run_names import sweep_events_dirs, swept_keys
     from nntrain.reporting.tensorboard import (
         SWEEP_EXPERIMENT_SUFFIX,
         experiment_info,
+        metric_columns,
         read_session_starts,
         start_values,
         write_experiment,

@@ -23,11 +23,14 @@ import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from nntrain.reporting.run_names import events_dir
+
+if TYPE_CHECKING:
+    from nntrain.tasks import Task
 
 
 class RunLogger:
@@ -354,3 +357,27 @@ def write_experiment(folder: Path, experiment: Any, stale: Iterable[Path] = ()) 
     writer.add_event(Event(wall_time=time.time(), summary=experiment_summary(experiment)))
     writer.close()
     return Path(writer.get_logdir())
+
+
+# --- the HParams tab's metric columns (no torch: the sweep's own process reads them) ---
+
+
+def task_metrics(task: Task) -> list[str]:
+    """The HParams tab's figures of a task, the one a person compares runs by first: the best
+    epoch's validation figures (accuracy, or the loss a regression follows, its RMSE and R²),
+    the test's, the best epoch."""
+    validation = [f"val/{name}" for name in task.hparams_metrics]
+    test = [f"test/{name}" for name in task.hparams_metrics]
+    if task.has_classes:
+        return [*validation, "val/loss", *test, "test/loss", "best_epoch"]
+    return ["val/loss", *validation, *test, "best_epoch", "test/loss"]
+
+
+def metric_columns(tasks: Sequence[Task]) -> list[str]:
+    """The HParams tab's metric columns: the given tasks' figures first (TensorBoard shows the
+    first five), then every other task's, so that a logdir of classifications and regressions
+    has a column for each whichever run's list TensorBoard reads."""
+    from nntrain.tasks import TASKS
+
+    ordered = [*tasks, *(task for task in TASKS.values() if task not in tasks)]
+    return list(dict.fromkeys(name for task in ordered for name in task_metrics(task)))
