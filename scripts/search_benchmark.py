@@ -42,7 +42,7 @@ validation split is --val-fraction=0.3 (540 images, 0.19 points each) rather tha
 <sweep dir>/optuna.db (the sweeper keeps it there when no storage is given); each
 configuration's nntrain output goes to <out>/<name>.log.
 
-    python scripts/search_benchmark.py                  # the docs' table (~10 min on 2 cores)
+    python scripts/search_benchmark.py                  # the docs' table (~12 min on 2 cores)
     python scripts/search_benchmark.py --quick          # a smoke check (6 trials of 3 epochs)
     python scripts/search_benchmark.py --only C --repeats 1 --out /tmp/bench
 """
@@ -343,7 +343,7 @@ def parse_arguments() -> argparse.Namespace:
     parser.add_argument("--trials", type=int, default=None, help="trials per search (24)")
     parser.add_argument("--epochs", type=int, default=None, help="epochs per trial (10)")
     parser.add_argument(
-        "--repeats", type=int, default=None, help="runs of each C flow, each pair its own seed (3)"
+        "--repeats", type=int, default=None, help="runs of each C flow, each pair its own seed (5)"
     )
     parser.add_argument("--quick", action="store_true", help="6 trials of 3 epochs, C once")
     parser.add_argument(
@@ -360,7 +360,7 @@ def parse_arguments() -> argparse.Namespace:
     arguments = parser.parse_args()
     arguments.trials = arguments.trials or (6 if arguments.quick else 24)
     arguments.epochs = arguments.epochs or (3 if arguments.quick else 10)
-    arguments.repeats = arguments.repeats or (1 if arguments.quick else 3)
+    arguments.repeats = arguments.repeats or (1 if arguments.quick else 5)
     return arguments
 
 
