@@ -10,9 +10,10 @@ start another. In a search of short trials that was a quarter of the workers' ti
 
 gc.freeze() moves every object alive into a permanent generation that collections skip. It is
 done once per process, at the first sweep job's start, once the modules every job imports are
-imported and before the job builds anything: what it freezes is the imports (and the first
-job's config, which is small), never a model, a data set or a device's memory. Later jobs'
-garbage is collected as before; a collection just has less to walk.
+imported and before the job builds anything: what it freezes is the imports and what Hydra
+made for the first job (its config, its scan of the plugins: kept for good, once per process),
+never a model, a data set or a device's memory. Later jobs' garbage is collected as before; a
+collection just has less to walk.
 """
 
 from __future__ import annotations

@@ -119,7 +119,6 @@ def config_differences(saved: dict[str, Any], current: dict[str, Any]) -> list[s
 
 
 def check_same_run(checkpoint: dict[str, Any], current: dict[str, Any], path: Path) -> None:
-
     saved = with_moved_keys(files.load_yaml(checkpoint.get("config") or "") or {}, current)
     differences = config_differences(saved, current)
     if differences:
@@ -206,7 +205,6 @@ def adopt_checkpoint(checkpoint: Path, state: dict[str, Any], run_dir: Path) -> 
 
 def same_run_configs(one: dict[str, Any], other: dict[str, Any]) -> bool:
     """Whether two checkpoints' configs describe the same run (trainer settings may differ)."""
-
     configs = [files.load_yaml(c.get("config") or "") or {} for c in (one, other)]
     return not config_differences(*configs)
 

@@ -67,7 +67,6 @@ def unquoted(value: str) -> str:
 
 def saved_overrides(run_dir: Path) -> list[str]:
     """The command-line overrides the run was started with (none if .hydra/ is gone)."""
-
     file = run_dir / ".hydra" / "overrides.yaml"
     if not file.is_file():
         return []
@@ -114,7 +113,6 @@ def split_options(argv: list[str]) -> tuple[list[str], list[str]]:
 def run_config_dir(run_dir: Path) -> list[str]:
     """--config-dir DIR when the run was started with one (its .hydra/hydra.yaml records the
     config sources): resuming a run of a user's own model=... needs that folder again."""
-
     file = run_dir / ".hydra" / "hydra.yaml"
     if not file.is_file():
         return []
@@ -275,7 +273,6 @@ def overrides_of_loose(checkpoint: Path, typed: set[str]) -> list[str]:
     """The overrides a checkpoint's run was started with (kept in its checkpoints; none in
     those of nntrain before 2026-11-30, whose config is then compared with the defaults), and
     the new run's name, `<the run's name>-resumed`, unless the user or the run set one."""
-
     from nntrain.checkpoint import load_resumable
 
     saved = load_resumable(checkpoint)

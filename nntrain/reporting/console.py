@@ -339,8 +339,8 @@ class EpochTable:
         cells = epoch_cells(epoch, max_epochs, metrics)
         header: list[str] = []
         if self._columns is None:
-            width = self.WIDTH - len("  *") - len(job_prefix())
-            self._columns = fitting_columns(cells, width)
+            room = self.WIDTH - len("  *") - len(job_prefix())
+            self._columns = fitting_columns(cells, room)
             header = ["  ".join(name.rjust(width) for name, width in self._columns)]
         row = "  ".join(cells.get(name, "").rjust(width) for name, width in self._columns)
         return [*header, row + ("  *" if improved else "")]
