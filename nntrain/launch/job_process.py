@@ -2,8 +2,8 @@
 
 After torch's imports (torch.optim imports torch._dynamo and sympy on an optimizer's first use) a
 process holds about 400,000 objects that live as long as it does. Every full collection of
-Python's cyclic garbage collector walks all of them: 0.15-0.6 s each on this project's 2-CPU
-machine. A joblib worker (hydra/launcher=joblib) pays it about twice per job: loky collects after
+Python's cyclic garbage collector walks all of them: 0.18 s each on this project's 2-CPU
+machine when idle, up to 0.8 s when loaded. A joblib worker (hydra/launcher=joblib) pays it about twice per job: loky collects after
 every call when psutil is missing, and Hydra's per-job plugin scan leaves enough garbage to
 start another. In a search of short trials that was a quarter of the workers' time
 (scripts/search_benchmark.py).
